@@ -1,0 +1,1 @@
+//! the sluice command-line tool

@@ -1,0 +1,1 @@
+//! the Rust client library: Producer, Consumer, Admin

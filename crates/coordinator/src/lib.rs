@@ -1,0 +1,1 @@
+//! the group coordinator service

@@ -1,0 +1,1 @@
+//! the metadata store trait, etcd and embedded implementations

@@ -1,0 +1,1 @@
+//! generated gRPC code from proto/

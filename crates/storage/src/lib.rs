@@ -1,0 +1,1 @@
+//! the partition log storage engine

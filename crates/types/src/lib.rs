@@ -1,0 +1,1 @@
+//! shared ids, error codes and helpers
