@@ -1,0 +1,135 @@
+//! Metadata records as stored in the metadata store (JSON values), and their keys.
+//!
+//! Keys are relative to the cluster's namespace (`/sluice/<cluster>/` in etcd):
+//!
+//! | key | value |
+//! |---|---|
+//! | `brokers/<id>` | [`BrokerRegistration`], bound to the broker's lease |
+//! | `controller` | election prefix; the winner's key revision is the controller epoch |
+//! | `controller-info` | [`ControllerInfo`] of the active controller, bound to its lease |
+//! | `topics/<name>` | [`TopicRecord`] |
+//! | `partitions/<topic>/<p>` | [`PartitionState`] |
+//! | `producer-ids` | [`ProducerIdBlock`], the next free block |
+//! | `cluster-id` | the cluster id, a UUID string |
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub const BROKERS_PREFIX: &str = "brokers/";
+pub const TOPICS_PREFIX: &str = "topics/";
+pub const PARTITIONS_PREFIX: &str = "partitions/";
+pub const CONTROLLER_ELECTION: &str = "controller";
+pub const CONTROLLER_INFO_KEY: &str = "controller-info";
+pub const PRODUCER_IDS_KEY: &str = "producer-ids";
+pub const CLUSTER_ID_KEY: &str = "cluster-id";
+
+pub fn broker_key(id: i32) -> String {
+    format!("{BROKERS_PREFIX}{id}")
+}
+
+pub fn topic_key(name: &str) -> String {
+    format!("{TOPICS_PREFIX}{name}")
+}
+
+pub fn partitions_prefix(topic: &str) -> String {
+    format!("{PARTITIONS_PREFIX}{topic}/")
+}
+
+pub fn partition_key(topic: &str, partition: i32) -> String {
+    format!("{PARTITIONS_PREFIX}{topic}/{partition}")
+}
+
+/// Parses `partitions/<topic>/<p>`.
+pub fn parse_partition_key(key: &str) -> Option<(&str, i32)> {
+    let rest = key.strip_prefix(PARTITIONS_PREFIX)?;
+    let (topic, p) = rest.rsplit_once('/')?;
+    Some((topic, p.parse().ok()?))
+}
+
+/// A live broker, written by the broker itself under its lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    pub broker_id: i32,
+    /// Advertised host and port clients connect to.
+    pub host: String,
+    pub port: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<String>,
+    pub start_time_ms: i64,
+    /// The registration's lease id: a new incarnation has a new epoch.
+    pub epoch: i64,
+}
+
+/// The active controller's endpoint, so brokers can point clients at it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControllerInfo {
+    pub controller_id: i32,
+    pub host: String,
+    pub port: i32,
+    pub epoch: i64,
+}
+
+/// A topic: its id, configuration overrides and replica assignment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicRecord {
+    pub name: String,
+    pub topic_id: String,
+    /// Replica broker ids per partition, the preferred leader first.
+    pub assignment: Vec<Vec<i32>>,
+    #[serde(default)]
+    pub configs: BTreeMap<String, String>,
+    #[serde(default)]
+    pub internal: bool,
+}
+
+impl TopicRecord {
+    pub fn num_partitions(&self) -> i32 {
+        self.assignment.len() as i32
+    }
+
+    pub fn replication_factor(&self) -> i32 {
+        self.assignment.first().map_or(0, |r| r.len() as i32)
+    }
+}
+
+/// The leadership state of one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// Leader broker id, or -1 when no replica can lead.
+    pub leader: i32,
+    /// Bumped on every leadership change.
+    pub leader_epoch: i32,
+    pub isr: Vec<i32>,
+    /// Bumped on every change of this record (leader or ISR): AlterPartition
+    /// requests based on an older one are refused.
+    pub partition_epoch: i32,
+}
+
+/// The next free producer-id block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerIdBlock {
+    pub next_start: i64,
+}
+
+/// Serializes a record for the store.
+pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("metadata records always serialize")
+}
+
+/// Parses a record from the store.
+pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, serde_json::Error> {
+    serde_json::from_slice(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_keys_parse_back() {
+        let k = partition_key("a-b/c", 7);
+        assert_eq!(parse_partition_key(&k), Some(("a-b/c", 7)));
+        assert_eq!(parse_partition_key("topics/x"), None);
+    }
+}
