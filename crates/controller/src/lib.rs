@@ -1,1 +1,23 @@
-//! the controller service
+//! The Sluice controller: the only writer of cluster metadata.
+//!
+//! Several controllers may run; one wins the election in the metadata store and
+//! the others wait. Every write the active controller makes is a transaction
+//! fenced by its election key, so a deposed controller cannot write.
+//!
+//! # Layout
+//! - [`config`]: [`ControllerConfig`], Kafka's key names and defaults.
+//! - [`placement`]: replica placement (pure: spread replicas and leaders evenly).
+//! - [`topic_config`]: validation of per-topic configuration overrides.
+//! - [`controller`]: [`Controller`], the election loop and the admin operations
+//!   (create/delete topics, add partitions, describe the cluster).
+//! - [`service`]: the gRPC `Controller` service, one file per RPC family.
+
+pub mod config;
+pub mod controller;
+pub mod placement;
+pub mod service;
+pub mod topic_config;
+
+pub use config::ControllerConfig;
+pub use controller::Controller;
+pub use service::ControllerService;

@@ -1,0 +1,74 @@
+//! Controller configuration, with Kafka's key names where Kafka has one.
+
+use serde::Deserialize;
+use sluice_types::config::ConfigError;
+
+/// Settings of one controller. Every field has Kafka's default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControllerConfig {
+    /// `controller.id`: this controller's id, shown in metadata.
+    #[serde(rename = "controller.id")]
+    pub controller_id: i32,
+    /// Host clients reach this controller on (its advertised endpoint).
+    #[serde(rename = "advertised.host")]
+    pub advertised_host: String,
+    /// Port clients reach this controller on.
+    #[serde(rename = "advertised.port")]
+    pub advertised_port: i32,
+    /// `num.partitions`: partitions of a topic created without a count.
+    #[serde(rename = "num.partitions")]
+    pub num_partitions: i32,
+    /// `default.replication.factor`: replicas of a topic created without one.
+    #[serde(rename = "default.replication.factor")]
+    pub default_replication_factor: i32,
+    /// Lease time-to-live in milliseconds: how long after a crash another
+    /// controller takes over.
+    #[serde(rename = "controller.lease.ms")]
+    pub lease_ms: u64,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`.
+    #[serde(rename = "offsets.topic.num.partitions")]
+    pub offsets_topic_num_partitions: i32,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            controller_id: 1,
+            advertised_host: "127.0.0.1".into(),
+            advertised_port: 9092,
+            num_partitions: 1,
+            default_replication_factor: 1,
+            lease_ms: 6000,
+            offsets_topic_num_partitions: 50,
+        }
+    }
+}
+
+impl ControllerConfig {
+    /// Checks ranges; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.num_partitions < 1 {
+            return Err(ConfigError::invalid("num.partitions", "must be at least 1"));
+        }
+        if self.default_replication_factor < 1 {
+            return Err(ConfigError::invalid(
+                "default.replication.factor",
+                "must be at least 1",
+            ));
+        }
+        if self.lease_ms < 1000 {
+            return Err(ConfigError::invalid(
+                "controller.lease.ms",
+                "must be at least 1000 (etcd leases have one-second granularity)",
+            ));
+        }
+        if self.offsets_topic_num_partitions < 1 {
+            return Err(ConfigError::invalid(
+                "offsets.topic.num.partitions",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,593 @@
+//! The controller: election loop and admin operations on the metadata store.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use sluice_metastore::{Compare, LeaderKey, MetaError, MetadataStore, Op, Txn};
+use sluice_types::meta::{
+    self, BrokerRegistration, ControllerInfo, PartitionState, ProducerIdBlock, TopicRecord,
+};
+use sluice_types::names::{collision_name, is_internal_topic, validate_topic_name};
+use sluice_types::{ApiError, ErrorCode};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::ControllerConfig;
+use crate::placement::assign_replicas;
+use crate::topic_config;
+
+/// Producer ids handed to a broker per AllocateProducerIds call (Kafka's 1000).
+pub const PRODUCER_ID_BLOCK_SIZE: i32 = 1000;
+
+/// A topic to create, after defaults are applied by [`Controller::create_topic`].
+#[derive(Debug, Clone, Default)]
+pub struct NewTopic {
+    pub name: String,
+    /// -1 for `num.partitions`.
+    pub num_partitions: i32,
+    /// -1 for `default.replication.factor`.
+    pub replication_factor: i32,
+    /// Explicit placement, partition order.
+    pub assignment: Option<Vec<Vec<i32>>>,
+    pub configs: BTreeMap<String, String>,
+}
+
+/// One controller instance. Cheap to share: the state is the store and the
+/// current leadership.
+pub struct Controller {
+    store: Arc<dyn MetadataStore>,
+    config: ControllerConfig,
+    /// `Some` while this instance is the active controller.
+    leadership: watch::Sender<Option<LeaderKey>>,
+}
+
+pub(crate) fn meta_err(e: MetaError) -> ApiError {
+    let code = if sluice_metastore::is_retriable(&e) {
+        ErrorCode::MetadataStoreUnavailable
+    } else {
+        ErrorCode::UnknownServerError
+    };
+    ApiError::new(code, format!("metadata store: {e}"))
+}
+
+fn corrupt(key: &str, e: serde_json::Error) -> ApiError {
+    ApiError::internal(format!("corrupt metadata record {key}: {e}"))
+}
+
+impl Controller {
+    pub fn new(store: Arc<dyn MetadataStore>, config: ControllerConfig) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            config,
+            leadership: watch::Sender::new(None),
+        })
+    }
+
+    pub fn config(&self) -> &ControllerConfig {
+        &self.config
+    }
+
+    /// Whether this instance is the active controller now.
+    pub fn is_active(&self) -> bool {
+        self.leadership.borrow().is_some()
+    }
+
+    /// Resolves when this instance becomes the active controller.
+    pub async fn wait_active(&self) {
+        let mut rx = self.leadership.subscribe();
+        let _ = rx.wait_for(|l| l.is_some()).await;
+    }
+
+    fn leader_key(&self) -> Result<LeaderKey, ApiError> {
+        self.leadership.borrow().clone().ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::NotController,
+                format!(
+                    "controller {} is not the active controller",
+                    self.config.controller_id
+                ),
+            )
+        })
+    }
+
+    /// Campaigns for leadership, serves while elected, and campaigns again after
+    /// losing the lease, until `shutdown` fires.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let ttl = Duration::from_millis(self.config.lease_ms);
+        while !shutdown.is_cancelled() {
+            match self.clone().serve_one_term(ttl, &shutdown).await {
+                Ok(()) => {}
+                Err(e) => {
+                    warn!(error = %e, "controller term ended; campaigning again");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                }
+            }
+        }
+        self.leadership.send_replace(None);
+    }
+
+    async fn serve_one_term(
+        self: Arc<Self>,
+        ttl: Duration,
+        shutdown: &CancellationToken,
+    ) -> Result<(), MetaError> {
+        let lease = self.store.grant_lease(ttl).await?;
+        let keeper = self.store.keep_alive(lease).await?;
+        let value = self.config.controller_id.to_string().into_bytes();
+        let leader = tokio::select! {
+            _ = shutdown.cancelled() => {
+                let _ = self.store.revoke_lease(lease).await;
+                return Ok(());
+            }
+            _ = keeper.lost() => return Err(MetaError::LeaseNotFound { lease }),
+            l = self.store.campaign(meta::CONTROLLER_ELECTION, value, lease) => l?,
+        };
+        let info = ControllerInfo {
+            controller_id: self.config.controller_id,
+            host: self.config.advertised_host.clone(),
+            port: self.config.advertised_port,
+            epoch: leader.revision,
+        };
+        // Fenced like every other write: if we already lost, this fails.
+        let res = self
+            .store
+            .txn(
+                Txn::fenced(&leader)
+                    .and_then(Op::Put {
+                        key: meta::CONTROLLER_INFO_KEY.into(),
+                        value: meta::encode(&info),
+                        lease,
+                    })
+                    .and_then(Op::Put {
+                        key: meta::CLUSTER_ID_KEY.into(),
+                        value: self.cluster_id_or_new().await?.into_bytes(),
+                        lease: 0,
+                    }),
+            )
+            .await?;
+        if !res.succeeded {
+            return Err(MetaError::LeaseNotFound { lease });
+        }
+        info!(
+            controller_id = self.config.controller_id,
+            epoch = leader.revision,
+            "elected active controller"
+        );
+        self.leadership.send_replace(Some(leader.clone()));
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                self.leadership.send_replace(None);
+                let _ = self.store.resign(&leader).await;
+                let _ = self.store.revoke_lease(lease).await;
+                info!("controller resigned on shutdown");
+                Ok(())
+            }
+            _ = keeper.lost() => {
+                // Step down at once: another controller may already be elected.
+                self.leadership.send_replace(None);
+                warn!("controller lease lost; stepped down");
+                Err(MetaError::LeaseNotFound { lease })
+            }
+        }
+    }
+
+    async fn cluster_id_or_new(&self) -> Result<String, MetaError> {
+        Ok(match self.store.get(meta::CLUSTER_ID_KEY).await? {
+            Some(kv) => String::from_utf8_lossy(&kv.value).into_owned(),
+            None => uuid::Uuid::new_v4().to_string(),
+        })
+    }
+
+    /// The cluster id, once a controller has been elected.
+    pub async fn cluster_id(&self) -> Result<String, ApiError> {
+        Ok(self
+            .store
+            .get(meta::CLUSTER_ID_KEY)
+            .await
+            .map_err(meta_err)?
+            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+            .unwrap_or_default())
+    }
+
+    /// Registered (live) brokers, sorted by id.
+    pub async fn live_brokers(&self) -> Result<Vec<BrokerRegistration>, ApiError> {
+        let (kvs, _) = self
+            .store
+            .range(meta::BROKERS_PREFIX)
+            .await
+            .map_err(meta_err)?;
+        let mut out = Vec::with_capacity(kvs.len());
+        for kv in kvs {
+            out.push(
+                meta::decode::<BrokerRegistration>(&kv.value).map_err(|e| corrupt(&kv.key, e))?,
+            );
+        }
+        out.sort_by_key(|b| b.broker_id);
+        Ok(out)
+    }
+
+    /// The active controller's endpoint and epoch, if one is elected.
+    pub async fn active_controller(&self) -> Result<Option<ControllerInfo>, ApiError> {
+        let Some(kv) = self
+            .store
+            .get(meta::CONTROLLER_INFO_KEY)
+            .await
+            .map_err(meta_err)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(
+            meta::decode(&kv.value).map_err(|e| corrupt(&kv.key, e))?,
+        ))
+    }
+
+    async fn topic(&self, name: &str) -> Result<Option<(TopicRecord, i64)>, ApiError> {
+        let key = meta::topic_key(name);
+        let Some(kv) = self.store.get(&key).await.map_err(meta_err)? else {
+            return Ok(None);
+        };
+        let t = meta::decode(&kv.value).map_err(|e| corrupt(&key, e))?;
+        Ok(Some((t, kv.mod_revision)))
+    }
+
+    /// Creates a topic: validates, places replicas over live brokers, and writes
+    /// the topic and its partition states in one fenced transaction.
+    pub async fn create_topic(
+        &self,
+        req: NewTopic,
+        validate_only: bool,
+    ) -> Result<TopicRecord, ApiError> {
+        let leader = self.leader_key()?;
+        validate_topic_name(&req.name)?;
+        if is_internal_topic(&req.name) || req.name.starts_with("__") {
+            return Err(ApiError::new(
+                ErrorCode::InvalidTopicException,
+                format!(
+                    "topic names starting with \"__\" are reserved for internal topics: \"{}\"",
+                    req.name
+                ),
+            ));
+        }
+        topic_config::validate(&req.configs)?;
+        let brokers: Vec<i32> = self
+            .live_brokers()
+            .await?
+            .into_iter()
+            .map(|b| b.broker_id)
+            .collect();
+        let assignment = match req.assignment {
+            Some(a) => {
+                if req.num_partitions != -1 || req.replication_factor != -1 {
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidRequest,
+                        "give either an explicit replica assignment or partitions and replication factor, not both",
+                    ));
+                }
+                validate_assignment(&a, &brokers)?;
+                a
+            }
+            None => {
+                let partitions = if req.num_partitions == -1 {
+                    self.config.num_partitions
+                } else {
+                    req.num_partitions
+                };
+                if partitions < 1 {
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidPartitions,
+                        format!("number of partitions must be at least 1, got {partitions}"),
+                    ));
+                }
+                let rf = if req.replication_factor == -1 {
+                    self.config.default_replication_factor
+                } else {
+                    req.replication_factor
+                };
+                let mut rng = rand::rng();
+                let n = brokers.len().max(1);
+                assign_replicas(
+                    &brokers,
+                    0,
+                    partitions,
+                    rf,
+                    rng.random_range(0..n),
+                    rng.random_range(0..n),
+                )?
+            }
+        };
+        if let Some((existing, _)) = self.topic(&req.name).await? {
+            return Err(topic_exists(&existing.name));
+        }
+        let (topics, _) = self
+            .store
+            .range(meta::TOPICS_PREFIX)
+            .await
+            .map_err(meta_err)?;
+        let collision = collision_name(&req.name);
+        for kv in &topics {
+            let other = kv.key.trim_start_matches(meta::TOPICS_PREFIX);
+            if collision_name(other) == collision {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidTopicException,
+                    format!(
+                        "topic \"{}\" collides with existing topic \"{other}\": '.' and '_' may not be the only difference",
+                        req.name
+                    ),
+                ));
+            }
+        }
+        let record = TopicRecord {
+            name: req.name.clone(),
+            topic_id: uuid::Uuid::new_v4().to_string(),
+            assignment,
+            configs: req.configs,
+            internal: false,
+        };
+        if validate_only {
+            return Ok(record);
+        }
+        self.write_new_topic(&leader, &record, &brokers).await?;
+        info!(topic = %record.name, partitions = record.num_partitions(), rf = record.replication_factor(), "created topic");
+        Ok(record)
+    }
+
+    async fn write_new_topic(
+        &self,
+        leader: &LeaderKey,
+        record: &TopicRecord,
+        live: &[i32],
+    ) -> Result<(), ApiError> {
+        let key = meta::topic_key(&record.name);
+        let mut txn = Txn::fenced(leader)
+            .when(Compare::absent(key.clone()))
+            .and_then(Op::Put {
+                key,
+                value: meta::encode(record),
+                lease: 0,
+            });
+        for (p, replicas) in record.assignment.iter().enumerate() {
+            txn = txn.and_then(Op::Put {
+                key: meta::partition_key(&record.name, p as i32),
+                value: meta::encode(&initial_state(replicas, live)),
+                lease: 0,
+            });
+        }
+        self.commit(txn, || topic_exists(&record.name)).await
+    }
+
+    /// Runs a fenced transaction; a failed compare is either lost leadership or
+    /// the caller's own condition (`on_conflict`).
+    async fn commit(
+        &self,
+        txn: Txn,
+        on_conflict: impl FnOnce() -> ApiError,
+    ) -> Result<(), ApiError> {
+        let res = self.store.txn(txn).await.map_err(meta_err)?;
+        if res.succeeded {
+            return Ok(());
+        }
+        // Tell the two apart so a deposed controller says so.
+        self.leader_key()?;
+        let current = self.leadership.borrow().clone();
+        let still = match current {
+            Some(l) => self
+                .store
+                .get(&l.key)
+                .await
+                .map_err(meta_err)?
+                .is_some_and(|kv| kv.create_revision == l.revision),
+            None => false,
+        };
+        if !still {
+            self.leadership.send_replace(None);
+            return Err(ApiError::new(
+                ErrorCode::NotController,
+                "this controller lost its leadership during the write; nothing was written",
+            ));
+        }
+        Err(on_conflict())
+    }
+
+    /// Deletes a topic's metadata; brokers delete its data when they see it go.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), ApiError> {
+        let leader = self.leader_key()?;
+        if is_internal_topic(name) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidTopicException,
+                format!("internal topic \"{name}\" cannot be deleted"),
+            ));
+        }
+        if self.topic(name).await?.is_none() {
+            return Err(ApiError::unknown_topic(name));
+        }
+        let key = meta::topic_key(name);
+        let txn = Txn::fenced(&leader)
+            .when(Compare::present(key.clone()))
+            .and_then(Op::Delete { key })
+            .and_then(Op::DeletePrefix {
+                prefix: meta::partitions_prefix(name),
+            });
+        self.commit(txn, || ApiError::unknown_topic(name)).await?;
+        info!(topic = %name, "deleted topic");
+        Ok(())
+    }
+
+    /// Raises a topic's partition count to `count`.
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        assignment: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        let leader = self.leader_key()?;
+        let Some((mut topic, rev)) = self.topic(name).await? else {
+            return Err(ApiError::unknown_topic(name));
+        };
+        let current = topic.num_partitions();
+        if count <= current {
+            return Err(ApiError::new(
+                ErrorCode::InvalidPartitions,
+                format!(
+                    "topic \"{name}\" has {current} partitions; the new count {count} must be higher"
+                ),
+            ));
+        }
+        let brokers: Vec<i32> = self
+            .live_brokers()
+            .await?
+            .into_iter()
+            .map(|b| b.broker_id)
+            .collect();
+        let added = match assignment {
+            Some(a) => {
+                if a.len() as i32 != count - current {
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidReplicaAssignment,
+                        format!(
+                            "assignment covers {} partitions, {} are being added",
+                            a.len(),
+                            count - current
+                        ),
+                    ));
+                }
+                validate_assignment(&a, &brokers)?;
+                a
+            }
+            None => {
+                let mut rng = rand::rng();
+                let n = brokers.len().max(1);
+                assign_replicas(
+                    &brokers,
+                    current,
+                    count - current,
+                    topic.replication_factor(),
+                    rng.random_range(0..n),
+                    rng.random_range(0..n),
+                )?
+            }
+        };
+        if validate_only {
+            return Ok(());
+        }
+        let key = meta::topic_key(name);
+        let mut txn = Txn::fenced(&leader).when(Compare::mod_revision_eq(key.clone(), rev));
+        for (i, replicas) in added.iter().enumerate() {
+            txn = txn.and_then(Op::Put {
+                key: meta::partition_key(name, current + i as i32),
+                value: meta::encode(&initial_state(replicas, &brokers)),
+                lease: 0,
+            });
+        }
+        topic.assignment.extend(added);
+        txn = txn.and_then(Op::Put {
+            key,
+            value: meta::encode(&topic),
+            lease: 0,
+        });
+        self.commit(txn, || {
+            ApiError::new(
+                ErrorCode::InvalidPartitions,
+                format!("topic \"{name}\" changed concurrently; retry"),
+            )
+        })
+        .await?;
+        info!(topic = %name, from = current, to = count, "added partitions");
+        Ok(())
+    }
+
+    /// Hands out the next block of producer ids (fenced CAS on `producer-ids`).
+    pub async fn allocate_producer_ids(&self) -> Result<(i64, i32), ApiError> {
+        let leader = self.leader_key()?;
+        for _ in 0..16 {
+            let current = self
+                .store
+                .get(meta::PRODUCER_IDS_KEY)
+                .await
+                .map_err(meta_err)?;
+            let (start, cond) = match &current {
+                Some(kv) => (
+                    meta::decode::<ProducerIdBlock>(&kv.value)
+                        .map_err(|e| corrupt(meta::PRODUCER_IDS_KEY, e))?
+                        .next_start,
+                    Compare::mod_revision_eq(meta::PRODUCER_IDS_KEY, kv.mod_revision),
+                ),
+                None => (0, Compare::absent(meta::PRODUCER_IDS_KEY)),
+            };
+            let next = ProducerIdBlock {
+                next_start: start + PRODUCER_ID_BLOCK_SIZE as i64,
+            };
+            let txn = Txn::fenced(&leader).when(cond).and_then(Op::Put {
+                key: meta::PRODUCER_IDS_KEY.into(),
+                value: meta::encode(&next),
+                lease: 0,
+            });
+            match self
+                .commit(txn, || ApiError::internal("producer id block raced"))
+                .await
+            {
+                Ok(()) => return Ok((start, PRODUCER_ID_BLOCK_SIZE)),
+                Err(e) if e.code == ErrorCode::UnknownServerError => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ApiError::new(
+            ErrorCode::RequestTimedOut,
+            "could not allocate producer ids: too much contention",
+        ))
+    }
+}
+
+fn topic_exists(name: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::TopicAlreadyExists,
+        format!("topic \"{name}\" already exists"),
+    )
+}
+
+/// A new partition's state: the first live replica leads, every replica is in sync
+/// (they are all empty).
+fn initial_state(replicas: &[i32], live: &[i32]) -> PartitionState {
+    let leader = replicas
+        .iter()
+        .copied()
+        .find(|r| live.contains(r))
+        .unwrap_or(-1);
+    PartitionState {
+        leader,
+        leader_epoch: 0,
+        isr: replicas.to_vec(),
+        partition_epoch: 0,
+    }
+}
+
+fn validate_assignment(a: &[Vec<i32>], live: &[i32]) -> Result<(), ApiError> {
+    let bad = |m: String| Err(ApiError::new(ErrorCode::InvalidReplicaAssignment, m));
+    let Some(first) = a.first() else {
+        return bad("the assignment is empty".into());
+    };
+    for (p, replicas) in a.iter().enumerate() {
+        if replicas.is_empty() || replicas.len() != first.len() {
+            return bad(format!(
+                "partition {p} has {} replicas; every partition needs the same non-zero count",
+                replicas.len()
+            ));
+        }
+        let distinct: HashSet<_> = replicas.iter().collect();
+        if distinct.len() != replicas.len() {
+            return bad(format!("partition {p} lists a broker twice: {replicas:?}"));
+        }
+        if let Some(b) = replicas.iter().find(|b| !live.contains(b)) {
+            return bad(format!(
+                "partition {p} names broker {b}, which is not a live broker"
+            ));
+        }
+    }
+    Ok(())
+}
