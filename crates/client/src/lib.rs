@@ -1,1 +1,38 @@
-//! the Rust client library: Producer, Consumer, Admin
+//! The Sluice client library: [`Producer`], [`Consumer`] and [`Admin`] on the
+//! gRPC stubs of `sluice-proto`.
+//!
+//! Properties use Kafka's names ([`ClientConfig`]); errors carry Sluice's
+//! stable codes ([`ClientError::code`]) and display as `CODE_NAME: message`.
+//!
+//! # Layout
+//! - [`config`]: [`ClientConfig`], parsed from Kafka `key=value` properties.
+//! - [`error`]: [`ClientError`], wrapping the server's [`sluice_types::ApiError`].
+//! - [`cluster`]: bootstrap, the metadata cache (brokers, partition leaders,
+//!   controller) and one lazily connected tonic channel per broker.
+//! - [`admin`]: [`Admin`]: create/delete topics, add partitions, list and
+//!   describe topics, describe the cluster (through the active controller).
+//! - [`producer`]: [`Producer`]: partitioner (murmur2 / sticky), record
+//!   accumulator (batches per partition), and the sender task (one Produce per
+//!   broker per drain, raw v2 batches).
+//! - [`consumer`]: [`Consumer`]: assign/seek/poll with long-poll fetches of raw
+//!   v2 batches, decoded off the poll path.
+//! - [`types`]: [`TopicPartition`].
+
+pub mod admin;
+pub mod cluster;
+pub mod config;
+pub mod consumer;
+pub mod error;
+pub mod producer;
+pub mod types;
+
+pub use admin::{
+    Admin, BrokerInfo, ClusterDescription, CoordinatorInfo, CreatedTopic, NewTopic,
+    PartitionDescription, TopicDescription, TopicListing,
+};
+pub use config::{Acks, ClientConfig, IsolationLevel, OffsetReset, PartitionerKind};
+pub use consumer::{Consumer, ConsumerRecord};
+pub use error::{ClientError, Result};
+pub use producer::{DeliveryFuture, Producer, ProducerRecord, RecordMetadata};
+pub use sluice_types::{ApiError, ErrorCode};
+pub use types::TopicPartition;

@@ -1,1 +1,0 @@
-//! the sluice command-line tool

@@ -1,0 +1,278 @@
+//! [`Cluster`]: bootstrap, the metadata cache and one gRPC channel per broker.
+//!
+//! Channels are created lazily (tonic `connect_lazy`) with the settings the
+//! data path needs: TCP nodelay, large HTTP/2 windows so multi-MiB batches do
+//! not stall on flow control, and message limits above `fetch.max.bytes`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_proto::broker::broker_client::BrokerClient;
+use sluice_proto::broker::{MetadataRequest, MetadataResponse};
+use sluice_proto::controller::controller_client::ControllerClient;
+use sluice_types::{ApiError, ErrorCode};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::config::ClientConfig;
+use crate::error::{ClientError, Result};
+
+/// Largest gRPC message the client sends or accepts.
+pub const MAX_MESSAGE_SIZE: usize = 256 * 1024 * 1024;
+const STREAM_WINDOW: u32 = 8 * 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+/// How long a producer waits for a topic that Metadata says does not exist,
+/// before failing with `UNKNOWN_TOPIC_OR_PARTITION` (Kafka waits `max.block.ms`).
+pub const UNKNOWN_TOPIC_WAIT: Duration = Duration::from_millis(1500);
+
+/// A partition as the client sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLeader {
+    /// The leader's broker id, or -1.
+    pub leader: i32,
+    pub leader_epoch: i32,
+}
+
+/// The cached view of one topic.
+#[derive(Debug, Clone)]
+pub struct TopicInfo {
+    pub partitions: Vec<PartitionLeader>,
+}
+
+#[derive(Default)]
+struct Cache {
+    brokers: HashMap<i32, String>,
+    controller: Option<String>,
+    topics: HashMap<String, TopicInfo>,
+    /// Channel per `host:port`.
+    channels: HashMap<String, Channel>,
+}
+
+/// Shared connection and metadata state of one client.
+pub struct Cluster {
+    pub(crate) config: ClientConfig,
+    // A std-style lock: nothing awaits while holding it.
+    cache: parking_lot::Mutex<Cache>,
+}
+
+impl Cluster {
+    pub fn new(config: ClientConfig) -> Result<Arc<Self>> {
+        config.validate()?;
+        Ok(Arc::new(Cluster {
+            config,
+            cache: parking_lot::Mutex::new(Cache::default()),
+        }))
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    fn channel(&self, addr: &str) -> Result<Channel> {
+        let mut cache = self.cache.lock();
+        if let Some(c) = cache.channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let uri = if addr.contains("://") {
+            addr.to_string()
+        } else {
+            format!("http://{addr}")
+        };
+        let endpoint = Endpoint::from_shared(uri).map_err(|e| {
+            ClientError::config("bootstrap.servers", format!("bad address \"{addr}\": {e}"))
+        })?;
+        let channel = endpoint
+            .tcp_nodelay(true)
+            .connect_timeout(self.config.request_timeout.min(Duration::from_secs(10)))
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .connect_lazy();
+        cache.channels.insert(addr.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    /// A Broker client for `host:port`.
+    pub fn broker_at(&self, addr: &str) -> Result<BrokerClient<Channel>> {
+        Ok(BrokerClient::new(self.channel(addr)?)
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE))
+    }
+
+    /// The address of a broker by id, from the cache.
+    pub fn broker_addr(&self, id: i32) -> Option<String> {
+        self.cache.lock().brokers.get(&id).cloned()
+    }
+
+    /// A Broker client for a broker id.
+    pub fn broker(&self, id: i32) -> Result<(String, BrokerClient<Channel>)> {
+        let addr = self.broker_addr(id).ok_or_else(|| {
+            ClientError::api(
+                ErrorCode::LeaderNotAvailable,
+                format!("broker {id} is not in the cluster metadata"),
+            )
+        })?;
+        let c = self.broker_at(&addr)?;
+        Ok((addr, c))
+    }
+
+    /// A Controller client for the active controller, refreshing metadata
+    /// when it is not known.
+    pub async fn controller(&self) -> Result<(String, ControllerClient<Channel>)> {
+        let mut addr = self.cache.lock().controller.clone();
+        if addr.is_none() {
+            self.refresh(&[]).await?;
+            addr = self.cache.lock().controller.clone();
+        }
+        let addr = addr.ok_or_else(|| {
+            ClientError::api(ErrorCode::NotController, "no active controller right now")
+        })?;
+        let c = ControllerClient::new(self.channel(&addr)?)
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE);
+        Ok((addr, c))
+    }
+
+    /// Sends Metadata to a known broker or a bootstrap server (the first that
+    /// answers) and updates the cache with the answer.
+    pub async fn metadata(
+        &self,
+        topics: &[String],
+        include_internal: bool,
+    ) -> Result<MetadataResponse> {
+        let mut candidates: Vec<String> = self.cache.lock().brokers.values().cloned().collect();
+        candidates.sort();
+        for b in &self.config.bootstrap_servers {
+            if !candidates.contains(b) {
+                candidates.push(b.clone());
+            }
+        }
+        let req = MetadataRequest {
+            topics: topics.to_vec(),
+            allow_auto_topic_creation: false,
+            include_internal,
+        };
+        let mut last: Option<ClientError> = None;
+        for addr in candidates {
+            let mut client = self.broker_at(&addr)?;
+            let mut r = tonic::Request::new(req.clone());
+            r.set_timeout(self.config.request_timeout);
+            match tokio::time::timeout(self.config.request_timeout, client.metadata(r)).await {
+                Ok(Ok(resp)) => {
+                    let resp = resp.into_inner();
+                    self.update(&resp);
+                    return Ok(resp);
+                }
+                Ok(Err(status)) => {
+                    tracing::debug!(broker = %addr, %status, "metadata failed");
+                    last = Some(ClientError::from_status(&addr, &status));
+                }
+                Err(_) => {
+                    last = Some(ClientError::api(
+                        ErrorCode::RequestTimedOut,
+                        format!("broker {addr}: metadata timed out"),
+                    ))
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::config("bootstrap.servers", "no server to ask")))
+    }
+
+    /// Refreshes the cache for `topics` (empty: brokers and controller only).
+    pub async fn refresh(&self, topics: &[String]) -> Result<()> {
+        self.metadata(topics, false).await.map(|_| ())
+    }
+
+    fn update(&self, resp: &MetadataResponse) {
+        let mut cache = self.cache.lock();
+        if !resp.brokers.is_empty() {
+            cache.brokers = resp
+                .brokers
+                .iter()
+                .map(|b| (b.broker_id, format!("{}:{}", b.host, b.port)))
+                .collect();
+        }
+        cache.controller = resp
+            .controller
+            .as_ref()
+            .map(|c| format!("{}:{}", c.host, c.port));
+        for t in &resp.topics {
+            match ApiError::from_proto(t.error.as_ref()) {
+                None => {
+                    let mut partitions = vec![
+                        PartitionLeader {
+                            leader: -1,
+                            leader_epoch: -1
+                        };
+                        t.partitions.len()
+                    ];
+                    for p in &t.partitions {
+                        if let Some(slot) = usize::try_from(p.partition)
+                            .ok()
+                            .and_then(|i| partitions.get_mut(i))
+                        {
+                            *slot = PartitionLeader {
+                                leader: p.leader_id,
+                                leader_epoch: p.leader_epoch,
+                            };
+                        }
+                    }
+                    cache
+                        .topics
+                        .insert(t.name.clone(), TopicInfo { partitions });
+                }
+                Some(_) => {
+                    cache.topics.remove(&t.name);
+                }
+            }
+        }
+    }
+
+    /// The cached view of a topic.
+    pub fn topic(&self, topic: &str) -> Option<TopicInfo> {
+        self.cache.lock().topics.get(topic).cloned()
+    }
+
+    /// The cached leader of a partition (-1 when unknown).
+    pub fn leader(&self, topic: &str, partition: i32) -> PartitionLeader {
+        self.cache
+            .lock()
+            .topics
+            .get(topic)
+            .and_then(|t| t.partitions.get(partition as usize).cloned())
+            .unwrap_or(PartitionLeader {
+                leader: -1,
+                leader_epoch: -1,
+            })
+    }
+
+    /// The partition count of `topic`, fetching metadata when it is not cached.
+    /// A topic Metadata reports as missing is retried for
+    /// [`UNKNOWN_TOPIC_WAIT`] (it may have just been created), then fails fast
+    /// with `UNKNOWN_TOPIC_OR_PARTITION`.
+    pub async fn partition_count(&self, topic: &str) -> Result<i32> {
+        if let Some(t) = self.topic(topic) {
+            return Ok(t.partitions.len() as i32);
+        }
+        let deadline = Instant::now() + UNKNOWN_TOPIC_WAIT;
+        let topics = [topic.to_string()];
+        loop {
+            let resp = self.metadata(&topics, false).await?;
+            let err = resp
+                .topics
+                .iter()
+                .find(|t| t.name == topic)
+                .and_then(|t| ApiError::from_proto(t.error.as_ref()));
+            if let Some(t) = self.topic(topic)
+                && !t.partitions.is_empty()
+            {
+                return Ok(t.partitions.len() as i32);
+            }
+            let err = err.unwrap_or_else(|| ApiError::unknown_topic(topic));
+            if err.code == ErrorCode::InvalidTopicException || Instant::now() >= deadline {
+                return Err(err.into());
+            }
+            tokio::time::sleep(self.config.retry_backoff.min(Duration::from_millis(250))).await;
+        }
+    }
+}

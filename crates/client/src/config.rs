@@ -1,0 +1,410 @@
+//! [`ClientConfig`]: the client's settings under Kafka's property names.
+//!
+//! Properties are parsed from `key=value` pairs (`--producer-property`,
+//! `--consumer-property`, Java-style `.properties` files). An unknown property is
+//! an error that names it; a few Kafka properties that make no sense for a gRPC
+//! client (serializers, socket buffers) are accepted and ignored.
+
+use std::time::Duration;
+
+use crate::error::{ClientError, Result};
+
+/// Producer acknowledgements (`acks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// `acks=0`: fire and forget; deliveries resolve with offset -1.
+    None,
+    /// `acks=1`: the leader appended.
+    Leader,
+    /// `acks=all` / `acks=-1`: every in-sync replica has the records.
+    All,
+}
+
+impl Acks {
+    /// The wire value of `ProduceRequest.acks`.
+    pub fn as_i32(self) -> i32 {
+        match self {
+            Acks::None => 0,
+            Acks::Leader => 1,
+            Acks::All => -1,
+        }
+    }
+}
+
+/// What a consumer does without a valid position (`auto.offset.reset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetReset {
+    Earliest,
+    Latest,
+    /// Fail with `OFFSET_OUT_OF_RANGE`.
+    None,
+}
+
+/// Which offsets a consumer may read (`isolation.level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsolationLevel {
+    ReadUncommitted,
+    ReadCommitted,
+}
+
+/// How records without an explicit partition are routed (`partitioner`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionerKind {
+    /// Kafka's default: murmur2 of the key; null keys stick to one partition
+    /// until its batch is sent.
+    Default,
+    /// Every record (keyed or not) goes to the next partition in turn.
+    RoundRobin,
+}
+
+/// Settings shared by [`Admin`](crate::Admin), [`Producer`](crate::Producer)
+/// and [`Consumer`](crate::Consumer). Field defaults are Kafka's.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `bootstrap.servers`: `host:port` list.
+    pub bootstrap_servers: Vec<String>,
+    /// `client.id`.
+    pub client_id: String,
+    /// `acks` (default `all`).
+    pub acks: Acks,
+    /// `linger.ms` (default 5).
+    pub linger: Duration,
+    /// `batch.size` in bytes per partition batch (default 16384; the perf
+    /// test passes a larger one for throughput).
+    pub batch_size: usize,
+    /// `buffer.memory`: bytes of unsent records before `send` waits (32 MiB).
+    pub buffer_memory: usize,
+    /// `max.request.size`: bytes per Produce request and largest record (1 MiB).
+    pub max_request_size: usize,
+    /// `request.timeout.ms` (30000).
+    pub request_timeout: Duration,
+    /// `delivery.timeout.ms` (120000): bound on a record's send plus retries.
+    pub delivery_timeout: Duration,
+    /// `retries` (default unbounded within `delivery.timeout.ms`).
+    pub retries: u32,
+    /// `retry.backoff.ms` (100).
+    pub retry_backoff: Duration,
+    /// `enable.idempotence`: accepted; idempotent producers arrive later.
+    pub enable_idempotence: bool,
+    /// `max.in.flight.requests.per.connection` (5).
+    pub max_in_flight: usize,
+    /// `partitioner`: `default` or `round_robin`.
+    pub partitioner: PartitionerKind,
+    /// `group.id`: accepted; consumer groups arrive later.
+    pub group_id: Option<String>,
+    /// `auto.offset.reset` (default `latest`).
+    pub auto_offset_reset: OffsetReset,
+    /// `fetch.min.bytes` (1).
+    pub fetch_min_bytes: i32,
+    /// `fetch.max.wait.ms` (500).
+    pub fetch_max_wait: Duration,
+    /// `fetch.max.bytes` (50 MiB).
+    pub fetch_max_bytes: i32,
+    /// `max.partition.fetch.bytes` (1 MiB).
+    pub max_partition_fetch_bytes: i32,
+    /// `max.poll.records` (500).
+    pub max_poll_records: usize,
+    /// `isolation.level` (`read_uncommitted`).
+    pub isolation_level: IsolationLevel,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            bootstrap_servers: Vec::new(),
+            client_id: "sluice-client".to_string(),
+            acks: Acks::All,
+            linger: Duration::from_millis(5),
+            batch_size: 16 * 1024,
+            buffer_memory: 32 * 1024 * 1024,
+            max_request_size: 1024 * 1024,
+            request_timeout: Duration::from_millis(30_000),
+            delivery_timeout: Duration::from_millis(120_000),
+            retries: u32::MAX,
+            retry_backoff: Duration::from_millis(100),
+            enable_idempotence: false,
+            max_in_flight: 5,
+            partitioner: PartitionerKind::Default,
+            group_id: None,
+            auto_offset_reset: OffsetReset::Latest,
+            fetch_min_bytes: 1,
+            fetch_max_wait: Duration::from_millis(500),
+            fetch_max_bytes: 50 * 1024 * 1024,
+            max_partition_fetch_bytes: 1024 * 1024,
+            max_poll_records: 500,
+            isolation_level: IsolationLevel::ReadUncommitted,
+        }
+    }
+}
+
+/// Kafka properties accepted for compatibility and ignored.
+const IGNORED: &[&str] = &[
+    "key.serializer",
+    "value.serializer",
+    "key.deserializer",
+    "value.deserializer",
+    "send.buffer.bytes",
+    "receive.buffer.bytes",
+    "metadata.max.age.ms",
+    "max.block.ms",
+    "enable.auto.commit",
+    "auto.commit.interval.ms",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "reconnect.backoff.ms",
+    "reconnect.backoff.max.ms",
+    "connections.max.idle.ms",
+    "security.protocol",
+];
+
+impl ClientConfig {
+    /// A config with defaults and the given bootstrap servers.
+    pub fn new(bootstrap_servers: &str) -> Self {
+        let mut c = ClientConfig::default();
+        c.bootstrap_servers = split_list(bootstrap_servers);
+        c
+    }
+
+    /// Builder form of [`ClientConfig::set`].
+    pub fn with(mut self, key: &str, value: &str) -> Result<Self> {
+        self.set(key, value)?;
+        Ok(self)
+    }
+
+    /// Parses `key=value` pairs (for example from `--producer-property`).
+    pub fn from_pairs<I, S>(pairs: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut c = ClientConfig::default();
+        c.set_pairs(pairs)?;
+        Ok(c)
+    }
+
+    /// Applies `key=value` pairs on top of this config.
+    pub fn set_pairs<I, S>(&mut self, pairs: I) -> Result<()>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        for p in pairs {
+            let (k, v) = split_pair(p.as_ref())?;
+            self.set(k, v)?;
+        }
+        Ok(())
+    }
+
+    /// Applies a Java `.properties` text: `key=value` lines, `#`/`!` comments.
+    pub fn set_properties_text(&mut self, text: &str) -> Result<()> {
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                continue;
+            }
+            let (k, v) = split_pair(line)?;
+            self.set(k, v)?;
+        }
+        Ok(())
+    }
+
+    /// Sets one property by its Kafka name.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let key = key.trim();
+        let value = value.trim();
+        match key {
+            "bootstrap.servers" => self.bootstrap_servers = split_list(value),
+            "client.id" => self.client_id = value.to_string(),
+            "acks" => {
+                self.acks = match value {
+                    "0" => Acks::None,
+                    "1" => Acks::Leader,
+                    "all" | "-1" => Acks::All,
+                    _ => return Err(ClientError::config(key, "expected 0, 1, all or -1")),
+                }
+            }
+            "linger.ms" => self.linger = millis(key, value)?,
+            "batch.size" => self.batch_size = number::<usize>(key, value)?.max(1),
+            "buffer.memory" => self.buffer_memory = number::<usize>(key, value)?.max(1024),
+            "max.request.size" => self.max_request_size = number::<usize>(key, value)?.max(1),
+            "request.timeout.ms" => self.request_timeout = millis(key, value)?,
+            "delivery.timeout.ms" => self.delivery_timeout = millis(key, value)?,
+            "retries" => self.retries = number(key, value)?,
+            "retry.backoff.ms" => self.retry_backoff = millis(key, value)?,
+            "enable.idempotence" => self.enable_idempotence = boolean(key, value)?,
+            "max.in.flight.requests.per.connection" => {
+                self.max_in_flight = number::<usize>(key, value)?.max(1)
+            }
+            "partitioner" | "partitioner.class" => {
+                self.partitioner = match value {
+                    "default"
+                    | "murmur2"
+                    | "sticky"
+                    | "org.apache.kafka.clients.producer.internals.DefaultPartitioner" => {
+                        PartitionerKind::Default
+                    }
+                    "round_robin"
+                    | "roundrobin"
+                    | "org.apache.kafka.clients.producer.RoundRobinPartitioner" => {
+                        PartitionerKind::RoundRobin
+                    }
+                    _ => return Err(ClientError::config(key, "expected default or round_robin")),
+                }
+            }
+            "compression.type" => {
+                if value != "none" {
+                    return Err(ClientError::config(
+                        key,
+                        format!("compression \"{value}\" is not supported yet; use none"),
+                    ));
+                }
+            }
+            "group.id" => self.group_id = Some(value.to_string()).filter(|g| !g.is_empty()),
+            "auto.offset.reset" => {
+                self.auto_offset_reset = match value {
+                    "earliest" => OffsetReset::Earliest,
+                    "latest" => OffsetReset::Latest,
+                    "none" => OffsetReset::None,
+                    _ => {
+                        return Err(ClientError::config(
+                            key,
+                            "expected earliest, latest or none",
+                        ));
+                    }
+                }
+            }
+            "fetch.min.bytes" => self.fetch_min_bytes = number(key, value)?,
+            "fetch.max.wait.ms" => self.fetch_max_wait = millis(key, value)?,
+            "fetch.max.bytes" => self.fetch_max_bytes = number(key, value)?,
+            "max.partition.fetch.bytes" => self.max_partition_fetch_bytes = number(key, value)?,
+            "max.poll.records" => self.max_poll_records = number::<usize>(key, value)?.max(1),
+            "isolation.level" => {
+                self.isolation_level = match value {
+                    "read_uncommitted" => IsolationLevel::ReadUncommitted,
+                    "read_committed" => IsolationLevel::ReadCommitted,
+                    _ => {
+                        return Err(ClientError::config(
+                            key,
+                            "expected read_uncommitted or read_committed",
+                        ));
+                    }
+                }
+            }
+            k if IGNORED.contains(&k) => {}
+            _ => return Err(ClientError::config(key, "unknown property")),
+        }
+        Ok(())
+    }
+
+    /// Checks what a client needs before it can connect.
+    pub fn validate(&self) -> Result<()> {
+        if self.bootstrap_servers.is_empty() {
+            return Err(ClientError::config(
+                "bootstrap.servers",
+                "no bootstrap server given",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn split_pair(pair: &str) -> Result<(&str, &str)> {
+    pair.split_once('=')
+        .ok_or_else(|| ClientError::config(pair, "expected key=value"))
+}
+
+fn split_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T> {
+    value
+        .parse()
+        .map_err(|_| ClientError::config(key, format!("\"{value}\" is not a valid number")))
+}
+
+fn millis(key: &str, value: &str) -> Result<Duration> {
+    Ok(Duration::from_millis(number::<u64>(key, value)?))
+}
+
+fn boolean(key: &str, value: &str) -> Result<bool> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ClientError::config(key, "expected true or false")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_kafkas() {
+        let c = ClientConfig::default();
+        assert_eq!(c.acks, Acks::All);
+        assert_eq!(c.linger, Duration::from_millis(5));
+        assert_eq!(c.batch_size, 16384);
+        assert_eq!(c.buffer_memory, 32 << 20);
+        assert_eq!(c.max_poll_records, 500);
+        assert_eq!(c.fetch_max_bytes, 50 << 20);
+    }
+
+    #[test]
+    fn parses_pairs() {
+        let c = ClientConfig::from_pairs([
+            "bootstrap.servers=a:1, b:2",
+            "acks=1",
+            "linger.ms=20",
+            "batch.size=1048576",
+            "auto.offset.reset=earliest",
+            "key.serializer=org.apache.kafka.common.serialization.StringSerializer",
+        ])
+        .unwrap();
+        assert_eq!(c.bootstrap_servers, vec!["a:1", "b:2"]);
+        assert_eq!(c.acks, Acks::Leader);
+        assert_eq!(c.linger, Duration::from_millis(20));
+        assert_eq!(c.batch_size, 1 << 20);
+        assert_eq!(c.auto_offset_reset, OffsetReset::Earliest);
+        assert_eq!(
+            ClientConfig::from_pairs(["acks=-1"]).unwrap().acks,
+            Acks::All
+        );
+        assert_eq!(
+            ClientConfig::from_pairs(["acks=0"]).unwrap().acks,
+            Acks::None
+        );
+    }
+
+    #[test]
+    fn unknown_property_is_named() {
+        let e = ClientConfig::from_pairs(["lingr.ms=5"]).unwrap_err();
+        assert_eq!(e.code(), sluice_types::ErrorCode::InvalidConfig);
+        assert!(e.to_string().contains("lingr.ms"), "{e}");
+        assert!(e.to_string().starts_with("INVALID_CONFIG: "), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(ClientConfig::from_pairs(["acks=2"]).is_err());
+        assert!(ClientConfig::from_pairs(["linger.ms=soon"]).is_err());
+        assert!(ClientConfig::from_pairs(["novalue"]).is_err());
+        assert!(ClientConfig::from_pairs(["compression.type=gzip"]).is_err());
+        assert!(ClientConfig::default().validate().is_err());
+    }
+
+    #[test]
+    fn properties_text_skips_comments() {
+        let mut c = ClientConfig::default();
+        c.set_properties_text("# comment\n\nacks=1\n! other\nclient.id = me\n")
+            .unwrap();
+        assert_eq!(c.acks, Acks::Leader);
+        assert_eq!(c.client_id, "me");
+    }
+}

@@ -1,0 +1,298 @@
+//! [`Producer`]: batching, routing and delivery of records.
+//!
+//! `send` routes a record to a partition, waits for `buffer.memory` room if
+//! needed, appends it to the [`accumulator`] and returns a [`DeliveryFuture`]
+//! at once. One sender task drains ready batches, groups them by partition
+//! leader, and sends one Produce RPC per broker carrying one encoded v2 batch
+//! per partition, with up to `max.in.flight.requests.per.connection` RPCs in
+//! flight per broker. Retriable errors refresh metadata and retry the batch
+//! after `retry.backoff.ms` until `delivery.timeout.ms`.
+
+pub mod accumulator;
+pub mod partitioner;
+mod sender;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use sluice_records::Record;
+use sluice_types::{ApiError, ErrorCode};
+use tokio::sync::{Notify, Semaphore, oneshot};
+
+use crate::cluster::Cluster;
+use crate::config::ClientConfig;
+use crate::error::{ClientError, Result};
+use crate::types::TopicPartition;
+use accumulator::{Accumulator, estimate_record_size};
+use partitioner::Partitioner;
+
+/// A record to send.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProducerRecord {
+    pub topic: String,
+    /// `None`: chosen by the partitioner.
+    pub partition: Option<i32>,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(String, Option<Bytes>)>,
+    /// Create time in ms since the epoch; `None`: now.
+    pub timestamp: Option<i64>,
+}
+
+impl ProducerRecord {
+    /// A record with a value and nothing else.
+    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        ProducerRecord {
+            topic: topic.into(),
+            value: Some(value.into()),
+            ..Default::default()
+        }
+    }
+
+    pub fn with_key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    pub fn with_partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+}
+
+/// Where a record was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMetadata {
+    pub topic: String,
+    pub partition: i32,
+    /// -1 with `acks=0`.
+    pub offset: i64,
+    /// The record's timestamp (the broker's with LogAppendTime).
+    pub timestamp: i64,
+}
+
+/// Resolves when the record is acknowledged (or has failed for good).
+pub struct DeliveryFuture {
+    rx: oneshot::Receiver<Result<RecordMetadata>>,
+}
+
+impl Future for DeliveryFuture {
+    type Output = Result<RecordMetadata>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(ClientError::ProducerClosed)))
+    }
+}
+
+/// State under one lock: routing and batching happen together so the
+/// sticky partition switches exactly when its batch fills.
+pub(crate) struct State {
+    pub acc: Accumulator,
+    pub partitioner: Partitioner,
+}
+
+pub(crate) struct Inner {
+    pub cluster: Arc<Cluster>,
+    // parking_lot: held only for in-memory bookkeeping, never across `.await`.
+    pub state: parking_lot::Mutex<State>,
+    /// Wakes the sender: new batch, full batch, flush, close, response.
+    pub wake: Notify,
+    /// `buffer.memory`, in bytes.
+    pub memory: Arc<Semaphore>,
+    /// Records appended and not yet completed.
+    pub pending: AtomicUsize,
+    /// Signalled when `pending` drops to zero.
+    pub idle: Notify,
+    pub closed: AtomicBool,
+    /// A metadata refresh is running.
+    pub refreshing: AtomicBool,
+}
+
+impl Inner {
+    pub(crate) fn record_done(&self, n: usize) {
+        if self.pending.fetch_sub(n, Ordering::AcqRel) == n {
+            self.idle.notify_waiters();
+        }
+    }
+}
+
+/// The producer. Cheap to share behind an `Arc`; `send` takes `&self`.
+pub struct Producer {
+    inner: Arc<Inner>,
+    sender: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Producer {
+    /// Creates a producer and starts its sender task (needs a tokio runtime).
+    /// Connects lazily: the first `send` fetches metadata.
+    pub fn new(config: ClientConfig) -> Result<Self> {
+        let cluster = Cluster::new(config)?;
+        let c = &cluster.config;
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        let memory = c.buffer_memory.min(Semaphore::MAX_PERMITS);
+        let inner = Arc::new(Inner {
+            state: parking_lot::Mutex::new(State {
+                acc: Accumulator::new(c.batch_size, c.linger),
+                partitioner: Partitioner::new(c.partitioner, seed),
+            }),
+            wake: Notify::new(),
+            memory: Arc::new(Semaphore::new(memory)),
+            pending: AtomicUsize::new(0),
+            idle: Notify::new(),
+            closed: AtomicBool::new(false),
+            refreshing: AtomicBool::new(false),
+            cluster,
+        });
+        let handle = tokio::spawn(sender::run(inner.clone()));
+        Ok(Producer {
+            inner,
+            sender: parking_lot::Mutex::new(Some(handle)),
+        })
+    }
+
+    /// The producer's configuration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.cluster.config
+    }
+
+    /// Buffers a record and returns its delivery future. Waits only when
+    /// `buffer.memory` is full or the topic's metadata is not known yet.
+    /// Fails at once for a topic that does not exist (`UNKNOWN_TOPIC_OR_PARTITION`,
+    /// after about a second of metadata retries), a partition out of range,
+    /// or a record larger than `max.request.size` (`MESSAGE_TOO_LARGE`).
+    pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(ClientError::ProducerClosed);
+        }
+        let cluster = &self.inner.cluster;
+        let config = &cluster.config;
+        let num_partitions = cluster.partition_count(&record.topic).await?;
+        if let Some(p) = record.partition
+            && !(0..num_partitions).contains(&p)
+        {
+            return Err(ApiError::unknown_partition(&record.topic, p).into());
+        }
+        let size = estimate_record_size(
+            record.key.as_deref(),
+            record.value.as_deref(),
+            &record.headers,
+        );
+        if size + accumulator::BATCH_OVERHEAD > config.max_request_size
+            || size > config.buffer_memory
+        {
+            return Err(ClientError::api(
+                ErrorCode::MessageTooLarge,
+                format!(
+                    "the record is {size} bytes, above max.request.size ({}) or buffer.memory ({})",
+                    config.max_request_size, config.buffer_memory
+                ),
+            ));
+        }
+        let permits = u32::try_from(size).unwrap_or(u32::MAX);
+        let permit = match self.inner.memory.clone().try_acquire_many_owned(permits) {
+            Ok(p) => p,
+            Err(_) => self
+                .inner
+                .memory
+                .clone()
+                .acquire_many_owned(permits)
+                .await
+                .map_err(|_| ClientError::ProducerClosed)?,
+        };
+        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let (tx, rx) = oneshot::channel();
+        let ProducerRecord {
+            topic,
+            partition,
+            key,
+            value,
+            headers,
+            ..
+        } = record;
+        let wake = {
+            let mut state = self.inner.state.lock();
+            let (partition, sticky) = match partition {
+                Some(p) => (p, false),
+                None => state
+                    .partitioner
+                    .partition(&topic, key.as_deref(), num_partitions),
+            };
+            let tp = TopicPartition::new(topic, partition);
+            let rec = Record {
+                key,
+                value,
+                headers,
+                timestamp,
+                offset: 0,
+            };
+            self.inner.pending.fetch_add(1, Ordering::AcqRel);
+            let outcome = state
+                .acc
+                .append(&tp, rec, size, tx, Some(permit), Instant::now());
+            if outcome.batch_full && sticky {
+                state
+                    .partitioner
+                    .on_batch_full(&tp.topic, partition, num_partitions);
+            }
+            outcome.new_batch || outcome.batch_full
+        };
+        if wake {
+            self.inner.wake.notify_one();
+        }
+        Ok(DeliveryFuture { rx })
+    }
+
+    /// Sends every buffered record now and waits until all are acknowledged
+    /// or failed.
+    pub async fn flush(&self) {
+        self.inner.state.lock().acc.flushing += 1;
+        self.inner.wake.notify_one();
+        loop {
+            let idle = self.inner.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.inner.pending.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            idle.await;
+        }
+        self.inner.state.lock().acc.flushing -= 1;
+    }
+
+    /// Flushes, then stops the sender task. Later `send`s fail with
+    /// [`ClientError::ProducerClosed`].
+    pub async fn close(&self) {
+        self.flush().await;
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.state.lock().acc.closed = true;
+        self.inner.wake.notify_one();
+        let handle = self.sender.lock().take();
+        if let Some(h) = handle {
+            let _ = h.await;
+        }
+    }
+}
+
+impl Drop for Producer {
+    /// Without `close`, the sender still delivers what is buffered, then stops.
+    fn drop(&mut self) {
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.state.lock().acc.closed = true;
+        self.inner.wake.notify_one();
+    }
+}

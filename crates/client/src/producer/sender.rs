@@ -1,0 +1,283 @@
+//! The sender task: drains ready batches and sends them, one Produce RPC per
+//! leader broker at a time, up to `max.in.flight.requests.per.connection`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use sluice_proto::broker::{PartitionProduceData, ProduceRequest, TopicProduceData};
+use sluice_records::{EncodeOptions, encode_batch};
+use sluice_types::{ApiError, ErrorCode};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::accumulator::ProducerBatch;
+use super::{Inner, RecordMetadata};
+use crate::cluster::UNKNOWN_TOPIC_WAIT;
+use crate::config::Acks;
+use crate::error::ClientError;
+use crate::types::TopicPartition;
+
+pub(crate) async fn run(inner: Arc<Inner>) {
+    let config = inner.cluster.config.clone();
+    let mut in_flight: HashMap<i32, Arc<Semaphore>> = HashMap::new();
+    let active = Arc::new(AtomicUsize::new(0));
+    loop {
+        let wake = inner.wake.notified();
+        tokio::pin!(wake);
+        wake.as_mut().enable();
+
+        let now = Instant::now();
+        let (expired, ready, closed, empty) = {
+            let mut state = inner.state.lock();
+            let expired = state.acc.expire(now, config.delivery_timeout);
+            let ready = state.acc.ready(now);
+            (expired, ready, state.acc.closed, state.acc.is_empty())
+        };
+        for b in expired {
+            let n = b.records.len();
+            let err = ClientError::api(
+                ErrorCode::RequestTimedOut,
+                format!(
+                    "{}: {n} record(s) expired after delivery.timeout.ms ({} ms)",
+                    b.tp,
+                    config.delivery_timeout.as_millis()
+                ),
+            );
+            b.fail(err);
+            inner.record_done(n);
+        }
+        if closed && empty && active.load(Ordering::Acquire) == 0 {
+            break;
+        }
+
+        let mut by_broker: BTreeMap<i32, Vec<TopicPartition>> = BTreeMap::new();
+        let mut unknown: Vec<String> = Vec::new();
+        for tp in ready.ready {
+            let leader = inner.cluster.leader(&tp.topic, tp.partition).leader;
+            if leader < 0 || inner.cluster.broker_addr(leader).is_none() {
+                if !unknown.contains(&tp.topic) {
+                    unknown.push(tp.topic.clone());
+                }
+            } else {
+                by_broker.entry(leader).or_default().push(tp);
+            }
+        }
+        if !unknown.is_empty() {
+            spawn_refresh(&inner, unknown.clone());
+        }
+
+        let mut sent = false;
+        for (broker, tps) in by_broker {
+            let sem = in_flight
+                .entry(broker)
+                .or_insert_with(|| Arc::new(Semaphore::new(config.max_in_flight)))
+                .clone();
+            let Ok(permit) = sem.try_acquire_owned() else {
+                continue;
+            };
+            let batches = inner.state.lock().acc.drain(&tps, config.max_request_size);
+            if batches.is_empty() {
+                continue;
+            }
+            sent = true;
+            active.fetch_add(1, Ordering::AcqRel);
+            let inner = inner.clone();
+            let active = active.clone();
+            tokio::spawn(async move {
+                send_request(&inner, broker, batches, permit).await;
+                active.fetch_sub(1, Ordering::AcqRel);
+                inner.wake.notify_one();
+            });
+        }
+        if sent {
+            // More may be ready (queues deeper than one batch): look again.
+            tokio::task::yield_now().await;
+            continue;
+        }
+
+        let mut next = ready.next_wakeup;
+        if !unknown.is_empty() {
+            let at = Instant::now() + config.retry_backoff;
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    _ = &mut wake => {}
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                }
+            }
+            None => wake.await,
+        }
+    }
+    // Closed: nothing left to send. Fail anything a racing send added.
+    let rest = inner.state.lock().acc.drain_all();
+    for b in rest {
+        let n = b.records.len();
+        b.fail(ClientError::ProducerClosed);
+        inner.record_done(n);
+    }
+}
+
+/// Refreshes metadata for `topics` in the background, one refresh at a time.
+fn spawn_refresh(inner: &Arc<Inner>, topics: Vec<String>) {
+    if inner.refreshing.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        if let Err(e) = inner.cluster.refresh(&topics).await {
+            tracing::debug!(error = %e, "producer metadata refresh failed");
+        }
+        inner.refreshing.store(false, Ordering::Release);
+        inner.wake.notify_one();
+    });
+}
+
+async fn send_request(
+    inner: &Arc<Inner>,
+    broker: i32,
+    mut batches: Vec<ProducerBatch>,
+    permit: OwnedSemaphorePermit,
+) {
+    let config = &inner.cluster.config;
+    let mut topics: BTreeMap<String, Vec<PartitionProduceData>> = BTreeMap::new();
+    let mut keep = Vec::with_capacity(batches.len());
+    for mut b in batches.drain(..) {
+        let encoded = match b.encoded.clone() {
+            Some(e) => e,
+            None => match encode_batch(&b.records, EncodeOptions::default()) {
+                Ok(e) => {
+                    b.encoded = Some(e.clone());
+                    e
+                }
+                Err(e) => {
+                    let n = b.records.len();
+                    let msg = format!("encode batch for {}: {e}", b.tp);
+                    b.fail(ClientError::api(ErrorCode::CorruptMessage, msg));
+                    inner.record_done(n);
+                    continue;
+                }
+            },
+        };
+        topics
+            .entry(b.tp.topic.clone())
+            .or_default()
+            .push(PartitionProduceData {
+                partition: b.tp.partition,
+                records: Vec::new(),
+                record_batches: encoded,
+            });
+        keep.push(b);
+    }
+    if keep.is_empty() {
+        return;
+    }
+    let req = ProduceRequest {
+        acks: config.acks.as_i32(),
+        timeout_ms: config.request_timeout.as_millis().min(i32::MAX as u128) as i32,
+        topics: topics
+            .into_iter()
+            .map(|(name, partitions)| TopicProduceData { name, partitions })
+            .collect(),
+    };
+    let result = match inner.cluster.broker(broker) {
+        Ok((addr, mut client)) => {
+            let mut r = tonic::Request::new(req);
+            r.set_timeout(config.request_timeout);
+            match tokio::time::timeout(config.request_timeout, client.produce(r)).await {
+                Ok(Ok(resp)) => Ok(resp.into_inner()),
+                Ok(Err(status)) => Err(ClientError::from_status(&addr, &status)),
+                Err(_) => Err(ClientError::api(
+                    ErrorCode::RequestTimedOut,
+                    format!("broker {addr}: produce timed out"),
+                )),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    drop(permit);
+    let mut refresh = Vec::new();
+    match result {
+        Ok(resp) => {
+            for b in keep {
+                let part = resp
+                    .topics
+                    .iter()
+                    .find(|t| t.name == b.tp.topic)
+                    .and_then(|t| t.partitions.iter().find(|p| p.partition == b.tp.partition));
+                if config.acks == Acks::None {
+                    complete(inner, b, -1, -1);
+                    continue;
+                }
+                let Some(part) = part else {
+                    let err = ClientError::api(
+                        ErrorCode::UnknownServerError,
+                        format!("the broker did not answer for {}", b.tp),
+                    );
+                    retry_or_fail(inner, b, err, &mut refresh);
+                    continue;
+                };
+                match ApiError::from_proto(part.error.as_ref()) {
+                    Some(e) => retry_or_fail(inner, b, e.into(), &mut refresh),
+                    None => complete(inner, b, part.base_offset, part.log_append_time_ms),
+                }
+            }
+        }
+        Err(e) => {
+            for b in keep {
+                retry_or_fail(inner, b, e.clone(), &mut refresh);
+            }
+        }
+    }
+    if !refresh.is_empty() {
+        spawn_refresh(inner, refresh);
+    }
+}
+
+fn complete(inner: &Inner, b: ProducerBatch, base_offset: i64, log_append_time: i64) {
+    let n = b.records.len();
+    let topic = b.tp.topic.clone();
+    let partition = b.tp.partition;
+    b.complete(|i, r| {
+        Ok(RecordMetadata {
+            topic: topic.clone(),
+            partition,
+            offset: if base_offset < 0 {
+                -1
+            } else {
+                base_offset + i as i64
+            },
+            timestamp: if log_append_time > 0 {
+                log_append_time
+            } else {
+                r.timestamp
+            },
+        })
+    });
+    inner.record_done(n);
+}
+
+fn retry_or_fail(inner: &Inner, mut b: ProducerBatch, err: ClientError, refresh: &mut Vec<String>) {
+    let config = &inner.cluster.config;
+    b.attempts += 1;
+    let now = Instant::now();
+    let retry_at = now + config.retry_backoff;
+    // A topic just created may not have reached this broker yet.
+    let young_unknown = err.code() == ErrorCode::UnknownTopicOrPartition
+        && now.duration_since(b.created) < UNKNOWN_TOPIC_WAIT * 2;
+    let retriable = err.is_retriable() || young_unknown;
+    let in_time = b.created + config.delivery_timeout > retry_at + Duration::from_millis(1);
+    if retriable && in_time && b.attempts <= config.retries {
+        tracing::debug!(tp = %b.tp, error = %err, attempt = b.attempts, "retrying batch");
+        if !refresh.contains(&b.tp.topic) {
+            refresh.push(b.tp.topic.clone());
+        }
+        inner.state.lock().acc.reenqueue(b, retry_at);
+    } else {
+        let n = b.records.len();
+        b.fail(err);
+        inner.record_done(n);
+    }
+}
