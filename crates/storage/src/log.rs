@@ -1,0 +1,576 @@
+//! PartitionLog (Kafka's UnifiedLog/LocalLog): the segments of one
+//! partition replica plus its leader-epoch cache.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use bytes::{Bytes, BytesMut};
+use sluice_records::{BatchIter, RecordBatchHeader, set_base_offset, set_partition_leader_epoch};
+
+use crate::checkpoint::{sync_dir, write_atomic};
+use crate::config::LogConfig;
+use crate::epoch::LeaderEpochCache;
+use crate::error::{StorageError, io_err};
+use crate::segment::LogSegment;
+
+/// File holding the topic id, as in Kafka.
+pub const PARTITION_METADATA: &str = "partition.metadata";
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// What an append wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub first_offset: i64,
+    pub last_offset: i64,
+    /// Largest batch max timestamp, -1 if none.
+    pub max_timestamp: i64,
+    pub num_records: u64,
+    /// Bytes written.
+    pub valid_bytes: usize,
+}
+
+/// The log of one partition replica: a directory of segments.
+///
+/// Not internally synchronized: the broker wraps each log in a mutex, and
+/// `read` takes `&self` so a read-write lock also works.
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    /// Keyed by base offset; never empty, the last one is active.
+    segments: BTreeMap<i64, LogSegment>,
+    log_start_offset: i64,
+    recovery_point: i64,
+    epochs: LeaderEpochCache,
+    topic_id: Option<String>,
+    unflushed_messages: u64,
+    last_flush_ms: i64,
+}
+
+impl PartitionLog {
+    /// Opens or creates the partition directory, recovering segments after
+    /// `recovery_point`.
+    pub fn open(
+        dir: impl Into<PathBuf>,
+        config: LogConfig,
+        recovery_point: i64,
+    ) -> Result<PartitionLog, StorageError> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(io_err("create log dir", &dir))?;
+        let mut bases = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(io_err("list log dir", &dir))? {
+            let entry = entry.map_err(io_err("list log dir", &dir))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let Some((stem, ext)) = name.split_once('.') else {
+                continue;
+            };
+            let Ok(base) = stem.parse::<i64>() else {
+                continue;
+            };
+            match ext {
+                "log" => bases.push(base),
+                "index" | "timeindex" if !dir.join(format!("{stem}.log")).exists() => {
+                    tracing::warn!(file = %entry.path().display(), "deleting index without a segment");
+                    std::fs::remove_file(entry.path())
+                        .map_err(io_err("delete orphan index", entry.path()))?;
+                }
+                _ => {}
+            }
+        }
+        bases.sort_unstable();
+
+        let mut segments = BTreeMap::new();
+        let mut recovered_any = false;
+        let mut i = 0;
+        while i < bases.len() {
+            let base = bases[i];
+            // A segment needs recovery if it may hold data past the recovery
+            // point: the last one, or one whose successor starts after it.
+            let recover = bases.get(i + 1).is_none_or(|next| *next > recovery_point);
+            let (seg, truncated) =
+                LogSegment::open(&dir, base, config.index_interval_bytes, recover)?;
+            recovered_any |= recover;
+            segments.insert(base, seg);
+            if truncated {
+                for later in &bases[i + 1..] {
+                    tracing::warn!(dir = %dir.display(), base_offset = later, "deleting segment after a corrupt one");
+                    for ext in ["log", "index", "timeindex"] {
+                        let p = crate::segment::segment_file(&dir, *later, ext);
+                        if p.exists() {
+                            std::fs::remove_file(&p).map_err(io_err("delete segment file", &p))?;
+                        }
+                    }
+                }
+                break;
+            }
+            i += 1;
+        }
+        if segments.is_empty() {
+            segments.insert(0, LogSegment::create(&dir, 0, config.index_interval_bytes)?);
+        }
+        let log_start_offset = *segments.keys().next().expect("non-empty");
+        let topic_id = read_topic_id(&dir)?;
+        let epochs = LeaderEpochCache::load(&dir)?;
+        let mut log = PartitionLog {
+            dir,
+            config,
+            segments,
+            log_start_offset,
+            recovery_point: recovery_point.max(log_start_offset),
+            epochs,
+            topic_id,
+            unflushed_messages: 0,
+            last_flush_ms: now_ms(),
+        };
+        // Epochs past the recovered end describe data that no longer exists.
+        let end = log.log_end_offset();
+        log.epochs.truncate_from_end(end)?;
+        log.epochs.truncate_from_start(log.log_start_offset)?;
+        if recovered_any {
+            // What recovery validated (and possibly truncated) becomes durable,
+            // so the recovery point can move to the log end.
+            log.flush()?;
+        }
+        Ok(log)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset
+    }
+
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
+    }
+
+    /// Total bytes of all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.size).sum()
+    }
+
+    pub fn num_segments(&self) -> usize {
+        self.segments.len()
+    }
+
+    pub fn topic_id(&self) -> Option<&str> {
+        self.topic_id.as_deref()
+    }
+
+    fn active(&self) -> &LogSegment {
+        self.segments.values().next_back().expect("never empty")
+    }
+
+    fn active_mut(&mut self) -> &mut LogSegment {
+        self.segments.values_mut().next_back().expect("never empty")
+    }
+
+    /// Leader append: validates every batch, assigns offsets from the log
+    /// end, stamps `leader_epoch`, and appends. All-or-nothing.
+    pub fn append_as_leader(
+        &mut self,
+        mut batches: BytesMut,
+        leader_epoch: i32,
+    ) -> Result<AppendInfo, StorageError> {
+        let headers = validate_all(&batches, false)?;
+        if headers.is_empty() {
+            return Err(StorageError::InvalidRecord {
+                reason: "produce request holds no record batches".into(),
+            });
+        }
+        for (_, h) in &headers {
+            if h.total_size() > self.config.max_message_bytes as usize {
+                return Err(StorageError::MessageTooLarge {
+                    size: h.total_size(),
+                    max: self.config.max_message_bytes,
+                });
+            }
+            // Offsets are assigned in place, so the batch must be dense.
+            if h.records_count == 0
+                || i64::from(h.records_count) != i64::from(h.last_offset_delta) + 1
+            {
+                return Err(StorageError::InvalidRecord {
+                    reason: format!(
+                        "batch has {} records but last offset delta {}",
+                        h.records_count, h.last_offset_delta
+                    ),
+                });
+            }
+        }
+        let mut next = self.log_end_offset();
+        let mut assigned = Vec::with_capacity(headers.len());
+        for (pos, h) in headers {
+            let batch = &mut batches[pos..pos + h.total_size()];
+            set_base_offset(batch, next);
+            set_partition_leader_epoch(batch, leader_epoch);
+            let h = RecordBatchHeader {
+                base_offset: next,
+                partition_leader_epoch: leader_epoch,
+                ..h
+            };
+            next = h.next_offset();
+            assigned.push((pos, h));
+        }
+        self.append_validated(&batches, &assigned)
+    }
+
+    /// Follower append: offsets are kept; the first batch must start at the
+    /// log end offset. A trailing partial batch (as fetches may return) is
+    /// ignored.
+    pub fn append_as_follower(&mut self, batches: Bytes) -> Result<AppendInfo, StorageError> {
+        let headers = validate_all(&batches, true)?;
+        let end = self.log_end_offset();
+        let Some((_, first)) = headers.first() else {
+            return Ok(AppendInfo {
+                first_offset: end,
+                last_offset: end - 1,
+                max_timestamp: -1,
+                num_records: 0,
+                valid_bytes: 0,
+            });
+        };
+        if first.base_offset != end {
+            return Err(StorageError::OffsetMismatch {
+                expected: end,
+                actual: first.base_offset,
+            });
+        }
+        let mut next = end;
+        for (_, h) in &headers {
+            if h.base_offset < next {
+                return Err(StorageError::InvalidRecord {
+                    reason: format!(
+                        "batch base offset {} overlaps the previous batch ending at {}",
+                        h.base_offset,
+                        next - 1
+                    ),
+                });
+            }
+            next = h.next_offset();
+        }
+        self.append_validated(&batches, &headers)
+    }
+
+    fn append_validated(
+        &mut self,
+        data: &[u8],
+        batches: &[(usize, RecordBatchHeader)],
+    ) -> Result<AppendInfo, StorageError> {
+        let (last_pos, last) = batches.last().expect("non-empty");
+        let valid_bytes = last_pos + last.total_size();
+        let data = &data[..valid_bytes];
+        let first_offset = batches[0].1.base_offset;
+        let last_offset = last.last_offset();
+        let max_timestamp = batches
+            .iter()
+            .map(|b| b.1.max_timestamp)
+            .max()
+            .unwrap_or(-1);
+        self.maybe_roll(valid_bytes as u64, first_offset, last_offset, max_timestamp)?;
+        for (_, h) in batches {
+            if self
+                .epochs
+                .latest_epoch()
+                .is_none_or(|e| h.partition_leader_epoch > e)
+            {
+                self.epochs
+                    .assign(h.partition_leader_epoch, h.base_offset)?;
+            }
+        }
+        self.active_mut().append(data, batches)?;
+        let num_records: u64 = batches.iter().map(|b| b.1.records_count as u64).sum();
+        self.unflushed_messages += num_records;
+        let due_by_count = self
+            .config
+            .flush_messages
+            .is_some_and(|n| self.unflushed_messages >= n);
+        let due_by_time = self
+            .config
+            .flush_ms
+            .is_some_and(|ms| now_ms() - self.last_flush_ms >= ms as i64);
+        if due_by_count || due_by_time {
+            self.flush()?;
+        }
+        Ok(AppendInfo {
+            first_offset,
+            last_offset,
+            max_timestamp,
+            num_records,
+            valid_bytes,
+        })
+    }
+
+    /// Rolls a new active segment when the append would overflow it, when
+    /// its first batch is older than `segment_ms`, or when relative offsets
+    /// would overflow the index's u32.
+    fn maybe_roll(
+        &mut self,
+        size: u64,
+        first_offset: i64,
+        last_offset: i64,
+        max_timestamp: i64,
+    ) -> Result<(), StorageError> {
+        let seg = self.active();
+        if seg.size == 0 {
+            return Ok(());
+        }
+        let full = seg.size + size > self.config.segment_bytes;
+        let waited = match seg.first_batch_timestamp {
+            Some(t) if t >= 0 && max_timestamp >= 0 => max_timestamp - t,
+            _ => now_ms() - seg.created_ms,
+        };
+        let old = waited > self.config.segment_ms;
+        let offsets_overflow = last_offset - seg.base_offset > i64::from(i32::MAX);
+        if full || old || offsets_overflow {
+            self.roll(first_offset)?;
+        }
+        Ok(())
+    }
+
+    /// Starts a new active segment at `base_offset`.
+    fn roll(&mut self, base_offset: i64) -> Result<(), StorageError> {
+        self.active_mut().seal_time_index()?;
+        let seg = LogSegment::create(&self.dir, base_offset, self.config.index_interval_bytes)?;
+        tracing::debug!(dir = %self.dir.display(), base_offset, "rolled new segment");
+        self.segments.insert(base_offset, seg);
+        Ok(())
+    }
+
+    /// Reads whole batches starting with the one containing `offset`, from
+    /// one segment, up to `max_bytes` (at least one batch if `min_one`),
+    /// never returning a batch whose first offset is >= `max_offset`.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one: bool,
+    ) -> Result<Bytes, StorageError> {
+        let log_end = self.log_end_offset();
+        if offset < self.log_start_offset || offset > log_end {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset,
+                log_end,
+            });
+        }
+        if offset == log_end || offset >= max_offset {
+            return Ok(Bytes::new());
+        }
+        // Start in the segment containing `offset`; move on if it ends earlier
+        // (an empty segment or a gap).
+        let first = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map_or(self.log_start_offset, |(b, _)| *b);
+        for seg in self.segments.range(first..).map(|(_, s)| s) {
+            if let Some(bytes) = seg.read(offset, max_bytes, max_offset, min_one)? {
+                return Ok(bytes);
+            }
+        }
+        Ok(Bytes::new())
+    }
+
+    /// First offset whose timestamp >= `ts`, with that record's timestamp.
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, StorageError> {
+        for seg in self.segments.values() {
+            if seg.size == 0 || seg.max_timestamp < ts {
+                continue;
+            }
+            if let Some(hit) = seg.find_offset_by_timestamp(ts)? {
+                return Ok(Some(hit));
+            }
+        }
+        Ok(None)
+    }
+
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest_epoch()
+    }
+
+    /// KIP-101: (largest epoch <= `epoch`, end offset of that epoch); None if
+    /// `epoch` is newer than anything known (or the cache is empty).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        self.epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// The (epoch, start offset) entries of the leader-epoch cache.
+    pub fn epoch_entries(&self) -> &[(i32, i64)] {
+        self.epochs.entries()
+    }
+
+    pub fn assign_epoch_start(
+        &mut self,
+        epoch: i32,
+        start_offset: i64,
+    ) -> Result<(), StorageError> {
+        self.epochs.assign(epoch, start_offset).map(|_| ())
+    }
+
+    /// Drops everything at offsets >= `offset` (whole batches: a batch
+    /// containing `offset` goes too).
+    pub fn truncate_to(&mut self, offset: i64) -> Result<(), StorageError> {
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        if offset <= self.log_start_offset {
+            return self.truncate_fully_and_start_at(offset);
+        }
+        let doomed: Vec<i64> = self.segments.range(offset..).map(|(b, _)| *b).collect();
+        for base in doomed {
+            if self.segments.len() == 1 {
+                break;
+            }
+            let seg = self.segments.remove(&base).expect("listed");
+            seg.delete()?;
+        }
+        self.active_mut().truncate_to(offset)?;
+        let end = self.log_end_offset();
+        self.epochs.truncate_from_end(end)?;
+        self.recovery_point = self.recovery_point.min(end);
+        Ok(())
+    }
+
+    /// Deletes every segment and restarts the log empty at `offset`.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), StorageError> {
+        for (_, seg) in std::mem::take(&mut self.segments) {
+            seg.delete()?;
+        }
+        let seg = LogSegment::create(&self.dir, offset, self.config.index_interval_bytes)?;
+        self.segments.insert(offset, seg);
+        self.log_start_offset = offset;
+        self.recovery_point = offset;
+        self.epochs.clear()
+    }
+
+    /// Deletes whole old segments by time and by size, never the active one;
+    /// returns how many were deleted.
+    pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, StorageError> {
+        let mut deleted = 0;
+        if self.config.retention_ms >= 0 {
+            while self.segments.len() > 1 {
+                let first = self.segments.values().next().expect("non-empty");
+                if now_ms - first.largest_timestamp() <= self.config.retention_ms {
+                    break;
+                }
+                self.delete_oldest_segment("time")?;
+                deleted += 1;
+            }
+        }
+        if self.config.retention_bytes >= 0 {
+            let mut excess = self.size_bytes() as i64 - self.config.retention_bytes;
+            while self.segments.len() > 1 {
+                let first = self.segments.values().next().expect("non-empty");
+                if excess < first.size as i64 {
+                    break;
+                }
+                excess -= first.size as i64;
+                self.delete_oldest_segment("size")?;
+                deleted += 1;
+            }
+        }
+        if deleted > 0 {
+            self.log_start_offset = *self.segments.keys().next().expect("non-empty");
+            self.recovery_point = self.recovery_point.max(self.log_start_offset);
+            self.epochs.truncate_from_start(self.log_start_offset)?;
+        }
+        Ok(deleted)
+    }
+
+    fn delete_oldest_segment(&mut self, reason: &'static str) -> Result<(), StorageError> {
+        let (base, seg) = self.segments.pop_first().expect("non-empty");
+        tracing::info!(dir = %self.dir.display(), base_offset = base, reason, "deleting segment for retention");
+        seg.delete()
+    }
+
+    /// Fsyncs segments and indexes holding data past the recovery point,
+    /// then moves the recovery point to the log end.
+    pub fn flush(&mut self) -> Result<(), StorageError> {
+        let from = self
+            .segments
+            .range(..=self.recovery_point)
+            .next_back()
+            .map_or(i64::MIN, |(b, _)| *b);
+        for seg in self.segments.range_mut(from..).map(|(_, s)| s) {
+            seg.sync()?;
+        }
+        // New segment files must survive a crash too.
+        sync_dir(&self.dir)?;
+        self.recovery_point = self.log_end_offset();
+        self.unflushed_messages = 0;
+        self.last_flush_ms = now_ms();
+        Ok(())
+    }
+
+    /// Flushes and closes.
+    pub fn close(mut self) -> Result<(), StorageError> {
+        self.flush()
+    }
+
+    /// Removes the partition directory and everything in it.
+    pub fn delete(self) -> Result<(), StorageError> {
+        let dir = self.dir.clone();
+        drop(self);
+        std::fs::remove_dir_all(&dir).map_err(io_err("delete log dir", &dir))
+    }
+
+    /// Writes `partition.metadata` with the topic id.
+    pub fn set_topic_id(&mut self, id: &str) -> Result<(), StorageError> {
+        write_atomic(
+            &self.dir.join(PARTITION_METADATA),
+            &format!("version: 0\ntopic_id: {id}\n"),
+        )?;
+        self.topic_id = Some(id.to_string());
+        Ok(())
+    }
+}
+
+fn read_topic_id(dir: &Path) -> Result<Option<String>, StorageError> {
+    let path = dir.join(PARTITION_METADATA);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("read partition metadata", &path)(e)),
+    };
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix("topic_id:"))
+        .map(|id| id.trim().to_string()))
+}
+
+/// Validates every batch; with `allow_partial_tail` a truncated last batch
+/// is dropped instead of failing.
+fn validate_all(
+    buf: &[u8],
+    allow_partial_tail: bool,
+) -> Result<Vec<(usize, RecordBatchHeader)>, StorageError> {
+    let mut out = Vec::new();
+    for item in BatchIter::new(buf) {
+        match item {
+            Ok(v) => out.push(v),
+            Err(e) if allow_partial_tail && e.is_truncated() => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+#[path = "log_tests.rs"]
+mod tests;
