@@ -133,7 +133,13 @@ impl EtcdMetadataStore {
                 let msg = status.message();
                 if msg.contains("lease not found") {
                     MetaError::LeaseNotFound { lease }
-                } else if is_unavailable_code(status.code() as i32) || msg.contains("no leader") {
+                } else if is_unavailable_code(status.code() as i32)
+                    || msg.contains("no leader")
+                    // tonic attaches a source only to statuses it made from a local
+                    // transport failure (broken pipe, reset, h2 error), never to one
+                    // etcd sent.
+                    || std::error::Error::source(status).is_some()
+                {
                     self.unavailable(e)
                 } else {
                     MetaError::Etcd(e)

@@ -24,7 +24,7 @@
 //! - [`embedded`]: [`EmbeddedMetadataStore`]; `embedded/state.rs` is the pure key-space
 //!   state machine, `embedded/wal.rs` the append-only log and snapshot.
 //! - `testsuite` (feature `testsuite`): the conformance suite every implementation must
-//!   pass, and [`testsuite::EtcdServer`], a throwaway etcd process for tests.
+//!   pass, and `testsuite::EtcdServer`, a throwaway etcd process for tests.
 
 pub mod election;
 pub mod embedded;
