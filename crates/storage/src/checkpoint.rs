@@ -17,7 +17,9 @@ pub const REPLICATION_CHECKPOINT: &str = "replication-offset-checkpoint";
 
 /// Writes `contents` to `path` atomically.
 pub fn write_atomic(path: &Path, contents: &str) -> Result<(), StorageError> {
-    let tmp = path.with_extension("tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let mut f = File::create(&tmp).map_err(io_err("create checkpoint", &tmp))?;
     f.write_all(contents.as_bytes())
         .map_err(io_err("write checkpoint", &tmp))?;

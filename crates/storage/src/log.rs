@@ -335,8 +335,10 @@ impl PartitionLog {
             _ => now_ms() - seg.created_ms,
         };
         let old = waited > self.config.segment_ms;
-        let offsets_overflow = last_offset - seg.base_offset > i64::from(i32::MAX);
-        if full || old || offsets_overflow {
+        // Index entries hold u32 relative offsets and positions.
+        let overflow = last_offset - seg.base_offset > i64::from(i32::MAX)
+            || seg.size + size > u64::from(u32::MAX);
+        if full || old || overflow {
             self.roll(first_offset)?;
         }
         Ok(())

@@ -7,6 +7,8 @@ use sluice_records::{
     EncodeOptions, Record, decode_batches, decode_records, encode_batch, split_batches,
 };
 
+use proptest::prelude::*;
+
 use super::*;
 
 /// A batch of `n` records with timestamps `ts, ts+1, ...` and ~100-byte values.
@@ -426,6 +428,7 @@ fn missing_or_garbled_indexes_are_rebuilt() {
     let idx0 = path.join("00000000000000000000.index");
     let tidx0 = path.join("00000000000000000000.timeindex");
     let idx_len = std::fs::metadata(&idx0).unwrap().len();
+    let tidx_len = std::fs::metadata(&tidx0).unwrap().len();
     assert!(idx_len >= 16, "index has entries");
     for damage in 0..4 {
         match damage {
@@ -440,7 +443,9 @@ fn missing_or_garbled_indexes_are_rebuilt() {
         }
         assert_eq!(log.offset_for_timestamp(31).unwrap(), Some((7, 31)));
         log.close().unwrap();
+        // Garbage was replaced by the rebuilt index.
         assert_eq!(std::fs::metadata(&idx0).unwrap().len(), idx_len);
+        assert_eq!(std::fs::metadata(&tidx0).unwrap().len(), tidx_len);
     }
 }
 
@@ -511,4 +516,49 @@ fn flush_messages_moves_recovery_point() {
     assert_eq!(log.recovery_point(), 0);
     log.append_as_leader(batch(2, 0), 0).unwrap();
     assert_eq!(log.recovery_point(), 4);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Any offset reads back the batch containing it, before and after a
+    /// restart, whatever the batch sizes, segment size and index interval.
+    #[test]
+    fn every_offset_reads_its_batch(
+        sizes in proptest::collection::vec(1usize..6, 1..30),
+        segment_batches in 1u64..5,
+        interval in 1u32..800,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p-0");
+        let cfg = LogConfig {
+            segment_bytes: batch(3, 0).len() as u64 * segment_batches,
+            index_interval_bytes: interval,
+            ..LogConfig::default()
+        };
+        let mut log = PartitionLog::open(&path, cfg.clone(), 0).unwrap();
+        let mut starts = vec![];
+        for (i, n) in sizes.iter().enumerate() {
+            let info = log.append_as_leader(batch(*n, i as i64 * 10), 0).unwrap();
+            starts.push(info.first_offset);
+        }
+        let end = log.log_end_offset();
+        prop_assert_eq!(end, sizes.iter().sum::<usize>() as i64);
+        let check = |log: &PartitionLog| -> Result<(), TestCaseError> {
+            for off in 0..end {
+                let got = offsets(log.read(off, 1, i64::MAX, true).unwrap());
+                let b = starts.partition_point(|s| *s <= off) - 1;
+                let want: Vec<i64> = (starts[b]..starts[b] + sizes[b] as i64).collect();
+                prop_assert_eq!(got, want);
+            }
+            Ok(())
+        };
+        check(&log)?;
+        log.close().unwrap();
+        let log = PartitionLog::open(&path, cfg.clone(), end).unwrap();
+        check(&log)?;
+        drop(log);
+        let log = PartitionLog::open(&path, cfg, 0).unwrap();
+        check(&log)?;
+    }
 }

@@ -120,6 +120,11 @@ impl LogSegment {
         let indexes = Self::fresh_indexes(dir, base_offset)?;
         let mut seg = Self::empty(dir, base_offset, index_interval, log, size, indexes);
         let truncated = seg.recover()?;
+        if !recover {
+            // Outside the recovery range nothing else will fsync the rebuilt
+            // indexes or seal the time index.
+            seg.sync()?;
+        }
         Ok((seg, truncated))
     }
 
@@ -339,9 +344,12 @@ impl LogSegment {
         data: &[u8],
         batches: &[(usize, RecordBatchHeader)],
     ) -> Result<(), StorageError> {
-        self.log
-            .write_all_at(data, self.size)
-            .map_err(io_err("append to segment", &self.log_path))?;
+        if let Err(e) = self.log.write_all_at(data, self.size) {
+            // Drop a partial write so the next append does not leave garbage
+            // behind a shorter batch; recovery would catch it anyway.
+            let _ = self.log.set_len(self.size);
+            return Err(io_err("append to segment", &self.log_path)(e));
+        }
         for (rel, h) in batches {
             self.index_batch(self.size + *rel as u64, h)?;
         }
