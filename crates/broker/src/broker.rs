@@ -1,0 +1,236 @@
+//! Broker startup, background tasks and clean shutdown.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use sluice_metastore::{Compare, LeaseKeeper, MetadataStore, Op, Txn};
+use sluice_types::meta::{self, BrokerRegistration};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::BrokerConfig;
+use crate::metadata::MetadataCache;
+use crate::replica_manager::ReplicaManager;
+use crate::service::BrokerService;
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub store: Arc<dyn MetadataStore>,
+    pub metadata: Arc<MetadataCache>,
+    pub replicas: Arc<ReplicaManager>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Broker {
+    /// Opens the logs, registers in the metadata store under a lease, loads
+    /// metadata and starts the background tasks. Stops when `shutdown` fires;
+    /// then call [`Broker::close`].
+    pub async fn start(
+        config: BrokerConfig,
+        store: Arc<dyn MetadataStore>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Arc<Self>> {
+        config.validate()?;
+        let replicas = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || ReplicaManager::open(config))
+                .await?
+                .context("open logs")?
+        };
+        let metadata = MetadataCache::new();
+        let broker = Arc::new(Self {
+            config,
+            store,
+            metadata,
+            replicas,
+            shutdown,
+            tasks: TaskTracker::new(),
+        });
+        let keeper = broker.register().await?;
+        let rev = broker
+            .metadata
+            .load(broker.store.as_ref())
+            .await
+            .context("load cluster metadata")?;
+        broker.metadata.read(|v| broker.replicas.reconcile(v));
+        broker.tasks.spawn(broker.clone().watch_metadata(rev));
+        broker.tasks.spawn(broker.clone().keep_registered(keeper));
+        broker.tasks.spawn(broker.clone().periodic_tasks());
+        info!(broker_id = broker.config.broker_id, "broker started");
+        Ok(broker)
+    }
+
+    pub fn service(self: &Arc<Self>) -> BrokerService {
+        BrokerService::new(self.clone())
+    }
+
+    /// Registers `brokers/<id>` under a fresh lease. Refuses to start when a live
+    /// broker already holds the id.
+    async fn register(&self) -> anyhow::Result<LeaseKeeper> {
+        let (host, port) = self.config.advertised()?;
+        let lease = self
+            .store
+            .grant_lease(Duration::from_millis(self.config.lease_ms))
+            .await
+            .context("grant broker lease")?;
+        let keeper = self.store.keep_alive(lease).await?;
+        let reg = BrokerRegistration {
+            broker_id: self.config.broker_id,
+            host,
+            port: port as i32,
+            rack: self.config.rack.clone(),
+            start_time_ms: now_ms(),
+            epoch: lease,
+        };
+        let key = meta::broker_key(self.config.broker_id);
+        let res = self
+            .store
+            .txn(
+                Txn::new()
+                    .when(Compare::absent(key.clone()))
+                    .and_then(Op::Put {
+                        key,
+                        value: meta::encode(&reg),
+                        lease,
+                    }),
+            )
+            .await?;
+        if !res.succeeded {
+            let _ = self.store.revoke_lease(lease).await;
+            bail!(
+                "broker.id {} is already registered by a live broker; pick another broker.id or stop the other broker",
+                self.config.broker_id
+            );
+        }
+        Ok(keeper)
+    }
+
+    /// Re-registers after the lease is lost (for example after a long pause).
+    async fn keep_registered(self: Arc<Self>, mut keeper: LeaseKeeper) {
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => {
+                    let _ = self.store.revoke_lease(keeper.lease()).await;
+                    return;
+                }
+                _ = keeper.lost() => {}
+            }
+            warn!("broker registration lease lost; registering again");
+            loop {
+                match self.register().await {
+                    Ok(k) => {
+                        keeper = k;
+                        break;
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "re-registration failed; retrying");
+                        tokio::select! {
+                            _ = self.shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Follows the metadata store; on a broken watch, reloads and watches again.
+    async fn watch_metadata(self: Arc<Self>, mut rev: i64) {
+        loop {
+            let stream = self.store.watch_prefix("", rev + 1).await;
+            match stream {
+                Ok(mut stream) => loop {
+                    let next = tokio::select! {
+                        _ = self.shutdown.cancelled() => return,
+                        n = stream.next() => n,
+                    };
+                    match next {
+                        Some(Ok(events)) => {
+                            if let Some(last) = events.last() {
+                                rev = rev.max(last.kv.mod_revision);
+                            }
+                            self.metadata.apply(&events);
+                            self.metadata.read(|v| self.replicas.reconcile(v));
+                        }
+                        Some(Err(e)) => {
+                            warn!(error = %e, "metadata watch broke; reloading");
+                            break;
+                        }
+                        None => break,
+                    }
+                },
+                Err(e) => warn!(error = %e, "cannot watch metadata; retrying"),
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            match self.metadata.load(self.store.as_ref()).await {
+                Ok(r) => {
+                    rev = r;
+                    self.metadata.read(|v| self.replicas.reconcile(v));
+                }
+                Err(e) => warn!(error = %e, "cannot reload metadata"),
+            }
+        }
+    }
+
+    /// Retention and checkpoints, each on its own interval.
+    async fn periodic_tasks(self: Arc<Self>) {
+        let c = &self.config;
+        let mut retention = tokio::time::interval(Duration::from_millis(
+            c.log_retention_check_interval_ms.max(100),
+        ));
+        let mut hw = tokio::time::interval(Duration::from_millis(
+            c.replica_high_watermark_checkpoint_interval_ms.max(100),
+        ));
+        let mut recovery = tokio::time::interval(Duration::from_millis(
+            c.log_flush_offset_checkpoint_interval_ms.max(100),
+        ));
+        let flush_ms = c.log_flush_interval_ms;
+        let mut flush =
+            tokio::time::interval(Duration::from_millis(flush_ms.unwrap_or(1000).max(10)));
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = retention.tick() => self.replicas.enforce_retention(now_ms()),
+                _ = hw.tick() => {
+                    if let Err(e) = self.replicas.checkpoint_high_watermarks() {
+                        warn!(error = %e, "high watermark checkpoint failed");
+                    }
+                }
+                _ = recovery.tick() => {
+                    if let Err(e) = self.replicas.checkpoint_recovery_points() {
+                        warn!(error = %e, "recovery point checkpoint failed");
+                    }
+                }
+                _ = flush.tick(), if flush_ms.is_some() => {
+                    for p in self.replicas.all() {
+                        if let Err(e) = p.flush() {
+                            warn!(topic = %p.topic, partition = p.partition, error = %e, "flush failed");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for the background tasks to stop (after `shutdown` fired), then
+    /// flushes and checkpoints every log.
+    pub async fn close(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+        let replicas = self.replicas.clone();
+        let _ = tokio::task::spawn_blocking(move || replicas.shutdown()).await;
+    }
+}

@@ -1,0 +1,262 @@
+//! Every local partition replica: creation and deletion following metadata,
+//! appends and reads, retention and checkpoints.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use sluice_storage::{LogConfig, LogManager, StorageError};
+use sluice_types::{ApiError, ErrorCode};
+use tracing::{info, warn};
+
+use crate::config::BrokerConfig;
+use crate::metadata::ClusterView;
+use crate::partition::{Partition, Role, storage_err};
+
+type Key = (String, i32);
+
+pub struct ReplicaManager {
+    broker_id: i32,
+    config: BrokerConfig,
+    /// Creation and deletion of logs are rare and synchronous; a plain mutex.
+    logs: Mutex<LogManager>,
+    partitions: RwLock<HashMap<Key, Arc<Partition>>>,
+}
+
+/// A topic's log settings: the broker's defaults with the topic's overrides.
+pub fn topic_log_config(
+    base: &LogConfig,
+    overrides: &std::collections::BTreeMap<String, String>,
+) -> LogConfig {
+    let mut c = base.clone();
+    let num = |k: &str| overrides.get(k).and_then(|v| v.trim().parse::<i64>().ok());
+    if let Some(v) = num("retention.ms") {
+        c.retention_ms = v;
+    }
+    if let Some(v) = num("retention.bytes") {
+        c.retention_bytes = v;
+    }
+    if let Some(v) = num("segment.bytes") {
+        c.segment_bytes = v.max(1024) as u64;
+    }
+    if let Some(v) = num("segment.ms") {
+        c.segment_ms = v;
+    }
+    if let Some(v) = num("max.message.bytes") {
+        c.max_message_bytes = v.clamp(0, u32::MAX as i64) as u32;
+    }
+    if let Some(v) = num("index.interval.bytes") {
+        c.index_interval_bytes = v.clamp(0, u32::MAX as i64) as u32;
+    }
+    if let Some(v) = num("flush.messages") {
+        c.flush_messages = Some(v.max(1) as u64);
+    }
+    if let Some(v) = num("flush.ms") {
+        c.flush_ms = Some(v.max(0) as u64);
+    }
+    c
+}
+
+impl ReplicaManager {
+    /// Opens (and recovers) every log under `log.dirs`.
+    pub fn open(config: BrokerConfig) -> Result<Arc<Self>, StorageError> {
+        let (logs, recovered) = LogManager::open(config.log_dir_paths(), config.log_config())?;
+        let hws = logs.read_high_watermarks()?;
+        let mut partitions = HashMap::new();
+        for r in recovered {
+            let hw = hws
+                .get(&(r.topic.clone(), r.partition))
+                .copied()
+                .unwrap_or(0);
+            info!(topic = %r.topic, partition = r.partition, log_end = r.log.log_end_offset(), "loaded log");
+            let p = Partition::new(r.topic.clone(), r.partition, config.broker_id, r.log, hw);
+            partitions.insert((r.topic, r.partition), Arc::new(p));
+        }
+        Ok(Arc::new(Self {
+            broker_id: config.broker_id,
+            config,
+            logs: Mutex::new(logs),
+            partitions: RwLock::new(partitions),
+        }))
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
+        self.partitions
+            .read()
+            .get(&(topic.to_string(), partition))
+            .cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().values().cloned().collect()
+    }
+
+    /// Makes local replicas match metadata: creates logs for partitions assigned
+    /// here, applies roles, deletes logs of topics that are gone (or were
+    /// re-created with a new id).
+    pub fn reconcile(&self, view: &ClusterView) {
+        let mut wanted: HashMap<Key, (Role, LogConfig)> = HashMap::new();
+        for (name, topic) in &view.topics {
+            let log_config = topic_log_config(&self.config.log_config(), &topic.record.configs);
+            for (p, replicas) in topic.record.assignment.iter().enumerate() {
+                if !replicas.contains(&self.broker_id) {
+                    continue;
+                }
+                let p = p as i32;
+                let Some(state) = topic.partitions.get(&p) else {
+                    continue;
+                };
+                let role = Role {
+                    topic_id: topic.record.topic_id.clone(),
+                    leader: state.leader,
+                    leader_epoch: state.leader_epoch,
+                    isr: state.isr.clone(),
+                    replicas: replicas.clone(),
+                };
+                wanted.insert((name.clone(), p), (role, log_config.clone()));
+            }
+        }
+        // Delete what metadata no longer has, or has under a new topic id.
+        let stale: Vec<Key> = {
+            let parts = self.partitions.read();
+            parts
+                .iter()
+                .filter(|(k, p)| match wanted.get(*k) {
+                    None => true,
+                    Some((role, _)) => p.topic_id().is_some_and(|id| id != role.topic_id),
+                })
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        for key in stale {
+            self.delete_partition(&key);
+        }
+        for (key, (role, log_config)) in wanted {
+            let existing = self.partitions.read().get(&key).cloned();
+            let partition = match existing {
+                Some(p) => p,
+                None => match self.create_partition(&key, log_config, &role.topic_id) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        warn!(topic = %key.0, partition = key.1, error = %e, "cannot create log");
+                        continue;
+                    }
+                },
+            };
+            if let Err(e) = partition.set_role(role) {
+                warn!(topic = %key.0, partition = key.1, error = %e, "cannot apply partition role");
+            }
+        }
+    }
+
+    fn create_partition(
+        &self,
+        key: &Key,
+        config: LogConfig,
+        topic_id: &str,
+    ) -> Result<Arc<Partition>, ApiError> {
+        let mut log = self
+            .logs
+            .lock()
+            .create_log(&key.0, key.1, config)
+            .map_err(|e| storage_err(&key.0, key.1, e))?;
+        log.set_topic_id(topic_id)
+            .map_err(|e| storage_err(&key.0, key.1, e))?;
+        info!(topic = %key.0, partition = key.1, "created log");
+        let p = Arc::new(Partition::new(key.0.clone(), key.1, self.broker_id, log, 0));
+        self.partitions.write().insert(key.clone(), p.clone());
+        Ok(p)
+    }
+
+    fn delete_partition(&self, key: &Key) {
+        let Some(p) = self.partitions.write().remove(key) else {
+            return;
+        };
+        info!(topic = %key.0, partition = key.1, "deleting log of deleted topic");
+        // In-flight requests may still hold the partition for a moment; Linux lets
+        // them finish reading from unlinked files, so the directory goes now.
+        match Arc::try_unwrap(p) {
+            Ok(p) => {
+                let log = p.into_log();
+                if let Err(e) = self.logs.lock().delete_log(&key.0, key.1, log) {
+                    warn!(topic = %key.0, partition = key.1, error = %e, "cannot delete log");
+                }
+            }
+            Err(p) => {
+                let dir = self
+                    .logs
+                    .lock()
+                    .log_dir_of(&key.0, key.1)
+                    .map(|d| d.join(sluice_storage::log_dir_name(&key.0, key.1)));
+                drop(p);
+                if let Some(dir) = dir {
+                    if let Err(e) = std::fs::remove_dir_all(&dir) {
+                        warn!(dir = %dir.display(), error = %e, "cannot delete log directory");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Deletes old segments of every partition by time and size.
+    pub fn enforce_retention(&self, now_ms: i64) {
+        for p in self.all() {
+            match p.enforce_retention(now_ms) {
+                Ok(0) => {}
+                Ok(n) => {
+                    info!(topic = %p.topic, partition = p.partition, segments = n, "retention deleted segments")
+                }
+                Err(e) => {
+                    warn!(topic = %p.topic, partition = p.partition, error = %e, "retention failed")
+                }
+            }
+        }
+    }
+
+    /// Writes the high-watermark checkpoint of every log dir.
+    pub fn checkpoint_high_watermarks(&self) -> Result<(), ApiError> {
+        let parts = self.all();
+        let entries: Vec<(&str, i32, i64)> = parts
+            .iter()
+            .map(|p| (p.topic.as_str(), p.partition, p.offsets().hw))
+            .collect();
+        self.logs
+            .lock()
+            .checkpoint_high_watermarks(&entries)
+            .map_err(|e| ApiError::new(ErrorCode::KafkaStorageError, e.to_string()))
+    }
+
+    /// Writes the recovery-point checkpoint (without flushing).
+    pub fn checkpoint_recovery_points(&self) -> Result<(), ApiError> {
+        let parts = self.all();
+        let entries: Vec<(&str, i32, i64)> = parts
+            .iter()
+            .map(|p| (p.topic.as_str(), p.partition, p.recovery_point()))
+            .collect();
+        self.logs
+            .lock()
+            .checkpoint_recovery_points(&entries)
+            .map_err(|e| ApiError::new(ErrorCode::KafkaStorageError, e.to_string()))
+    }
+
+    /// Clean shutdown: flush every log, then checkpoint recovery points and high
+    /// watermarks so the next start skips recovery.
+    pub fn shutdown(&self) {
+        for p in self.all() {
+            if let Err(e) = p.flush() {
+                warn!(topic = %p.topic, partition = p.partition, error = %e, "flush on shutdown failed");
+            }
+        }
+        if let Err(e) = self.checkpoint_recovery_points() {
+            warn!(error = %e, "recovery point checkpoint failed");
+        }
+        if let Err(e) = self.checkpoint_high_watermarks() {
+            warn!(error = %e, "high watermark checkpoint failed");
+        }
+        info!("logs flushed and checkpointed");
+    }
+}

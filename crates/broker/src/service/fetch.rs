@@ -1,0 +1,207 @@
+//! Fetch with long polling: answers as soon as `min_bytes` are readable or
+//! `max_wait_ms` passes, woken by each partition's offsets watch (Kafka's
+//! DelayedFetch), never by a sleep loop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sluice_proto::broker::{self as pb, RecordFormat};
+use sluice_proto::common;
+use sluice_records::decode_batches;
+use sluice_types::{ApiError, ErrorCode};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::instrument;
+
+use super::BrokerService;
+use crate::partition::{LogOffsets, Partition};
+
+const DEFAULT_MAX_BYTES: usize = 50 << 20;
+const DEFAULT_PARTITION_MAX_BYTES: usize = 1 << 20;
+
+#[instrument(skip_all, fields(topics = req.topics.len(), max_wait_ms = req.max_wait_ms))]
+pub(super) async fn fetch(
+    svc: &BrokerService,
+    req: pb::FetchRequest,
+) -> Result<pb::FetchResponse, ApiError> {
+    if req.max_bytes < 0 || req.min_bytes < 0 || req.max_wait_ms < 0 {
+        return Err(ApiError::new(
+            ErrorCode::InvalidFetchSize,
+            "max_bytes, min_bytes and max_wait_ms must not be negative",
+        ));
+    }
+    let format = RecordFormat::try_from(req.format)
+        .map_err(|_| ApiError::invalid_request(format!("unknown record format {}", req.format)))?;
+    let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms as u64);
+    let min_bytes = req.min_bytes.max(1) as usize;
+    let max_bytes = if req.max_bytes == 0 {
+        DEFAULT_MAX_BYTES
+    } else {
+        req.max_bytes as usize
+    };
+    // Resolve partitions once; subscribe before reading so no append between the
+    // read and the wait can be missed.
+    let targets: Vec<(String, Vec<(pb::FetchPartition, Option<Arc<Partition>>)>)> = req
+        .topics
+        .iter()
+        .map(|t| {
+            (
+                t.name.clone(),
+                t.partitions
+                    .iter()
+                    .map(|p| (*p, svc.broker.replicas.get(&t.name, p.partition)))
+                    .collect(),
+            )
+        })
+        .collect();
+    let mut receivers: Vec<watch::Receiver<LogOffsets>> = targets
+        .iter()
+        .flat_map(|(_, ps)| {
+            ps.iter()
+                .filter_map(|(_, p)| p.as_ref().map(|p| p.subscribe()))
+        })
+        .collect();
+    loop {
+        for r in &mut receivers {
+            r.borrow_and_update();
+        }
+        let (resp, bytes, errors) = read_all(svc, &targets, max_bytes, format)?;
+        if bytes >= min_bytes || errors || Instant::now() >= deadline || receivers.is_empty() {
+            return Ok(resp);
+        }
+        let changed =
+            futures::future::select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
+        tokio::select! {
+            _ = changed => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+type Targets = [(String, Vec<(pb::FetchPartition, Option<Arc<Partition>>)>)];
+
+fn read_all(
+    svc: &BrokerService,
+    targets: &Targets,
+    max_bytes: usize,
+    format: RecordFormat,
+) -> Result<(pb::FetchResponse, usize, bool), ApiError> {
+    let mut total = 0usize;
+    let mut any_error = false;
+    let mut topics = Vec::with_capacity(targets.len());
+    for (name, parts) in targets {
+        let mut out = Vec::with_capacity(parts.len());
+        for (req, partition) in parts {
+            let mut resp = pb::FetchPartitionResponse {
+                partition: req.partition,
+                high_watermark: -1,
+                last_stable_offset: -1,
+                log_start_offset: -1,
+                ..Default::default()
+            };
+            let result = match partition {
+                None => Err(unknown(svc, name, req.partition)),
+                Some(p) => {
+                    let limit = if req.partition_max_bytes > 0 {
+                        req.partition_max_bytes as usize
+                    } else {
+                        DEFAULT_PARTITION_MAX_BYTES
+                    }
+                    .min(max_bytes.saturating_sub(total));
+                    // The first data of a response may exceed the limits, so a
+                    // consumer always progresses past a large batch.
+                    let min_one = total == 0;
+                    if limit == 0 && !min_one {
+                        Ok((Bytes::new(), p.offsets()))
+                    } else {
+                        p.read(req.fetch_offset, limit, min_one, true)
+                    }
+                }
+            };
+            match result {
+                Ok((data, offsets)) => {
+                    resp.high_watermark = offsets.hw;
+                    resp.last_stable_offset = offsets.hw;
+                    resp.log_start_offset = offsets.log_start;
+                    total += data.len();
+                    match format {
+                        RecordFormat::RecordBatches => resp.record_batches = data,
+                        RecordFormat::Records => {
+                            resp.records = decode(name, req, data)?;
+                        }
+                    }
+                }
+                Err(e) => {
+                    any_error = true;
+                    if let Some(p) = partition {
+                        let o = p.offsets();
+                        resp.high_watermark = o.hw;
+                        resp.last_stable_offset = o.hw;
+                        resp.log_start_offset = o.log_start;
+                    }
+                    resp.error = Some(e.to_proto());
+                }
+            }
+            out.push(resp);
+        }
+        topics.push(pb::FetchTopicResponse {
+            name: name.clone(),
+            partitions: out,
+        });
+    }
+    Ok((pb::FetchResponse { topics }, total, any_error))
+}
+
+fn unknown(svc: &BrokerService, topic: &str, partition: i32) -> ApiError {
+    svc.broker.metadata.read(|v| match v.topics.get(topic) {
+        None => ApiError::unknown_topic(topic),
+        Some(t) if partition < 0 || partition >= t.record.num_partitions() => {
+            ApiError::unknown_partition(topic, partition)
+        }
+        Some(_) => ApiError::new(
+            ErrorCode::NotLeaderOrFollower,
+            format!(
+                "broker {} does not host {topic}-{partition}",
+                svc.broker.config.broker_id
+            ),
+        ),
+    })
+}
+
+/// Decodes stored batches into proto records for clients that asked for them,
+/// dropping records before the fetch offset (a batch may start earlier).
+fn decode(
+    topic: &str,
+    req: &pb::FetchPartition,
+    data: Bytes,
+) -> Result<Vec<common::Record>, ApiError> {
+    if data.is_empty() {
+        return Ok(Vec::new());
+    }
+    let batches = decode_batches(data).map_err(|e| {
+        ApiError::new(
+            ErrorCode::CorruptMessage,
+            format!(
+                "{topic}-{}: stored batch failed to decode: {e}",
+                req.partition
+            ),
+        )
+    })?;
+    Ok(batches
+        .into_iter()
+        .flat_map(|b| b.records)
+        .filter(|r| r.offset >= req.fetch_offset)
+        .map(|r| common::Record {
+            key: r.key,
+            value: r.value,
+            headers: r
+                .headers
+                .into_iter()
+                .map(|(key, value)| common::RecordHeader { key, value })
+                .collect(),
+            timestamp_ms: r.timestamp,
+            offset: r.offset,
+        })
+        .collect())
+}

@@ -1,0 +1,83 @@
+//! ListOffsets: earliest, latest, or by timestamp.
+
+use sluice_proto::broker as pb;
+use sluice_proto::broker::OffsetSpec;
+use sluice_types::{ApiError, ErrorCode};
+
+use super::BrokerService;
+
+pub(super) fn list_offsets(
+    svc: &BrokerService,
+    req: pb::ListOffsetsRequest,
+) -> pb::ListOffsetsResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| pb::ListOffsetsTopicResponse {
+            partitions: t
+                .partitions
+                .iter()
+                .map(|p| match lookup(svc, &t.name, p) {
+                    Ok((offset, timestamp_ms, leader_epoch)) => pb::ListOffsetsPartitionResponse {
+                        partition: p.partition,
+                        error: None,
+                        offset,
+                        timestamp_ms,
+                        leader_epoch,
+                    },
+                    Err(e) => pb::ListOffsetsPartitionResponse {
+                        partition: p.partition,
+                        error: Some(e.to_proto()),
+                        offset: -1,
+                        timestamp_ms: -1,
+                        leader_epoch: -1,
+                    },
+                })
+                .collect(),
+            name: t.name,
+        })
+        .collect();
+    pb::ListOffsetsResponse { topics }
+}
+
+fn lookup(
+    svc: &BrokerService,
+    topic: &str,
+    p: &pb::ListOffsetsPartition,
+) -> Result<(i64, i64, i32), ApiError> {
+    let broker = &svc.broker;
+    let Some(partition) = broker.replicas.get(topic, p.partition) else {
+        return Err(broker.metadata.read(|v| match v.topics.get(topic) {
+            None => ApiError::unknown_topic(topic),
+            Some(_) => ApiError::unknown_partition(topic, p.partition),
+        }));
+    };
+    if !partition.is_leader() {
+        return Err(ApiError::new(
+            ErrorCode::NotLeaderOrFollower,
+            format!(
+                "broker {} is not the leader of {topic}-{}",
+                broker.config.broker_id, p.partition
+            ),
+        ));
+    }
+    let offsets = partition.offsets();
+    let spec = OffsetSpec::try_from(p.spec)
+        .map_err(|_| ApiError::invalid_request(format!("unknown offset spec {}", p.spec)))?;
+    match spec {
+        OffsetSpec::Earliest => Ok((
+            offsets.log_start,
+            -1,
+            partition.leader_epoch_of(offsets.log_start),
+        )),
+        OffsetSpec::Latest => Ok((offsets.hw, -1, partition.leader_epoch_of(offsets.hw))),
+        OffsetSpec::Timestamp => match partition.offset_for_timestamp(p.timestamp_ms)? {
+            Some((offset, ts)) => Ok((offset, ts, partition.leader_epoch_of(offset))),
+            None => Ok((-1, -1, -1)),
+        },
+        OffsetSpec::MaxTimestamp => Err(ApiError::new(
+            ErrorCode::UnsupportedVersion,
+            "OFFSET_SPEC_MAX_TIMESTAMP is not supported yet; use LATEST or a timestamp",
+        )),
+    }
+}

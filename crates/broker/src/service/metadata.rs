@@ -1,0 +1,140 @@
+//! Metadata: brokers, topics, partitions and the active controller.
+
+use sluice_proto::{broker as pb, common};
+use sluice_types::names::{is_internal_topic, validate_topic_name};
+use sluice_types::{ApiError, ErrorCode};
+use tracing::instrument;
+
+use super::BrokerService;
+use crate::metadata::{ClusterView, TopicView};
+
+#[instrument(skip_all, fields(topics = req.topics.len()))]
+pub(super) async fn metadata(
+    svc: &BrokerService,
+    req: pb::MetadataRequest,
+) -> pb::MetadataResponse {
+    let broker = &svc.broker;
+    let mut auto_create_error = None;
+    if req.allow_auto_topic_creation && broker.config.auto_create_topics_enable {
+        let missing: Vec<String> = broker.metadata.read(|v| {
+            req.topics
+                .iter()
+                .filter(|t| !v.topics.contains_key(*t) && validate_topic_name(t).is_ok())
+                .cloned()
+                .collect()
+        });
+        if !missing.is_empty() {
+            auto_create_error = svc.auto_create_topics(&missing).await.err();
+        }
+    }
+    broker.metadata.read(|view| {
+        let topics = if req.topics.is_empty() {
+            view.topics
+                .values()
+                .filter(|t| req.include_internal || !t.record.internal)
+                .map(|t| topic_metadata(view, t))
+                .collect()
+        } else {
+            req.topics
+                .iter()
+                .map(|name| match view.topics.get(name) {
+                    Some(t) => topic_metadata(view, t),
+                    None => {
+                        let error = validate_topic_name(name)
+                            .err()
+                            .or_else(|| auto_create_error.clone())
+                            .unwrap_or_else(|| ApiError::unknown_topic(name));
+                        pb::TopicMetadata {
+                            error: Some(error.to_proto()),
+                            name: name.clone(),
+                            is_internal: is_internal_topic(name),
+                            ..Default::default()
+                        }
+                    }
+                })
+                .collect()
+        };
+        pb::MetadataResponse {
+            brokers: view.brokers.values().map(endpoint).collect(),
+            cluster_id: view.cluster_id.clone(),
+            controller_id: view.controller.as_ref().map_or(-1, |c| c.controller_id),
+            controller: view.controller.as_ref().map(|c| common::BrokerEndpoint {
+                broker_id: c.controller_id,
+                host: c.host.clone(),
+                port: c.port,
+                rack: None,
+            }),
+            topics,
+        }
+    })
+}
+
+pub(crate) fn endpoint(b: &sluice_types::meta::BrokerRegistration) -> common::BrokerEndpoint {
+    common::BrokerEndpoint {
+        broker_id: b.broker_id,
+        host: b.host.clone(),
+        port: b.port,
+        rack: b.rack.clone(),
+    }
+}
+
+fn topic_metadata(view: &ClusterView, t: &TopicView) -> pb::TopicMetadata {
+    let partitions = t
+        .record
+        .assignment
+        .iter()
+        .enumerate()
+        .map(|(p, replicas)| {
+            let p = p as i32;
+            let offline: Vec<i32> = replicas
+                .iter()
+                .copied()
+                .filter(|r| !view.brokers.contains_key(r))
+                .collect();
+            match t.partitions.get(&p) {
+                Some(s) => pb::PartitionMetadata {
+                    error: if s.leader < 0 || !view.brokers.contains_key(&s.leader) {
+                        Some(
+                            ApiError::new(
+                                ErrorCode::LeaderNotAvailable,
+                                format!("{}-{p} has no live leader", t.record.name),
+                            )
+                            .to_proto(),
+                        )
+                    } else {
+                        None
+                    },
+                    partition: p,
+                    leader_id: s.leader,
+                    leader_epoch: s.leader_epoch,
+                    replicas: replicas.clone(),
+                    isr: s.isr.clone(),
+                    offline_replicas: offline,
+                },
+                None => pb::PartitionMetadata {
+                    error: Some(
+                        ApiError::new(
+                            ErrorCode::LeaderNotAvailable,
+                            format!("{}-{p} is being created", t.record.name),
+                        )
+                        .to_proto(),
+                    ),
+                    partition: p,
+                    leader_id: -1,
+                    leader_epoch: -1,
+                    replicas: replicas.clone(),
+                    isr: Vec::new(),
+                    offline_replicas: offline,
+                },
+            }
+        })
+        .collect();
+    pb::TopicMetadata {
+        error: None,
+        name: t.record.name.clone(),
+        topic_id: t.record.topic_id.clone(),
+        is_internal: t.record.internal,
+        partitions,
+        configs: t.record.configs.clone().into_iter().collect(),
+    }
+}

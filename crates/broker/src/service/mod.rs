@@ -1,0 +1,167 @@
+//! The gRPC `Broker` service. Each RPC family lives in its own file; this file
+//! only routes and holds what they share.
+
+mod fetch;
+mod find_coordinator;
+mod list_offsets;
+mod metadata;
+mod produce;
+mod replica_fetch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_proto::broker as pb;
+use sluice_proto::broker::broker_server::{Broker as BrokerApi, BrokerServer};
+use sluice_proto::controller::controller_client::ControllerClient;
+use sluice_proto::controller::{CreatableTopic, CreateTopicsRequest};
+use sluice_types::{ApiError, ErrorCode};
+use tonic::{Request, Response, Status};
+use tracing::info;
+
+use crate::Broker;
+
+/// Serves the broker API.
+#[derive(Clone)]
+pub struct BrokerService {
+    broker: Arc<Broker>,
+}
+
+impl BrokerService {
+    pub fn new(broker: Arc<Broker>) -> Self {
+        Self { broker }
+    }
+
+    /// The tonic server. Message limits leave room for a full fetch response
+    /// (fetch.max.bytes, 50 MiB) and produce requests of many max-size batches.
+    pub fn into_server(self) -> BrokerServer<Self> {
+        let limit = (self.broker.config.message_max_bytes as usize * 4).max(64 << 20);
+        BrokerServer::new(self)
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit.max(128 << 20))
+    }
+
+    /// Asks the active controller to create `topics` with the cluster defaults,
+    /// then waits until this broker's metadata shows them.
+    pub(crate) async fn auto_create_topics(&self, topics: &[String]) -> Result<(), ApiError> {
+        let controller = self
+            .broker
+            .metadata
+            .read(|v| v.controller.clone())
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::NotController,
+                    "no active controller to auto-create topics with",
+                )
+            })?;
+        let url = format!("http://{}:{}", controller.host, controller.port);
+        let mut client = ControllerClient::connect(url.clone()).await.map_err(|e| {
+            ApiError::new(
+                ErrorCode::NotController,
+                format!("cannot reach the controller at {url}: {e}"),
+            )
+        })?;
+        let resp = client
+            .create_topics(CreateTopicsRequest {
+                topics: topics
+                    .iter()
+                    .map(|t| CreatableTopic {
+                        name: t.clone(),
+                        num_partitions: -1,
+                        replication_factor: -1,
+                        ..Default::default()
+                    })
+                    .collect(),
+                timeout_ms: 10_000,
+                validate_only: false,
+            })
+            .await
+            .map_err(|s| ApiError::from_status(&s))?
+            .into_inner();
+        for t in resp.topics {
+            if let Some(e) = ApiError::from_proto(t.error.as_ref()) {
+                if e.code != ErrorCode::TopicAlreadyExists {
+                    return Err(e);
+                }
+            } else {
+                info!(topic = %t.name, "auto-created topic");
+            }
+        }
+        // The creation reaches this broker through the metadata watch.
+        let mut rx = self.broker.metadata.subscribe();
+        let ready = |b: &Broker| {
+            b.metadata.read(|v| {
+                topics.iter().all(|t| {
+                    v.topics
+                        .get(t)
+                        .is_some_and(|tv| tv.partitions.len() == tv.record.assignment.len())
+                })
+            })
+        };
+        let wait = async {
+            while !ready(&self.broker) {
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(10), wait).await;
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl BrokerApi for BrokerService {
+    async fn metadata(
+        &self,
+        request: Request<pb::MetadataRequest>,
+    ) -> Result<Response<pb::MetadataResponse>, Status> {
+        Ok(Response::new(
+            metadata::metadata(self, request.into_inner()).await,
+        ))
+    }
+
+    async fn produce(
+        &self,
+        request: Request<pb::ProduceRequest>,
+    ) -> Result<Response<pb::ProduceResponse>, Status> {
+        Ok(Response::new(
+            produce::produce(self, request.into_inner()).await?,
+        ))
+    }
+
+    async fn fetch(
+        &self,
+        request: Request<pb::FetchRequest>,
+    ) -> Result<Response<pb::FetchResponse>, Status> {
+        Ok(Response::new(
+            fetch::fetch(self, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_offsets(
+        &self,
+        request: Request<pb::ListOffsetsRequest>,
+    ) -> Result<Response<pb::ListOffsetsResponse>, Status> {
+        Ok(Response::new(list_offsets::list_offsets(
+            self,
+            request.into_inner(),
+        )))
+    }
+
+    async fn replica_fetch(
+        &self,
+        request: Request<pb::ReplicaFetchRequest>,
+    ) -> Result<Response<pb::ReplicaFetchResponse>, Status> {
+        replica_fetch::replica_fetch(self, request.into_inner()).map(Response::new)
+    }
+
+    async fn find_coordinator(
+        &self,
+        request: Request<pb::FindCoordinatorRequest>,
+    ) -> Result<Response<pb::FindCoordinatorResponse>, Status> {
+        Ok(Response::new(find_coordinator::find_coordinator(
+            request.into_inner(),
+        )))
+    }
+}
