@@ -3,7 +3,9 @@
 //! `Vec` keeps the code free of unsafe).
 //!
 //! - `.index`: 8-byte big-endian entries (u32 offset relative to the segment
-//!   base, u32 file position of the batch with that base offset).
+//!   base, u32 file position), as Kafka writes them: the offset is the last
+//!   offset of the batch starting at that position, so the greatest entry <=
+//!   a target is a batch at or before the one holding the target.
 //! - `.timeindex`: 12-byte entries (i64 max timestamp so far, u32 relative
 //!   offset of the last record covered by that maximum).
 

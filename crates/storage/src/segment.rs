@@ -324,7 +324,8 @@ impl LogSegment {
             self.offset_of_max_timestamp = h.last_offset();
         }
         if self.bytes_since_last_index_entry > self.index_interval {
-            self.offset_index.append(h.base_offset, pos as u32)?;
+            // Like Kafka, the entry maps the batch's last offset to its position.
+            self.offset_index.append(h.last_offset(), pos as u32)?;
             self.time_index
                 .maybe_append(self.max_timestamp, self.offset_of_max_timestamp)?;
             self.bytes_since_last_index_entry = 0;
