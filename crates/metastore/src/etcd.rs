@@ -547,3 +547,38 @@ impl MetadataStore for EtcdMetadataStore {
         election::resign(self, leader).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(key: &str, rev: i64) -> WatchEvent {
+        WatchEvent {
+            kind: EventKind::Put,
+            kv: KeyValue {
+                key: key.to_owned(),
+                value: Vec::new(),
+                create_revision: rev,
+                mod_revision: rev,
+                version: 1,
+                lease: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn one_response_is_split_into_one_batch_per_revision() {
+        let mut out = VecDeque::new();
+        group_by_revision(
+            vec![event("a", 5), event("b", 5), event("c", 6), event("d", 7)],
+            &mut out,
+        );
+        let revs: Vec<Vec<i64>> = out
+            .iter()
+            .map(|b| b.iter().map(|e| e.kv.mod_revision).collect())
+            .collect();
+        assert_eq!(revs, [vec![5, 5], vec![6], vec![7]]);
+        group_by_revision(Vec::new(), &mut out);
+        assert_eq!(out.len(), 3);
+    }
+}

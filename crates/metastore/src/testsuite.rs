@@ -484,7 +484,7 @@ impl EtcdServer {
         let (client_port, peer_port) = (free_port()?, free_port()?);
         let client_url = format!("http://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
-        let mut child = Command::new("sh")
+        let mut child = Command::new("/bin/sh")
             .arg("-c")
             .arg(WATCHDOG)
             .arg("sh")

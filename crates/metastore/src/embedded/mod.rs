@@ -99,7 +99,8 @@ impl EmbeddedMetadataStore {
     }
 
     /// Opens (or creates) a store persisted under `dir`. Keys bound to leases are not
-    /// restored: every lease died with the process that held it.
+    /// restored: every lease died with the process that held it. Only one store may have
+    /// a directory open at a time.
     pub fn open(dir: &Path) -> Result<Self, MetaError> {
         Self::open_with(dir, EmbeddedOptions::default())
     }

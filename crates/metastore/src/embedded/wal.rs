@@ -85,12 +85,17 @@ impl Wal {
         }
 
         let log_path = dir.join(LOG_FILE);
+        let existed = log_path.exists();
         let mut log = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(&log_path)
             .map_err(io(&log_path))?;
+        if !existed {
+            // Make the new file's directory entry durable too.
+            sync_dir(dir)?;
+        }
         let mut bytes = Vec::new();
         log.read_to_end(&mut bytes).map_err(io(&log_path))?;
 
@@ -155,8 +160,17 @@ impl Wal {
         let mut line = serde_json::to_vec(&record).expect("log records always serialize");
         line.push(b'\n');
         let path = self.dir.join(LOG_FILE);
-        self.log.write_all(&line).map_err(io(&path))?;
-        self.log.sync_data().map_err(io(&path))?;
+        if let Err(e) = self
+            .log
+            .write_all(&line)
+            .and_then(|()| self.log.sync_data())
+        {
+            // Drop any partial record so that a later append does not follow garbage,
+            // which recovery would (rightly) call corruption. Best effort: the caller
+            // reports the original error either way.
+            let _ = self.log.set_len(self.log_bytes);
+            return Err(io(&path)(e));
+        }
         self.log_bytes += line.len() as u64;
         Ok(())
     }
@@ -185,13 +199,15 @@ impl Wal {
         }
         fs::rename(&tmp, &path).map_err(io(&path))?;
         // The rename must be durable before the log it replaces is emptied.
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&self.dir))?;
+        sync_dir(&self.dir)?;
         let log_path = self.dir.join(LOG_FILE);
         self.log.set_len(0).map_err(io(&log_path))?;
         self.log.sync_all().map_err(io(&log_path))?;
         self.log_bytes = 0;
         Ok(())
     }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), MetaError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
