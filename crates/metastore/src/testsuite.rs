@@ -397,16 +397,6 @@ pub async fn election(store: Arc<dyn MetadataStore>) {
     store.revoke_lease(lb).await.unwrap();
 }
 
-/// Names of the suite's tests, for harness macros and reports.
-pub const SUITE: &[&str] = &[
-    "kv_basics",
-    "txn_cas",
-    "watch_from_revision",
-    "lease_keep_alive_and_expiry",
-    "lease_revoke",
-    "election",
-];
-
 /// A unique key namespace per test, so tests can share one etcd.
 pub fn unique_namespace(test: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
