@@ -382,27 +382,34 @@ impl LogSegment {
         let Some((start, first)) = self.find_batch(offset)? else {
             return Ok(None);
         };
-        let mut end = start;
-        let mut h = first;
-        loop {
-            let size = h.total_size() as u64;
-            if h.base_offset >= max_offset {
-                break;
-            }
-            let taken = (end - start) as usize;
-            if taken + size as usize > max_bytes && !(taken == 0 && min_one) {
-                break;
-            }
-            end += size;
-            if end >= self.size {
-                break;
-            }
-            h = self.header_at(end)?;
+        if first.base_offset >= max_offset {
+            return Ok(Some(Bytes::new()));
         }
-        let mut buf = vec![0u8; (end - start) as usize];
+        // One positional read of everything that may be returned, then cut
+        // at a batch boundary in memory: a fetch costs one syscall, not one
+        // per batch.
+        let floor = if min_one { first.total_size() } else { 0 };
+        let want = (max_bytes.max(floor) as u64).min(self.size - start) as usize;
+        let mut buf = vec![0u8; want];
         self.log
             .read_exact_at(&mut buf, start)
             .map_err(io_err("read segment", &self.log_path))?;
+        let mut end = 0;
+        while let Some(h) = RecordBatchHeader::parse(&buf[end..]) {
+            // Appended data was validated; the length check only guards the loop.
+            if h.base_offset >= max_offset
+                || h.batch_length < (HEADER_SIZE - 12) as i32
+                || end + h.total_size() > buf.len()
+            {
+                break;
+            }
+            end += h.total_size();
+        }
+        if end < want / 2 {
+            // Don't pin a mostly unused buffer in the response.
+            return Ok(Some(Bytes::copy_from_slice(&buf[..end])));
+        }
+        buf.truncate(end);
         Ok(Some(Bytes::from(buf)))
     }
 
