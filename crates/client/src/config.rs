@@ -161,9 +161,10 @@ const IGNORED: &[&str] = &[
 impl ClientConfig {
     /// A config with defaults and the given bootstrap servers.
     pub fn new(bootstrap_servers: &str) -> Self {
-        let mut c = ClientConfig::default();
-        c.bootstrap_servers = split_list(bootstrap_servers);
-        c
+        ClientConfig {
+            bootstrap_servers: split_list(bootstrap_servers),
+            ..Default::default()
+        }
     }
 
     /// Builder form of [`ClientConfig::set`].

@@ -64,7 +64,11 @@ impl ClientError {
             .get(sluice_types::error::ERROR_CODE_HEADER)
             .is_none()
         {
-            e.message = format!("broker {endpoint}: {}", e.message);
+            e.message = if status.code() == tonic::Code::Unavailable {
+                format!("cannot reach {endpoint}: {}", status.message())
+            } else {
+                format!("{endpoint}: {}", e.message)
+            };
         }
         ClientError::Api(e)
     }

@@ -5,18 +5,18 @@
 //! stable codes ([`ClientError::code`]) and display as `CODE_NAME: message`.
 //!
 //! # Layout
-//! - [`config`]: [`ClientConfig`], parsed from Kafka `key=value` properties.
-//! - [`error`]: [`ClientError`], wrapping the server's [`sluice_types::ApiError`].
-//! - [`cluster`]: bootstrap, the metadata cache (brokers, partition leaders,
+//! - [`config`] - [`ClientConfig`], parsed from Kafka `key=value` properties.
+//! - [`error`] - [`ClientError`], wrapping the server's [`sluice_types::ApiError`].
+//! - [`cluster`] - bootstrap, the metadata cache (brokers, partition leaders,
 //!   controller) and one lazily connected tonic channel per broker.
-//! - [`admin`]: [`Admin`]: create/delete topics, add partitions, list and
+//! - [`admin`] - [`Admin`]: create/delete topics, add partitions, list and
 //!   describe topics, describe the cluster (through the active controller).
-//! - [`producer`]: [`Producer`]: partitioner (murmur2 / sticky), record
+//! - [`producer`] - [`Producer`]: partitioner (murmur2 / sticky), record
 //!   accumulator (batches per partition), and the sender task (one Produce per
 //!   broker per drain, raw v2 batches).
-//! - [`consumer`]: [`Consumer`]: assign/seek/poll with long-poll fetches of raw
+//! - [`consumer`] - [`Consumer`]: assign/seek/poll with long-poll fetches of raw
 //!   v2 batches, decoded off the poll path.
-//! - [`types`]: [`TopicPartition`].
+//! - [`types`] - [`TopicPartition`].
 
 pub mod admin;
 pub mod cluster;

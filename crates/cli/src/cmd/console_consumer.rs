@@ -1,0 +1,279 @@
+//! `sluice console-consumer`: kafka-console-consumer.sh, without groups yet.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use sluice_client::{Consumer, ConsumerRecord, ErrorCode, TopicPartition};
+
+use super::common::{Bootstrap, POLL_SLICE, client_config, properties, usage};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub bootstrap: Bootstrap,
+    /// The topic to read.
+    #[arg(long)]
+    pub topic: String,
+    /// Start at the earliest offset instead of the end.
+    #[arg(long = "from-beginning")]
+    pub from_beginning: bool,
+    /// Read only this partition.
+    #[arg(long)]
+    pub partition: Option<i32>,
+    /// With --partition: an offset, `earliest` or `latest` (default latest).
+    #[arg(long)]
+    pub offset: Option<String>,
+    /// Exit after this many records.
+    #[arg(long = "max-messages")]
+    pub max_messages: Option<u64>,
+    /// Exit when no record arrived for this long.
+    #[arg(long = "timeout-ms")]
+    pub timeout_ms: Option<u64>,
+    /// Formatter property `key=value` (repeatable): print.key, print.value,
+    /// print.offset, print.partition, print.timestamp, print.headers,
+    /// key.separator, line.separator, headers.separator.
+    #[arg(long = "property", value_name = "KEY=VALUE")]
+    pub property: Vec<String>,
+    /// Consumer property `key=value` (repeatable).
+    #[arg(long = "consumer-property", value_name = "KEY=VALUE")]
+    pub consumer_property: Vec<String>,
+    /// Consumer properties file.
+    #[arg(long = "consumer.config", value_name = "FILE")]
+    pub consumer_config: Option<PathBuf>,
+    /// Consumer group (not available yet).
+    #[arg(long)]
+    pub group: Option<String>,
+}
+
+/// Kafka's DefaultMessageFormatter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Formatter {
+    pub print_key: bool,
+    pub print_value: bool,
+    pub print_offset: bool,
+    pub print_partition: bool,
+    pub print_timestamp: bool,
+    pub print_headers: bool,
+    pub key_separator: String,
+    pub line_separator: String,
+    pub headers_separator: String,
+}
+
+impl Formatter {
+    pub fn from_properties(list: &[String]) -> anyhow::Result<Self> {
+        let mut f = Formatter {
+            print_key: false,
+            print_value: true,
+            print_offset: false,
+            print_partition: false,
+            print_timestamp: false,
+            print_headers: false,
+            key_separator: "\t".into(),
+            line_separator: "\n".into(),
+            headers_separator: ",".into(),
+        };
+        for (k, v) in properties(list)? {
+            let flag = v.trim().eq_ignore_ascii_case("true");
+            match k.as_str() {
+                "print.key" => f.print_key = flag,
+                "print.value" => f.print_value = flag,
+                "print.offset" => f.print_offset = flag,
+                "print.partition" => f.print_partition = flag,
+                "print.timestamp" => f.print_timestamp = flag,
+                "print.headers" => f.print_headers = flag,
+                "key.separator" => f.key_separator = v,
+                "line.separator" => f.line_separator = v,
+                "headers.separator" => f.headers_separator = v,
+                _ => return Err(usage(format!("unknown --property \"{k}\""))),
+            }
+        }
+        Ok(f)
+    }
+
+    pub fn write(&self, out: &mut impl Write, r: &ConsumerRecord) -> std::io::Result<()> {
+        let sep = self.key_separator.as_bytes();
+        if self.print_timestamp {
+            write!(out, "CreateTime:{}", r.timestamp)?;
+            out.write_all(sep)?;
+        }
+        if self.print_partition {
+            write!(out, "Partition:{}", r.partition)?;
+            out.write_all(sep)?;
+        }
+        if self.print_offset {
+            write!(out, "Offset:{}", r.offset)?;
+            out.write_all(sep)?;
+        }
+        if self.print_headers {
+            if r.headers.is_empty() {
+                out.write_all(b"NO_HEADERS")?;
+            }
+            for (i, (k, v)) in r.headers.iter().enumerate() {
+                if i > 0 {
+                    out.write_all(self.headers_separator.as_bytes())?;
+                }
+                write!(out, "{k}:")?;
+                out.write_all(v.as_deref().unwrap_or(b"null"))?;
+            }
+            out.write_all(sep)?;
+        }
+        if self.print_key {
+            out.write_all(r.key.as_deref().unwrap_or(b"null"))?;
+            out.write_all(sep)?;
+        }
+        if self.print_value {
+            out.write_all(r.value.as_deref().unwrap_or(b"null"))?;
+        }
+        out.write_all(self.line_separator.as_bytes())
+    }
+}
+
+pub async fn run(a: Args) -> anyhow::Result<()> {
+    if a.group.is_some() {
+        return Err(sluice_client::ClientError::from(sluice_client::ApiError::new(
+            ErrorCode::NotImplemented,
+            "consumer groups arrive in a later release; use --partition, or no --group to read every partition",
+        ))
+        .into());
+    }
+    if a.offset.is_some() && a.partition.is_none() {
+        return Err(usage("--offset needs --partition"));
+    }
+    let formatter = Formatter::from_properties(&a.property)?;
+    let mut config = client_config(
+        Some(&a.bootstrap.bootstrap_server),
+        &a.consumer_property,
+        a.consumer_config.as_deref(),
+    )?;
+    if a.from_beginning {
+        config.set("auto.offset.reset", "earliest")?;
+    }
+    let mut consumer = Consumer::new(config)?;
+    match a.partition {
+        Some(p) => {
+            let tp = TopicPartition::new(a.topic.clone(), p);
+            consumer.assign(vec![tp.clone()]);
+            match a.offset.as_deref() {
+                None if a.from_beginning => consumer.seek_to_beginning(&[tp]).await?,
+                None | Some("latest") => consumer.seek_to_end(&[tp]).await?,
+                Some("earliest") => consumer.seek_to_beginning(&[tp]).await?,
+                Some(o) => {
+                    let offset: i64 = o.parse().map_err(|_| {
+                        usage(format!(
+                            "--offset {o:?} is not a number, earliest or latest"
+                        ))
+                    })?;
+                    consumer.seek(&tp, offset)?;
+                }
+            }
+        }
+        None => {
+            consumer.assign_all(&a.topic).await?;
+        }
+    }
+
+    let timeout = a.timeout_ms.map(Duration::from_millis);
+    let mut processed: u64 = 0;
+    let result = consume(&mut consumer, &formatter, &a, timeout, &mut processed).await;
+    eprintln!("Processed a total of {processed} messages");
+    result
+}
+
+async fn consume(
+    consumer: &mut Consumer,
+    formatter: &Formatter,
+    a: &Args,
+    timeout: Option<Duration>,
+    processed: &mut u64,
+) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let mut last_record = Instant::now();
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        if a.max_messages.is_some_and(|m| *processed >= m) {
+            return Ok(());
+        }
+        let mut slice = POLL_SLICE;
+        if let Some(t) = timeout {
+            let left = t.saturating_sub(last_record.elapsed());
+            if left.is_zero() {
+                tracing::info!("no record for {t:?}; exiting");
+                return Ok(());
+            }
+            slice = slice.min(left);
+        }
+        let records = tokio::select! {
+            r = consumer.poll(slice) => r?,
+            _ = &mut ctrl_c => return Ok(()),
+        };
+        if records.is_empty() {
+            continue;
+        }
+        last_record = Instant::now();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        for r in &records {
+            if a.max_messages.is_some_and(|m| *processed >= m) {
+                break;
+            }
+            if let Err(e) = formatter.write(&mut out, r) {
+                // A closed pipe (`| head`) ends the consumer quietly.
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    return Ok(());
+                }
+                return Err(e.into());
+            }
+            *processed += 1;
+        }
+        if let Err(e) = out.flush() {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(());
+            }
+            return Err(e.into());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::sync::Arc;
+
+    fn rec() -> ConsumerRecord {
+        ConsumerRecord {
+            topic: Arc::from("t"),
+            partition: 3,
+            offset: 42,
+            timestamp: 1000,
+            key: Some(Bytes::from_static(b"k")),
+            value: Some(Bytes::from_static(b"v")),
+            headers: vec![],
+        }
+    }
+
+    fn fmt(props: &[&str]) -> String {
+        let props: Vec<String> = props.iter().map(|s| s.to_string()).collect();
+        let f = Formatter::from_properties(&props).unwrap();
+        let mut out = Vec::new();
+        f.write(&mut out, &rec()).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn formats_like_kafka() {
+        assert_eq!(fmt(&[]), "v\n");
+        assert_eq!(fmt(&["print.key=true", "key.separator=:"]), "k:v\n");
+        assert_eq!(
+            fmt(&[
+                "print.timestamp=true",
+                "print.partition=true",
+                "print.offset=true",
+                "print.key=true"
+            ]),
+            "CreateTime:1000\tPartition:3\tOffset:42\tk\tv\n"
+        );
+        assert!(Formatter::from_properties(&["print.nothing=true".into()]).is_err());
+    }
+}

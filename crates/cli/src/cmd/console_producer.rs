@@ -1,0 +1,126 @@
+//! `sluice console-producer`: kafka-console-producer.sh. One record per
+//! stdin line; exits non-zero when any record was not acknowledged.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Context;
+use bytes::Bytes;
+use sluice_client::{ClientError, Producer, ProducerRecord};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use super::common::{Bootstrap, DeliveryTracker, client_config, properties, usage};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub bootstrap: Bootstrap,
+    /// The topic to write to.
+    #[arg(long)]
+    pub topic: String,
+    /// Line reader property `key=value` (repeatable): `parse.key=true`,
+    /// `key.separator=:` (default tab), `ignore.error=true`.
+    #[arg(long = "property", value_name = "KEY=VALUE")]
+    pub property: Vec<String>,
+    /// Producer property `key=value` (repeatable), for example `acks=all`.
+    #[arg(long = "producer-property", value_name = "KEY=VALUE")]
+    pub producer_property: Vec<String>,
+    /// Producer properties file.
+    #[arg(long = "producer.config", value_name = "FILE")]
+    pub producer_config: Option<PathBuf>,
+}
+
+struct LineReader {
+    parse_key: bool,
+    key_separator: String,
+    ignore_error: bool,
+}
+
+impl LineReader {
+    fn from_properties(list: &[String]) -> anyhow::Result<Self> {
+        let mut r = LineReader {
+            parse_key: false,
+            key_separator: "\t".into(),
+            ignore_error: false,
+        };
+        for (k, v) in properties(list)? {
+            match k.as_str() {
+                "parse.key" => r.parse_key = v == "true",
+                "key.separator" => r.key_separator = v,
+                "ignore.error" => r.ignore_error = v == "true",
+                _ => return Err(usage(format!("unknown --property \"{k}\""))),
+            }
+        }
+        Ok(r)
+    }
+
+    fn record(&self, topic: &str, line: String) -> anyhow::Result<ProducerRecord> {
+        let mut rec = ProducerRecord {
+            topic: topic.to_string(),
+            ..Default::default()
+        };
+        if self.parse_key {
+            match line.split_once(self.key_separator.as_str()) {
+                Some((k, v)) => {
+                    rec.key = Some(Bytes::from(k.to_string()));
+                    rec.value = Some(Bytes::from(v.to_string()));
+                }
+                None if self.ignore_error => rec.value = Some(Bytes::from(line)),
+                None => {
+                    return Err(usage(format!(
+                        "no key separator {:?} in line {line:?}",
+                        self.key_separator
+                    )));
+                }
+            }
+        } else {
+            rec.value = Some(Bytes::from(line));
+        }
+        Ok(rec)
+    }
+}
+
+pub async fn run(a: Args) -> anyhow::Result<()> {
+    let config = client_config(
+        Some(&a.bootstrap.bootstrap_server),
+        &a.producer_property,
+        a.producer_config.as_deref(),
+    )?;
+    let reader = LineReader::from_properties(&a.property)?;
+    let producer = Producer::new(config)?;
+    let failures: Arc<Mutex<(u64, Option<ClientError>)>> = Arc::default();
+    let tracker = {
+        let failures = failures.clone();
+        DeliveryTracker::spawn(move |_, result| {
+            if let Err(e) = result {
+                eprintln!("Error when sending message to topic: {e}");
+                let mut f = failures.lock().expect("not poisoned");
+                f.0 += 1;
+                f.1.get_or_insert(e);
+            }
+        })
+    };
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut send_error = None;
+    while let Some(line) = lines.next_line().await.context("read stdin")? {
+        let rec = reader.record(&a.topic, line)?;
+        match producer.send(rec).await {
+            Ok(fut) => tracker.track(Instant::now(), fut),
+            Err(e) => {
+                send_error = Some(e);
+                break;
+            }
+        }
+    }
+    producer.close().await;
+    tracker.finish().await;
+    if let Some(e) = send_error {
+        return Err(e.into());
+    }
+    let (n, first) = std::mem::take(&mut *failures.lock().expect("not poisoned"));
+    if let Some(e) = first {
+        return Err(anyhow::anyhow!("{e} ({n} record(s) were not acknowledged)"));
+    }
+    Ok(())
+}

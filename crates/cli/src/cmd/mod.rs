@@ -1,0 +1,56 @@
+//! The subcommands. To add one: write `cmd/<name>.rs` with an `Args` struct
+//! (clap `Args` derive) and `pub async fn run(args: Args) -> anyhow::Result<()>`,
+//! then add one variant to [`Command`] and one arm to [`run`].
+
+pub mod cluster;
+pub mod common;
+pub mod console_consumer;
+pub mod console_producer;
+pub mod consumer_perf_test;
+pub mod producer_perf_test;
+pub mod topics;
+
+use clap::{Parser, Subcommand};
+
+/// Sluice: a Kafka-class distributed commit log. The subcommands mirror
+/// Kafka's scripts and take Kafka's flags.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, list, describe, alter and delete topics (kafka-topics.sh).
+    Topics(topics::Args),
+    /// Write stdin lines as records (kafka-console-producer.sh).
+    ConsoleProducer(console_producer::Args),
+    /// Print records to stdout (kafka-console-consumer.sh).
+    ConsoleConsumer(console_consumer::Args),
+    /// Producer throughput and latency benchmark (kafka-producer-perf-test.sh).
+    ProducerPerfTest(producer_perf_test::Args),
+    /// Consumer throughput benchmark (kafka-consumer-perf-test.sh).
+    ConsumerPerfTest(consumer_perf_test::Args),
+    /// Describe the cluster: brokers, cluster id, active controller.
+    Cluster(cluster::Args),
+    // ---------------------------------------------------------------------
+    // Reserved: `Standalone(standalone::Args)` (single-process broker +
+    // controller + coordinator) is added by the server work, in
+    // `cmd/standalone.rs`. `ConsumerGroups(consumer_groups::Args)`
+    // (kafka-consumer-groups.sh) arrives with consumer groups.
+    // ---------------------------------------------------------------------
+}
+
+/// Runs one subcommand.
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Topics(a) => topics::run(a).await,
+        Command::ConsoleProducer(a) => console_producer::run(a).await,
+        Command::ConsoleConsumer(a) => console_consumer::run(a).await,
+        Command::ProducerPerfTest(a) => producer_perf_test::run(a).await,
+        Command::ConsumerPerfTest(a) => consumer_perf_test::run(a).await,
+        Command::Cluster(a) => cluster::run(a).await,
+    }
+}
