@@ -59,10 +59,9 @@ impl Broker {
         let keeper = broker.register().await?;
         let rev = broker
             .metadata
-            .load(broker.store.as_ref())
+            .load(broker.store.as_ref(), |v| broker.replicas.reconcile(v))
             .await
             .context("load cluster metadata")?;
-        broker.metadata.read(|v| broker.replicas.reconcile(v));
         broker.tasks.spawn(broker.clone().watch_metadata(rev));
         broker.tasks.spawn(broker.clone().keep_registered(keeper));
         broker.tasks.spawn(broker.clone().periodic_tasks());
@@ -159,8 +158,7 @@ impl Broker {
                             if let Some(last) = events.last() {
                                 rev = rev.max(last.kv.mod_revision);
                             }
-                            self.metadata.apply(&events);
-                            self.metadata.read(|v| self.replicas.reconcile(v));
+                            self.metadata.apply(&events, |v| self.replicas.reconcile(v));
                         }
                         Some(Err(e)) => {
                             warn!(error = %e, "metadata watch broke; reloading");
@@ -175,11 +173,12 @@ impl Broker {
                 _ = self.shutdown.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
-            match self.metadata.load(self.store.as_ref()).await {
-                Ok(r) => {
-                    rev = r;
-                    self.metadata.read(|v| self.replicas.reconcile(v));
-                }
+            match self
+                .metadata
+                .load(self.store.as_ref(), |v| self.replicas.reconcile(v))
+                .await
+            {
+                Ok(r) => rev = r,
                 Err(e) => warn!(error = %e, "cannot reload metadata"),
             }
         }

@@ -65,19 +65,28 @@ impl MetadataCache {
     }
 
     /// Loads everything at one revision; returns it so the watch can resume there.
-    pub async fn load(&self, store: &dyn MetadataStore) -> Result<i64, MetaError> {
+    /// `on_change` runs before readers can see the new view, so a client that
+    /// sees a topic in Metadata finds its replicas ready on this broker.
+    pub async fn load(
+        &self,
+        store: &dyn MetadataStore,
+        on_change: impl FnOnce(&ClusterView),
+    ) -> Result<i64, MetaError> {
         let (kvs, rev) = store.range("").await?;
         let mut view = ClusterView::default();
         for kv in kvs {
             apply_put(&mut view, &kv);
         }
-        *self.view.write() = view;
+        let mut guard = self.view.write();
+        *guard = view;
+        on_change(&guard);
+        drop(guard);
         self.version.send_modify(|v| *v += 1);
         Ok(rev)
     }
 
-    /// Applies one batch of watch events.
-    pub fn apply(&self, events: &[WatchEvent]) {
+    /// Applies one batch of watch events; `on_change` as in [`Self::load`].
+    pub fn apply(&self, events: &[WatchEvent], on_change: impl FnOnce(&ClusterView)) {
         {
             let mut view = self.view.write();
             for ev in events {
@@ -86,6 +95,7 @@ impl MetadataCache {
                     EventKind::Delete => apply_delete(&mut view, &ev.kv.key),
                 }
             }
+            on_change(&view);
         }
         self.version.send_modify(|v| *v += 1);
     }

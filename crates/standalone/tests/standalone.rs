@@ -1,0 +1,380 @@
+//! End-to-end tests of a real standalone node (real gRPC server on 127.0.0.1,
+//! real files) driven through the client library.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sluice_client::{
+    Admin, ClientConfig, Consumer, ErrorCode, NewTopic, Producer, ProducerRecord, TopicPartition,
+};
+use sluice_proto::broker::broker_client::BrokerClient;
+use sluice_proto::broker::{self as pb};
+use sluice_standalone::{Standalone, StandaloneOptions};
+
+fn opts(dir: &Path) -> StandaloneOptions {
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    StandaloneOptions::new(dir, addr)
+}
+
+fn config(node: &Standalone, extra: &[(&str, &str)]) -> ClientConfig {
+    let mut c = ClientConfig::new(&node.addr.to_string());
+    for (k, v) in extra {
+        c = c.with(k, v).unwrap();
+    }
+    c
+}
+
+async fn consume_all(
+    node: &Standalone,
+    topic: &str,
+    expected: usize,
+) -> Vec<(i32, i64, String, String)> {
+    let mut consumer = Consumer::new(config(node, &[("auto.offset.reset", "earliest")])).unwrap();
+    let tps = consumer.assign_all(topic).await.unwrap();
+    consumer.seek_to_beginning(&tps).await.unwrap();
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while out.len() < expected && tokio::time::Instant::now() < deadline {
+        for r in consumer.poll(Duration::from_millis(500)).await.unwrap() {
+            out.push((
+                r.partition,
+                r.offset,
+                String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned(),
+                String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned(),
+            ));
+        }
+    }
+    // Nothing beyond what was produced.
+    let extra = consumer.poll(Duration::from_millis(300)).await.unwrap();
+    assert!(
+        extra.is_empty(),
+        "unexpected extra records: {}",
+        extra.len()
+    );
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_consume_restart_keeps_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Standalone::start(opts(dir.path())).await.unwrap();
+    let admin = Admin::new(config(&node, &[])).unwrap();
+    admin
+        .create_topic(NewTopic::new("orders", 3, 1))
+        .await
+        .unwrap();
+
+    let producer = Producer::new(config(&node, &[("acks", "all"), ("linger.ms", "2")])).unwrap();
+    let mut acks = Vec::new();
+    for i in 0..3000 {
+        let rec = ProducerRecord {
+            key: Some(Bytes::from(format!("key-{}", i % 17))),
+            ..ProducerRecord::new("orders", format!("value-{i}"))
+        };
+        acks.push(producer.send(rec).await.unwrap());
+    }
+    for a in acks {
+        a.await.unwrap();
+    }
+    producer.close().await;
+
+    let check = |records: &[(i32, i64, String, String)]| {
+        assert_eq!(records.len(), 3000);
+        // Per partition: dense offsets from 0, values in send order, and each key
+        // always in the same partition (murmur2).
+        for p in 0..3 {
+            let part: Vec<_> = records.iter().filter(|r| r.0 == p).collect();
+            for (i, r) in part.iter().enumerate() {
+                assert_eq!(r.1, i as i64, "offsets of partition {p} are dense");
+            }
+            let seq: Vec<usize> = part
+                .iter()
+                .map(|r| r.3.trim_start_matches("value-").parse().unwrap())
+                .collect();
+            assert!(
+                seq.windows(2).all(|w| w[0] < w[1]),
+                "partition {p} in send order"
+            );
+        }
+        for k in 0..17 {
+            let key = format!("key-{k}");
+            let parts: std::collections::HashSet<i32> =
+                records.iter().filter(|r| r.2 == key).map(|r| r.0).collect();
+            assert_eq!(parts.len(), 1, "{key} landed in one partition");
+        }
+    };
+    check(&consume_all(&node, "orders", 3000).await);
+    node.shutdown().await.unwrap();
+
+    // The partition directories hold Kafka's files.
+    for p in 0..3 {
+        let pdir = dir.path().join("logs").join(format!("orders-{p}"));
+        let names: Vec<String> = std::fs::read_dir(&pdir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        for want in [
+            "00000000000000000000.log",
+            "00000000000000000000.index",
+            "00000000000000000000.timeindex",
+            "leader-epoch-checkpoint",
+            "partition.metadata",
+        ] {
+            assert!(
+                names.iter().any(|n| n == want),
+                "{want} missing in {names:?}"
+            );
+        }
+    }
+
+    let node = Standalone::start(opts(dir.path())).await.unwrap();
+    check(&consume_all(&node, "orders", 3000).await);
+    let admin = Admin::new(config(&node, &[])).unwrap();
+    let topics = admin.list_topics(false).await.unwrap();
+    assert!(
+        topics.iter().any(|t| t.name == "orders"),
+        "topic survives restart"
+    );
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_stable_codes_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Standalone::start(opts(dir.path())).await.unwrap();
+    let admin = Admin::new(config(&node, &[])).unwrap();
+
+    let e = admin
+        .create_topic(NewTopic::new("rf2", 1, 2))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidReplicationFactor, "{e}");
+    assert!(
+        e.to_string()
+            .contains("replication factor 2 exceeds 1 live broker"),
+        "{e}"
+    );
+    let topics = admin.list_topics(true).await.unwrap();
+    assert!(!topics.iter().any(|t| t.name == "rf2"), "nothing created");
+
+    let e = admin
+        .create_topic(NewTopic::new("bad name!", 1, 1))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidTopicException, "{e}");
+
+    admin.create_topic(NewTopic::new("t", 1, 1)).await.unwrap();
+    let e = admin
+        .create_topic(NewTopic::new("t", 1, 1))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::TopicAlreadyExists, "{e}");
+
+    let producer = Producer::new(config(&node, &[("linger.ms", "0")])).unwrap();
+    let res = match producer.send(ProducerRecord::new("nope", "x")).await {
+        Ok(f) => f.await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    assert_eq!(res.unwrap_err().code(), ErrorCode::UnknownTopicOrPartition);
+
+    // Above message.max.bytes (1048588 by default), through the raw API so the
+    // client's own size check does not stop it first.
+    let mut raw = BrokerClient::connect(format!("http://{}", node.addr))
+        .await
+        .unwrap()
+        .max_encoding_message_size(64 << 20);
+    let big = sluice_proto::common::Record {
+        value: Some(Bytes::from(vec![7u8; 2 << 20])),
+        ..Default::default()
+    };
+    let resp = raw
+        .produce(pb::ProduceRequest {
+            acks: 1,
+            timeout_ms: 1000,
+            topics: vec![pb::TopicProduceData {
+                name: "t".into(),
+                partitions: vec![pb::PartitionProduceData {
+                    partition: 0,
+                    records: vec![big],
+                    ..Default::default()
+                }],
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let err = resp.topics[0].partitions[0].error.clone().unwrap();
+    assert_eq!(err.code, ErrorCode::MessageTooLarge as i32, "{err:?}");
+
+    // Bad acks.
+    let status = raw
+        .produce(pb::ProduceRequest {
+            acks: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        sluice_client::ApiError::from_status(&status).code,
+        ErrorCode::InvalidRequiredAcks
+    );
+
+    // Fetch past the end: OFFSET_OUT_OF_RANGE.
+    let resp = raw
+        .fetch(pb::FetchRequest {
+            max_wait_ms: 0,
+            topics: vec![pb::FetchTopic {
+                name: "t".into(),
+                partitions: vec![pb::FetchPartition {
+                    partition: 0,
+                    fetch_offset: 42,
+                    partition_max_bytes: 0,
+                    current_leader_epoch: -1,
+                }],
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let err = resp.topics[0].partitions[0].error.clone().unwrap();
+    assert_eq!(err.code, ErrorCode::OffsetOutOfRange as i32, "{err:?}");
+
+    // Nothing was written by any of the failures.
+    let mut consumer = Consumer::new(config(&node, &[])).unwrap();
+    let tp = TopicPartition::new("t", 0);
+    let ends = consumer
+        .end_offsets(std::slice::from_ref(&tp))
+        .await
+        .unwrap();
+    assert_eq!(ends.values().copied().collect::<Vec<_>>(), vec![0]);
+    consumer.assign(vec![tp]);
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_poll_wakes_on_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Standalone::start(opts(dir.path())).await.unwrap();
+    let admin = Admin::new(config(&node, &[])).unwrap();
+    admin.create_topic(NewTopic::new("lp", 1, 1)).await.unwrap();
+    let mut raw = BrokerClient::connect(format!("http://{}", node.addr))
+        .await
+        .unwrap();
+    let fetch = tokio::spawn(async move {
+        raw.fetch(pb::FetchRequest {
+            // Far longer than the test's own timeout below: only a wake-up on
+            // the append can answer in time.
+            max_wait_ms: 600_000,
+            min_bytes: 1,
+            topics: vec![pb::FetchTopic {
+                name: "lp".into(),
+                partitions: vec![pb::FetchPartition {
+                    partition: 0,
+                    fetch_offset: 0,
+                    partition_max_bytes: 0,
+                    current_leader_epoch: -1,
+                }],
+            }],
+            ..Default::default()
+        })
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let producer = Producer::new(config(&node, &[("linger.ms", "0")])).unwrap();
+    producer
+        .send(ProducerRecord::new("lp", "wake"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(60), fetch)
+        .await
+        .expect("the long poll must wake on the append, not wait out max_wait_ms")
+        .unwrap()
+        .unwrap()
+        .into_inner();
+    let p = &resp.topics[0].partitions[0];
+    assert_eq!(p.error, None);
+    assert_eq!(p.records.len(), 1);
+    assert_eq!(p.records[0].value.as_deref(), Some(&b"wake"[..]));
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn torn_segment_tail_loses_only_the_torn_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Standalone::start(opts(dir.path())).await.unwrap();
+    let admin = Admin::new(config(&node, &[])).unwrap();
+    admin
+        .create_topic(NewTopic::new("torn", 1, 1))
+        .await
+        .unwrap();
+    let producer = Producer::new(config(&node, &[("linger.ms", "0"), ("acks", "1")])).unwrap();
+    // One batch per record: each send is awaited before the next.
+    for i in 0..50 {
+        producer
+            .send(ProducerRecord::new("torn", format!("r{i}")))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    producer.close().await;
+    node.shutdown().await.unwrap();
+
+    let log = dir.path().join("logs/torn-0/00000000000000000000.log");
+    let len = std::fs::metadata(&log).unwrap().len();
+    // Cut into the middle of the last batch.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(len - 5)
+        .unwrap();
+    // A stale recovery point must not hide the damage: make the broker rescan.
+    for f in ["recovery-point-offset-checkpoint"] {
+        let _ = std::fs::remove_file(dir.path().join("logs").join(f));
+    }
+
+    let node = Standalone::start(opts(dir.path())).await.unwrap();
+    let records = consume_all(&node, "torn", 49).await;
+    let values: Vec<String> = records.iter().map(|r| r.3.clone()).collect();
+    let want: Vec<String> = (0..49).map(|i| format!("r{i}")).collect();
+    assert_eq!(values, want, "everything before the torn batch survives");
+    // The log continues where the good data ends.
+    let producer = Producer::new(config(&node, &[("linger.ms", "0")])).unwrap();
+    let md = producer
+        .send(ProducerRecord::new("torn", "after"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(md.offset, 49);
+    producer.close().await;
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_create_is_off_by_default_and_works_when_enabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path());
+    o.broker.auto_create_topics_enable = true;
+    o.controller.num_partitions = 2;
+    let node = Standalone::start(o).await.unwrap();
+    let producer = Producer::new(config(&node, &[("linger.ms", "0")])).unwrap();
+    let md = producer
+        .send(ProducerRecord::new("fresh", "v"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(md.offset, 0);
+    let admin = Admin::new(config(&node, &[])).unwrap();
+    let d = admin.describe_topics(&["fresh".to_string()]).await.unwrap();
+    assert_eq!(d[0].partitions.len(), 2, "created with num.partitions");
+    producer.close().await;
+    node.shutdown().await.unwrap();
+}
