@@ -29,6 +29,14 @@ pub struct ControllerConfig {
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`.
     #[serde(rename = "offsets.topic.num.partitions")]
     pub offsets_topic_num_partitions: i32,
+    /// `listeners`: where the controller's gRPC server binds (`HOST:PORT`).
+    pub listeners: String,
+    /// `etcd.endpoints`: comma-separated etcd client URLs.
+    #[serde(rename = "etcd.endpoints")]
+    pub etcd_endpoints: String,
+    /// `cluster.name`: namespace of this cluster's keys in etcd.
+    #[serde(rename = "cluster.name")]
+    pub cluster_name: String,
 }
 
 impl Default for ControllerConfig {
@@ -41,6 +49,9 @@ impl Default for ControllerConfig {
             default_replication_factor: 1,
             lease_ms: 6000,
             offsets_topic_num_partitions: 50,
+            listeners: "127.0.0.1:9093".into(),
+            etcd_endpoints: "http://127.0.0.1:2379".into(),
+            cluster_name: "sluice".into(),
         }
     }
 }

@@ -11,11 +11,13 @@
 //! - [`meta`]: metadata records (topics, partitions, brokers) and their keys in
 //!   the metadata store.
 //! - [`config`]: YAML config loading with errors that name the bad key.
+//! - [`runtime`]: logging setup and the Ctrl-C / SIGTERM shutdown token.
 
 pub mod config;
 pub mod error;
 pub mod hash;
 pub mod meta;
 pub mod names;
+pub mod runtime;
 
 pub use error::{ApiError, ErrorCode};

@@ -1,0 +1,57 @@
+//! `sluice-broker --config broker.yaml`: one broker of a cluster, with metadata
+//! in etcd. Thin: parse args, load config, run until Ctrl-C / SIGTERM.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use sluice_broker::{Broker, BrokerConfig};
+use sluice_metastore::{EtcdMetadataStore, MetadataStore};
+use sluice_types::runtime::{init_tracing, shutdown_token};
+
+#[derive(Parser)]
+#[command(name = "sluice-broker", version, about = "A Sluice broker")]
+struct Args {
+    /// YAML config file with Kafka's broker keys (see deploy/config/).
+    #[arg(long)]
+    config: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_tracing();
+    let args = Args::parse();
+    let config: BrokerConfig = sluice_types::config::load_yaml(&args.config)?;
+    config.validate()?;
+    let endpoints: Vec<String> = config
+        .etcd_endpoints
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .collect();
+    let store: Arc<dyn MetadataStore> = Arc::new(
+        EtcdMetadataStore::connect(
+            &endpoints,
+            &format!("/sluice/{}/", config.cluster_name),
+            Duration::from_secs(10),
+        )
+        .await?,
+    );
+    let shutdown = shutdown_token();
+    let listen = sluice_broker::config::strip_scheme(&config.listeners).to_string();
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("bind {listen}"))?;
+    let broker = Broker::start(config, store, shutdown.child_token()).await?;
+    tracing::info!(%listen, "broker listening");
+    sluice_broker::server_builder()
+        .add_service(broker.service().into_server())
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown.cancelled_owned(),
+        )
+        .await?;
+    broker.close().await;
+    Ok(())
+}

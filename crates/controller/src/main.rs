@@ -1,0 +1,59 @@
+//! `sluice-controller --config controller.yaml`: one controller of a cluster.
+//! Several may run; one wins the etcd election. Thin: parse args, load config,
+//! run until Ctrl-C / SIGTERM.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use sluice_controller::{Controller, ControllerConfig, ControllerService};
+use sluice_metastore::{EtcdMetadataStore, MetadataStore};
+use sluice_types::runtime::{init_tracing, shutdown_token};
+
+#[derive(Parser)]
+#[command(name = "sluice-controller", version, about = "A Sluice controller")]
+struct Args {
+    /// YAML config file (see deploy/config/).
+    #[arg(long)]
+    config: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_tracing();
+    let args = Args::parse();
+    let config: ControllerConfig = sluice_types::config::load_yaml(&args.config)?;
+    config.validate()?;
+    let endpoints: Vec<String> = config
+        .etcd_endpoints
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .collect();
+    let store: Arc<dyn MetadataStore> = Arc::new(
+        EtcdMetadataStore::connect(
+            &endpoints,
+            &format!("/sluice/{}/", config.cluster_name),
+            Duration::from_secs(10),
+        )
+        .await?,
+    );
+    let shutdown = shutdown_token();
+    let listen = config.listeners.clone();
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("bind {listen}"))?;
+    let controller = Controller::new(store, config);
+    let task = tokio::spawn(controller.clone().run(shutdown.child_token()));
+    tracing::info!(%listen, "controller listening");
+    tonic::transport::Server::builder()
+        .add_service(ControllerService::new(controller).into_server())
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown.cancelled_owned(),
+        )
+        .await?;
+    let _ = task.await;
+    Ok(())
+}
