@@ -149,7 +149,9 @@ impl Cluster {
         }
         let req = MetadataRequest {
             topics: topics.to_vec(),
-            allow_auto_topic_creation: false,
+            // As Kafka's clients do: the broker creates missing topics only when
+            // its `auto.create.topics.enable` is on (off by default in Sluice).
+            allow_auto_topic_creation: !topics.is_empty(),
             include_internal,
         };
         let mut last: Option<ClientError> = None;
