@@ -37,7 +37,25 @@ pub struct StandaloneOptions {
     pub controller: ControllerConfig,
 }
 
+/// The standalone YAML file: a `broker:` section and a `controller:` section,
+/// each with the keys of the separate services (see deploy/config/standalone.yaml).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StandaloneFile {
+    pub broker: BrokerConfig,
+    pub controller: ControllerConfig,
+}
+
 impl StandaloneOptions {
+    /// Applies a standalone YAML config file.
+    pub fn with_file(mut self, path: &std::path::Path) -> anyhow::Result<Self> {
+        let file: StandaloneFile = sluice_types::config::load_yaml(path)?;
+        file.controller.validate()?;
+        self.broker = file.broker;
+        self.controller = file.controller;
+        Ok(self)
+    }
+
     pub fn new(data_dir: impl Into<PathBuf>, listen: SocketAddr) -> Self {
         Self {
             data_dir: data_dir.into(),

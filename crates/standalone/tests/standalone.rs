@@ -378,3 +378,21 @@ async fn auto_create_is_off_by_default_and_works_when_enabled() {
     producer.close().await;
     node.shutdown().await.unwrap();
 }
+
+#[test]
+fn example_config_file_parses_and_typos_are_named() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/config/standalone.yaml");
+    let o = StandaloneOptions::new("/tmp/x", "127.0.0.1:0".parse().unwrap())
+        .with_file(&root)
+        .unwrap();
+    assert_eq!(o.broker.message_max_bytes, 1_048_588);
+    assert!(!o.broker.auto_create_topics_enable);
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "broker:\n  log.retention.hourz: 3\n").unwrap();
+    let e = StandaloneOptions::new("/tmp/x", "127.0.0.1:0".parse().unwrap())
+        .with_file(&bad)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("log.retention.hourz"), "{e}");
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every Sluice test: formatting, lints, the Rust suites (unit, property,
+# real etcd, real standalone node), the CLI end-to-end script and the Python
+# any-language test. Installs what a fresh Debian machine lacks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo_cmd=""
+if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
+
+# protoc is needed by etcd-client's build; etcd by the metadata-store suite.
+missing=()
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "==> installing ${missing[*]}"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}"
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "==> installing cargo-nextest"
+  cargo install cargo-nextest --locked
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "==> cargo build (binaries for the end-to-end tests)"
+cargo build --workspace --bins
+echo "==> CLI end-to-end (standalone node)"
+scripts/e2e-standalone.sh
+echo "==> Python any-language test"
+tests/python/run.sh
+echo "==> Rust test suites"
+cargo nextest run --workspace --no-fail-fast
