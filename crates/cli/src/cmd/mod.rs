@@ -8,6 +8,7 @@ pub mod console_consumer;
 pub mod console_producer;
 pub mod consumer_perf_test;
 pub mod producer_perf_test;
+pub mod standalone;
 pub mod topics;
 
 use clap::{Parser, Subcommand};
@@ -35,10 +36,10 @@ pub enum Command {
     ConsumerPerfTest(consumer_perf_test::Args),
     /// Describe the cluster: brokers, cluster id, active controller.
     Cluster(cluster::Args),
+    /// Run controller, broker and coordinator in one process (no etcd needed).
+    Standalone(standalone::Args),
     // ---------------------------------------------------------------------
-    // Reserved: `Standalone(standalone::Args)` (single-process broker +
-    // controller + coordinator) is added by the server work, in
-    // `cmd/standalone.rs`. `ConsumerGroups(consumer_groups::Args)`
+    // Reserved: `ConsumerGroups(consumer_groups::Args)`
     // (kafka-consumer-groups.sh) arrives with consumer groups.
     // ---------------------------------------------------------------------
 }
@@ -52,5 +53,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::ProducerPerfTest(a) => producer_perf_test::run(a).await,
         Command::ConsumerPerfTest(a) => consumer_perf_test::run(a).await,
         Command::Cluster(a) => cluster::run(a).await,
+        Command::Standalone(a) => standalone::run(a).await,
     }
 }

@@ -1,7 +1,7 @@
 //! The sender task: drains ready batches and sends them, one Produce RPC per
 //! leader broker at a time, up to `max.in.flight.requests.per.connection`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -22,6 +22,11 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     let config = inner.cluster.config.clone();
     let mut in_flight: HashMap<i32, Arc<Semaphore>> = HashMap::new();
     let active = Arc::new(AtomicUsize::new(0));
+    // Partitions with a batch in flight. gRPC runs concurrent requests on
+    // separate HTTP/2 streams that the broker may serve in any order, so a
+    // second batch of the same partition waits until the first is answered
+    // (Kafka's partition muting); otherwise records could land out of order.
+    let muted: Arc<parking_lot::Mutex<HashSet<TopicPartition>>> = Arc::default();
     loop {
         let wake = inner.wake.notified();
         tokio::pin!(wake);
@@ -54,6 +59,9 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         let mut by_broker: BTreeMap<i32, Vec<TopicPartition>> = BTreeMap::new();
         let mut unknown: Vec<String> = Vec::new();
         for tp in ready.ready {
+            if muted.lock().contains(&tp) {
+                continue;
+            }
             let leader = inner.cluster.leader(&tp.topic, tp.partition).leader;
             if leader < 0 || inner.cluster.broker_addr(leader).is_none() {
                 if !unknown.contains(&tp.topic) {
@@ -82,10 +90,19 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             }
             sent = true;
             active.fetch_add(1, Ordering::AcqRel);
+            let sent_tps: Vec<TopicPartition> = batches.iter().map(|b| b.tp.clone()).collect();
+            muted.lock().extend(sent_tps.iter().cloned());
             let inner = inner.clone();
             let active = active.clone();
+            let muted = muted.clone();
             tokio::spawn(async move {
                 send_request(&inner, broker, batches, permit).await;
+                // Retries were re-enqueued at the front by now, so unmuting keeps order.
+                let mut m = muted.lock();
+                for tp in &sent_tps {
+                    m.remove(tp);
+                }
+                drop(m);
                 active.fetch_sub(1, Ordering::AcqRel);
                 inner.wake.notify_one();
             });

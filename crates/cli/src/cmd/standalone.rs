@@ -1,0 +1,46 @@
+//! `sluice standalone`: controller, broker and coordinator in one process on
+//! one port, with the embedded metadata store. Runs until Ctrl-C / SIGTERM, then
+//! flushes and closes every log.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use sluice_standalone::{Standalone, StandaloneOptions};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Directory for partition logs (`logs/`) and metadata (`meta/`).
+    #[arg(long, default_value = ".sluice-data")]
+    pub data_dir: PathBuf,
+    /// Address the gRPC server binds (broker, controller and coordinator).
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub listen: SocketAddr,
+    /// Address clients are told to connect to (advertised.listeners); defaults
+    /// to the bound address.
+    #[arg(long)]
+    pub advertised_listener: Option<String>,
+    /// YAML config with `broker:` and `controller:` sections
+    /// (see deploy/config/standalone.yaml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let mut opts = StandaloneOptions::new(&args.data_dir, args.listen);
+    if let Some(path) = &args.config {
+        opts = opts
+            .with_file(path)
+            .with_context(|| format!("load {}", path.display()))?;
+    }
+    opts.advertised = args.advertised_listener;
+    let shutdown = sluice_types::runtime::shutdown_token();
+    let node = Standalone::start(opts).await?;
+    eprintln!(
+        "Sluice standalone node listening on {} (data in {}). Ctrl-C to stop.",
+        node.addr,
+        args.data_dir.display()
+    );
+    shutdown.cancelled().await;
+    node.shutdown().await
+}
