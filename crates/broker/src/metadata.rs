@@ -136,10 +136,10 @@ fn apply_put(view: &mut ClusterView, kv: &KeyValue) {
             .cloned()
             .collect();
         for k in parked {
-            if let Some(state) = view.pending_partitions.remove(&k) {
-                if let Some(t) = view.topics.get_mut(name) {
-                    t.partitions.insert(k.1, state);
-                }
+            if let Some(state) = view.pending_partitions.remove(&k)
+                && let Some(t) = view.topics.get_mut(name)
+            {
+                t.partitions.insert(k.1, state);
             }
         }
     } else if let Some((topic, p)) = meta::parse_partition_key(key) {

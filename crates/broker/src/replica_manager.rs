@@ -193,10 +193,10 @@ impl ReplicaManager {
                     .log_dir_of(&key.0, key.1)
                     .map(|d| d.join(sluice_storage::log_dir_name(&key.0, key.1)));
                 drop(p);
-                if let Some(dir) = dir {
-                    if let Err(e) = std::fs::remove_dir_all(&dir) {
-                        warn!(dir = %dir.display(), error = %e, "cannot delete log directory");
-                    }
+                if let Some(dir) = dir
+                    && let Err(e) = std::fs::remove_dir_all(&dir)
+                {
+                    warn!(dir = %dir.display(), error = %e, "cannot delete log directory");
                 }
             }
         }

@@ -38,7 +38,7 @@ pub fn assign_replicas(
     let mut shift = shift;
     for i in 0..num_partitions as usize {
         let p = first_partition as usize + i;
-        if p > 0 && p % n == 0 {
+        if p > 0 && p.is_multiple_of(n) {
             shift += 1;
         }
         let first = (p + start) % n;

@@ -335,9 +335,7 @@ async fn torn_segment_tail_loses_only_the_torn_batch() {
         .set_len(len - 5)
         .unwrap();
     // A stale recovery point must not hide the damage: make the broker rescan.
-    for f in ["recovery-point-offset-checkpoint"] {
-        let _ = std::fs::remove_file(dir.path().join("logs").join(f));
-    }
+    let _ = std::fs::remove_file(dir.path().join("logs/recovery-point-offset-checkpoint"));
 
     let node = Standalone::start(opts(dir.path())).await.unwrap();
     let records = consume_all(&node, "torn", 49).await;

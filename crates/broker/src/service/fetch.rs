@@ -42,7 +42,7 @@ pub(super) async fn fetch(
     };
     // Resolve partitions once; subscribe before reading so no append between the
     // read and the wait can be missed.
-    let targets: Vec<(String, Vec<(pb::FetchPartition, Option<Arc<Partition>>)>)> = req
+    let targets: Vec<Target> = req
         .topics
         .iter()
         .map(|t| {
@@ -79,7 +79,9 @@ pub(super) async fn fetch(
     }
 }
 
-type Targets = [(String, Vec<(pb::FetchPartition, Option<Arc<Partition>>)>)];
+/// A requested topic with its partitions, resolved to local replicas.
+type Target = (String, Vec<(pb::FetchPartition, Option<Arc<Partition>>)>);
+type Targets = [Target];
 
 fn read_all(
     svc: &BrokerService,

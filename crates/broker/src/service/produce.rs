@@ -16,7 +16,7 @@ pub(super) async fn produce(
     svc: &BrokerService,
     req: pb::ProduceRequest,
 ) -> Result<pb::ProduceResponse, ApiError> {
-    if !matches!(req.acks, 0 | 1 | -1) {
+    if !(-1..=1).contains(&req.acks) {
         return Err(ApiError::new(
             ErrorCode::InvalidRequiredAcks,
             format!("acks must be 0, 1 or -1 (all), got {}", req.acks),
