@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -25,18 +24,8 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config: BrokerConfig = sluice_types::config::load_yaml(&args.config)?;
     config.validate()?;
-    let endpoints: Vec<String> = config
-        .etcd_endpoints
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .collect();
     let store: Arc<dyn MetadataStore> = Arc::new(
-        EtcdMetadataStore::connect(
-            &endpoints,
-            &format!("/sluice/{}/", config.cluster_name),
-            Duration::from_secs(10),
-        )
-        .await?,
+        EtcdMetadataStore::connect_cluster(&config.etcd_endpoints, &config.cluster_name).await?,
     );
     let shutdown = shutdown_token();
     let listen = sluice_broker::config::strip_scheme(&config.listeners).to_string();

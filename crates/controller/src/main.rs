@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -26,18 +25,8 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config: ControllerConfig = sluice_types::config::load_yaml(&args.config)?;
     config.validate()?;
-    let endpoints: Vec<String> = config
-        .etcd_endpoints
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .collect();
     let store: Arc<dyn MetadataStore> = Arc::new(
-        EtcdMetadataStore::connect(
-            &endpoints,
-            &format!("/sluice/{}/", config.cluster_name),
-            Duration::from_secs(10),
-        )
-        .await?,
+        EtcdMetadataStore::connect_cluster(&config.etcd_endpoints, &config.cluster_name).await?,
     );
     let shutdown = shutdown_token();
     let listen = config.listeners.clone();

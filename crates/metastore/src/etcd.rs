@@ -38,6 +38,23 @@ impl std::fmt::Debug for EtcdMetadataStore {
 }
 
 impl EtcdMetadataStore {
+    /// Connects the way every Sluice service does: `endpoints` is the
+    /// comma-separated `etcd.endpoints` value, and the cluster's keys live under
+    /// `/sluice/<cluster_name>/`.
+    pub async fn connect_cluster(endpoints: &str, cluster_name: &str) -> Result<Self, MetaError> {
+        let endpoints: Vec<String> = endpoints
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        Self::connect(
+            &endpoints,
+            &format!("/sluice/{cluster_name}/"),
+            Duration::from_secs(10),
+        )
+        .await
+    }
+
     /// Connects to etcd and checks that it answers within `connect_timeout`.
     ///
     /// `namespace_prefix` (e.g. `/sluice/<cluster>/`) is prepended to every key and
