@@ -573,7 +573,10 @@ async fn admin_produce_consume_round_trip() {
         again.iter().map(|r| r.offset).collect::<Vec<_>>(),
         vec![n0 - 2, n0 - 1]
     );
-    consumer.seek_to_beginning(std::slice::from_ref(&tp)).await.unwrap();
+    consumer
+        .seek_to_beginning(std::slice::from_ref(&tp))
+        .await
+        .unwrap();
     assert_eq!(consumer.position(&tp), Some(0));
     consumer.seek_to_end(&[]).await.unwrap();
     assert_eq!(consumer.position(&tp), Some(n0));
