@@ -45,6 +45,8 @@ struct PartitionState {
     fetch_offset: Option<i64>,
     fetching: bool,
     high_watermark: i64,
+    /// Records of this partition in the consumer's buffer.
+    buffered: usize,
 }
 
 struct PartitionFetch {
@@ -147,6 +149,7 @@ impl Consumer {
                         fetch_offset: None,
                         fetching: false,
                         high_watermark: -1,
+                        buffered: 0,
                     },
                 )
             })
@@ -182,6 +185,7 @@ impl Consumer {
         let s = self.state_mut(tp)?;
         s.position = Some(offset);
         s.fetch_offset = Some(offset);
+        s.buffered = 0;
         self.buffer
             .retain(|r| !(r.partition == tp.partition && *r.topic == *tp.topic));
         Ok(())
@@ -562,6 +566,7 @@ impl Consumer {
                     if f.high_watermark >= 0 {
                         s.high_watermark = f.high_watermark;
                     }
+                    s.buffered += f.records.len();
                     self.buffer.extend(f.records);
                 }
                 Err(e) if e.code() == ErrorCode::OffsetOutOfRange && reset != OffsetReset::None => {
@@ -581,24 +586,31 @@ impl Consumer {
     fn take_records(&mut self) -> Vec<ConsumerRecord> {
         let n = self.buffer.len().min(self.cluster.config.max_poll_records);
         let out: Vec<ConsumerRecord> = self.buffer.drain(..n).collect();
-        for r in &out {
-            // Records of one partition are in offset order in the buffer.
-            if let Some(s) = self
-                .assignment
-                .get_mut(&TopicPartition::new(&*r.topic, r.partition))
+        // Records of one partition are contiguous runs in offset order: one
+        // position update per run.
+        let mut i = 0;
+        while i < out.len() {
+            let (topic, partition) = (&out[i].topic, out[i].partition);
+            let mut j = i;
+            while j + 1 < out.len()
+                && out[j + 1].partition == partition
+                && out[j + 1].topic == *topic
             {
-                s.position = Some(r.offset + 1);
+                j += 1;
             }
+            let tp = TopicPartition::new(&**topic, partition);
+            if let Some(s) = self.assignment.get_mut(&tp) {
+                s.position = Some(out[j].offset + 1);
+                s.buffered = s.buffered.saturating_sub(j + 1 - i);
+            }
+            i = j + 1;
         }
         // Partitions whose buffered records are all returned: the position
         // may jump past gaps (control batches, compaction).
         for s in self.assignment.values_mut() {
             if let (Some(pos), Some(fetch)) = (s.position, s.fetch_offset)
                 && pos < fetch
-                && !self
-                    .buffer
-                    .iter()
-                    .any(|r| *r.topic == *s.topic && r.offset >= pos)
+                && s.buffered == 0
             {
                 s.position = Some(fetch);
             }

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use anyhow::Context;
 use bytes::Bytes;
 use sluice_client::{ClientError, Producer, ProducerRecord};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -102,21 +101,37 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         })
     };
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    let mut send_error = None;
-    while let Some(line) = lines.next_line().await.context("read stdin")? {
-        let rec = reader.record(&a.topic, line)?;
+    // On a bad line or a refused send, stop reading but still deliver what
+    // was already sent, then report.
+    let mut stop_error: Option<anyhow::Error> = None;
+    loop {
+        let line = match lines.next_line().await {
+            Ok(Some(l)) => l,
+            Ok(None) => break,
+            Err(e) => {
+                stop_error = Some(anyhow::Error::new(e).context("read stdin"));
+                break;
+            }
+        };
+        let rec = match reader.record(&a.topic, line) {
+            Ok(r) => r,
+            Err(e) => {
+                stop_error = Some(e);
+                break;
+            }
+        };
         match producer.send(rec).await {
             Ok(fut) => tracker.track(Instant::now(), fut),
             Err(e) => {
-                send_error = Some(e);
+                stop_error = Some(e.into());
                 break;
             }
         }
     }
     producer.close().await;
     tracker.finish().await;
-    if let Some(e) = send_error {
-        return Err(e.into());
+    if let Some(e) = stop_error {
+        return Err(e);
     }
     let (n, first) = std::mem::take(&mut *failures.lock().expect("not poisoned"));
     if let Some(e) = first {
