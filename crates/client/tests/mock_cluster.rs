@@ -382,14 +382,16 @@ async fn raw_fetch_speed() {
     let producer = Producer::new(config(&addr, &["acks=1", "batch.size=1048576"])).unwrap();
     let value = Bytes::from(vec![b'a'; 1024]);
     for _ in 0..20_000 {
-        let _ = producer
-            .send(ProducerRecord {
-                topic: "perf".into(),
-                value: Some(value.clone()),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        drop(
+            producer
+                .send(ProducerRecord {
+                    topic: "perf".into(),
+                    value: Some(value.clone()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap(),
+        );
     }
     producer.flush().await;
     let cluster = sluice_client::cluster::Cluster::new(config(&addr, &[])).unwrap();
