@@ -1,8 +1,16 @@
 //! `sluice`: the command-line tool, Kafka's scripts as subcommands.
 //!
-//! Each subcommand lives in its own module under [`cmd`]; shared flag parsing
-//! is in `cmd::common`. Every failure prints `Error: CODE_NAME: message` to
-//! stderr and exits with code 1.
+//! Every failure prints `Error: CODE_NAME: message` to stderr and exits with
+//! code 1. Logs go to stderr, filtered by `RUST_LOG` (default `warn`).
+//!
+//! # Layout
+//! - `cmd/mod.rs`: the `Command` enum and its dispatch (add a subcommand here).
+//! - `cmd/common.rs`: shared flags (`--bootstrap-server`, `key=value`
+//!   properties, `.properties` files), delivery tracking, progress bars.
+//! - `cmd/topics.rs`: `sluice topics` (kafka-topics.sh).
+//! - `cmd/console_producer.rs`, `cmd/console_consumer.rs`: the console tools.
+//! - `cmd/producer_perf_test.rs`, `cmd/consumer_perf_test.rs`: the benchmarks.
+//! - `cmd/cluster.rs`: `sluice cluster --describe`.
 
 mod cmd;
 
