@@ -1,7 +1,8 @@
 //! `sluice`: the command-line tool, Kafka's scripts as subcommands.
 //!
 //! Every failure prints `Error: CODE_NAME: message` to stderr and exits with
-//! code 1. Logs go to stderr, filtered by `RUST_LOG` (default `warn`).
+//! code 1. Logs go to stderr, filtered by `RUST_LOG` (default `warn`; `info`
+//! for `standalone`).
 //!
 //! # Layout
 //! - `cmd/mod.rs`: the `Command` enum and its dispatch (add a subcommand here).
@@ -11,6 +12,7 @@
 //! - `cmd/console_producer.rs`, `cmd/console_consumer.rs`: the console tools.
 //! - `cmd/producer_perf_test.rs`, `cmd/consumer_perf_test.rs`: the benchmarks.
 //! - `cmd/cluster.rs`: `sluice cluster --describe`.
+//! - `cmd/standalone.rs`: `sluice standalone`, a single-process node.
 
 mod cmd;
 
