@@ -10,6 +10,10 @@ use sluice_broker::{Broker, BrokerConfig};
 use sluice_metastore::{EtcdMetadataStore, MetadataStore};
 use sluice_types::runtime::{init_tracing, shutdown_token};
 
+/// mimalloc: see the note in the `sluice` CLI; the same allocation pattern.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "sluice-broker", version, about = "A Sluice broker")]
 struct Args {
@@ -37,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
     sluice_broker::server_builder()
         .add_service(broker.service().into_server())
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            sluice_broker::incoming(listener),
             shutdown.cancelled_owned(),
         )
         .await?;

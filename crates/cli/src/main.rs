@@ -16,6 +16,12 @@
 
 mod cmd;
 
+/// mimalloc instead of glibc malloc: the data path allocates and frees
+/// multi-MiB buffers per request, which glibc keeps returning to the OS and
+/// faulting back in (measured: ~10% of producer CPU in page faults).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use clap::Parser;

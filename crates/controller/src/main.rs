@@ -11,6 +11,10 @@ use sluice_controller::{Controller, ControllerConfig, ControllerService};
 use sluice_metastore::{EtcdMetadataStore, MetadataStore};
 use sluice_types::runtime::{init_tracing, shutdown_token};
 
+/// mimalloc: see the note in the `sluice` CLI; the same allocation pattern.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "sluice-controller", version, about = "A Sluice controller")]
 struct Args {
@@ -39,7 +43,7 @@ async fn main() -> anyhow::Result<()> {
     tonic::transport::Server::builder()
         .add_service(ControllerService::new(controller).into_server())
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown.cancelled_owned(),
         )
         .await?;

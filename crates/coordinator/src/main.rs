@@ -7,6 +7,10 @@ use clap::Parser;
 use sluice_coordinator::CoordinatorService;
 use sluice_types::runtime::{init_tracing, shutdown_token};
 
+/// mimalloc: see the note in the `sluice` CLI; the same allocation pattern.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "sluice-coordinator",
@@ -31,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
     tonic::transport::Server::builder()
         .add_service(CoordinatorService::new().into_server())
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown.cancelled_owned(),
         )
         .await?;

@@ -116,7 +116,7 @@ impl Standalone {
             .add_service(ControllerService::new(controller.clone()).into_server())
             .add_service(CoordinatorService::new().into_server())
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                sluice_broker::incoming(listener),
                 shutdown.child_token().cancelled_owned(),
             );
         let server = tokio::spawn(server);

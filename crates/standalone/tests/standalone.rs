@@ -66,7 +66,12 @@ async fn produce_consume_restart_keeps_every_record() {
         .await
         .unwrap();
 
-    let producer = Producer::new(config(&node, &[("acks", "all"), ("linger.ms", "2")])).unwrap();
+    // Small batches, so several go in one request per partition.
+    let producer = Producer::new(config(
+        &node,
+        &[("acks", "all"), ("linger.ms", "2"), ("batch.size", "2048")],
+    ))
+    .unwrap();
     let mut acks = Vec::new();
     for i in 0..3000 {
         let rec = ProducerRecord {
@@ -75,8 +80,10 @@ async fn produce_consume_restart_keeps_every_record() {
         };
         acks.push(producer.send(rec).await.unwrap());
     }
-    for a in acks {
-        a.await.unwrap();
+    let mut acked = std::collections::HashMap::new();
+    for (i, a) in acks.into_iter().enumerate() {
+        let md = a.await.unwrap();
+        acked.insert(format!("value-{i}"), (md.partition, md.offset));
     }
     producer.close().await;
 
@@ -105,7 +112,11 @@ async fn produce_consume_restart_keeps_every_record() {
             assert_eq!(parts.len(), 1, "{key} landed in one partition");
         }
     };
-    check(&consume_all(&node, "orders", 3000).await);
+    let consumed = consume_all(&node, "orders", 3000).await;
+    check(&consumed);
+    for r in &consumed {
+        assert_eq!(acked[&r.3], (r.0, r.1), "acknowledged offset of {}", r.3);
+    }
     node.shutdown().await.unwrap();
 
     // The partition directories hold Kafka's files.

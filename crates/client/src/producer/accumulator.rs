@@ -37,7 +37,34 @@ pub fn estimate_record_size(
 }
 
 /// The delivery channel of one record.
-pub type Delivery = oneshot::Sender<Result<RecordMetadata, ClientError>>;
+pub enum Delivery {
+    /// Awaited through a [`super::DeliveryFuture`].
+    Future(oneshot::Sender<Result<RecordMetadata, ClientError>>),
+    /// Called on the sender task: no per-record channel or task wake-up, for
+    /// high-rate producers (see [`super::Producer::send_with_callback`]).
+    Callback(Box<dyn FnOnce(Result<RecordMetadata, ClientError>) + Send>),
+}
+
+impl Delivery {
+    pub fn deliver(self, result: Result<RecordMetadata, ClientError>) {
+        match self {
+            // The receiver may have been dropped: nobody waits for this record.
+            Delivery::Future(tx) => {
+                let _ = tx.send(result);
+            }
+            Delivery::Callback(cb) => cb(result),
+        }
+    }
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Delivery::Future(_) => "Delivery::Future",
+            Delivery::Callback(_) => "Delivery::Callback",
+        })
+    }
+}
 
 /// Records of one partition sent together.
 pub struct ProducerBatch {
@@ -83,8 +110,7 @@ impl ProducerBatch {
             .zip(self.records.iter())
             .enumerate()
         {
-            // The receiver may have been dropped: nobody waits for this record.
-            let _ = d.send(result(i, r));
+            d.deliver(result(i, r));
         }
     }
 
@@ -208,26 +234,49 @@ impl Accumulator {
         out
     }
 
-    /// Takes the head batch of each partition in `tps` (which must be ready),
-    /// stopping before the request would exceed `max_request_size` (the first
-    /// batch is always taken).
+    /// Takes the ready batches of each partition in `tps` (which must be ready),
+    /// in order, stopping before the request would exceed `max_request_size`
+    /// (the first batch is always taken). Several batches of one partition may
+    /// go in one request: only one request per partition is in flight (gRPC does
+    /// not order concurrent requests), so this is how a partition pipelines.
+    /// A batch being retried travels alone, so its retry cannot merge with
+    /// batches appended after it.
     pub fn drain(&mut self, tps: &[TopicPartition], max_request_size: usize) -> Vec<ProducerBatch> {
         let mut out = Vec::new();
         let mut total = 0usize;
-        for tp in tps {
+        'tps: for tp in tps {
             let Some(q) = self.queues.get_mut(tp) else {
                 continue;
             };
-            let Some(head) = q.front() else { continue };
-            if !out.is_empty() && total + head.bytes > max_request_size {
-                break;
+            let mut taken = 0;
+            while let Some(head) = q.front() {
+                let retry = head.attempts > 0;
+                if taken > 0
+                    && (retry || out.last().is_some_and(|b: &ProducerBatch| b.attempts > 0))
+                {
+                    break;
+                }
+                // An open batch still filling (the queue's tail) waits for linger.
+                if taken > 0
+                    && q.len() == 1
+                    && head.bytes < self.batch_size
+                    && !(self.flushing > 0 || self.closed)
+                {
+                    break;
+                }
+                if !out.is_empty() && total + head.bytes > max_request_size {
+                    if q.is_empty() {
+                        self.queues.remove(tp);
+                    }
+                    break 'tps;
+                }
+                total += head.bytes;
+                out.push(q.pop_front().expect("head exists"));
+                taken += 1;
             }
-            total += head.bytes;
-            let batch = q.pop_front().expect("head exists");
             if q.is_empty() {
                 self.queues.remove(tp);
             }
-            out.push(batch);
         }
         out
     }
@@ -276,7 +325,7 @@ mod tests {
     fn append(acc: &mut Accumulator, p: i32, n: usize, now: Instant) -> AppendOutcome {
         let (tx, _rx) = oneshot::channel();
         let size = estimate_record_size(None, Some(&vec![0; n]), &[]);
-        acc.append(&tp(p), rec(n), size, tx, None, now)
+        acc.append(&tp(p), rec(n), size, Delivery::Future(tx), None, now)
     }
 
     #[test]
@@ -327,6 +376,31 @@ mod tests {
         // A full batch is ready before its linger passes.
         append(&mut acc, 1, 990, t0);
         assert_eq!(acc.ready(t0).ready, vec![tp(1)]);
+    }
+
+    #[test]
+    fn drain_takes_a_partitions_full_batches_in_order_but_not_its_filling_tail() {
+        let now = Instant::now();
+        let mut acc = Accumulator::new(300, Duration::from_secs(60));
+        // Three full batches (two 100-byte records each) and a partial tail.
+        for _ in 0..7 {
+            append(&mut acc, 0, 100, now);
+        }
+        let drained = acc.drain(&[tp(0)], usize::MAX);
+        assert_eq!(drained.len(), 3, "full batches go together");
+        assert!(drained.iter().all(|b| b.records.len() == 2));
+        // The tail stays for linger.
+        assert!(!acc.is_empty());
+        // A retried batch travels alone, ahead of newer ones.
+        let mut retry = drained.into_iter().next().unwrap();
+        retry.attempts = 1;
+        acc.reenqueue(retry, now);
+        for _ in 0..4 {
+            append(&mut acc, 0, 100, now);
+        }
+        let next = acc.drain(&[tp(0)], usize::MAX);
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].attempts, 1);
     }
 
     #[test]
@@ -389,7 +463,7 @@ mod tests {
         let mut rxs = Vec::new();
         for _ in 0..3 {
             let (tx, rx) = oneshot::channel();
-            acc.append(&tp(0), rec(1), 20, tx, None, now);
+            acc.append(&tp(0), rec(1), 20, Delivery::Future(tx), None, now);
             rxs.push(rx);
         }
         let b = acc.drain(&[tp(0)], usize::MAX).pop().unwrap();

@@ -28,7 +28,7 @@ use crate::cluster::Cluster;
 use crate::config::ClientConfig;
 use crate::error::{ClientError, Result};
 use crate::types::TopicPartition;
-use accumulator::{Accumulator, estimate_record_size};
+use accumulator::{Accumulator, Delivery, estimate_record_size};
 use partitioner::Partitioner;
 
 /// A record to send.
@@ -176,6 +176,25 @@ impl Producer {
     /// after about a second of metadata retries), a partition out of range,
     /// or a record larger than `max.request.size` (`MESSAGE_TOO_LARGE`).
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(record, Delivery::Future(tx)).await?;
+        Ok(DeliveryFuture { rx })
+    }
+
+    /// Like [`Producer::send`], but calls `callback` with the result instead of
+    /// returning a future (Kafka's `send(record, callback)`). The callback runs
+    /// on the producer's sender task, so it must be quick. Cheaper per record
+    /// than a future: use it for high rates.
+    pub async fn send_with_callback(
+        &self,
+        record: ProducerRecord,
+        callback: impl FnOnce(Result<RecordMetadata>) + Send + 'static,
+    ) -> Result<()> {
+        self.enqueue(record, Delivery::Callback(Box::new(callback)))
+            .await
+    }
+
+    async fn enqueue(&self, record: ProducerRecord, delivery: Delivery) -> Result<()> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(ClientError::ProducerClosed);
         }
@@ -215,7 +234,6 @@ impl Producer {
                 .map_err(|_| ClientError::ProducerClosed)?,
         };
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
-        let (tx, rx) = oneshot::channel();
         let ProducerRecord {
             topic,
             partition,
@@ -243,7 +261,7 @@ impl Producer {
             self.inner.pending.fetch_add(1, Ordering::AcqRel);
             let outcome = state
                 .acc
-                .append(&tp, rec, size, tx, Some(permit), Instant::now());
+                .append(&tp, rec, size, delivery, Some(permit), Instant::now());
             if outcome.batch_full && sticky {
                 state
                     .partitioner
@@ -254,7 +272,7 @@ impl Producer {
         if wake {
             self.inner.wake.notify_one();
         }
-        Ok(DeliveryFuture { rx })
+        Ok(())
     }
 
     /// Sends every buffered record now and waits until all are acknowledged

@@ -159,8 +159,8 @@ async fn send_request(
     permit: OwnedSemaphorePermit,
 ) {
     let config = &inner.cluster.config;
-    let mut topics: BTreeMap<String, Vec<PartitionProduceData>> = BTreeMap::new();
     let mut keep = Vec::with_capacity(batches.len());
+    let mut encoded_batches = Vec::with_capacity(batches.len());
     for mut b in batches.drain(..) {
         let encoded = match b.encoded.clone() {
             Some(e) => e,
@@ -178,18 +178,41 @@ async fn send_request(
                 }
             },
         };
-        topics
-            .entry(b.tp.topic.clone())
-            .or_default()
-            .push(PartitionProduceData {
-                partition: b.tp.partition,
-                records: Vec::new(),
-                record_batches: encoded,
-            });
+        encoded_batches.push(encoded);
         keep.push(b);
     }
     if keep.is_empty() {
         return;
+    }
+    // One entry per partition: its batches back to back (drain keeps them in
+    // order), appended by the broker in one all-or-nothing append.
+    let mut topics: BTreeMap<String, Vec<PartitionProduceData>> = BTreeMap::new();
+    let mut i = 0;
+    while i < keep.len() {
+        let tp = keep[i].tp.clone();
+        let mut j = i + 1;
+        while j < keep.len() && keep[j].tp == tp {
+            j += 1;
+        }
+        let record_batches = if j - i == 1 {
+            encoded_batches[i].clone()
+        } else {
+            let mut buf =
+                bytes::BytesMut::with_capacity(encoded_batches[i..j].iter().map(|e| e.len()).sum());
+            for e in &encoded_batches[i..j] {
+                buf.extend_from_slice(e);
+            }
+            buf.freeze()
+        };
+        topics
+            .entry(tp.topic.clone())
+            .or_default()
+            .push(PartitionProduceData {
+                partition: tp.partition,
+                records: Vec::new(),
+                record_batches,
+            });
+        i = j;
     }
     let req = ProduceRequest {
         acks: config.acks.as_i32(),
@@ -218,6 +241,8 @@ async fn send_request(
     let mut refresh = Vec::new();
     match result {
         Ok(resp) => {
+            // Offsets of later batches of a partition follow the earlier ones.
+            let mut next_offset: HashMap<TopicPartition, i64> = HashMap::new();
             for b in keep {
                 let part = resp
                     .topics
@@ -238,7 +263,11 @@ async fn send_request(
                 };
                 match ApiError::from_proto(part.error.as_ref()) {
                     Some(e) => retry_or_fail(inner, b, e.into(), &mut refresh),
-                    None => complete(inner, b, part.base_offset, part.log_append_time_ms),
+                    None => {
+                        let base = *next_offset.entry(b.tp.clone()).or_insert(part.base_offset);
+                        next_offset.insert(b.tp.clone(), base + b.records.len() as i64);
+                        complete(inner, b, base, part.log_append_time_ms)
+                    }
                 }
             }
         }
