@@ -1,9 +1,10 @@
 //! The controller: election loop and admin operations on the metadata store.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use rand::Rng;
 use sluice_metastore::{Compare, LeaderKey, MetaError, MetadataStore, Op, Txn};
 use sluice_types::meta::{
@@ -160,21 +161,214 @@ impl Controller {
             "elected active controller"
         );
         self.leadership.send_replace(Some(leader.clone()));
-        tokio::select! {
-            _ = shutdown.cancelled() => {
-                self.leadership.send_replace(None);
-                let _ = self.store.resign(&leader).await;
-                let _ = self.store.revoke_lease(lease).await;
-                info!("controller resigned on shutdown");
-                Ok(())
-            }
-            _ = keeper.lost() => {
-                // Step down at once: another controller may already be elected.
-                self.leadership.send_replace(None);
-                warn!("controller lease lost; stepped down");
-                Err(MetaError::LeaseNotFound { lease })
+        let (_, rev) = self.store.range(meta::BROKERS_PREFIX).await?;
+        let mut brokers = self
+            .store
+            .watch_prefix(meta::BROKERS_PREFIX, rev + 1)
+            .await?;
+        // Brokers may have come or gone while no controller was active.
+        self.reconcile_logged().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    self.leadership.send_replace(None);
+                    let _ = self.store.resign(&leader).await;
+                    let _ = self.store.revoke_lease(lease).await;
+                    info!("controller resigned on shutdown");
+                    return Ok(());
+                }
+                _ = keeper.lost() => {
+                    // Step down at once: another controller may already be elected.
+                    self.leadership.send_replace(None);
+                    warn!("controller lease lost; stepped down");
+                    return Err(MetaError::LeaseNotFound { lease });
+                }
+                ev = brokers.next() => match ev {
+                    Some(Ok(_)) => self.reconcile_logged().await,
+                    Some(Err(e)) => {
+                        warn!(error = %e, "broker watch broke; re-watching");
+                        let (_, rev) = self.store.range(meta::BROKERS_PREFIX).await?;
+                        brokers = self.store.watch_prefix(meta::BROKERS_PREFIX, rev + 1).await?;
+                        self.reconcile_logged().await;
+                    }
+                    None => {
+                        let (_, rev) = self.store.range(meta::BROKERS_PREFIX).await?;
+                        brokers = self.store.watch_prefix(meta::BROKERS_PREFIX, rev + 1).await?;
+                        self.reconcile_logged().await;
+                    }
+                },
             }
         }
+    }
+
+    async fn reconcile_logged(&self) {
+        match self.reconcile_partitions().await {
+            Ok(0) => {}
+            Ok(n) => info!(
+                partitions = n,
+                "partition leadership updated after a broker change"
+            ),
+            Err(e) => warn!(error = %e, "cannot update partition leadership"),
+        }
+    }
+
+    /// Elects leaders and shrinks ISRs so they match the live brokers. Runs when
+    /// this controller becomes active and on every broker registration change.
+    /// Returns how many partitions changed.
+    pub async fn reconcile_partitions(&self) -> Result<usize, ApiError> {
+        let leader = self.leader_key()?;
+        let live: HashSet<i32> = self
+            .live_brokers()
+            .await?
+            .into_iter()
+            .map(|b| b.broker_id)
+            .collect();
+        let (topics, _) = self
+            .store
+            .range(meta::TOPICS_PREFIX)
+            .await
+            .map_err(meta_err)?;
+        let mut assignments: HashMap<String, Vec<Vec<i32>>> = HashMap::new();
+        for kv in topics {
+            let t: TopicRecord = meta::decode(&kv.value).map_err(|e| corrupt(&kv.key, e))?;
+            assignments.insert(t.name, t.assignment);
+        }
+        let (parts, _) = self
+            .store
+            .range(meta::PARTITIONS_PREFIX)
+            .await
+            .map_err(meta_err)?;
+        let mut changed = 0;
+        for kv in parts {
+            let Some((topic, p)) = meta::parse_partition_key(&kv.key) else {
+                continue;
+            };
+            let Some(replicas) = assignments.get(topic).and_then(|a| a.get(p as usize)) else {
+                continue;
+            };
+            let state: PartitionState = meta::decode(&kv.value).map_err(|e| corrupt(&kv.key, e))?;
+            let Some(next) = crate::election::on_liveness(replicas, &state, &live) else {
+                continue;
+            };
+            let txn = Txn::fenced(&leader)
+                .when(Compare::mod_revision_eq(kv.key.clone(), kv.mod_revision))
+                .and_then(Op::Put {
+                    key: kv.key.clone(),
+                    value: meta::encode(&next),
+                    lease: 0,
+                });
+            // A conflict means a concurrent AlterPartition: the next broker event
+            // or this controller's next term looks again.
+            match self
+                .commit(txn, || {
+                    ApiError::new(ErrorCode::InvalidUpdateVersion, "raced")
+                })
+                .await
+            {
+                Ok(()) => {
+                    info!(topic, partition = p, leader = next.leader, epoch = next.leader_epoch, isr = ?next.isr, "partition state changed");
+                    changed += 1;
+                }
+                Err(e) if e.code == ErrorCode::InvalidUpdateVersion => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(changed)
+    }
+
+    /// An ISR change asked by a partition leader, checked against its leader
+    /// epoch and the partition epoch (Kafka's AlterPartition).
+    pub async fn alter_partition(
+        &self,
+        broker_id: i32,
+        topic: &str,
+        partition: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        new_isr: Vec<i32>,
+    ) -> Result<PartitionState, ApiError> {
+        let leader = self.leader_key()?;
+        let Some((record, _)) = self.topic(topic).await? else {
+            return Err(ApiError::unknown_topic(topic));
+        };
+        let Some(replicas) = record.assignment.get(partition as usize) else {
+            return Err(ApiError::unknown_partition(topic, partition));
+        };
+        let key = meta::partition_key(topic, partition);
+        let Some(kv) = self.store.get(&key).await.map_err(meta_err)? else {
+            return Err(ApiError::unknown_partition(topic, partition));
+        };
+        let state: PartitionState = meta::decode(&kv.value).map_err(|e| corrupt(&key, e))?;
+        if state.leader != broker_id {
+            return Err(ApiError::new(
+                ErrorCode::NotLeaderOrFollower,
+                format!(
+                    "broker {broker_id} is not the leader of {topic}-{partition} (leader is {})",
+                    state.leader
+                ),
+            ));
+        }
+        if leader_epoch != state.leader_epoch {
+            return Err(ApiError::new(
+                ErrorCode::FencedLeaderEpoch,
+                format!(
+                    "{topic}-{partition}: leader epoch {leader_epoch} is not the current {}",
+                    state.leader_epoch
+                ),
+            ));
+        }
+        if partition_epoch != state.partition_epoch {
+            return Err(ApiError::new(
+                ErrorCode::InvalidUpdateVersion,
+                format!(
+                    "{topic}-{partition}: partition epoch {partition_epoch} is not the current {}",
+                    state.partition_epoch
+                ),
+            ));
+        }
+        let live: HashSet<i32> = self
+            .live_brokers()
+            .await?
+            .into_iter()
+            .map(|b| b.broker_id)
+            .collect();
+        if !new_isr.contains(&broker_id)
+            || new_isr.iter().any(|b| !replicas.contains(b))
+            || new_isr
+                .iter()
+                .any(|b| !live.contains(b) && !state.isr.contains(b))
+        {
+            return Err(ApiError::invalid_request(format!(
+                "{topic}-{partition}: ISR {new_isr:?} must contain the leader and only live replicas of {replicas:?}"
+            )));
+        }
+        let mut isr = new_isr;
+        isr.sort_unstable();
+        isr.dedup();
+        let next = PartitionState {
+            leader: state.leader,
+            leader_epoch: state.leader_epoch,
+            isr,
+            partition_epoch: state.partition_epoch + 1,
+        };
+        let txn = Txn::fenced(&leader)
+            .when(Compare::mod_revision_eq(key.clone(), kv.mod_revision))
+            .and_then(Op::Put {
+                key,
+                value: meta::encode(&next),
+                lease: 0,
+            });
+        self.commit(txn, || {
+            ApiError::new(
+                ErrorCode::InvalidUpdateVersion,
+                format!(
+                    "{topic}-{partition} changed concurrently; retry with the new partition epoch"
+                ),
+            )
+        })
+        .await?;
+        info!(topic, partition, isr = ?next.isr, epoch = next.partition_epoch, "ISR changed");
+        Ok(next)
     }
 
     async fn cluster_id_or_new(&self) -> Result<String, MetaError> {

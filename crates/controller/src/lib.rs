@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`config`]: [`ControllerConfig`], Kafka's key names and defaults.
 //! - [`placement`]: replica placement (pure: spread replicas and leaders evenly).
+//! - [`election`]: leader election and ISR shrink on broker liveness (pure).
 //! - [`topic_config`]: validation of per-topic configuration overrides.
 //! - [`controller`]: [`Controller`], the election loop and the admin operations
 //!   (create/delete topics, add partitions, describe the cluster).
@@ -14,6 +15,7 @@
 
 pub mod config;
 pub mod controller;
+pub mod election;
 pub mod placement;
 pub mod service;
 pub mod topic_config;

@@ -1,25 +1,57 @@
 //! Requests brokers make of the controller.
 
 use sluice_proto::controller as pb;
-use sluice_types::{ApiError, ErrorCode};
 use tonic::Status;
 
 use crate::Controller;
 
-/// ISR changes come with replication; until then a single-replica partition's
-/// ISR never changes, so the request is refused with a clear code.
+/// ISR changes from partition leaders; each partition succeeds or fails alone.
 pub(super) async fn alter_partition(
-    _controller: &Controller,
+    controller: &Controller,
     req: pb::AlterPartitionRequest,
 ) -> Result<pb::AlterPartitionResponse, Status> {
-    Err(ApiError::new(
-        ErrorCode::NotImplemented,
-        format!(
-            "AlterPartition from broker {} arrives with replication (cluster mode); this build has single-replica partitions only",
-            req.broker_id
-        ),
-    )
-    .into())
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in t.partitions {
+            let res = controller
+                .alter_partition(
+                    req.broker_id,
+                    &t.name,
+                    p.partition,
+                    p.leader_epoch,
+                    p.partition_epoch,
+                    p.new_isr,
+                )
+                .await;
+            partitions.push(match res {
+                Ok(s) => pb::AlterPartitionPartitionResponse {
+                    partition: p.partition,
+                    error: None,
+                    leader_id: s.leader,
+                    leader_epoch: s.leader_epoch,
+                    isr: s.isr,
+                    partition_epoch: s.partition_epoch,
+                },
+                Err(e) => pb::AlterPartitionPartitionResponse {
+                    partition: p.partition,
+                    error: Some(e.to_proto()),
+                    leader_id: -1,
+                    leader_epoch: -1,
+                    isr: Vec::new(),
+                    partition_epoch: -1,
+                },
+            });
+        }
+        topics.push(pb::AlterPartitionTopicResponse {
+            name: t.name,
+            partitions,
+        });
+    }
+    Ok(pb::AlterPartitionResponse {
+        error: None,
+        topics,
+    })
 }
 
 pub(super) async fn allocate_producer_ids(

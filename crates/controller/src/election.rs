@@ -1,0 +1,114 @@
+//! Partition leader election and ISR changes on broker liveness (pure logic).
+//!
+//! Unclean leader election is off: only an in-sync replica may lead, so a
+//! partition whose in-sync replicas are all down has no leader (-1) until one of
+//! them returns. A dead broker is removed from every ISR at once (as Kafka does
+//! when a broker is fenced), unless it is the last member: the last in-sync
+//! replica is remembered so it can lead again when it comes back.
+
+use std::collections::HashSet;
+
+use sluice_types::meta::PartitionState;
+
+/// The state a partition should move to given the live brokers, or `None` when
+/// it needs no change.
+pub fn on_liveness(
+    replicas: &[i32],
+    state: &PartitionState,
+    live: &HashSet<i32>,
+) -> Option<PartitionState> {
+    let live_isr: Vec<i32> = state
+        .isr
+        .iter()
+        .copied()
+        .filter(|b| live.contains(b))
+        .collect();
+    let leader_alive = state.leader >= 0 && live.contains(&state.leader);
+    if leader_alive {
+        if live_isr.len() == state.isr.len() {
+            return None;
+        }
+        // Shrink the ISR to the live members; the leader stays.
+        return Some(PartitionState {
+            leader: state.leader,
+            leader_epoch: state.leader_epoch,
+            isr: live_isr,
+            partition_epoch: state.partition_epoch + 1,
+        });
+    }
+    // The first replica in assignment order that is alive and in sync leads.
+    let new_leader = replicas.iter().copied().find(|r| live_isr.contains(r));
+    match new_leader {
+        Some(leader) => Some(PartitionState {
+            leader,
+            leader_epoch: state.leader_epoch + 1,
+            isr: live_isr,
+            partition_epoch: state.partition_epoch + 1,
+        }),
+        None if state.leader == -1 => None,
+        None => Some(PartitionState {
+            leader: -1,
+            leader_epoch: state.leader_epoch + 1,
+            // Keep the last in-sync replica(s) so one of them can lead on return.
+            isr: state.isr.clone(),
+            partition_epoch: state.partition_epoch + 1,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(leader: i32, epoch: i32, isr: &[i32]) -> PartitionState {
+        PartitionState {
+            leader,
+            leader_epoch: epoch,
+            isr: isr.to_vec(),
+            partition_epoch: 7,
+        }
+    }
+
+    fn live(b: &[i32]) -> HashSet<i32> {
+        b.iter().copied().collect()
+    }
+
+    #[test]
+    fn nothing_changes_when_all_are_alive() {
+        assert_eq!(
+            on_liveness(&[1, 2, 3], &st(1, 0, &[1, 2, 3]), &live(&[1, 2, 3])),
+            None
+        );
+    }
+
+    #[test]
+    fn dead_leader_is_replaced_by_first_live_isr_replica_in_assignment_order() {
+        let s = on_liveness(&[1, 2, 3], &st(1, 4, &[3, 1, 2]), &live(&[2, 3])).unwrap();
+        assert_eq!(s.leader, 2);
+        assert_eq!(s.leader_epoch, 5);
+        assert_eq!(s.isr, vec![3, 2]);
+        assert_eq!(s.partition_epoch, 8);
+    }
+
+    #[test]
+    fn out_of_sync_replica_never_leads() {
+        // 3 is alive but not in the ISR: no leader (unclean election off).
+        let s = on_liveness(&[1, 2, 3], &st(1, 4, &[1, 2]), &live(&[3])).unwrap();
+        assert_eq!(s.leader, -1);
+        assert_eq!(s.isr, vec![1, 2]);
+        // Still nothing to do while they stay down.
+        assert_eq!(on_liveness(&[1, 2, 3], &s, &live(&[3])), None);
+        // The last in-sync replica returns and leads.
+        let back = on_liveness(&[1, 2, 3], &s, &live(&[2, 3])).unwrap();
+        assert_eq!(back.leader, 2);
+        assert_eq!(back.isr, vec![2]);
+        assert!(back.leader_epoch > s.leader_epoch);
+    }
+
+    #[test]
+    fn dead_follower_leaves_the_isr_without_a_new_epoch() {
+        let s = on_liveness(&[1, 2, 3], &st(1, 4, &[1, 2, 3]), &live(&[1, 2])).unwrap();
+        assert_eq!((s.leader, s.leader_epoch), (1, 4));
+        assert_eq!(s.isr, vec![1, 2]);
+    }
+}
