@@ -27,7 +27,7 @@ pub struct Broker {
     pub store: Arc<dyn MetadataStore>,
     pub metadata: Arc<MetadataCache>,
     pub replicas: Arc<ReplicaManager>,
-    shutdown: CancellationToken,
+    pub(crate) shutdown: CancellationToken,
     tasks: TaskTracker,
 }
 
@@ -65,6 +65,12 @@ impl Broker {
         broker.tasks.spawn(broker.clone().watch_metadata(rev));
         broker.tasks.spawn(broker.clone().keep_registered(keeper));
         broker.tasks.spawn(broker.clone().periodic_tasks());
+        broker
+            .tasks
+            .spawn(crate::replication::manage_fetchers(broker.clone()));
+        broker
+            .tasks
+            .spawn(crate::replication::maintain_isr(broker.clone()));
         info!(broker_id = broker.config.broker_id, "broker started");
         Ok(broker)
     }

@@ -14,6 +14,8 @@
 //!   the (log end offset, high watermark) watch that long polls wait on.
 //! - [`replica_manager`]: [`ReplicaManager`], every local replica: append, read,
 //!   reconcile with metadata, retention, checkpoints.
+//! - [`replication`]: follower fetchers (one per leader broker) and leader-side
+//!   ISR shrink/expand through the controller.
 //! - [`broker`]: [`Broker`], startup (registration under a lease, metadata
 //!   watch, background tasks) and clean shutdown.
 //! - [`service`]: the gRPC `Broker` service, one file per RPC family.
@@ -23,6 +25,7 @@ pub mod config;
 pub mod metadata;
 pub mod partition;
 pub mod replica_manager;
+pub mod replication;
 pub mod service;
 
 pub use broker::Broker;

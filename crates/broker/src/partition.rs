@@ -1,5 +1,8 @@
 //! One local partition replica.
 
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
 use bytes::{Bytes, BytesMut};
 use parking_lot::RwLock;
 use sluice_storage::{AppendInfo, PartitionLog, StorageError};
@@ -24,6 +27,33 @@ pub struct Role {
     pub leader_epoch: i32,
     pub isr: Vec<i32>,
     pub replicas: Vec<i32>,
+    /// Version of the partition state, for AlterPartition.
+    pub partition_epoch: i32,
+}
+
+/// What the leader knows of one follower (Kafka's Replica state).
+#[derive(Debug, Clone, Copy)]
+pub struct FollowerState {
+    /// The follower's log end offset: its last fetch offset.
+    pub leo: i64,
+    /// Last time the follower had fetched everything the leader had.
+    pub last_caught_up: Instant,
+}
+
+/// The answer to one ReplicaFetch partition.
+pub enum ReplicaRead {
+    Data {
+        batches: Bytes,
+        hw: i64,
+        log_start: i64,
+    },
+    /// The follower's log diverges: truncate to `end_offset` of `epoch`.
+    Diverging {
+        epoch: i32,
+        end_offset: i64,
+        hw: i64,
+        log_start: i64,
+    },
 }
 
 pub struct Partition {
@@ -35,6 +65,8 @@ pub struct Partition {
     log: RwLock<PartitionLog>,
     role: RwLock<Role>,
     offsets: watch::Sender<LogOffsets>,
+    /// On the leader: each follower's progress. Cleared on every role change.
+    followers: parking_lot::Mutex<HashMap<i32, FollowerState>>,
 }
 
 pub(crate) fn storage_err(topic: &str, partition: i32, e: StorageError) -> ApiError {
@@ -65,6 +97,7 @@ impl Partition {
             log: RwLock::new(log),
             role: RwLock::new(Role::default()),
             offsets: watch::Sender::new(offsets),
+            followers: parking_lot::Mutex::new(HashMap::new()),
         }
     }
 
@@ -104,13 +137,229 @@ impl Partition {
                     .map_err(|e| storage_err(&self.topic, self.partition, e))?;
             }
         }
-        let sole = role.isr.len() == 1 && role.isr[0] == self.broker_id;
+        let new_term = {
+            let old = self.role.read();
+            old.leader != role.leader || old.leader_epoch != role.leader_epoch
+        };
+        if new_term {
+            // Follower progress from an earlier term is not evidence for this one;
+            // start the lag clock now so nobody is shrunk out at once.
+            let now = Instant::now();
+            let mut f = self.followers.lock();
+            f.clear();
+            if leading {
+                for r in role.replicas.iter().filter(|r| **r != self.broker_id) {
+                    f.insert(
+                        *r,
+                        FollowerState {
+                            leo: -1,
+                            last_caught_up: now,
+                        },
+                    );
+                }
+            }
+        }
         *self.role.write() = role;
-        if leading && sole {
-            // Alone in the ISR, the high watermark is the log end.
-            self.offsets.send_modify(|o| o.hw = o.leo);
+        if leading {
+            self.maybe_advance_hw();
         }
         Ok(())
+    }
+
+    /// Leader: HW = the smallest log end offset over the ISR (Kafka's rule); it
+    /// never moves back.
+    fn maybe_advance_hw(&self) {
+        let role = self.role.read().clone();
+        let leo = self.offsets().leo;
+        let followers = self.followers.lock();
+        let mut hw = leo;
+        for r in role.isr.iter().filter(|r| **r != self.broker_id) {
+            match followers.get(r) {
+                Some(f) if f.leo >= 0 => hw = hw.min(f.leo),
+                _ => return,
+            }
+        }
+        drop(followers);
+        self.offsets.send_if_modified(|o| {
+            if hw > o.hw {
+                o.hw = hw;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Leader: serves one partition of a follower's ReplicaFetch and records the
+    /// follower's progress. Checks the follower's epoch and, from its last
+    /// fetched epoch, whether its log diverges (KIP-101/KIP-320).
+    pub fn read_for_follower(
+        &self,
+        follower: i32,
+        fetch_offset: i64,
+        last_fetched_epoch: i32,
+        current_leader_epoch: i32,
+        max_bytes: usize,
+    ) -> Result<ReplicaRead, ApiError> {
+        let role = self.role.read().clone();
+        if role.leader != self.broker_id {
+            return Err(self.not_leader(&role));
+        }
+        if current_leader_epoch >= 0 && current_leader_epoch < role.leader_epoch {
+            return Err(ApiError::new(
+                ErrorCode::FencedLeaderEpoch,
+                format!(
+                    "{}-{}: follower epoch {current_leader_epoch} is older than {}",
+                    self.topic, self.partition, role.leader_epoch
+                ),
+            ));
+        }
+        if current_leader_epoch > role.leader_epoch {
+            return Err(ApiError::new(
+                ErrorCode::UnknownLeaderEpoch,
+                format!(
+                    "{}-{}: follower epoch {current_leader_epoch} is newer than {}",
+                    self.topic, self.partition, role.leader_epoch
+                ),
+            ));
+        }
+        if !role.replicas.contains(&follower) {
+            return Err(ApiError::new(
+                ErrorCode::NotLeaderOrFollower,
+                format!(
+                    "broker {follower} is not a replica of {}-{}",
+                    self.topic, self.partition
+                ),
+            ));
+        }
+        let offsets = self.offsets();
+        if last_fetched_epoch >= 0 {
+            let end = self.log.read().end_offset_for_epoch(last_fetched_epoch);
+            match end {
+                Some((epoch, end_offset))
+                    if epoch == last_fetched_epoch && end_offset >= fetch_offset => {}
+                Some((epoch, end_offset)) => {
+                    return Ok(ReplicaRead::Diverging {
+                        epoch,
+                        end_offset: end_offset.min(fetch_offset),
+                        hw: offsets.hw,
+                        log_start: offsets.log_start,
+                    });
+                }
+                None => {
+                    return Ok(ReplicaRead::Diverging {
+                        epoch: -1,
+                        end_offset: offsets.log_start.min(fetch_offset),
+                        hw: offsets.hw,
+                        log_start: offsets.log_start,
+                    });
+                }
+            }
+        }
+        if fetch_offset > offsets.leo {
+            return Ok(ReplicaRead::Diverging {
+                epoch: self.log.read().latest_epoch().unwrap_or(-1),
+                end_offset: offsets.leo,
+                hw: offsets.hw,
+                log_start: offsets.log_start,
+            });
+        }
+        {
+            let now = Instant::now();
+            let mut f = self.followers.lock();
+            let st = f.entry(follower).or_insert(FollowerState {
+                leo: -1,
+                last_caught_up: now,
+            });
+            st.leo = fetch_offset;
+            if fetch_offset >= offsets.leo {
+                st.last_caught_up = now;
+            }
+        }
+        self.maybe_advance_hw();
+        let batches = if fetch_offset < offsets.leo {
+            self.log
+                .read()
+                .read(fetch_offset, max_bytes, offsets.leo, true)
+                .map_err(|e| storage_err(&self.topic, self.partition, e))?
+        } else {
+            Bytes::new()
+        };
+        let offsets = self.offsets();
+        Ok(ReplicaRead::Data {
+            batches,
+            hw: offsets.hw,
+            log_start: offsets.log_start,
+        })
+    }
+
+    /// Leader: the ISR this partition should have now, if it differs: followers
+    /// that lag more than `max_lag` leave; followers that reached the high
+    /// watermark join.
+    pub fn desired_isr(&self, max_lag: Duration) -> Option<(Role, Vec<i32>)> {
+        let role = self.role.read().clone();
+        if role.leader != self.broker_id {
+            return None;
+        }
+        let hw = self.offsets().hw;
+        let now = Instant::now();
+        let followers = self.followers.lock();
+        let mut isr = vec![self.broker_id];
+        for r in role.replicas.iter().filter(|r| **r != self.broker_id) {
+            let Some(f) = followers.get(r) else { continue };
+            let in_isr = role.isr.contains(r);
+            let lagging = now.duration_since(f.last_caught_up) > max_lag;
+            let caught_up = f.leo >= hw && f.leo >= 0;
+            if (in_isr && !lagging) || (!in_isr && caught_up) {
+                isr.push(*r);
+            }
+        }
+        drop(followers);
+        let mut current = role.isr.clone();
+        current.sort_unstable();
+        isr.sort_unstable();
+        (isr != current).then_some((role, isr))
+    }
+
+    /// Follower: appends what the leader sent and takes its high watermark.
+    pub fn append_as_follower(&self, batches: Bytes, leader_hw: i64) -> Result<(), ApiError> {
+        let mut log = self.log.write();
+        if !batches.is_empty() {
+            log.append_as_follower(batches)
+                .map_err(|e| storage_err(&self.topic, self.partition, e))?;
+        }
+        let leo = log.log_end_offset();
+        let log_start = log.log_start_offset();
+        drop(log);
+        self.offsets.send_modify(|o| {
+            o.leo = leo;
+            o.log_start = log_start;
+            o.hw = leader_hw.min(leo).max(o.hw.min(leo));
+        });
+        Ok(())
+    }
+
+    /// Follower: drops a divergent tail (everything at or above `offset`).
+    pub fn truncate_to(&self, offset: i64) -> Result<(), ApiError> {
+        let mut log = self.log.write();
+        if offset < log.log_end_offset() {
+            tracing::warn!(topic = %self.topic, partition = self.partition, offset, log_end = log.log_end_offset(), "truncating divergent log tail");
+            log.truncate_to(offset)
+                .map_err(|e| storage_err(&self.topic, self.partition, e))?;
+        }
+        let leo = log.log_end_offset();
+        drop(log);
+        self.offsets.send_modify(|o| {
+            o.leo = leo;
+            o.hw = o.hw.min(leo);
+        });
+        Ok(())
+    }
+
+    /// Follower: where to fetch from and the epoch of the last batch held.
+    pub fn fetch_position(&self) -> (i64, i32) {
+        let log = self.log.read();
+        (log.log_end_offset(), log.latest_epoch().unwrap_or(-1))
     }
 
     fn not_leader(&self, role: &Role) -> ApiError {
@@ -146,7 +395,6 @@ impl Partition {
                 ),
             ));
         }
-        let sole = role.isr.len() == 1 && role.isr[0] == self.broker_id;
         let mut log = self.log.write();
         let info = log
             .append_as_leader(batches, role.leader_epoch)
@@ -157,10 +405,8 @@ impl Partition {
         self.offsets.send_modify(|o| {
             o.leo = leo;
             o.log_start = log_start;
-            if sole {
-                o.hw = leo;
-            }
         });
+        self.maybe_advance_hw();
         Ok(info)
     }
 

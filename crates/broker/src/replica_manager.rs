@@ -95,6 +95,30 @@ impl ReplicaManager {
         self.partitions.read().values().cloned().collect()
     }
 
+    /// Leaders this broker replicates from.
+    pub fn followed_leaders(&self) -> Vec<i32> {
+        let mut out: Vec<i32> = self
+            .partitions
+            .read()
+            .values()
+            .map(|p| p.role().leader)
+            .filter(|l| *l >= 0 && *l != self.broker_id)
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Partitions this broker follows from `leader`.
+    pub fn followed_from(&self, leader: i32) -> Vec<Arc<Partition>> {
+        self.partitions
+            .read()
+            .values()
+            .filter(|p| p.role().leader == leader && leader != self.broker_id)
+            .cloned()
+            .collect()
+    }
+
     /// Makes local replicas match metadata: creates logs for partitions assigned
     /// here, applies roles, deletes logs of topics that are gone (or were
     /// re-created with a new id).
@@ -116,6 +140,7 @@ impl ReplicaManager {
                     leader_epoch: state.leader_epoch,
                     isr: state.isr.clone(),
                     replicas: replicas.clone(),
+                    partition_epoch: state.partition_epoch,
                 };
                 wanted.insert((name.clone(), p), (role, log_config.clone()));
             }

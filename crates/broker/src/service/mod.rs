@@ -153,7 +153,9 @@ impl BrokerApi for BrokerService {
         &self,
         request: Request<pb::ReplicaFetchRequest>,
     ) -> Result<Response<pb::ReplicaFetchResponse>, Status> {
-        replica_fetch::replica_fetch(self, request.into_inner()).map(Response::new)
+        Ok(Response::new(
+            replica_fetch::replica_fetch(self, request.into_inner()).await?,
+        ))
     }
 
     async fn find_coordinator(

@@ -1,22 +1,138 @@
-//! ReplicaFetch: follower-to-leader replication, which arrives with cluster mode.
-//! Partitions here have one replica, so no broker calls it yet.
+//! ReplicaFetch: followers pull from the leader. One request carries every
+//! partition a follower replicates from this leader (Kafka's
+//! ReplicaFetcherThread). The follower's fetch offset is its log end offset,
+//! which moves the high watermark; the request long-polls like a consumer Fetch.
 
+use std::time::Duration;
+
+use bytes::Bytes;
 use sluice_proto::broker as pb;
 use sluice_types::{ApiError, ErrorCode};
-use tonic::Status;
+use tokio::time::Instant;
+use tracing::instrument;
 
 use super::BrokerService;
+use crate::partition::ReplicaRead;
 
-pub(super) fn replica_fetch(
-    _svc: &BrokerService,
+#[instrument(skip_all, fields(follower = req.replica_id))]
+pub(super) async fn replica_fetch(
+    svc: &BrokerService,
     req: pb::ReplicaFetchRequest,
-) -> Result<pb::ReplicaFetchResponse, Status> {
-    Err(ApiError::new(
-        ErrorCode::NotImplemented,
-        format!(
-            "ReplicaFetch from broker {} arrives with replication (cluster mode)",
-            req.replica_id
-        ),
-    )
-    .into())
+) -> Result<pb::ReplicaFetchResponse, ApiError> {
+    let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.clamp(0, 30_000) as u64);
+    let mut receivers: Vec<_> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .filter_map(|p| svc.broker.replicas.get(&t.name, p.partition))
+                .map(|p| p.subscribe())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    loop {
+        for r in &mut receivers {
+            r.borrow_and_update();
+        }
+        let (resp, bytes, urgent) = read_all(svc, &req);
+        if bytes > 0 || urgent || Instant::now() >= deadline || receivers.is_empty() {
+            return Ok(resp);
+        }
+        let changed =
+            futures::future::select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
+        tokio::select! {
+            _ = changed => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+/// Reads every partition; `urgent` when an answer must not wait (an error, a
+/// divergence, or a high watermark the follower has not seen yet).
+fn read_all(
+    svc: &BrokerService,
+    req: &pb::ReplicaFetchRequest,
+) -> (pb::ReplicaFetchResponse, usize, bool) {
+    let mut total = 0;
+    let mut urgent = false;
+    let max_bytes = if req.max_bytes > 0 {
+        req.max_bytes as usize
+    } else {
+        16 << 20
+    };
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in &req.topics {
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in &t.partitions {
+            let mut out = pb::ReplicaFetchPartitionResponse {
+                partition: p.partition,
+                high_watermark: -1,
+                log_start_offset: -1,
+                ..Default::default()
+            };
+            let Some(partition) = svc.broker.replicas.get(&t.name, p.partition) else {
+                urgent = true;
+                out.error = Some(
+                    ApiError::new(
+                        ErrorCode::NotLeaderOrFollower,
+                        format!(
+                            "broker {} does not host {}-{}",
+                            svc.broker.config.broker_id, t.name, p.partition
+                        ),
+                    )
+                    .to_proto(),
+                );
+                partitions.push(out);
+                continue;
+            };
+            let limit = if p.partition_max_bytes > 0 {
+                p.partition_max_bytes as usize
+            } else {
+                1 << 20
+            }
+            .min(max_bytes.saturating_sub(total))
+            .max(1);
+            match partition.read_for_follower(
+                req.replica_id,
+                p.fetch_offset,
+                p.last_fetched_epoch,
+                p.current_leader_epoch,
+                limit,
+            ) {
+                Ok(ReplicaRead::Data {
+                    batches,
+                    hw,
+                    log_start,
+                }) => {
+                    total += batches.len();
+                    out.high_watermark = hw;
+                    out.log_start_offset = log_start;
+                    out.record_batches = batches;
+                }
+                Ok(ReplicaRead::Diverging {
+                    epoch,
+                    end_offset,
+                    hw,
+                    log_start,
+                }) => {
+                    urgent = true;
+                    out.high_watermark = hw;
+                    out.log_start_offset = log_start;
+                    out.record_batches = Bytes::new();
+                    out.diverging_epoch = Some(pb::EpochEndOffset { epoch, end_offset });
+                }
+                Err(e) => {
+                    urgent = true;
+                    out.error = Some(e.to_proto());
+                }
+            }
+            partitions.push(out);
+        }
+        topics.push(pb::ReplicaFetchTopicResponse {
+            name: t.name.clone(),
+            partitions,
+        });
+    }
+    (pb::ReplicaFetchResponse { topics }, total, urgent)
 }

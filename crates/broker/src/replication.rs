@@ -1,0 +1,240 @@
+//! Follower-side replication and leader-side ISR maintenance.
+//!
+//! - One fetcher task per leader broker carries every partition this broker
+//!   follows from that leader in one ReplicaFetch (Kafka's ReplicaFetcherThread),
+//!   appends what comes back, truncates a divergent tail when the leader says
+//!   so (KIP-279), and takes the leader's high watermark.
+//! - On the leader, a periodic check shrinks the ISR of followers that lag more
+//!   than `replica.lag.time.max.ms` and expands it with followers that caught up,
+//!   through AlterPartition on the active controller.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_proto::broker::broker_client::BrokerClient;
+use sluice_proto::broker::{ReplicaFetchPartition, ReplicaFetchRequest, ReplicaFetchTopic};
+use sluice_proto::controller::controller_client::ControllerClient;
+use sluice_proto::controller::{AlterPartitionData, AlterPartitionRequest, AlterPartitionTopic};
+use sluice_types::ApiError;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tracing::{debug, info, warn};
+
+use crate::Broker;
+use crate::partition::Partition;
+
+fn channel(url: String) -> Result<Channel, ApiError> {
+    Ok(tonic::transport::Endpoint::from_shared(url.clone())
+        .map_err(|e| ApiError::internal(format!("bad endpoint {url}: {e}")))?
+        .tcp_nodelay(true)
+        .initial_stream_window_size(Some(16 << 20))
+        .initial_connection_window_size(Some(64 << 20))
+        .connect_timeout(Duration::from_secs(3))
+        .connect_lazy())
+}
+
+/// Starts and stops one fetcher per leader this broker follows, as metadata changes.
+pub(crate) async fn manage_fetchers(broker: Arc<Broker>) {
+    let mut version = broker.metadata.subscribe();
+    let mut fetchers: HashMap<i32, JoinHandle<()>> = HashMap::new();
+    loop {
+        fetchers.retain(|_, h| !h.is_finished());
+        for leader in broker.replicas.followed_leaders() {
+            fetchers
+                .entry(leader)
+                .or_insert_with(|| tokio::spawn(fetch_from(broker.clone(), leader)));
+        }
+        tokio::select! {
+            _ = broker.shutdown.cancelled() => break,
+            r = version.changed() => if r.is_err() { break },
+            // Finished fetchers are replaced if their leader still has partitions.
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+    for (_, h) in fetchers {
+        h.abort();
+    }
+}
+
+/// Replicates every partition this broker follows from `leader`, until there
+/// is none left or the broker shuts down.
+async fn fetch_from(broker: Arc<Broker>, leader: i32) {
+    info!(leader, "replica fetcher started");
+    let mut client: Option<(String, BrokerClient<Channel>)> = None;
+    let cfg = &broker.config;
+    loop {
+        if broker.shutdown.is_cancelled() {
+            return;
+        }
+        let parts = broker.replicas.followed_from(leader);
+        if parts.is_empty() {
+            info!(leader, "replica fetcher stopped: no partitions left");
+            return;
+        }
+        let Some(addr) = broker.metadata.read(|v| {
+            v.brokers
+                .get(&leader)
+                .map(|b| format!("http://{}:{}", b.host, b.port))
+        }) else {
+            // The leader is not registered (dead): wait for metadata to move on.
+            tokio::select! {
+                _ = broker.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
+            }
+        };
+        if client.as_ref().is_none_or(|(a, _)| *a != addr) {
+            match channel(addr.clone()) {
+                Ok(ch) => {
+                    client = Some((
+                        addr.clone(),
+                        BrokerClient::new(ch)
+                            .max_decoding_message_size(256 << 20)
+                            .max_encoding_message_size(64 << 20),
+                    ))
+                }
+                Err(e) => {
+                    warn!(leader, error = %e, "cannot reach leader");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
+        }
+        let mut by_topic: HashMap<String, Vec<ReplicaFetchPartition>> = HashMap::new();
+        let mut index: HashMap<(String, i32), Arc<Partition>> = HashMap::new();
+        for p in &parts {
+            let (fetch_offset, last_epoch) = p.fetch_position();
+            let role = p.role();
+            by_topic
+                .entry(p.topic.clone())
+                .or_default()
+                .push(ReplicaFetchPartition {
+                    partition: p.partition,
+                    fetch_offset,
+                    last_fetched_epoch: last_epoch,
+                    current_leader_epoch: role.leader_epoch,
+                    log_start_offset: p.offsets().log_start,
+                    partition_max_bytes: cfg.replica_fetch_max_bytes as i32,
+                });
+            index.insert((p.topic.clone(), p.partition), p.clone());
+        }
+        let req = ReplicaFetchRequest {
+            replica_id: cfg.broker_id,
+            replica_epoch: 0,
+            max_wait_ms: cfg.replica_fetch_wait_max_ms as i32,
+            min_bytes: 1,
+            max_bytes: 64 << 20,
+            topics: by_topic
+                .into_iter()
+                .map(|(name, partitions)| ReplicaFetchTopic { name, partitions })
+                .collect(),
+        };
+        let (_, c) = client.as_mut().expect("set above");
+        let res = tokio::select! {
+            _ = broker.shutdown.cancelled() => return,
+            r = tokio::time::timeout(Duration::from_secs(30), c.replica_fetch(req)) => r,
+        };
+        let resp = match res {
+            Ok(Ok(r)) => r.into_inner(),
+            Ok(Err(status)) => {
+                debug!(leader, error = %ApiError::from_status(&status), "replica fetch failed");
+                client = None;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            Err(_) => {
+                client = None;
+                continue;
+            }
+        };
+        let mut backoff = false;
+        for t in resp.topics {
+            for p in t.partitions {
+                let Some(part) = index.get(&(t.name.clone(), p.partition)) else {
+                    continue;
+                };
+                if let Some(e) = ApiError::from_proto(p.error.as_ref()) {
+                    debug!(topic = %t.name, partition = p.partition, error = %e, "replica fetch partition error");
+                    backoff = true;
+                    continue;
+                }
+                let result = match p.diverging_epoch {
+                    Some(d) => part.truncate_to(d.end_offset),
+                    None => part.append_as_follower(p.record_batches, p.high_watermark),
+                };
+                if let Err(e) = result {
+                    warn!(topic = %t.name, partition = p.partition, error = %e, "cannot apply replicated data");
+                    backoff = true;
+                }
+            }
+        }
+        if backoff {
+            // Metadata (a new leader or epoch) usually fixes these; don't spin.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Leader: shrinks and expands ISRs through the controller.
+pub(crate) async fn maintain_isr(broker: Arc<Broker>) {
+    let max_lag = Duration::from_millis(broker.config.replica_lag_time_max_ms);
+    let mut tick = tokio::time::interval((max_lag / 4).max(Duration::from_millis(100)));
+    loop {
+        tokio::select! {
+            _ = broker.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let mut topics: HashMap<String, Vec<AlterPartitionData>> = HashMap::new();
+        for p in broker.replicas.all() {
+            if let Some((role, isr)) = p.desired_isr(max_lag) {
+                info!(topic = %p.topic, partition = p.partition, from = ?role.isr, to = ?isr, "asking to change ISR");
+                topics
+                    .entry(p.topic.clone())
+                    .or_default()
+                    .push(AlterPartitionData {
+                        partition: p.partition,
+                        leader_epoch: role.leader_epoch,
+                        new_isr: isr,
+                        partition_epoch: role.partition_epoch,
+                    });
+            }
+        }
+        if topics.is_empty() {
+            continue;
+        }
+        let Some(url) = broker.metadata.read(|v| {
+            v.controller
+                .as_ref()
+                .map(|c| format!("http://{}:{}", c.host, c.port))
+        }) else {
+            continue;
+        };
+        let req = AlterPartitionRequest {
+            broker_id: broker.config.broker_id,
+            broker_epoch: 0,
+            topics: topics
+                .into_iter()
+                .map(|(name, partitions)| AlterPartitionTopic { name, partitions })
+                .collect(),
+        };
+        let res = async {
+            let mut c = ControllerClient::new(channel(url)?);
+            c.alter_partition(req)
+                .await
+                .map_err(|s| ApiError::from_status(&s))
+        }
+        .await;
+        match res {
+            Ok(resp) => {
+                for t in resp.into_inner().topics {
+                    for p in t.partitions {
+                        if let Some(e) = ApiError::from_proto(p.error.as_ref()) {
+                            debug!(topic = %t.name, partition = p.partition, error = %e, "ISR change refused");
+                        }
+                    }
+                }
+            }
+            Err(e) => debug!(error = %e, "AlterPartition failed"),
+        }
+    }
+}
