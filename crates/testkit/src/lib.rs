@@ -1,0 +1,247 @@
+//! A real local Sluice cluster for tests: a throwaway etcd, controllers and
+//! brokers as separate OS processes on 127.0.0.1 ports, with hooks to
+//! `kill -9`, stop and restart any of them.
+//!
+//! # Layout
+//! - [`TestCluster`]: builder, process table, kill/restart, bootstrap address.
+//!
+//! The service binaries (`sluice-broker`, `sluice-controller`) must be built
+//! first (`cargo build --workspace --bins`, as `scripts/test.sh` does); they are
+//! looked up next to the test executable's `deps/` directory.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use sluice_client::{Admin, ClientConfig};
+use sluice_metastore::testsuite::EtcdServer;
+
+/// Settings for [`TestCluster::start`].
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    pub brokers: usize,
+    pub controllers: usize,
+    /// Registration lease TTL of brokers and controllers (ms).
+    pub lease_ms: u64,
+    /// `replica.lag.time.max.ms` of the brokers.
+    pub replica_lag_time_max_ms: u64,
+    /// `min.insync.replicas` broker default.
+    pub min_insync_replicas: i32,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        Self {
+            brokers: 3,
+            controllers: 2,
+            lease_ms: 2000,
+            replica_lag_time_max_ms: 4000,
+            min_insync_replicas: 1,
+        }
+    }
+}
+
+struct Proc {
+    args: Vec<String>,
+    bin: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+/// A running cluster. Dropping it kills every process.
+pub struct TestCluster {
+    pub etcd: EtcdServer,
+    pub dir: tempfile::TempDir,
+    procs: BTreeMap<String, Proc>,
+    broker_ports: BTreeMap<usize, u16>,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Finds a workspace binary next to the running test binary.
+pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("locate the target directory")?;
+    let path = dir.join(name);
+    if !path.exists() {
+        bail!(
+            "{} is not built: run `cargo build --workspace --bins` (scripts/test.sh does) before the cluster tests",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+impl TestCluster {
+    /// Starts etcd, the controllers and the brokers, and waits until the
+    /// cluster has an active controller and every broker registered.
+    pub async fn start(spec: ClusterSpec) -> anyhow::Result<Self> {
+        let etcd = EtcdServer::start();
+        let dir = tempfile::tempdir()?;
+        let broker_bin = binary("sluice-broker")?;
+        let controller_bin = binary("sluice-controller")?;
+        let cluster_name = format!("t{}", std::process::id());
+        let mut procs = BTreeMap::new();
+        let mut broker_ports = BTreeMap::new();
+        for i in 1..=spec.controllers {
+            let port = free_port()?;
+            let cfg = dir.path().join(format!("controller-{i}.yaml"));
+            std::fs::write(
+                &cfg,
+                format!(
+                    "controller.id: {}\nlisteners: 127.0.0.1:{port}\nadvertised.host: 127.0.0.1\nadvertised.port: {port}\n\
+                     etcd.endpoints: {}\ncluster.name: {cluster_name}\ncontroller.lease.ms: {}\n",
+                    1000 + i,
+                    etcd.endpoint(),
+                    spec.lease_ms
+                ),
+            )?;
+            procs.insert(
+                format!("controller-{i}"),
+                Proc {
+                    args: vec!["--config".into(), cfg.display().to_string()],
+                    bin: controller_bin.clone(),
+                    log: dir.path().join(format!("controller-{i}.log")),
+                    child: None,
+                },
+            );
+        }
+        for i in 1..=spec.brokers {
+            let port = free_port()?;
+            broker_ports.insert(i, port);
+            let cfg = dir.path().join(format!("broker-{i}.yaml"));
+            let data = dir.path().join(format!("data/broker-{i}"));
+            std::fs::write(
+                &cfg,
+                format!(
+                    "broker.id: {i}\nlisteners: 127.0.0.1:{port}\nlog.dirs: {}\netcd.endpoints: {}\n\
+                     cluster.name: {cluster_name}\nbroker.lease.ms: {}\nreplica.lag.time.max.ms: {}\n\
+                     min.insync.replicas: {}\n",
+                    data.display(),
+                    etcd.endpoint(),
+                    spec.lease_ms,
+                    spec.replica_lag_time_max_ms,
+                    spec.min_insync_replicas
+                ),
+            )?;
+            procs.insert(
+                format!("broker-{i}"),
+                Proc {
+                    args: vec!["--config".into(), cfg.display().to_string()],
+                    bin: broker_bin.clone(),
+                    log: dir.path().join(format!("broker-{i}.log")),
+                    child: None,
+                },
+            );
+        }
+        let mut cluster = Self {
+            etcd,
+            dir,
+            procs,
+            broker_ports,
+        };
+        let names: Vec<String> = cluster.procs.keys().cloned().collect();
+        for n in names {
+            cluster.spawn(&n)?;
+        }
+        cluster.wait_ready(spec.brokers).await?;
+        Ok(cluster)
+    }
+
+    fn spawn(&mut self, name: &str) -> anyhow::Result<()> {
+        let p = self.procs.get_mut(name).context("no such process")?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p.log)?;
+        let child = Command::new(&p.bin)
+            .args(&p.args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("spawn {name}"))?;
+        p.child = Some(child);
+        Ok(())
+    }
+
+    /// A bootstrap address (every broker).
+    pub fn bootstrap(&self) -> String {
+        self.broker_ports
+            .values()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn client_config(&self) -> ClientConfig {
+        ClientConfig::new(&self.bootstrap())
+    }
+
+    /// Waits until `brokers` brokers are registered and a controller is active.
+    pub async fn wait_ready(&self, brokers: usize) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(admin) = Admin::new(self.client_config())
+                && let Ok(d) = admin.describe_cluster().await
+                && d.brokers.len() >= brokers
+                && d.controller_id >= 0
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("cluster not ready; logs:\n{}", self.logs_tail());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `kill -9` a process (`broker-2`, `controller-1`).
+    pub fn kill(&mut self, name: &str) -> anyhow::Result<()> {
+        let p = self.procs.get_mut(name).context("no such process")?;
+        if let Some(mut c) = p.child.take() {
+            c.kill()?;
+            c.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Starts a killed process again with its data.
+    pub fn restart(&mut self, name: &str) -> anyhow::Result<()> {
+        self.kill(name)?;
+        self.spawn(name)
+    }
+
+    /// The last lines of every process log, for failure messages.
+    pub fn logs_tail(&self) -> String {
+        let mut out = String::new();
+        for (name, p) in &self.procs {
+            let text = std::fs::read_to_string(&p.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let start = lines.len().saturating_sub(15);
+            out.push_str(&format!("--- {name}\n{}\n", lines[start..].join("\n")));
+        }
+        out
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for p in self.procs.values_mut() {
+            if let Some(mut c) = p.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
