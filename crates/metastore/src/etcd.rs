@@ -47,12 +47,25 @@ impl EtcdMetadataStore {
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .collect();
-        Self::connect(
-            &endpoints,
-            &format!("/sluice/{cluster_name}/"),
-            Duration::from_secs(10),
-        )
-        .await
+        // Services may start before etcd (a whole cluster started at once, or
+        // etcd restarting): keep trying for a while, like Kafka with ZooKeeper.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match Self::connect(
+                &endpoints,
+                &format!("/sluice/{cluster_name}/"),
+                Duration::from_secs(5),
+            )
+            .await
+            {
+                Ok(store) => return Ok(store),
+                Err(e) if crate::is_retriable(&e) && tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(error = %e, "etcd not reachable yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Connects to etcd and checks that it answers within `connect_timeout`.

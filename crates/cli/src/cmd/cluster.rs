@@ -37,7 +37,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     println!("Brokers:");
     for b in &c.brokers {
         println!(
-            "\tId: {}\tEndpoint: {}:{}\tRack: {}",
+            "\tId: {}\tEndpoint: {}:{}\tRack: {}\tStatus: alive",
             b.id,
             b.host,
             b.port,

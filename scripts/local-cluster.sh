@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# A real Sluice cluster on this machine: etcd, two controllers, one coordinator
+# and N brokers as background processes on free 127.0.0.1 ports.
+#
+#   scripts/local-cluster.sh up [--brokers N] [--dir DIR] [--debug]
+#   scripts/local-cluster.sh down [--dir DIR]
+#   scripts/local-cluster.sh restart NAME [--dir DIR]     (NAME: broker-2, controller-1, ...)
+#   scripts/local-cluster.sh status [--dir DIR]
+#
+# Layout of DIR (default ./.sluice-cluster): pids/<name>.pid, logs/<name>.log,
+# data/<name>/, config/<name>.yaml, cmd/<name> (the command line), bootstrap.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cmd="${1:-}"; shift || true
+name=""
+if [ "$cmd" = "restart" ]; then name="${1:?restart needs a process name}"; shift; fi
+brokers=3; dir=".sluice-cluster"; profile="release"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --brokers) brokers="$2"; shift 2 ;;
+    --dir) dir="$2"; shift 2 ;;
+    --debug) profile="debug"; shift ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+mkdir -p "$dir"
+dir="$(cd "$dir" && pwd)"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_etcd() { # waits until etcd answers its health endpoint
+  local url; url="$(grep -o 'advertise-client-urls [^ ]*' "$dir/cmd/etcd" | cut -d' ' -f2)"
+  for _ in $(seq 1 100); do
+    python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1] + '/health', timeout=1)" "$url" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "etcd did not start; see $dir/logs/etcd.log" >&2; exit 1
+}
+
+start_proc() { # name: runs cmd/<name> in the background
+  local n="$1"
+  nohup bash "$dir/cmd/$n" >>"$dir/logs/$n.log" 2>&1 &
+  echo $! >"$dir/pids/$n.pid"
+}
+
+stop_proc() { # name [signal]
+  local n="$1" pidf="$dir/pids/$1.pid"
+  [ -f "$pidf" ] || return 0
+  local pid; pid="$(cat "$pidf")"
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidf"
+}
+
+bin() { echo "$PWD/target/$profile/$1"; }
+
+case "$cmd" in
+up)
+  if ! command -v etcd >/dev/null 2>&1 || ! command -v protoc >/dev/null 2>&1; then
+    sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq etcd-server protobuf-compiler
+  fi
+  if [ "$profile" = "release" ]; then flag="--release"; else flag=""; fi
+  cargo build $flag -p sluice-broker -p sluice-controller -p sluice-coordinator -p sluice-cli
+  mkdir -p "$dir"/{pids,logs,data,config,cmd}
+  if [ -f "$dir/cmd/etcd" ]; then
+    # An existing cluster: start every process again with its config and data.
+    start_proc etcd
+    wait_etcd
+    for f in "$dir"/cmd/*; do
+      n="$(basename "$f")"; [ "$n" = etcd ] && continue
+      start_proc "$n"
+    done
+    bootstrap="$(cat "$dir/bootstrap")"
+    brokers="$(ls "$dir"/cmd/broker-* | wc -l)"
+  else
+  cluster="local"
+  etcd_client=$(free_port); etcd_peer=$(free_port)
+  cat >"$dir/cmd/etcd" <<EOT
+exec etcd --name local --data-dir "$dir/data/etcd" \
+  --listen-client-urls http://127.0.0.1:$etcd_client --advertise-client-urls http://127.0.0.1:$etcd_client \
+  --listen-peer-urls http://127.0.0.1:$etcd_peer --initial-advertise-peer-urls http://127.0.0.1:$etcd_peer \
+  --initial-cluster local=http://127.0.0.1:$etcd_peer --log-level warn
+EOT
+  start_proc etcd
+  wait_etcd
+  endpoints="http://127.0.0.1:$etcd_client"
+  for i in 1 2; do
+    port=$(free_port)
+    cat >"$dir/config/controller-$i.yaml" <<EOT
+# See deploy/config/controller.yaml for every key.
+controller.id: $((1000 + i))
+listeners: 127.0.0.1:$port
+advertised.host: 127.0.0.1
+advertised.port: $port
+etcd.endpoints: $endpoints
+cluster.name: $cluster
+EOT
+    echo "exec $(bin sluice-controller) --config $dir/config/controller-$i.yaml" >"$dir/cmd/controller-$i"
+    start_proc "controller-$i"
+  done
+  port=$(free_port)
+  echo "exec $(bin sluice-coordinator) --listen 127.0.0.1:$port" >"$dir/cmd/coordinator-1"
+  start_proc coordinator-1
+  bootstrap=""
+  for i in $(seq 1 "$brokers"); do
+    port=$(free_port)
+    cat >"$dir/config/broker-$i.yaml" <<EOT
+# See deploy/config/broker.yaml for every key.
+broker.id: $i
+listeners: 127.0.0.1:$port
+log.dirs: $dir/data/broker-$i
+etcd.endpoints: $endpoints
+cluster.name: $cluster
+EOT
+    echo "exec $(bin sluice-broker) --config $dir/config/broker-$i.yaml" >"$dir/cmd/broker-$i"
+    start_proc "broker-$i"
+    bootstrap="${bootstrap:+$bootstrap,}127.0.0.1:$port"
+  done
+  echo "$bootstrap" >"$dir/bootstrap"
+  fi
+  for _ in $(seq 1 150); do
+    if out=$("$(bin sluice)" cluster --bootstrap-server "$bootstrap" --describe 2>/dev/null) \
+      && [ "$(grep -c 'Id: ' <<<"$out" || true)" -ge "$brokers" ] && ! grep -q 'Controller: none' <<<"$out"; then
+      echo "Sluice cluster up: $brokers brokers, 2 controllers, 1 coordinator (files in $dir)"
+      echo "bootstrap: $bootstrap"
+      exit 0
+    fi
+    sleep 0.2
+  done
+  echo "cluster did not become ready; see $dir/logs/" >&2
+  exit 1
+  ;;
+down)
+  for f in "$dir"/pids/*.pid; do
+    [ -e "$f" ] || continue
+    n="$(basename "$f" .pid)"
+    [ "$n" = etcd ] && continue
+    stop_proc "$n"
+  done
+  stop_proc etcd
+  echo "Sluice cluster in $dir stopped (data kept)"
+  ;;
+restart)
+  [ -f "$dir/cmd/$name" ] || { echo "no process $name in $dir" >&2; exit 2; }
+  stop_proc "$name"
+  start_proc "$name"
+  echo "restarted $name (pid $(cat "$dir/pids/$name.pid"))"
+  ;;
+status)
+  for f in "$dir"/pids/*.pid; do
+    [ -e "$f" ] || continue
+    n="$(basename "$f" .pid)"; pid="$(cat "$f")"
+    if kill -0 "$pid" 2>/dev/null; then echo "$n running (pid $pid)"; else echo "$n dead"; fi
+  done
+  ;;
+*)
+  sed -n '2,12p' "$0" >&2; exit 2 ;;
+esac
