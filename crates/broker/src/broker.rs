@@ -29,6 +29,8 @@ pub struct Broker {
     pub replicas: Arc<ReplicaManager>,
     pub(crate) shutdown: CancellationToken,
     tasks: TaskTracker,
+    /// The current producer-id block from the controller: (next, end).
+    pub(crate) producer_ids: tokio::sync::Mutex<(i64, i64)>,
 }
 
 impl Broker {
@@ -55,6 +57,7 @@ impl Broker {
             replicas,
             shutdown,
             tasks: TaskTracker::new(),
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
         });
         let keeper = broker.register().await?;
         let rev = broker

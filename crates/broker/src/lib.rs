@@ -12,6 +12,8 @@
 //!   watch on the metadata store.
 //! - [`partition`]: [`Partition`], one local replica: its log, leader epoch and
 //!   the (log end offset, high watermark) watch that long polls wait on.
+//! - [`producer_state`]: idempotent-producer state per partition (dedup of
+//!   retried batches, sequence gap detection), snapshotted beside the log.
 //! - [`replica_manager`]: [`ReplicaManager`], every local replica: append, read,
 //!   reconcile with metadata, retention, checkpoints.
 //! - [`replication`]: follower fetchers (one per leader broker) and leader-side
@@ -24,6 +26,7 @@ pub mod broker;
 pub mod config;
 pub mod metadata;
 pub mod partition;
+pub mod producer_state;
 pub mod replica_manager;
 pub mod replication;
 pub mod service;

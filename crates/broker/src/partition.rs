@@ -5,7 +5,10 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::RwLock;
-use sluice_storage::{AppendInfo, PartitionLog, StorageError};
+use sluice_records::BatchIter;
+use sluice_storage::{PartitionLog, StorageError};
+
+use crate::producer_state::ProducerStateManager;
 use sluice_types::{ApiError, ErrorCode};
 use tokio::sync::watch;
 
@@ -67,6 +70,53 @@ pub struct Partition {
     offsets: watch::Sender<LogOffsets>,
     /// On the leader: each follower's progress. Cleared on every role change.
     followers: parking_lot::Mutex<HashMap<i32, FollowerState>>,
+    /// Idempotent-producer state, changed only while the log's write lock is
+    /// held (lock order: log, then producers).
+    producers: parking_lot::Mutex<ProducerStateManager>,
+}
+
+/// The result of a leader append.
+#[derive(Debug, Clone, Copy)]
+pub struct Appended {
+    pub first_offset: i64,
+    pub last_offset: i64,
+    /// The batches were already in the log (a producer retry): nothing new was
+    /// written and the offsets are the original ones.
+    pub duplicate: bool,
+}
+
+/// Rebuilds producer state from the log, from the snapshot's end (or the log
+/// start) to the log end.
+fn load_producer_state(log: &PartitionLog) -> ProducerStateManager {
+    let start = log.log_start_offset();
+    let end = log.log_end_offset();
+    let mut state = ProducerStateManager::read_snapshot(log.dir())
+        .filter(|s| s.end_offset >= start && s.end_offset <= end)
+        .unwrap_or_else(|| ProducerStateManager::starting_at(start));
+    scan_into(log, &mut state, end);
+    state
+}
+
+fn scan_into(log: &PartitionLog, state: &mut ProducerStateManager, end: i64) {
+    let mut offset = state.end_offset.max(log.log_start_offset());
+    while offset < end {
+        let Ok(data) = log.read(offset, 8 << 20, end, true) else {
+            break;
+        };
+        if data.is_empty() {
+            break;
+        }
+        let before = offset;
+        for item in BatchIter::new(&data) {
+            let Ok((_, h)) = item else { break };
+            state.update(&h);
+            offset = h.next_offset();
+        }
+        if offset == before {
+            break;
+        }
+    }
+    state.end_offset = state.end_offset.max(offset);
 }
 
 pub(crate) fn storage_err(topic: &str, partition: i32, e: StorageError) -> ApiError {
@@ -84,6 +134,7 @@ pub(crate) fn storage_err(topic: &str, partition: i32, e: StorageError) -> ApiEr
 
 impl Partition {
     pub fn new(topic: String, partition: i32, broker_id: i32, log: PartitionLog, hw: i64) -> Self {
+        let producers = load_producer_state(&log);
         let leo = log.log_end_offset();
         let offsets = LogOffsets {
             log_start: log.log_start_offset(),
@@ -98,6 +149,7 @@ impl Partition {
             role: RwLock::new(Role::default()),
             offsets: watch::Sender::new(offsets),
             followers: parking_lot::Mutex::new(HashMap::new()),
+            producers: parking_lot::Mutex::new(producers),
         }
     }
 
@@ -325,8 +377,16 @@ impl Partition {
     pub fn append_as_follower(&self, batches: Bytes, leader_hw: i64) -> Result<(), ApiError> {
         let mut log = self.log.write();
         if !batches.is_empty() {
+            let headers: Vec<_> = BatchIter::new(&batches)
+                .map_while(Result::ok)
+                .map(|(_, h)| h)
+                .collect();
             log.append_as_follower(batches)
                 .map_err(|e| storage_err(&self.topic, self.partition, e))?;
+            let mut producers = self.producers.lock();
+            for h in &headers {
+                producers.update(h);
+            }
         }
         let leo = log.log_end_offset();
         let log_start = log.log_start_offset();
@@ -346,6 +406,9 @@ impl Partition {
             tracing::warn!(topic = %self.topic, partition = self.partition, offset, log_end = log.log_end_offset(), "truncating divergent log tail");
             log.truncate_to(offset)
                 .map_err(|e| storage_err(&self.topic, self.partition, e))?;
+            // Producer state may describe removed batches: rebuild it from the log.
+            let _ = std::fs::remove_file(log.dir().join(crate::producer_state::SNAPSHOT_FILE));
+            *self.producers.lock() = load_producer_state(&log);
         }
         let leo = log.log_end_offset();
         drop(log);
@@ -379,7 +442,7 @@ impl Partition {
         batches: BytesMut,
         acks: i32,
         min_insync: i32,
-    ) -> Result<AppendInfo, ApiError> {
+    ) -> Result<Appended, ApiError> {
         let role = self.role.read().clone();
         if role.leader != self.broker_id {
             return Err(self.not_leader(&role));
@@ -395,10 +458,34 @@ impl Partition {
                 ),
             ));
         }
+        let tp = format!("{}-{}", self.topic, self.partition);
+        let mut headers = Vec::new();
+        for item in BatchIter::new(&batches) {
+            let (_, h) =
+                item.map_err(|e| ApiError::new(ErrorCode::CorruptMessage, format!("{tp}: {e}")))?;
+            headers.push(h);
+        }
         let mut log = self.log.write();
+        let mut producers = self.producers.lock();
+        if let Some(first_offset) = producers.check_all(&headers, &tp)? {
+            let records: i64 = headers.iter().map(|h| h.records_count as i64).sum();
+            return Ok(Appended {
+                first_offset,
+                last_offset: first_offset + records - 1,
+                duplicate: true,
+            });
+        }
         let info = log
             .append_as_leader(batches, role.leader_epoch)
             .map_err(|e| storage_err(&self.topic, self.partition, e))?;
+        // Offsets were assigned densely from the first one, batch by batch.
+        let mut next = info.first_offset;
+        for h in &mut headers {
+            h.base_offset = next;
+            next = h.next_offset();
+            producers.update(h);
+        }
+        drop(producers);
         let leo = log.log_end_offset();
         let log_start = log.log_start_offset();
         drop(log);
@@ -407,7 +494,11 @@ impl Partition {
             o.log_start = log_start;
         });
         self.maybe_advance_hw();
-        Ok(info)
+        Ok(Appended {
+            first_offset: info.first_offset,
+            last_offset: info.last_offset,
+            duplicate: false,
+        })
     }
 
     /// Reads whole batches from `offset` up to the high watermark.
@@ -474,6 +565,9 @@ impl Partition {
         let mut log = self.log.write();
         log.flush()
             .map_err(|e| storage_err(&self.topic, self.partition, e))?;
+        if let Err(e) = self.producers.lock().write_snapshot(log.dir()) {
+            tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "cannot write producer state snapshot");
+        }
         Ok(log.recovery_point())
     }
 

@@ -84,8 +84,10 @@ pub struct ClientConfig {
     pub retries: u32,
     /// `retry.backoff.ms` (100).
     pub retry_backoff: Duration,
-    /// `enable.idempotence`: accepted; idempotent producers arrive later.
-    pub enable_idempotence: bool,
+    /// `enable.idempotence`: `Some` when set explicitly. Unset means on (Kafka
+    /// 3's default) unless `acks` is not `all`, as in Kafka; see
+    /// [`ClientConfig::idempotence`].
+    pub enable_idempotence: Option<bool>,
     /// `max.in.flight.requests.per.connection` (5).
     pub max_in_flight: usize,
     /// `partitioner`: `default` or `round_robin`.
@@ -122,7 +124,7 @@ impl Default for ClientConfig {
             delivery_timeout: Duration::from_millis(120_000),
             retries: u32::MAX,
             retry_backoff: Duration::from_millis(100),
-            enable_idempotence: false,
+            enable_idempotence: None,
             max_in_flight: 5,
             partitioner: PartitionerKind::Default,
             group_id: None,
@@ -233,7 +235,7 @@ impl ClientConfig {
             "delivery.timeout.ms" => self.delivery_timeout = millis(key, value)?,
             "retries" => self.retries = number(key, value)?,
             "retry.backoff.ms" => self.retry_backoff = millis(key, value)?,
-            "enable.idempotence" => self.enable_idempotence = boolean(key, value)?,
+            "enable.idempotence" => self.enable_idempotence = Some(boolean(key, value)?),
             "max.in.flight.requests.per.connection" => {
                 self.max_in_flight = number::<usize>(key, value)?.max(1)
             }
@@ -306,7 +308,19 @@ impl ClientConfig {
                 "no bootstrap server given",
             ));
         }
+        if self.enable_idempotence == Some(true) && self.acks != Acks::All {
+            return Err(ClientError::config(
+                "enable.idempotence",
+                "an idempotent producer needs acks=all",
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether the producer is idempotent: explicitly set, or by default when
+    /// `acks=all` (Kafka 3 turns the default off when other settings conflict).
+    pub fn idempotence(&self) -> bool {
+        self.enable_idempotence.unwrap_or(self.acks == Acks::All)
     }
 }
 

@@ -418,3 +418,98 @@ fn example_service_configs_parse() {
     c.validate().unwrap();
     assert_eq!(c.controller_id, 1001);
 }
+
+async fn produce_raw(
+    raw: &mut BrokerClient<tonic::transport::Channel>,
+    topic: &str,
+    batch: Bytes,
+) -> pb::PartitionProduceResponse {
+    raw.produce(pb::ProduceRequest {
+        acks: -1,
+        timeout_ms: 5000,
+        topics: vec![pb::TopicProduceData {
+            name: topic.into(),
+            partitions: vec![pb::PartitionProduceData {
+                partition: 0,
+                record_batches: batch,
+                ..Default::default()
+            }],
+        }],
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .topics[0]
+        .partitions[0]
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_retries_are_not_duplicated_even_after_restart() {
+    use sluice_records::{EncodeOptions, Record, encode_batch};
+    let dir = tempfile::tempdir().unwrap();
+    let node = Standalone::start(opts(dir.path())).await.unwrap();
+    let admin = Admin::new(config(&node, &[])).unwrap();
+    admin
+        .create_topic(NewTopic::new("idem", 1, 1))
+        .await
+        .unwrap();
+    let mut raw = BrokerClient::connect(format!("http://{}", node.addr))
+        .await
+        .unwrap();
+    let pid = raw
+        .init_producer_id(pb::InitProducerIdRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(pid.error.is_none() && pid.producer_id >= 0, "{pid:?}");
+    let batch = |seq: i32, n: usize| {
+        let recs: Vec<Record> = (0..n)
+            .map(|i| Record {
+                value: Some(Bytes::from(format!("s{}", seq as usize + i))),
+                timestamp: 1,
+                ..Default::default()
+            })
+            .collect();
+        encode_batch(
+            &recs,
+            EncodeOptions {
+                producer_id: pid.producer_id,
+                producer_epoch: pid.producer_epoch as i16,
+                base_sequence: seq,
+                ..EncodeOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    let first = produce_raw(&mut raw, "idem", batch(0, 3)).await;
+    assert!(first.error.is_none(), "{first:?}");
+    assert_eq!(first.base_offset, 0);
+    let second = produce_raw(&mut raw, "idem", batch(3, 2)).await;
+    assert_eq!(second.base_offset, 3);
+    // A retry of the first batch answers with its original offset.
+    let retry = produce_raw(&mut raw, "idem", batch(0, 3)).await;
+    assert!(retry.error.is_none(), "{retry:?}");
+    assert_eq!(retry.base_offset, 0);
+    // A gap is refused.
+    let gap = produce_raw(&mut raw, "idem", batch(9, 1)).await;
+    assert_eq!(
+        gap.error.unwrap().code,
+        ErrorCode::OutOfOrderSequenceNumber as i32
+    );
+    node.shutdown().await.unwrap();
+
+    // The producer state survives a restart.
+    let node = Standalone::start(opts(dir.path())).await.unwrap();
+    let mut raw = BrokerClient::connect(format!("http://{}", node.addr))
+        .await
+        .unwrap();
+    let retry = produce_raw(&mut raw, "idem", batch(3, 2)).await;
+    assert!(retry.error.is_none(), "{retry:?}");
+    assert_eq!(retry.base_offset, 3, "duplicate after restart");
+    let next = produce_raw(&mut raw, "idem", batch(5, 1)).await;
+    assert_eq!(next.base_offset, 5);
+    let records = consume_all(&node, "idem", 6).await;
+    assert_eq!(records.len(), 6, "nothing written twice");
+    node.shutdown().await.unwrap();
+}

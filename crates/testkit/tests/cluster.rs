@@ -151,6 +151,9 @@ async fn acks_all_loses_nothing_when_the_leader_is_killed() {
     );
     assert_eq!(lost, 0, "acknowledged records lost\n{}", c.logs_tail());
     assert_eq!(reordered, 0, "records reordered within a partition");
+    // The producer is idempotent (the default with acks=all): retries through
+    // the failover must not write a record twice.
+    assert_eq!(duplicated, 0, "records duplicated");
     assert!(
         acked.len() > total / 2,
         "most records acknowledged: {}",

@@ -3,6 +3,7 @@
 
 mod fetch;
 mod find_coordinator;
+mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -155,6 +156,15 @@ impl BrokerApi for BrokerService {
     ) -> Result<Response<pb::ReplicaFetchResponse>, Status> {
         Ok(Response::new(
             replica_fetch::replica_fetch(self, request.into_inner()).await?,
+        ))
+    }
+
+    async fn init_producer_id(
+        &self,
+        _request: Request<pb::InitProducerIdRequest>,
+    ) -> Result<Response<pb::InitProducerIdResponse>, Status> {
+        Ok(Response::new(
+            init_producer_id::init_producer_id(self).await,
         ))
     }
 

@@ -113,9 +113,47 @@ pub(crate) struct Inner {
     pub closed: AtomicBool,
     /// A metadata refresh is running.
     pub refreshing: AtomicBool,
+    /// Idempotence: the producer id and epoch, fetched once from a broker.
+    pub producer_id: tokio::sync::OnceCell<(i64, i16)>,
+    /// Idempotence: the next sequence number per partition.
+    pub sequences: parking_lot::Mutex<std::collections::HashMap<TopicPartition, i32>>,
 }
 
 impl Inner {
+    /// The producer id and epoch of an idempotent producer (InitProducerId on
+    /// any broker, once).
+    pub(crate) async fn producer_identity(&self) -> Result<(i64, i16)> {
+        self.producer_id
+            .get_or_try_init(|| async {
+                let mut last = None;
+                for addr in &self.cluster.config.bootstrap_servers {
+                    let mut client = self.cluster.broker_at(addr)?;
+                    match client
+                        .init_producer_id(sluice_proto::broker::InitProducerIdRequest::default())
+                        .await
+                    {
+                        Ok(r) => {
+                            let r = r.into_inner();
+                            if let Some(e) = ApiError::from_proto(r.error.as_ref()) {
+                                last = Some(ClientError::from(e));
+                                continue;
+                            }
+                            return Ok((r.producer_id, r.producer_epoch as i16));
+                        }
+                        Err(s) => last = Some(ClientError::from_status(addr, &s)),
+                    }
+                }
+                Err(last.unwrap_or_else(|| {
+                    ClientError::api(
+                        ErrorCode::LeaderNotAvailable,
+                        "no broker gave a producer id",
+                    )
+                }))
+            })
+            .await
+            .copied()
+    }
+
     pub(crate) fn record_done(&self, n: usize) {
         if self.pending.fetch_sub(n, Ordering::AcqRel) == n {
             self.idle.notify_waiters();
@@ -156,6 +194,8 @@ impl Producer {
             idle: Notify::new(),
             closed: AtomicBool::new(false),
             refreshing: AtomicBool::new(false),
+            producer_id: tokio::sync::OnceCell::new(),
+            sequences: parking_lot::Mutex::new(std::collections::HashMap::new()),
             cluster,
         });
         let handle = tokio::spawn(sender::run(inner.clone()));

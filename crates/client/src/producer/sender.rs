@@ -159,12 +159,44 @@ async fn send_request(
     permit: OwnedSemaphorePermit,
 ) {
     let config = &inner.cluster.config;
+    // Idempotence: batches carry the producer id and per-partition sequence
+    // numbers, fixed at first encoding so a retry is recognized as a duplicate.
+    let identity = if config.idempotence() {
+        match inner.producer_identity().await {
+            Ok(id) => Some(id),
+            Err(e) => {
+                let mut refresh = Vec::new();
+                for b in batches {
+                    retry_or_fail(inner, b, e.clone(), &mut refresh);
+                }
+                drop(permit);
+                return;
+            }
+        }
+    } else {
+        None
+    };
     let mut keep = Vec::with_capacity(batches.len());
     let mut encoded_batches = Vec::with_capacity(batches.len());
     for mut b in batches.drain(..) {
+        let opts = match identity {
+            Some((producer_id, producer_epoch)) if b.encoded.is_none() => {
+                let mut seqs = inner.sequences.lock();
+                let seq = seqs.entry(b.tp.clone()).or_insert(0);
+                let base_sequence = *seq;
+                *seq = ((*seq as i64 + b.records.len() as i64) % (i32::MAX as i64 + 1)) as i32;
+                EncodeOptions {
+                    producer_id,
+                    producer_epoch,
+                    base_sequence,
+                    ..EncodeOptions::default()
+                }
+            }
+            _ => EncodeOptions::default(),
+        };
         let encoded = match b.encoded.clone() {
             Some(e) => e,
-            None => match encode_batch(&b.records, EncodeOptions::default()) {
+            None => match encode_batch(&b.records, opts) {
                 Ok(e) => {
                     b.encoded = Some(e.clone());
                     e

@@ -234,6 +234,20 @@ impl Broker for Mock {
     ) -> Result<Response<FindCoordinatorResponse>, Status> {
         Err(Status::unimplemented("mock"))
     }
+
+    async fn init_producer_id(
+        &self,
+        _: Request<sluice_proto::broker::InitProducerIdRequest>,
+    ) -> Result<Response<sluice_proto::broker::InitProducerIdResponse>, Status> {
+        // The mock does not deduplicate; any id will do.
+        Ok(Response::new(
+            sluice_proto::broker::InitProducerIdResponse {
+                error: None,
+                producer_id: 1,
+                producer_epoch: 0,
+            },
+        ))
+    }
 }
 
 impl Mock {

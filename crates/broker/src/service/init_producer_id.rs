@@ -1,0 +1,67 @@
+//! InitProducerId: hands out producer ids from a block the controller
+//! allocated to this broker (persisted in etcd, so ids are never reused).
+
+use sluice_proto::broker as pb;
+use sluice_proto::controller::AllocateProducerIdsRequest;
+use sluice_proto::controller::controller_client::ControllerClient;
+use sluice_types::{ApiError, ErrorCode};
+
+use super::BrokerService;
+
+pub(super) async fn init_producer_id(svc: &BrokerService) -> pb::InitProducerIdResponse {
+    match next_id(svc).await {
+        Ok(id) => pb::InitProducerIdResponse {
+            error: None,
+            producer_id: id,
+            producer_epoch: 0,
+        },
+        Err(e) => pb::InitProducerIdResponse {
+            error: Some(e.to_proto()),
+            producer_id: -1,
+            producer_epoch: -1,
+        },
+    }
+}
+
+async fn next_id(svc: &BrokerService) -> Result<i64, ApiError> {
+    let broker = &svc.broker;
+    // A tokio mutex: allocating a new block awaits the controller, and
+    // concurrent callers must wait for that block rather than fetch their own.
+    let mut block = broker.producer_ids.lock().await;
+    if block.0 >= block.1 {
+        let controller = broker
+            .metadata
+            .read(|v| v.controller.clone())
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::CoordinatorNotAvailable,
+                    "no active controller to allocate producer ids",
+                )
+            })?;
+        let url = format!("http://{}:{}", controller.host, controller.port);
+        let mut client = ControllerClient::connect(url.clone()).await.map_err(|e| {
+            ApiError::new(
+                ErrorCode::NotController,
+                format!("cannot reach the controller at {url}: {e}"),
+            )
+        })?;
+        let resp = client
+            .allocate_producer_ids(AllocateProducerIdsRequest {
+                broker_id: broker.config.broker_id,
+                broker_epoch: 0,
+            })
+            .await
+            .map_err(|s| ApiError::from_status(&s))?
+            .into_inner();
+        if let Some(e) = ApiError::from_proto(resp.error.as_ref()) {
+            return Err(e);
+        }
+        *block = (
+            resp.producer_id_start,
+            resp.producer_id_start + resp.producer_id_len as i64,
+        );
+    }
+    let id = block.0;
+    block.0 += 1;
+    Ok(id)
+}
