@@ -4,10 +4,14 @@
 //!
 //! # Layout
 //! - [`TestCluster`]: builder, process table, kill/restart, bootstrap address.
+//! - [`chaos`]: the chaos run: a numbered acks=all stream through broker and
+//!   controller kills, then a check for lost, duplicated and reordered records.
 //!
 //! The service binaries (`sluice-broker`, `sluice-controller`) must be built
 //! first (`cargo build --workspace --bins`, as `scripts/test.sh` does); they are
 //! looked up next to the test executable's `deps/` directory.
+
+pub mod chaos;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -204,6 +208,11 @@ impl TestCluster {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The broker ids of the cluster.
+    pub fn broker_ids(&self) -> Vec<i32> {
+        self.broker_ports.keys().map(|i| *i as i32).collect()
     }
 
     /// `kill -9` a process (`broker-2`, `controller-1`).

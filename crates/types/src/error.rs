@@ -101,7 +101,12 @@ impl ApiError {
             tonic::Code::Unimplemented => ErrorCode::NotImplemented,
             tonic::Code::InvalidArgument => ErrorCode::InvalidRequest,
             tonic::Code::DeadlineExceeded => ErrorCode::RequestTimedOut,
-            tonic::Code::Unavailable => ErrorCode::LeaderNotAvailable,
+            // Transport failures: the peer died or the connection broke.
+            tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::Cancelled
+            | tonic::Code::Aborted
+            | tonic::Code::Internal => ErrorCode::NetworkException,
             tonic::Code::NotFound => ErrorCode::UnknownTopicOrPartition,
             _ => ErrorCode::UnknownServerError,
         };
@@ -159,6 +164,7 @@ pub fn is_retriable(code: ErrorCode) -> bool {
         ErrorCode::LeaderNotAvailable
             | ErrorCode::NotLeaderOrFollower
             | ErrorCode::RequestTimedOut
+            | ErrorCode::NetworkException
             | ErrorCode::CoordinatorLoadInProgress
             | ErrorCode::CoordinatorNotAvailable
             | ErrorCode::NotCoordinator
@@ -212,5 +218,10 @@ mod tests {
     fn transport_errors_map_to_codes() {
         let s = tonic::Status::unimplemented("later");
         assert_eq!(ApiError::from_status(&s).code, ErrorCode::NotImplemented);
+        // A connection that broke mid-request is retriable.
+        let s = tonic::Status::unknown("transport error");
+        let e = ApiError::from_status(&s);
+        assert_eq!(e.code, ErrorCode::NetworkException);
+        assert!(e.is_retriable());
     }
 }

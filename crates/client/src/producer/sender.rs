@@ -165,10 +165,11 @@ async fn send_request(
         match inner.producer_identity().await {
             Ok(id) => Some(id),
             Err(e) => {
-                let mut refresh = Vec::new();
+                let (mut refresh, mut retries) = (Vec::new(), Vec::new());
                 for b in batches {
-                    retry_or_fail(inner, b, e.clone(), &mut refresh);
+                    retry_or_fail(inner, b, e.clone(), &mut refresh, &mut retries);
                 }
+                requeue(inner, retries);
                 drop(permit);
                 return;
             }
@@ -271,6 +272,7 @@ async fn send_request(
     };
     drop(permit);
     let mut refresh = Vec::new();
+    let mut retries = Vec::new();
     match result {
         Ok(resp) => {
             // Offsets of later batches of a partition follow the earlier ones.
@@ -290,11 +292,11 @@ async fn send_request(
                         ErrorCode::UnknownServerError,
                         format!("the broker did not answer for {}", b.tp),
                     );
-                    retry_or_fail(inner, b, err, &mut refresh);
+                    retry_or_fail(inner, b, err, &mut refresh, &mut retries);
                     continue;
                 };
                 match ApiError::from_proto(part.error.as_ref()) {
-                    Some(e) => retry_or_fail(inner, b, e.into(), &mut refresh),
+                    Some(e) => retry_or_fail(inner, b, e.into(), &mut refresh, &mut retries),
                     None => {
                         let base = *next_offset.entry(b.tp.clone()).or_insert(part.base_offset);
                         next_offset.insert(b.tp.clone(), base + b.records.len() as i64);
@@ -305,10 +307,11 @@ async fn send_request(
         }
         Err(e) => {
             for b in keep {
-                retry_or_fail(inner, b, e.clone(), &mut refresh);
+                retry_or_fail(inner, b, e.clone(), &mut refresh, &mut retries);
             }
         }
     }
+    requeue(inner, retries);
     if !refresh.is_empty() {
         spawn_refresh(inner, refresh);
     }
@@ -337,7 +340,28 @@ fn complete(inner: &Inner, b: ProducerBatch, base_offset: i64, log_append_time: 
     inner.record_done(n);
 }
 
-fn retry_or_fail(inner: &Inner, mut b: ProducerBatch, err: ClientError, refresh: &mut Vec<String>) {
+/// Batches to put back, in send order. Re-enqueued together at the end with
+/// [`requeue`], in reverse, because each goes to the front of its queue: one
+/// by one in send order would reverse them and break sequence order.
+type Retries = Vec<(ProducerBatch, Instant)>;
+
+fn requeue(inner: &Inner, retries: Retries) {
+    if retries.is_empty() {
+        return;
+    }
+    let mut state = inner.state.lock();
+    for (b, at) in retries.into_iter().rev() {
+        state.acc.reenqueue(b, at);
+    }
+}
+
+fn retry_or_fail(
+    inner: &Inner,
+    mut b: ProducerBatch,
+    err: ClientError,
+    refresh: &mut Vec<String>,
+    retries: &mut Retries,
+) {
     let config = &inner.cluster.config;
     b.attempts += 1;
     let now = Instant::now();
@@ -352,7 +376,7 @@ fn retry_or_fail(inner: &Inner, mut b: ProducerBatch, err: ClientError, refresh:
         if !refresh.contains(&b.tp.topic) {
             refresh.push(b.tp.topic.clone());
         }
-        inner.state.lock().acc.reenqueue(b, retry_at);
+        retries.push((b, retry_at));
     } else {
         let n = b.records.len();
         b.fail(err);

@@ -1,0 +1,30 @@
+//! `cargo run -p sluice-testkit --example chaos -- [ROUNDS]`: the chaos run on a
+//! fresh local cluster, for longer than the test does. Prints the summary line
+//! and exits non-zero when anything acknowledged was lost, duplicated or
+//! reordered. `scripts/chaos.sh` builds the binaries and runs this.
+
+use sluice_testkit::{ClusterSpec, TestCluster, chaos};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(6);
+    let mut cluster = TestCluster::start(ClusterSpec {
+        min_insync_replicas: 2,
+        ..Default::default()
+    })
+    .await?;
+    let report = chaos::run(&mut cluster, rounds).await?;
+    println!(
+        "failover times (ms): {:?}; unacknowledged: {}",
+        report.failover_ms, report.unacknowledged
+    );
+    println!("{}", report.summary());
+    if !report.ok() {
+        std::process::exit(1);
+    }
+    Ok(())
+}
