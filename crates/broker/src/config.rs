@@ -2,12 +2,12 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sluice_storage::LogConfig;
 use sluice_types::config::ConfigError;
 
 /// Settings of one broker. Every field defaults to Kafka's default unless noted.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BrokerConfig {
     /// `broker.id`: unique per cluster.

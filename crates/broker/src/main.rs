@@ -17,16 +17,22 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "sluice-broker", version, about = "A Sluice broker")]
 struct Args {
-    /// YAML config file with Kafka's broker keys (see deploy/config/).
+    /// YAML config file with Kafka's keys (see deploy/config/). Environment
+    /// variables `SLUICE_<KEY>` (`SLUICE_BROKER_ID=2` for `broker.id`) override
+    /// it, and `--override` flags override both.
     #[arg(long)]
-    config: PathBuf,
+    config: Option<PathBuf>,
+    /// `key=value`, repeatable, as in Kafka's `kafka-server-start.sh --override`.
+    #[arg(long = "override", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     init_tracing();
     let args = Args::parse();
-    let config: BrokerConfig = sluice_types::config::load_yaml(&args.config)?;
+    let config: BrokerConfig =
+        sluice_types::config::load_layered(args.config.as_deref(), &args.overrides)?;
     config.validate()?;
     let store: Arc<dyn MetadataStore> = Arc::new(
         EtcdMetadataStore::connect_cluster(&config.etcd_endpoints, &config.cluster_name).await?,

@@ -1,10 +1,10 @@
 //! Controller configuration, with Kafka's key names where Kafka has one.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sluice_types::config::ConfigError;
 
 /// Settings of one controller. Every field has Kafka's default.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ControllerConfig {
     /// `controller.id`: this controller's id, shown in metadata.

@@ -50,6 +50,7 @@ impl Default for ClusterSpec {
 
 struct Proc {
     args: Vec<String>,
+    env: Vec<(String, String)>,
     bin: PathBuf,
     log: PathBuf,
     child: Option<Child>,
@@ -113,6 +114,7 @@ impl TestCluster {
                 format!("controller-{i}"),
                 Proc {
                     args: vec!["--config".into(), cfg.display().to_string()],
+                    env: Vec::new(),
                     bin: controller_bin.clone(),
                     log: dir.path().join(format!("controller-{i}.log")),
                     child: None,
@@ -128,19 +130,28 @@ impl TestCluster {
                 &cfg,
                 format!(
                     "broker.id: {i}\nlisteners: 127.0.0.1:{port}\nlog.dirs: {}\netcd.endpoints: {}\n\
-                     cluster.name: {cluster_name}\nbroker.lease.ms: {}\nreplica.lag.time.max.ms: {}\n\
-                     min.insync.replicas: {}\n",
+                     cluster.name: {cluster_name}\nmin.insync.replicas: 1\n",
                     data.display(),
                     etcd.endpoint(),
-                    spec.lease_ms,
-                    spec.replica_lag_time_max_ms,
-                    spec.min_insync_replicas
                 ),
             )?;
             procs.insert(
                 format!("broker-{i}"),
                 Proc {
-                    args: vec!["--config".into(), cfg.display().to_string()],
+                    // Some keys come from the environment and from --override,
+                    // so every run exercises the config layering.
+                    args: vec![
+                        "--config".into(),
+                        cfg.display().to_string(),
+                        "--override".into(),
+                        format!("min.insync.replicas={}", spec.min_insync_replicas),
+                        "--override".into(),
+                        format!("broker.lease.ms={}", spec.lease_ms),
+                    ],
+                    env: vec![(
+                        "SLUICE_REPLICA_LAG_TIME_MAX_MS".into(),
+                        spec.replica_lag_time_max_ms.to_string(),
+                    )],
                     bin: broker_bin.clone(),
                     log: dir.path().join(format!("broker-{i}.log")),
                     child: None,
@@ -169,6 +180,7 @@ impl TestCluster {
             .open(&p.log)?;
         let child = Command::new(&p.bin)
             .args(&p.args)
+            .envs(p.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

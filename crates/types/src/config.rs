@@ -40,6 +40,79 @@ pub fn parse_yaml<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T, Co
     })
 }
 
+/// Loads a service's configuration the way every Sluice binary does, later
+/// sources overriding earlier ones key by key:
+/// 1. the defaults of `T`,
+/// 2. the YAML file, if given,
+/// 3. environment variables `SLUICE_<KEY>`, the key upper-cased with `.` as `_`
+///    (`SLUICE_BROKER_ID=2` sets `broker.id`; Kafka's keys contain no `_`, so
+///    the mapping is unambiguous); variables naming no key of `T` are ignored,
+/// 4. `--override key=value` flags (Kafka's `kafka-server-start.sh` flag).
+///
+/// Values from the environment and flags are parsed as YAML scalars, so
+/// numbers and booleans get their types. An unknown key in the file or a flag,
+/// or a value of the wrong type, fails with the key named.
+pub fn load_layered<T>(path: Option<&Path>, overrides: &[String]) -> Result<T, ConfigError>
+where
+    T: DeserializeOwned + serde::Serialize + Default,
+{
+    let defaults = serde_json::to_value(T::default()).expect("config serializes");
+    let known: Vec<String> = defaults
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    let mut merged = match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.display().to_string(),
+                source,
+            })?;
+            let v: serde_json::Value = parse_yaml(&text, &p.display().to_string())?;
+            match v {
+                serde_json::Value::Object(m) => m,
+                serde_json::Value::Null => serde_json::Map::new(),
+                _ => {
+                    return Err(ConfigError::Parse {
+                        path: p.display().to_string(),
+                        message: "the file must be a mapping of keys to values".into(),
+                    });
+                }
+            }
+        }
+        None => serde_json::Map::new(),
+    };
+    let scalar = |key: &str, value: &str| -> Result<serde_json::Value, ConfigError> {
+        if value.is_empty() {
+            return Ok(serde_json::Value::String(String::new()));
+        }
+        parse_yaml::<serde_json::Value>(value, key)
+    };
+    for (var, value) in std::env::vars() {
+        let Some(rest) = var.strip_prefix("SLUICE_") else {
+            continue;
+        };
+        let key = rest.to_ascii_lowercase().replace('_', ".");
+        if known.contains(&key) {
+            merged.insert(key.clone(), scalar(&key, &value)?);
+        }
+    }
+    for o in overrides {
+        let (key, value) = o
+            .split_once('=')
+            .ok_or_else(|| ConfigError::invalid(o, "an override is key=value"))?;
+        let key = key.trim();
+        if !known.iter().any(|k| k == key) {
+            return Err(ConfigError::invalid(key, "unknown key"));
+        }
+        merged.insert(key.to_string(), scalar(key, value.trim())?);
+    }
+    let origin = path.map_or("defaults".to_string(), |p| p.display().to_string());
+    serde_json::from_value(serde_json::Value::Object(merged)).map_err(|e| ConfigError::Parse {
+        path: origin,
+        message: e.to_string(),
+    })
+}
+
 /// Reads and parses a YAML config file.
 pub fn load_yaml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -53,8 +126,8 @@ pub fn load_yaml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
 mod tests {
     use super::*;
 
-    #[derive(serde::Deserialize, Debug)]
-    #[serde(deny_unknown_fields)]
+    #[derive(serde::Deserialize, serde::Serialize, Debug, Default)]
+    #[serde(deny_unknown_fields, default)]
     struct Sample {
         #[serde(rename = "num.partitions")]
         num_partitions: i32,
@@ -64,6 +137,23 @@ mod tests {
     fn parses_kafka_style_keys() {
         let s: Sample = parse_yaml("num.partitions: 3\n", "test").unwrap();
         assert_eq!(s.num_partitions, 3);
+    }
+
+    #[test]
+    fn environment_and_overrides_layer_over_the_file() {
+        let dir = std::env::temp_dir().join(format!("sluice-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.yaml");
+        std::fs::write(&file, "num.partitions: 3\n").unwrap();
+        let s: Sample = load_layered(Some(&file), &[]).unwrap();
+        assert_eq!(s.num_partitions, 3);
+        let s: Sample = load_layered(Some(&file), &["num.partitions=7".into()]).unwrap();
+        assert_eq!(s.num_partitions, 7);
+        let e = load_layered::<Sample>(Some(&file), &["num.partition=7".into()]).unwrap_err();
+        assert!(e.to_string().contains("num.partition"), "{e}");
+        let e = load_layered::<Sample>(None, &["num.partitions=many".into()]).unwrap_err();
+        assert!(e.to_string().contains("invalid type"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
