@@ -82,9 +82,32 @@ impl Broker {
         BrokerService::new(self.clone())
     }
 
-    /// Registers `brokers/<id>` under a fresh lease. Refuses to start when a live
-    /// broker already holds the id.
+    /// Registers `brokers/<id>` under a fresh lease. A broker restarted right
+    /// after a crash finds its previous registration still there until that
+    /// lease expires, so it waits up to twice the lease time; after that the id
+    /// belongs to another live broker and starting fails.
     async fn register(&self) -> anyhow::Result<LeaseKeeper> {
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(self.config.lease_ms * 2 + 2000);
+        loop {
+            match self.try_register().await? {
+                Some(keeper) => return Ok(keeper),
+                None if tokio::time::Instant::now() < deadline => {
+                    warn!(
+                        broker_id = self.config.broker_id,
+                        "broker id still registered (a previous run's lease?); waiting for it to expire"
+                    );
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                None => bail!(
+                    "broker.id {} is already registered by a live broker; pick another broker.id or stop the other broker",
+                    self.config.broker_id
+                ),
+            }
+        }
+    }
+
+    async fn try_register(&self) -> anyhow::Result<Option<LeaseKeeper>> {
         let (host, port) = self.config.advertised()?;
         let lease = self
             .store
@@ -115,12 +138,9 @@ impl Broker {
             .await?;
         if !res.succeeded {
             let _ = self.store.revoke_lease(lease).await;
-            bail!(
-                "broker.id {} is already registered by a live broker; pick another broker.id or stop the other broker",
-                self.config.broker_id
-            );
+            return Ok(None);
         }
-        Ok(keeper)
+        Ok(Some(keeper))
     }
 
     /// Re-registers after the lease is lost (for example after a long pause).

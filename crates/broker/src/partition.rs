@@ -580,3 +580,150 @@ impl Partition {
         self.log.into_inner()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use sluice_records::{EncodeOptions, Record, encode_batch};
+    use sluice_storage::LogConfig;
+
+    use super::*;
+
+    fn batch(values: &[&str]) -> BytesMut {
+        let recs: Vec<Record> = values
+            .iter()
+            .map(|v| Record {
+                value: Some(Bytes::copy_from_slice(v.as_bytes())),
+                timestamp: 1,
+                ..Default::default()
+            })
+            .collect();
+        BytesMut::from(&encode_batch(&recs, EncodeOptions::default()).unwrap()[..])
+    }
+
+    fn partition(dir: &std::path::Path, broker: i32) -> Partition {
+        let log = PartitionLog::open(dir.join("t-0"), LogConfig::default(), 0).unwrap();
+        Partition::new("t".into(), 0, broker, log, 0)
+    }
+
+    fn role(leader: i32, epoch: i32, isr: &[i32]) -> Role {
+        Role {
+            topic_id: "id".into(),
+            leader,
+            leader_epoch: epoch,
+            isr: isr.to_vec(),
+            replicas: vec![1, 2],
+            partition_epoch: 0,
+        }
+    }
+
+    /// Replicates everything `leader` has to `follower` through ReplicaFetch.
+    fn sync(leader: &Partition, follower: &Partition, epoch: i32) {
+        for _ in 0..10 {
+            let (offset, last_epoch) = follower.fetch_position();
+            match leader
+                .read_for_follower(2, offset, last_epoch, epoch, 1 << 20)
+                .unwrap()
+            {
+                ReplicaRead::Data { batches, hw, .. } => {
+                    if batches.is_empty() && offset == leader.offsets().leo {
+                        follower.append_as_follower(batches, hw).unwrap();
+                        return;
+                    }
+                    follower.append_as_follower(batches, hw).unwrap();
+                }
+                ReplicaRead::Diverging { end_offset, .. } => {
+                    follower.truncate_to(end_offset).unwrap()
+                }
+            }
+        }
+        panic!("did not converge");
+    }
+
+    #[test]
+    fn follower_catches_up_and_moves_the_high_watermark() {
+        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let leader = partition(d1.path(), 1);
+        let follower = partition(d2.path(), 2);
+        leader.set_role(role(1, 0, &[1, 2])).unwrap();
+        follower.set_role(role(1, 0, &[1, 2])).unwrap();
+        leader.append_as_leader(batch(&["a", "b"]), -1, 2).unwrap();
+        // Not replicated yet: the high watermark waits for the follower.
+        assert_eq!(leader.offsets().hw, 0);
+        sync(&leader, &follower, 0);
+        assert_eq!(leader.offsets().hw, 2);
+        assert_eq!(follower.offsets().leo, 2);
+        assert_eq!(follower.offsets().hw, 2);
+    }
+
+    #[test]
+    fn divergent_tail_of_an_old_leader_is_truncated_by_epoch() {
+        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let old = partition(d1.path(), 1);
+        let new = partition(d2.path(), 2);
+        // Epoch 0: broker 1 leads; both have "a".
+        old.set_role(role(1, 0, &[1, 2])).unwrap();
+        new.set_role(role(1, 0, &[1, 2])).unwrap();
+        old.append_as_leader(batch(&["a"]), 1, 1).unwrap();
+        sync(&old, &new, 0);
+        // Broker 1 appends "x", "y" that never reach broker 2, then dies.
+        old.append_as_leader(batch(&["x", "y"]), 1, 1).unwrap();
+        assert_eq!(old.offsets().leo, 3);
+        // Epoch 1: broker 2 leads and takes "b".
+        new.set_role(Role {
+            replicas: vec![1, 2],
+            ..role(2, 1, &[2])
+        })
+        .unwrap();
+        new.append_as_leader(batch(&["b"]), 1, 1).unwrap();
+        // Broker 1 returns as a follower of epoch 1: its fetch with last epoch 0
+        // diverges at offset 1; it truncates "x", "y" and takes "b".
+        old.set_role(role(2, 1, &[2])).unwrap();
+        let (offset, last_epoch) = old.fetch_position();
+        assert_eq!((offset, last_epoch), (3, 0));
+        match new
+            .read_for_follower(1, offset, last_epoch, 1, 1 << 20)
+            .unwrap()
+        {
+            ReplicaRead::Diverging {
+                epoch, end_offset, ..
+            } => {
+                assert_eq!((epoch, end_offset), (0, 1));
+            }
+            ReplicaRead::Data { .. } => panic!("divergence not detected"),
+        }
+        // Sync as broker 1 (the follower id given to the leader is 1 here).
+        for _ in 0..5 {
+            let (offset, last_epoch) = old.fetch_position();
+            match new
+                .read_for_follower(1, offset, last_epoch, 1, 1 << 20)
+                .unwrap()
+            {
+                ReplicaRead::Diverging { end_offset, .. } => old.truncate_to(end_offset).unwrap(),
+                ReplicaRead::Data { batches, hw, .. } => {
+                    old.append_as_follower(batches, hw).unwrap()
+                }
+            }
+        }
+        assert_eq!(old.offsets().leo, 2);
+        let data = old.log.read().read(0, 1 << 20, 2, true).unwrap();
+        let values: Vec<String> = sluice_records::decode_records(data)
+            .unwrap()
+            .into_iter()
+            .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
+            .collect();
+        assert_eq!(values, ["a", "b"]);
+        assert_eq!(old.fetch_position().1, 1, "epoch cache follows the leader");
+    }
+
+    #[test]
+    fn stale_follower_epoch_is_fenced() {
+        let d = tempfile::tempdir().unwrap();
+        let leader = partition(d.path(), 1);
+        leader.set_role(role(1, 3, &[1, 2])).unwrap();
+        let e = leader.read_for_follower(2, 0, -1, 2, 1024).err().unwrap();
+        assert_eq!(e.code, ErrorCode::FencedLeaderEpoch);
+        let e = leader.read_for_follower(2, 0, -1, 4, 1024).err().unwrap();
+        assert_eq!(e.code, ErrorCode::UnknownLeaderEpoch);
+    }
+}

@@ -286,3 +286,65 @@ async fn chaos_loses_duplicates_and_reorders_nothing() {
     assert_eq!(report.failovers, 2, "both broker kills were measured");
     assert!(report.ok(), "{}\n{}", report.summary(), c.logs_tail());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_cluster_restart_keeps_metadata_and_data() {
+    let mut c = TestCluster::start(ClusterSpec::default()).await.unwrap();
+    let admin = Admin::new(c.client_config()).unwrap();
+    admin
+        .create_topic(NewTopic::new("durable", 3, 3))
+        .await
+        .unwrap();
+    wait_partitions(&c, "durable", "full ISRs", |ps| {
+        ps.iter().all(|p| p.isr.len() == 3)
+    })
+    .await;
+    let producer = Producer::new(c.client_config().with("acks", "all").unwrap()).unwrap();
+    let mut acks = Vec::new();
+    for i in 0..1000 {
+        acks.push(
+            producer
+                .send(ProducerRecord::new("durable", format!("{i:04}")))
+                .await
+                .unwrap(),
+        );
+    }
+    for a in acks {
+        a.await.unwrap();
+    }
+    producer.close().await;
+    // Every service process dies at once (etcd keeps the metadata).
+    for name in [
+        "broker-1",
+        "broker-2",
+        "broker-3",
+        "controller-1",
+        "controller-2",
+    ] {
+        c.kill(name).unwrap();
+    }
+    for name in [
+        "controller-1",
+        "controller-2",
+        "broker-1",
+        "broker-2",
+        "broker-3",
+    ] {
+        c.restart(name).unwrap();
+    }
+    c.wait_ready(3).await.unwrap();
+    wait_partitions(&c, "durable", "leaders after the restart", |ps| {
+        ps.iter().all(|p| p.leader >= 0)
+    })
+    .await;
+    let values = consume_values(c.client_config(), "durable", 1000).await;
+    let mut all: Vec<String> = values.into_values().flatten().collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(
+        all.len(),
+        1000,
+        "every acknowledged record is back\n{}",
+        c.logs_tail()
+    );
+}
