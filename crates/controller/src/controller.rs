@@ -389,6 +389,37 @@ impl Controller {
             .unwrap_or_default())
     }
 
+    /// Places new partitions over the live brokers: rack-aware when any broker
+    /// has `broker.rack`, with Kafka's random start so topics spread.
+    fn place(
+        &self,
+        live: &[BrokerRegistration],
+        first_partition: i32,
+        count: i32,
+        rf: i32,
+    ) -> Result<Vec<Vec<i32>>, ApiError> {
+        let mut rng = rand::rng();
+        let n = live.len().max(1);
+        let (start, shift) = (rng.random_range(0..n), rng.random_range(0..n));
+        if live.iter().any(|b| b.rack.is_some()) {
+            let brokers: Vec<(i32, String)> = live
+                .iter()
+                .map(|b| (b.broker_id, b.rack.clone().unwrap_or_default()))
+                .collect();
+            crate::placement::assign_replicas_rack_aware(
+                &brokers,
+                first_partition,
+                count,
+                rf,
+                start,
+                shift,
+            )
+        } else {
+            let ids: Vec<i32> = live.iter().map(|b| b.broker_id).collect();
+            assign_replicas(&ids, first_partition, count, rf, start, shift)
+        }
+    }
+
     /// Registered (live) brokers, sorted by id.
     pub async fn live_brokers(&self) -> Result<Vec<BrokerRegistration>, ApiError> {
         let (kvs, _) = self
@@ -449,12 +480,8 @@ impl Controller {
             ));
         }
         topic_config::validate(&req.configs)?;
-        let brokers: Vec<i32> = self
-            .live_brokers()
-            .await?
-            .into_iter()
-            .map(|b| b.broker_id)
-            .collect();
+        let live = self.live_brokers().await?;
+        let brokers: Vec<i32> = live.iter().map(|b| b.broker_id).collect();
         let assignment = match req.assignment {
             Some(a) => {
                 if req.num_partitions != -1 || req.replication_factor != -1 {
@@ -483,16 +510,7 @@ impl Controller {
                 } else {
                     req.replication_factor
                 };
-                let mut rng = rand::rng();
-                let n = brokers.len().max(1);
-                assign_replicas(
-                    &brokers,
-                    0,
-                    partitions,
-                    rf,
-                    rng.random_range(0..n),
-                    rng.random_range(0..n),
-                )?
+                self.place(&live, 0, partitions, rf)?
             }
         };
         if let Some((existing, _)) = self.topic(&req.name).await? {
@@ -633,12 +651,8 @@ impl Controller {
                 ),
             ));
         }
-        let brokers: Vec<i32> = self
-            .live_brokers()
-            .await?
-            .into_iter()
-            .map(|b| b.broker_id)
-            .collect();
+        let live = self.live_brokers().await?;
+        let brokers: Vec<i32> = live.iter().map(|b| b.broker_id).collect();
         let added = match assignment {
             Some(a) => {
                 if a.len() as i32 != count - current {
@@ -654,18 +668,7 @@ impl Controller {
                 validate_assignment(&a, &brokers)?;
                 a
             }
-            None => {
-                let mut rng = rand::rng();
-                let n = brokers.len().max(1);
-                assign_replicas(
-                    &brokers,
-                    current,
-                    count - current,
-                    topic.replication_factor(),
-                    rng.random_range(0..n),
-                    rng.random_range(0..n),
-                )?
-            }
+            None => self.place(&live, current, count - current, topic.replication_factor())?,
         };
         if validate_only {
             return Ok(());

@@ -53,6 +53,74 @@ pub fn assign_replicas(
     Ok(out)
 }
 
+/// Rack-aware placement (Kafka's when `broker.rack` is set): brokers are
+/// ordered alternating racks, leaders go round-robin over that order, and each
+/// partition's followers are the next brokers on racks the partition does not
+/// use yet, so replicas spread over as many racks as possible.
+pub fn assign_replicas_rack_aware(
+    brokers: &[(i32, String)],
+    first_partition: i32,
+    num_partitions: i32,
+    replication_factor: i32,
+    start: usize,
+    shift: usize,
+) -> Result<Vec<Vec<i32>>, ApiError> {
+    let ids: Vec<i32> = brokers.iter().map(|b| b.0).collect();
+    // Validates the replication factor against the broker count.
+    assign_replicas(&ids, first_partition, 0, replication_factor, 0, 0)?;
+    let mut racks: Vec<&str> = brokers.iter().map(|b| b.1.as_str()).collect();
+    racks.sort_unstable();
+    racks.dedup();
+    // Alternate racks: rack A's first broker, rack B's first, ..., A's second, ...
+    let mut by_rack: Vec<Vec<(i32, &str)>> = racks
+        .iter()
+        .map(|r| {
+            let mut v: Vec<(i32, &str)> = brokers
+                .iter()
+                .filter(|b| b.1 == *r)
+                .map(|b| (b.0, b.1.as_str()))
+                .collect();
+            v.sort_unstable();
+            v
+        })
+        .collect();
+    let mut ordered = Vec::with_capacity(brokers.len());
+    let mut i = 0;
+    while ordered.len() < brokers.len() {
+        for rack in &mut by_rack {
+            if i < rack.len() {
+                ordered.push(rack[i]);
+            }
+        }
+        i += 1;
+    }
+    let n = ordered.len();
+    let mut out = Vec::with_capacity(num_partitions.max(0) as usize);
+    for k in 0..num_partitions as usize {
+        let p = first_partition as usize + k;
+        let lead = (p + start) % n;
+        let mut replicas = vec![ordered[lead].0];
+        let mut used_racks = vec![ordered[lead].1];
+        let offset = 1 + (shift + p / n) % n.max(1);
+        // First pass: new racks only; second pass: any broker not yet used.
+        for allow_same_rack in [false, true] {
+            for j in 0..n {
+                if replicas.len() == replication_factor as usize {
+                    break;
+                }
+                let (id, rack) = ordered[(lead + offset + j) % n];
+                if replicas.contains(&id) || (!allow_same_rack && used_racks.contains(&rack)) {
+                    continue;
+                }
+                replicas.push(id);
+                used_racks.push(rack);
+            }
+        }
+        out.push(replicas);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +138,37 @@ mod tests {
         let a = assign_replicas(&[1, 2, 3], 0, 6, 3, 0, 0).unwrap();
         let leaders: Vec<i32> = a.iter().map(|r| r[0]).collect();
         assert_eq!(leaders, vec![1, 2, 3, 1, 2, 3]);
+    }
+
+    #[test]
+    fn rack_aware_spreads_replicas_over_racks() {
+        let brokers: Vec<(i32, String)> =
+            [(1, "a"), (2, "a"), (3, "b"), (4, "b"), (5, "c"), (6, "c")]
+                .iter()
+                .map(|(id, r)| (*id, r.to_string()))
+                .collect();
+        let rack = |id: i32| brokers.iter().find(|b| b.0 == id).unwrap().1.clone();
+        for start in 0..6 {
+            for shift in 0..6 {
+                let a = assign_replicas_rack_aware(&brokers, 0, 12, 3, start, shift).unwrap();
+                for r in &a {
+                    let mut racks: Vec<String> = r.iter().map(|b| rack(*b)).collect();
+                    racks.sort();
+                    racks.dedup();
+                    assert_eq!(racks.len(), 3, "{r:?} uses one rack twice");
+                }
+                let mut leaders = [0; 6];
+                for r in &a {
+                    leaders[(r[0] - 1) as usize] += 1;
+                }
+                assert!(leaders.iter().all(|l| *l == 2), "{leaders:?}");
+            }
+        }
+        // More replicas than racks: racks repeat only when they must.
+        let a = assign_replicas_rack_aware(&brokers, 0, 6, 4, 0, 0).unwrap();
+        assert!(a.iter().all(|r| r.len() == 4));
+        let e = assign_replicas_rack_aware(&brokers, 0, 1, 7, 0, 0).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidReplicationFactor);
     }
 
     proptest! {
