@@ -513,3 +513,29 @@ async fn idempotent_retries_are_not_duplicated_even_after_restart() {
     assert_eq!(records.len(), 6, "nothing written twice");
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_producer_recovers_after_a_batch_fails_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Standalone::start(opts(dir.path())).await.unwrap();
+    let admin = Admin::new(config(&node, &[])).unwrap();
+    let mut t = NewTopic::new("small", 1, 1);
+    t.configs.insert("max.message.bytes".into(), "1000".into());
+    admin.create_topic(t).await.unwrap();
+    let producer = Producer::new(config(&node, &[("acks", "all"), ("linger.ms", "0")])).unwrap();
+    let ok = |v: &str| ProducerRecord::new("small", v.to_string());
+    producer.send(ok("a")).await.unwrap().await.unwrap();
+    // Refused by the broker after it got sequence numbers.
+    let big = producer
+        .send(ProducerRecord::new("small", vec![b'x'; 2000]))
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert_eq!(big.code(), ErrorCode::MessageTooLarge, "{big}");
+    // Later records still go through (a new epoch, sequences from 0).
+    let md = producer.send(ok("b")).await.unwrap().await.unwrap();
+    assert_eq!(md.offset, 1);
+    producer.close().await;
+    node.shutdown().await.unwrap();
+}

@@ -117,6 +117,9 @@ pub(crate) struct Inner {
     pub producer_id: tokio::sync::OnceCell<(i64, i16)>,
     /// Idempotence: the next sequence number per partition.
     pub sequences: parking_lot::Mutex<std::collections::HashMap<TopicPartition, i32>>,
+    /// Idempotence: epochs added to the one InitProducerId gave, one per batch
+    /// that failed for good after getting sequence numbers.
+    pub epoch_bump: std::sync::atomic::AtomicI16,
 }
 
 impl Inner {
@@ -152,6 +155,25 @@ impl Inner {
             })
             .await
             .copied()
+            .map(|(id, epoch)| {
+                (
+                    id,
+                    epoch.wrapping_add(self.epoch_bump.load(Ordering::Acquire)),
+                )
+            })
+    }
+
+    /// A batch that carried sequence numbers failed for good: the broker will
+    /// never see those sequences, so later batches would be refused as a gap.
+    /// Start a new epoch with every partition's sequence back at 0 (Kafka's
+    /// epoch bump, KIP-360); leaders accept a higher epoch starting at 0.
+    pub(crate) fn reset_sequences(&self) {
+        let bump = self.epoch_bump.fetch_add(1, Ordering::AcqRel) + 1;
+        self.sequences.lock().clear();
+        tracing::warn!(
+            epoch_bump = bump,
+            "a batch with sequence numbers failed; producer epoch bumped and sequences reset"
+        );
     }
 
     pub(crate) fn record_done(&self, n: usize) {
@@ -196,6 +218,7 @@ impl Producer {
             refreshing: AtomicBool::new(false),
             producer_id: tokio::sync::OnceCell::new(),
             sequences: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            epoch_bump: std::sync::atomic::AtomicI16::new(0),
             cluster,
         });
         let handle = tokio::spawn(sender::run(inner.clone()));

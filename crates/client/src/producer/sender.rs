@@ -40,6 +40,9 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             (expired, ready, state.acc.closed, state.acc.is_empty())
         };
         for b in expired {
+            if b.encoded.is_some() && config.idempotence() {
+                inner.reset_sequences();
+            }
             let n = b.records.len();
             let err = ClientError::api(
                 ErrorCode::RequestTimedOut,
@@ -378,6 +381,9 @@ fn retry_or_fail(
         }
         retries.push((b, retry_at));
     } else {
+        if b.encoded.is_some() && config.idempotence() {
+            inner.reset_sequences();
+        }
         let n = b.records.len();
         b.fail(err);
         inner.record_done(n);
