@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::RwLock;
-use sluice_records::BatchIter;
+use sluice_records::batch_headers;
 use sluice_storage::{PartitionLog, StorageError};
 
 use crate::producer_state::ProducerStateManager;
@@ -107,8 +107,8 @@ fn scan_into(log: &PartitionLog, state: &mut ProducerStateManager, end: i64) {
             break;
         }
         let before = offset;
-        for item in BatchIter::new(&data) {
-            let Ok((_, h)) = item else { break };
+        // The log was validated when it was opened; headers are enough.
+        for h in batch_headers(&data) {
             state.update(&h);
             offset = h.next_offset();
         }
@@ -377,10 +377,7 @@ impl Partition {
     pub fn append_as_follower(&self, batches: Bytes, leader_hw: i64) -> Result<(), ApiError> {
         let mut log = self.log.write();
         if !batches.is_empty() {
-            let headers: Vec<_> = BatchIter::new(&batches)
-                .map_while(Result::ok)
-                .map(|(_, h)| h)
-                .collect();
+            let headers: Vec<_> = batch_headers(&batches).collect();
             log.append_as_follower(batches)
                 .map_err(|e| storage_err(&self.topic, self.partition, e))?;
             let mut producers = self.producers.lock();
@@ -459,12 +456,9 @@ impl Partition {
             ));
         }
         let tp = format!("{}-{}", self.topic, self.partition);
-        let mut headers = Vec::new();
-        for item in BatchIter::new(&batches) {
-            let (_, h) =
-                item.map_err(|e| ApiError::new(ErrorCode::CorruptMessage, format!("{tp}: {e}")))?;
-            headers.push(h);
-        }
+        // Headers only: the log validates every batch (CRC included) on append,
+        // so each CRC is computed once on the produce path.
+        let mut headers: Vec<_> = batch_headers(&batches).collect();
         let mut log = self.log.write();
         let mut producers = self.producers.lock();
         if let Some(first_offset) = producers.check_all(&headers, &tp)? {

@@ -427,7 +427,10 @@ async fn raw_fetches_respect_partition_max_bytes() {
                 .into_inner();
             let got = r.topics[0].partitions[0].record_batches.len();
             assert!(got > 0, "a fetch from offset 0 returns data");
-            assert!(got <= max as usize + (2 << 20), "{got} bytes for a {max}-byte limit");
+            assert!(
+                got <= max as usize + (2 << 20),
+                "{got} bytes for a {max}-byte limit"
+            );
             bytes += got;
         }
         let secs = t0.elapsed().as_secs_f64();

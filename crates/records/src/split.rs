@@ -125,6 +125,23 @@ impl Iterator for BatchIter<'_> {
     }
 }
 
+/// The headers of the whole batches in `buf`, without checking CRCs: for code
+/// that reads batch metadata from bytes that are validated elsewhere (the log
+/// validates every appended batch), so the hot path computes each CRC once.
+/// Stops at the first partial or nonsensical length.
+pub fn batch_headers(buf: &[u8]) -> impl Iterator<Item = RecordBatchHeader> + '_ {
+    let mut pos = 0usize;
+    std::iter::from_fn(move || {
+        let h = RecordBatchHeader::parse(buf.get(pos..)?)?;
+        let size = h.total_size();
+        if h.batch_length < 0 || size < crate::HEADER_SIZE || pos + size > buf.len() {
+            return None;
+        }
+        pos += size;
+        Some(h)
+    })
+}
+
 /// Splits `buf` into validated batches, zero-copy. Strict: a partial trailing
 /// batch is an error, as it must be for a produce request or a log segment.
 pub fn split_batches(buf: &Bytes) -> Result<Vec<BatchRef>, RecordsError> {

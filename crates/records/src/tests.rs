@@ -216,3 +216,18 @@ proptest! {
         prop_assert_eq!(offsets, (base..base + recs.len() as i64).collect::<Vec<_>>());
     }
 }
+
+#[test]
+fn batch_headers_reads_whole_batches_and_stops_at_a_partial_one() {
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(&sample(3, 0));
+    buf.extend_from_slice(&sample(2, 3));
+    let whole = buf.len();
+    let partial = sample(4, 5);
+    buf.extend_from_slice(&partial[..partial.len() - 1]);
+    let headers: Vec<_> = crate::batch_headers(&buf).collect();
+    assert_eq!(headers.len(), 2);
+    assert_eq!((headers[0].base_offset, headers[0].records_count), (0, 3));
+    assert_eq!((headers[1].base_offset, headers[1].records_count), (3, 2));
+    assert_eq!(headers.iter().map(|h| h.total_size()).sum::<usize>(), whole);
+}
