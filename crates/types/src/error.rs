@@ -178,11 +178,6 @@ pub fn is_retriable(code: ErrorCode) -> bool {
     )
 }
 
-/// Success in the proto form.
-pub fn ok_proto() -> Option<common::Error> {
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
