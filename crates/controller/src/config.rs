@@ -31,6 +31,18 @@ pub struct ControllerConfig {
     pub offsets_topic_num_partitions: i32,
     /// `listeners`: where the controller's gRPC server binds (`HOST:PORT`).
     pub listeners: String,
+    /// `auto.leader.rebalance.enable`: move leadership back to each
+    /// partition's preferred replica once it is in sync again (true).
+    #[serde(rename = "auto.leader.rebalance.enable")]
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds`: how often the controller
+    /// looks for partitions led by a non-preferred replica (300).
+    #[serde(rename = "leader.imbalance.check.interval.seconds")]
+    pub leader_imbalance_check_interval_seconds: u64,
+    /// `leader.imbalance.per.broker.percentage`: share of a broker's preferred
+    /// partitions that may be led elsewhere before it gets them back (10).
+    #[serde(rename = "leader.imbalance.per.broker.percentage")]
+    pub leader_imbalance_per_broker_percentage: u32,
     /// `etcd.endpoints`: comma-separated etcd client URLs.
     #[serde(rename = "etcd.endpoints")]
     pub etcd_endpoints: String,
@@ -50,6 +62,9 @@ impl Default for ControllerConfig {
             lease_ms: 6000,
             offsets_topic_num_partitions: 50,
             listeners: "127.0.0.1:9093".into(),
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_seconds: 300,
+            leader_imbalance_per_broker_percentage: 10,
             etcd_endpoints: "http://127.0.0.1:2379".into(),
             cluster_name: "sluice".into(),
         }
@@ -78,6 +93,18 @@ impl ControllerConfig {
             return Err(ConfigError::invalid(
                 "offsets.topic.num.partitions",
                 "must be at least 1",
+            ));
+        }
+        if self.leader_imbalance_check_interval_seconds < 1 {
+            return Err(ConfigError::invalid(
+                "leader.imbalance.check.interval.seconds",
+                "must be at least 1",
+            ));
+        }
+        if self.leader_imbalance_per_broker_percentage > 100 {
+            return Err(ConfigError::invalid(
+                "leader.imbalance.per.broker.percentage",
+                "must be between 0 and 100",
             ));
         }
         Ok(())

@@ -36,6 +36,16 @@ pub struct NewTopic {
     pub configs: BTreeMap<String, String>,
 }
 
+/// A partition's state as read from the store, for a conditional update.
+struct StoredPartition {
+    topic: String,
+    partition: i32,
+    replicas: Vec<i32>,
+    state: PartitionState,
+    key: String,
+    mod_revision: i64,
+}
+
 /// One controller instance. Cheap to share: the state is the store and the
 /// current leadership.
 pub struct Controller {
@@ -168,8 +178,19 @@ impl Controller {
             .await?;
         // Brokers may have come or gone while no controller was active.
         self.reconcile_logged().await;
+        let mut imbalance_check = tokio::time::interval(Duration::from_secs(
+            self.config.leader_imbalance_check_interval_seconds.max(1),
+        ));
+        imbalance_check.reset(); // the first check one interval from now, as Kafka
         loop {
             tokio::select! {
+                _ = imbalance_check.tick(), if self.config.auto_leader_rebalance_enable => {
+                    match self.rebalance_leaders().await {
+                        Ok(0) => {}
+                        Ok(n) => info!(partitions = n, "leadership moved back to preferred replicas"),
+                        Err(e) => warn!(error = %e, "preferred leader election failed"),
+                    }
+                }
                 _ = shutdown.cancelled() => {
                     self.leadership.send_replace(None);
                     let _ = self.store.resign(&leader).await;
@@ -216,13 +237,56 @@ impl Controller {
     /// this controller becomes active and on every broker registration change.
     /// Returns how many partitions changed.
     pub async fn reconcile_partitions(&self) -> Result<usize, ApiError> {
-        let leader = self.leader_key()?;
-        let live: HashSet<i32> = self
+        let live = self.live_ids().await?;
+        let mut changed = 0;
+        for p in self.load_partitions().await? {
+            if let Some(next) = crate::election::on_liveness(&p.replicas, &p.state, &live)
+                && self.write_partition_state(&p, next).await?
+            {
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Preferred leader election (Kafka's `auto.leader.rebalance.enable`):
+    /// for every broker whose preferred partitions are led elsewhere above
+    /// `leader.imbalance.per.broker.percentage`, hands those partitions back
+    /// where it is alive and in sync. Returns how many partitions moved.
+    pub async fn rebalance_leaders(&self) -> Result<usize, ApiError> {
+        let live = self.live_ids().await?;
+        let parts = self.load_partitions().await?;
+        let pairs: Vec<(i32, i32)> = parts
+            .iter()
+            .filter_map(|p| Some((*p.replicas.first()?, p.state.leader)))
+            .collect();
+        let ratio = f64::from(self.config.leader_imbalance_per_broker_percentage) / 100.0;
+        let imbalanced = crate::election::imbalanced_brokers(&pairs, ratio);
+        let mut moved = 0;
+        for p in parts {
+            if !p.replicas.first().is_some_and(|b| imbalanced.contains(b)) {
+                continue;
+            }
+            if let Some(next) = crate::election::preferred_leader(&p.replicas, &p.state, &live)
+                && self.write_partition_state(&p, next).await?
+            {
+                moved += 1;
+            }
+        }
+        Ok(moved)
+    }
+
+    async fn live_ids(&self) -> Result<HashSet<i32>, ApiError> {
+        Ok(self
             .live_brokers()
             .await?
             .into_iter()
             .map(|b| b.broker_id)
-            .collect();
+            .collect())
+    }
+
+    /// Every partition's state with its replica list and store revision.
+    async fn load_partitions(&self) -> Result<Vec<StoredPartition>, ApiError> {
         let (topics, _) = self
             .store
             .range(meta::TOPICS_PREFIX)
@@ -238,7 +302,7 @@ impl Controller {
             .range(meta::PARTITIONS_PREFIX)
             .await
             .map_err(meta_err)?;
-        let mut changed = 0;
+        let mut out = Vec::with_capacity(parts.len());
         for kv in parts {
             let Some((topic, p)) = meta::parse_partition_key(&kv.key) else {
                 continue;
@@ -246,34 +310,46 @@ impl Controller {
             let Some(replicas) = assignments.get(topic).and_then(|a| a.get(p as usize)) else {
                 continue;
             };
-            let state: PartitionState = meta::decode(&kv.value).map_err(|e| corrupt(&kv.key, e))?;
-            let Some(next) = crate::election::on_liveness(replicas, &state, &live) else {
-                continue;
-            };
-            let txn = Txn::fenced(&leader)
-                .when(Compare::mod_revision_eq(kv.key.clone(), kv.mod_revision))
-                .and_then(Op::Put {
-                    key: kv.key.clone(),
-                    value: meta::encode(&next),
-                    lease: 0,
-                });
-            // A conflict means a concurrent AlterPartition: the next broker event
-            // or this controller's next term looks again.
-            match self
-                .commit(txn, || {
-                    ApiError::new(ErrorCode::InvalidUpdateVersion, "raced")
-                })
-                .await
-            {
-                Ok(()) => {
-                    info!(topic, partition = p, leader = next.leader, epoch = next.leader_epoch, isr = ?next.isr, "partition state changed");
-                    changed += 1;
-                }
-                Err(e) if e.code == ErrorCode::InvalidUpdateVersion => {}
-                Err(e) => return Err(e),
-            }
+            out.push(StoredPartition {
+                topic: topic.to_string(),
+                partition: p,
+                replicas: replicas.clone(),
+                state: meta::decode(&kv.value).map_err(|e| corrupt(&kv.key, e))?,
+                key: kv.key,
+                mod_revision: kv.mod_revision,
+            });
         }
-        Ok(changed)
+        Ok(out)
+    }
+
+    /// Writes `next` if the partition is unchanged since it was read. Returns
+    /// false on a conflict (a concurrent AlterPartition): the next broker
+    /// event, check interval or controller term looks again.
+    async fn write_partition_state(
+        &self,
+        p: &StoredPartition,
+        next: PartitionState,
+    ) -> Result<bool, ApiError> {
+        let txn = Txn::fenced(&self.leader_key()?)
+            .when(Compare::mod_revision_eq(p.key.clone(), p.mod_revision))
+            .and_then(Op::Put {
+                key: p.key.clone(),
+                value: meta::encode(&next),
+                lease: 0,
+            });
+        match self
+            .commit(txn, || {
+                ApiError::new(ErrorCode::InvalidUpdateVersion, "raced")
+            })
+            .await
+        {
+            Ok(()) => {
+                info!(topic = %p.topic, partition = p.partition, leader = next.leader, epoch = next.leader_epoch, isr = ?next.isr, "partition state changed");
+                Ok(true)
+            }
+            Err(e) if e.code == ErrorCode::InvalidUpdateVersion => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// An ISR change asked by a partition leader, checked against its leader

@@ -56,6 +56,46 @@ pub fn on_liveness(
     }
 }
 
+/// Hands leadership back to the preferred replica (the first in the
+/// assignment) when it is alive and in sync but does not lead (Kafka's
+/// preferred leader election). `None` when nothing should change.
+pub fn preferred_leader(
+    replicas: &[i32],
+    state: &PartitionState,
+    live: &HashSet<i32>,
+) -> Option<PartitionState> {
+    let preferred = *replicas.first()?;
+    if state.leader == preferred || !live.contains(&preferred) || !state.isr.contains(&preferred) {
+        return None;
+    }
+    Some(PartitionState {
+        leader: preferred,
+        leader_epoch: state.leader_epoch + 1,
+        isr: state.isr.clone(),
+        partition_epoch: state.partition_epoch + 1,
+    })
+}
+
+/// Brokers whose share of partitions led by someone else, among those they
+/// are preferred for, exceeds `max_ratio` (Kafka's
+/// `leader.imbalance.per.broker.percentage` / 100). Input: (preferred
+/// replica, current leader) per partition.
+pub fn imbalanced_brokers(partitions: &[(i32, i32)], max_ratio: f64) -> HashSet<i32> {
+    let mut per_broker: std::collections::HashMap<i32, (usize, usize)> = Default::default();
+    for &(preferred, leader) in partitions {
+        let e = per_broker.entry(preferred).or_default();
+        e.0 += 1;
+        if leader != preferred {
+            e.1 += 1;
+        }
+    }
+    per_broker
+        .into_iter()
+        .filter(|(_, (total, off))| *off as f64 / *total as f64 > max_ratio)
+        .map(|(b, _)| b)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,5 +150,35 @@ mod tests {
         let s = on_liveness(&[1, 2, 3], &st(1, 4, &[1, 2, 3]), &live(&[1, 2])).unwrap();
         assert_eq!((s.leader, s.leader_epoch), (1, 4));
         assert_eq!(s.isr, vec![1, 2]);
+    }
+
+    #[test]
+    fn preferred_replica_takes_leadership_back_only_when_live_and_in_sync() {
+        let s = preferred_leader(&[1, 2, 3], &st(2, 5, &[2, 3, 1]), &live(&[1, 2, 3])).unwrap();
+        assert_eq!((s.leader, s.leader_epoch, s.partition_epoch), (1, 6, 8));
+        assert_eq!(s.isr, vec![2, 3, 1]);
+        // Already leading, not in sync, or dead: nothing to do.
+        assert_eq!(
+            preferred_leader(&[1, 2, 3], &st(1, 5, &[1, 2]), &live(&[1, 2])),
+            None
+        );
+        assert_eq!(
+            preferred_leader(&[1, 2, 3], &st(2, 5, &[2, 3]), &live(&[1, 2, 3])),
+            None
+        );
+        assert_eq!(
+            preferred_leader(&[1, 2, 3], &st(2, 5, &[2, 1]), &live(&[2, 3])),
+            None
+        );
+    }
+
+    #[test]
+    fn imbalance_is_judged_per_preferred_broker() {
+        // Broker 1 is preferred for 4 partitions and leads 3 (25% off);
+        // broker 2 leads all 10 of its own.
+        let mut parts = vec![(1, 1), (1, 1), (1, 1), (1, 3)];
+        parts.extend(std::iter::repeat_n((2, 2), 10));
+        assert_eq!(imbalanced_brokers(&parts, 0.10), HashSet::from([1]));
+        assert!(imbalanced_brokers(&parts, 0.25).is_empty());
     }
 }

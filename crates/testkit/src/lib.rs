@@ -34,6 +34,8 @@ pub struct ClusterSpec {
     pub replica_lag_time_max_ms: u64,
     /// `min.insync.replicas` broker default.
     pub min_insync_replicas: i32,
+    /// Controllers' `leader.imbalance.check.interval.seconds` (Kafka's 300).
+    pub leader_imbalance_check_interval_seconds: u64,
 }
 
 impl Default for ClusterSpec {
@@ -44,6 +46,7 @@ impl Default for ClusterSpec {
             lease_ms: 2000,
             replica_lag_time_max_ms: 4000,
             min_insync_replicas: 1,
+            leader_imbalance_check_interval_seconds: 300,
         }
     }
 }
@@ -104,10 +107,12 @@ impl TestCluster {
                 &cfg,
                 format!(
                     "controller.id: {}\nlisteners: 127.0.0.1:{port}\nadvertised.host: 127.0.0.1\nadvertised.port: {port}\n\
-                     etcd.endpoints: {}\ncluster.name: {cluster_name}\ncontroller.lease.ms: {}\n",
+                     etcd.endpoints: {}\ncluster.name: {cluster_name}\ncontroller.lease.ms: {}\n\
+                     leader.imbalance.check.interval.seconds: {}\n",
                     1000 + i,
                     etcd.endpoint(),
-                    spec.lease_ms
+                    spec.lease_ms,
+                    spec.leader_imbalance_check_interval_seconds
                 ),
             )?;
             procs.insert(

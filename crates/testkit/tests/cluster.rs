@@ -269,9 +269,63 @@ async fn standby_controller_takes_over() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_returns_to_the_preferred_replica() {
+    let mut c = TestCluster::start(ClusterSpec {
+        leader_imbalance_check_interval_seconds: 1,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let admin = Admin::new(c.client_config()).unwrap();
+    admin
+        .create_topic(NewTopic::new("pref", 3, 3))
+        .await
+        .unwrap();
+    wait_partitions(&c, "pref", "preferred leaders, full ISR", |ps| {
+        ps.iter()
+            .all(|p| p.isr.len() == 3 && p.leader == p.replicas[0])
+    })
+    .await;
+    let victim = describe(&c, "pref").await[0].leader;
+    let producer = Producer::new(c.client_config().with("linger.ms", "0").unwrap()).unwrap();
+    for i in 0..50 {
+        let rec = ProducerRecord::new("pref", format!("before-{i}"));
+        producer.send(rec).await.unwrap().await.unwrap();
+    }
+    c.kill(&format!("broker-{victim}")).unwrap();
+    wait_partitions(&c, "pref", "failover away from the killed broker", |ps| {
+        ps.iter().all(|p| p.leader >= 0 && p.leader != victim)
+    })
+    .await;
+    for i in 0..50 {
+        let rec = ProducerRecord::new("pref", format!("during-{i}"));
+        producer.send(rec).await.unwrap().await.unwrap();
+    }
+    c.restart(&format!("broker-{victim}")).unwrap();
+    // Back in sync, the restarted broker leads its preferred partitions again.
+    wait_partitions(&c, "pref", "leadership back on preferred replicas", |ps| {
+        ps.iter()
+            .all(|p| p.isr.len() == 3 && p.leader == p.replicas[0])
+    })
+    .await;
+    for i in 0..50 {
+        let rec = ProducerRecord::new("pref", format!("after-{i}"));
+        producer.send(rec).await.unwrap().await.unwrap();
+    }
+    let got = consume_values(c.client_config(), "pref", 150).await;
+    let mut all: Vec<String> = got.into_values().flatten().collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 150, "every acknowledged record, once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_loses_duplicates_and_reorders_nothing() {
     let mut c = TestCluster::start(ClusterSpec {
         min_insync_replicas: 2,
+        // Restarted brokers take their preferred partitions back mid-stream:
+        // more leader moves for the producer to ride out.
+        leader_imbalance_check_interval_seconds: 2,
         ..Default::default()
     })
     .await

@@ -1,5 +1,6 @@
 //! Produce: one append per partition per request, acks 0/1/all.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -10,6 +11,7 @@ use tracing::instrument;
 
 use super::BrokerService;
 use crate::broker::now_ms;
+use crate::partition::Partition;
 
 #[instrument(skip_all, fields(acks = req.acks, topics = req.topics.len()))]
 pub(super) async fn produce(
@@ -36,18 +38,42 @@ pub(super) async fn produce(
         }
     }
     let timeout = Duration::from_millis(req.timeout_ms.clamp(0, 300_000) as u64);
-    let mut out = Vec::with_capacity(req.topics.len());
+    // Append to every partition first, then wait for replication of all of
+    // them together (Kafka's DelayedProduce): waiting partition by partition
+    // would cost one follower round trip per partition in the request.
+    let mut appended = Vec::with_capacity(req.topics.len());
     for topic in req.topics {
-        let mut parts = Vec::with_capacity(topic.partitions.len());
-        for p in topic.partitions {
-            let partition = p.partition;
-            let res = append_one(svc, &topic.name, p, req.acks, timeout).await;
-            parts.push(match res {
-                Ok((base_offset, log_start_offset)) => pb::PartitionProduceResponse {
+        let results: Vec<(i32, Result<Appended, ApiError>)> = topic
+            .partitions
+            .into_iter()
+            .map(|p| (p.partition, append_one(svc, &topic.name, p, req.acks)))
+            .collect();
+        appended.push((topic.name, results));
+    }
+    if req.acks == -1 {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let waits = appended.iter_mut().flat_map(|(name, results)| {
+            let name: &str = name;
+            results.iter_mut().map(move |(_, r)| async move {
+                if let Ok(a) = r
+                    && let Err(e) = a.wait_replicated(name, deadline, timeout).await
+                {
+                    *r = Err(e);
+                }
+            })
+        });
+        futures::future::join_all(waits).await;
+    }
+    let mut out = Vec::with_capacity(appended.len());
+    for (name, results) in appended {
+        let parts = results
+            .into_iter()
+            .map(|(partition, res)| match res {
+                Ok(a) => pb::PartitionProduceResponse {
                     partition,
                     error: None,
-                    base_offset,
-                    log_start_offset,
+                    base_offset: a.first_offset,
+                    log_start_offset: a.partition.offsets().log_start,
                     log_append_time_ms: -1,
                     current_leader_id: -1,
                     current_leader_epoch: -1,
@@ -57,7 +83,7 @@ pub(super) async fn produce(
                         .metadata
                         .read(|v| {
                             v.topics
-                                .get(&topic.name)
+                                .get(&name)
                                 .and_then(|t| t.partitions.get(&partition))
                                 .map(|s| (s.leader, s.leader_epoch))
                         })
@@ -72,23 +98,57 @@ pub(super) async fn produce(
                         current_leader_epoch: epoch,
                     }
                 }
-            });
-        }
+            })
+            .collect();
         out.push(pb::TopicProduceResponse {
-            name: topic.name,
+            name,
             partitions: parts,
         });
     }
     Ok(pb::ProduceResponse { topics: out })
 }
 
-async fn append_one(
+/// A batch appended on the leader, maybe still waiting for followers.
+struct Appended {
+    partition: Arc<Partition>,
+    first_offset: i64,
+    last_offset: i64,
+}
+
+impl Appended {
+    /// Waits until the high watermark covers the batch (immediate while this
+    /// broker is the only in-sync replica).
+    async fn wait_replicated(
+        &self,
+        topic: &str,
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+    ) -> Result<(), ApiError> {
+        let mut rx = self.partition.subscribe();
+        let target = self.last_offset + 1;
+        let waited = tokio::time::timeout_at(deadline, rx.wait_for(|o| o.hw >= target)).await;
+        if matches!(waited, Ok(Ok(_))) {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            ErrorCode::RequestTimedOut,
+            format!(
+                "{topic}-{}: replication of offsets {}..={} did not finish within {} ms",
+                self.partition.partition,
+                self.first_offset,
+                self.last_offset,
+                timeout.as_millis()
+            ),
+        ))
+    }
+}
+
+fn append_one(
     svc: &BrokerService,
     topic: &str,
     data: pb::PartitionProduceData,
     acks: i32,
-    timeout: Duration,
-) -> Result<(i64, i64), ApiError> {
+) -> Result<Appended, ApiError> {
     let broker = &svc.broker;
     let Some(partition) = broker.replicas.get(topic, data.partition) else {
         return Err(broker.metadata.read(|v| match v.topics.get(topic) {
@@ -148,24 +208,9 @@ async fn append_one(
             .unwrap_or(broker.config.min_insync_replicas)
     });
     let info = partition.append_as_leader(batches, acks, min_insync)?;
-    if acks == -1 {
-        // Wait for the high watermark to cover the batch (immediate while this
-        // broker is the only in-sync replica).
-        let mut rx = partition.subscribe();
-        let target = info.last_offset + 1;
-        let waited = tokio::time::timeout(timeout, rx.wait_for(|o| o.hw >= target)).await;
-        if !matches!(waited, Ok(Ok(_))) {
-            return Err(ApiError::new(
-                ErrorCode::RequestTimedOut,
-                format!(
-                    "{topic}-{}: replication of offsets {}..={} did not finish within {} ms",
-                    data.partition,
-                    info.first_offset,
-                    info.last_offset,
-                    timeout.as_millis()
-                ),
-            ));
-        }
-    }
-    Ok((info.first_offset, partition.offsets().log_start))
+    Ok(Appended {
+        partition,
+        first_offset: info.first_offset,
+        last_offset: info.last_offset,
+    })
 }

@@ -39,16 +39,65 @@ pub struct Args {
     /// Milliseconds between progress lines.
     #[arg(long = "reporting-interval", default_value_t = 5000)]
     pub reporting_interval: u64,
+    /// Records to treat as warmup (KIP-1052): they count in the overall line,
+    /// and a second line summarises only the records sent after them.
+    #[arg(long = "warmup-records", default_value_t = 0)]
+    pub warmup_records: u64,
 }
 
-/// Kafka's ProducerPerformance.Stats.
-struct Stats {
+/// Totals and a latency histogram over a run (or its steady-state part).
+struct Summary {
     start: Instant,
     count: u64,
     bytes: u64,
     total_latency_us: u64,
     max_latency_us: u64,
     hist: Histogram<u64>,
+}
+
+impl Summary {
+    fn new(start: Instant) -> Self {
+        Summary {
+            start,
+            count: 0,
+            bytes: 0,
+            total_latency_us: 0,
+            max_latency_us: 0,
+            hist: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
+        }
+    }
+
+    fn record(&mut self, us: u64, bytes: usize) {
+        self.count += 1;
+        self.bytes += bytes as u64;
+        self.total_latency_us += us;
+        self.max_latency_us = self.max_latency_us.max(us);
+        self.hist.saturating_record(us);
+    }
+
+    fn line(&self) -> String {
+        let elapsed = self.start.elapsed().as_secs_f64().max(1e-9);
+        let pct = |q: f64| self.hist.value_at_quantile(q) / 1000;
+        format!(
+            "{} records sent, {:.6} records/sec ({:.2} MB/sec), {:.2} ms avg latency, {:.2} ms max latency, {} ms 50th, {} ms 95th, {} ms 99th, {} ms 99.9th.",
+            self.count,
+            self.count as f64 / elapsed,
+            self.bytes as f64 / MB / elapsed,
+            self.total_latency_us as f64 / self.count.max(1) as f64 / 1000.0,
+            self.max_latency_us as f64 / 1000.0,
+            pct(0.5),
+            pct(0.95),
+            pct(0.99),
+            pct(0.999),
+        )
+    }
+}
+
+/// Kafka's ProducerPerformance.Stats, with KIP-1052's steady-state summary.
+struct Stats {
+    all: Summary,
+    /// Records sent after the first `--warmup-records` (None without warmup).
+    steady: Option<Summary>,
     window_start: Instant,
     window_count: u64,
     window_bytes: u64,
@@ -66,12 +115,8 @@ impl Stats {
     fn new(interval: Duration, pb: Option<ProgressBar>) -> Self {
         let now = Instant::now();
         Stats {
-            start: now,
-            count: 0,
-            bytes: 0,
-            total_latency_us: 0,
-            max_latency_us: 0,
-            hist: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
+            all: Summary::new(now),
+            steady: None,
             window_start: now,
             window_count: 0,
             window_bytes: 0,
@@ -84,13 +129,13 @@ impl Stats {
         }
     }
 
-    fn record(&mut self, latency: Duration, bytes: usize) {
+    /// Records one acknowledged record; `steady` when it was sent after warmup.
+    fn record(&mut self, latency: Duration, bytes: usize, steady: bool) {
         let us = latency.as_micros().max(1) as u64;
-        self.count += 1;
-        self.bytes += bytes as u64;
-        self.total_latency_us += us;
-        self.max_latency_us = self.max_latency_us.max(us);
-        self.hist.saturating_record(us);
+        self.all.record(us, bytes);
+        if steady && let Some(s) = &mut self.steady {
+            s.record(us, bytes);
+        }
         self.window_count += 1;
         self.window_bytes += bytes as u64;
         self.window_total_us += us;
@@ -125,20 +170,7 @@ impl Stats {
     }
 
     fn final_line(&self) -> String {
-        let elapsed = self.start.elapsed().as_secs_f64().max(1e-9);
-        let pct = |q: f64| self.hist.value_at_quantile(q) / 1000;
-        format!(
-            "{} records sent, {:.6} records/sec ({:.2} MB/sec), {:.2} ms avg latency, {:.2} ms max latency, {} ms 50th, {} ms 95th, {} ms 99th, {} ms 99.9th.",
-            self.count,
-            self.count as f64 / elapsed,
-            self.bytes as f64 / MB / elapsed,
-            self.total_latency_us as f64 / self.count.max(1) as f64 / 1000.0,
-            self.max_latency_us as f64 / 1000.0,
-            pct(0.5),
-            pct(0.95),
-            pct(0.99),
-            pct(0.999),
-        )
+        self.all.line()
     }
 }
 
@@ -179,10 +211,10 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let on_result = {
         let stats = stats.clone();
         let size = a.record_size;
-        move |sent_at: Instant, result: Result<RecordMetadata, ClientError>| {
+        move |sent_at: Instant, steady: bool, result: Result<RecordMetadata, ClientError>| {
             let mut s = stats.lock().expect("not poisoned");
             match result {
-                Ok(_) => s.record(sent_at.elapsed(), size),
+                Ok(_) => s.record(sent_at.elapsed(), size, steady),
                 Err(e) => {
                     s.errors += 1;
                     if s.first_error.is_none() {
@@ -194,7 +226,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         }
     };
     let start = Instant::now();
-    stats.lock().expect("not poisoned").start = start;
+    stats.lock().expect("not poisoned").all.start = start;
     let mut send_error = None;
     for i in 0..a.num_records {
         let rec = ProducerRecord {
@@ -203,9 +235,13 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             ..Default::default()
         };
         let sent_at = Instant::now();
+        let steady = a.warmup_records > 0 && i >= a.warmup_records;
+        if a.warmup_records > 0 && i == a.warmup_records {
+            stats.lock().expect("not poisoned").steady = Some(Summary::new(sent_at));
+        }
         let on_result = on_result.clone();
         let sent = producer
-            .send_with_callback(rec, move |r| on_result(sent_at, r))
+            .send_with_callback(rec, move |r| on_result(sent_at, steady, r))
             .await;
         match sent {
             Ok(()) => {}
@@ -231,6 +267,9 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     }
     let s = stats.lock().expect("not poisoned");
     println!("{}", s.final_line());
+    if let Some(steady) = &s.steady {
+        println!("steady state: {}", steady.line());
+    }
     if let Some(e) = &s.first_error {
         return Err(anyhow::anyhow!(
             "{e} ({} record(s) were not acknowledged)",
@@ -248,7 +287,7 @@ mod tests {
     fn final_line_has_kafkas_shape() {
         let mut s = Stats::new(Duration::from_secs(3600), None);
         for ms in [1u64, 2, 3, 4, 100] {
-            s.record(Duration::from_millis(ms), 1024);
+            s.record(Duration::from_millis(ms), 1024, false);
         }
         let line = s.final_line();
         assert!(line.starts_with("5 records sent, "), "{line}");
@@ -257,6 +296,21 @@ mod tests {
             "{line}"
         );
         assert!(line.ends_with("100 ms 99.9th."), "{line}");
+    }
+
+    #[test]
+    fn warmup_records_are_left_out_of_the_steady_state_line() {
+        let mut s = Stats::new(Duration::from_secs(3600), None);
+        s.record(Duration::from_millis(500), 1024, false);
+        s.steady = Some(Summary::new(Instant::now()));
+        for _ in 0..4 {
+            s.record(Duration::from_millis(2), 1024, true);
+        }
+        assert!(s.final_line().starts_with("5 records sent, "));
+        assert!(s.final_line().contains("500.00 ms max latency"));
+        let steady = s.steady.as_ref().unwrap().line();
+        assert!(steady.starts_with("4 records sent, "), "{steady}");
+        assert!(steady.contains("2.00 ms max latency"), "{steady}");
     }
 
     #[test]
