@@ -67,6 +67,9 @@ pub struct Partition {
     /// side only for the page-cache write (no fsync unless configured, no await).
     log: RwLock<PartitionLog>,
     role: RwLock<Role>,
+    /// (leader, leader epoch) of the current role: acks=all waiters give up
+    /// when it moves on, since the new leader may never have their batch.
+    term: watch::Sender<(i32, i32)>,
     offsets: watch::Sender<LogOffsets>,
     /// On the leader: each follower's progress. Cleared on every role change.
     followers: parking_lot::Mutex<HashMap<i32, FollowerState>>,
@@ -80,6 +83,8 @@ pub struct Partition {
 pub struct Appended {
     pub first_offset: i64,
     pub last_offset: i64,
+    /// The leader epoch the append was checked against.
+    pub leader_epoch: i32,
     /// The batches were already in the log (a producer retry): nothing new was
     /// written and the offsets are the original ones.
     pub duplicate: bool,
@@ -147,6 +152,7 @@ impl Partition {
             broker_id,
             log: RwLock::new(log),
             role: RwLock::new(Role::default()),
+            term: watch::Sender::new((-1, -1)),
             offsets: watch::Sender::new(offsets),
             followers: parking_lot::Mutex::new(HashMap::new()),
             producers: parking_lot::Mutex::new(producers),
@@ -211,11 +217,63 @@ impl Partition {
                 }
             }
         }
+        let term = (role.leader, role.leader_epoch);
         *self.role.write() = role;
+        self.term
+            .send_if_modified(|t| std::mem::replace(t, term) != term);
         if leading {
             self.maybe_advance_hw();
         }
         Ok(())
+    }
+
+    /// acks=all: waits until the high watermark covers `offsets` (appended by
+    /// this broker as leader in `epoch`). Fails with NOT_LEADER_OR_FOLLOWER as
+    /// soon as leadership moves on, as Kafka's DelayedProduce does: the new
+    /// leader may have written other records at those offsets, and a high
+    /// watermark reached as its follower would acknowledge a lost batch.
+    pub async fn wait_replicated(
+        &self,
+        offsets: std::ops::RangeInclusive<i64>,
+        epoch: i32,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), ApiError> {
+        let target = offsets.end() + 1;
+        let mut hw = self.subscribe();
+        let mut term = self.term.subscribe();
+        let moved_on = |t: (i32, i32)| t != (self.broker_id, epoch);
+        loop {
+            if moved_on(*term.borrow_and_update()) {
+                return Err(ApiError::new(
+                    ErrorCode::NotLeaderOrFollower,
+                    format!(
+                        "{}-{}: leadership moved while offsets {}..={} were replicating; retry on the new leader",
+                        self.topic,
+                        self.partition,
+                        offsets.start(),
+                        offsets.end()
+                    ),
+                ));
+            }
+            if hw.borrow_and_update().hw >= target {
+                return Ok(());
+            }
+            tokio::select! {
+                r = hw.changed() => if r.is_err() { break },
+                r = term.changed() => if r.is_err() { break },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        Err(ApiError::new(
+            ErrorCode::RequestTimedOut,
+            format!(
+                "{}-{}: replication of offsets {}..={} did not finish in time",
+                self.topic,
+                self.partition,
+                offsets.start(),
+                offsets.end()
+            ),
+        ))
     }
 
     /// Leader: HW = the smallest log end offset over the ISR (Kafka's rule); it
@@ -466,6 +524,7 @@ impl Partition {
             return Ok(Appended {
                 first_offset,
                 last_offset: first_offset + records - 1,
+                leader_epoch: role.leader_epoch,
                 duplicate: true,
             });
         }
@@ -491,6 +550,7 @@ impl Partition {
         Ok(Appended {
             first_offset: info.first_offset,
             last_offset: info.last_offset,
+            leader_epoch: role.leader_epoch,
             duplicate: false,
         })
     }
@@ -708,6 +768,57 @@ mod tests {
             .collect();
         assert_eq!(values, ["a", "b"]);
         assert_eq!(old.fetch_position().1, 1, "epoch cache follows the leader");
+    }
+
+    #[tokio::test]
+    async fn acks_all_waiter_fails_when_leadership_moves_instead_of_acking_a_lost_batch() {
+        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let old = partition(d1.path(), 1);
+        let new = partition(d2.path(), 2);
+        old.set_role(role(1, 0, &[1, 2])).unwrap();
+        new.set_role(role(1, 0, &[1, 2])).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        // "x" is appended on broker 1 but never reaches broker 2.
+        let a = old.append_as_leader(batch(&["x"]), -1, 1).unwrap();
+        let waiter = old.wait_replicated(a.first_offset..=a.last_offset, a.leader_epoch, deadline);
+        let moved = async {
+            // Broker 2 takes over in epoch 1 and writes "b" at the same offset;
+            // broker 1 follows, truncates "x" and replicates "b": its high
+            // watermark passes offset 0, but "x" is gone.
+            new.set_role(role(2, 1, &[1, 2])).unwrap();
+            new.append_as_leader(batch(&["b"]), 1, 1).unwrap();
+            old.set_role(role(2, 1, &[1, 2])).unwrap();
+            for _ in 0..5 {
+                let (offset, last_epoch) = old.fetch_position();
+                match new
+                    .read_for_follower(1, offset, last_epoch, 1, 1 << 20)
+                    .unwrap()
+                {
+                    ReplicaRead::Diverging { end_offset, .. } => {
+                        old.truncate_to(end_offset).unwrap()
+                    }
+                    ReplicaRead::Data { batches, hw, .. } => {
+                        old.append_as_follower(batches, hw).unwrap()
+                    }
+                }
+            }
+            assert!(old.offsets().hw >= 1);
+        };
+        let (res, ()) = tokio::join!(waiter, moved);
+        assert_eq!(res.unwrap_err().code, ErrorCode::NotLeaderOrFollower);
+        // A waiter in the current term on the current leader completes.
+        let b = new.append_as_leader(batch(&["c"]), -1, 1).unwrap();
+        let (offset, last_epoch) = old.fetch_position();
+        if let ReplicaRead::Data { batches, hw, .. } = new
+            .read_for_follower(1, offset, last_epoch, 1, 1 << 20)
+            .unwrap()
+        {
+            old.append_as_follower(batches, hw).unwrap();
+        }
+        let _ = new.read_for_follower(1, old.fetch_position().0, 1, 1, 1 << 20);
+        new.wait_replicated(b.first_offset..=b.last_offset, b.leader_epoch, deadline)
+            .await
+            .unwrap();
     }
 
     #[test]

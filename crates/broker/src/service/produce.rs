@@ -52,11 +52,10 @@ pub(super) async fn produce(
     }
     if req.acks == -1 {
         let deadline = tokio::time::Instant::now() + timeout;
-        let waits = appended.iter_mut().flat_map(|(name, results)| {
-            let name: &str = name;
-            results.iter_mut().map(move |(_, r)| async move {
+        let waits = appended.iter_mut().flat_map(|(_, results)| {
+            results.iter_mut().map(|(_, r)| async move {
                 if let Ok(a) = r
-                    && let Err(e) = a.wait_replicated(name, deadline, timeout).await
+                    && let Err(e) = a.wait_replicated(deadline).await
                 {
                     *r = Err(e);
                 }
@@ -113,33 +112,18 @@ struct Appended {
     partition: Arc<Partition>,
     first_offset: i64,
     last_offset: i64,
+    leader_epoch: i32,
 }
 
 impl Appended {
-    /// Waits until the high watermark covers the batch (immediate while this
-    /// broker is the only in-sync replica).
-    async fn wait_replicated(
-        &self,
-        topic: &str,
-        deadline: tokio::time::Instant,
-        timeout: Duration,
-    ) -> Result<(), ApiError> {
-        let mut rx = self.partition.subscribe();
-        let target = self.last_offset + 1;
-        let waited = tokio::time::timeout_at(deadline, rx.wait_for(|o| o.hw >= target)).await;
-        if matches!(waited, Ok(Ok(_))) {
-            return Ok(());
-        }
-        Err(ApiError::new(
-            ErrorCode::RequestTimedOut,
-            format!(
-                "{topic}-{}: replication of offsets {}..={} did not finish within {} ms",
-                self.partition.partition,
-                self.first_offset,
-                self.last_offset,
-                timeout.as_millis()
-            ),
-        ))
+    async fn wait_replicated(&self, deadline: tokio::time::Instant) -> Result<(), ApiError> {
+        self.partition
+            .wait_replicated(
+                self.first_offset..=self.last_offset,
+                self.leader_epoch,
+                deadline,
+            )
+            .await
     }
 }
 
@@ -212,5 +196,6 @@ fn append_one(
         partition,
         first_offset: info.first_offset,
         last_offset: info.last_offset,
+        leader_epoch: info.leader_epoch,
     })
 }
