@@ -29,6 +29,14 @@ pub struct ControllerConfig {
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`.
     #[serde(rename = "offsets.topic.num.partitions")]
     pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.replication.factor`: replicas of `__consumer_offsets`
+    /// (3), capped by the live brokers when it is created, with a warning.
+    #[serde(rename = "offsets.topic.replication.factor")]
+    pub offsets_topic_replication_factor: i32,
+    /// `offsets.topic.segment.bytes`: segment size of `__consumer_offsets`
+    /// (100 MiB, as Kafka: small segments let compaction work sooner).
+    #[serde(rename = "offsets.topic.segment.bytes")]
+    pub offsets_topic_segment_bytes: i64,
     /// `listeners`: where the controller's gRPC server binds (`HOST:PORT`).
     pub listeners: String,
     /// `auto.leader.rebalance.enable`: move leadership back to each
@@ -61,6 +69,8 @@ impl Default for ControllerConfig {
             default_replication_factor: 1,
             lease_ms: 6000,
             offsets_topic_num_partitions: 50,
+            offsets_topic_replication_factor: 3,
+            offsets_topic_segment_bytes: 100 << 20,
             listeners: "127.0.0.1:9093".into(),
             auto_leader_rebalance_enable: true,
             leader_imbalance_check_interval_seconds: 300,
@@ -93,6 +103,18 @@ impl ControllerConfig {
             return Err(ConfigError::invalid(
                 "offsets.topic.num.partitions",
                 "must be at least 1",
+            ));
+        }
+        if self.offsets_topic_replication_factor < 1 {
+            return Err(ConfigError::invalid(
+                "offsets.topic.replication.factor",
+                "must be at least 1",
+            ));
+        }
+        if self.offsets_topic_segment_bytes < 1024 {
+            return Err(ConfigError::invalid(
+                "offsets.topic.segment.bytes",
+                "must be at least 1024",
             ));
         }
         if self.leader_imbalance_check_interval_seconds < 1 {

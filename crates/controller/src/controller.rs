@@ -8,9 +8,12 @@ use futures::StreamExt;
 use rand::Rng;
 use sluice_metastore::{Compare, LeaderKey, MetaError, MetadataStore, Op, Txn};
 use sluice_types::meta::{
-    self, BrokerRegistration, ControllerInfo, PartitionState, ProducerIdBlock, TopicRecord,
+    self, BrokerRegistration, ControllerInfo, CoordinatorRegistration, OffsetsOwner,
+    PartitionState, ProducerIdBlock, TopicRecord,
 };
-use sluice_types::names::{collision_name, is_internal_topic, validate_topic_name};
+use sluice_types::names::{
+    CONSUMER_OFFSETS_TOPIC as OFFSETS_TOPIC, collision_name, is_internal_topic, validate_topic_name,
+};
 use sluice_types::{ApiError, ErrorCode};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -176,8 +179,15 @@ impl Controller {
             .store
             .watch_prefix(meta::BROKERS_PREFIX, rev + 1)
             .await?;
-        // Brokers may have come or gone while no controller was active.
+        let (_, rev) = self.store.range(meta::COORDINATORS_PREFIX).await?;
+        let mut coordinators = self
+            .store
+            .watch_prefix(meta::COORDINATORS_PREFIX, rev + 1)
+            .await?;
+        // Brokers and coordinators may have come or gone while no controller
+        // was active.
         self.reconcile_logged().await;
+        self.reconcile_owners_logged().await;
         let mut imbalance_check = tokio::time::interval(Duration::from_secs(
             self.config.leader_imbalance_check_interval_seconds.max(1),
         ));
@@ -204,6 +214,19 @@ impl Controller {
                     warn!("controller lease lost; stepped down");
                     return Err(MetaError::LeaseNotFound { lease });
                 }
+                ev = coordinators.next() => {
+                    if !matches!(ev, Some(Ok(_))) {
+                        if let Some(Err(e)) = ev {
+                            warn!(error = %e, "coordinator watch broke; re-watching");
+                        }
+                        let (_, rev) = self.store.range(meta::COORDINATORS_PREFIX).await?;
+                        coordinators = self
+                            .store
+                            .watch_prefix(meta::COORDINATORS_PREFIX, rev + 1)
+                            .await?;
+                    }
+                    self.reconcile_owners_logged().await;
+                }
                 ev = brokers.next() => match ev {
                     Some(Ok(_)) => self.reconcile_logged().await,
                     Some(Err(e)) => {
@@ -220,6 +243,149 @@ impl Controller {
                 },
             }
         }
+    }
+
+    async fn reconcile_owners_logged(&self) {
+        match self.reconcile_offsets_owners().await {
+            Ok(0) => {}
+            Ok(n) => info!(
+                partitions = n,
+                "moved __consumer_offsets partitions between coordinators"
+            ),
+            Err(e) => warn!(error = %e, "cannot update __consumer_offsets ownership"),
+        }
+    }
+
+    /// Registered (live) coordinators, sorted by id.
+    pub async fn live_coordinators(&self) -> Result<Vec<CoordinatorRegistration>, ApiError> {
+        let (kvs, _) = self
+            .store
+            .range(meta::COORDINATORS_PREFIX)
+            .await
+            .map_err(meta_err)?;
+        let mut out = Vec::with_capacity(kvs.len());
+        for kv in kvs {
+            out.push(
+                meta::decode::<CoordinatorRegistration>(&kv.value)
+                    .map_err(|e| corrupt(&kv.key, e))?,
+            );
+        }
+        out.sort_by_key(|c| c.coordinator_id);
+        Ok(out)
+    }
+
+    /// Hands `__consumer_offsets` partitions to live coordinators (see
+    /// [`crate::offsets_owners`]). Returns how many moved.
+    pub async fn reconcile_offsets_owners(&self) -> Result<usize, ApiError> {
+        let leader = self.leader_key()?;
+        let Some((topic, _)) = self.topic(OFFSETS_TOPIC).await? else {
+            return Ok(0);
+        };
+        let live = self
+            .live_coordinators()
+            .await?
+            .into_iter()
+            .map(|c| c.coordinator_id)
+            .collect();
+        let (kvs, _) = self
+            .store
+            .range(meta::OFFSETS_OWNERS_PREFIX)
+            .await
+            .map_err(meta_err)?;
+        let mut current = BTreeMap::new();
+        let mut revisions = HashMap::new();
+        for kv in kvs {
+            let Some(p) = meta::parse_offsets_owner_key(&kv.key) else {
+                continue;
+            };
+            current.insert(
+                p,
+                meta::decode::<OffsetsOwner>(&kv.value).map_err(|e| corrupt(&kv.key, e))?,
+            );
+            revisions.insert(p, kv.mod_revision);
+        }
+        let changes = crate::offsets_owners::assign_owners(topic.num_partitions(), &current, &live);
+        if changes.is_empty() {
+            return Ok(0);
+        }
+        let mut txn = Txn::fenced(&leader);
+        for (p, owner) in &changes {
+            let key = meta::offsets_owner_key(*p);
+            txn = match revisions.get(p) {
+                Some(rev) => txn.when(Compare::mod_revision_eq(key.clone(), *rev)),
+                None => txn.when(Compare::absent(key.clone())),
+            }
+            .and_then(Op::Put {
+                key,
+                value: meta::encode(owner),
+                lease: 0,
+            });
+        }
+        self.commit(txn, || {
+            ApiError::new(
+                ErrorCode::InvalidUpdateVersion,
+                "offsets ownership raced; retried on the next change",
+            )
+        })
+        .await?;
+        for (p, o) in &changes {
+            info!(
+                partition = p,
+                coordinator = o.coordinator_id,
+                epoch = o.epoch,
+                "__consumer_offsets partition assigned"
+            );
+        }
+        Ok(changes.len())
+    }
+
+    /// Creates `__consumer_offsets` if it is missing (compacted, RF capped by
+    /// the live brokers) and assigns its partitions to coordinators. Returns
+    /// its partition count.
+    pub async fn ensure_offsets_topic(&self) -> Result<i32, ApiError> {
+        let leader = self.leader_key()?;
+        if let Some((t, _)) = self.topic(OFFSETS_TOPIC).await? {
+            return Ok(t.num_partitions());
+        }
+        let live = self.live_brokers().await?;
+        if live.is_empty() {
+            return Err(ApiError::new(
+                ErrorCode::CoordinatorNotAvailable,
+                format!("no live broker to host {OFFSETS_TOPIC} yet"),
+            ));
+        }
+        let want = self.config.offsets_topic_replication_factor;
+        let rf = want.min(live.len() as i32);
+        if rf < want {
+            warn!(
+                wanted = want,
+                live_brokers = live.len(),
+                "creating {OFFSETS_TOPIC} with replication factor {rf}: offsets.topic.replication.factor is larger than the live brokers"
+            );
+        }
+        let partitions = self.config.offsets_topic_num_partitions;
+        let record = TopicRecord {
+            name: OFFSETS_TOPIC.into(),
+            topic_id: uuid::Uuid::new_v4().to_string(),
+            assignment: self.place(&live, 0, partitions, rf)?,
+            configs: BTreeMap::from([
+                ("cleanup.policy".into(), "compact".into()),
+                (
+                    "segment.bytes".into(),
+                    self.config.offsets_topic_segment_bytes.to_string(),
+                ),
+            ]),
+            internal: true,
+        };
+        let ids: Vec<i32> = live.iter().map(|b| b.broker_id).collect();
+        match self.write_new_topic(&leader, &record, &ids).await {
+            Ok(()) => info!(partitions, rf, "created {OFFSETS_TOPIC}"),
+            // Another request created it first.
+            Err(e) if e.code == ErrorCode::TopicAlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        self.reconcile_owners_logged().await;
+        Ok(partitions)
     }
 
     async fn reconcile_logged(&self) {

@@ -16,6 +16,7 @@
 pub mod config;
 pub mod controller;
 pub mod election;
+pub mod offsets_owners;
 pub mod placement;
 pub mod service;
 pub mod topic_config;

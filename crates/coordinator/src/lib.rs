@@ -9,6 +9,7 @@
 //! # Layout
 //! - [`service`]: the gRPC `GroupCoordinator` service.
 
+pub mod group;
 pub mod service;
 
 pub use service::CoordinatorService;

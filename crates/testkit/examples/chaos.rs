@@ -14,6 +14,8 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(6);
     let mut cluster = TestCluster::start(ClusterSpec {
         min_insync_replicas: 2,
+        // As in the test: restarted brokers take their preferred partitions back.
+        leader_imbalance_check_interval_seconds: 2,
         ..Default::default()
     })
     .await?;

@@ -10,6 +10,8 @@
 //! | `topics/<name>` | [`TopicRecord`] |
 //! | `partitions/<topic>/<p>` | [`PartitionState`] |
 //! | `producer-ids` | [`ProducerIdBlock`], the next free block |
+//! | `coordinators/<id>` | [`CoordinatorRegistration`], bound to the coordinator's lease |
+//! | `offsets-owners/<p>` | [`OffsetsOwner`] of `__consumer_offsets` partition p |
 //! | `cluster-id` | the cluster id, a UUID string |
 
 use std::collections::BTreeMap;
@@ -23,6 +25,21 @@ pub const CONTROLLER_ELECTION: &str = "controller";
 pub const CONTROLLER_INFO_KEY: &str = "controller-info";
 pub const PRODUCER_IDS_KEY: &str = "producer-ids";
 pub const CLUSTER_ID_KEY: &str = "cluster-id";
+pub const COORDINATORS_PREFIX: &str = "coordinators/";
+pub const OFFSETS_OWNERS_PREFIX: &str = "offsets-owners/";
+
+pub fn coordinator_key(id: i32) -> String {
+    format!("{COORDINATORS_PREFIX}{id}")
+}
+
+pub fn offsets_owner_key(partition: i32) -> String {
+    format!("{OFFSETS_OWNERS_PREFIX}{partition}")
+}
+
+/// Parses `offsets-owners/<p>`.
+pub fn parse_offsets_owner_key(key: &str) -> Option<i32> {
+    key.strip_prefix(OFFSETS_OWNERS_PREFIX)?.parse().ok()
+}
 
 pub fn broker_key(id: i32) -> String {
     format!("{BROKERS_PREFIX}{id}")
@@ -58,6 +75,25 @@ pub struct BrokerRegistration {
     pub rack: Option<String>,
     pub start_time_ms: i64,
     /// The registration's lease id: a new incarnation has a new epoch.
+    pub epoch: i64,
+}
+
+/// A live group coordinator, written by itself under its lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoordinatorRegistration {
+    pub coordinator_id: i32,
+    /// Advertised host and port clients connect to.
+    pub host: String,
+    pub port: i32,
+    pub start_time_ms: i64,
+}
+
+/// Which coordinator serves the groups of one `__consumer_offsets` partition.
+/// `epoch` grows with every move, so records written by a deposed owner can
+/// be told apart from its successor's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffsetsOwner {
+    pub coordinator_id: i32,
     pub epoch: i64,
 }
 

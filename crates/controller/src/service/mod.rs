@@ -70,6 +70,24 @@ impl ControllerApi for ControllerService {
         ))
     }
 
+    async fn ensure_offsets_topic(
+        &self,
+        _request: Request<pb::EnsureOffsetsTopicRequest>,
+    ) -> Result<Response<pb::EnsureOffsetsTopicResponse>, Status> {
+        Ok(Response::new(
+            match self.controller.ensure_offsets_topic().await {
+                Ok(n) => pb::EnsureOffsetsTopicResponse {
+                    error: None,
+                    num_partitions: n,
+                },
+                Err(e) => pb::EnsureOffsetsTopicResponse {
+                    error: Some(e.to_proto()),
+                    num_partitions: -1,
+                },
+            },
+        ))
+    }
+
     async fn alter_partition(
         &self,
         request: Request<pb::AlterPartitionRequest>,
