@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use sluice_metastore::{EventKind, KeyValue, MetaError, MetadataStore, WatchEvent};
-use sluice_types::meta::{self, BrokerRegistration, ControllerInfo, PartitionState, TopicRecord};
+use sluice_types::meta::{
+    self, BrokerRegistration, ControllerInfo, CoordinatorRegistration, OffsetsOwner,
+    PartitionState, TopicRecord,
+};
 use tokio::sync::watch;
 use tracing::warn;
 
@@ -26,6 +29,10 @@ pub struct ClusterView {
     pub brokers: BTreeMap<i32, BrokerRegistration>,
     pub controller: Option<ControllerInfo>,
     pub cluster_id: String,
+    /// Live group coordinators.
+    pub coordinators: BTreeMap<i32, CoordinatorRegistration>,
+    /// Owner of each `__consumer_offsets` partition.
+    pub offsets_owners: BTreeMap<i32, OffsetsOwner>,
 }
 
 /// Shared, cheaply readable cluster metadata. Readers take a short read lock
@@ -163,6 +170,14 @@ fn apply_put(view: &mut ClusterView, kv: &KeyValue) {
         view.controller = decode_or_warn(kv);
     } else if key == meta::CLUSTER_ID_KEY {
         view.cluster_id = String::from_utf8_lossy(&kv.value).into_owned();
+    } else if key.starts_with(meta::COORDINATORS_PREFIX) {
+        if let Some(c) = decode_or_warn::<CoordinatorRegistration>(kv) {
+            view.coordinators.insert(c.coordinator_id, c);
+        }
+    } else if let Some(p) = meta::parse_offsets_owner_key(key)
+        && let Some(o) = decode_or_warn::<OffsetsOwner>(kv)
+    {
+        view.offsets_owners.insert(p, o);
     }
 }
 
@@ -181,5 +196,11 @@ fn apply_delete(view: &mut ClusterView, key: &str) {
         }
     } else if key == meta::CONTROLLER_INFO_KEY {
         view.controller = None;
+    } else if let Some(id) = key.strip_prefix(meta::COORDINATORS_PREFIX) {
+        if let Ok(id) = id.parse::<i32>() {
+            view.coordinators.remove(&id);
+        }
+    } else if let Some(p) = meta::parse_offsets_owner_key(key) {
+        view.offsets_owners.remove(&p);
     }
 }

@@ -802,7 +802,10 @@ impl Group {
 
     /// Whether the group can be dropped from memory: no members, no offsets.
     pub fn is_unused(&self) -> bool {
-        self.members.is_empty() && self.offsets.is_empty() && self.state == GroupState::Empty
+        self.members.is_empty()
+            && self.pending.is_empty()
+            && self.offsets.is_empty()
+            && self.state == GroupState::Empty
     }
 
     /// Fails every parked request: the coordinator no longer owns the group.

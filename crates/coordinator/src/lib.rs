@@ -1,15 +1,22 @@
 //! The Sluice group coordinator: Kafka's classic consumer-group protocol and
 //! committed offsets stored in `__consumer_offsets`.
 //!
-//! This release ships the API contract only: every RPC answers gRPC
-//! UNIMPLEMENTED with the stable code NOT_IMPLEMENTED and a message saying so,
-//! so clients get a clear answer instead of a transport error. The group state
-//! machine, assignors and offset storage arrive with the consumer-group release.
-//!
 //! # Layout
+//! - [`group`]: one group's state machine (join, sync, heartbeat, leave,
+//!   timers, commit fencing), without I/O.
+//! - [`records`]: what is written to `__consumer_offsets` and how a new owner
+//!   replays it (with fencing of deposed owners by ownership epoch).
+//! - [`coordinator`]: registration, partition ownership, loading, writing,
+//!   timers.
 //! - [`service`]: the gRPC `GroupCoordinator` service.
+//! - [`config`]: [`CoordinatorConfig`].
 
+pub mod config;
+pub mod coordinator;
 pub mod group;
+pub mod records;
 pub mod service;
 
+pub use config::CoordinatorConfig;
+pub use coordinator::Coordinator;
 pub use service::CoordinatorService;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sluice_broker::{Broker, BrokerConfig};
 use sluice_controller::{Controller, ControllerConfig, ControllerService};
-use sluice_coordinator::CoordinatorService;
+use sluice_coordinator::{Coordinator, CoordinatorConfig, CoordinatorService};
 use sluice_metastore::{EmbeddedMetadataStore, MetadataStore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +35,9 @@ pub struct StandaloneOptions {
     pub broker: BrokerConfig,
     /// Controller settings (`num.partitions`, `default.replication.factor`, ...).
     pub controller: ControllerConfig,
+    /// Group coordinator settings (`group.initial.rebalance.delay.ms`, ...);
+    /// its id, listener and metadata store are set by standalone mode.
+    pub coordinator: CoordinatorConfig,
 }
 
 /// The standalone YAML file: a `broker:` section and a `controller:` section,
@@ -44,6 +47,7 @@ pub struct StandaloneOptions {
 pub struct StandaloneFile {
     pub broker: BrokerConfig,
     pub controller: ControllerConfig,
+    pub coordinator: CoordinatorConfig,
 }
 
 impl StandaloneOptions {
@@ -53,6 +57,7 @@ impl StandaloneOptions {
         file.controller.validate()?;
         self.broker = file.broker;
         self.controller = file.controller;
+        self.coordinator = file.coordinator;
         Ok(self)
     }
 
@@ -62,8 +67,18 @@ impl StandaloneOptions {
             listen,
             advertised: None,
             broker: BrokerConfig::default(),
-            controller: ControllerConfig::default(),
+            controller: standalone_controller_defaults(),
+            coordinator: CoordinatorConfig::default(),
         }
+    }
+}
+
+/// One broker: `__consumer_offsets` gets one replica (no warning about
+/// capping the cluster default of 3).
+fn standalone_controller_defaults() -> ControllerConfig {
+    ControllerConfig {
+        offsets_topic_replication_factor: 1,
+        ..Default::default()
     }
 }
 
@@ -73,6 +88,7 @@ pub struct Standalone {
     pub addr: SocketAddr,
     pub broker: Arc<Broker>,
     pub controller: Arc<Controller>,
+    pub coordinator: Arc<Coordinator>,
     shutdown: CancellationToken,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     controller_task: JoinHandle<()>,
@@ -101,7 +117,7 @@ impl Standalone {
         let (host, port) = sluice_broker::config::host_port(&advertised)
             .map_err(|m| anyhow::anyhow!("advertised address: {m}"))?;
         opts.controller.controller_id = opts.broker.broker_id;
-        opts.controller.advertised_host = host;
+        opts.controller.advertised_host = host.clone();
         opts.controller.advertised_port = port as i32;
         opts.controller.validate()?;
 
@@ -111,10 +127,22 @@ impl Standalone {
             .await
             .context("start broker")?;
 
+        opts.coordinator.listeners = addr.to_string();
+        opts.coordinator.advertised_host = Some(host);
+        opts.coordinator.advertised_port = Some(port);
+        let coordinator = Coordinator::start(
+            opts.coordinator.clone(),
+            store.clone(),
+            Some(advertised.clone()),
+            shutdown.child_token(),
+        )
+        .await
+        .context("start group coordinator")?;
+
         let server = sluice_broker::server_builder()
             .add_service(broker.service().into_server())
             .add_service(ControllerService::new(controller.clone()).into_server())
-            .add_service(CoordinatorService::new().into_server())
+            .add_service(CoordinatorService::new(coordinator.clone()).into_server())
             .serve_with_incoming_shutdown(
                 sluice_broker::incoming(listener),
                 shutdown.child_token().cancelled_owned(),
@@ -128,6 +156,7 @@ impl Standalone {
             addr,
             broker,
             controller,
+            coordinator,
             shutdown,
             server,
             controller_task,
@@ -139,6 +168,7 @@ impl Standalone {
         self.shutdown.cancel();
         let served = self.server.await;
         let _ = self.controller_task.await;
+        self.coordinator.close().await;
         self.broker.close().await;
         info!("sluice standalone node stopped");
         served?.context("gRPC server")?;

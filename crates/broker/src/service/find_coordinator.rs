@@ -1,27 +1,136 @@
-//! FindCoordinator. Coordinators register with the consumer-group release;
-//! until then every group answers COORDINATOR_NOT_AVAILABLE with the reason.
+//! FindCoordinator: which coordinator serves a group. A group lives in
+//! `__consumer_offsets` partition `abs(java_hash(group)) % partitions`
+//! (Kafka's formula) and is served by that partition's owner, which the
+//! controller records in the metadata store. The first request asks the
+//! controller to create `__consumer_offsets`, as Kafka does on first need.
+
+use std::time::Duration;
 
 use sluice_proto::broker as pb;
+use sluice_proto::controller::EnsureOffsetsTopicRequest;
+use sluice_proto::controller::controller_client::ControllerClient;
+use sluice_types::hash::group_offsets_partition;
+use sluice_types::names::CONSUMER_OFFSETS_TOPIC;
 use sluice_types::{ApiError, ErrorCode};
+use tracing::warn;
 
-pub(super) fn find_coordinator(req: pb::FindCoordinatorRequest) -> pb::FindCoordinatorResponse {
-    pb::FindCoordinatorResponse {
-        coordinators: req
-            .keys
-            .into_iter()
-            .map(|key| pb::Coordinator {
-                error: Some(
-                    ApiError::new(
-                        ErrorCode::CoordinatorNotAvailable,
-                        format!("no coordinator serves group \"{key}\": consumer groups are not available in this release"),
-                    )
-                    .to_proto(),
-                ),
-                key,
-                node_id: -1,
-                offsets_partition: -1,
-                ..Default::default()
-            })
-            .collect(),
+use super::BrokerService;
+use crate::metadata::ClusterView;
+
+/// How long a first FindCoordinator waits for the topic and its owners.
+const FIRST_NEED_WAIT: Duration = Duration::from_secs(5);
+
+pub(super) async fn find_coordinator(
+    svc: &BrokerService,
+    req: pb::FindCoordinatorRequest,
+) -> pb::FindCoordinatorResponse {
+    let metadata = &svc.broker.metadata;
+    let needed = |v: &ClusterView| {
+        let Some(t) = v.topics.get(CONSUMER_OFFSETS_TOPIC) else {
+            return true;
+        };
+        let n = t.record.num_partitions();
+        req.keys.iter().any(|k| {
+            let p = group_offsets_partition(k, n);
+            v.offsets_owners
+                .get(&p)
+                .is_none_or(|o| !v.coordinators.contains_key(&o.coordinator_id))
+        })
+    };
+    if metadata.read(needed) {
+        if !metadata.read(|v| v.topics.contains_key(CONSUMER_OFFSETS_TOPIC))
+            && let Err(e) = ensure_offsets_topic(svc).await
+        {
+            warn!(error = %e, "cannot have {CONSUMER_OFFSETS_TOPIC} created");
+        }
+        // Wait (bounded) for the topic and owners to reach this broker.
+        let mut rx = metadata.subscribe();
+        let _ = tokio::time::timeout(FIRST_NEED_WAIT, async {
+            while metadata.read(needed) {
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    metadata.read(|v| pb::FindCoordinatorResponse {
+        coordinators: req.keys.iter().map(|k| answer(v, k)).collect(),
+    })
+}
+
+fn answer(v: &ClusterView, key: &str) -> pb::Coordinator {
+    let unavailable = |p: i32, why: String| pb::Coordinator {
+        key: key.to_string(),
+        error: Some(ApiError::new(ErrorCode::CoordinatorNotAvailable, why).to_proto()),
+        node_id: -1,
+        offsets_partition: p,
+        ..Default::default()
+    };
+    if key.is_empty() {
+        return pb::Coordinator {
+            key: String::new(),
+            error: Some(
+                ApiError::new(ErrorCode::InvalidGroupId, "the group id is empty").to_proto(),
+            ),
+            node_id: -1,
+            offsets_partition: -1,
+            ..Default::default()
+        };
+    }
+    let Some(t) = v.topics.get(CONSUMER_OFFSETS_TOPIC) else {
+        return unavailable(-1, format!("{CONSUMER_OFFSETS_TOPIC} does not exist yet"));
+    };
+    let p = group_offsets_partition(key, t.record.num_partitions());
+    let Some(owner) = v.offsets_owners.get(&p) else {
+        return unavailable(
+            p,
+            format!(
+                "no coordinator owns {CONSUMER_OFFSETS_TOPIC}-{p} yet (is a sluice-coordinator running?)"
+            ),
+        );
+    };
+    let Some(c) = v.coordinators.get(&owner.coordinator_id) else {
+        return unavailable(
+            p,
+            format!(
+                "coordinator {} (owner of {CONSUMER_OFFSETS_TOPIC}-{p}) is not alive; waiting for the controller to move it",
+                owner.coordinator_id
+            ),
+        );
+    };
+    pb::Coordinator {
+        key: key.to_string(),
+        error: None,
+        node_id: c.coordinator_id,
+        host: c.host.clone(),
+        port: c.port,
+        offsets_partition: p,
+    }
+}
+
+async fn ensure_offsets_topic(svc: &BrokerService) -> Result<(), ApiError> {
+    let controller = svc
+        .broker
+        .metadata
+        .read(|v| v.controller.clone())
+        .ok_or_else(|| ApiError::new(ErrorCode::CoordinatorNotAvailable, "no active controller"))?;
+    let url = format!("http://{}:{}", controller.host, controller.port);
+    let mut client = ControllerClient::connect(url.clone()).await.map_err(|e| {
+        ApiError::new(
+            ErrorCode::CoordinatorNotAvailable,
+            format!("cannot reach the controller at {url}: {e}"),
+        )
+    })?;
+    let resp = client
+        .ensure_offsets_topic(EnsureOffsetsTopicRequest {
+            broker_id: svc.broker.config.broker_id,
+        })
+        .await
+        .map_err(|s| ApiError::from_status(&s))?
+        .into_inner();
+    match ApiError::from_proto(resp.error.as_ref()) {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }

@@ -172,8 +172,8 @@ impl BrokerApi for BrokerService {
         &self,
         request: Request<pb::FindCoordinatorRequest>,
     ) -> Result<Response<pb::FindCoordinatorResponse>, Status> {
-        Ok(Response::new(find_coordinator::find_coordinator(
-            request.into_inner(),
-        )))
+        Ok(Response::new(
+            find_coordinator::find_coordinator(self, request.into_inner()).await,
+        ))
     }
 }

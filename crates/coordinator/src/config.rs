@@ -1,0 +1,117 @@
+//! Coordinator configuration, with Kafka's key names where Kafka has one.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sluice_types::config::ConfigError;
+
+use crate::group::GroupSettings;
+
+/// Settings of one coordinator. Every field has Kafka's default.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoordinatorConfig {
+    /// `coordinator.id`: this coordinator's id, unique in the cluster.
+    #[serde(rename = "coordinator.id")]
+    pub coordinator_id: i32,
+    /// `listeners`: where the gRPC server binds (`HOST:PORT`).
+    pub listeners: String,
+    /// Host clients reach this coordinator on; defaults to the listener's.
+    #[serde(rename = "advertised.host")]
+    pub advertised_host: Option<String>,
+    /// Port clients reach this coordinator on; defaults to the listener's.
+    #[serde(rename = "advertised.port")]
+    pub advertised_port: Option<u16>,
+    /// `etcd.endpoints`: comma-separated etcd client URLs.
+    #[serde(rename = "etcd.endpoints")]
+    pub etcd_endpoints: String,
+    /// `cluster.name`: namespace of this cluster's keys in etcd.
+    #[serde(rename = "cluster.name")]
+    pub cluster_name: String,
+    /// Registration lease in ms: this long after a crash, the controller
+    /// moves this coordinator's groups to another one.
+    #[serde(rename = "coordinator.lease.ms")]
+    pub lease_ms: u64,
+    /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an
+    /// empty group waits for more members (3000).
+    #[serde(rename = "group.initial.rebalance.delay.ms")]
+    pub group_initial_rebalance_delay_ms: u64,
+    /// `group.min.session.timeout.ms` (6000) and `group.max.session.timeout.ms`
+    /// (1800000): the session timeouts members may ask for.
+    #[serde(rename = "group.min.session.timeout.ms")]
+    pub group_min_session_timeout_ms: u64,
+    #[serde(rename = "group.max.session.timeout.ms")]
+    pub group_max_session_timeout_ms: u64,
+    /// `offsets.commit.timeout.ms`: how long a write to `__consumer_offsets`
+    /// may take before the request fails (5000).
+    #[serde(rename = "offsets.commit.timeout.ms")]
+    pub offsets_commit_timeout_ms: u64,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        Self {
+            coordinator_id: 1,
+            listeners: "127.0.0.1:9094".into(),
+            advertised_host: None,
+            advertised_port: None,
+            etcd_endpoints: "http://127.0.0.1:2379".into(),
+            cluster_name: "sluice".into(),
+            lease_ms: 6000,
+            group_initial_rebalance_delay_ms: 3000,
+            group_min_session_timeout_ms: 6000,
+            group_max_session_timeout_ms: 1_800_000,
+            offsets_commit_timeout_ms: 5000,
+        }
+    }
+}
+
+impl CoordinatorConfig {
+    /// Checks ranges; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.lease_ms < 1000 {
+            return Err(ConfigError::invalid(
+                "coordinator.lease.ms",
+                "must be at least 1000 (etcd leases have one-second granularity)",
+            ));
+        }
+        if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
+            return Err(ConfigError::invalid(
+                "group.min.session.timeout.ms",
+                "must not exceed group.max.session.timeout.ms",
+            ));
+        }
+        if self.offsets_commit_timeout_ms < 1 {
+            return Err(ConfigError::invalid(
+                "offsets.commit.timeout.ms",
+                "must be at least 1",
+            ));
+        }
+        self.advertised()?;
+        Ok(())
+    }
+
+    /// The advertised (host, port).
+    pub fn advertised(&self) -> Result<(String, u16), ConfigError> {
+        let listen = self
+            .listeners
+            .rsplit_once("://")
+            .map_or(self.listeners.as_str(), |(_, a)| a);
+        let (host, port) = listen
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+            .ok_or_else(|| ConfigError::invalid("listeners", "expected HOST:PORT"))?;
+        Ok((
+            self.advertised_host.clone().unwrap_or(host),
+            self.advertised_port.unwrap_or(port),
+        ))
+    }
+
+    pub fn group_settings(&self) -> GroupSettings {
+        GroupSettings {
+            initial_rebalance_delay: Duration::from_millis(self.group_initial_rebalance_delay_ms),
+            min_session_timeout: Duration::from_millis(self.group_min_session_timeout_ms),
+            max_session_timeout: Duration::from_millis(self.group_max_session_timeout_ms),
+        }
+    }
+}
