@@ -105,7 +105,14 @@ EOT
     start_proc "controller-$i"
   done
   port=$(free_port)
-  echo "exec $(bin sluice-coordinator) --listen 127.0.0.1:$port" >"$dir/cmd/coordinator-1"
+  cat >"$dir/config/coordinator-1.yaml" <<EOT
+# See deploy/config/coordinator.yaml for every key.
+coordinator.id: 1
+listeners: 127.0.0.1:$port
+etcd.endpoints: $endpoints
+cluster.name: $cluster
+EOT
+  echo "exec $(bin sluice-coordinator) --config $dir/config/coordinator-1.yaml" >"$dir/cmd/coordinator-1"
   start_proc coordinator-1
   bootstrap=""
   for i in $(seq 1 "$brokers"); do

@@ -390,6 +390,10 @@ impl Admin {
         Ok(out)
     }
 
+    pub(crate) fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
     /// Brokers, coordinators and the active controller.
     pub async fn describe_cluster(&self) -> Result<ClusterDescription> {
         let resp = self

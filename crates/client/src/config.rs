@@ -92,8 +92,26 @@ pub struct ClientConfig {
     pub max_in_flight: usize,
     /// `partitioner`: `default` or `round_robin`.
     pub partitioner: PartitionerKind,
-    /// `group.id`: accepted; consumer groups arrive later.
+    /// `group.id`: the consumer group [`crate::GroupConsumer`] joins.
     pub group_id: Option<String>,
+    /// `group.instance.id`: static membership id (sent, not yet used by the
+    /// coordinator).
+    pub group_instance_id: Option<String>,
+    /// `enable.auto.commit` (true): commit what `poll` returned, every
+    /// `auto.commit.interval.ms` (5000), before a rebalance and on close.
+    pub enable_auto_commit: bool,
+    pub auto_commit_interval: Duration,
+    /// `session.timeout.ms` (45000): the coordinator removes a member that
+    /// sends no heartbeat for this long.
+    pub session_timeout: Duration,
+    /// `heartbeat.interval.ms` (3000).
+    pub heartbeat_interval: Duration,
+    /// `max.poll.interval.ms` (300000): a member that does not call `poll`
+    /// for this long leaves the group so its partitions move on.
+    pub max_poll_interval: Duration,
+    /// `partition.assignment.strategy`: assignors in preference order
+    /// (`range`, `roundrobin`, `sticky`; default `range`).
+    pub partition_assignment_strategy: Vec<String>,
     /// `auto.offset.reset` (default `latest`).
     pub auto_offset_reset: OffsetReset,
     /// `fetch.min.bytes` (1).
@@ -128,6 +146,13 @@ impl Default for ClientConfig {
             max_in_flight: 5,
             partitioner: PartitionerKind::Default,
             group_id: None,
+            group_instance_id: None,
+            enable_auto_commit: true,
+            auto_commit_interval: Duration::from_millis(5000),
+            session_timeout: Duration::from_millis(45_000),
+            heartbeat_interval: Duration::from_millis(3000),
+            max_poll_interval: Duration::from_millis(300_000),
+            partition_assignment_strategy: vec!["range".to_string()],
             auto_offset_reset: OffsetReset::Latest,
             fetch_min_bytes: 1,
             fetch_max_wait: Duration::from_millis(500),
@@ -149,11 +174,6 @@ const IGNORED: &[&str] = &[
     "receive.buffer.bytes",
     "metadata.max.age.ms",
     "max.block.ms",
-    "enable.auto.commit",
-    "auto.commit.interval.ms",
-    "session.timeout.ms",
-    "heartbeat.interval.ms",
-    "max.poll.interval.ms",
     "reconnect.backoff.ms",
     "reconnect.backoff.max.ms",
     "connections.max.idle.ms",
@@ -264,6 +284,40 @@ impl ClientConfig {
                 }
             }
             "group.id" => self.group_id = Some(value.to_string()).filter(|g| !g.is_empty()),
+            "group.instance.id" => {
+                self.group_instance_id = Some(value.to_string()).filter(|g| !g.is_empty())
+            }
+            "enable.auto.commit" => self.enable_auto_commit = boolean(key, value)?,
+            "auto.commit.interval.ms" => self.auto_commit_interval = millis(key, value)?,
+            "session.timeout.ms" => self.session_timeout = millis(key, value)?,
+            "heartbeat.interval.ms" => self.heartbeat_interval = millis(key, value)?,
+            "max.poll.interval.ms" => self.max_poll_interval = millis(key, value)?,
+            "partition.assignment.strategy" => {
+                let mut names = Vec::new();
+                for v in split_list(value) {
+                    // Kafka's class names work too.
+                    let short = match v.rsplit('.').next().unwrap_or(&v) {
+                        "RangeAssignor" => "range",
+                        "RoundRobinAssignor" => "roundrobin",
+                        "StickyAssignor" => "sticky",
+                        other => other,
+                    }
+                    .to_string();
+                    if !["range", "roundrobin", "sticky"].contains(&short.as_str()) {
+                        return Err(ClientError::config(
+                            key,
+                            format!(
+                                "unknown assignor \"{v}\"; expected range, roundrobin or sticky"
+                            ),
+                        ));
+                    }
+                    names.push(short);
+                }
+                if names.is_empty() {
+                    return Err(ClientError::config(key, "name at least one assignor"));
+                }
+                self.partition_assignment_strategy = names;
+            }
             "auto.offset.reset" => {
                 self.auto_offset_reset = match value {
                     "earliest" => OffsetReset::Earliest,

@@ -129,6 +129,11 @@ impl Consumer {
         &self.cluster.config
     }
 
+    /// The metadata and connections this consumer uses.
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
     /// Replaces the assignment. Positions start unset: the first `poll`
     /// applies `auto.offset.reset` unless a `seek` comes first.
     pub fn assign(&mut self, tps: Vec<TopicPartition>) {

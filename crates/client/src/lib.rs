@@ -16,13 +16,18 @@
 //!   broker per drain, raw v2 batches).
 //! - [`consumer`] - [`Consumer`]: assign/seek/poll with long-poll fetches of raw
 //!   v2 batches, decoded off the poll path.
+//! - [`group_consumer`] - [`GroupConsumer`]: `subscribe`/`poll`/`commit` in a
+//!   consumer group (join/sync, heartbeats, assignors from [`assignor`]).
 //! - [`types`] - [`TopicPartition`].
 
 pub mod admin;
+pub mod assignor;
 pub mod cluster;
 pub mod config;
 pub mod consumer;
 pub mod error;
+pub mod group_admin;
+pub mod group_consumer;
 pub mod producer;
 pub mod types;
 
@@ -33,6 +38,8 @@ pub use admin::{
 pub use config::{Acks, ClientConfig, IsolationLevel, OffsetReset, PartitionerKind};
 pub use consumer::{Consumer, ConsumerRecord};
 pub use error::{ClientError, Result};
+pub use group_admin::{GroupDescription, GroupListing, MemberDescription};
+pub use group_consumer::{Committer, GroupConsumer, RebalanceListener};
 pub use producer::{DeliveryFuture, Producer, ProducerRecord, RecordMetadata};
 pub use sluice_types::{ApiError, ErrorCode};
 pub use types::TopicPartition;

@@ -256,6 +256,22 @@ impl Controller {
         }
     }
 
+    /// Owner of each `__consumer_offsets` partition.
+    pub async fn offsets_owners(&self) -> Result<BTreeMap<i32, OffsetsOwner>, ApiError> {
+        let (kvs, _) = self
+            .store
+            .range(meta::OFFSETS_OWNERS_PREFIX)
+            .await
+            .map_err(meta_err)?;
+        let mut out = BTreeMap::new();
+        for kv in kvs {
+            if let Some(p) = meta::parse_offsets_owner_key(&kv.key) {
+                out.insert(p, meta::decode(&kv.value).map_err(|e| corrupt(&kv.key, e))?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Registered (live) coordinators, sorted by id.
     pub async fn live_coordinators(&self) -> Result<Vec<CoordinatorRegistration>, ApiError> {
         let (kvs, _) = self

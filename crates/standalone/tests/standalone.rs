@@ -417,6 +417,10 @@ fn example_service_configs_parse() {
         sluice_types::config::load_yaml(&root.join("controller.yaml")).unwrap();
     c.validate().unwrap();
     assert_eq!(c.controller_id, 1001);
+    let g: sluice_coordinator::CoordinatorConfig =
+        sluice_types::config::load_yaml(&root.join("coordinator.yaml")).unwrap();
+    g.validate().unwrap();
+    assert_eq!(g.group_initial_rebalance_delay_ms, 3000);
 }
 
 async fn produce_raw(

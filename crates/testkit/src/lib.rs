@@ -28,6 +28,12 @@ use sluice_metastore::testsuite::EtcdServer;
 pub struct ClusterSpec {
     pub brokers: usize,
     pub controllers: usize,
+    /// Group coordinators (`coordinator-1` ...).
+    pub coordinators: usize,
+    /// Coordinators' `group.initial.rebalance.delay.ms`.
+    pub group_initial_rebalance_delay_ms: u64,
+    /// Controllers' `offsets.topic.num.partitions`.
+    pub offsets_topic_num_partitions: i32,
     /// Registration lease TTL of brokers and controllers (ms).
     pub lease_ms: u64,
     /// `replica.lag.time.max.ms` of the brokers.
@@ -43,6 +49,9 @@ impl Default for ClusterSpec {
         Self {
             brokers: 3,
             controllers: 2,
+            coordinators: 0,
+            group_initial_rebalance_delay_ms: 0,
+            offsets_topic_num_partitions: 50,
             lease_ms: 2000,
             replica_lag_time_max_ms: 4000,
             min_insync_replicas: 1,
@@ -108,11 +117,12 @@ impl TestCluster {
                 format!(
                     "controller.id: {}\nlisteners: 127.0.0.1:{port}\nadvertised.host: 127.0.0.1\nadvertised.port: {port}\n\
                      etcd.endpoints: {}\ncluster.name: {cluster_name}\ncontroller.lease.ms: {}\n\
-                     leader.imbalance.check.interval.seconds: {}\n",
+                     leader.imbalance.check.interval.seconds: {}\noffsets.topic.num.partitions: {}\n",
                     1000 + i,
                     etcd.endpoint(),
                     spec.lease_ms,
-                    spec.leader_imbalance_check_interval_seconds
+                    spec.leader_imbalance_check_interval_seconds,
+                    spec.offsets_topic_num_partitions
                 ),
             )?;
             procs.insert(
@@ -159,6 +169,36 @@ impl TestCluster {
                     )],
                     bin: broker_bin.clone(),
                     log: dir.path().join(format!("broker-{i}.log")),
+                    child: None,
+                },
+            );
+        }
+        let coordinator_bin = if spec.coordinators > 0 {
+            Some(binary("sluice-coordinator")?)
+        } else {
+            None
+        };
+        for i in 1..=spec.coordinators {
+            let port = free_port()?;
+            let cfg = dir.path().join(format!("coordinator-{i}.yaml"));
+            std::fs::write(
+                &cfg,
+                format!(
+                    "coordinator.id: {i}\nlisteners: 127.0.0.1:{port}\netcd.endpoints: {}\n\
+                     cluster.name: {cluster_name}\ncoordinator.lease.ms: {}\n\
+                     group.initial.rebalance.delay.ms: {}\n",
+                    etcd.endpoint(),
+                    spec.lease_ms,
+                    spec.group_initial_rebalance_delay_ms,
+                ),
+            )?;
+            procs.insert(
+                format!("coordinator-{i}"),
+                Proc {
+                    args: vec!["--config".into(), cfg.display().to_string()],
+                    env: Vec::new(),
+                    bin: coordinator_bin.clone().expect("set above"),
+                    log: dir.path().join(format!("coordinator-{i}.log")),
                     child: None,
                 },
             );

@@ -1,10 +1,12 @@
-//! `sluice console-consumer`: kafka-console-consumer.sh, without groups yet.
+//! `sluice console-consumer`: kafka-console-consumer.sh. With `--group` it
+//! joins the consumer group (auto-commit on, commits and leaves on exit);
+//! otherwise it reads every partition (or one) without a group.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use sluice_client::{Consumer, ConsumerRecord, ErrorCode, TopicPartition};
+use sluice_client::{Consumer, ConsumerRecord, GroupConsumer, TopicPartition};
 
 use super::common::{Bootstrap, POLL_SLICE, client_config, properties, usage};
 
@@ -41,7 +43,8 @@ pub struct Args {
     /// Consumer properties file.
     #[arg(long = "consumer.config", value_name = "FILE")]
     pub consumer_config: Option<PathBuf>,
-    /// Consumer group (not available yet).
+    /// Join this consumer group: partitions are shared with the group's other
+    /// members and offsets are committed (auto-commit) so a restart resumes.
     #[arg(long)]
     pub group: Option<String>,
 }
@@ -129,13 +132,24 @@ impl Formatter {
     }
 }
 
+/// Where records come from: a group member or a plain (assigned) consumer.
+enum Source {
+    Plain(Consumer),
+    Group(GroupConsumer),
+}
+
+impl Source {
+    async fn poll(&mut self, timeout: Duration) -> sluice_client::Result<Vec<ConsumerRecord>> {
+        match self {
+            Source::Plain(c) => c.poll(timeout).await,
+            Source::Group(c) => c.poll(timeout).await,
+        }
+    }
+}
+
 pub async fn run(a: Args) -> anyhow::Result<()> {
-    if a.group.is_some() {
-        return Err(sluice_client::ClientError::from(sluice_client::ApiError::new(
-            ErrorCode::NotImplemented,
-            "consumer groups arrive in a later release; use --partition, or no --group to read every partition",
-        ))
-        .into());
+    if a.group.is_some() && a.partition.is_some() {
+        return Err(usage("--group and --partition cannot be used together"));
     }
     if a.offset.is_some() && a.partition.is_none() {
         return Err(usage("--offset needs --partition"));
@@ -148,6 +162,20 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     )?;
     if a.from_beginning {
         config.set("auto.offset.reset", "earliest")?;
+    }
+    if let Some(g) = &a.group {
+        config.set("group.id", g)?;
+        let mut consumer = GroupConsumer::new(config)?;
+        consumer.subscribe(&[a.topic.as_str()]);
+        let mut source = Source::Group(consumer);
+        let timeout = a.timeout_ms.map(Duration::from_millis);
+        let mut processed: u64 = 0;
+        let result = consume(&mut source, &formatter, &a, timeout, &mut processed).await;
+        eprintln!("Processed a total of {processed} messages");
+        if let Source::Group(c) = source {
+            c.close().await?;
+        }
+        return result;
     }
     let mut consumer = Consumer::new(config)?;
     match a.partition {
@@ -175,13 +203,14 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
 
     let timeout = a.timeout_ms.map(Duration::from_millis);
     let mut processed: u64 = 0;
-    let result = consume(&mut consumer, &formatter, &a, timeout, &mut processed).await;
+    let mut source = Source::Plain(consumer);
+    let result = consume(&mut source, &formatter, &a, timeout, &mut processed).await;
     eprintln!("Processed a total of {processed} messages");
     result
 }
 
 async fn consume(
-    consumer: &mut Consumer,
+    consumer: &mut Source,
     formatter: &Formatter,
     a: &Args,
     timeout: Option<Duration>,

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod common;
 pub mod console_consumer;
 pub mod console_producer;
+pub mod consumer_groups;
 pub mod consumer_perf_test;
 pub mod producer_perf_test;
 pub mod standalone;
@@ -38,10 +39,9 @@ pub enum Command {
     Cluster(cluster::Args),
     /// Run controller, broker and coordinator in one process (no etcd needed).
     Standalone(standalone::Args),
-    // ---------------------------------------------------------------------
-    // Reserved: `ConsumerGroups(consumer_groups::Args)`
-    // (kafka-consumer-groups.sh) arrives with consumer groups.
-    // ---------------------------------------------------------------------
+    /// List, describe (with lag), reset offsets of and delete consumer
+    /// groups (kafka-consumer-groups.sh).
+    ConsumerGroups(consumer_groups::Args),
 }
 
 /// Runs one subcommand.
@@ -54,5 +54,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::ConsumerPerfTest(a) => consumer_perf_test::run(a).await,
         Command::Cluster(a) => cluster::run(a).await,
         Command::Standalone(a) => standalone::run(a).await,
+        Command::ConsumerGroups(a) => consumer_groups::run(a).await,
     }
 }

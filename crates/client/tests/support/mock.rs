@@ -447,6 +447,13 @@ impl Controller for Mock {
     ) -> Result<Response<AllocateProducerIdsResponse>, Status> {
         Err(Status::unimplemented("mock"))
     }
+
+    async fn ensure_offsets_topic(
+        &self,
+        _: Request<sluice_proto::controller::EnsureOffsetsTopicRequest>,
+    ) -> Result<Response<sluice_proto::controller::EnsureOffsetsTopicResponse>, Status> {
+        Err(Status::unimplemented("mock"))
+    }
 }
 
 /// Starts the mock on 127.0.0.1:`port` (0: any) and returns `host:port`.

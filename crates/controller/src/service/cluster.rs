@@ -10,6 +10,7 @@ pub(super) async fn describe_cluster(
 ) -> Result<pb::DescribeClusterResponse, Status> {
     let brokers = controller.live_brokers().await?;
     let active = controller.active_controller().await?;
+    let owners = controller.offsets_owners().await?;
     Ok(pb::DescribeClusterResponse {
         cluster_id: controller.cluster_id().await?,
         controller_id: active.as_ref().map_or(-1, |c| c.controller_id),
@@ -23,7 +24,20 @@ pub(super) async fn describe_cluster(
                 rack: b.rack,
             })
             .collect(),
-        // Coordinators register with the consumer-group release.
-        coordinators: Vec::new(),
+        coordinators: controller
+            .live_coordinators()
+            .await?
+            .into_iter()
+            .map(|c| pb::CoordinatorInfo {
+                owned_partitions: owners
+                    .iter()
+                    .filter(|(_, o)| o.coordinator_id == c.coordinator_id)
+                    .map(|(p, _)| *p)
+                    .collect(),
+                coordinator_id: c.coordinator_id,
+                host: c.host,
+                port: c.port,
+            })
+            .collect(),
     })
 }

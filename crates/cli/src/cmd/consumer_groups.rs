@@ -1,0 +1,347 @@
+//! `sluice consumer-groups`: kafka-consumer-groups.sh. `--list`, `--describe
+//! --group G` (Kafka's columns), `--reset-offsets` for an inactive group
+//! (dry run unless `--execute`), `--delete --group G`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sluice_client::{Admin, Consumer, GroupDescription, TopicPartition};
+
+use super::common::{Bootstrap, client_config, usage};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub bootstrap: Bootstrap,
+    /// List every group.
+    #[arg(long)]
+    pub list: bool,
+    /// Describe --group: members and offsets with lag.
+    #[arg(long)]
+    pub describe: bool,
+    /// Delete --group (it must have no active members).
+    #[arg(long)]
+    pub delete: bool,
+    /// Reset --group's committed offsets (the group must be inactive).
+    #[arg(long = "reset-offsets")]
+    pub reset_offsets: bool,
+    /// The group.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// With --reset-offsets: `TOPIC` or `TOPIC:P1,P2`.
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// With --reset-offsets: every topic the group has committed offsets for.
+    #[arg(long = "all-topics")]
+    pub all_topics: bool,
+    #[arg(long = "to-earliest")]
+    pub to_earliest: bool,
+    #[arg(long = "to-latest")]
+    pub to_latest: bool,
+    #[arg(long = "to-offset", value_name = "OFFSET")]
+    pub to_offset: Option<i64>,
+    /// Apply the reset (without it, only show the plan).
+    #[arg(long)]
+    pub execute: bool,
+    /// Show the plan only (the default).
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+    /// Client properties `key=value` (repeatable).
+    #[arg(long = "command-property", value_name = "KEY=VALUE")]
+    pub command_property: Vec<String>,
+}
+
+pub async fn run(a: Args) -> anyhow::Result<()> {
+    let actions = [a.list, a.describe, a.delete, a.reset_offsets]
+        .iter()
+        .filter(|x| **x)
+        .count();
+    if actions != 1 {
+        return Err(usage(
+            "consumer-groups needs exactly one action: --list, --describe, --delete or --reset-offsets",
+        ));
+    }
+    let config = client_config(
+        Some(&a.bootstrap.bootstrap_server),
+        &a.command_property,
+        None,
+    )?;
+    let admin = Admin::new(config.clone())?;
+    if a.list {
+        for g in admin.list_consumer_groups().await? {
+            println!("{}", g.group_id);
+        }
+        return Ok(());
+    }
+    let group = a
+        .group
+        .clone()
+        .ok_or_else(|| usage("this action needs --group"))?;
+    if a.delete {
+        admin.delete_consumer_group(&group).await?;
+        println!("Deletion of requested consumer groups ('{group}') was successful.");
+        return Ok(());
+    }
+    let consumer = Consumer::new(config)?;
+    if a.describe {
+        let d = admin.describe_consumer_group(&group).await?;
+        let committed = admin.list_consumer_group_offsets(&group).await?;
+        if d.state == "Dead" && committed.is_empty() {
+            println!("Consumer group '{group}' does not exist.");
+            return Ok(());
+        }
+        if d.members.is_empty() {
+            println!("\nConsumer group '{group}' has no active members.");
+        }
+        let rows = describe_rows(&d, &committed, &consumer).await?;
+        print!("{}", render(&rows));
+        return Ok(());
+    }
+    reset(&admin, &consumer, &group, &a).await
+}
+
+/// One line of `--describe`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub current: Option<i64>,
+    pub log_end: i64,
+    pub consumer_id: String,
+    pub host: String,
+    pub client_id: String,
+}
+
+async fn describe_rows(
+    d: &GroupDescription,
+    committed: &BTreeMap<TopicPartition, i64>,
+    consumer: &Consumer,
+) -> anyhow::Result<Vec<Row>> {
+    let mut owner: BTreeMap<TopicPartition, (&str, &str, &str)> = BTreeMap::new();
+    for m in &d.members {
+        for tp in &m.assignment {
+            owner.insert(tp.clone(), (&m.member_id, &m.host, &m.client_id));
+        }
+    }
+    let tps: BTreeSet<TopicPartition> = owner.keys().chain(committed.keys()).cloned().collect();
+    let tps: Vec<TopicPartition> = tps.into_iter().collect();
+    let ends = if tps.is_empty() {
+        Default::default()
+    } else {
+        consumer.end_offsets(&tps).await?
+    };
+    Ok(tps
+        .into_iter()
+        .map(|tp| {
+            let (id, host, client) = owner.get(&tp).copied().unwrap_or(("-", "-", "-"));
+            Row {
+                group: d.group_id.clone(),
+                current: committed.get(&tp).copied(),
+                log_end: ends.get(&tp).copied().unwrap_or(-1),
+                consumer_id: id.to_string(),
+                host: host.to_string(),
+                client_id: client.to_string(),
+                topic: tp.topic,
+                partition: tp.partition,
+            }
+        })
+        .collect())
+}
+
+/// Kafka's `--describe` table: left-aligned columns padded to their widest
+/// cell; `-` where there is no committed offset (and so no lag).
+pub fn render(rows: &[Row]) -> String {
+    let header = [
+        "GROUP",
+        "TOPIC",
+        "PARTITION",
+        "CURRENT-OFFSET",
+        "LOG-END-OFFSET",
+        "LAG",
+        "CONSUMER-ID",
+        "HOST",
+        "CLIENT-ID",
+    ];
+    let cells: Vec<[String; 9]> = rows
+        .iter()
+        .map(|r| {
+            let lag = r
+                .current
+                .map_or("-".to_string(), |c| (r.log_end - c).max(0).to_string());
+            [
+                r.group.clone(),
+                r.topic.clone(),
+                r.partition.to_string(),
+                r.current.map_or("-".to_string(), |c| c.to_string()),
+                r.log_end.to_string(),
+                lag,
+                r.consumer_id.clone(),
+                r.host.clone(),
+                r.client_id.clone(),
+            ]
+        })
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for c in &cells {
+        for (i, v) in c.iter().enumerate() {
+            widths[i] = widths[i].max(v.len());
+        }
+    }
+    let line = |vals: &[&str]| {
+        let mut s = String::new();
+        for (i, v) in vals.iter().enumerate() {
+            if i + 1 == vals.len() {
+                s.push_str(v);
+            } else {
+                s.push_str(&format!("{:<w$} ", v, w = widths[i]));
+            }
+        }
+        s.push('\n');
+        s
+    };
+    let mut out = String::from("\n");
+    out.push_str(&line(&header));
+    for c in &cells {
+        let refs: Vec<&str> = c.iter().map(String::as_str).collect();
+        out.push_str(&line(&refs));
+    }
+    out
+}
+
+async fn reset(admin: &Admin, consumer: &Consumer, group: &str, a: &Args) -> anyhow::Result<()> {
+    let targets = [a.to_earliest, a.to_latest, a.to_offset.is_some()]
+        .iter()
+        .filter(|x| **x)
+        .count();
+    if targets != 1 {
+        return Err(usage(
+            "--reset-offsets needs exactly one of --to-earliest, --to-latest, --to-offset N",
+        ));
+    }
+    if a.execute && a.dry_run {
+        return Err(usage("--execute and --dry-run cannot be used together"));
+    }
+    let tps: Vec<TopicPartition> = match (&a.topic, a.all_topics) {
+        (Some(t), false) => match t.split_once(':') {
+            Some((topic, parts)) => parts
+                .split(',')
+                .map(|p| {
+                    p.trim()
+                        .parse::<i32>()
+                        .map(|p| TopicPartition::new(topic, p))
+                        .map_err(|_| usage(format!("bad partition \"{p}\" in --topic {t}")))
+                })
+                .collect::<anyhow::Result<_>>()?,
+            None => {
+                let d = admin.describe_topics(std::slice::from_ref(t)).await?;
+                d[0].partitions
+                    .iter()
+                    .map(|p| TopicPartition::new(t.as_str(), p.partition))
+                    .collect()
+            }
+        },
+        (None, true) => admin
+            .list_consumer_group_offsets(group)
+            .await?
+            .into_keys()
+            .collect(),
+        _ => {
+            return Err(usage(
+                "--reset-offsets needs --topic T[:P,...] or --all-topics",
+            ));
+        }
+    };
+    let plan: BTreeMap<TopicPartition, i64> = if let Some(o) = a.to_offset {
+        let start = consumer.beginning_offsets(&tps).await?;
+        let end = consumer.end_offsets(&tps).await?;
+        // Kafka clamps an out-of-range target into the log's range.
+        tps.iter()
+            .map(|tp| {
+                let lo = start.get(tp).copied().unwrap_or(0);
+                let hi = end.get(tp).copied().unwrap_or(0);
+                (tp.clone(), o.clamp(lo, hi.max(lo)))
+            })
+            .collect()
+    } else if a.to_earliest {
+        consumer
+            .beginning_offsets(&tps)
+            .await?
+            .into_iter()
+            .collect()
+    } else {
+        consumer.end_offsets(&tps).await?.into_iter().collect()
+    };
+    if a.execute {
+        admin.alter_consumer_group_offsets(group, &plan).await?;
+    } else {
+        eprintln!(
+            "WARN: No action will be performed as the --execute option is missing. Add --execute to reset offsets."
+        );
+    }
+    println!(
+        "\n{:<20} {:<20} {:<10} NEW-OFFSET",
+        "GROUP", "TOPIC", "PARTITION"
+    );
+    for (tp, o) in &plan {
+        println!("{:<20} {:<20} {:<10} {o}", group, tp.topic, tp.partition);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_table_has_kafkas_columns_and_dashes() {
+        let rows = vec![
+            Row {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 0,
+                current: Some(7),
+                log_end: 10,
+                consumer_id: "c-1".into(),
+                host: "/127.0.0.1".into(),
+                client_id: "c".into(),
+            },
+            Row {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 1,
+                current: None,
+                log_end: 4,
+                consumer_id: "-".into(),
+                host: "-".into(),
+                client_id: "-".into(),
+            },
+        ];
+        let out = render(&rows);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "");
+        let head: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(
+            head,
+            [
+                "GROUP",
+                "TOPIC",
+                "PARTITION",
+                "CURRENT-OFFSET",
+                "LOG-END-OFFSET",
+                "LAG",
+                "CONSUMER-ID",
+                "HOST",
+                "CLIENT-ID"
+            ]
+        );
+        let r0: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(
+            r0,
+            ["g", "t", "0", "7", "10", "3", "c-1", "/127.0.0.1", "c"]
+        );
+        let r1: Vec<&str> = lines[3].split_whitespace().collect();
+        assert_eq!(r1, ["g", "t", "1", "-", "4", "-", "-", "-", "-"]);
+        // Columns line up.
+        assert_eq!(lines[1].find("LAG"), lines[2].find(" 3 ").map(|i| i + 1));
+    }
+}

@@ -1,0 +1,285 @@
+//! Consumer-group administration on [`Admin`]: list, describe, read and
+//! reset committed offsets, delete (what `kafka-consumer-groups.sh` does).
+//!
+//! Listing asks every live coordinator (from DescribeCluster); everything
+//! else goes to the group's coordinator, found through any broker, retrying
+//! coordinator moves and loads until `request.timeout.ms`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use sluice_proto::coordinator::group_coordinator_client::GroupCoordinatorClient;
+use sluice_proto::coordinator::{self as pb, ConsumerProtocolAssignment};
+use sluice_types::{ApiError, ErrorCode};
+use tonic::transport::Channel;
+
+use crate::admin::Admin;
+use crate::error::{ClientError, Result};
+use crate::group_consumer::{coordinator_client, find_coordinator};
+use crate::types::TopicPartition;
+
+/// A group as ListGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    pub group_id: String,
+    pub state: String,
+    pub protocol_type: String,
+}
+
+/// One member of a described group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberDescription {
+    pub member_id: String,
+    pub client_id: String,
+    pub host: String,
+    /// Its partitions (decoded from the consumer protocol assignment).
+    pub assignment: Vec<TopicPartition>,
+}
+
+/// A group as DescribeGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    pub group_id: String,
+    /// Kafka's state names: Empty, Stable, PreparingRebalance, ... Dead.
+    pub state: String,
+    /// The assignor in use.
+    pub protocol: String,
+    pub generation: i32,
+    /// The coordinator serving it (`HOST:PORT`).
+    pub coordinator: String,
+    pub members: Vec<MemberDescription>,
+}
+
+fn retriable(e: &ClientError) -> bool {
+    e.is_retriable()
+        || matches!(
+            e.code(),
+            ErrorCode::NotCoordinator
+                | ErrorCode::CoordinatorNotAvailable
+                | ErrorCode::CoordinatorLoadInProgress
+        )
+}
+
+impl Admin {
+    /// Runs `f` against the group's coordinator, finding it again on
+    /// coordinator moves, until `request.timeout.ms`.
+    async fn with_group_coordinator<T, F, Fut>(&self, group: &str, f: F) -> Result<T>
+    where
+        F: Fn(String, GroupCoordinatorClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let cluster = self.cluster();
+        let deadline = Instant::now() + cluster.config.request_timeout;
+        loop {
+            let attempt = async {
+                let (addr, c) = find_coordinator(cluster, group).await?;
+                f(addr, c).await
+            }
+            .await;
+            match attempt {
+                Err(e) if retriable(&e) && Instant::now() < deadline => {
+                    tokio::time::sleep(cluster.config.retry_backoff.max(Duration::from_millis(50)))
+                        .await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Every group of every live coordinator, sorted by id.
+    pub async fn list_consumer_groups(&self) -> Result<Vec<GroupListing>> {
+        let cluster = self.describe_cluster().await?;
+        let mut out = Vec::new();
+        for c in cluster.coordinators {
+            let addr = format!("{}:{}", c.host, c.port);
+            let resp = coordinator_client(&addr)?
+                .list_groups(pb::ListGroupsRequest::default())
+                .await
+                .map_err(|s| ClientError::from_status(&addr, &s))?
+                .into_inner();
+            if let Some(e) = ApiError::from_proto(resp.error.as_ref()) {
+                return Err(e.into());
+            }
+            out.extend(resp.groups.into_iter().map(|g| GroupListing {
+                group_id: g.group_id,
+                state: g.group_state,
+                protocol_type: g.protocol_type,
+            }));
+        }
+        out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        out.dedup_by(|a, b| a.group_id == b.group_id);
+        Ok(out)
+    }
+
+    /// Describes one group (state Dead when it does not exist).
+    pub async fn describe_consumer_group(&self, group: &str) -> Result<GroupDescription> {
+        self.with_group_coordinator(group, |addr, mut c| async move {
+            let resp = c
+                .describe_groups(pb::DescribeGroupsRequest {
+                    group_ids: vec![group.to_string()],
+                })
+                .await
+                .map_err(|s| ClientError::from_status(&addr, &s))?
+                .into_inner();
+            let g = resp.groups.into_iter().next().ok_or_else(|| {
+                ClientError::Api(ApiError::new(
+                    ErrorCode::UnknownServerError,
+                    "empty DescribeGroups answer",
+                ))
+            })?;
+            if let Some(e) = ApiError::from_proto(g.error.as_ref()) {
+                return Err(e.into());
+            }
+            Ok(GroupDescription {
+                group_id: g.group_id,
+                state: g.group_state,
+                protocol: g.protocol_data,
+                generation: g.generation_id,
+                coordinator: addr,
+                members: g
+                    .members
+                    .into_iter()
+                    .map(|m| MemberDescription {
+                        assignment: ConsumerProtocolAssignment::decode(m.member_assignment)
+                            .map(|a| {
+                                a.assigned
+                                    .into_iter()
+                                    .flat_map(|t| {
+                                        let topic = t.topic;
+                                        t.partitions
+                                            .into_iter()
+                                            .map(move |p| TopicPartition::new(topic.clone(), p))
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                        member_id: m.member_id,
+                        client_id: m.client_id,
+                        host: m.client_host,
+                    })
+                    .collect(),
+            })
+        })
+        .await
+    }
+
+    /// Every offset the group has committed.
+    pub async fn list_consumer_group_offsets(
+        &self,
+        group: &str,
+    ) -> Result<BTreeMap<TopicPartition, i64>> {
+        self.with_group_coordinator(group, |addr, mut c| async move {
+            let resp = c
+                .offset_fetch(pb::OffsetFetchRequest {
+                    group_id: group.to_string(),
+                    topics: Vec::new(),
+                })
+                .await
+                .map_err(|s| ClientError::from_status(&addr, &s))?
+                .into_inner();
+            if let Some(e) = ApiError::from_proto(resp.error.as_ref()) {
+                return Err(e.into());
+            }
+            Ok(resp
+                .topics
+                .into_iter()
+                .flat_map(|t| {
+                    let name = t.name;
+                    t.partitions
+                        .into_iter()
+                        .filter(|p| p.committed_offset >= 0)
+                        .map(move |p| {
+                            (
+                                TopicPartition::new(name.clone(), p.partition),
+                                p.committed_offset,
+                            )
+                        })
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// Sets committed offsets of a group with no active members (Kafka's
+    /// `--reset-offsets --execute`); an active group answers UNKNOWN_MEMBER_ID.
+    pub async fn alter_consumer_group_offsets(
+        &self,
+        group: &str,
+        offsets: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<()> {
+        let mut by_topic: BTreeMap<&str, Vec<pb::OffsetCommitPartition>> = BTreeMap::new();
+        for (tp, o) in offsets {
+            by_topic
+                .entry(&tp.topic)
+                .or_default()
+                .push(pb::OffsetCommitPartition {
+                    partition: tp.partition,
+                    committed_offset: *o,
+                    committed_leader_epoch: -1,
+                    metadata: String::new(),
+                });
+        }
+        let topics: Vec<pb::OffsetCommitTopic> = by_topic
+            .into_iter()
+            .map(|(t, partitions)| pb::OffsetCommitTopic {
+                name: t.to_string(),
+                partitions,
+            })
+            .collect();
+        self.with_group_coordinator(group, |addr, mut c| {
+            let topics = topics.clone();
+            async move {
+                let resp = c
+                    .offset_commit(pb::OffsetCommitRequest {
+                        group_id: group.to_string(),
+                        generation_id: -1,
+                        member_id: String::new(),
+                        group_instance_id: None,
+                        topics,
+                    })
+                    .await
+                    .map_err(|s| ClientError::from_status(&addr, &s))?
+                    .into_inner();
+                match resp
+                    .topics
+                    .iter()
+                    .flat_map(|t| &t.partitions)
+                    .find_map(|p| ApiError::from_proto(p.error.as_ref()))
+                {
+                    Some(e) if e.code == ErrorCode::UnknownMemberId => Err(ApiError::new(
+                        ErrorCode::NonEmptyGroup,
+                        format!("group \"{group}\" has active members; stop them before resetting offsets"),
+                    )
+                    .into()),
+                    Some(e) => Err(e.into()),
+                    None => Ok(()),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Deletes an empty group and its committed offsets.
+    pub async fn delete_consumer_group(&self, group: &str) -> Result<()> {
+        self.with_group_coordinator(group, |addr, mut c| async move {
+            let resp = c
+                .delete_groups(pb::DeleteGroupsRequest {
+                    group_ids: vec![group.to_string()],
+                })
+                .await
+                .map_err(|s| ClientError::from_status(&addr, &s))?
+                .into_inner();
+            match resp
+                .results
+                .first()
+                .and_then(|r| ApiError::from_proto(r.error.as_ref()))
+            {
+                Some(e) => Err(e.into()),
+                None => Ok(()),
+            }
+        })
+        .await
+    }
+}

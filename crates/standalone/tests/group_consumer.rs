@@ -1,0 +1,245 @@
+//! The client's group consumer against a real standalone node: Kafka's
+//! assignments for range and round-robin, every record consumed once across
+//! the members, a graceful leave moving partitions at once, and commits that
+//! let the next member resume where the last one stopped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use sluice_client::{Admin, ClientConfig, GroupConsumer, NewTopic, Producer, ProducerRecord};
+use sluice_standalone::{Standalone, StandaloneOptions};
+use tokio::sync::watch;
+
+async fn start(dir: &Path) -> Standalone {
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let mut o = StandaloneOptions::new(dir, addr);
+    o.coordinator.group_initial_rebalance_delay_ms = 0;
+    o.controller.offsets_topic_num_partitions = 4;
+    Standalone::start(o).await.unwrap()
+}
+
+fn member_config(node: &Standalone, group: &str, strategy: &str, i: usize) -> ClientConfig {
+    ClientConfig::new(&node.addr.to_string())
+        .with("group.id", group)
+        .unwrap()
+        .with("client.id", &format!("member-{i}"))
+        .unwrap()
+        .with("partition.assignment.strategy", strategy)
+        .unwrap()
+        .with("session.timeout.ms", "6000")
+        .unwrap()
+        .with("heartbeat.interval.ms", "200")
+        .unwrap()
+        .with("auto.offset.reset", "earliest")
+        .unwrap()
+        .with("auto.commit.interval.ms", "200")
+        .unwrap()
+}
+
+/// What each running member reports: its partitions and what it consumed.
+#[derive(Default)]
+struct Seen {
+    assignment: HashMap<usize, Vec<i32>>,
+    values: HashMap<usize, Vec<String>>,
+}
+
+struct Member {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn spawn_member(config: ClientConfig, topic: &str, i: usize, seen: Arc<Mutex<Seen>>) -> Member {
+    let (stop, mut stopped) = watch::channel(false);
+    let topic = topic.to_string();
+    let task = tokio::spawn(async move {
+        let mut c = GroupConsumer::new(config).unwrap();
+        c.subscribe(&[topic.as_str()]);
+        while !*stopped.borrow_and_update() {
+            let recs = c.poll(Duration::from_millis(100)).await.unwrap();
+            let mut s = seen.lock();
+            let mut mine: Vec<i32> = c.assignment().iter().map(|tp| tp.partition).collect();
+            mine.sort();
+            s.assignment.insert(i, mine);
+            for r in recs {
+                s.values
+                    .entry(i)
+                    .or_default()
+                    .push(String::from_utf8(r.value.unwrap().to_vec()).unwrap());
+            }
+        }
+        c.close().await.unwrap();
+        seen.lock().assignment.remove(&i);
+    });
+    Member { stop, task }
+}
+
+async fn wait_for(seen: &Arc<Mutex<Seen>>, what: &str, pred: impl Fn(&Seen) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if pred(&seen.lock()) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {:?}",
+            seen.lock().assignment
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn sorted_assignments(s: &Seen) -> Vec<Vec<i32>> {
+    let mut v: Vec<Vec<i32>> = s.assignment.values().cloned().collect();
+    v.sort();
+    v
+}
+
+async fn shares(node: &Standalone, strategy: &str, expect: Vec<Vec<i32>>) {
+    let topic = format!("ten-{strategy}");
+    Admin::new(ClientConfig::new(&node.addr.to_string()))
+        .unwrap()
+        .create_topic(NewTopic::new(&topic, 10, 1))
+        .await
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let members: Vec<Member> = (0..3)
+        .map(|i| {
+            spawn_member(
+                member_config(node, &format!("g-{strategy}"), strategy, i),
+                &topic,
+                i,
+                seen.clone(),
+            )
+        })
+        .collect();
+    wait_for(&seen, "Kafka's shares", |s| sorted_assignments(s) == expect).await;
+    for m in members {
+        m.stop.send_replace(true);
+        m.task.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn range_and_round_robin_share_ten_partitions_as_kafka_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    shares(
+        &node,
+        "range",
+        vec![vec![0, 1, 2, 3], vec![4, 5, 6], vec![7, 8, 9]],
+    )
+    .await;
+    shares(
+        &node,
+        "roundrobin",
+        vec![vec![0, 3, 6, 9], vec![1, 4, 7], vec![2, 5, 8]],
+    )
+    .await;
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_once_leave_rebalances_and_commits_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let bootstrap = node.addr.to_string();
+    Admin::new(ClientConfig::new(&bootstrap))
+        .unwrap()
+        .create_topic(NewTopic::new("work", 6, 1))
+        .await
+        .unwrap();
+    let producer = Producer::new(ClientConfig::new(&bootstrap)).unwrap();
+    let send = |from: usize, to: usize| {
+        let producer = &producer;
+        async move {
+            for i in from..to {
+                producer
+                    .send(ProducerRecord::new("work", format!("v{i}")).with_key(format!("k{i}")))
+                    .await
+                    .unwrap();
+            }
+            producer.flush().await;
+        }
+    };
+    send(0, 300).await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut members: BTreeMap<usize, Member> = (0..2)
+        .map(|i| {
+            (
+                i,
+                spawn_member(
+                    member_config(&node, "work-group", "range", i),
+                    "work",
+                    i,
+                    seen.clone(),
+                ),
+            )
+        })
+        .collect();
+    wait_for(&seen, "two members with three partitions each", |s| {
+        sorted_assignments(s) == vec![vec![0, 1, 2], vec![3, 4, 5]]
+    })
+    .await;
+    wait_for(&seen, "the first 300 records", |s| {
+        s.values.values().map(Vec::len).sum::<usize>() >= 300
+    })
+    .await;
+
+    // A graceful close (LeaveGroup) hands member 1's partitions over at once.
+    let m = members.remove(&1).unwrap();
+    m.stop.send_replace(true);
+    m.task.await.unwrap();
+    wait_for(&seen, "the survivor owning all six", |s| {
+        sorted_assignments(s) == vec![vec![0, 1, 2, 3, 4, 5]]
+    })
+    .await;
+    send(300, 600).await;
+    wait_for(&seen, "all 600 records", |s| {
+        s.values.values().map(Vec::len).sum::<usize>() >= 600
+    })
+    .await;
+    let m = members.remove(&0).unwrap();
+    m.stop.send_replace(true);
+    m.task.await.unwrap();
+
+    // Every record exactly once across members: the leaver committed on close.
+    {
+        let s = seen.lock();
+        let mut all: Vec<&String> = s.values.values().flatten().collect();
+        all.sort();
+        let n = all.len();
+        all.dedup();
+        assert_eq!((all.len(), n), (600, 600), "each record once");
+    }
+
+    // A new member of the group resumes after the committed offsets.
+    send(600, 610).await;
+    let seen2 = Arc::new(Mutex::new(Seen::default()));
+    let m = spawn_member(
+        member_config(&node, "work-group", "range", 9),
+        "work",
+        9,
+        seen2.clone(),
+    );
+    wait_for(&seen2, "the 10 new records", |s| {
+        s.values.values().map(Vec::len).sum::<usize>() >= 10
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    m.stop.send_replace(true);
+    m.task.await.unwrap();
+    {
+        let s = seen2.lock();
+        let mut got: Vec<&String> = s.values.values().flatten().collect();
+        got.sort();
+        let want: Vec<String> = (600..610).map(|i| format!("v{i}")).collect();
+        let mut want: Vec<&String> = want.iter().collect();
+        want.sort();
+        assert_eq!(got, want, "only what was not committed before");
+    }
+    node.shutdown().await.unwrap();
+}
