@@ -9,7 +9,7 @@
 //! - [`coordinator`]: registration, partition ownership, loading, writing,
 //!   timers.
 //! - [`service`]: the gRPC `GroupCoordinator` service.
-//! - [`config`]: [`CoordinatorConfig`].
+//! - [`config`]: the coordinator settings, [`CoordinatorConfig`].
 
 pub mod config;
 pub mod coordinator;
