@@ -1,13 +1,21 @@
 //! `sluice consumer-perf-test`: kafka-consumer-perf-test.sh, with Kafka's
-//! output. Reads every partition of the topic (no groups yet).
+//! output. Without `--group` one consumer reads every partition; with
+//! `--group G` (and `--members N`) the records are shared by N group members
+//! in this process, and `rebalance.time.ms` is the longest time a member
+//! spent joining (from its first poll or revocation to its assignment).
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use hdrhistogram::Histogram;
 
 use super::common::{Bootstrap, client_config, format_time_ms, now_ms, progress_bar};
-use sluice_client::Consumer;
+use sluice_client::{
+    ClientConfig, Committer, Consumer, GroupConsumer, RebalanceListener, TopicPartition,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -37,9 +45,12 @@ pub struct Args {
     /// Leave out the header line.
     #[arg(long = "hide-header")]
     pub hide_header: bool,
-    /// Accepted for compatibility; consumer groups arrive later.
+    /// Consume as members of this consumer group (offsets are committed).
     #[arg(long)]
     pub group: Option<String>,
+    /// With --group: how many members to run in this process.
+    #[arg(long, default_value_t = 1)]
+    pub members: usize,
     /// Consumer property `key=value` (repeatable).
     #[arg(long = "consumer-property", value_name = "KEY=VALUE")]
     pub consumer_property: Vec<String>,
@@ -53,11 +64,18 @@ const MB: f64 = 1024.0 * 1024.0;
 pub const HEADER: &str = "start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec";
 const DETAIL_HEADER: &str = "time, threadId, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec";
 
-/// Kafka's values line.
-pub fn summary_line(start_ms: i64, end_ms: i64, bytes: u64, count: u64) -> String {
+/// Kafka's values line; fetch.* leave out the time spent rebalancing.
+pub fn summary_line(
+    start_ms: i64,
+    end_ms: i64,
+    bytes: u64,
+    count: u64,
+    rebalance_ms: i64,
+) -> String {
     let secs = ((end_ms - start_ms) as f64 / 1000.0).max(1e-3);
     let mb = bytes as f64 / MB;
-    let fetch_ms = end_ms - start_ms;
+    let fetch_ms = (end_ms - start_ms - rebalance_ms).max(1);
+    let fetch_secs = fetch_ms as f64 / 1000.0;
     format!(
         "{}, {}, {:.4}, {:.4}, {}, {:.4}, {}, {}, {:.4}, {:.4}",
         format_time_ms(start_ms),
@@ -66,17 +84,132 @@ pub fn summary_line(start_ms: i64, end_ms: i64, bytes: u64, count: u64) -> Strin
         mb / secs,
         count,
         count as f64 / secs,
-        0,
+        rebalance_ms,
         fetch_ms,
-        mb / secs,
-        count as f64 / secs,
+        mb / fetch_secs,
+        count as f64 / fetch_secs,
     )
 }
 
-pub async fn run(a: Args) -> anyhow::Result<()> {
-    if a.group.is_some() {
-        tracing::warn!("--group is ignored: consumer groups arrive in a later release");
+/// Time spent in rebalances, measured by the listener (Kafka's joinTime).
+struct JoinTimer {
+    started: Option<Instant>,
+    total: Arc<AtomicU64>,
+}
+
+impl RebalanceListener for JoinTimer {
+    fn on_partitions_revoked<'a>(
+        &'a mut self,
+        _committer: &'a mut Committer,
+        _partitions: &'a [TopicPartition],
+    ) -> BoxFuture<'a, ()> {
+        self.started = Some(Instant::now());
+        Box::pin(async {})
     }
+
+    fn on_partitions_assigned<'a>(
+        &'a mut self,
+        _partitions: &'a [TopicPartition],
+    ) -> BoxFuture<'a, ()> {
+        if let Some(t) = self.started.take() {
+            self.total
+                .fetch_add(t.elapsed().as_millis() as u64, Ordering::Relaxed);
+        }
+        Box::pin(async {})
+    }
+}
+
+/// `--group`: `members` group members share the topic until `messages`
+/// records are read in total (or nothing arrives for `timeout`).
+async fn run_group(a: &Args, config: ClientConfig, group: &str) -> anyhow::Result<()> {
+    let mut config = config;
+    config.set("group.id", group)?;
+    let count = Arc::new(AtomicU64::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let last = Arc::new(parking_lot::Mutex::new(Instant::now()));
+    let pb = progress_bar(a.messages, "msgs");
+    let start_ms = now_ms();
+    let mut tasks = Vec::new();
+    let mut join_totals = Vec::new();
+    for i in 0..a.members.max(1) {
+        let mut member = GroupConsumer::new(
+            config
+                .clone()
+                .with("client.id", &format!("perf-consumer-{i}"))?,
+        )?;
+        let total = Arc::new(AtomicU64::new(0));
+        join_totals.push(total.clone());
+        member.subscribe_with(
+            &[a.topic.as_str()],
+            Box::new(JoinTimer {
+                // The first join counts from the start.
+                started: Some(Instant::now()),
+                total,
+            }),
+        );
+        let (count, bytes, last, pb) = (count.clone(), bytes.clone(), last.clone(), pb.clone());
+        let (messages, timeout) = (a.messages, Duration::from_millis(a.timeout));
+        tasks.push(tokio::spawn(async move {
+            while count.load(Ordering::Relaxed) < messages && last.lock().elapsed() < timeout {
+                let records = member.poll(Duration::from_millis(200)).await?;
+                if records.is_empty() {
+                    continue;
+                }
+                *last.lock() = Instant::now();
+                let b: u64 = records
+                    .iter()
+                    .map(|r| {
+                        (r.key.as_ref().map_or(0, |k| k.len())
+                            + r.value.as_ref().map_or(0, |v| v.len()))
+                            as u64
+                    })
+                    .sum();
+                count.fetch_add(records.len() as u64, Ordering::Relaxed);
+                bytes.fetch_add(b, Ordering::Relaxed);
+                if let Some(pb) = &pb {
+                    pb.inc(records.len() as u64);
+                }
+            }
+            member.close().await?;
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let end_ms = now_ms();
+    if let Some(pb) = &pb {
+        pb.finish_and_clear();
+    }
+    let count = count.load(Ordering::Relaxed);
+    if count < a.messages {
+        eprintln!(
+            "WARNING: Exiting before consuming the expected number of messages: timeout ({} ms) exceeded. You can use the --timeout option to increase the timeout.",
+            a.timeout
+        );
+    }
+    let rebalance_ms = join_totals
+        .iter()
+        .map(|t| t.load(Ordering::Relaxed))
+        .max()
+        .unwrap_or(0) as i64;
+    if !a.hide_header {
+        println!("{HEADER}");
+    }
+    println!(
+        "{}",
+        summary_line(
+            start_ms,
+            end_ms,
+            bytes.load(Ordering::Relaxed),
+            count,
+            rebalance_ms
+        )
+    );
+    Ok(())
+}
+
+pub async fn run(a: Args) -> anyhow::Result<()> {
     let mut config = client_config(
         Some(&a.bootstrap.bootstrap_server),
         &a.consumer_property,
@@ -88,6 +221,9 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     )?;
     if let Some(f) = a.fetch_size {
         config.max_partition_fetch_bytes = f;
+    }
+    if let Some(g) = a.group.clone() {
+        return run_group(&a, config, &g).await;
     }
     let mut consumer = Consumer::new(config)?;
     consumer.assign_all(&a.topic).await?;
@@ -169,7 +305,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         if !a.hide_header {
             println!("{HEADER}");
         }
-        println!("{}", summary_line(start_ms, end_ms, bytes, count));
+        println!("{}", summary_line(start_ms, end_ms, bytes, count, 0));
     }
     if !poll_hist.is_empty() {
         let ms = |q: f64| poll_hist.value_at_quantile(q) as f64 / 1000.0;
@@ -190,8 +326,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rebalance_time_is_left_out_of_fetch_rates() {
+        let line = summary_line(0, 2000, 2 * 1024 * 1024, 2048, 1000);
+        let fields: Vec<&str> = line.split(", ").collect();
+        assert_eq!(fields[3], "1.0000", "MB.sec over the whole run");
+        assert_eq!(fields[6], "1000");
+        assert_eq!(fields[7], "1000");
+        assert_eq!(fields[8], "2.0000", "fetch.MB.sec over fetch time only");
+    }
+
+    #[test]
     fn summary_has_ten_fields() {
-        let line = summary_line(0, 2000, 2 * 1024 * 1024, 2048);
+        let line = summary_line(0, 2000, 2 * 1024 * 1024, 2048, 0);
         let fields: Vec<&str> = line.split(", ").collect();
         assert_eq!(fields.len(), HEADER.split(", ").count());
         assert_eq!(fields[2], "2.0000");
