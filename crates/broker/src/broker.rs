@@ -68,6 +68,7 @@ impl Broker {
         broker.tasks.spawn(broker.clone().watch_metadata(rev));
         broker.tasks.spawn(broker.clone().keep_registered(keeper));
         broker.tasks.spawn(broker.clone().periodic_tasks());
+        broker.tasks.spawn(broker.clone().log_cleaner());
         broker
             .tasks
             .spawn(crate::replication::manage_fetchers(broker.clone()));
@@ -213,7 +214,8 @@ impl Broker {
         }
     }
 
-    /// Retention and checkpoints, each on its own interval.
+    /// Retention and checkpoints, each on its own interval (compaction runs
+    /// in [`Self::log_cleaner`]).
     async fn periodic_tasks(self: Arc<Self>) {
         let c = &self.config;
         let mut retention = tokio::time::interval(Duration::from_millis(
@@ -257,6 +259,31 @@ impl Broker {
             let replicas = self.replicas.clone();
             // Awaited, so one job runs at a time and a slow disk cannot pile them up.
             let _ = tokio::task::spawn_blocking(move || job(&replicas)).await;
+        }
+    }
+
+    /// The log cleaner: every `log.cleaner.backoff.ms`, compacts the logs of
+    /// topics whose `cleanup.policy` includes compact. It is the cleaner tick
+    /// of the periodic work, in its own task because a pass reads and
+    /// rewrites whole segments: checkpoints and flushes must not queue
+    /// behind it. Shutdown waits for the current partition, not the pass.
+    async fn log_cleaner(self: Arc<Self>) {
+        let every = Duration::from_millis(self.config.log_cleaner_backoff_ms.max(100));
+        // The first pass after one backoff, not during startup.
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let replicas = self.replicas.clone();
+            let stop = self.shutdown.clone();
+            // Awaited, so passes never overlap.
+            let _ = tokio::task::spawn_blocking(move || {
+                replicas.compact_logs(now_ms(), || stop.is_cancelled())
+            })
+            .await;
         }
     }
 

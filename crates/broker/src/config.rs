@@ -49,6 +49,10 @@ pub struct BrokerConfig {
     /// `log.retention.check.interval.ms`: how often retention runs (5 minutes).
     #[serde(rename = "log.retention.check.interval.ms")]
     pub log_retention_check_interval_ms: u64,
+    /// `log.cleaner.backoff.ms`: how often the log cleaner looks for logs to
+    /// compact (topics with `cleanup.policy` including compact; 15 s).
+    #[serde(rename = "log.cleaner.backoff.ms")]
+    pub log_cleaner_backoff_ms: u64,
     /// `log.index.interval.bytes`: bytes between offset-index entries (4096).
     #[serde(rename = "log.index.interval.bytes")]
     pub log_index_interval_bytes: u32,
@@ -110,6 +114,7 @@ impl Default for BrokerConfig {
             log_retention_ms: log.retention_ms,
             log_retention_bytes: log.retention_bytes,
             log_retention_check_interval_ms: 300_000,
+            log_cleaner_backoff_ms: 15_000,
             log_index_interval_bytes: log.index_interval_bytes,
             log_flush_interval_messages: None,
             log_flush_interval_ms: None,
@@ -155,6 +160,8 @@ impl BrokerConfig {
             max_message_bytes: self.message_max_bytes,
             flush_messages: self.log_flush_interval_messages,
             flush_ms: self.log_flush_interval_ms,
+            // Compaction settings are per topic; Kafka's defaults here.
+            ..LogConfig::default()
         }
     }
 
@@ -231,11 +238,13 @@ mod tests {
     #[test]
     fn yaml_keys_are_kafkas() {
         let c: BrokerConfig = sluice_types::config::parse_yaml(
-            "broker.id: 3\nlog.dirs: /a,/b\nauto.create.topics.enable: true\n",
+            "broker.id: 3\nlog.dirs: /a,/b\nauto.create.topics.enable: true\nlog.cleaner.backoff.ms: 500\n",
             "t",
         )
         .unwrap();
         assert_eq!(c.broker_id, 3);
+        assert_eq!(c.log_cleaner_backoff_ms, 500);
+        assert_eq!(BrokerConfig::default().log_cleaner_backoff_ms, 15_000);
         assert_eq!(c.log_dir_paths().len(), 2);
         assert!(c.auto_create_topics_enable);
         let e =

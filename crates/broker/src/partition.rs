@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use parking_lot::RwLock;
 use sluice_records::batch_headers;
-use sluice_storage::{PartitionLog, StorageError};
+use sluice_storage::{CompactionStats, LogConfig, PartitionLog, StorageError};
 
 use crate::producer_state::ProducerStateManager;
 use sluice_types::{ApiError, ErrorCode};
@@ -615,6 +615,36 @@ impl Partition {
         Ok(n)
     }
 
+    /// One log-cleaner pass (no-op unless `cleanup.policy` includes compact).
+    /// The log lock is held only to plan the pass (read) and to swap the
+    /// cleaned segments in (write); reading and rewriting segments runs
+    /// without it, so produce and fetch continue. Only records below the high
+    /// watermark count: an unreplicated record may be truncated and must not
+    /// remove the value it replaces. Producer state needs no update: the
+    /// cleaner keeps each producer's last batch (see `sluice_storage::cleaner`).
+    pub fn compact(&self, now_ms: i64) -> Result<CompactionStats, ApiError> {
+        let err = |e| storage_err(&self.topic, self.partition, e);
+        let hw = self.offsets().hw;
+        let Some(job) = self
+            .log
+            .read()
+            .prepare_compaction(now_ms, hw)
+            .map_err(err)?
+        else {
+            return Ok(CompactionStats::default());
+        };
+        let cleaned = job.run().map_err(err)?;
+        self.log.write().finish_compaction(cleaned).map_err(err)
+    }
+
+    /// Applies the topic's log settings if they changed (after a restart the
+    /// log was opened with the broker defaults).
+    pub fn set_log_config(&self, config: LogConfig) {
+        if self.log.read().config() != &config {
+            self.log.write().set_config(config);
+        }
+    }
+
     pub fn flush(&self) -> Result<i64, ApiError> {
         let mut log = self.log.write();
         log.flush()
@@ -639,7 +669,6 @@ impl Partition {
 mod tests {
     use bytes::BytesMut;
     use sluice_records::{EncodeOptions, Record, encode_batch};
-    use sluice_storage::LogConfig;
 
     use super::*;
 
@@ -819,6 +848,68 @@ mod tests {
         new.wait_replicated(b.first_offset..=b.last_offset, b.leader_epoch, deadline)
             .await
             .unwrap();
+    }
+
+    #[test]
+    fn compaction_keeps_producer_state_replayable() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = LogConfig {
+            segment_bytes: 400,
+            cleanup_policy: sluice_storage::CleanupPolicy::Compact,
+            ..LogConfig::default()
+        };
+        let keyed = |producer_id: i64, seq: i32, value: &str| {
+            let recs: Vec<Record> = ["a", "b"]
+                .iter()
+                .map(|k| Record {
+                    key: Some(Bytes::copy_from_slice(k.as_bytes())),
+                    value: Some(Bytes::copy_from_slice(value.as_bytes())),
+                    timestamp: 1,
+                    ..Default::default()
+                })
+                .collect();
+            let opts = EncodeOptions {
+                producer_id,
+                producer_epoch: if producer_id < 0 { -1 } else { 0 },
+                base_sequence: seq,
+                ..EncodeOptions::default()
+            };
+            BytesMut::from(&encode_batch(&recs, opts).unwrap()[..])
+        };
+        let open = |cfg: LogConfig| {
+            let log = PartitionLog::open(d.path().join("t-0"), cfg, 0).unwrap();
+            let p = Partition::new("t".into(), 0, 1, log, 0);
+            p.set_role(role(1, 0, &[1])).unwrap();
+            p
+        };
+        let p = open(cfg.clone());
+        // Producer 7 writes a and b twice; a plain producer overwrites them
+        // until the producer's batches sit in closed segments.
+        p.append_as_leader(keyed(7, 0, "1"), 1, 1).unwrap();
+        p.append_as_leader(keyed(7, 2, "2"), 1, 1).unwrap();
+        for _ in 0..8 {
+            p.append_as_leader(keyed(-1, -1, "3"), 1, 1).unwrap();
+        }
+        let stats = p.compact(1_000).unwrap();
+        assert!(stats.records_removed >= 4, "{stats:?}");
+        // Restart without a producer-state snapshot: state comes from the log.
+        p.into_log().close().unwrap();
+        assert!(
+            !d.path()
+                .join("t-0")
+                .join(crate::producer_state::SNAPSHOT_FILE)
+                .exists()
+        );
+        let p = open(cfg);
+        // The last batch's records are gone, but a retry of it is still
+        // recognised, and the next sequence follows it.
+        let retry = p.append_as_leader(keyed(7, 2, "2"), 1, 1).unwrap();
+        assert!(retry.duplicate);
+        assert_eq!(retry.first_offset, 2);
+        let next = p.append_as_leader(keyed(7, 4, "4"), 1, 1).unwrap();
+        assert!(!next.duplicate);
+        let gap = p.append_as_leader(keyed(7, 9, "9"), 1, 1).unwrap_err();
+        assert_eq!(gap.code, ErrorCode::OutOfOrderSequenceNumber);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
-use sluice_storage::{LogConfig, LogManager, StorageError};
+use sluice_storage::{CleanupPolicy, LogConfig, LogManager, StorageError};
 use sluice_types::{ApiError, ErrorCode};
 use tracing::{info, warn};
 
@@ -53,6 +53,25 @@ pub fn topic_log_config(
     }
     if let Some(v) = num("flush.ms") {
         c.flush_ms = Some(v.max(0) as u64);
+    }
+    if let Some(p) = overrides
+        .get("cleanup.policy")
+        .and_then(|v| CleanupPolicy::parse(v))
+    {
+        c.cleanup_policy = p;
+    }
+    if let Some(v) = num("delete.retention.ms") {
+        c.delete_retention_ms = v.max(0);
+    }
+    if let Some(v) = num("min.compaction.lag.ms") {
+        c.min_compaction_lag_ms = v.max(0);
+    }
+    if let Some(v) = overrides
+        .get("min.cleanable.dirty.ratio")
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite())
+    {
+        c.min_cleanable_dirty_ratio = v.clamp(0.0, 1.0);
     }
     c
 }
@@ -163,7 +182,12 @@ impl ReplicaManager {
         for (key, (role, log_config)) in wanted {
             let existing = self.partitions.read().get(&key).cloned();
             let partition = match existing {
-                Some(p) => p,
+                Some(p) => {
+                    // Logs found at startup were opened with the broker
+                    // defaults; topic configs may also change.
+                    p.set_log_config(log_config);
+                    p
+                }
                 None => match self.create_partition(&key, log_config, &role.topic_id) {
                     Ok(p) => p,
                     Err(e) => {
@@ -242,6 +266,26 @@ impl ReplicaManager {
         }
     }
 
+    /// One log-cleaner pass over every partition whose `cleanup.policy`
+    /// includes compact; `stop` is checked between partitions so shutdown
+    /// does not wait for the whole pass.
+    pub fn compact_logs(&self, now_ms: i64, stop: impl Fn() -> bool) {
+        for p in self.all() {
+            if stop() {
+                return;
+            }
+            match p.compact(now_ms) {
+                Ok(s) if s.segments_before > 0 => {
+                    info!(topic = %p.topic, partition = p.partition, segments = s.segments_before, bytes_before = s.bytes_before, bytes_after = s.bytes_after, "compacted log")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(topic = %p.topic, partition = p.partition, error = %e, "log compaction failed")
+                }
+            }
+        }
+    }
+
     /// Writes the high-watermark checkpoint of every log dir.
     pub fn checkpoint_high_watermarks(&self) -> Result<(), ApiError> {
         let parts = self.all();
@@ -283,5 +327,40 @@ impl ReplicaManager {
             warn!(error = %e, "high watermark checkpoint failed");
         }
         info!("logs flushed and checkpointed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn overrides(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn compaction_overrides_reach_the_log_config() {
+        let base = LogConfig::default();
+        assert_eq!(topic_log_config(&base, &BTreeMap::new()), base);
+        let c = topic_log_config(
+            &base,
+            &overrides(&[
+                ("cleanup.policy", "compact"),
+                ("delete.retention.ms", "5000"),
+                ("min.cleanable.dirty.ratio", "0.25"),
+                ("min.compaction.lag.ms", "100"),
+            ]),
+        );
+        assert_eq!(c.cleanup_policy, CleanupPolicy::Compact);
+        assert_eq!(c.delete_retention_ms, 5000);
+        assert_eq!(c.min_cleanable_dirty_ratio, 0.25);
+        assert_eq!(c.min_compaction_lag_ms, 100);
+        let c = topic_log_config(&base, &overrides(&[("cleanup.policy", "delete,compact")]));
+        assert_eq!(c.cleanup_policy, CleanupPolicy::CompactDelete);
     }
 }

@@ -8,6 +8,7 @@ use sluice_types::{ApiError, ErrorCode};
 /// The kind of value a topic config key takes.
 enum Kind {
     Long { min: i64 },
+    Double { min: f64, max: f64 },
     OneOf(&'static [&'static str]),
 }
 
@@ -28,6 +29,10 @@ const KEYS: &[(&str, Kind)] = &[
     ("flush.ms", Kind::Long { min: 0 }),
     ("delete.retention.ms", Kind::Long { min: 0 }),
     ("min.compaction.lag.ms", Kind::Long { min: 0 }),
+    (
+        "min.cleanable.dirty.ratio",
+        Kind::Double { min: 0.0, max: 1.0 },
+    ),
     (
         "message.timestamp.type",
         Kind::OneOf(&["CreateTime", "LogAppendTime"]),
@@ -53,11 +58,16 @@ pub fn validate(configs: &BTreeMap<String, String>) -> Result<(), ApiError> {
         };
         let ok = match kind {
             Kind::Long { min } => value.trim().parse::<i64>().is_ok_and(|v| v >= *min),
+            Kind::Double { min, max } => value
+                .trim()
+                .parse::<f64>()
+                .is_ok_and(|v| (*min..=*max).contains(&v)),
             Kind::OneOf(allowed) => allowed.contains(&value.as_str()),
         };
         if !ok {
             let expected = match kind {
                 Kind::Long { min } => format!("an integer >= {min}"),
+                Kind::Double { min, max } => format!("a number in [{min}, {max}]"),
                 Kind::OneOf(allowed) => format!("one of {}", allowed.join(", ")),
             };
             return Err(ApiError::new(
@@ -86,5 +96,18 @@ mod tests {
         assert!(e.message.contains("retention.msec"));
         assert!(validate(&m("min.insync.replicas", "0")).is_err());
         assert!(validate(&m("cleanup.policy", "sometimes")).is_err());
+        validate(&m("cleanup.policy", "compact,delete")).unwrap();
+        validate(&m("delete.retention.ms", "86400000")).unwrap();
+        assert!(validate(&m("delete.retention.ms", "-1")).is_err());
+        validate(&m("min.compaction.lag.ms", "0")).unwrap();
+        assert!(validate(&m("min.compaction.lag.ms", "soon")).is_err());
+        validate(&m("min.cleanable.dirty.ratio", "0.5")).unwrap();
+        validate(&m("min.cleanable.dirty.ratio", "1")).unwrap();
+        for bad in ["1.5", "-0.1", "half", "NaN"] {
+            assert!(
+                validate(&m("min.cleanable.dirty.ratio", bad)).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -161,3 +161,113 @@ pub fn decode_records(buf: Bytes) -> Result<Vec<Record>, RecordsError> {
         .flat_map(|b| b.records)
         .collect())
 }
+
+/// Rewrites one whole, uncompressed v2 batch keeping only the records for
+/// which `keep` returns true, as Kafka's log cleaner does. Every header field
+/// stays: base offset and last offset delta (so the batch keeps its offset
+/// range and a producer's last sequence survives even when the last record
+/// goes), base timestamp, leader epoch, attributes, producer id and epoch,
+/// base sequence. Each kept record's bytes are copied unchanged, since its
+/// offset and timestamp deltas are relative to those fields; copying rather
+/// than re-encoding also keeps what `kafka-protocol` would lose (duplicate
+/// header keys). Recomputed: record count, length, CRC, and for CreateTime
+/// batches the max timestamp (the largest kept one; unchanged when nothing is
+/// kept, as Kafka's empty batches keep it).
+///
+/// Returns `None` when every record is kept. A batch with no records left is
+/// valid (Kafka keeps such batches for producer state).
+pub fn retain_records(
+    batch: &Bytes,
+    mut keep: impl FnMut(&Record) -> bool,
+) -> Result<Option<Bytes>, RecordsError> {
+    use crate::header::{
+        HEADER_SIZE, LENGTH_POS, LOG_OVERHEAD, MAX_TIMESTAMP_POS, RECORDS_COUNT_POS, recompute_crc,
+    };
+
+    let header = crate::split::validate_batch(batch, 0)?;
+    let corrupt = |reason: String| RecordsError::CorruptMessage {
+        position: 0,
+        reason,
+    };
+    if header.total_size() != batch.len() {
+        return Err(corrupt(format!(
+            "expected exactly one batch of {} bytes, got {} bytes",
+            header.total_size(),
+            batch.len()
+        )));
+    }
+    if header.compression() != Some(Compression::None) {
+        return Err(RecordsError::Decode {
+            base_offset: header.base_offset,
+            reason: "only uncompressed batches can be filtered".into(),
+        });
+    }
+    let records = decode_batches(batch.clone())?
+        .pop()
+        .map(|b| b.records)
+        .unwrap_or_default();
+    if records.len() != header.records_count as usize {
+        return Err(corrupt(format!(
+            "header counts {} records, decoded {}",
+            header.records_count,
+            records.len()
+        )));
+    }
+    let kept: Vec<bool> = records.iter().map(&mut keep).collect();
+    if kept.iter().all(|k| *k) {
+        return Ok(None);
+    }
+    let mut out = BytesMut::with_capacity(batch.len());
+    out.extend_from_slice(&batch[..HEADER_SIZE]);
+    // Each record is a varint length followed by that many bytes.
+    let mut rest = &batch[HEADER_SIZE..];
+    let mut count = 0i32;
+    let mut max_timestamp = None;
+    for (record, keep) in records.iter().zip(kept) {
+        let start = rest;
+        let len = read_varint(&mut rest)
+            .ok_or_else(|| corrupt("bad record length varint".to_string()))?;
+        let total = (start.len() - rest.len()) + len.max(0) as usize;
+        if len < 0 || total > start.len() {
+            return Err(corrupt(format!("record length {len} runs past the batch")));
+        }
+        if keep {
+            out.extend_from_slice(&start[..total]);
+            count += 1;
+            max_timestamp = max_timestamp.max(Some(record.timestamp));
+        }
+        rest = &start[total..];
+    }
+    if !rest.is_empty() {
+        return Err(corrupt(format!(
+            "{} bytes after the last record",
+            rest.len()
+        )));
+    }
+    let length = (out.len() - LOG_OVERHEAD) as i32;
+    out[LENGTH_POS..LENGTH_POS + 4].copy_from_slice(&length.to_be_bytes());
+    out[RECORDS_COUNT_POS..RECORDS_COUNT_POS + 4].copy_from_slice(&count.to_be_bytes());
+    if header.timestamp_type() == TimestampType::Creation
+        && let Some(ts) = max_timestamp
+    {
+        out[MAX_TIMESTAMP_POS..MAX_TIMESTAMP_POS + 8].copy_from_slice(&ts.to_be_bytes());
+    }
+    recompute_crc(&mut out);
+    Ok(Some(out.freeze()))
+}
+
+/// Reads a zigzag varint (the record length prefix). `kafka-protocol` keeps
+/// its varint decoder crate-private, and only this framing is needed here: the
+/// record bodies themselves are decoded by `kafka-protocol`.
+fn read_varint(buf: &mut &[u8]) -> Option<i32> {
+    let mut raw = 0u32;
+    for i in 0..5 {
+        let (&b, rest) = buf.split_first()?;
+        *buf = rest;
+        raw |= u32::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some(((raw >> 1) as i32) ^ -((raw & 1) as i32));
+        }
+    }
+    None
+}

@@ -29,11 +29,11 @@ pub(crate) const CRC_POS: usize = 17;
 pub(crate) const ATTRIBUTES_POS: usize = 21;
 const LAST_OFFSET_DELTA_POS: usize = 23;
 const BASE_TIMESTAMP_POS: usize = 27;
-const MAX_TIMESTAMP_POS: usize = 35;
+pub(crate) const MAX_TIMESTAMP_POS: usize = 35;
 const PRODUCER_ID_POS: usize = 43;
 const PRODUCER_EPOCH_POS: usize = 51;
 const BASE_SEQUENCE_POS: usize = 53;
-const RECORDS_COUNT_POS: usize = 57;
+pub(crate) const RECORDS_COUNT_POS: usize = 57;
 
 const COMPRESSION_MASK: i16 = 0x07;
 const TIMESTAMP_TYPE_BIT: i16 = 1 << 3;

@@ -14,7 +14,8 @@
 //! - [`split`]: walking a buffer batch by batch with full validation
 //!   (length, magic, CRC-32C): [`split_batches`], [`BatchIter`], [`BatchRef`].
 //! - [`codec`]: the crate's own [`Record`] type, [`encode_batch`] and
-//!   [`decode_batches`], built on `kafka_protocol::records`.
+//!   [`decode_batches`], built on `kafka_protocol::records`, and
+//!   [`retain_records`], the log cleaner's in-place filter of one batch.
 
 pub mod codec;
 pub mod error;
@@ -23,6 +24,7 @@ pub mod split;
 
 pub use codec::{
     DecodedBatch, EncodeOptions, Record, decode_batches, decode_records, encode_batch,
+    retain_records,
 };
 pub use error::RecordsError;
 pub use header::{

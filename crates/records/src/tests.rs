@@ -231,3 +231,112 @@ fn batch_headers_reads_whole_batches_and_stops_at_a_partial_one() {
     assert_eq!((headers[1].base_offset, headers[1].records_count), (3, 2));
     assert_eq!(headers.iter().map(|h| h.total_size()).sum::<usize>(), whole);
 }
+
+/// A batch of `rec(0..n)` at offset `base` from producer 7 (epoch 2, first
+/// sequence 40) in leader epoch 5.
+fn producer_batch(n: i64, base: i64) -> Bytes {
+    let recs: Vec<Record> = (0..n).map(rec).collect();
+    encode_batch(
+        &recs,
+        EncodeOptions {
+            base_offset: base,
+            producer_id: 7,
+            producer_epoch: 2,
+            base_sequence: 40,
+            partition_leader_epoch: 5,
+            transactional: false,
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn retain_records_keeps_header_fields_and_offsets() {
+    let b = producer_batch(4, 100);
+    let before = split_batches(&b).unwrap()[0].header;
+    // Drop the first and the last record: the batch keeps its offset range.
+    let out = retain_records(&b, |r| r.offset == 101 || r.offset == 102)
+        .unwrap()
+        .unwrap();
+    let after = split_batches(&out).unwrap()[0].header;
+    assert_eq!(after.records_count, 2);
+    assert_eq!(after.base_offset, 100);
+    assert_eq!(after.last_offset(), 103, "last offset (and sequence) kept");
+    assert_eq!(
+        (
+            after.producer_id,
+            after.producer_epoch,
+            after.base_sequence,
+            after.partition_leader_epoch,
+            after.base_timestamp,
+            after.attributes,
+        ),
+        (
+            before.producer_id,
+            before.producer_epoch,
+            before.base_sequence,
+            before.partition_leader_epoch,
+            before.base_timestamp,
+            before.attributes,
+        )
+    );
+    assert_eq!(after.max_timestamp, 1_002, "largest kept timestamp");
+    assert!(out.len() < b.len());
+    let kept = decode_records(out).unwrap();
+    let want: Vec<Record> = [1, 2]
+        .iter()
+        .map(|i| Record {
+            offset: 100 + i,
+            ..rec(*i)
+        })
+        .collect();
+    assert_eq!(kept, want);
+}
+
+#[test]
+fn retain_records_all_or_nothing() {
+    let b = producer_batch(3, 0);
+    assert_eq!(retain_records(&b, |_| true).unwrap(), None);
+    let empty = retain_records(&b, |_| false).unwrap().unwrap();
+    let h = validate_batch(&empty, 0).unwrap();
+    assert_eq!(h.total_size(), HEADER_SIZE);
+    assert_eq!((h.records_count, h.base_offset, h.last_offset()), (0, 0, 2));
+    assert_eq!((h.producer_id, h.base_sequence), (7, 40));
+    assert_eq!(
+        h.max_timestamp, 1_002,
+        "an empty batch keeps its max timestamp"
+    );
+    assert!(decode_records(empty.clone()).unwrap().is_empty());
+    // Filtering an empty batch again is a no-op.
+    assert_eq!(retain_records(&empty, |_| false).unwrap(), None);
+    // Two batches, or a damaged one, are refused.
+    let mut two = BytesMut::from(&b[..]);
+    two.extend_from_slice(&b);
+    assert!(retain_records(&two.freeze(), |_| true).is_err());
+    let mut bad = BytesMut::from(&b[..]);
+    let n = bad.len();
+    bad[n - 1] ^= 1;
+    assert!(matches!(
+        retain_records(&bad.freeze(), |_| true),
+        Err(RecordsError::CrcMismatch { .. })
+    ));
+}
+
+proptest! {
+    #[test]
+    fn retain_records_matches_a_filter(
+        recs in proptest::collection::vec(arb_record(), 1..20),
+        mask in proptest::collection::vec(any::<bool>(), 20),
+        base in 0i64..1_000_000,
+    ) {
+        let b = encode_batch(&recs, EncodeOptions { base_offset: base, ..Default::default() }).unwrap();
+        let keep = |r: &Record| mask[(r.offset - base) as usize];
+        let expected: Vec<Record> = decode_records(b.clone()).unwrap().into_iter().filter(keep).collect();
+        let out = retain_records(&b, keep).unwrap().unwrap_or_else(|| b.clone());
+        let h = validate_batch(&out, 0).unwrap();
+        prop_assert_eq!(h.base_offset, base);
+        prop_assert_eq!(h.last_offset(), base + recs.len() as i64 - 1);
+        prop_assert_eq!(h.records_count as usize, expected.len());
+        prop_assert_eq!(decode_records(out).unwrap(), expected);
+    }
+}

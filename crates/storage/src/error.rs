@@ -30,8 +30,8 @@ pub enum StorageError {
     /// A structurally valid batch that the log refuses (INVALID_RECORD).
     #[error("invalid record batch: {reason}")]
     InvalidRecord { reason: String },
-    /// A follower append that does not continue the log.
-    #[error("follower append starts at offset {actual}, expected the log end offset {expected}")]
+    /// A follower append that starts below the log end offset.
+    #[error("follower append starts at offset {actual}, below the log end offset {expected}")]
     OffsetMismatch { expected: i64, actual: i64 },
     #[error("invalid checkpoint file {}: {reason}", path.display())]
     InvalidCheckpoint { path: PathBuf, reason: String },

@@ -18,11 +18,14 @@
 //! - [`checkpoint`]: atomic text checkpoint files (recovery points, high
 //!   watermarks, leader epochs).
 //! - [`log`]: [`PartitionLog`], the public face: leader and follower appends,
-//!   reads, rolling, retention, truncation, flush and crash recovery.
+//!   reads, rolling, retention, compaction, truncation, flush and crash recovery.
+//! - [`cleaner`]: log compaction (`cleanup.policy=compact`): the key map,
+//!   segment rewriting, and the crash-safe `.cleaned`/`.swap` replacement.
 //! - [`manager`]: [`LogManager`], which places partitions on log dirs,
 //!   reopens them at start, and writes broker-level checkpoints.
 
 pub mod checkpoint;
+pub mod cleaner;
 pub mod config;
 pub mod epoch;
 pub mod error;
@@ -31,7 +34,8 @@ pub mod log;
 pub mod manager;
 pub mod segment;
 
-pub use config::LogConfig;
+pub use cleaner::{CleanedSegments, CompactionJob, CompactionStats};
+pub use config::{CleanupPolicy, LogConfig};
 pub use error::StorageError;
 pub use log::{AppendInfo, PartitionLog};
 pub use manager::{LogManager, RecoveredLog, log_dir_name, parse_log_dir_name};

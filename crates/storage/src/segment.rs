@@ -14,6 +14,11 @@ pub(crate) fn segment_file(dir: &Path, base_offset: i64, ext: &str) -> PathBuf {
     dir.join(format!("{base_offset:020}.{ext}"))
 }
 
+/// Suffix of the files of a segment the log cleaner is still writing.
+pub(crate) const CLEANED: &str = ".cleaned";
+/// Suffix of a complete cleaned segment waiting to replace the originals.
+pub(crate) const SWAP: &str = ".swap";
+
 pub(crate) struct LogSegment {
     pub(crate) base_offset: i64,
     log_path: PathBuf,
@@ -35,18 +40,27 @@ pub(crate) struct LogSegment {
 }
 
 impl LogSegment {
+    /// `suffix` follows the extension: "" for a live segment, [`CLEANED`]
+    /// for one the log cleaner is writing.
     fn fresh_indexes(
         dir: &Path,
         base_offset: i64,
+        suffix: &str,
     ) -> Result<(OffsetIndex, TimeIndex), StorageError> {
         Ok((
-            OffsetIndex::create(segment_file(dir, base_offset, "index"), base_offset)?,
-            TimeIndex::create(segment_file(dir, base_offset, "timeindex"), base_offset)?,
+            OffsetIndex::create(
+                segment_file(dir, base_offset, &format!("index{suffix}")),
+                base_offset,
+            )?,
+            TimeIndex::create(
+                segment_file(dir, base_offset, &format!("timeindex{suffix}")),
+                base_offset,
+            )?,
         ))
     }
 
     fn empty(
-        dir: &Path,
+        log_path: PathBuf,
         base_offset: i64,
         index_interval: u32,
         log: File,
@@ -55,7 +69,7 @@ impl LogSegment {
     ) -> LogSegment {
         LogSegment {
             base_offset,
-            log_path: segment_file(dir, base_offset, "log"),
+            log_path,
             log,
             size,
             offset_index,
@@ -76,7 +90,27 @@ impl LogSegment {
         base_offset: i64,
         index_interval: u32,
     ) -> Result<LogSegment, StorageError> {
-        let path = segment_file(dir, base_offset, "log");
+        Self::create_with_suffix(dir, base_offset, index_interval, "")
+    }
+
+    /// Creates the `.log.cleaned` / `.index.cleaned` / `.timeindex.cleaned`
+    /// files the log cleaner writes a replacement segment into. Only `append`
+    /// and `sync` are used on it; the log reopens it under its final names.
+    pub(crate) fn create_cleaned(
+        dir: &Path,
+        base_offset: i64,
+        index_interval: u32,
+    ) -> Result<LogSegment, StorageError> {
+        Self::create_with_suffix(dir, base_offset, index_interval, CLEANED)
+    }
+
+    fn create_with_suffix(
+        dir: &Path,
+        base_offset: i64,
+        index_interval: u32,
+        suffix: &str,
+    ) -> Result<LogSegment, StorageError> {
+        let path = segment_file(dir, base_offset, &format!("log{suffix}"));
         let log = OpenOptions::new()
             .read(true)
             .write(true)
@@ -84,9 +118,9 @@ impl LogSegment {
             .truncate(true)
             .open(&path)
             .map_err(io_err("create segment", &path))?;
-        let indexes = Self::fresh_indexes(dir, base_offset)?;
+        let indexes = Self::fresh_indexes(dir, base_offset, suffix)?;
         Ok(Self::empty(
-            dir,
+            path,
             base_offset,
             index_interval,
             log,
@@ -117,8 +151,8 @@ impl LogSegment {
             }
             tracing::warn!(segment = %path.display(), "index missing or corrupt; rebuilding from the log");
         }
-        let indexes = Self::fresh_indexes(dir, base_offset)?;
-        let mut seg = Self::empty(dir, base_offset, index_interval, log, size, indexes);
+        let indexes = Self::fresh_indexes(dir, base_offset, "")?;
+        let mut seg = Self::empty(path, base_offset, index_interval, log, size, indexes);
         let truncated = seg.recover()?;
         if !recover {
             // Outside the recovery range nothing else will fsync the rebuilt
@@ -159,7 +193,7 @@ impl LogSegment {
             segment_file(dir, base_offset, "log"),
         ))?;
         let mut seg = Self::empty(
-            dir,
+            segment_file(dir, base_offset, "log"),
             base_offset,
             index_interval,
             log,
@@ -483,6 +517,31 @@ impl LogSegment {
         self.time_index.sync()
     }
 
+    /// A second handle on the `.log` file, for the log cleaner to read while
+    /// the log lock is not held (closed segments do not change in place).
+    pub(crate) fn clone_file(&self) -> Result<File, StorageError> {
+        self.log
+            .try_clone()
+            .map_err(io_err("open segment", &self.log_path))
+    }
+
+    pub(crate) fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// The `.log` file's mtime.
+    pub(crate) fn modified(&self) -> Option<std::time::SystemTime> {
+        self.log.metadata().and_then(|m| m.modified()).ok()
+    }
+
+    /// Sets the `.log` file's mtime: a cleaned segment takes its originals'
+    /// so mtime-based retention (batches without timestamps) is not reset.
+    pub(crate) fn set_modified(&self, t: std::time::SystemTime) -> Result<(), StorageError> {
+        self.log
+            .set_modified(t)
+            .map_err(io_err("set segment mtime", &self.log_path))
+    }
+
     /// Largest timestamp for retention: the max batch timestamp, or the
     /// file's mtime when batches carry none.
     pub(crate) fn largest_timestamp(&self) -> i64 {
@@ -498,6 +557,13 @@ impl LogSegment {
     }
 
     pub(crate) fn delete(self) -> Result<(), StorageError> {
+        self.delete_files()
+    }
+
+    /// Removes the files but keeps the open handles: reads through this
+    /// segment keep working (Unix semantics) until it is dropped. The log
+    /// cleaner uses this so a failed swap leaves the in-memory log intact.
+    pub(crate) fn delete_files(&self) -> Result<(), StorageError> {
         for p in [
             self.log_path.as_path(),
             self.offset_index.path(),

@@ -127,6 +127,9 @@ fn read_all(
                     resp.last_stable_offset = offsets.hw;
                     resp.log_start_offset = offsets.log_start;
                     total += data.len();
+                    resp.next_fetch_offset = sluice_records::batch_headers(&data)
+                        .last()
+                        .map_or(req.fetch_offset, |h| h.next_offset());
                     match format {
                         RecordFormat::RecordBatches => resp.record_batches = data,
                         RecordFormat::Records => {
