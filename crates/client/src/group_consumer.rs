@@ -338,6 +338,9 @@ pub struct GroupConsumer {
     last_metadata_check: Instant,
     /// Set when this member is the group leader in the current generation.
     leader: bool,
+    /// The partitions given up at the last rebalance and their generation,
+    /// sent as `owned_partitions` so the sticky assignor can keep them here.
+    previous: (Vec<TopicPartition>, i32),
 }
 
 /// How often the group leader checks subscribed topics for new partitions.
@@ -380,6 +383,7 @@ impl GroupConsumer {
             assigned_counts: None,
             last_metadata_check: Instant::now(),
             leader: false,
+            previous: (Vec::new(), -1),
         })
     }
 
@@ -590,6 +594,7 @@ impl GroupConsumer {
                 };
                 l.on_partitions_revoked(&mut committer, &owned).await;
             }
+            self.previous = (owned, self.shared.membership.lock().generation);
             self.inner.assign(Vec::new());
             self.consumed.clear();
         }
@@ -624,12 +629,20 @@ impl GroupConsumer {
 
     async fn join_and_sync(&mut self) -> Result<Vec<TopicPartition>> {
         let cfg = self.shared.cluster.config.clone();
-        let owned: Vec<PbTopicPartition> = Vec::new();
+        let owned: Vec<PbTopicPartition> = self
+            .previous
+            .0
+            .iter()
+            .map(|tp| PbTopicPartition {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+            })
+            .collect();
         let subscription = ConsumerProtocolSubscription {
             topics: self.subscription.clone(),
             user_data: Bytes::new(),
             owned_partitions: owned,
-            generation_id: self.shared.membership.lock().generation,
+            generation_id: self.previous.1,
             rack_id: None,
         }
         .encode_to_vec();

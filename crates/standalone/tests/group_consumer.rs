@@ -143,6 +143,59 @@ async fn range_and_round_robin_share_ten_partitions_as_kafka_does() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sticky_keeps_survivors_partitions_when_a_member_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    Admin::new(ClientConfig::new(&node.addr.to_string()))
+        .unwrap()
+        .create_topic(NewTopic::new("sticky", 10, 1))
+        .await
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut members: BTreeMap<usize, Member> = (0..3)
+        .map(|i| {
+            (
+                i,
+                spawn_member(
+                    member_config(&node, "sticky-group", "sticky", i),
+                    "sticky",
+                    i,
+                    seen.clone(),
+                ),
+            )
+        })
+        .collect();
+    wait_for(&seen, "a balanced 4/3/3 split", |s| {
+        let mut sizes: Vec<usize> = s.assignment.values().map(Vec::len).collect();
+        sizes.sort();
+        s.assignment.len() == 3 && sizes == [3, 3, 4]
+    })
+    .await;
+    let before: HashMap<usize, Vec<i32>> = seen.lock().assignment.clone();
+    let m = members.remove(&2).unwrap();
+    m.stop.send_replace(true);
+    m.task.await.unwrap();
+    wait_for(&seen, "two members with all ten", |s| {
+        s.assignment.len() == 2 && s.assignment.values().map(Vec::len).sum::<usize>() == 10
+    })
+    .await;
+    let after = seen.lock().assignment.clone();
+    for (id, old) in &before {
+        if let Some(new) = after.get(id) {
+            assert!(
+                old.iter().all(|p| new.contains(p)),
+                "member {id} lost partitions: {old:?} -> {new:?}"
+            );
+        }
+    }
+    for (_, m) in members {
+        m.stop.send_replace(true);
+        m.task.await.unwrap();
+    }
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_record_once_leave_rebalances_and_commits_resume() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path()).await;

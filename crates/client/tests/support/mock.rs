@@ -302,6 +302,9 @@ impl Mock {
                             buf.extend_from_slice(b);
                         }
                         total += buf.len();
+                        let next_fetch_offset = sluice_records::batch_headers(&buf)
+                            .last()
+                            .map_or(p.fetch_offset, |h| h.next_offset());
                         FetchPartitionResponse {
                             partition: p.partition,
                             error: None,
@@ -310,6 +313,7 @@ impl Mock {
                             log_start_offset: 0,
                             records: vec![],
                             record_batches: buf.freeze(),
+                            next_fetch_offset,
                         }
                     })
                     .collect(),
