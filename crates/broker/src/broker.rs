@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use futures::StreamExt;
-use sluice_metastore::{Compare, LeaseKeeper, MetadataStore, Op, Txn};
+use sluice_metastore::{LeaseKeeper, MetadataStore, register_ephemeral};
 use sluice_types::meta::{self, BrokerRegistration};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -110,38 +110,24 @@ impl Broker {
 
     async fn try_register(&self) -> anyhow::Result<Option<LeaseKeeper>> {
         let (host, port) = self.config.advertised()?;
-        let lease = self
-            .store
-            .grant_lease(Duration::from_millis(self.config.lease_ms))
-            .await
-            .context("grant broker lease")?;
-        let keeper = self.store.keep_alive(lease).await?;
-        let reg = BrokerRegistration {
-            broker_id: self.config.broker_id,
-            host,
-            port: port as i32,
-            rack: self.config.rack.clone(),
-            start_time_ms: now_ms(),
-            epoch: lease,
-        };
-        let key = meta::broker_key(self.config.broker_id);
-        let res = self
-            .store
-            .txn(
-                Txn::new()
-                    .when(Compare::absent(key.clone()))
-                    .and_then(Op::Put {
-                        key,
-                        value: meta::encode(&reg),
-                        lease,
-                    }),
-            )
-            .await?;
-        if !res.succeeded {
-            let _ = self.store.revoke_lease(lease).await;
-            return Ok(None);
-        }
-        Ok(Some(keeper))
+        let keeper = register_ephemeral(
+            self.store.as_ref(),
+            meta::broker_key(self.config.broker_id),
+            Duration::from_millis(self.config.lease_ms),
+            |lease| {
+                meta::encode(&BrokerRegistration {
+                    broker_id: self.config.broker_id,
+                    host,
+                    port: port as i32,
+                    rack: self.config.rack.clone(),
+                    start_time_ms: now_ms(),
+                    epoch: lease,
+                })
+            },
+        )
+        .await
+        .context("register the broker")?;
+        Ok(keeper)
     }
 
     /// Re-registers after the lease is lost (for example after a long pause).

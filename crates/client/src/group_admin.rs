@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use prost::Message;
 use sluice_proto::coordinator::group_coordinator_client::GroupCoordinatorClient;
@@ -17,7 +17,7 @@ use tonic::transport::Channel;
 
 use crate::admin::Admin;
 use crate::error::{ClientError, Result};
-use crate::group_consumer::{coordinator_client, find_coordinator};
+use crate::group_consumer::{backoff, commit_topics, coordinator_client, find_coordinator};
 use crate::types::TopicPartition;
 
 /// A group as ListGroups reports it.
@@ -80,8 +80,7 @@ impl Admin {
             .await;
             match attempt {
                 Err(e) if retriable(&e) && Instant::now() < deadline => {
-                    tokio::time::sleep(cluster.config.retry_backoff.max(Duration::from_millis(50)))
-                        .await;
+                    backoff(cluster).await;
                 }
                 other => return other,
             }
@@ -209,25 +208,7 @@ impl Admin {
         group: &str,
         offsets: &BTreeMap<TopicPartition, i64>,
     ) -> Result<()> {
-        let mut by_topic: BTreeMap<&str, Vec<pb::OffsetCommitPartition>> = BTreeMap::new();
-        for (tp, o) in offsets {
-            by_topic
-                .entry(&tp.topic)
-                .or_default()
-                .push(pb::OffsetCommitPartition {
-                    partition: tp.partition,
-                    committed_offset: *o,
-                    committed_leader_epoch: -1,
-                    metadata: String::new(),
-                });
-        }
-        let topics: Vec<pb::OffsetCommitTopic> = by_topic
-            .into_iter()
-            .map(|(t, partitions)| pb::OffsetCommitTopic {
-                name: t.to_string(),
-                partitions,
-            })
-            .collect();
+        let topics = commit_topics(offsets);
         self.with_group_coordinator(group, |addr, mut c| {
             let topics = topics.clone();
             async move {

@@ -82,6 +82,11 @@ fn api(code: ErrorCode, msg: impl Into<String>) -> ClientError {
     ClientError::Api(ApiError::new(code, msg))
 }
 
+/// The pause between retries: `retry.backoff.ms`, at least 50 ms.
+pub(crate) async fn backoff(cluster: &Cluster) {
+    tokio::time::sleep(cluster.config.retry_backoff.max(Duration::from_millis(50))).await;
+}
+
 /// Errors that mean "find the coordinator again".
 fn coordinator_moved(code: ErrorCode) -> bool {
     matches!(
@@ -119,13 +124,7 @@ impl Shared {
                 }
                 Err(e) if e.is_retriable() && Instant::now() < deadline => {
                     debug!(group = %self.group, error = %e, "no coordinator yet; retrying");
-                    tokio::time::sleep(
-                        self.cluster
-                            .config
-                            .retry_backoff
-                            .max(Duration::from_millis(50)),
-                    )
-                    .await;
+                    backoff(&self.cluster).await;
                 }
                 Err(e) => return Err(e),
             }
@@ -241,10 +240,8 @@ impl Committer {
     }
 }
 
-async fn commit(shared: &Shared, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
-    if offsets.is_empty() {
-        return Ok(());
-    }
+/// OffsetCommit's topics for `offsets` (the next offset per partition).
+pub(crate) fn commit_topics(offsets: &BTreeMap<TopicPartition, i64>) -> Vec<pb::OffsetCommitTopic> {
     let mut by_topic: BTreeMap<&str, Vec<pb::OffsetCommitPartition>> = BTreeMap::new();
     for (tp, o) in offsets {
         by_topic
@@ -257,13 +254,20 @@ async fn commit(shared: &Shared, offsets: &BTreeMap<TopicPartition, i64>) -> Res
                 metadata: String::new(),
             });
     }
-    let topics: Vec<pb::OffsetCommitTopic> = by_topic
+    by_topic
         .into_iter()
         .map(|(t, partitions)| pb::OffsetCommitTopic {
             name: t.to_string(),
             partitions,
         })
-        .collect();
+        .collect()
+}
+
+async fn commit(shared: &Shared, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    let topics = commit_topics(offsets);
     let deadline = Instant::now() + shared.cluster.config.request_timeout;
     loop {
         let (member_id, generation) = {
@@ -309,14 +313,7 @@ async fn commit(shared: &Shared, offsets: &BTreeMap<TopicPartition, i64>) -> Res
             Err(e)
                 if e.is_retriable() && !generation_over(e.code()) && Instant::now() < deadline =>
             {
-                tokio::time::sleep(
-                    shared
-                        .cluster
-                        .config
-                        .retry_backoff
-                        .max(Duration::from_millis(50)),
-                )
-                .await;
+                backoff(&shared.cluster).await;
             }
             Err(e) => return Err(e),
         }
@@ -612,14 +609,7 @@ impl GroupConsumer {
                 {
                     debug!(group = %self.shared.group, error = %e, "rejoining");
                     if !generation_over(e.code()) && e.code() != ErrorCode::MemberIdRequired {
-                        tokio::time::sleep(
-                            self.shared
-                                .cluster
-                                .config
-                                .retry_backoff
-                                .max(Duration::from_millis(50)),
-                        )
-                        .await;
+                        backoff(&self.shared.cluster).await;
                     }
                 }
                 Err(e) => return Err(e),
@@ -962,14 +952,7 @@ async fn fetch_committed(
         match attempt {
             Ok(o) => return Ok(o),
             Err(e) if e.is_retriable() && Instant::now() < deadline => {
-                tokio::time::sleep(
-                    shared
-                        .cluster
-                        .config
-                        .retry_backoff
-                        .max(Duration::from_millis(50)),
-                )
-                .await;
+                backoff(&shared.cluster).await;
             }
             Err(e) => return Err(e),
         }

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use parking_lot::Mutex;
 use sluice_client::{ClientConfig, Consumer, Producer, ProducerRecord, TopicPartition};
-use sluice_metastore::{Compare, LeaseKeeper, MetadataStore, Op, Txn};
+use sluice_metastore::{LeaseKeeper, MetadataStore, register_ephemeral};
 use sluice_types::hash::group_offsets_partition;
 use sluice_types::meta::{self, BrokerRegistration, CoordinatorRegistration, OffsetsOwner};
 use sluice_types::names::CONSUMER_OFFSETS_TOPIC;
@@ -147,35 +147,24 @@ impl Coordinator {
             tokio::time::Instant::now() + Duration::from_millis(self.config.lease_ms * 2 + 2000);
         loop {
             let (host, port) = self.config.advertised()?;
-            let lease = self
-                .store
-                .grant_lease(Duration::from_millis(self.config.lease_ms))
-                .await
-                .context("grant coordinator lease")?;
-            let keeper = self.store.keep_alive(lease).await?;
-            let reg = CoordinatorRegistration {
-                coordinator_id: self.config.coordinator_id,
-                host,
-                port: port as i32,
-                start_time_ms: now_ms(),
-            };
-            let key = meta::coordinator_key(self.config.coordinator_id);
-            let res = self
-                .store
-                .txn(
-                    Txn::new()
-                        .when(Compare::absent(key.clone()))
-                        .and_then(Op::Put {
-                            key,
-                            value: meta::encode(&reg),
-                            lease,
-                        }),
-                )
-                .await?;
-            if res.succeeded {
+            let keeper = register_ephemeral(
+                self.store.as_ref(),
+                meta::coordinator_key(self.config.coordinator_id),
+                Duration::from_millis(self.config.lease_ms),
+                |_| {
+                    meta::encode(&CoordinatorRegistration {
+                        coordinator_id: self.config.coordinator_id,
+                        host,
+                        port: port as i32,
+                        start_time_ms: now_ms(),
+                    })
+                },
+            )
+            .await
+            .context("register the coordinator")?;
+            if let Some(keeper) = keeper {
                 return Ok(keeper);
             }
-            let _ = self.store.revoke_lease(lease).await;
             if tokio::time::Instant::now() >= deadline {
                 bail!(
                     "coordinator.id {} is already registered by a live coordinator; pick another id or stop the other one",

@@ -112,3 +112,32 @@ impl Drop for LeaseKeeper {
         self.task.abort();
     }
 }
+
+/// Kafka's ephemeral node: writes `key` bound to a fresh lease of `ttl`, kept
+/// alive, if nobody holds the key. `value` gets the lease id (an incarnation
+/// epoch). Returns `None`, with the lease revoked, when the key is taken.
+pub async fn register_ephemeral(
+    store: &dyn MetadataStore,
+    key: String,
+    ttl: Duration,
+    value: impl FnOnce(LeaseId) -> Vec<u8>,
+) -> Result<Option<LeaseKeeper>, MetaError> {
+    let lease = store.grant_lease(ttl).await?;
+    let keeper = store.keep_alive(lease).await?;
+    let res = store
+        .txn(
+            Txn::new()
+                .when(crate::Compare::absent(key.clone()))
+                .and_then(crate::Op::Put {
+                    key,
+                    value: value(lease),
+                    lease,
+                }),
+        )
+        .await?;
+    if res.succeeded {
+        return Ok(Some(keeper));
+    }
+    let _ = store.revoke_lease(lease).await;
+    Ok(None)
+}
