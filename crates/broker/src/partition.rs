@@ -183,6 +183,11 @@ impl Partition {
     /// epoch's start offset is recorded in the leader-epoch checkpoint.
     pub fn set_role(&self, role: Role) -> Result<(), ApiError> {
         let leading = role.leader == self.broker_id;
+        // Becoming leader: the log lock is held until the new role is in
+        // place, so a late ReplicaFetch answer from the old leader (applied
+        // under the same lock, see `apply_replica_fetch`) either lands before
+        // the new epoch starts or is refused.
+        let mut log_guard = None;
         if leading {
             let mut log = self.log.write();
             if log.latest_epoch().is_none_or(|e| e < role.leader_epoch) {
@@ -194,6 +199,7 @@ impl Partition {
                 log.set_topic_id(&role.topic_id)
                     .map_err(|e| storage_err(&self.topic, self.partition, e))?;
             }
+            log_guard = Some(log);
         }
         let new_term = {
             let old = self.role.read();
@@ -219,6 +225,7 @@ impl Partition {
         }
         let term = (role.leader, role.leader_epoch);
         *self.role.write() = role;
+        drop(log_guard);
         self.term
             .send_if_modified(|t| std::mem::replace(t, term) != term);
         if leading {
@@ -434,6 +441,15 @@ impl Partition {
     /// Follower: appends what the leader sent and takes its high watermark.
     pub fn append_as_follower(&self, batches: Bytes, leader_hw: i64) -> Result<(), ApiError> {
         let mut log = self.log.write();
+        self.append_fetched(&mut log, batches, leader_hw)
+    }
+
+    fn append_fetched(
+        &self,
+        log: &mut PartitionLog,
+        batches: Bytes,
+        leader_hw: i64,
+    ) -> Result<(), ApiError> {
         if !batches.is_empty() {
             let headers: Vec<_> = batch_headers(&batches).collect();
             log.append_as_follower(batches)
@@ -445,7 +461,6 @@ impl Partition {
         }
         let leo = log.log_end_offset();
         let log_start = log.log_start_offset();
-        drop(log);
         self.offsets.send_modify(|o| {
             o.leo = leo;
             o.log_start = log_start;
@@ -457,21 +472,55 @@ impl Partition {
     /// Follower: drops a divergent tail (everything at or above `offset`).
     pub fn truncate_to(&self, offset: i64) -> Result<(), ApiError> {
         let mut log = self.log.write();
+        self.truncate_log(&mut log, offset)
+    }
+
+    fn truncate_log(&self, log: &mut PartitionLog, offset: i64) -> Result<(), ApiError> {
         if offset < log.log_end_offset() {
             tracing::warn!(topic = %self.topic, partition = self.partition, offset, log_end = log.log_end_offset(), "truncating divergent log tail");
             log.truncate_to(offset)
                 .map_err(|e| storage_err(&self.topic, self.partition, e))?;
             // Producer state may describe removed batches: rebuild it from the log.
             let _ = std::fs::remove_file(log.dir().join(crate::producer_state::SNAPSHOT_FILE));
-            *self.producers.lock() = load_producer_state(&log);
+            *self.producers.lock() = load_producer_state(log);
         }
         let leo = log.log_end_offset();
-        drop(log);
         self.offsets.send_modify(|o| {
             o.leo = leo;
             o.hw = o.hw.min(leo);
         });
         Ok(())
+    }
+
+    /// Follower: applies one ReplicaFetch answer that `leader` gave in
+    /// `leader_epoch` (a truncation when it reported divergence, else the
+    /// batches). Returns false, touching nothing, when this replica's role
+    /// has moved on since the request: a late answer from an old leader must
+    /// not land in a new leader's log (its batches would carry the old epoch
+    /// past the new epoch's start and make every follower diverge forever).
+    pub fn apply_replica_fetch(
+        &self,
+        leader: i32,
+        leader_epoch: i32,
+        diverging_end: Option<i64>,
+        batches: Bytes,
+        leader_hw: i64,
+    ) -> Result<bool, ApiError> {
+        let mut log = self.log.write();
+        {
+            let role = self.role.read();
+            if role.leader != leader
+                || role.leader_epoch != leader_epoch
+                || leader == self.broker_id
+            {
+                return Ok(false);
+            }
+        }
+        match diverging_end {
+            Some(end) => self.truncate_log(&mut log, end)?,
+            None => self.append_fetched(&mut log, batches, leader_hw)?,
+        }
+        Ok(true)
     }
 
     /// Follower: where to fetch from and the epoch of the last batch held.
@@ -910,6 +959,41 @@ mod tests {
         assert!(!next.duplicate);
         let gap = p.append_as_leader(keyed(7, 9, "9"), 1, 1).unwrap_err();
         assert_eq!(gap.code, ErrorCode::OutOfOrderSequenceNumber);
+    }
+
+    #[test]
+    fn late_fetch_answer_from_an_old_leader_is_dropped() {
+        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let old = partition(d1.path(), 1);
+        let next = partition(d2.path(), 2);
+        old.set_role(role(1, 1, &[1, 2])).unwrap();
+        next.set_role(role(1, 1, &[1, 2])).unwrap();
+        old.append_as_leader(batch(&["a"]), 1, 1).unwrap();
+        // Broker 2 asks broker 1 (epoch 1) for data...
+        let ReplicaRead::Data { batches, hw, .. } =
+            old.read_for_follower(2, 0, -1, 1, 1 << 20).unwrap()
+        else {
+            panic!("data expected")
+        };
+        // ...becomes leader in epoch 2 before the answer is applied.
+        next.set_role(role(2, 2, &[1, 2])).unwrap();
+        assert!(
+            !next
+                .apply_replica_fetch(1, 1, None, batches.clone(), hw)
+                .unwrap()
+        );
+        assert_eq!(next.offsets().leo, 0, "nothing from the old leader landed");
+        assert_eq!(next.fetch_position().1, 2);
+        // Applied normally while the role still matches.
+        let d3 = tempfile::tempdir().unwrap();
+        let follower = partition(d3.path(), 3);
+        follower.set_role(role(1, 1, &[1, 3])).unwrap();
+        assert!(
+            follower
+                .apply_replica_fetch(1, 1, None, batches, hw)
+                .unwrap()
+        );
+        assert_eq!(follower.offsets().leo, 1);
     }
 
     #[test]

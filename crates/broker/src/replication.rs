@@ -101,7 +101,8 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32) {
             }
         }
         let mut by_topic: HashMap<String, Vec<ReplicaFetchPartition>> = HashMap::new();
-        let mut index: HashMap<(String, i32), Arc<Partition>> = HashMap::new();
+        // Each partition with the leader epoch the request was made in.
+        let mut index: HashMap<(String, i32), (Arc<Partition>, i32)> = HashMap::new();
         for p in &parts {
             let (fetch_offset, last_epoch) = p.fetch_position();
             let role = p.role();
@@ -116,7 +117,10 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32) {
                     log_start_offset: p.offsets().log_start,
                     partition_max_bytes: cfg.replica_fetch_max_bytes as i32,
                 });
-            index.insert((p.topic.clone(), p.partition), p.clone());
+            index.insert(
+                (p.topic.clone(), p.partition),
+                (p.clone(), role.leader_epoch),
+            );
         }
         let req = ReplicaFetchRequest {
             replica_id: cfg.broker_id,
@@ -150,7 +154,7 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32) {
         let mut backoff = false;
         for t in resp.topics {
             for p in t.partitions {
-                let Some(part) = index.get(&(t.name.clone(), p.partition)) else {
+                let Some((part, epoch)) = index.get(&(t.name.clone(), p.partition)) else {
                     continue;
                 };
                 if let Some(e) = ApiError::from_proto(p.error.as_ref()) {
@@ -158,10 +162,16 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32) {
                     backoff = true;
                     continue;
                 }
-                let result = match p.diverging_epoch {
-                    Some(d) => part.truncate_to(d.end_offset),
-                    None => part.append_as_follower(p.record_batches, p.high_watermark),
-                };
+                let result = part.apply_replica_fetch(
+                    leader,
+                    *epoch,
+                    p.diverging_epoch.map(|d| d.end_offset),
+                    p.record_batches,
+                    p.high_watermark,
+                );
+                if let Ok(false) = result {
+                    debug!(topic = %t.name, partition = p.partition, leader, "dropped a replica fetch answer: the partition's leader or epoch changed meanwhile");
+                }
                 if let Err(e) = result {
                     warn!(topic = %t.name, partition = p.partition, error = %e, "cannot apply replicated data");
                     backoff = true;

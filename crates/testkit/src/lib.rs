@@ -294,7 +294,7 @@ impl TestCluster {
         for (name, p) in &self.procs {
             let text = std::fs::read_to_string(&p.log).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
-            let start = lines.len().saturating_sub(15);
+            let start = lines.len().saturating_sub(40);
             out.push_str(&format!("--- {name}\n{}\n", lines[start..].join("\n")));
         }
         out

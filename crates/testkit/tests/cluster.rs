@@ -336,7 +336,12 @@ async fn chaos_loses_duplicates_and_reorders_nothing() {
     eprintln!("{}", report.summary());
     assert!(report.acked > 0, "nothing acknowledged");
     // Retries ride out every failover within delivery.timeout.ms.
-    assert_eq!(report.unacknowledged, 0, "records given up on");
+    assert_eq!(
+        report.unacknowledged,
+        0,
+        "records given up on\n{}",
+        c.logs_tail()
+    );
     assert_eq!(report.failovers, 2, "both broker kills were measured");
     assert!(report.ok(), "{}\n{}", report.summary(), c.logs_tail());
 }
