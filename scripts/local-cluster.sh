@@ -133,7 +133,7 @@ EOT
   fi
   for _ in $(seq 1 150); do
     if out=$("$(bin sluice)" cluster --bootstrap-server "$bootstrap" --describe 2>/dev/null) \
-      && [ "$(grep -c 'Id: ' <<<"$out" || true)" -ge "$brokers" ] && ! grep -q 'Controller: none' <<<"$out"; then
+      && [ "$(grep -c 'Status: alive' <<<"$out" || true)" -ge "$brokers" ] && ! grep -q 'Controller: none' <<<"$out"; then
       echo "Sluice cluster up: $brokers brokers, 2 controllers, 1 coordinator (files in $dir)"
       echo "bootstrap: $bootstrap"
       exit 0

@@ -160,6 +160,17 @@ impl Accumulator {
         }
     }
 
+    /// Whether `tp` has an open batch that a record of `size` bytes would not
+    /// fit in (so appending would start a new batch there).
+    pub fn open_batch_is_full_for(&self, tp: &TopicPartition, size: usize) -> bool {
+        self.queues.get(tp).and_then(|q| q.back()).is_some_and(|b| {
+            b.attempts == 0
+                && b.encoded.is_none()
+                && b.bytes > 0
+                && b.bytes + size > self.batch_size
+        })
+    }
+
     /// Appends a record to the last batch of its partition, or a new one
     /// when that batch has no room (or is a retry). A record larger than
     /// `batch.size` gets a batch of its own.
@@ -344,6 +355,21 @@ mod tests {
         assert_eq!(drained.len(), 1);
         assert_eq!(drained[0].records.len(), 8);
         assert!(drained[0].bytes <= 1000);
+    }
+
+    #[test]
+    fn an_open_batch_without_room_is_reported_before_the_append() {
+        let now = Instant::now();
+        let mut acc = Accumulator::new(1000, Duration::from_millis(5));
+        let size = estimate_record_size(None, Some(&[0; 100]), &[]);
+        assert!(!acc.open_batch_is_full_for(&tp(0), size), "no batch yet");
+        for _ in 0..8 {
+            append(&mut acc, 0, 100, now);
+        }
+        // Eight records leave no room for a ninth, though the batch is not
+        // "full" by batch.size: the sticky partitioner must move on here.
+        assert!(acc.open_batch_is_full_for(&tp(0), size));
+        assert!(!acc.open_batch_is_full_for(&tp(1), size));
     }
 
     #[test]

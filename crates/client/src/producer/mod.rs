@@ -307,12 +307,28 @@ impl Producer {
         } = record;
         let wake = {
             let mut state = self.inner.state.lock();
-            let (partition, sticky) = match partition {
+            let (mut partition, sticky) = match partition {
                 Some(p) => (p, false),
                 None => state
                     .partitioner
                     .partition(&topic, key.as_deref(), num_partitions),
             };
+            // KIP-480: when the sticky partition's batch has no room for this
+            // record, move on before appending (sizes rarely divide
+            // batch.size exactly, so "full" alone would never trigger).
+            if sticky
+                && state
+                    .acc
+                    .open_batch_is_full_for(&TopicPartition::new(topic.as_str(), partition), size)
+            {
+                state
+                    .partitioner
+                    .on_batch_full(&topic, partition, num_partitions);
+                partition = state
+                    .partitioner
+                    .partition(&topic, key.as_deref(), num_partitions)
+                    .0;
+            }
             let tp = TopicPartition::new(topic, partition);
             let rec = Record {
                 key,
