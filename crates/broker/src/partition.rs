@@ -223,11 +223,13 @@ impl Partition {
                 }
             }
         }
+        // The term first: an acks=all waiter must never see a high watermark
+        // reached as follower while the old term still shows.
         let term = (role.leader, role.leader_epoch);
-        *self.role.write() = role;
-        drop(log_guard);
         self.term
             .send_if_modified(|t| std::mem::replace(t, term) != term);
+        *self.role.write() = role;
+        drop(log_guard);
         if leading {
             self.maybe_advance_hw();
         }

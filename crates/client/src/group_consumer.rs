@@ -70,6 +70,9 @@ struct Shared {
     membership: Mutex<Membership>,
     coordinator: Mutex<Option<(String, GroupCoordinatorClient<Channel>)>>,
     last_poll: Mutex<Instant>,
+    /// Set while `poll` is rejoining: a join may wait up to the rebalance
+    /// timeout, which is not the application failing to poll.
+    rejoining: AtomicBool,
     closed: AtomicBool,
 }
 
@@ -80,6 +83,14 @@ pub struct Committer {
 
 fn api(code: ErrorCode, msg: impl Into<String>) -> ClientError {
     ClientError::Api(ApiError::new(code, msg))
+}
+
+/// A request with a deadline: a coordinator that vanished without closing
+/// the connection must not hang the member.
+fn timed<T>(msg: T, timeout: Duration) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.set_timeout(timeout);
+    r
 }
 
 /// The pause between retries: `retry.backoff.ms`, at least 50 ms.
@@ -153,13 +164,19 @@ impl Shared {
         e
     }
 
-    /// Notes a coded error from a coordinator answer.
-    fn note(&self, e: &ApiError) {
+    /// Notes a coded error from a coordinator answer to a request sent as
+    /// `sent` (member id, generation). A generation error only counts while the
+    /// membership is still the one the request used: a late answer must not
+    /// undo a join that completed meanwhile.
+    fn note(&self, e: &ApiError, sent: (&str, i32)) {
         if coordinator_moved(e.code) || e.code == ErrorCode::CoordinatorLoadInProgress {
             self.forget_coordinator();
         }
         if generation_over(e.code) {
             let mut m = self.membership.lock();
+            if m.member_id != sent.0 || m.generation != sent.1 {
+                return;
+            }
             m.rejoin = true;
             if e.code == ErrorCode::UnknownMemberId || e.code == ErrorCode::IllegalGeneration {
                 m.generation = -1;
@@ -180,17 +197,20 @@ impl Shared {
         }
         let mut c = self.coordinator().await?;
         let r = c
-            .heartbeat(pb::HeartbeatRequest {
-                group_id: self.group.clone(),
-                generation_id: generation,
-                member_id,
-                group_instance_id: self.cluster.config.group_instance_id.clone(),
-            })
+            .heartbeat(timed(
+                pb::HeartbeatRequest {
+                    group_id: self.group.clone(),
+                    generation_id: generation,
+                    member_id: member_id.clone(),
+                    group_instance_id: self.cluster.config.group_instance_id.clone(),
+                },
+                self.cluster.config.request_timeout,
+            ))
             .await
             .map_err(|s| self.status(s))?
             .into_inner();
         if let Some(e) = ApiError::from_proto(r.error.as_ref()) {
-            self.note(&e);
+            self.note(&e, (&member_id, generation));
             return Err(e.into());
         }
         Ok(())
@@ -210,14 +230,17 @@ impl Shared {
             return;
         };
         let res = c
-            .leave_group(pb::LeaveGroupRequest {
-                group_id: self.group.clone(),
-                members: vec![pb::MemberIdentity {
-                    member_id: member_id.clone(),
-                    group_instance_id: self.cluster.config.group_instance_id.clone(),
-                    reason: reason.to_string(),
-                }],
-            })
+            .leave_group(timed(
+                pb::LeaveGroupRequest {
+                    group_id: self.group.clone(),
+                    members: vec![pb::MemberIdentity {
+                        member_id: member_id.clone(),
+                        group_instance_id: self.cluster.config.group_instance_id.clone(),
+                        reason: reason.to_string(),
+                    }],
+                },
+                self.cluster.config.request_timeout,
+            ))
             .await;
         match res {
             Ok(_) => info!(group = %self.group, member = %member_id, reason, "left the group"),
@@ -269,30 +292,37 @@ async fn commit(shared: &Shared, offsets: &BTreeMap<TopicPartition, i64>) -> Res
     }
     let topics = commit_topics(offsets);
     let deadline = Instant::now() + shared.cluster.config.request_timeout;
+    // The generation these offsets were consumed in, read once: a retry after
+    // a rebalance must not commit them under the next generation, when the
+    // partitions may belong to another member.
+    let (member_id, generation) = {
+        let m = shared.membership.lock();
+        (m.member_id.clone(), m.generation)
+    };
+    if member_id.is_empty() || generation < 0 {
+        return Err(api(
+            ErrorCode::RebalanceInProgress,
+            format!(
+                "cannot commit for group {}: the member is not in a generation (rejoining)",
+                shared.group
+            ),
+        ));
+    }
     loop {
-        let (member_id, generation) = {
-            let m = shared.membership.lock();
-            (m.member_id.clone(), m.generation)
-        };
-        if member_id.is_empty() || generation < 0 {
-            return Err(api(
-                ErrorCode::RebalanceInProgress,
-                format!(
-                    "cannot commit for group {}: the member is not in a generation (rejoining)",
-                    shared.group
-                ),
-            ));
-        }
+        let member_id = member_id.clone();
         let attempt = async {
             let mut c = shared.coordinator().await?;
             let r = c
-                .offset_commit(pb::OffsetCommitRequest {
-                    group_id: shared.group.clone(),
-                    generation_id: generation,
-                    member_id,
-                    group_instance_id: shared.cluster.config.group_instance_id.clone(),
-                    topics: topics.clone(),
-                })
+                .offset_commit(timed(
+                    pb::OffsetCommitRequest {
+                        group_id: shared.group.clone(),
+                        generation_id: generation,
+                        member_id: member_id.clone(),
+                        group_instance_id: shared.cluster.config.group_instance_id.clone(),
+                        topics: topics.clone(),
+                    },
+                    shared.cluster.config.request_timeout,
+                ))
                 .await
                 .map_err(|s| shared.status(s))?
                 .into_inner();
@@ -302,7 +332,7 @@ async fn commit(shared: &Shared, offsets: &BTreeMap<TopicPartition, i64>) -> Res
                 .flat_map(|t| &t.partitions)
                 .find_map(|p| ApiError::from_proto(p.error.as_ref()));
             if let Some(e) = first {
-                shared.note(&e);
+                shared.note(&e, (&member_id, generation));
                 return Err(ClientError::from(e));
             }
             Ok(())
@@ -367,6 +397,7 @@ impl GroupConsumer {
             }),
             coordinator: Mutex::new(None),
             last_poll: Mutex::new(Instant::now()),
+            rejoining: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         });
         Ok(Self {
@@ -429,9 +460,20 @@ impl GroupConsumer {
         }
         self.ensure_heartbeat();
         self.maybe_check_partitions().await;
-        if self.shared.membership.lock().rejoin {
-            self.rejoin(start + timeout.max(self.shared.cluster.config.request_timeout))
-                .await?;
+        let must_rejoin = {
+            let m = self.shared.membership.lock();
+            // A member id without a generation is out of the group whatever
+            // the flag says.
+            m.rejoin || (!m.member_id.is_empty() && m.generation < 0)
+        };
+        if must_rejoin {
+            self.shared.rejoining.store(true, Ordering::Relaxed);
+            let r = self
+                .rejoin(start + timeout.max(self.shared.cluster.config.request_timeout))
+                .await;
+            self.shared.rejoining.store(false, Ordering::Relaxed);
+            *self.shared.last_poll.lock() = Instant::now();
+            r?;
         }
         self.maybe_auto_commit().await;
         let remaining = timeout.saturating_sub(start.elapsed());
@@ -461,7 +503,7 @@ impl GroupConsumer {
                     return;
                 }
                 let idle = shared.last_poll.lock().elapsed();
-                if idle > cfg.max_poll_interval {
+                if idle > cfg.max_poll_interval && !shared.rejoining.load(Ordering::Relaxed) {
                     // The application stopped polling: let the group move on.
                     let in_group = !shared.membership.lock().member_id.is_empty();
                     if in_group {
@@ -636,27 +678,34 @@ impl GroupConsumer {
             rack_id: None,
         }
         .encode_to_vec();
-        let member_id = self.shared.membership.lock().member_id.clone();
+        let (member_id, sent_generation) = {
+            let m = self.shared.membership.lock();
+            (m.member_id.clone(), m.generation)
+        };
         let mut c = self.shared.coordinator().await?;
         let r = c
-            .join_group(pb::JoinGroupRequest {
-                group_id: self.shared.group.clone(),
-                session_timeout_ms: cfg.session_timeout.as_millis() as i32,
-                rebalance_timeout_ms: cfg.max_poll_interval.as_millis() as i32,
-                member_id,
-                group_instance_id: cfg.group_instance_id.clone(),
-                protocol_type: "consumer".into(),
-                protocols: cfg
-                    .partition_assignment_strategy
-                    .iter()
-                    .map(|name| pb::JoinGroupProtocol {
-                        name: name.clone(),
-                        metadata: Bytes::from(subscription.clone()),
-                    })
-                    .collect(),
-                client_id: cfg.client_id.clone(),
-                reason: String::new(),
-            })
+            .join_group(timed(
+                pb::JoinGroupRequest {
+                    group_id: self.shared.group.clone(),
+                    session_timeout_ms: cfg.session_timeout.as_millis() as i32,
+                    rebalance_timeout_ms: cfg.max_poll_interval.as_millis() as i32,
+                    member_id: member_id.clone(),
+                    group_instance_id: cfg.group_instance_id.clone(),
+                    protocol_type: "consumer".into(),
+                    protocols: cfg
+                        .partition_assignment_strategy
+                        .iter()
+                        .map(|name| pb::JoinGroupProtocol {
+                            name: name.clone(),
+                            metadata: Bytes::from(subscription.clone()),
+                        })
+                        .collect(),
+                    client_id: cfg.client_id.clone(),
+                    reason: String::new(),
+                },
+                // The join may wait for every member, up to the rebalance timeout.
+                cfg.max_poll_interval + Duration::from_secs(5),
+            ))
             .await
             .map_err(|s| self.shared.status(s))?
             .into_inner();
@@ -665,7 +714,7 @@ impl GroupConsumer {
                 self.shared.membership.lock().member_id = r.member_id;
                 return Err(e.into());
             }
-            self.shared.note(&e);
+            self.shared.note(&e, (&member_id, sent_generation));
             return Err(e.into());
         }
         {
@@ -680,20 +729,23 @@ impl GroupConsumer {
             Vec::new()
         };
         let s = c
-            .sync_group(pb::SyncGroupRequest {
-                group_id: self.shared.group.clone(),
-                generation_id: r.generation_id,
-                member_id: r.member_id.clone(),
-                group_instance_id: cfg.group_instance_id.clone(),
-                protocol_type: "consumer".into(),
-                protocol_name: r.protocol_name.clone(),
-                assignments,
-            })
+            .sync_group(timed(
+                pb::SyncGroupRequest {
+                    group_id: self.shared.group.clone(),
+                    generation_id: r.generation_id,
+                    member_id: r.member_id.clone(),
+                    group_instance_id: cfg.group_instance_id.clone(),
+                    protocol_type: "consumer".into(),
+                    protocol_name: r.protocol_name.clone(),
+                    assignments,
+                },
+                cfg.request_timeout,
+            ))
             .await
             .map_err(|s| self.shared.status(s))?
             .into_inner();
         if let Some(e) = ApiError::from_proto(s.error.as_ref()) {
-            self.shared.note(&e);
+            self.shared.note(&e, (&r.member_id, r.generation_id));
             return Err(e.into());
         }
         let a = ConsumerProtocolAssignment::decode(s.assignment).map_err(|e| {
@@ -702,7 +754,13 @@ impl GroupConsumer {
                 format!("undecodable assignment: {e}"),
             )
         })?;
-        self.shared.membership.lock().rejoin = false;
+        {
+            // Settled, unless something ended this very generation meanwhile.
+            let mut m = self.shared.membership.lock();
+            if m.member_id == r.member_id && m.generation == r.generation_id {
+                m.rejoin = false;
+            }
+        }
         let mut tps: Vec<TopicPartition> = a
             .assigned
             .into_iter()
@@ -800,14 +858,26 @@ impl GroupConsumer {
     /// Takes the new partitions, positioned at their committed offsets (or
     /// `auto.offset.reset` where none is committed).
     async fn apply_assignment(&mut self, tps: Vec<TopicPartition>) -> Result<()> {
-        self.inner.assign(tps.clone());
         if !tps.is_empty() {
-            let committed = fetch_committed(&self.shared, &tps).await?;
+            // Positions come from the committed offsets before the partitions
+            // are taken: if they cannot be read, falling back to
+            // auto.offset.reset (and auto-committing that) could skip
+            // records, so give the assignment up and join again instead.
+            let committed = match fetch_committed(&self.shared, &tps).await {
+                Ok(c) => c,
+                Err(e) => {
+                    self.shared.membership.lock().rejoin = true;
+                    return Err(e);
+                }
+            };
+            self.inner.assign(tps.clone());
             for tp in &tps {
                 if let Some(o) = committed.get(tp).filter(|o| **o >= 0) {
                     self.inner.seek(tp, *o)?;
                 }
             }
+        } else {
+            self.inner.assign(Vec::new());
         }
         self.last_auto_commit = Instant::now();
         if let Some(l) = self.listener.as_mut() {
@@ -902,6 +972,9 @@ pub(crate) fn coordinator_client(addr: &str) -> Result<GroupCoordinatorClient<Ch
         })?
         .connect_timeout(Duration::from_secs(3))
         .tcp_nodelay(true)
+        // Notice a coordinator host that vanished without closing the socket.
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5))
         .connect_lazy();
     Ok(GroupCoordinatorClient::new(channel))
 }
@@ -926,15 +999,19 @@ async fn fetch_committed(
         let attempt = async {
             let mut c = shared.coordinator().await?;
             let r = c
-                .offset_fetch(pb::OffsetFetchRequest {
-                    group_id: shared.group.clone(),
-                    topics: topics.clone(),
-                })
+                .offset_fetch(timed(
+                    pb::OffsetFetchRequest {
+                        group_id: shared.group.clone(),
+                        topics: topics.clone(),
+                    },
+                    shared.cluster.config.request_timeout,
+                ))
                 .await
                 .map_err(|s| shared.status(s))?
                 .into_inner();
             if let Some(e) = ApiError::from_proto(r.error.as_ref()) {
-                shared.note(&e);
+                // OffsetFetch carries no generation: only coordinator moves count.
+                shared.note(&e, ("", i32::MIN));
                 return Err(ClientError::from(e));
             }
             let mut out = BTreeMap::new();

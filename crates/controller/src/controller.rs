@@ -192,8 +192,14 @@ impl Controller {
             self.config.leader_imbalance_check_interval_seconds.max(1),
         ));
         imbalance_check.reset(); // the first check one interval from now, as Kafka
+        // Ownership is also reconciled on a timer: a reconcile that failed
+        // (an etcd hiccup) must not leave a dead coordinator's groups
+        // unserved until the next coordinator comes or goes.
+        let mut owners_check = tokio::time::interval(Duration::from_secs(5));
+        owners_check.reset();
         loop {
             tokio::select! {
+                _ = owners_check.tick() => self.reconcile_owners_logged().await,
                 _ = imbalance_check.tick(), if self.config.auto_leader_rebalance_enable => {
                     match self.rebalance_leaders().await {
                         Ok(0) => {}

@@ -396,7 +396,13 @@ impl Coordinator {
                         owner_epoch: epoch,
                     }),
                 )
-                .with_key(RecordKey::Owner { partition: p }.encode())
+                .with_key(
+                    RecordKey::Owner {
+                        partition: p,
+                        epoch,
+                    }
+                    .encode(),
+                )
                 .with_partition(p),
             )
             .await
@@ -597,10 +603,34 @@ impl Coordinator {
                 }
             }
         }
-        // Acknowledged, but only meaningful if we still own the partition.
+        // Acknowledged, but only meaningful if we still own the partition:
+        // first by our own view, then by the store itself, since our watch
+        // may lag a move (a successor ignores our records after its marker).
         let now = self.home(group)?;
         if now.partition != home.partition || now.epoch != home.epoch {
             return Err(not_coordinator(group, "ownership changed during the write"));
+        }
+        let owner = self
+            .store
+            .get(&meta::offsets_owner_key(home.partition))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    ErrorCode::CoordinatorNotAvailable,
+                    format!("cannot confirm ownership in the metadata store: {e}"),
+                )
+            })?
+            .and_then(|kv| meta::decode::<OffsetsOwner>(&kv.value).ok());
+        if owner
+            != Some(OffsetsOwner {
+                coordinator_id: self.config.coordinator_id,
+                epoch: home.epoch,
+            })
+        {
+            return Err(not_coordinator(
+                group,
+                "its __consumer_offsets partition moved",
+            ));
         }
         Ok(())
     }

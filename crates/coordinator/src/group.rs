@@ -509,6 +509,7 @@ impl Group {
         if self.members.is_empty() {
             self.state = GroupState::Empty;
             self.protocol = None;
+            self.protocol_type = None;
             self.leader = None;
             return Effects {
                 persist: Some(self.snapshot()),

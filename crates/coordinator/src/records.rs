@@ -5,8 +5,8 @@
 //! deterministic for the same key, which compaction needs). Keys:
 //! - `{"offset":{"group":G,"topic":T,"partition":P}}` -> [`OffsetValue`]
 //! - `{"group":{"group":G}}` -> [`GroupValue`]
-//! - `{"owner":{"partition":P}}` -> [`OwnerValue`], written by each new owner
-//!   before it loads
+//! - `{"owner":{"partition":P,"epoch":E}}` -> [`OwnerValue`], written by each
+//!   new owner before it loads
 //!
 //! A null value is a tombstone (offsets or group deleted).
 //!
@@ -33,8 +33,11 @@ pub enum RecordKey {
     Group {
         group: String,
     },
+    /// One key per epoch, so compaction keeps every marker: each one still
+    /// fences the deposed owner's later records.
     Owner {
         partition: i32,
+        epoch: i64,
     },
 }
 
@@ -179,7 +182,11 @@ mod tests {
 
     fn owner(epoch: i64) -> (Vec<u8>, Option<Vec<u8>>) {
         (
-            RecordKey::Owner { partition: 0 }.encode(),
+            RecordKey::Owner {
+                partition: 0,
+                epoch,
+            }
+            .encode(),
             Some(encode(&OwnerValue {
                 coordinator_id: 1,
                 owner_epoch: epoch,
