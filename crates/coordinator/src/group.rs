@@ -777,6 +777,12 @@ impl Group {
 
     /// Validates an OffsetCommit's generation and member.
     pub fn check_commit(&self, member_id: &str, generation: i32) -> Result<(), ApiError> {
+        if self.state == GroupState::Dead {
+            return Err(err(
+                ErrorCode::CoordinatorNotAvailable,
+                format!("group {} is being deleted", self.id),
+            ));
+        }
         if generation < 0 && member_id.is_empty() {
             // A "simple" commit by a tool or a manually assigned consumer.
             return if self.members.is_empty() {
@@ -1050,6 +1056,23 @@ mod tests {
         );
         let empty = Group::new("e".into(), settings());
         empty.check_commit("", -1).unwrap();
+    }
+
+    #[test]
+    fn a_group_being_deleted_refuses_joins_and_commits() {
+        let now = Instant::now();
+        let mut g = Group::new("g".into(), settings());
+        g.check_commit("", -1).unwrap();
+        g.state = GroupState::Dead;
+        assert_eq!(
+            g.check_commit("", -1).unwrap_err().code,
+            ErrorCode::CoordinatorNotAvailable
+        );
+        let (mut rx, _) = g.join(req("", &["range"]), now);
+        assert_eq!(
+            rx.try_recv().unwrap().unwrap_err().code,
+            ErrorCode::CoordinatorNotAvailable
+        );
     }
 
     #[test]

@@ -496,7 +496,15 @@ impl GroupCoordinator for CoordinatorService {
                             g.members.len()
                         ),
                     )),
+                    Some(g) if g.state == GroupState::Dead => Err(ApiError::new(
+                        ErrorCode::GroupIdNotFound,
+                        format!("group \"{id}\" is already being deleted"),
+                    )),
                     Some(g) => {
+                        // Dead until the tombstones are written: joins and
+                        // commits in between are refused instead of being
+                        // dropped (or coming back after a failover).
+                        g.state = GroupState::Dead;
                         let mut keys: Vec<(RecordKey, Option<Vec<u8>>)> = g
                             .offsets
                             .keys()
@@ -515,7 +523,16 @@ impl GroupCoordinator for CoordinatorService {
                         Ok((home, keys))
                     }
                 })??;
-                c.write(&id, home, keys).await?;
+                if let Err(e) = c.write(&id, home, keys).await {
+                    let _ = c.with_group(&id, false, |g, _| {
+                        if let Some(g) = g
+                            && g.state == GroupState::Dead
+                        {
+                            g.state = GroupState::Empty;
+                        }
+                    });
+                    return Err(e);
+                }
                 c.forget_group(&id, home);
                 Ok::<_, ApiError>(())
             }
