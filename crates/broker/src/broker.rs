@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use futures::StreamExt;
 use sluice_metastore::{LeaseKeeper, MetadataStore, register_ephemeral};
 use sluice_types::meta::{self, BrokerRegistration};
@@ -88,46 +88,32 @@ impl Broker {
     /// lease expires, so it waits up to twice the lease time; after that the id
     /// belongs to another live broker and starting fails.
     async fn register(&self) -> anyhow::Result<LeaseKeeper> {
-        let deadline =
-            tokio::time::Instant::now() + Duration::from_millis(self.config.lease_ms * 2 + 2000);
-        loop {
-            match self.try_register().await? {
-                Some(keeper) => return Ok(keeper),
-                None if tokio::time::Instant::now() < deadline => {
-                    warn!(
-                        broker_id = self.config.broker_id,
-                        "broker id still registered (a previous run's lease?); waiting for it to expire"
-                    );
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                None => bail!(
-                    "broker.id {} is already registered by a live broker; pick another broker.id or stop the other broker",
-                    self.config.broker_id
-                ),
-            }
-        }
-    }
-
-    async fn try_register(&self) -> anyhow::Result<Option<LeaseKeeper>> {
         let (host, port) = self.config.advertised()?;
+        let lease = Duration::from_millis(self.config.lease_ms);
         let keeper = register_ephemeral(
             self.store.as_ref(),
             meta::broker_key(self.config.broker_id),
-            Duration::from_millis(self.config.lease_ms),
-            |lease| {
+            lease,
+            lease * 2 + Duration::from_secs(2),
+            |epoch| {
                 meta::encode(&BrokerRegistration {
                     broker_id: self.config.broker_id,
-                    host,
+                    host: host.clone(),
                     port: port as i32,
                     rack: self.config.rack.clone(),
                     start_time_ms: now_ms(),
-                    epoch: lease,
+                    epoch,
                 })
             },
         )
         .await
         .context("register the broker")?;
-        Ok(keeper)
+        keeper.with_context(|| {
+            format!(
+                "broker.id {} is already registered by a live broker; pick another broker.id or stop the other broker",
+                self.config.broker_id
+            )
+        })
     }
 
     /// Re-registers after the lease is lost (for example after a long pause).

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use bytes::Bytes;
 use futures::StreamExt;
 use parking_lot::Mutex;
@@ -142,41 +142,33 @@ impl Coordinator {
         self.unload_all("the coordinator is shutting down");
     }
 
+    /// Registers `coordinators/<id>` under a fresh lease, waiting out a
+    /// previous run's registration (see `register_ephemeral`).
     async fn register(&self) -> anyhow::Result<LeaseKeeper> {
-        let deadline =
-            tokio::time::Instant::now() + Duration::from_millis(self.config.lease_ms * 2 + 2000);
-        loop {
-            let (host, port) = self.config.advertised()?;
-            let keeper = register_ephemeral(
-                self.store.as_ref(),
-                meta::coordinator_key(self.config.coordinator_id),
-                Duration::from_millis(self.config.lease_ms),
-                |_| {
-                    meta::encode(&CoordinatorRegistration {
-                        coordinator_id: self.config.coordinator_id,
-                        host,
-                        port: port as i32,
-                        start_time_ms: now_ms(),
-                    })
-                },
+        let (host, port) = self.config.advertised()?;
+        let lease = Duration::from_millis(self.config.lease_ms);
+        let keeper = register_ephemeral(
+            self.store.as_ref(),
+            meta::coordinator_key(self.config.coordinator_id),
+            lease,
+            lease * 2 + Duration::from_secs(2),
+            |_| {
+                meta::encode(&CoordinatorRegistration {
+                    coordinator_id: self.config.coordinator_id,
+                    host: host.clone(),
+                    port: port as i32,
+                    start_time_ms: now_ms(),
+                })
+            },
+        )
+        .await
+        .context("register the coordinator")?;
+        keeper.with_context(|| {
+            format!(
+                "coordinator.id {} is already registered by a live coordinator; pick another id or stop the other one",
+                self.config.coordinator_id
             )
-            .await
-            .context("register the coordinator")?;
-            if let Some(keeper) = keeper {
-                return Ok(keeper);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                bail!(
-                    "coordinator.id {} is already registered by a live coordinator; pick another id or stop the other one",
-                    self.config.coordinator_id
-                );
-            }
-            warn!(
-                coordinator_id = self.config.coordinator_id,
-                "coordinator id still registered (a previous run's lease?); waiting for it to expire"
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        })
     }
 
     /// On a lost lease: drop every group at once (the controller may already

@@ -114,30 +114,41 @@ impl Drop for LeaseKeeper {
 }
 
 /// Kafka's ephemeral node: writes `key` bound to a fresh lease of `ttl`, kept
-/// alive, if nobody holds the key. `value` gets the lease id (an incarnation
-/// epoch). Returns `None`, with the lease revoked, when the key is taken.
+/// alive, once nobody holds the key. `value` gets the lease id (an
+/// incarnation epoch). A process restarted right after a crash finds its
+/// previous registration until that lease expires, so this waits up to `wait`
+/// for the key to free; `None` when it is still held then (another live
+/// process has it).
 pub async fn register_ephemeral(
     store: &dyn MetadataStore,
     key: String,
     ttl: Duration,
-    value: impl FnOnce(LeaseId) -> Vec<u8>,
+    wait: Duration,
+    value: impl Fn(LeaseId) -> Vec<u8>,
 ) -> Result<Option<LeaseKeeper>, MetaError> {
-    let lease = store.grant_lease(ttl).await?;
-    let keeper = store.keep_alive(lease).await?;
-    let res = store
-        .txn(
-            Txn::new()
-                .when(crate::Compare::absent(key.clone()))
-                .and_then(crate::Op::Put {
-                    key,
-                    value: value(lease),
-                    lease,
-                }),
-        )
-        .await?;
-    if res.succeeded {
-        return Ok(Some(keeper));
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let lease = store.grant_lease(ttl).await?;
+        let keeper = store.keep_alive(lease).await?;
+        let res = store
+            .txn(
+                Txn::new()
+                    .when(crate::Compare::absent(key.clone()))
+                    .and_then(crate::Op::Put {
+                        key: key.clone(),
+                        value: value(lease),
+                        lease,
+                    }),
+            )
+            .await?;
+        if res.succeeded {
+            return Ok(Some(keeper));
+        }
+        let _ = store.revoke_lease(lease).await;
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tracing::warn!(%key, "still registered (a previous run's lease?); waiting for it to expire");
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let _ = store.revoke_lease(lease).await;
-    Ok(None)
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use sluice_proto::broker as pb;
 use sluice_proto::controller::EnsureOffsetsTopicRequest;
-use sluice_proto::controller::controller_client::ControllerClient;
 use sluice_types::hash::group_offsets_partition;
 use sluice_types::names::CONSUMER_OFFSETS_TOPIC;
 use sluice_types::{ApiError, ErrorCode};
@@ -110,18 +109,12 @@ fn answer(v: &ClusterView, key: &str) -> pb::Coordinator {
 }
 
 async fn ensure_offsets_topic(svc: &BrokerService) -> Result<(), ApiError> {
-    let controller = svc
-        .broker
-        .metadata
-        .read(|v| v.controller.clone())
-        .ok_or_else(|| ApiError::new(ErrorCode::CoordinatorNotAvailable, "no active controller"))?;
-    let url = format!("http://{}:{}", controller.host, controller.port);
-    let mut client = ControllerClient::connect(url.clone()).await.map_err(|e| {
-        ApiError::new(
+    let mut client = svc
+        .controller(
             ErrorCode::CoordinatorNotAvailable,
-            format!("cannot reach the controller at {url}: {e}"),
+            "create __consumer_offsets",
         )
-    })?;
+        .await?;
     let resp = client
         .ensure_offsets_topic(EnsureOffsetsTopicRequest {
             broker_id: svc.broker.config.broker_id,

@@ -3,7 +3,6 @@
 
 use sluice_proto::broker as pb;
 use sluice_proto::controller::AllocateProducerIdsRequest;
-use sluice_proto::controller::controller_client::ControllerClient;
 use sluice_types::{ApiError, ErrorCode};
 
 use super::BrokerService;
@@ -29,22 +28,10 @@ async fn next_id(svc: &BrokerService) -> Result<i64, ApiError> {
     // concurrent callers must wait for that block rather than fetch their own.
     let mut block = broker.producer_ids.lock().await;
     if block.0 >= block.1 {
-        let controller = broker
-            .metadata
-            .read(|v| v.controller.clone())
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::CoordinatorNotAvailable,
-                    "no active controller to allocate producer ids",
-                )
-            })?;
-        let url = format!("http://{}:{}", controller.host, controller.port);
-        let mut client = ControllerClient::connect(url.clone()).await.map_err(|e| {
-            ApiError::new(
-                ErrorCode::NotController,
-                format!("cannot reach the controller at {url}: {e}"),
-            )
-        })?;
+        // NOT_CONTROLLER when unreachable: the client retries (as before).
+        let mut client = svc
+            .controller(ErrorCode::NotController, "allocate producer ids")
+            .await?;
         let resp = client
             .allocate_producer_ids(AllocateProducerIdsRequest {
                 broker_id: broker.config.broker_id,

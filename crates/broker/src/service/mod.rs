@@ -42,26 +42,33 @@ impl BrokerService {
             .max_encoding_message_size(limit.max(128 << 20))
     }
 
-    /// Asks the active controller to create `topics` with the cluster defaults,
-    /// then waits until this broker's metadata shows them.
-    pub(crate) async fn auto_create_topics(&self, topics: &[String]) -> Result<(), ApiError> {
+    /// A connection to the active controller, for a broker's own requests
+    /// (`why` names them in errors); failures carry `code`.
+    pub(crate) async fn controller(
+        &self,
+        code: ErrorCode,
+        why: &str,
+    ) -> Result<ControllerClient<tonic::transport::Channel>, ApiError> {
         let controller = self
             .broker
             .metadata
             .read(|v| v.controller.clone())
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::NotController,
-                    "no active controller to auto-create topics with",
-                )
-            })?;
+            .ok_or_else(|| ApiError::new(code, format!("no active controller to {why}")))?;
         let url = format!("http://{}:{}", controller.host, controller.port);
-        let mut client = ControllerClient::connect(url.clone()).await.map_err(|e| {
+        ControllerClient::connect(url.clone()).await.map_err(|e| {
             ApiError::new(
-                ErrorCode::NotController,
-                format!("cannot reach the controller at {url}: {e}"),
+                code,
+                format!("cannot reach the controller at {url} to {why}: {e}"),
             )
-        })?;
+        })
+    }
+
+    /// Asks the active controller to create `topics` with the cluster defaults,
+    /// then waits until this broker's metadata shows them.
+    pub(crate) async fn auto_create_topics(&self, topics: &[String]) -> Result<(), ApiError> {
+        let mut client = self
+            .controller(ErrorCode::NotController, "auto-create topics")
+            .await?;
         let resp = client
             .create_topics(CreateTopicsRequest {
                 topics: topics

@@ -307,29 +307,25 @@ impl Producer {
         } = record;
         let wake = {
             let mut state = self.inner.state.lock();
-            let (mut partition, sticky) = match partition {
+            let (partition, sticky) = match partition {
                 Some(p) => (p, false),
                 None => state
                     .partitioner
                     .partition(&topic, key.as_deref(), num_partitions),
             };
+            let mut tp = TopicPartition::new(topic, partition);
             // KIP-480: when the sticky partition's batch has no room for this
             // record, move on before appending (sizes rarely divide
             // batch.size exactly, so "full" alone would never trigger).
-            if sticky
-                && state
-                    .acc
-                    .open_batch_is_full_for(&TopicPartition::new(topic.as_str(), partition), size)
-            {
+            if sticky && state.acc.open_batch_is_full_for(&tp, size) {
                 state
                     .partitioner
-                    .on_batch_full(&topic, partition, num_partitions);
-                partition = state
+                    .on_batch_full(&tp.topic, partition, num_partitions);
+                tp.partition = state
                     .partitioner
-                    .partition(&topic, key.as_deref(), num_partitions)
+                    .partition(&tp.topic, key.as_deref(), num_partitions)
                     .0;
             }
-            let tp = TopicPartition::new(topic, partition);
             let rec = Record {
                 key,
                 value,
@@ -344,7 +340,7 @@ impl Producer {
             if outcome.batch_full && sticky {
                 state
                     .partitioner
-                    .on_batch_full(&tp.topic, partition, num_partitions);
+                    .on_batch_full(&tp.topic, tp.partition, num_partitions);
             }
             outcome.new_batch || outcome.batch_full
         };
