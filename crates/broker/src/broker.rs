@@ -1,6 +1,7 @@
 //! Broker startup, background tasks and clean shutdown.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -31,6 +32,11 @@ pub struct Broker {
     tasks: TaskTracker,
     /// The current producer-id block from the controller: (next, end).
     pub(crate) producer_ids: tokio::sync::Mutex<(i64, i64)>,
+    /// True while the registration lease is held (readiness).
+    registered: AtomicBool,
+    /// Fired by [`Broker::controlled_shutdown`]: give up the registration
+    /// (and so every leadership) while still serving.
+    deregister: CancellationToken,
 }
 
 impl Broker {
@@ -58,8 +64,11 @@ impl Broker {
             shutdown,
             tasks: TaskTracker::new(),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
+            registered: AtomicBool::new(false),
+            deregister: CancellationToken::new(),
         });
         let keeper = broker.register().await?;
+        broker.registered.store(true, Ordering::Release);
         let rev = broker
             .metadata
             .load(broker.store.as_ref(), |v| broker.replicas.reconcile(v))
@@ -81,6 +90,51 @@ impl Broker {
 
     pub fn service(self: &Arc<Self>) -> BrokerService {
         BrokerService::new(self.clone())
+    }
+
+    /// Ready to serve (the health service's SERVING): registered under a live
+    /// lease, with metadata loaded (which [`Broker::start`] did).
+    pub fn is_ready(&self) -> bool {
+        self.registered.load(Ordering::Acquire) && !self.deregister.is_cancelled()
+    }
+
+    /// Kafka's controlled shutdown: gives up the registration while still
+    /// serving, so the controller moves leadership of every partition this
+    /// broker leads to another in-sync replica (and drops it from the ISRs);
+    /// then waits, up to `controlled.shutdown.timeout.ms`, until it leads
+    /// nothing. Clients meanwhile get NOT_LEADER_OR_FOLLOWER, refresh their
+    /// metadata and retry on the new leaders, instead of losing connections
+    /// to a process that is already gone. Call before cancelling the server.
+    pub async fn controlled_shutdown(&self) {
+        if !self.config.controlled_shutdown_enable {
+            return;
+        }
+        let leading = || self.replicas.all().iter().filter(|p| p.is_leader()).count();
+        info!(
+            leading = leading(),
+            "controlled shutdown: handing over leadership"
+        );
+        self.deregister.cancel();
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_millis(self.config.controlled_shutdown_timeout_ms);
+        let mut changes = self.metadata.subscribe();
+        loop {
+            let n = leading();
+            if n == 0 {
+                info!("controlled shutdown: leadership handed over");
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {
+                    warn!(leading = n, "controlled shutdown timed out; stopping while still leading");
+                    return;
+                }
+                // A re-check on a timer too: leadership may already have moved
+                // before we subscribed.
+                _ = changes.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
     }
 
     /// Registers `brokers/<id>` under a fresh lease. A broker restarted right
@@ -124,13 +178,22 @@ impl Broker {
                     let _ = self.store.revoke_lease(keeper.lease()).await;
                     return;
                 }
+                _ = self.deregister.cancelled() => {
+                    self.registered.store(false, Ordering::Release);
+                    if let Err(e) = self.store.revoke_lease(keeper.lease()).await {
+                        warn!(error = %e, "cannot give up the registration; leadership moves when the lease expires");
+                    }
+                    return;
+                }
                 _ = keeper.lost() => {}
             }
+            self.registered.store(false, Ordering::Release);
             warn!("broker registration lease lost; registering again");
             loop {
                 match self.register().await {
                     Ok(k) => {
                         keeper = k;
+                        self.registered.store(true, Ordering::Release);
                         break;
                     }
                     Err(e) => {

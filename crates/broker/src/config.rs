@@ -89,6 +89,14 @@ pub struct BrokerConfig {
     /// after this long (Sluice-specific, like ZooKeeper's session timeout).
     #[serde(rename = "broker.lease.ms")]
     pub lease_ms: u64,
+    /// `controlled.shutdown.enable`: on SIGTERM, hand leadership over to other
+    /// in-sync replicas before stopping (Kafka's default, true).
+    #[serde(rename = "controlled.shutdown.enable")]
+    pub controlled_shutdown_enable: bool,
+    /// `controlled.shutdown.timeout.ms`: how long a controlled shutdown waits
+    /// for leadership to move before stopping anyway (30 s).
+    #[serde(rename = "controlled.shutdown.timeout.ms")]
+    pub controlled_shutdown_timeout_ms: u64,
     /// `etcd.endpoints`: comma-separated etcd client URLs (in place of
     /// `zookeeper.connect`). Unused in standalone mode.
     #[serde(rename = "etcd.endpoints")]
@@ -125,6 +133,8 @@ impl Default for BrokerConfig {
             replica_fetch_wait_max_ms: 500,
             replica_fetch_max_bytes: 1 << 20,
             lease_ms: 6_000,
+            controlled_shutdown_enable: true,
+            controlled_shutdown_timeout_ms: 30_000,
             etcd_endpoints: "http://127.0.0.1:2379".into(),
             cluster_name: "sluice".into(),
         }

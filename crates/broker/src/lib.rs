@@ -36,25 +36,3 @@ pub use config::BrokerConfig;
 pub use metadata::MetadataCache;
 pub use replica_manager::ReplicaManager;
 pub use service::BrokerService;
-
-/// The accepted-connection stream for a bound listener, with TCP_NODELAY set.
-/// tonic applies `Server::tcp_nodelay` only to addresses it binds itself, so a
-/// listener we bind (to learn its port) must set it here, or Nagle's algorithm
-/// delays small responses by ~40 ms.
-pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
-}
-
-/// A gRPC server builder with the transport settings every Sluice service uses:
-/// HTTP/2 windows large enough for multi-MiB batches and TCP_NODELAY, because
-/// the defaults (64 KiB windows) cap throughput far below the disk's.
-pub fn server_builder() -> tonic::transport::Server {
-    tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .initial_stream_window_size(Some(16 << 20))
-        .initial_connection_window_size(Some(64 << 20))
-        .max_concurrent_streams(Some(1024))
-        // Lets clients send a multi-MiB produce in few large frames instead of
-        // 16 KiB ones (fewer syscalls and wake-ups per request).
-        .max_frame_size(Some(1 << 20))
-}

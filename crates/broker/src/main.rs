@@ -8,7 +8,9 @@ use anyhow::Context;
 use clap::Parser;
 use sluice_broker::{Broker, BrokerConfig};
 use sluice_metastore::{EtcdMetadataStore, MetadataStore};
+use sluice_server::{Late, Ops, names};
 use sluice_types::runtime::{init_tracing, shutdown_token};
+use tokio_util::sync::CancellationToken;
 
 /// mimalloc: see the note in the `sluice` CLI; the same allocation pattern.
 #[global_allocator]
@@ -25,6 +27,9 @@ struct Args {
     /// `key=value`, repeatable, as in Kafka's `kafka-server-start.sh --override`.
     #[arg(long = "override", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
 }
 
 #[tokio::main]
@@ -34,23 +39,64 @@ async fn main() -> anyhow::Result<()> {
     let config: BrokerConfig =
         sluice_types::config::load_layered(args.config.as_deref(), &args.overrides)?;
     config.validate()?;
-    let store: Arc<dyn MetadataStore> = Arc::new(
-        EtcdMetadataStore::connect_cluster(&config.etcd_endpoints, &config.cluster_name).await?,
-    );
-    let shutdown = shutdown_token();
+    // SIGTERM starts a controlled shutdown; `stop` ends serving after it.
+    let signal = shutdown_token();
+    let stop = CancellationToken::new();
+    if let Some(addr) = &args.metrics_listen {
+        sluice_server::metrics::serve(addr, stop.clone()).await?;
+    }
     let listen = sluice_broker::config::strip_scheme(&config.listeners).to_string();
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("bind {listen}"))?;
-    let broker = Broker::start(config, store, shutdown.child_token()).await?;
+    // Health and reflection answer at once; Broker RPCs answer UNAVAILABLE
+    // until the broker has registered and loaded metadata.
+    let mut builder = sluice_server::server_builder();
+    let (router, ops) = Ops::router(&mut builder, &[names::BROKER]).await?;
+    let late = Late::new();
+    let mut server = tokio::spawn(
+        router
+            .add_service(late.clone())
+            .serve_with_incoming_shutdown(
+                sluice_server::incoming(listener),
+                stop.clone().cancelled_owned(),
+            ),
+    );
     tracing::info!(%listen, "broker listening");
-    sluice_broker::server_builder()
-        .add_service(broker.service().into_server())
-        .serve_with_incoming_shutdown(
-            sluice_broker::incoming(listener),
-            shutdown.cancelled_owned(),
+    let store: Arc<dyn MetadataStore> = Arc::new(
+        EtcdMetadataStore::connect_cluster(&config.etcd_endpoints, &config.cluster_name).await?,
+    );
+    let broker = tokio::select! {
+        b = Broker::start(config, store, stop.child_token()) => b?,
+        _ = signal.cancelled() => {
+            stop.cancel();
+            return Ok(());
+        }
+    };
+    late.set(broker.service().into_server());
+    let health = {
+        let b = broker.clone();
+        ops.follow(
+            move || {
+                let b = b.clone();
+                async move { b.is_ready() }
+            },
+            signal.clone(),
         )
-        .await?;
+    };
+    tokio::select! {
+        _ = signal.cancelled() => {}
+        served = &mut server => {
+            stop.cancel();
+            broker.close().await;
+            return Ok(served??);
+        }
+    }
+    let _ = health.await;
+    broker.controlled_shutdown().await;
+    stop.cancel();
+    let served = server.await;
     broker.close().await;
+    served??;
     Ok(())
 }

@@ -89,6 +89,12 @@ impl Controller {
         self.leadership.borrow().is_some()
     }
 
+    /// Ready to serve (the health service's SERVING): active, or a standby
+    /// that reaches etcd and sees an active controller to defer to.
+    pub async fn is_ready(&self) -> bool {
+        self.is_active() || matches!(self.active_controller().await, Ok(Some(_)))
+    }
+
     /// Resolves when this instance becomes the active controller.
     pub async fn wait_active(&self) {
         let mut rx = self.leadership.subscribe();

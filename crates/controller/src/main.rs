@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 use sluice_controller::{Controller, ControllerConfig, ControllerService};
 use sluice_metastore::{EtcdMetadataStore, MetadataStore};
+use sluice_server::{Ops, names};
 use sluice_types::runtime::{init_tracing, shutdown_token};
 
 /// mimalloc: see the note in the `sluice` CLI; the same allocation pattern.
@@ -26,6 +27,9 @@ struct Args {
     /// `key=value`, repeatable, as in Kafka's `kafka-server-start.sh --override`.
     #[arg(long = "override", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
 }
 
 #[tokio::main]
@@ -39,20 +43,34 @@ async fn main() -> anyhow::Result<()> {
         EtcdMetadataStore::connect_cluster(&config.etcd_endpoints, &config.cluster_name).await?,
     );
     let shutdown = shutdown_token();
+    if let Some(addr) = &args.metrics_listen {
+        sluice_server::metrics::serve(addr, shutdown.clone()).await?;
+    }
     let listen = config.listeners.clone();
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("bind {listen}"))?;
     let controller = Controller::new(store, config);
     let task = tokio::spawn(controller.clone().run(shutdown.child_token()));
+    let mut builder = sluice_server::server_builder();
+    let (router, ops) = Ops::router(&mut builder, &[names::CONTROLLER]).await?;
+    let c = controller.clone();
+    let health = ops.follow(
+        move || {
+            let c = c.clone();
+            async move { c.is_ready().await }
+        },
+        shutdown.clone(),
+    );
     tracing::info!(%listen, "controller listening");
-    tonic::transport::Server::builder()
+    router
         .add_service(ControllerService::new(controller).into_server())
         .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            sluice_server::incoming(listener),
             shutdown.cancelled_owned(),
         )
         .await?;
+    let _ = health.await;
     let _ = task.await;
     Ok(())
 }

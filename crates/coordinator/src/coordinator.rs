@@ -130,6 +130,18 @@ impl Coordinator {
         Ok(c)
     }
 
+    /// Ready to serve (the health service's SERVING): registered, and every
+    /// `__consumer_offsets` partition it owns loaded.
+    pub fn is_ready(&self) -> bool {
+        *self.registered.borrow()
+            && !self
+                .state
+                .lock()
+                .partitions
+                .values()
+                .any(|o| matches!(o, Owned::Loading { .. }))
+    }
+
     pub fn subscribe_registered(&self) -> watch::Receiver<bool> {
         self.registered.subscribe()
     }

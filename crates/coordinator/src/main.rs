@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 use sluice_coordinator::{Coordinator, CoordinatorConfig, CoordinatorService};
 use sluice_metastore::{EtcdMetadataStore, MetadataStore};
+use sluice_server::{Late, Ops, names};
 use sluice_types::runtime::{init_tracing, shutdown_token};
 
 /// mimalloc: see the note in the `sluice` CLI; the same allocation pattern.
@@ -32,6 +33,9 @@ struct Args {
     /// Shorthand for `--override listeners=HOST:PORT`.
     #[arg(long)]
     listen: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
 }
 
 #[tokio::main]
@@ -49,6 +53,9 @@ async fn main() -> anyhow::Result<()> {
         EtcdMetadataStore::connect_cluster(&config.etcd_endpoints, &config.cluster_name).await?,
     );
     let shutdown = shutdown_token();
+    if let Some(addr) = &args.metrics_listen {
+        sluice_server::metrics::serve(addr, shutdown.clone()).await?;
+    }
     let listen = config
         .listeners
         .rsplit_once("://")
@@ -57,15 +64,36 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("bind {listen}"))?;
-    let coordinator = Coordinator::start(config, store, None, shutdown.child_token()).await?;
+    // Health and reflection answer at once; group RPCs answer UNAVAILABLE
+    // until the coordinator has registered.
+    let mut builder = sluice_server::server_builder();
+    let (router, ops) = Ops::router(&mut builder, &[names::COORDINATOR]).await?;
+    let late = Late::new();
+    let mut server = tokio::spawn(
+        router
+            .add_service(late.clone())
+            .serve_with_incoming_shutdown(
+                sluice_server::incoming(listener),
+                shutdown.clone().cancelled_owned(),
+            ),
+    );
     tracing::info!(%listen, "coordinator listening");
-    tonic::transport::Server::builder()
-        .add_service(CoordinatorService::new(coordinator.clone()).into_server())
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown.cancelled_owned(),
-        )
-        .await?;
+    let coordinator = tokio::select! {
+        c = Coordinator::start(config, store, None, shutdown.child_token()) => c?,
+        served = &mut server => return Ok(served??),
+    };
+    late.set(CoordinatorService::new(coordinator.clone()).into_server());
+    let c = coordinator.clone();
+    let health = ops.follow(
+        move || {
+            let c = c.clone();
+            async move { c.is_ready() }
+        },
+        shutdown.clone(),
+    );
+    let served = server.await;
+    let _ = health.await;
     coordinator.close().await;
+    served??;
     Ok(())
 }

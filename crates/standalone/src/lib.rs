@@ -17,6 +17,7 @@ use sluice_broker::{Broker, BrokerConfig};
 use sluice_controller::{Controller, ControllerConfig, ControllerService};
 use sluice_coordinator::{Coordinator, CoordinatorConfig, CoordinatorService};
 use sluice_metastore::{EmbeddedMetadataStore, MetadataStore};
+use sluice_server::{Ops, names};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -139,15 +140,29 @@ impl Standalone {
         .await
         .context("start group coordinator")?;
 
-        let server = sluice_broker::server_builder()
+        let mut builder = sluice_server::server_builder();
+        let (router, ops) = Ops::router(
+            &mut builder,
+            &[names::BROKER, names::CONTROLLER, names::COORDINATOR],
+        )
+        .await?;
+        let server = router
             .add_service(broker.service().into_server())
             .add_service(ControllerService::new(controller.clone()).into_server())
             .add_service(CoordinatorService::new(coordinator.clone()).into_server())
             .serve_with_incoming_shutdown(
-                sluice_broker::incoming(listener),
+                sluice_server::incoming(listener),
                 shutdown.child_token().cancelled_owned(),
             );
         let server = tokio::spawn(server);
+        let (b, c, k) = (broker.clone(), controller.clone(), coordinator.clone());
+        ops.follow(
+            move || {
+                let ready = b.is_ready() && c.is_active() && k.is_ready();
+                async move { ready }
+            },
+            shutdown.clone(),
+        );
         tokio::time::timeout(Duration::from_secs(30), controller.wait_active())
             .await
             .context("controller election did not finish")?;

@@ -8,6 +8,7 @@ pub mod console_consumer;
 pub mod console_producer;
 pub mod consumer_groups;
 pub mod consumer_perf_test;
+pub mod health;
 pub mod producer_perf_test;
 pub mod standalone;
 pub mod topics;
@@ -42,6 +43,8 @@ pub enum Command {
     /// List, describe (with lag), reset offsets of and delete consumer
     /// groups (kafka-consumer-groups.sh).
     ConsumerGroups(consumer_groups::Args),
+    /// Ask a server whether it serves (grpc.health.v1); exit 0 when SERVING.
+    Health(health::Args),
 }
 
 /// Runs one subcommand.
@@ -55,5 +58,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Cluster(a) => cluster::run(a).await,
         Command::Standalone(a) => standalone::run(a).await,
         Command::ConsumerGroups(a) => consumer_groups::run(a).await,
+        Command::Health(a) => health::run(a).await,
     }
 }

@@ -24,6 +24,9 @@ pub struct Args {
     /// (see deploy/config/standalone.yaml).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -35,6 +38,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     opts.advertised = args.advertised_listener;
     let shutdown = sluice_types::runtime::shutdown_token();
+    if let Some(addr) = &args.metrics_listen {
+        sluice_server::metrics::serve(addr, shutdown.clone()).await?;
+    }
     let node = Standalone::start(opts).await?;
     eprintln!(
         "Sluice standalone node listening on {} (data in {}). Ctrl-C to stop.",
