@@ -78,6 +78,7 @@ impl Broker {
         broker.tasks.spawn(broker.clone().keep_registered(keeper));
         broker.tasks.spawn(broker.clone().periodic_tasks());
         broker.tasks.spawn(broker.clone().log_cleaner());
+        broker.tasks.spawn(broker.clone().report_metrics());
         broker
             .tasks
             .spawn(crate::replication::manage_fetchers(broker.clone()));
@@ -319,6 +320,43 @@ impl Broker {
                 replicas.compact_logs(now_ms(), || stop.is_cancelled())
             })
             .await;
+        }
+    }
+
+    /// Refreshes the per-partition gauges every few seconds: offsets of every
+    /// replica, and under-replicated partitions among those this broker leads.
+    async fn report_metrics(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let (mut leaders, mut under) = (0u32, 0u32);
+            let all = self.replicas.all();
+            for p in &all {
+                let o = p.offsets();
+                let labels = [
+                    ("topic", p.topic.clone()),
+                    ("partition", p.partition.to_string()),
+                ];
+                metrics::gauge!("sluice_partition_log_end_offset", &labels).set(o.leo as f64);
+                metrics::gauge!("sluice_partition_high_watermark", &labels).set(o.hw as f64);
+                metrics::gauge!("sluice_partition_log_start_offset", &labels)
+                    .set(o.log_start as f64);
+                if p.is_leader() {
+                    leaders += 1;
+                    let role = p.role();
+                    let short = role.isr.len() < role.replicas.len();
+                    under += u32::from(short);
+                    metrics::gauge!("sluice_partition_under_replicated", &labels)
+                        .set(f64::from(u8::from(short)));
+                }
+            }
+            metrics::gauge!("sluice_broker_partitions").set(all.len() as f64);
+            metrics::gauge!("sluice_broker_leader_partitions").set(f64::from(leaders));
+            metrics::gauge!("sluice_broker_under_replicated_partitions").set(f64::from(under));
+            metrics::gauge!("sluice_broker_registered").set(f64::from(u8::from(self.is_ready())));
         }
     }
 

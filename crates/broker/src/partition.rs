@@ -201,10 +201,24 @@ impl Partition {
             }
             log_guard = Some(log);
         }
-        let new_term = {
+        let (new_term, isr_delta) = {
             let old = self.role.read();
-            old.leader != role.leader || old.leader_epoch != role.leader_epoch
+            let new_term = old.leader != role.leader || old.leader_epoch != role.leader_epoch;
+            // Kafka's IsrShrinksPerSec / IsrExpandsPerSec, counted by the
+            // leader whether it asked for the change or the controller made
+            // it (a dead follower).
+            let delta = if leading && !new_term {
+                role.isr.len() as i64 - old.isr.len() as i64
+            } else {
+                0
+            };
+            (new_term, delta)
         };
+        if isr_delta < 0 {
+            metrics::counter!("sluice_broker_isr_shrinks_total").increment(1);
+        } else if isr_delta > 0 {
+            metrics::counter!("sluice_broker_isr_expands_total").increment(1);
+        }
         if new_term {
             // Follower progress from an earlier term is not evidence for this one;
             // start the lag clock now so nobody is shrunk out at once.

@@ -121,6 +121,7 @@ impl Controller {
             match self.clone().serve_one_term(ttl, &shutdown).await {
                 Ok(()) => {}
                 Err(e) => {
+                    metrics::gauge!("sluice_controller_active").set(0.0);
                     warn!(error = %e, "controller term ended; campaigning again");
                     tokio::select! {
                         _ = shutdown.cancelled() => {}
@@ -130,6 +131,7 @@ impl Controller {
             }
         }
         self.leadership.send_replace(None);
+        metrics::gauge!("sluice_controller_active").set(0.0);
     }
 
     async fn serve_one_term(
@@ -180,6 +182,8 @@ impl Controller {
             "elected active controller"
         );
         self.leadership.send_replace(Some(leader.clone()));
+        metrics::counter!("sluice_controller_elections_total").increment(1);
+        metrics::gauge!("sluice_controller_active").set(1.0);
         let (_, rev) = self.store.range(meta::BROKERS_PREFIX).await?;
         let mut brokers = self
             .store
@@ -203,9 +207,11 @@ impl Controller {
         // unserved until the next coordinator comes or goes.
         let mut owners_check = tokio::time::interval(Duration::from_secs(5));
         owners_check.reset();
+        let mut metrics_tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             tokio::select! {
                 _ = owners_check.tick() => self.reconcile_owners_logged().await,
+                _ = metrics_tick.tick() => self.report_metrics().await,
                 _ = imbalance_check.tick(), if self.config.auto_leader_rebalance_enable => {
                     match self.rebalance_leaders().await {
                         Ok(0) => {}
@@ -255,6 +261,24 @@ impl Controller {
                 },
             }
         }
+    }
+
+    /// Cluster-wide gauges, from the active controller only (a standby's
+    /// view would double-count in sums across controllers).
+    async fn report_metrics(&self) {
+        let (Ok(parts), Ok(live)) = (self.load_partitions().await, self.live_ids().await) else {
+            return;
+        };
+        let offline = parts.iter().filter(|p| p.state.leader < 0).count();
+        let under = parts
+            .iter()
+            .filter(|p| p.state.leader >= 0 && p.state.isr.len() < p.replicas.len())
+            .count();
+        metrics::gauge!("sluice_controller_active").set(1.0);
+        metrics::gauge!("sluice_controller_partitions").set(parts.len() as f64);
+        metrics::gauge!("sluice_controller_offline_partitions").set(offline as f64);
+        metrics::gauge!("sluice_controller_under_replicated_partitions").set(under as f64);
+        metrics::gauge!("sluice_controller_live_brokers").set(live.len() as f64);
     }
 
     async fn reconcile_owners_logged(&self) {
@@ -539,6 +563,10 @@ impl Controller {
         {
             Ok(()) => {
                 info!(topic = %p.topic, partition = p.partition, leader = next.leader, epoch = next.leader_epoch, isr = ?next.isr, "partition state changed");
+                if next.leader != p.state.leader {
+                    metrics::counter!("sluice_controller_partition_leader_elections_total")
+                        .increment(1);
+                }
                 Ok(true)
             }
             Err(e) if e.code == ErrorCode::InvalidUpdateVersion => Ok(false),

@@ -45,6 +45,12 @@ pub fn handle() -> anyhow::Result<&'static PrometheusHandle> {
     }
 }
 
+/// Whether a metrics endpoint was started in this process (work done only
+/// to produce metrics can be skipped otherwise).
+pub fn enabled() -> bool {
+    HANDLE.get().is_some()
+}
+
 /// Binds `addr`, serves `/metrics` until `stop` fires, and logs
 /// `metrics listening on ADDR` (the bound address, so port 0 works).
 pub async fn serve(addr: &str, stop: CancellationToken) -> anyhow::Result<SocketAddr> {

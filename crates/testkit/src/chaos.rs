@@ -82,8 +82,18 @@ async fn wait_for(
     }
 }
 
-/// Runs the chaos scenario for about `rounds` kill rounds and checks the result.
-pub async fn run(c: &mut TestCluster, rounds: usize) -> anyhow::Result<ChaosReport> {
+/// The numbered stream an idempotent acks=all producer writes while a
+/// scenario disrupts the cluster.
+struct Stream {
+    producer: Arc<Producer>,
+    acks: Arc<parking_lot::Mutex<Vec<Ack>>>,
+    failed: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+/// Creates the topic, waits for full ISRs and starts writing.
+async fn start_stream(c: &TestCluster) -> anyhow::Result<Stream> {
     let admin = Admin::new(c.client_config())?;
     let mut topic = NewTopic::new(TOPIC, 6, 3);
     topic
@@ -116,7 +126,7 @@ pub async fn run(c: &mut TestCluster, rounds: usize) -> anyhow::Result<ChaosRepo
                     n += 1;
                     let sent = Instant::now();
                     let acks = acks.clone();
-                    let failed = failed.clone();
+                    let failed_ack = failed.clone();
                     let value = format!("{n:012}");
                     let r = producer
                         .send_with_callback(
@@ -129,13 +139,14 @@ pub async fn run(c: &mut TestCluster, rounds: usize) -> anyhow::Result<ChaosRepo
                                     acked: Instant::now(),
                                 }),
                                 Err(e) => {
-                                    failed.fetch_add(1, Ordering::Relaxed);
+                                    failed_ack.fetch_add(1, Ordering::Relaxed);
                                     eprintln!("record {n} not acknowledged: {e}");
                                 }
                             },
                         )
                         .await;
                     if let Err(e) = r {
+                        failed.fetch_add(1, Ordering::Relaxed);
                         eprintln!("send {n} refused: {e}");
                     }
                 }
@@ -143,8 +154,20 @@ pub async fn run(c: &mut TestCluster, rounds: usize) -> anyhow::Result<ChaosRepo
             }
         })
     };
+    Ok(Stream {
+        producer,
+        acks,
+        failed,
+        stop,
+        writer,
+    })
+}
 
-    let mut report = ChaosReport::default();
+/// Kills (SIGKILL) the leader of one partition per round and restarts it,
+/// and the active controller every other round.
+pub async fn run(c: &mut TestCluster, rounds: usize) -> anyhow::Result<ChaosReport> {
+    let admin = Admin::new(c.client_config())?;
+    let stream = start_stream(c).await?;
     let mut broker_victims = Vec::new();
     tokio::time::sleep(Duration::from_secs(2)).await;
     for round in 0..rounds {
@@ -162,7 +185,7 @@ pub async fn run(c: &mut TestCluster, rounds: usize) -> anyhow::Result<ChaosRepo
         let name = format!("broker-{victim}");
         let killed_at = Instant::now();
         c.kill(&name)?;
-        broker_victims.push((victim, p, killed_at));
+        broker_victims.push((p, killed_at));
         eprintln!("chaos: killed {name} (leader of {TOPIC}-{p})");
         wait_for(c, "a new leader", |ps| {
             ps.iter()
@@ -191,26 +214,72 @@ pub async fn run(c: &mut TestCluster, rounds: usize) -> anyhow::Result<ChaosRepo
         })
         .await?;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.store(true, Ordering::Release);
-    writer.await?;
-    producer.flush().await;
-    producer.close().await;
+    finish(c, stream, &broker_victims).await
+}
 
-    let acks = acks.lock().clone();
+/// A rolling restart, as an orchestrator does one: every broker in turn is
+/// stopped with SIGTERM (a controlled shutdown), started again, and waited
+/// for until it is back in every ISR before the next one goes.
+pub async fn rolling_restart(c: &mut TestCluster) -> anyhow::Result<ChaosReport> {
+    let stream = start_stream(c).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut restarts = Vec::new();
+    for id in c.broker_ids() {
+        let name = format!("broker-{id}");
+        let led: Vec<i32> = describe(c)
+            .await?
+            .iter()
+            .filter(|d| d.leader == id)
+            .map(|d| d.partition)
+            .collect();
+        let stopped_at = Instant::now();
+        c.terminate(&name).await?;
+        eprintln!(
+            "rolling restart: {name} (leader of {led:?}) stopped in {} ms",
+            stopped_at.elapsed().as_millis()
+        );
+        if let Some(p) = led.first() {
+            restarts.push((*p, stopped_at));
+        }
+        c.restart(&name)?;
+        wait_for(c, "the restarted broker back in every ISR", |ps| {
+            ps.iter().all(|d| d.isr.len() == 3 && d.leader >= 0)
+        })
+        .await?;
+        eprintln!("rolling restart: {name} back in every ISR");
+    }
+    finish(c, stream, &restarts).await
+}
+
+/// Stops writing, reads every partition back and compares it with what was
+/// acknowledged. `disruptions`: (partition, when) pairs whose failover time
+/// is measured.
+async fn finish(
+    c: &TestCluster,
+    stream: Stream,
+    disruptions: &[(i32, Instant)],
+) -> anyhow::Result<ChaosReport> {
+    let mut report = ChaosReport::default();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stream.stop.store(true, Ordering::Release);
+    stream.writer.await?;
+    stream.producer.flush().await;
+    stream.producer.close().await;
+
+    let acks = stream.acks.lock().clone();
     report.acked = acks.len();
-    // Failover time: from the kill to the first acknowledged write, sent after
-    // the kill, on the partition whose leader was killed.
-    for (_, p, killed_at) in &broker_victims {
+    // Failover time: from the disruption to the first acknowledged write,
+    // sent after it, on the partition whose leader went away.
+    for (p, at) in disruptions {
         if let Some(first) = acks
             .iter()
-            .filter(|a| a.partition == *p && a.sent >= *killed_at)
+            .filter(|a| a.partition == *p && a.sent >= *at)
             .map(|a| a.acked)
             .min()
         {
             report
                 .failover_ms
-                .push(first.duration_since(*killed_at).as_millis());
+                .push(first.duration_since(*at).as_millis());
         }
     }
     report.failovers = report.failover_ms.len();
@@ -252,6 +321,6 @@ pub async fn run(c: &mut TestCluster, rounds: usize) -> anyhow::Result<ChaosRepo
         }
     }
     report.lost = acks.iter().filter(|a| !seen.contains(&a.n)).count();
-    report.unacknowledged = failed.load(Ordering::Relaxed);
+    report.unacknowledged = stream.failed.load(Ordering::Relaxed);
     Ok(report)
 }

@@ -61,6 +61,9 @@ impl Default for ClusterSpec {
 }
 
 struct Proc {
+    /// The gRPC port and the Prometheus (`--metrics-listen`) port.
+    port: u16,
+    metrics_port: u16,
     args: Vec<String>,
     env: Vec<(String, String)>,
     bin: PathBuf,
@@ -128,6 +131,8 @@ impl TestCluster {
             procs.insert(
                 format!("controller-{i}"),
                 Proc {
+                    port,
+                    metrics_port: free_port()?,
                     args: vec!["--config".into(), cfg.display().to_string()],
                     env: Vec::new(),
                     bin: controller_bin.clone(),
@@ -153,6 +158,8 @@ impl TestCluster {
             procs.insert(
                 format!("broker-{i}"),
                 Proc {
+                    port,
+                    metrics_port: free_port()?,
                     // Some keys come from the environment and from --override,
                     // so every run exercises the config layering.
                     args: vec![
@@ -195,6 +202,8 @@ impl TestCluster {
             procs.insert(
                 format!("coordinator-{i}"),
                 Proc {
+                    port,
+                    metrics_port: free_port()?,
                     args: vec!["--config".into(), cfg.display().to_string()],
                     env: Vec::new(),
                     bin: coordinator_bin.clone().expect("set above"),
@@ -225,6 +234,8 @@ impl TestCluster {
             .open(&p.log)?;
         let child = Command::new(&p.bin)
             .args(&p.args)
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{}", p.metrics_port))
             .envs(p.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -282,10 +293,62 @@ impl TestCluster {
         Ok(())
     }
 
+    /// Stops a process with SIGTERM, as an orchestrator does (a broker hands
+    /// over leadership first), and waits for it to exit.
+    pub async fn terminate(&mut self, name: &str) -> anyhow::Result<()> {
+        let p = self.procs.get_mut(name).context("no such process")?;
+        let Some(mut c) = p.child.take() else {
+            return Ok(());
+        };
+        // `kill` the command: the workspace forbids the unsafe libc call.
+        let status = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("kill -TERM {name} failed");
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while c.try_wait()?.is_none() {
+            if tokio::time::Instant::now() > deadline {
+                let _ = c.kill();
+                bail!("{name} did not exit within 60 s of SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    /// `127.0.0.1:PORT` of a process's gRPC server.
+    pub fn grpc_addr(&self, name: &str) -> Option<String> {
+        self.procs
+            .get(name)
+            .map(|p| format!("127.0.0.1:{}", p.port))
+    }
+
+    /// The Prometheus endpoint of a process.
+    pub fn metrics_url(&self, name: &str) -> Option<String> {
+        self.procs
+            .get(name)
+            .map(|p| format!("http://127.0.0.1:{}/metrics", p.metrics_port))
+    }
+
+    /// Names of every service process (`broker-1`, `controller-1`, ...).
+    pub fn process_names(&self) -> Vec<String> {
+        self.procs.keys().cloned().collect()
+    }
+
     /// Starts a killed process again with its data.
     pub fn restart(&mut self, name: &str) -> anyhow::Result<()> {
         self.kill(name)?;
         self.spawn(name)
+    }
+
+    /// The whole log of one process.
+    pub fn log(&self, name: &str) -> String {
+        self.procs
+            .get(name)
+            .and_then(|p| std::fs::read_to_string(&p.log).ok())
+            .unwrap_or_default()
     }
 
     /// The last lines of every process log, for failure messages.

@@ -127,6 +127,10 @@ fn read_all(
                     resp.last_stable_offset = offsets.hw;
                     resp.log_start_offset = offsets.log_start;
                     total += data.len();
+                    if !data.is_empty() {
+                        metrics::counter!("sluice_broker_topic_bytes_out_total", "topic" => name.to_string())
+                            .increment(data.len() as u64);
+                    }
                     resp.next_fetch_offset = sluice_records::batch_headers(&data)
                         .last()
                         .map_or(req.fetch_offset, |h| h.next_offset());

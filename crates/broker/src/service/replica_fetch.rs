@@ -106,6 +106,8 @@ fn read_all(
                     log_start,
                 }) => {
                     total += batches.len();
+                    metrics::counter!("sluice_broker_replication_bytes_out_total")
+                        .increment(batches.len() as u64);
                     out.high_watermark = hw;
                     out.log_start_offset = log_start;
                     out.record_batches = batches;
