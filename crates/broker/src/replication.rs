@@ -189,6 +189,9 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32) {
 pub(crate) async fn maintain_isr(broker: Arc<Broker>) {
     let max_lag = Duration::from_millis(broker.config.replica_lag_time_max_ms);
     let mut tick = tokio::time::interval((max_lag / 4).max(Duration::from_millis(100)));
+    // A tick missed behind a slow AlterPartition (an unreachable controller)
+    // is not made up in a burst afterwards.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = broker.shutdown.cancelled() => return,

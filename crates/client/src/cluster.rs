@@ -53,6 +53,10 @@ pub struct Cluster {
     pub(crate) config: ClientConfig,
     // A std-style lock: nothing awaits while holding it.
     cache: parking_lot::Mutex<Cache>,
+    /// Rotates which broker a metadata refresh asks first, so a broker with
+    /// a stale view (cut off from the cluster, still answering) is not asked
+    /// first every time.
+    next_metadata: std::sync::atomic::AtomicUsize,
 }
 
 impl Cluster {
@@ -61,6 +65,7 @@ impl Cluster {
         Ok(Arc::new(Cluster {
             config,
             cache: parking_lot::Mutex::new(Cache::default()),
+            next_metadata: std::sync::atomic::AtomicUsize::new(0),
         }))
     }
 
@@ -146,6 +151,13 @@ impl Cluster {
             if !candidates.contains(b) {
                 candidates.push(b.clone());
             }
+        }
+        if !candidates.is_empty() {
+            let first = self
+                .next_metadata
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let n = candidates.len();
+            candidates.rotate_left(first % n);
         }
         let req = MetadataRequest {
             topics: topics.to_vec(),

@@ -55,12 +55,20 @@ impl BrokerService {
             .read(|v| v.controller.clone())
             .ok_or_else(|| ApiError::new(code, format!("no active controller to {why}")))?;
         let url = format!("http://{}:{}", controller.host, controller.port);
-        ControllerClient::connect(url.clone()).await.map_err(|e| {
+        // Bounded: a controller behind a network partition must fail the
+        // request within a client's timeout, not after the OS gives up on
+        // the connection (minutes).
+        let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
+            .map_err(|e| ApiError::internal(format!("bad controller endpoint {url}: {e}")))?
+            .connect_timeout(std::time::Duration::from_secs(3))
+            .timeout(std::time::Duration::from_secs(30));
+        let channel = endpoint.connect().await.map_err(|e| {
             ApiError::new(
                 code,
                 format!("cannot reach the controller at {url} to {why}: {e}"),
             )
-        })
+        })?;
+        Ok(ControllerClient::new(channel))
     }
 
     /// Asks the active controller to create `topics` with the cluster defaults,
