@@ -32,5 +32,11 @@ echo "==> CLI end-to-end (standalone node)"
 scripts/e2e-standalone.sh
 echo "==> Python any-language test"
 tests/python/run.sh
+echo "==> deployment files: compose spec, Kubernetes --strict, kustomize (offline)"
+scripts/validate-deploy.sh
+echo "==> the docker-compose topology as processes (grpcurl, health, metrics)"
+scripts/compose-topology-test.sh --bin-dir target/debug
+echo "==> network namespaces: a broker partitioned by nftables"
+scripts/netns-cluster.sh test --bin-dir target/debug
 echo "==> Rust test suites"
 cargo nextest run --workspace --no-fail-fast
