@@ -191,7 +191,17 @@ impl Broker {
             self.registered.store(false, Ordering::Release);
             warn!("broker registration lease lost; registering again");
             loop {
-                match self.register().await {
+                // A controlled shutdown under way must not be undone by
+                // registering again (the broker would be elected again).
+                let attempt = tokio::select! {
+                    _ = self.deregister.cancelled() => return,
+                    r = self.register() => r,
+                };
+                match attempt {
+                    Ok(k) if self.deregister.is_cancelled() => {
+                        let _ = self.store.revoke_lease(k.lease()).await;
+                        return;
+                    }
                     Ok(k) => {
                         keeper = k;
                         self.registered.store(true, Ordering::Release);
@@ -201,6 +211,7 @@ impl Broker {
                         warn!(error = %e, "re-registration failed; retrying");
                         tokio::select! {
                             _ = self.shutdown.cancelled() => return,
+                            _ = self.deregister.cancelled() => return,
                             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                         }
                     }
@@ -344,14 +355,16 @@ impl Broker {
                 metrics::gauge!("sluice_partition_high_watermark", &labels).set(o.hw as f64);
                 metrics::gauge!("sluice_partition_log_start_offset", &labels)
                     .set(o.log_start as f64);
-                if p.is_leader() {
-                    leaders += 1;
+                // Written by every replica (0 on followers), so a sum across
+                // brokers counts each partition once after leadership moves.
+                let short = p.is_leader() && {
                     let role = p.role();
-                    let short = role.isr.len() < role.replicas.len();
-                    under += u32::from(short);
-                    metrics::gauge!("sluice_partition_under_replicated", &labels)
-                        .set(f64::from(u8::from(short)));
-                }
+                    role.isr.len() < role.replicas.len()
+                };
+                leaders += u32::from(p.is_leader());
+                under += u32::from(short);
+                metrics::gauge!("sluice_partition_under_replicated", &labels)
+                    .set(f64::from(u8::from(short)));
             }
             metrics::gauge!("sluice_broker_partitions").set(all.len() as f64);
             metrics::gauge!("sluice_broker_leader_partitions").set(f64::from(leaders));

@@ -63,9 +63,13 @@ async fn main() -> anyhow::Result<()> {
             ),
     );
     tracing::info!(%listen, "broker listening");
-    let store: Arc<dyn MetadataStore> = Arc::new(
-        EtcdMetadataStore::connect_cluster(&config.etcd_endpoints, &config.cluster_name).await?,
-    );
+    let store: Arc<dyn MetadataStore> = Arc::new(tokio::select! {
+        s = EtcdMetadataStore::connect_cluster(&config.etcd_endpoints, &config.cluster_name) => s?,
+        _ = signal.cancelled() => {
+            stop.cancel();
+            return Ok(());
+        }
+    });
     let broker = tokio::select! {
         b = Broker::start(config, store, stop.child_token()) => b?,
         _ = signal.cancelled() => {
@@ -95,8 +99,7 @@ async fn main() -> anyhow::Result<()> {
     let _ = health.await;
     broker.controlled_shutdown().await;
     stop.cancel();
-    let served = server.await;
+    let served = sluice_server::drain(server).await;
     broker.close().await;
-    served??;
-    Ok(())
+    served
 }

@@ -429,7 +429,14 @@ impl Partition {
     /// Leader: the ISR this partition should have now, if it differs: followers
     /// that lag more than `max_lag` leave; followers that reached the high
     /// watermark join.
-    pub fn desired_isr(&self, max_lag: Duration) -> Option<(Role, Vec<i32>)> {
+    /// Only `eligible` followers are added (live, registered brokers: one in
+    /// controlled shutdown keeps fetching but must not be proposed back, or
+    /// the controller refuses the whole change, a needed shrink included).
+    pub fn desired_isr(
+        &self,
+        max_lag: Duration,
+        eligible: impl Fn(i32) -> bool,
+    ) -> Option<(Role, Vec<i32>)> {
         let role = self.role.read().clone();
         if role.leader != self.broker_id {
             return None;
@@ -443,7 +450,7 @@ impl Partition {
             let in_isr = role.isr.contains(r);
             let lagging = now.duration_since(f.last_caught_up) > max_lag;
             let caught_up = f.leo >= hw && f.leo >= 0;
-            if (in_isr && !lagging) || (!in_isr && caught_up) {
+            if (in_isr && !lagging) || (!in_isr && caught_up && eligible(*r)) {
                 isr.push(*r);
             }
         }

@@ -198,8 +198,11 @@ pub(crate) async fn maintain_isr(broker: Arc<Broker>) {
             _ = tick.tick() => {}
         }
         let mut topics: HashMap<String, Vec<AlterPartitionData>> = HashMap::new();
+        let live: std::collections::HashSet<i32> = broker
+            .metadata
+            .read(|v| v.brokers.keys().copied().collect());
         for p in broker.replicas.all() {
-            if let Some((role, isr)) = p.desired_isr(max_lag) {
+            if let Some((role, isr)) = p.desired_isr(max_lag, |r| live.contains(&r)) {
                 info!(topic = %p.topic, partition = p.partition, from = ?role.isr, to = ?isr, "asking to change ISR");
                 topics
                     .entry(p.topic.clone())

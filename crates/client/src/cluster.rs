@@ -26,7 +26,7 @@ const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 pub const UNKNOWN_TOPIC_WAIT: Duration = Duration::from_millis(1500);
 
 /// A partition as the client sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PartitionLeader {
     /// The leader's broker id, or -1.
     pub leader: i32,
@@ -37,6 +37,8 @@ pub struct PartitionLeader {
 #[derive(Debug, Clone)]
 pub struct TopicInfo {
     pub partitions: Vec<PartitionLeader>,
+    /// The topic's UUID: a re-created topic's epochs start over.
+    pub topic_id: String,
 }
 
 #[derive(Default)]
@@ -220,20 +222,36 @@ impl Cluster {
                         };
                         t.partitions.len()
                     ];
+                    // A broker with a stale view (cut off from the cluster) must
+                    // not undo what a fresher answer taught us: per partition,
+                    // the higher leader epoch wins, as in Kafka's clients
+                    // (KIP-320), unless the topic was re-created.
+                    let known = cache
+                        .topics
+                        .get(&t.name)
+                        .filter(|old| old.topic_id == t.topic_id);
                     for p in &t.partitions {
-                        if let Some(slot) = usize::try_from(p.partition)
-                            .ok()
-                            .and_then(|i| partitions.get_mut(i))
-                        {
-                            *slot = PartitionLeader {
-                                leader: p.leader_id,
-                                leader_epoch: p.leader_epoch,
-                            };
+                        let i = usize::try_from(p.partition).ok();
+                        let newer = PartitionLeader {
+                            leader: p.leader_id,
+                            leader_epoch: p.leader_epoch,
+                        };
+                        let kept = i
+                            .and_then(|i| known.and_then(|k| k.partitions.get(i)))
+                            .filter(|old| old.leader_epoch > p.leader_epoch)
+                            .copied()
+                            .unwrap_or(newer);
+                        if let Some(slot) = i.and_then(|i| partitions.get_mut(i)) {
+                            *slot = kept;
                         }
                     }
-                    cache
-                        .topics
-                        .insert(t.name.clone(), TopicInfo { partitions });
+                    cache.topics.insert(
+                        t.name.clone(),
+                        TopicInfo {
+                            partitions,
+                            topic_id: t.topic_id.clone(),
+                        },
+                    );
                 }
                 Some(_) => {
                     cache.topics.remove(&t.name);

@@ -63,14 +63,16 @@ async fn main() -> anyhow::Result<()> {
         shutdown.clone(),
     );
     tracing::info!(%listen, "controller listening");
-    router
-        .add_service(ControllerService::new(controller).into_server())
-        .serve_with_incoming_shutdown(
-            sluice_server::incoming(listener),
-            shutdown.cancelled_owned(),
-        )
-        .await?;
+    let server = tokio::spawn(
+        router
+            .add_service(ControllerService::new(controller).into_server())
+            .serve_with_incoming_shutdown(
+                sluice_server::incoming(listener),
+                shutdown.clone().cancelled_owned(),
+            ),
+    );
+    let served = sluice_server::drain_after(server, &shutdown).await;
     let _ = health.await;
     let _ = task.await;
-    Ok(())
+    served
 }

@@ -692,7 +692,6 @@ impl Coordinator {
         }
     }
 
-    /// Session expiry, initial delays and rebalance timeouts, every 100 ms.
     /// Group gauges and consumer lag (committed offset against the
     /// partition's high watermark, as `kafka-consumer-groups.sh --describe`
     /// shows it), every 10 s while a metrics endpoint is on.
@@ -722,8 +721,6 @@ impl Coordinator {
                         let group = [("group", g.id.clone())];
                         metrics::gauge!("sluice_consumer_group_members", &group)
                             .set(g.members.len() as f64);
-                        metrics::counter!("sluice_consumer_group_rebalances_total", &group)
-                            .absolute(g.rebalances);
                         for ((topic, partition), c) in &g.offsets {
                             committed.push((
                                 g.id.clone(),
@@ -776,6 +773,7 @@ impl Coordinator {
         }
     }
 
+    /// Session expiry, initial delays and rebalance timeouts, every 100 ms.
     async fn run_timers(self: Arc<Self>) {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

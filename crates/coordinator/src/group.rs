@@ -506,6 +506,8 @@ impl Group {
         self.rebalance_deadline = None;
         self.generation += 1;
         self.rebalances += 1;
+        metrics::counter!("sluice_consumer_group_rebalances_total", "group" => self.id.clone())
+            .increment(1);
         if self.members.is_empty() {
             self.state = GroupState::Empty;
             self.protocol = None;

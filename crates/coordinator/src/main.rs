@@ -91,9 +91,16 @@ async fn main() -> anyhow::Result<()> {
         },
         shutdown.clone(),
     );
-    let served = server.await;
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        served = &mut server => {
+            coordinator.close().await;
+            return Ok(served??);
+        }
+    }
     let _ = health.await;
+    // First: answers parked JoinGroup/SyncGroup calls (NOT_COORDINATOR) and
+    // gives up the registration, so the server can drain.
     coordinator.close().await;
-    served??;
-    Ok(())
+    sluice_server::drain(server).await
 }

@@ -54,6 +54,37 @@ pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::
     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
+/// A spawned server, as [`drain`] takes it.
+pub type ServerTask = tokio::task::JoinHandle<Result<(), tonic::transport::Error>>;
+
+/// How long a stopping server waits for open connections to finish.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Waits for a server to drain after its shutdown signal fired, at most
+/// [`DRAIN_TIMEOUT`]: tonic waits for every connection to close, and a
+/// long-lived stream (a health Watch, a reflection session) never does, so
+/// without a bound an orchestrator's grace period runs out and the process is
+/// killed before it flushes its logs.
+pub async fn drain(server: ServerTask) -> anyhow::Result<()> {
+    match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
+        Ok(served) => Ok(served??),
+        Err(_) => {
+            tracing::warn!(
+                "connections still open {DRAIN_TIMEOUT:?} after shutdown began; stopping anyway"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Serves until `stop` fires (or the server fails), then [`drain`]s.
+pub async fn drain_after(mut server: ServerTask, stop: &CancellationToken) -> anyhow::Result<()> {
+    tokio::select! {
+        _ = stop.cancelled() => drain(server).await,
+        served = &mut server => Ok(served??),
+    }
+}
+
 /// Health and reflection for one process.
 #[derive(Clone)]
 pub struct Ops {
@@ -111,13 +142,18 @@ impl Ops {
         let ops = self.clone();
         tokio::spawn(async move {
             let mut last = None;
-            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     _ = tick.tick() => {}
                 }
-                let now = ready().await;
+                // A check that hangs (etcd unreachable) means not ready, and
+                // must not hold up shutdown.
+                let now = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    r = tokio::time::timeout(Duration::from_secs(2), ready()) => r.unwrap_or(false),
+                };
                 if last != Some(now) {
                     tracing::info!(serving = now, "health status changed");
                     ops.set_serving(now).await;

@@ -37,7 +37,10 @@ pub fn handle() -> anyhow::Result<&'static PrometheusHandle> {
         )
         .install_recorder();
     match h {
-        Ok(h) => Ok(HANDLE.get_or_init(|| h)),
+        Ok(h) => {
+            describe();
+            Ok(HANDLE.get_or_init(|| h))
+        }
         // Lost a race with another caller, which has set HANDLE by now.
         Err(_) => HANDLE
             .get()
@@ -96,4 +99,122 @@ pub async fn serve(addr: &str, stop: CancellationToken) -> anyhow::Result<Socket
     });
     tracing::info!("metrics listening on {bound}");
     Ok(bound)
+}
+
+/// The `# HELP` text of every metric a Sluice process exports: the catalog
+/// operators read, in one place.
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "grpc_server_handled_total",
+        "RPCs completed, by service, method and gRPC status code"
+    );
+    describe_histogram!(
+        "grpc_server_handling_seconds",
+        Unit::Seconds,
+        "Time from an RPC's arrival to its response headers"
+    );
+    describe_counter!(
+        "sluice_broker_topic_in_bytes_total",
+        Unit::Bytes,
+        "Record batch bytes appended by this broker as leader, per topic"
+    );
+    describe_counter!(
+        "sluice_broker_topic_in_messages_total",
+        "Records appended by this broker as leader, per topic"
+    );
+    describe_counter!(
+        "sluice_broker_topic_out_bytes_total",
+        Unit::Bytes,
+        "Record batch bytes sent to consumers, per topic"
+    );
+    describe_counter!(
+        "sluice_broker_replication_out_bytes_total",
+        Unit::Bytes,
+        "Record batch bytes sent to followers"
+    );
+    describe_counter!(
+        "sluice_broker_isr_shrinks_total",
+        "ISR shrinks of partitions this broker leads"
+    );
+    describe_counter!(
+        "sluice_broker_isr_expands_total",
+        "ISR expansions of partitions this broker leads"
+    );
+    describe_gauge!("sluice_broker_partitions", "Replicas hosted by this broker");
+    describe_gauge!(
+        "sluice_broker_leader_partitions",
+        "Partitions this broker leads"
+    );
+    describe_gauge!(
+        "sluice_broker_under_replicated_partitions",
+        "Partitions this broker leads whose ISR is smaller than the replica set"
+    );
+    describe_gauge!(
+        "sluice_broker_registered",
+        "1 while the broker holds its registration lease"
+    );
+    describe_gauge!(
+        "sluice_partition_log_end_offset",
+        "Next offset to be written, per hosted partition"
+    );
+    describe_gauge!(
+        "sluice_partition_high_watermark",
+        "High watermark, per hosted partition"
+    );
+    describe_gauge!(
+        "sluice_partition_log_start_offset",
+        "First offset still in the log, per hosted partition"
+    );
+    describe_gauge!(
+        "sluice_partition_under_replicated",
+        "1 if this broker leads the partition and its ISR is short, else 0"
+    );
+    describe_gauge!(
+        "sluice_controller_active",
+        "1 on the active controller, 0 on one that stepped down"
+    );
+    describe_counter!(
+        "sluice_controller_elections_total",
+        "Times this controller won the election"
+    );
+    describe_counter!(
+        "sluice_controller_partition_leader_elections_total",
+        "Partition leader changes made by this controller"
+    );
+    describe_gauge!("sluice_controller_partitions", "Partitions in the cluster");
+    describe_gauge!(
+        "sluice_controller_offline_partitions",
+        "Partitions without a leader"
+    );
+    describe_gauge!(
+        "sluice_controller_under_replicated_partitions",
+        "Partitions whose ISR is smaller than the replica set"
+    );
+    describe_gauge!("sluice_controller_live_brokers", "Registered brokers");
+    describe_gauge!(
+        "sluice_coordinator_groups",
+        "Groups loaded on this coordinator"
+    );
+    describe_gauge!(
+        "sluice_coordinator_owned_partitions",
+        "__consumer_offsets partitions assigned to this coordinator"
+    );
+    describe_gauge!(
+        "sluice_coordinator_loading_partitions",
+        "Owned __consumer_offsets partitions still being replayed"
+    );
+    describe_gauge!("sluice_consumer_group_members", "Members of a group");
+    describe_counter!(
+        "sluice_consumer_group_rebalances_total",
+        "Rebalances completed by a group on this coordinator"
+    );
+    describe_gauge!(
+        "sluice_consumer_group_committed_offset",
+        "A group's committed offset, per partition"
+    );
+    describe_gauge!(
+        "sluice_consumer_group_lag",
+        "High watermark minus a group's committed offset, per partition"
+    );
 }

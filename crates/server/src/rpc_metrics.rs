@@ -2,8 +2,10 @@
 //! go-grpc-prometheus (`grpc_server_handled_total`,
 //! `grpc_server_handling_seconds`) so existing dashboards work unchanged.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -63,7 +65,7 @@ where
                 Err(_) => "Unavailable",
             };
             // A path naming no method of ours must not mint label values.
-            let (service, method) = if code == "Unimplemented" {
+            let (service, method) = if !is_known(&service, &method) {
                 ("unknown".to_string(), "unknown".to_string())
             } else {
                 (service, method)
@@ -84,6 +86,36 @@ where
             res
         })
     }
+}
+
+/// Whether `service`/`method` is an RPC this build knows (of any Sluice
+/// service, health or reflection), from the compiled descriptors.
+fn is_known(service: &str, method: &str) -> bool {
+    static KNOWN: OnceLock<HashSet<String>> = OnceLock::new();
+    KNOWN
+        .get_or_init(|| {
+            let mut known = HashSet::new();
+            for set in [
+                sluice_proto::FILE_DESCRIPTOR_SET,
+                tonic_health::pb::FILE_DESCRIPTOR_SET,
+                tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            ] {
+                let Ok(fds) = <prost_types::FileDescriptorSet as prost::Message>::decode(set)
+                else {
+                    continue;
+                };
+                for f in fds.file {
+                    for s in &f.service {
+                        for m in &s.method {
+                            known.insert(format!("{}.{}/{}", f.package(), s.name(), m.name()));
+                        }
+                    }
+                }
+            }
+            known
+        })
+        .contains(&format!("{service}/{method}"))
 }
 
 /// `/pkg.Service/Method` into (`pkg.Service`, `Method`).
@@ -120,6 +152,17 @@ fn code_name(code: i32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_known_methods_are_labelled() {
+        assert!(is_known("sluice.broker.v1.Broker", "Produce"));
+        assert!(is_known("grpc.health.v1.Health", "Check"));
+        assert!(is_known(
+            "grpc.reflection.v1alpha.ServerReflection",
+            "ServerReflectionInfo"
+        ));
+        assert!(!is_known("sluice.broker.v1.Broker", "Nonsense"));
+    }
 
     #[test]
     fn paths_split_into_service_and_method() {

@@ -192,8 +192,23 @@ async fn every_service_reports_health_and_metrics_that_move_under_load() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    // The controller's gauges refresh on their own 5 s timer.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // The active controller's gauges refresh on their own 5 s timer.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    'controller: loop {
+        for ctl in ["controller-1", "controller-2"] {
+            let s = scrape(&c.metrics_url(ctl).unwrap()).await;
+            if sum(&s, "sluice_controller_live_brokers", &[]) == Some(2.0)
+                && sum(&s, "sluice_controller_active", &[]) == Some(1.0)
+            {
+                break 'controller;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the active controller never reported 2 live brokers"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let mut after = BTreeMap::new();
     for n in names.iter().filter(|n| *n != "broker-3") {
         after.insert(n.clone(), scrape(&c.metrics_url(n).unwrap()).await);
@@ -219,8 +234,8 @@ async fn every_service_reports_health_and_metrics_that_move_under_load() {
         .iter()
         .map(|b| {
             (
-                sum(&before[*b], "sluice_broker_topic_bytes_in_total", &topic).unwrap_or(0.0),
-                sum(&after[*b], "sluice_broker_topic_bytes_in_total", &topic).unwrap_or(0.0),
+                sum(&before[*b], "sluice_broker_topic_in_bytes_total", &topic).unwrap_or(0.0),
+                sum(&after[*b], "sluice_broker_topic_in_bytes_total", &topic).unwrap_or(0.0),
             )
         })
         .fold((0.0, 0.0), |(x, y), (a, b)| (x + a, y + b));
@@ -240,7 +255,7 @@ async fn every_service_reports_health_and_metrics_that_move_under_load() {
     );
     let out: f64 = ["broker-1", "broker-2"]
         .iter()
-        .filter_map(|b| sum(&after[*b], "sluice_broker_topic_bytes_out_total", &topic))
+        .filter_map(|b| sum(&after[*b], "sluice_broker_topic_out_bytes_total", &topic))
         .sum();
     assert!(out > 0.0, "no bytes out counted");
     // broker-3 is gone: the survivors lead under-replicated partitions and
@@ -280,10 +295,13 @@ async fn every_service_reports_health_and_metrics_that_move_under_load() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_is_not_serving_until_ready_and_during_shutdown() {
+async fn a_restarted_broker_is_not_serving_until_it_registers() {
     let mut c = TestCluster::start(ClusterSpec {
         brokers: 2,
         controllers: 1,
+        // Long enough that the restarted process is up well before its old
+        // registration expires.
+        lease_ms: 6000,
         ..Default::default()
     })
     .await
@@ -294,7 +312,7 @@ async fn health_is_not_serving_until_ready_and_during_shutdown() {
     c.kill("broker-1").unwrap();
     c.restart("broker-1").unwrap();
     let addr = c.grpc_addr("broker-1").unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut seen_not_serving = false;
     while tokio::time::Instant::now() < deadline {
         match health(&addr).await {
@@ -336,6 +354,11 @@ async fn rolling_restart_under_acks_all_loses_nothing_and_surfaces_no_errors() {
     // Each broker handed its leadership over before it stopped, rather than
     // leaving the controller to notice an expired lease.
     for b in ["broker-1", "broker-2", "broker-3"] {
+        assert!(
+            !c.log(b).contains("controlled shutdown timed out"),
+            "{b}: controlled shutdown timed out\n{}",
+            c.logs_tail()
+        );
         assert!(
             c.log(b)
                 .contains("controlled shutdown: leadership handed over"),

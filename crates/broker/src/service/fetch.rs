@@ -128,7 +128,7 @@ fn read_all(
                     resp.log_start_offset = offsets.log_start;
                     total += data.len();
                     if !data.is_empty() {
-                        metrics::counter!("sluice_broker_topic_bytes_out_total", "topic" => name.to_string())
+                        metrics::counter!("sluice_broker_topic_out_bytes_total", "topic" => name.to_string())
                             .increment(data.len() as u64);
                     }
                     resp.next_fetch_offset = sluice_records::batch_headers(&data)

@@ -193,9 +193,9 @@ fn append_one(
     });
     let bytes = batches.len() as u64;
     let info = partition.append_as_leader(batches, acks, min_insync)?;
-    metrics::counter!("sluice_broker_topic_bytes_in_total", "topic" => topic.to_string())
+    metrics::counter!("sluice_broker_topic_in_bytes_total", "topic" => topic.to_string())
         .increment(bytes);
-    metrics::counter!("sluice_broker_topic_messages_in_total", "topic" => topic.to_string())
+    metrics::counter!("sluice_broker_topic_in_messages_total", "topic" => topic.to_string())
         .increment((info.last_offset - info.first_offset + 1).max(0) as u64);
     Ok(Appended {
         partition,

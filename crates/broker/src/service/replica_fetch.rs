@@ -106,7 +106,7 @@ fn read_all(
                     log_start,
                 }) => {
                     total += batches.len();
-                    metrics::counter!("sluice_broker_replication_bytes_out_total")
+                    metrics::counter!("sluice_broker_replication_out_bytes_total")
                         .increment(batches.len() as u64);
                     out.high_watermark = hw;
                     out.log_start_offset = log_start;
