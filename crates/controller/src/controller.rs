@@ -91,8 +91,12 @@ impl Controller {
 
     /// Ready to serve (the health service's SERVING): active, or a standby
     /// that reaches etcd and sees an active controller to defer to.
+    /// Also refreshes `sluice_controller_active`, so a standby reports 0
+    /// rather than nothing (it is polled by the health loop).
     pub async fn is_ready(&self) -> bool {
-        self.is_active() || matches!(self.active_controller().await, Ok(Some(_)))
+        let active = self.is_active();
+        metrics::gauge!("sluice_controller_active").set(f64::from(u8::from(active)));
+        active || matches!(self.active_controller().await, Ok(Some(_)))
     }
 
     /// Resolves when this instance becomes the active controller.

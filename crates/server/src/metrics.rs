@@ -134,6 +134,10 @@ fn describe() {
         "Record batch bytes sent to followers"
     );
     describe_counter!(
+        "sluice_broker_partition_errors_total",
+        "Per-partition errors answered, by API and error code"
+    );
+    describe_counter!(
         "sluice_broker_isr_shrinks_total",
         "ISR shrinks of partitions this broker leads"
     );

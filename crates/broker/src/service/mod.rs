@@ -126,6 +126,25 @@ impl BrokerService {
     }
 }
 
+/// Per-partition errors travel in the response body (the gRPC status is OK),
+/// so `grpc_server_handled_total` cannot show them: NOT_LEADER_OR_FOLLOWER
+/// during a failover, say. Kafka's ErrorsPerSec by request and error.
+fn count_errors<'a>(
+    api: &'static str,
+    errors: impl Iterator<Item = Option<&'a sluice_proto::common::Error>>,
+) {
+    for e in errors.flatten() {
+        if let Some(e) = ApiError::from_proto(Some(e)) {
+            metrics::counter!(
+                "sluice_broker_partition_errors_total",
+                "api" => api,
+                "error" => e.code.as_str_name(),
+            )
+            .increment(1);
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl BrokerApi for BrokerService {
     async fn metadata(
@@ -141,18 +160,30 @@ impl BrokerApi for BrokerService {
         &self,
         request: Request<pb::ProduceRequest>,
     ) -> Result<Response<pb::ProduceResponse>, Status> {
-        Ok(Response::new(
-            produce::produce(self, request.into_inner()).await?,
-        ))
+        let resp = produce::produce(self, request.into_inner()).await?;
+        count_errors(
+            "Produce",
+            resp.topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .map(|p| p.error.as_ref()),
+        );
+        Ok(Response::new(resp))
     }
 
     async fn fetch(
         &self,
         request: Request<pb::FetchRequest>,
     ) -> Result<Response<pb::FetchResponse>, Status> {
-        Ok(Response::new(
-            fetch::fetch(self, request.into_inner()).await?,
-        ))
+        let resp = fetch::fetch(self, request.into_inner()).await?;
+        count_errors(
+            "Fetch",
+            resp.topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .map(|p| p.error.as_ref()),
+        );
+        Ok(Response::new(resp))
     }
 
     async fn list_offsets(
