@@ -119,11 +119,28 @@ impl Broker {
         let deadline = tokio::time::Instant::now()
             + Duration::from_millis(self.config.controlled_shutdown_timeout_ms);
         let mut changes = self.metadata.subscribe();
+        // With no active controller nobody moves leadership: when the whole
+        // cluster stops at once the controllers may go first. A standby takes
+        // over within moments of a resignation, so only a longer gap ends the
+        // wait.
+        let mut no_controller_since: Option<tokio::time::Instant> = None;
         loop {
             let n = leading();
             if n == 0 {
                 info!("controlled shutdown: leadership handed over");
                 return;
+            }
+            if self.metadata.read(|v| v.controller.is_none()) {
+                let since = *no_controller_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() > Duration::from_secs(3) {
+                    warn!(
+                        leading = n,
+                        "controlled shutdown: no active controller to move leadership; stopping"
+                    );
+                    return;
+                }
+            } else {
+                no_controller_since = None;
             }
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => {
