@@ -18,20 +18,9 @@ repo="$PWD"
 venv="${SLUICE_PY_VENV:-$repo/target/py-venv}"
 python="${PYTHON:-python3}"
 
-if [[ ! -x "$venv/bin/python" ]]; then
-  mkdir -p "$(dirname "$venv")"
-  if ! "$python" -m venv "$venv"; then
-    rm -rf "$venv"
-    if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
-      apt-get update -qq
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
-      "$python" -m venv "$venv"
-    else
-      echo "error: '$python -m venv' failed; install your distribution's python3-venv package" >&2
-      exit 1
-    fi
-  fi
-fi
+# shellcheck source=scripts/lib/py-venv.sh
+source "$repo/scripts/lib/py-venv.sh"
+ensure_py_venv
 py="$venv/bin/python"
 
 need=()
