@@ -8,7 +8,8 @@
 #   scripts/local-cluster.sh status [--dir DIR]
 #
 # Layout of DIR (default ./.sluice-cluster): pids/<name>.pid, logs/<name>.log,
-# data/<name>/, config/<name>.yaml, cmd/<name> (the command line), bootstrap.
+# data/<name>/, config/<name>.yaml, cmd/<name> (the command line), bootstrap,
+# metrics (each process's Prometheus endpoint).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,6 +59,12 @@ stop_proc() { # name [signal]
 
 bin() { echo "$PWD/target/$profile/$1"; }
 
+metrics_flag() { # name: a free metrics port for it, recorded in DIR/metrics
+  local port; port=$(free_port)
+  echo "$1 http://127.0.0.1:$port/metrics" >>"$dir/metrics"
+  echo "--metrics-listen 127.0.0.1:$port"
+}
+
 case "$cmd" in
 up)
   if ! command -v etcd >/dev/null 2>&1 || ! command -v protoc >/dev/null 2>&1; then
@@ -80,6 +87,7 @@ up)
     brokers="$(ls "$dir"/cmd/broker-* | wc -l)"
   else
   cluster="local"
+  : >"$dir/metrics"
   etcd_client=$(free_port); etcd_peer=$(free_port)
   cat >"$dir/cmd/etcd" <<EOT
 exec etcd --name local --data-dir "$dir/data/etcd" \
@@ -101,7 +109,7 @@ advertised.port: $port
 etcd.endpoints: $endpoints
 cluster.name: $cluster
 EOT
-    echo "exec $(bin sluice-controller) --config $dir/config/controller-$i.yaml" >"$dir/cmd/controller-$i"
+    echo "exec $(bin sluice-controller) --config $dir/config/controller-$i.yaml $(metrics_flag "controller-$i")" >"$dir/cmd/controller-$i"
     start_proc "controller-$i"
   done
   port=$(free_port)
@@ -112,7 +120,7 @@ listeners: 127.0.0.1:$port
 etcd.endpoints: $endpoints
 cluster.name: $cluster
 EOT
-  echo "exec $(bin sluice-coordinator) --config $dir/config/coordinator-1.yaml" >"$dir/cmd/coordinator-1"
+  echo "exec $(bin sluice-coordinator) --config $dir/config/coordinator-1.yaml $(metrics_flag coordinator-1)" >"$dir/cmd/coordinator-1"
   start_proc coordinator-1
   bootstrap=""
   for i in $(seq 1 "$brokers"); do
@@ -125,7 +133,7 @@ log.dirs: $dir/data/broker-$i
 etcd.endpoints: $endpoints
 cluster.name: $cluster
 EOT
-    echo "exec $(bin sluice-broker) --config $dir/config/broker-$i.yaml" >"$dir/cmd/broker-$i"
+    echo "exec $(bin sluice-broker) --config $dir/config/broker-$i.yaml $(metrics_flag "broker-$i")" >"$dir/cmd/broker-$i"
     start_proc "broker-$i"
     bootstrap="${bootstrap:+$bootstrap,}127.0.0.1:$port"
   done
@@ -136,6 +144,8 @@ EOT
       && [ "$(grep -c 'Status: alive' <<<"$out" || true)" -ge "$brokers" ] && ! grep -q 'Controller: none' <<<"$out"; then
       echo "Sluice cluster up: $brokers brokers, 2 controllers, 1 coordinator (files in $dir)"
       echo "bootstrap: $bootstrap"
+      echo "Prometheus metrics (also in $dir/metrics):"
+      sed 's/^/  /' "$dir/metrics"
       exit 0
     fi
     sleep 0.2
