@@ -82,7 +82,7 @@ fn metric(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> 
     sum(s, name, labels).unwrap_or_else(|| panic!("{name} {labels:?} missing"))
 }
 
-async fn produce(c: &TestCluster, topic: &str, n: usize) {
+async fn produce(c: &TestCluster, topic: &str, partitions: usize, n: usize) {
     let producer = Producer::new(c.client_config().with("acks", "all").unwrap()).unwrap();
     let mut acks = Vec::new();
     for i in 0..n {
@@ -91,7 +91,7 @@ async fn produce(c: &TestCluster, topic: &str, n: usize) {
                 // Every partition, so every leader sees bytes in.
                 .send(
                     ProducerRecord::new(topic, format!("record-{i}"))
-                        .with_partition((i % 3) as i32),
+                        .with_partition((i % partitions) as i32),
                 )
                 .await
                 .unwrap(),
@@ -121,7 +121,7 @@ async fn every_service_reports_health_and_metrics_that_move_under_load() {
         .create_topic(NewTopic::new("ops", 3, 3))
         .await
         .unwrap();
-    produce(&c, "ops", 300).await;
+    produce(&c, "ops", 3, 300).await;
     // A group that reads a little and commits, so it has lag.
     let mut g = GroupConsumer::new(
         c.client_config()
@@ -151,7 +151,7 @@ async fn every_service_reports_health_and_metrics_that_move_under_load() {
     for n in &names {
         before.insert(n.clone(), scrape(&c.metrics_url(n).unwrap()).await);
     }
-    produce(&c, "ops", 300).await;
+    produce(&c, "ops", 3, 300).await;
     let group = [("group", "ops-group")];
     let lag_before = metric(
         &before["coordinator-1"],
@@ -366,4 +366,36 @@ async fn rolling_restart_under_acks_all_loses_nothing_and_surfaces_no_errors() {
             c.logs_tail()
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_stops_without_waiting_when_no_controller_can_move_leadership() {
+    // `docker compose down` or a whole-cluster stop: the controllers may go
+    // first, and then nobody can hand leadership over.
+    let mut c = TestCluster::start(ClusterSpec {
+        brokers: 2,
+        controllers: 1,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let admin = Admin::new(c.client_config()).unwrap();
+    admin
+        .create_topic(NewTopic::new("led", 2, 2))
+        .await
+        .unwrap();
+    produce(&c, "led", 2, 10).await;
+    c.terminate("controller-1").await.unwrap();
+    c.terminate("broker-1").await.unwrap();
+    let log = c.log("broker-1");
+    assert!(
+        log.contains("no active controller to move leadership"),
+        "broker-1 did not notice the missing controller\n{}",
+        c.logs_tail()
+    );
+    assert!(
+        !log.contains("controlled shutdown timed out"),
+        "{}",
+        c.logs_tail()
+    );
 }
