@@ -14,6 +14,7 @@ use sluice_proto::controller::controller_client::ControllerClient;
 use sluice_types::{ApiError, ErrorCode};
 use tonic::transport::{Channel, Endpoint};
 
+use crate::TopicPartition;
 use crate::config::ClientConfig;
 use crate::error::{ClientError, Result};
 
@@ -194,6 +195,36 @@ impl Cluster {
         Err(last.unwrap_or_else(|| ClientError::config("bootstrap.servers", "no server to ask")))
     }
 
+    /// KIP-951: a NOT_LEADER_OR_FOLLOWER answer names the partition's
+    /// current leader. Takes it when it is newer than what the cache holds
+    /// and the leader's address is known, so a retry can go there at once
+    /// instead of after a backoff and a metadata round trip. Returns whether
+    /// the cache changed.
+    pub fn learn_leader(&self, tp: &TopicPartition, leader: i32, leader_epoch: i32) -> bool {
+        if leader < 0 {
+            return false;
+        }
+        let mut cache = self.cache.lock();
+        if !cache.brokers.contains_key(&leader) {
+            return false;
+        }
+        let Some(slot) = cache.topics.get_mut(&tp.topic).and_then(|t| {
+            usize::try_from(tp.partition)
+                .ok()
+                .and_then(|i| t.partitions.get_mut(i))
+        }) else {
+            return false;
+        };
+        if leader_epoch <= slot.leader_epoch {
+            return false;
+        }
+        *slot = PartitionLeader {
+            leader,
+            leader_epoch,
+        };
+        true
+    }
+
     /// Refreshes the cache for `topics` (empty: brokers and controller only).
     pub async fn refresh(&self, topics: &[String]) -> Result<()> {
         self.metadata(topics, false).await.map(|_| ())
@@ -306,5 +337,73 @@ impl Cluster {
             }
             tokio::time::sleep(self.config.retry_backoff.min(Duration::from_millis(250))).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_proto::broker::{PartitionMetadata, TopicMetadata};
+    use sluice_proto::common::BrokerEndpoint;
+
+    use super::*;
+
+    fn answer(topic_id: &str, leader: i32, epoch: i32) -> MetadataResponse {
+        MetadataResponse {
+            brokers: (1..=3)
+                .map(|id| BrokerEndpoint {
+                    broker_id: id,
+                    host: "127.0.0.1".into(),
+                    port: 9090 + id,
+                    ..Default::default()
+                })
+                .collect(),
+            topics: vec![TopicMetadata {
+                name: "t".into(),
+                topic_id: topic_id.into(),
+                partitions: vec![PartitionMetadata {
+                    partition: 0,
+                    leader_id: leader,
+                    leader_epoch: epoch,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn leader(c: &Cluster) -> PartitionLeader {
+        c.cache.lock().topics["t"].partitions[0]
+    }
+
+    #[test]
+    fn a_stale_answer_does_not_undo_a_newer_leader() {
+        let c = Cluster::new(ClientConfig::new("127.0.0.1:9091")).unwrap();
+        c.update(&answer("a", 1, 5));
+        c.update(&answer("a", 2, 4));
+        assert_eq!(leader(&c).leader, 1, "epoch 4 is older than 5");
+        c.update(&answer("a", 2, 6));
+        assert_eq!(leader(&c).leader, 2);
+        // A re-created topic starts its epochs over.
+        c.update(&answer("b", 3, 0));
+        assert_eq!(leader(&c).leader, 3);
+    }
+
+    #[test]
+    fn a_leader_hint_is_taken_only_when_newer_and_reachable() {
+        let c = Cluster::new(ClientConfig::new("127.0.0.1:9091")).unwrap();
+        c.update(&answer("a", 1, 5));
+        let tp = TopicPartition::new("t", 0);
+        assert!(!c.learn_leader(&tp, 2, 5), "same epoch");
+        assert!(!c.learn_leader(&tp, 9, 6), "unknown broker");
+        assert!(!c.learn_leader(&tp, -1, 6), "no leader");
+        assert!(c.learn_leader(&tp, 2, 6));
+        assert_eq!(
+            leader(&c),
+            PartitionLeader {
+                leader: 2,
+                leader_epoch: 6
+            }
+        );
     }
 }

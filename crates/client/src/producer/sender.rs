@@ -170,7 +170,7 @@ async fn send_request(
             Err(e) => {
                 let (mut refresh, mut retries) = (Vec::new(), Vec::new());
                 for b in batches {
-                    retry_or_fail(inner, b, e.clone(), &mut refresh, &mut retries);
+                    retry_or_fail(inner, b, e.clone(), false, &mut refresh, &mut retries);
                 }
                 requeue(inner, retries);
                 drop(permit);
@@ -295,11 +295,19 @@ async fn send_request(
                         ErrorCode::UnknownServerError,
                         format!("the broker did not answer for {}", b.tp),
                     );
-                    retry_or_fail(inner, b, err, &mut refresh, &mut retries);
+                    retry_or_fail(inner, b, err, false, &mut refresh, &mut retries);
                     continue;
                 };
                 match ApiError::from_proto(part.error.as_ref()) {
-                    Some(e) => retry_or_fail(inner, b, e.into(), &mut refresh, &mut retries),
+                    Some(e) => {
+                        let hinted = e.code == ErrorCode::NotLeaderOrFollower
+                            && inner.cluster.learn_leader(
+                                &b.tp,
+                                part.current_leader_id,
+                                part.current_leader_epoch,
+                            );
+                        retry_or_fail(inner, b, e.into(), hinted, &mut refresh, &mut retries)
+                    }
                     None => {
                         let base = *next_offset.entry(b.tp.clone()).or_insert(part.base_offset);
                         next_offset.insert(b.tp.clone(), base + b.records.len() as i64);
@@ -310,7 +318,7 @@ async fn send_request(
         }
         Err(e) => {
             for b in keep {
-                retry_or_fail(inner, b, e.clone(), &mut refresh, &mut retries);
+                retry_or_fail(inner, b, e.clone(), false, &mut refresh, &mut retries);
             }
         }
     }
@@ -358,17 +366,24 @@ fn requeue(inner: &Inner, retries: Retries) {
     }
 }
 
+/// `hinted`: the answer named a newer leader, now in the cache (KIP-951), so
+/// the retry goes at once and needs no metadata refresh.
 fn retry_or_fail(
     inner: &Inner,
     mut b: ProducerBatch,
     err: ClientError,
+    hinted: bool,
     refresh: &mut Vec<String>,
     retries: &mut Retries,
 ) {
     let config = &inner.cluster.config;
     b.attempts += 1;
     let now = Instant::now();
-    let retry_at = now + config.retry_backoff;
+    let retry_at = if hinted {
+        now
+    } else {
+        now + config.retry_backoff
+    };
     // A topic just created may not have reached this broker yet.
     let young_unknown = err.code() == ErrorCode::UnknownTopicOrPartition
         && now.duration_since(b.created) < UNKNOWN_TOPIC_WAIT * 2;
@@ -376,7 +391,7 @@ fn retry_or_fail(
     let in_time = b.created + config.delivery_timeout > retry_at + Duration::from_millis(1);
     if retriable && in_time && b.attempts <= config.retries {
         tracing::debug!(tp = %b.tp, error = %err, attempt = b.attempts, "retrying batch");
-        if !refresh.contains(&b.tp.topic) {
+        if !hinted && !refresh.contains(&b.tp.topic) {
             refresh.push(b.tp.topic.clone());
         }
         retries.push((b, retry_at));
