@@ -99,6 +99,20 @@ impl Broker {
         self.registered.load(Ordering::Acquire) && !self.deregister.is_cancelled()
     }
 
+    /// Ready and in sync: in the ISR of every hosted partition that has a
+    /// leader. What a rolling update should wait for before restarting the
+    /// next broker (served as the health service `sluice.broker.v1.Broker.InSync`):
+    /// plain readiness comes as soon as the broker registers, while it may
+    /// still be catching up, and taking a second broker then would leave
+    /// partitions below `min.insync.replicas`.
+    pub fn is_in_sync(&self) -> bool {
+        self.is_ready()
+            && self.replicas.all().iter().all(|p| {
+                let role = p.role();
+                role.leader < 0 || role.isr.contains(&self.config.broker_id)
+            })
+    }
+
     /// Kafka's controlled shutdown: gives up the registration while still
     /// serving, so the controller moves leadership of every partition this
     /// broker leads to another in-sync replica (and drops it from the ISRs);

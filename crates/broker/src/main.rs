@@ -88,6 +88,17 @@ async fn main() -> anyhow::Result<()> {
             signal.clone(),
         )
     };
+    let in_sync = {
+        let b = broker.clone();
+        ops.follow_check(
+            names::BROKER_IN_SYNC,
+            move || {
+                let b = b.clone();
+                async move { b.is_in_sync() }
+            },
+            signal.clone(),
+        )
+    };
     tokio::select! {
         _ = signal.cancelled() => {}
         served = &mut server => {
@@ -97,6 +108,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let _ = health.await;
+    let _ = in_sync.await;
     broker.controlled_shutdown().await;
     stop.cancel();
     let served = sluice_server::drain(server).await;

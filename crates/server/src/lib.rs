@@ -117,6 +117,18 @@ impl Ops {
         Ok((router, ops))
     }
 
+    /// Sets the status of one extra named check (e.g. `...Broker.InSync`),
+    /// beside the overall one; it starts out unknown to clients (NOT_FOUND)
+    /// until first set.
+    pub async fn set_check(&self, name: &str, serving: bool) {
+        let status = if serving {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        self.reporter.set_service_status(name, status).await;
+    }
+
     /// Sets the overall status and every service's.
     pub async fn set_serving(&self, serving: bool) {
         let status = if serving {
@@ -139,7 +151,40 @@ impl Ops {
         F: Fn() -> Fut + Send + 'static,
         Fut: std::future::Future<Output = bool> + Send,
     {
+        self.spawn_follow(None, ready, stop)
+    }
+
+    /// Like [`Ops::follow`], for one extra named check ([`Ops::set_check`]).
+    pub fn follow_check<F, Fut>(
+        &self,
+        name: &'static str,
+        ready: F,
+        stop: CancellationToken,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = bool> + Send,
+    {
+        self.spawn_follow(Some(name), ready, stop)
+    }
+
+    fn spawn_follow<F, Fut>(
+        &self,
+        check: Option<&'static str>,
+        ready: F,
+        stop: CancellationToken,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = bool> + Send,
+    {
         let ops = self.clone();
+        let set = move |ops: Ops, serving: bool| async move {
+            match check {
+                None => ops.set_serving(serving).await,
+                Some(name) => ops.set_check(name, serving).await,
+            }
+        };
         tokio::spawn(async move {
             let mut last = None;
             let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -155,12 +200,16 @@ impl Ops {
                     r = tokio::time::timeout(Duration::from_secs(2), ready()) => r.unwrap_or(false),
                 };
                 if last != Some(now) {
-                    tracing::info!(serving = now, "health status changed");
-                    ops.set_serving(now).await;
+                    tracing::info!(
+                        check = check.unwrap_or(""),
+                        serving = now,
+                        "health status changed"
+                    );
+                    set(ops.clone(), now).await;
                     last = Some(now);
                 }
             }
-            ops.set_serving(false).await;
+            set(ops, false).await;
         })
     }
 }
@@ -183,4 +232,7 @@ pub mod names {
     pub const BROKER: &str = "sluice.broker.v1.Broker";
     pub const CONTROLLER: &str = "sluice.controller.v1.Controller";
     pub const COORDINATOR: &str = "sluice.coordinator.v1.GroupCoordinator";
+    /// A broker's health check that is SERVING only while it is in the ISR
+    /// of every partition it hosts (for rolling-update readiness probes).
+    pub const BROKER_IN_SYNC: &str = "sluice.broker.v1.Broker.InSync";
 }

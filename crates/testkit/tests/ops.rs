@@ -12,13 +12,17 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 async fn health(addr: &str) -> anyhow::Result<ServingStatus> {
+    health_of(addr, "").await
+}
+
+async fn health_of(addr: &str, service: &str) -> anyhow::Result<ServingStatus> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(Duration::from_secs(2))
         .connect()
         .await?;
     let r = HealthClient::new(channel)
         .check(HealthCheckRequest {
-            service: String::new(),
+            service: service.to_string(),
         })
         .await?;
     Ok(r.into_inner().status())
@@ -115,6 +119,18 @@ async fn every_service_reports_health_and_metrics_that_move_under_load() {
     let names = c.process_names();
     for n in &names {
         wait_serving(&c, n).await;
+    }
+    // Brokers also answer the in-sync check rolling updates wait for.
+    for b in ["broker-1", "broker-2", "broker-3"] {
+        let addr = c.grpc_addr(b).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !matches!(
+            health_of(&addr, "sluice.broker.v1.Broker.InSync").await,
+            Ok(ServingStatus::Serving)
+        ) {
+            assert!(tokio::time::Instant::now() < deadline, "{b} never in sync");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
     let admin = Admin::new(c.client_config()).unwrap();
     admin
