@@ -11,19 +11,22 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use bytes::Bytes;
 use futures::StreamExt;
 use parking_lot::Mutex;
-use sluice_client::{ClientConfig, Consumer, Producer, ProducerRecord, TopicPartition};
+use sluice_client::{
+    ClientConfig, Consumer, DeliveryFuture, Producer, ProducerRecord, TopicPartition,
+};
 use sluice_metastore::{LeaseKeeper, MetadataStore, register_ephemeral};
 use sluice_types::hash::group_offsets_partition;
 use sluice_types::meta::{self, BrokerRegistration, CoordinatorRegistration, OffsetsOwner};
 use sluice_types::names::CONSUMER_OFFSETS_TOPIC;
 use sluice_types::{ApiError, ErrorCode};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -70,6 +73,20 @@ pub struct GroupHome {
     pub epoch: i64,
 }
 
+/// One write to `__consumer_offsets`: its records, and where to send their
+/// delivery futures once the producer has them.
+struct WriteJob {
+    records: Vec<ProducerRecord>,
+    queued: oneshot::Sender<Result<Vec<DeliveryFuture>, ApiError>>,
+}
+
+/// A write on its way to `__consumer_offsets`.
+pub struct Submitted {
+    /// Its place in the log order of this coordinator's writes.
+    pub number: u64,
+    queued: oneshot::Receiver<Result<Vec<DeliveryFuture>, ApiError>>,
+}
+
 /// The client side the coordinator uses to read and write its partitions.
 struct Clients {
     producer: Producer,
@@ -87,6 +104,9 @@ pub struct Coordinator {
     tasks: TaskTracker,
     /// True once registered (for readiness).
     registered: watch::Sender<bool>,
+    /// The queue of writes to `__consumer_offsets`, and their numbering.
+    writes: mpsc::UnboundedSender<WriteJob>,
+    write_number: AtomicU64,
 }
 
 fn not_coordinator(group: &str, why: &str) -> ApiError {
@@ -108,6 +128,7 @@ impl Coordinator {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Arc<Self>> {
         config.validate()?;
+        let (writes, jobs) = mpsc::unbounded_channel();
         let c = Arc::new(Self {
             config,
             store,
@@ -117,9 +138,12 @@ impl Coordinator {
             shutdown,
             tasks: TaskTracker::new(),
             registered: watch::Sender::new(false),
+            writes,
+            write_number: AtomicU64::new(0),
         });
         let keeper = c.register().await?;
         c.registered.send_replace(true);
+        c.tasks.spawn(c.clone().run_writer(jobs));
         c.tasks.spawn(c.clone().keep_registered(keeper));
         c.tasks.spawn(c.clone().follow_ownership());
         c.tasks.spawn(c.clone().run_timers());
@@ -544,10 +568,9 @@ impl Coordinator {
             return Err(not_coordinator(group, "ownership changed"));
         };
         if create && !groups.contains_key(group) {
-            groups.insert(
-                group.to_string(),
-                Group::new(group.to_string(), self.config.group_settings()),
-            );
+            let mut g = Group::new(group.to_string(), self.config.group_settings());
+            g.write_floor = self.last_write_number();
+            groups.insert(group.to_string(), g);
         }
         Ok(f(groups.get_mut(group), home))
     }
@@ -572,40 +595,105 @@ impl Coordinator {
         }
     }
 
-    /// Writes records to the group's partition with acks=all; fails with
-    /// NOT_COORDINATOR if the partition moved meanwhile.
+    /// Queues records for the group's partition (acks=all) and numbers the
+    /// write. Writes reach the log in the order they are submitted, so callers
+    /// submit under the state lock, where they decide what to write: the log
+    /// then ends with the last decision, not with whichever write won a race.
+    pub fn submit(&self, home: GroupHome, recs: Vec<(RecordKey, Option<Vec<u8>>)>) -> Submitted {
+        let records = recs
+            .into_iter()
+            .map(|(key, value)| ProducerRecord {
+                topic: CONSUMER_OFFSETS_TOPIC.into(),
+                partition: Some(home.partition),
+                key: Some(Bytes::from(key.encode())),
+                value: value.map(Bytes::from),
+                ..Default::default()
+            })
+            .collect();
+        let (tx, rx) = oneshot::channel();
+        let number = self.write_number.fetch_add(1, Ordering::Relaxed) + 1;
+        // The receiver lives as long as the writer task; if it is gone we are
+        // shutting down and the dropped reply says so.
+        let _ = self.writes.send(WriteJob {
+            records,
+            queued: tx,
+        });
+        Submitted { number, queued: rx }
+    }
+
+    /// The last write number handed out (a new group's floor).
+    pub fn last_write_number(&self) -> u64 {
+        self.write_number.load(Ordering::Relaxed)
+    }
+
+    /// Feeds queued writes to the producer one job at a time, so a job's
+    /// records stay together and jobs keep their submission order.
+    async fn run_writer(self: Arc<Self>, mut jobs: mpsc::UnboundedReceiver<WriteJob>) {
+        loop {
+            let job = tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                job = jobs.recv() => match job {
+                    Some(job) => job,
+                    None => return,
+                },
+            };
+            let queued = async {
+                let clients = self.clients().await?;
+                let mut pending = Vec::with_capacity(job.records.len());
+                for rec in job.records {
+                    pending.push(clients.producer.send(rec).await.map_err(write_err)?);
+                }
+                Ok(pending)
+            }
+            .await;
+            let _ = job.queued.send(queued);
+        }
+    }
+
+    /// Submits and confirms in one step, for writes that need no ordering
+    /// with others.
     pub async fn write(
         &self,
         group: &str,
         home: GroupHome,
         recs: Vec<(RecordKey, Option<Vec<u8>>)>,
     ) -> Result<(), ApiError> {
-        let clients = self.clients().await?;
-        let mut pending = Vec::with_capacity(recs.len());
-        for (key, value) in recs {
-            let rec = ProducerRecord {
-                topic: CONSUMER_OFFSETS_TOPIC.into(),
-                partition: Some(home.partition),
-                key: Some(Bytes::from(key.encode())),
-                value: value.map(Bytes::from),
-                ..Default::default()
-            };
-            pending.push(clients.producer.send(rec).await.map_err(write_err)?);
-        }
+        let submitted = self.submit(home, recs);
+        self.confirm(group, home, submitted).await
+    }
+
+    /// Waits for a submitted write to be acknowledged; fails with
+    /// NOT_COORDINATOR if the partition moved meanwhile.
+    pub async fn confirm(
+        &self,
+        group: &str,
+        home: GroupHome,
+        submitted: Submitted,
+    ) -> Result<(), ApiError> {
         let timeout = Duration::from_millis(self.config.offsets_commit_timeout_ms);
-        for f in pending {
-            match tokio::time::timeout(timeout, f).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(write_err(e)),
-                Err(_) => {
-                    return Err(ApiError::new(
-                        ErrorCode::CoordinatorNotAvailable,
-                        format!(
-                            "writing to {CONSUMER_OFFSETS_TOPIC}-{} took over offsets.commit.timeout.ms",
-                            home.partition
-                        ),
-                    ));
-                }
+        let acked = tokio::time::timeout(timeout, async {
+            let pending = submitted.queued.await.map_err(|_| {
+                ApiError::new(
+                    ErrorCode::CoordinatorNotAvailable,
+                    "the coordinator is shutting down",
+                )
+            })??;
+            for f in pending {
+                f.await.map_err(write_err)?;
+            }
+            Ok::<_, ApiError>(())
+        })
+        .await;
+        match acked {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(ApiError::new(
+                    ErrorCode::CoordinatorNotAvailable,
+                    format!(
+                        "writing to {CONSUMER_OFFSETS_TOPIC}-{} took over offsets.commit.timeout.ms",
+                        home.partition
+                    ),
+                ));
             }
         }
         // Acknowledged, but only meaningful if we still own the partition:
@@ -641,6 +729,8 @@ impl Coordinator {
     }
 
     /// Writes a group record; then, when `settle` is set, tells the group.
+    /// Call it where the record was decided, under the state lock, so group
+    /// records reach the log in generation order.
     pub fn persist_group(
         self: &Arc<Self>,
         group: String,
@@ -648,24 +738,22 @@ impl Coordinator {
         rec: GroupRecord,
         settle: Option<i32>,
     ) {
+        let value = records::encode(&GroupValue {
+            group: rec,
+            owner_epoch: home.epoch,
+        });
+        let submitted = self.submit(
+            home,
+            vec![(
+                RecordKey::Group {
+                    group: group.clone(),
+                },
+                Some(value),
+            )],
+        );
         let this = self.clone();
         self.tasks.spawn(async move {
-            let value = records::encode(&GroupValue {
-                group: rec,
-                owner_epoch: home.epoch,
-            });
-            let res = this
-                .write(
-                    &group,
-                    home,
-                    vec![(
-                        RecordKey::Group {
-                            group: group.clone(),
-                        },
-                        Some(value),
-                    )],
-                )
-                .await;
+            let res = this.confirm(&group, home, submitted).await;
             if let Err(e) = &res {
                 warn!(group = %group, error = %e, "cannot persist group metadata");
             }
@@ -783,30 +871,21 @@ impl Coordinator {
                 _ = tick.tick() => {}
             }
             let now = Instant::now();
-            let mut persist = Vec::new();
-            {
-                let mut st = self.state.lock();
-                for (p, o) in st.partitions.iter_mut() {
-                    if let Owned::Active { groups, epoch } = o {
-                        // Groups left with nothing (a refused first join) go.
-                        groups.retain(|_, g| !g.is_unused());
-                        for g in groups.values_mut() {
-                            if let Some(rec) = g.tick(now).persist {
-                                persist.push((
-                                    g.id.clone(),
-                                    GroupHome {
-                                        partition: *p,
-                                        epoch: *epoch,
-                                    },
-                                    rec,
-                                ));
-                            }
+            let mut st = self.state.lock();
+            for (p, o) in st.partitions.iter_mut() {
+                if let Owned::Active { groups, epoch } = o {
+                    // Groups left with nothing (a refused first join) go.
+                    groups.retain(|_, g| !g.is_unused());
+                    for g in groups.values_mut() {
+                        if let Some(rec) = g.tick(now).persist {
+                            let home = GroupHome {
+                                partition: *p,
+                                epoch: *epoch,
+                            };
+                            self.persist_group(g.id.clone(), home, rec, None);
                         }
                     }
                 }
-            }
-            for (g, home, rec) in persist {
-                self.persist_group(g, home, rec, None);
             }
         }
     }

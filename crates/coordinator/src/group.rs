@@ -9,7 +9,7 @@
 //! timeout, session expiry). The caller persists what [`Group::snapshot`]
 //! returns after an assignment or when the group empties.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -181,6 +181,16 @@ pub struct Group {
     /// hard limit); every new member pushes the check out by the delay.
     initial_delay: Option<(Instant, Instant)>,
     pub offsets: BTreeMap<(String, i32), CommittedOffset>,
+    /// Per partition, the write number of the commit `offsets` holds. Writes
+    /// reach `__consumer_offsets` in number order but are acknowledged in any
+    /// order; keeping the highest number keeps memory equal to the log.
+    offset_writes: BTreeMap<(String, i32), u64>,
+    /// Every partition a commit was submitted for, acknowledged or not, so
+    /// deleting the group tombstones commits still in flight too.
+    submitted_offsets: BTreeSet<(String, i32)>,
+    /// Writes numbered up to this were submitted before this group existed
+    /// (to a deleted group of the same name, tombstoned after them).
+    pub write_floor: u64,
     next_seq: u64,
     settings: GroupSettings,
     /// Rebalances completed (for metrics and tests).
@@ -205,6 +215,9 @@ impl Group {
             rebalance_deadline: None,
             initial_delay: None,
             offsets: BTreeMap::new(),
+            offset_writes: BTreeMap::new(),
+            submitted_offsets: BTreeSet::new(),
+            write_floor: 0,
             next_seq: 0,
             settings,
             rebalances: 0,
@@ -778,6 +791,37 @@ impl Group {
     }
 
     /// Validates an OffsetCommit's generation and member.
+    /// Notes the partitions of a commit being written.
+    pub fn commit_submitted(&mut self, tps: impl IntoIterator<Item = (String, i32)>) {
+        self.submitted_offsets.extend(tps);
+    }
+
+    /// The partitions this group has offsets for, in memory or on the way.
+    pub fn offset_keys(&self) -> impl Iterator<Item = &(String, i32)> {
+        let mut keys: BTreeSet<&(String, i32)> = self.offsets.keys().collect();
+        keys.extend(&self.submitted_offsets);
+        keys.into_iter()
+    }
+
+    /// Takes the offsets of an acknowledged commit, numbered `write` in log
+    /// order, unless a later write of the same partition was applied first.
+    pub fn apply_commit(
+        &mut self,
+        write: u64,
+        offsets: impl IntoIterator<Item = ((String, i32), CommittedOffset)>,
+    ) {
+        if write <= self.write_floor {
+            return;
+        }
+        for (tp, o) in offsets {
+            if self.offset_writes.get(&tp).is_some_and(|w| *w > write) {
+                continue;
+            }
+            self.offset_writes.insert(tp.clone(), write);
+            self.offsets.insert(tp, o);
+        }
+    }
+
     pub fn check_commit(&self, member_id: &str, generation: i32) -> Result<(), ApiError> {
         if self.state == GroupState::Dead {
             return Err(err(
@@ -809,11 +853,13 @@ impl Group {
         Ok(())
     }
 
-    /// Whether the group can be dropped from memory: no members, no offsets.
+    /// Whether the group can be dropped from memory: no members, no offsets,
+    /// none being written.
     pub fn is_unused(&self) -> bool {
         self.members.is_empty()
             && self.pending.is_empty()
             && self.offsets.is_empty()
+            && self.submitted_offsets.is_empty()
             && self.state == GroupState::Empty
     }
 
@@ -1058,6 +1104,30 @@ mod tests {
         );
         let empty = Group::new("e".into(), settings());
         empty.check_commit("", -1).unwrap();
+    }
+
+    #[test]
+    fn commits_acknowledged_out_of_order_keep_the_last_written() {
+        let at = |offset| CommittedOffset {
+            offset,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: 0,
+        };
+        let tp = |p| ("t".to_string(), p);
+        let mut g = Group::new("g".into(), settings());
+        g.write_floor = 3;
+        // Submitted before the group was (re)created: a tombstone followed.
+        g.apply_commit(3, [(tp(0), at(1))]);
+        assert!(g.offsets.is_empty());
+        // Write 5 is acknowledged before write 4, which must not undo it;
+        // partition 1 only ever saw write 4.
+        g.apply_commit(5, [(tp(0), at(50))]);
+        g.apply_commit(4, [(tp(0), at(40)), (tp(1), at(41))]);
+        assert_eq!(g.offsets[&tp(0)].offset, 50);
+        assert_eq!(g.offsets[&tp(1)].offset, 41);
+        g.apply_commit(6, [(tp(0), at(60))]);
+        assert_eq!(g.offsets[&tp(0)].offset, 60);
     }
 
     #[test]

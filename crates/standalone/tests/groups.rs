@@ -270,3 +270,92 @@ async fn join_sync_commit_and_offsets_survive_a_restart() {
     assert_eq!(names, ["g2"]);
     node.shutdown().await.unwrap();
 }
+
+/// Concurrent commits of the same partitions: whatever order they land in the
+/// log, the coordinator must answer OffsetFetch with the value the log ends
+/// with, or a restart (or a coordinator move) silently rewinds or skips the
+/// group's position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commits_read_back_as_the_log_replays_them() {
+    const GROUPS: usize = 24;
+    const RACERS: i64 = 6;
+    const PARTITIONS: i32 = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let group = |i: usize| format!("race-{i}");
+    let commit = |g: String, offset: i64| pb::OffsetCommitRequest {
+        group_id: g,
+        generation_id: -1,
+        topics: vec![pb::OffsetCommitTopic {
+            name: "t".into(),
+            partitions: (0..PARTITIONS)
+                .map(|partition| pb::OffsetCommitPartition {
+                    partition,
+                    committed_offset: offset,
+                    committed_leader_epoch: -1,
+                    metadata: String::new(),
+                })
+                .collect(),
+        }],
+        ..Default::default()
+    };
+    let mut tasks = Vec::new();
+    for i in 0..GROUPS {
+        let c = coordinator(&node, &group(i)).await;
+        for k in 0..RACERS {
+            let (mut c, req) = (c.clone(), commit(group(i), 100 + k));
+            tasks.push(tokio::spawn(async move {
+                let r = c.offset_commit(req).await.unwrap().into_inner();
+                for p in &r.topics[0].partitions {
+                    assert_eq!(code(&p.error), None, "{r:?}");
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let read_all = |node: &Standalone| {
+        let addr = node.addr;
+        async move {
+            let mut out = Vec::new();
+            for i in 0..GROUPS {
+                let mut c = GroupCoordinatorClient::connect(format!("http://{addr}"))
+                    .await
+                    .unwrap();
+                let r = c
+                    .offset_fetch(pb::OffsetFetchRequest {
+                        group_id: group(i),
+                        topics: vec![pb::OffsetFetchTopic {
+                            name: "t".into(),
+                            partitions: (0..PARTITIONS).collect(),
+                        }],
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert_eq!(code(&r.error), None);
+                let offsets: Vec<i64> = r.topics[0]
+                    .partitions
+                    .iter()
+                    .map(|p| p.committed_offset)
+                    .collect();
+                // One commit carries every partition, so they all agree.
+                assert!(offsets.iter().all(|o| *o == offsets[0]), "{offsets:?}");
+                assert!((100..100 + RACERS).contains(&offsets[0]), "{offsets:?}");
+                out.push(offsets[0]);
+            }
+            out
+        }
+    };
+    let served = read_all(&node).await;
+    node.shutdown().await.unwrap();
+    let node = start(dir.path()).await;
+    // Wait for every group's partition to be loaded again.
+    for i in 0..GROUPS {
+        coordinator(&node, &group(i)).await;
+    }
+    let replayed = read_all(&node).await;
+    assert_eq!(served, replayed, "served before the restart vs replayed");
+    node.shutdown().await.unwrap();
+}

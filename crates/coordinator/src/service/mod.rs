@@ -83,11 +83,11 @@ impl CoordinatorService {
                 .map(|p| (p.name, p.metadata))
                 .collect(),
         };
-        let (rx, home, effects) = c.with_group(&group, true, |g, home| {
+        let rx = c.with_group(&group, true, |g, home| {
             let (rx, eff) = g.expect("created").join(join, Instant::now());
-            (rx, home, eff)
+            c.apply(&group, home, eff, None);
+            rx
         })?;
-        c.apply(&group, home, effects, None);
         match rx.await {
             Ok(Ok(JoinOutcome::Joined(r))) => Ok(pb::JoinGroupResponse {
                 error: None,
@@ -135,17 +135,17 @@ impl CoordinatorService {
             .map(|a| (a.member_id, a.assignment))
             .collect();
         let generation = req.generation_id;
-        let (rx, home, effects) = c.with_group(&group, false, |g, home| match g {
+        let rx = c.with_group(&group, false, |g, home| match g {
             Some(g) => {
                 let (rx, eff) = g.sync(&req.member_id, generation, assignments, Instant::now());
-                Ok((rx, home, eff))
+                c.apply(&group, home, eff, Some(generation));
+                Ok(rx)
             }
             None => Err(ApiError::new(
                 ErrorCode::UnknownMemberId,
                 format!("group \"{group}\" has no members"),
             )),
         })??;
-        c.apply(&group, home, effects, Some(generation));
         match rx.await {
             Ok(r) => r,
             Err(_) => Err(dropped(&group)),
@@ -157,43 +157,60 @@ impl CoordinatorService {
         let c = &self.coordinator;
         let group = req.group_id.clone();
         let simple = req.generation_id < 0 && req.member_id.is_empty();
-        let home = c.with_group(&group, simple, |g, home| match g {
-            Some(g) => g
-                .check_commit(&req.member_id, req.generation_id)
-                .map(|()| home),
-            None => Err(ApiError::new(
-                ErrorCode::UnknownMemberId,
-                format!("member {} is not in group \"{group}\"", req.member_id),
-            )),
-        })??;
         let now = now_ms();
-        let mut recs = Vec::new();
-        let mut offsets = Vec::new();
-        for t in &req.topics {
-            for p in &t.partitions {
-                let o = CommittedOffset {
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata: p.metadata.clone(),
-                    commit_timestamp_ms: now,
-                };
-                recs.push((
-                    RecordKey::Offset {
-                        group: group.clone(),
-                        topic: t.name.clone(),
-                        partition: p.partition,
-                    },
-                    Some(records::encode(&OffsetValue {
-                        offset: o.clone(),
-                        owner_epoch: home.epoch,
-                    })),
+        let offsets: Vec<((String, i32), CommittedOffset)> = req
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(|p| {
+                    (
+                        (t.name.clone(), p.partition),
+                        CommittedOffset {
+                            offset: p.committed_offset,
+                            leader_epoch: p.committed_leader_epoch,
+                            metadata: p.metadata.clone(),
+                            commit_timestamp_ms: now,
+                        },
+                    )
+                })
+            })
+            .collect();
+        // Checked and submitted under the group lock, so commits reach the
+        // log in the order they were accepted.
+        let (home, submitted) = c.with_group(&group, simple, |g, home| {
+            let Some(g) = g else {
+                return Err(ApiError::new(
+                    ErrorCode::UnknownMemberId,
+                    format!("member {} is not in group \"{group}\"", req.member_id),
                 ));
-                offsets.push(((t.name.clone(), p.partition), o));
+            };
+            g.check_commit(&req.member_id, req.generation_id)?;
+            g.commit_submitted(offsets.iter().map(|(tp, _)| tp.clone()));
+            let recs = offsets
+                .iter()
+                .map(|((topic, partition), o)| {
+                    (
+                        RecordKey::Offset {
+                            group: group.clone(),
+                            topic: topic.clone(),
+                            partition: *partition,
+                        },
+                        Some(records::encode(&OffsetValue {
+                            offset: o.clone(),
+                            owner_epoch: home.epoch,
+                        })),
+                    )
+                })
+                .collect();
+            Ok((home, c.submit(home, recs)))
+        })??;
+        let write = submitted.number;
+        c.confirm(&group, home, submitted).await?;
+        // A group deleted meanwhile stays deleted: its tombstones came later.
+        c.with_group(&group, false, |g, _| {
+            if let Some(g) = g {
+                g.apply_commit(write, offsets);
             }
-        }
-        c.write(&group, home, recs).await?;
-        c.with_group(&group, true, |g, _| {
-            g.expect("created").offsets.extend(offsets);
         })
     }
 }
@@ -273,7 +290,6 @@ impl GroupCoordinator for CoordinatorService {
         let res = check_group_id(&group).and_then(|()| {
             c.with_group(&group, false, |mut g, home| {
                 let mut out = Vec::new();
-                let mut effects = Vec::new();
                 for m in &req.members {
                     let r = match g.as_deref_mut() {
                         Some(g) => g.leave(&m.member_id, Instant::now()),
@@ -290,26 +306,21 @@ impl GroupCoordinator for CoordinatorService {
                         group_instance_id: m.group_instance_id.clone(),
                         error: match r {
                             Ok(eff) => {
-                                effects.push(eff);
+                                c.apply(&group, home, eff, None);
                                 None
                             }
                             Err(e) => err_proto(&e),
                         },
                     });
                 }
-                (out, effects, home)
+                out
             })
         });
         Ok(Response::new(match res {
-            Ok((members, effects, home)) => {
-                for eff in effects {
-                    c.apply(&group, home, eff, None);
-                }
-                pb::LeaveGroupResponse {
-                    error: None,
-                    members,
-                }
-            }
+            Ok(members) => pb::LeaveGroupResponse {
+                error: None,
+                members,
+            },
             Err(e) => pb::LeaveGroupResponse {
                 error: err_proto(&e),
                 members: Vec::new(),
@@ -484,7 +495,7 @@ impl GroupCoordinator for CoordinatorService {
         let mut results = Vec::with_capacity(ids.len());
         for id in ids {
             let res = async {
-                let (home, keys) = c.with_group(&id, false, |g, home| match g {
+                let (home, submitted) = c.with_group(&id, false, |g, home| match g {
                     None => Err(ApiError::new(
                         ErrorCode::GroupIdNotFound,
                         format!("group \"{id}\" does not exist"),
@@ -506,8 +517,7 @@ impl GroupCoordinator for CoordinatorService {
                         // dropped (or coming back after a failover).
                         g.state = GroupState::Dead;
                         let mut keys: Vec<(RecordKey, Option<Vec<u8>>)> = g
-                            .offsets
-                            .keys()
+                            .offset_keys()
                             .map(|(t, p)| {
                                 (
                                     RecordKey::Offset {
@@ -520,10 +530,10 @@ impl GroupCoordinator for CoordinatorService {
                             })
                             .collect();
                         keys.push((RecordKey::Group { group: id.clone() }, None));
-                        Ok((home, keys))
+                        Ok((home, c.submit(home, keys)))
                     }
                 })??;
-                if let Err(e) = c.write(&id, home, keys).await {
+                if let Err(e) = c.confirm(&id, home, submitted).await {
                     let _ = c.with_group(&id, false, |g, _| {
                         if let Some(g) = g
                             && g.state == GroupState::Dead
