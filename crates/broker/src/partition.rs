@@ -570,6 +570,15 @@ impl Partition {
         acks: i32,
         min_insync: i32,
     ) -> Result<Appended, ApiError> {
+        let tp = format!("{}-{}", self.topic, self.partition);
+        // Headers only: the log validates every batch (CRC included) on append,
+        // so each CRC is computed once on the produce path.
+        let mut headers: Vec<_> = batch_headers(&batches).collect();
+        // The role is read under the log lock (the order `set_role` and
+        // `apply_replica_fetch` use): a leadership change cannot slip in
+        // between the check and the append, so no batch is written with an
+        // epoch older than one the log has already started.
+        let mut log = self.log.write();
         let role = self.role.read().clone();
         if role.leader != self.broker_id {
             return Err(self.not_leader(&role));
@@ -585,11 +594,6 @@ impl Partition {
                 ),
             ));
         }
-        let tp = format!("{}-{}", self.topic, self.partition);
-        // Headers only: the log validates every batch (CRC included) on append,
-        // so each CRC is computed once on the produce path.
-        let mut headers: Vec<_> = batch_headers(&batches).collect();
-        let mut log = self.log.write();
         let mut producers = self.producers.lock();
         if let Some(first_offset) = producers.check_all(&headers, &tp)? {
             let records: i64 = headers.iter().map(|h| h.records_count as i64).sum();
