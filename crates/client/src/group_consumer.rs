@@ -360,8 +360,10 @@ pub struct GroupConsumer {
     last_auto_commit: Instant,
     /// Offsets `poll` has returned up to (the next offset), per partition.
     consumed: BTreeMap<TopicPartition, i64>,
-    /// Partition counts the leader assigned with, to notice new partitions.
-    assigned_counts: Option<BTreeMap<String, i32>>,
+    /// The leader's view at its last assignment: every topic any member
+    /// subscribes to, and their partition counts, to notice new partitions
+    /// (or a topic created later) in topics only other members read.
+    assigned_counts: Option<(Vec<String>, BTreeMap<String, i32>)>,
     last_metadata_check: Instant,
     /// Set when this member is the group leader in the current generation.
     leader: bool,
@@ -529,27 +531,21 @@ impl GroupConsumer {
             return;
         }
         self.last_metadata_check = Instant::now();
-        let Some(before) = &self.assigned_counts else {
+        let Some((topics, before)) = &self.assigned_counts else {
             return;
         };
-        if self
-            .shared
-            .cluster
-            .refresh(&self.subscription)
-            .await
-            .is_err()
-        {
+        if self.shared.cluster.refresh(topics).await.is_err() {
             return;
         }
-        let now = self.partition_counts();
+        let now = self.partition_counts(topics);
         if &now != before {
             info!(group = %self.shared.group, "subscribed topics changed partitions; rebalancing");
             self.shared.membership.lock().rejoin = true;
         }
     }
 
-    fn partition_counts(&self) -> BTreeMap<String, i32> {
-        self.subscription
+    fn partition_counts(&self, topics: &[String]) -> BTreeMap<String, i32> {
+        topics
             .iter()
             .filter_map(|t| {
                 self.shared
@@ -820,18 +816,8 @@ impl GroupConsumer {
         }
         let topics: Vec<String> = topics.into_iter().collect();
         self.shared.cluster.refresh(&topics).await?;
-        let mut counts = BTreeMap::new();
-        for t in &topics {
-            if let Some(info) = self.shared.cluster.topic(t) {
-                counts.insert(t.clone(), info.partitions.len() as i32);
-            }
-        }
-        self.assigned_counts = Some(
-            self.subscription
-                .iter()
-                .filter_map(|t| counts.get(t).map(|c| (t.clone(), *c)))
-                .collect(),
-        );
+        let counts = self.partition_counts(&topics);
+        self.assigned_counts = Some((topics, counts.clone()));
         self.last_metadata_check = Instant::now();
         let plan = assignor.assign(&counts, &subs);
         Ok(subs

@@ -296,3 +296,51 @@ async fn every_record_once_leave_rebalances_and_commits_resume() {
     }
     node.shutdown().await.unwrap();
 }
+
+/// Members with different subscriptions: the leader (the first to join)
+/// reads only "mine", yet partitions added to "theirs" must reach the other
+/// member, as Kafka's leader watches every topic of the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_notices_new_partitions_of_topics_it_does_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let admin = Admin::new(ClientConfig::new(&node.addr.to_string())).unwrap();
+    admin
+        .create_topic(NewTopic::new("mine", 1, 1))
+        .await
+        .unwrap();
+    admin
+        .create_topic(NewTopic::new("theirs", 2, 1))
+        .await
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let leader = spawn_member(
+        member_config(&node, "mixed", "range", 0),
+        "mine",
+        0,
+        seen.clone(),
+    );
+    wait_for(&seen, "the leader's partition", |s| {
+        s.assignment.get(&0) == Some(&vec![0])
+    })
+    .await;
+    let other = spawn_member(
+        member_config(&node, "mixed", "range", 1),
+        "theirs",
+        1,
+        seen.clone(),
+    );
+    wait_for(&seen, "both subscriptions", |s| {
+        s.assignment.get(&1) == Some(&vec![0, 1])
+    })
+    .await;
+    admin.create_partitions("theirs", 4).await.unwrap();
+    wait_for(&seen, "the new partitions of \"theirs\"", |s| {
+        s.assignment.get(&1) == Some(&vec![0, 1, 2, 3])
+    })
+    .await;
+    for m in [leader, other] {
+        m.stop.send_replace(true);
+        m.task.await.unwrap();
+    }
+}
