@@ -46,7 +46,8 @@ pub fn parse_yaml<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T, Co
 /// 2. the YAML file, if given,
 /// 3. environment variables `SLUICE_<KEY>`, the key upper-cased with `.` as `_`
 ///    (`SLUICE_BROKER_ID=2` sets `broker.id`; Kafka's keys contain no `_`, so
-///    the mapping is unambiguous); variables naming no key of `T` are ignored,
+///    the mapping is unambiguous); variables naming no key of `T` are ignored
+///    with a warning that suggests the closest key,
 /// 4. `--override key=value` flags (Kafka's `kafka-server-start.sh` flag).
 ///
 /// Values from the environment and flags are parsed as YAML scalars, so
@@ -87,13 +88,25 @@ where
         }
         parse_yaml::<serde_json::Value>(value, key)
     };
-    for (var, value) in std::env::vars() {
-        let Some(rest) = var.strip_prefix("SLUICE_") else {
-            continue;
-        };
-        let key = rest.to_ascii_lowercase().replace('_', ".");
-        if known.contains(&key) {
-            merged.insert(key.clone(), scalar(&key, &value)?);
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    for (var, value) in &vars {
+        if let Some(key) = env_key(var).filter(|k| known.contains(k)) {
+            merged.insert(key.clone(), scalar(&key, value)?);
+        }
+    }
+    // As Kafka does for a property it does not know: say so, and go on
+    // (one environment often serves several services with different keys).
+    for (var, hint) in unknown_env_vars(&known, vars.iter().map(|(v, _)| v.as_str())) {
+        match hint {
+            Some(key) => tracing::warn!(
+                variable = %var,
+                "environment variable names no config key of this service and is ignored; did you mean {}?",
+                env_name(&key)
+            ),
+            None => tracing::warn!(
+                variable = %var,
+                "environment variable names no config key of this service and is ignored"
+            ),
         }
     }
     for o in overrides {
@@ -111,6 +124,44 @@ where
         path: origin,
         message: e.to_string(),
     })
+}
+
+/// Variables our own scripts and images set, which name no config key.
+const TOOL_VARS: &[&str] = &["SLUICE_BIN", "SLUICE_PY_VENV", "SLUICE_NETNS_DIR"];
+
+/// The config key a `SLUICE_<KEY>` variable sets.
+fn env_key(var: &str) -> Option<String> {
+    let rest = var.strip_prefix("SLUICE_")?;
+    Some(rest.to_ascii_lowercase().replace('_', "."))
+}
+
+/// The variable that sets `key`.
+fn env_name(key: &str) -> String {
+    format!("SLUICE_{}", key.to_ascii_uppercase().replace('.', "_"))
+}
+
+/// `SLUICE_*` variables naming no key in `known`, each with the closest key
+/// when one is a likely typo.
+fn unknown_env_vars<'a>(
+    known: &[String],
+    vars: impl IntoIterator<Item = &'a str>,
+) -> Vec<(String, Option<String>)> {
+    vars.into_iter()
+        .filter(|v| !TOOL_VARS.contains(v))
+        .filter_map(|var| {
+            let key = env_key(var)?;
+            if known.contains(&key) {
+                return None;
+            }
+            let hint = known
+                .iter()
+                .map(|k| (strsim::levenshtein(k, &key), k))
+                .filter(|(d, _)| *d <= 2)
+                .min()
+                .map(|(_, k)| k.clone());
+            Some((var.to_string(), hint))
+        })
+        .collect()
 }
 
 /// Reads and parses a YAML config file.
@@ -154,6 +205,29 @@ mod tests {
         let e = load_layered::<Sample>(None, &["num.partitions=many".into()]).unwrap_err();
         assert!(e.to_string().contains("invalid type"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unknown_environment_variables_are_found_with_a_hint() {
+        let known = vec!["broker.id".to_string(), "log.dirs".to_string()];
+        let found = unknown_env_vars(
+            &known,
+            [
+                "SLUICE_BROKER_ID",
+                "SLUICE_BROKR_ID",
+                "SLUICE_NOTHING_LIKE_IT",
+                "SLUICE_BIN",
+                "PATH",
+            ],
+        );
+        assert_eq!(
+            found,
+            vec![
+                ("SLUICE_BROKR_ID".to_string(), Some("broker.id".to_string())),
+                ("SLUICE_NOTHING_LIKE_IT".to_string(), None),
+            ]
+        );
+        assert_eq!(env_name("broker.id"), "SLUICE_BROKER_ID");
     }
 
     #[test]
