@@ -67,13 +67,24 @@ impl Broker {
             registered: AtomicBool::new(false),
             deregister: CancellationToken::new(),
         });
-        let keeper = broker.register().await?;
+        let keeper = tokio::select! {
+            k = broker.register() => k?,
+            _ = broker.shutdown.cancelled() => anyhow::bail!("shut down while registering"),
+        };
         broker.registered.store(true, Ordering::Release);
-        let rev = broker
-            .metadata
-            .load(broker.store.as_ref(), |v| broker.replicas.reconcile(v))
-            .await
-            .context("load cluster metadata")?;
+        let loaded = tokio::select! {
+            r = broker.metadata.load(broker.store.as_ref(), |v| broker.replicas.reconcile(v)) => Some(r),
+            _ = broker.shutdown.cancelled() => None,
+        };
+        let rev = match loaded {
+            Some(r) => r.context("load cluster metadata")?,
+            None => {
+                // Registered but stopping: give the registration up now, or
+                // the next start would wait for the lease to expire.
+                let _ = broker.store.revoke_lease(keeper.lease()).await;
+                anyhow::bail!("shut down while loading metadata");
+            }
+        };
         broker.tasks.spawn(broker.clone().watch_metadata(rev));
         broker.tasks.spawn(broker.clone().keep_registered(keeper));
         broker.tasks.spawn(broker.clone().periodic_tasks());

@@ -70,10 +70,18 @@ async fn main() -> anyhow::Result<()> {
             return Ok(());
         }
     });
+    let start = Broker::start(config, store, stop.child_token());
+    tokio::pin!(start);
     let broker = tokio::select! {
-        b = Broker::start(config, store, stop.child_token()) => b?,
+        b = &mut start => b?,
         _ = signal.cancelled() => {
+            // Let start see its token rather than dropping it: it gives up a
+            // registration it already made, so the next start need not wait
+            // for the lease to expire.
             stop.cancel();
+            if let Ok(b) = start.await {
+                b.close().await;
+            }
             return Ok(());
         }
     };
