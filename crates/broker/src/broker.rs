@@ -124,6 +124,16 @@ impl Broker {
             })
     }
 
+    /// Hosted partitions that have no leader right now (offline, or not
+    /// elected yet after a start).
+    pub fn leaderless_partitions(&self) -> usize {
+        self.replicas
+            .all()
+            .iter()
+            .filter(|p| p.role().leader < 0)
+            .count()
+    }
+
     /// Kafka's controlled shutdown: gives up the registration while still
     /// serving, so the controller moves leadership of every partition this
     /// broker leads to another in-sync replica (and drops it from the ISRs);

@@ -94,8 +94,10 @@ pub struct ClientConfig {
     pub partitioner: PartitionerKind,
     /// `group.id`: the consumer group [`crate::GroupConsumer`] joins.
     pub group_id: Option<String>,
-    /// `group.instance.id`: static membership id (sent, not yet used by the
-    /// coordinator).
+    /// `group.instance.id`: static membership (KIP-345). The member keeps its
+    /// place across a restart within `session.timeout.ms` (close does not
+    /// leave the group), and a second consumer with the same id fences the
+    /// first (FENCED_INSTANCE_ID).
     pub group_instance_id: Option<String>,
     /// `enable.auto.commit` (true): commit what `poll` returned, every
     /// `auto.commit.interval.ms` (5000), before a rebalance and on close.

@@ -62,6 +62,9 @@ struct Membership {
     /// Set when the current generation is over (heartbeat said so, or an
     /// error), so the next `poll` rejoins.
     rejoin: bool,
+    /// Set when a newer consumer with our `group.instance.id` replaced this
+    /// one: fatal, as Kafka's FencedInstanceIdException.
+    fenced: Option<ApiError>,
 }
 
 struct Shared {
@@ -172,6 +175,14 @@ impl Shared {
         if coordinator_moved(e.code) || e.code == ErrorCode::CoordinatorLoadInProgress {
             self.forget_coordinator();
         }
+        if e.code == ErrorCode::FencedInstanceId {
+            let mut m = self.membership.lock();
+            if m.fenced.is_none() {
+                warn!(group = %self.group, error = %e, "fenced by another consumer with the same group.instance.id");
+            }
+            m.fenced = Some(e.clone());
+            return;
+        }
         if generation_over(e.code) {
             let mut m = self.membership.lock();
             if m.member_id != sent.0 || m.generation != sent.1 {
@@ -188,11 +199,11 @@ impl Shared {
     }
 
     async fn heartbeat_once(&self) -> Result<()> {
-        let (member_id, generation) = {
+        let (member_id, generation, fenced) = {
             let m = self.membership.lock();
-            (m.member_id.clone(), m.generation)
+            (m.member_id.clone(), m.generation, m.fenced.is_some())
         };
-        if member_id.is_empty() || generation < 0 {
+        if member_id.is_empty() || generation < 0 || fenced {
             return Ok(());
         }
         let mut c = self.coordinator().await?;
@@ -224,6 +235,13 @@ impl Shared {
             std::mem::take(&mut m.member_id)
         };
         if member_id.is_empty() {
+            return;
+        }
+        if self.cluster.config.group_instance_id.is_some() {
+            // KIP-345: a static member stays in the group until its session
+            // times out, so a restart within session.timeout.ms gets its
+            // partitions back without a rebalance.
+            info!(group = %self.group, member = %member_id, reason, "static member stops without leaving the group");
             return;
         }
         let Ok(mut c) = self.coordinator().await else {
@@ -396,6 +414,7 @@ impl GroupConsumer {
                 member_id: String::new(),
                 generation: -1,
                 rejoin: true,
+                fenced: None,
             }),
             coordinator: Mutex::new(None),
             last_poll: Mutex::new(Instant::now()),
@@ -459,6 +478,13 @@ impl GroupConsumer {
                 ErrorCode::InvalidRequest,
                 "subscribe to at least one topic before poll",
             ));
+        }
+        let fenced = self.shared.membership.lock().fenced.clone();
+        if let Some(e) = fenced {
+            // Another process owns this instance id and its partitions now.
+            self.inner.assign(Vec::new());
+            self.consumed.clear();
+            return Err(e.into());
         }
         self.ensure_heartbeat();
         self.maybe_check_partitions().await;

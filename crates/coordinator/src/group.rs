@@ -201,6 +201,15 @@ fn err(code: ErrorCode, msg: impl Into<String>) -> ApiError {
     ApiError::new(code, msg)
 }
 
+fn fenced(instance: &str, member_id: &str) -> ApiError {
+    err(
+        ErrorCode::FencedInstanceId,
+        format!(
+            "member {member_id} was replaced by a newer consumer with group.instance.id \"{instance}\"; two consumers share that id"
+        ),
+    )
+}
+
 impl Group {
     pub fn new(id: String, settings: GroupSettings) -> Self {
         Self {
@@ -306,7 +315,7 @@ impl Group {
     #[allow(clippy::type_complexity)]
     fn try_join(
         &mut self,
-        req: JoinRequest,
+        mut req: JoinRequest,
         tx: oneshot::Sender<Result<JoinOutcome, ApiError>>,
         now: Instant,
     ) -> Result<Effects, (oneshot::Sender<Result<JoinOutcome, ApiError>>, ApiError)> {
@@ -356,6 +365,45 @@ impl Group {
                     ),
                 ),
             ));
+        }
+        if let Some(instance) = req.group_instance_id.clone() {
+            // KIP-345: a static member is known by its group.instance.id.
+            match self.static_member(&instance).map(str::to_string) {
+                Some(current) if !req.member_id.is_empty() && req.member_id != current => {
+                    return Err((tx, fenced(&instance, &req.member_id)));
+                }
+                Some(current) if req.member_id.is_empty() => {
+                    // The same instance restarted: it takes the old member's
+                    // place (and assignment) under a new id, fencing the old one.
+                    req.member_id = self.replace_static_member(&current, &req, now);
+                    // As Kafka: only a change of the chosen assignor forces a
+                    // rebalance; a changed subscription is the leader's to
+                    // notice (its metadata check), and the leader itself
+                    // must assign again, so it rejoins through a rebalance.
+                    let keeps_protocol = self
+                        .protocol
+                        .as_deref()
+                        .is_some_and(|p| req.protocols.iter().any(|(n, _)| n == p));
+                    let leader = self.leader.as_deref() == Some(req.member_id.as_str());
+                    if self.state == GroupState::Stable && keeps_protocol && !leader {
+                        let m = self.members.get_mut(&req.member_id).expect("replaced");
+                        m.protocols = req.protocols.clone();
+                        let r = self.join_result_for(&req.member_id);
+                        let _ = tx.send(Ok(JoinOutcome::Joined(r)));
+                        return Ok(Effects {
+                            persist: Some(self.snapshot()),
+                        });
+                    }
+                }
+                None if req.member_id.is_empty() => {
+                    // A new static member needs no MEMBER_ID_REQUIRED round:
+                    // its instance id already makes a retried join harmless.
+                    req.member_id = format!("{}-{}", req.client_id, uuid::Uuid::new_v4());
+                    self.pending
+                        .insert(req.member_id.clone(), now + req.session_timeout);
+                }
+                _ => {}
+            }
         }
         if req.member_id.is_empty() {
             // KIP-394: hand out an id and make the client join again with it,
@@ -610,6 +658,46 @@ impl Group {
         }
     }
 
+    /// The member id a static member (`group.instance.id`) has now.
+    fn static_member(&self, instance: &str) -> Option<&str> {
+        self.members
+            .values()
+            .find(|m| m.instance_id.as_deref() == Some(instance))
+            .map(|m| m.id.as_str())
+    }
+
+    /// Refuses a call from a static member whose instance id now belongs to
+    /// another member id (a newer incarnation replaced it).
+    pub fn check_instance(&self, member_id: &str, instance: Option<&str>) -> Result<(), ApiError> {
+        match instance.and_then(|i| self.static_member(i).map(|m| (i, m))) {
+            Some((i, current)) if current != member_id => Err(fenced(i, member_id)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Gives a static member's place to its new incarnation; returns the new
+    /// member id. The old incarnation's parked calls fail with
+    /// FENCED_INSTANCE_ID, and so does anything it sends later.
+    fn replace_static_member(&mut self, old: &str, req: &JoinRequest, now: Instant) -> String {
+        let new_id = format!("{}-{}", req.client_id, uuid::Uuid::new_v4());
+        let mut m = self.members.remove(old).expect("a current member");
+        let instance = m.instance_id.clone().unwrap_or_default();
+        if let Some(tx) = m.join_waiter.take() {
+            let _ = tx.send(Err(fenced(&instance, old)));
+        }
+        if let Some(tx) = m.sync_waiter.take() {
+            let _ = tx.send(Err(fenced(&instance, old)));
+        }
+        tracing::info!(group = %self.id, instance = %instance, old = %old, new = %new_id, "static member rejoined");
+        m.id = new_id.clone();
+        m.heartbeat_deadline = now + req.session_timeout;
+        if self.leader.as_deref() == Some(old) {
+            self.leader = Some(new_id.clone());
+        }
+        self.members.insert(new_id.clone(), m);
+        new_id
+    }
+
     fn check_member(&self, member_id: &str, generation: i32) -> Result<(), ApiError> {
         if !self.members.contains_key(member_id) {
             return Err(err(
@@ -731,8 +819,33 @@ impl Group {
         Ok(())
     }
 
-    /// LeaveGroup for one member.
-    pub fn leave(&mut self, member_id: &str, now: Instant) -> Result<Effects, ApiError> {
+    /// LeaveGroup for one member, named by its member id or (a static
+    /// member, as an admin removes one) by its group.instance.id.
+    pub fn leave(
+        &mut self,
+        member_id: &str,
+        instance: Option<&str>,
+        now: Instant,
+    ) -> Result<Effects, ApiError> {
+        let member_id = match instance {
+            Some(i) => match self.static_member(i) {
+                Some(current) if !member_id.is_empty() && current != member_id => {
+                    return Err(fenced(i, member_id));
+                }
+                Some(current) => current.to_string(),
+                None => {
+                    return Err(err(
+                        ErrorCode::UnknownMemberId,
+                        format!(
+                            "no member of group {} has group.instance.id \"{i}\"",
+                            self.id
+                        ),
+                    ));
+                }
+            },
+            None => member_id.to_string(),
+        };
+        let member_id = member_id.as_str();
         if self.pending.remove(member_id).is_some() {
             return Ok(self.try_complete_join(now));
         }
@@ -790,7 +903,6 @@ impl Group {
         self.member_gone(now)
     }
 
-    /// Validates an OffsetCommit's generation and member.
     /// Notes the partitions of a commit being written.
     pub fn commit_submitted(&mut self, tps: impl IntoIterator<Item = (String, i32)>) {
         self.submitted_offsets.extend(tps);
@@ -822,6 +934,7 @@ impl Group {
         }
     }
 
+    /// Validates an OffsetCommit's generation and member.
     pub fn check_commit(&self, member_id: &str, generation: i32) -> Result<(), ApiError> {
         if self.state == GroupState::Dead {
             return Err(err(
@@ -923,6 +1036,114 @@ mod tests {
         }
     }
 
+    fn static_req(id: &str, instance: &str) -> JoinRequest {
+        JoinRequest {
+            group_instance_id: Some(instance.into()),
+            ..req(id, &["range"])
+        }
+    }
+
+    /// Two static members, "ia" (the leader) and "ib", settled in generation 1
+    /// with assignments "A" and "B".
+    fn static_pair(now: Instant) -> (Group, String, String) {
+        let mut g = Group::new("g".into(), settings());
+        // No MEMBER_ID_REQUIRED round for a static member.
+        let (mut ra, _) = g.join(static_req("", "ia"), now);
+        let a = joined(&mut ra).member_id;
+        let (sa, _) = g.sync(&a, 1, vec![], now);
+        drop(sa);
+        let (mut rb, _) = g.join(static_req("", "ib"), now);
+        let b_pending = rb.try_recv();
+        assert!(b_pending.is_err(), "waits for the leader to rejoin");
+        let (mut ra, _) = g.join(static_req(&a, "ia"), now);
+        let ja = joined(&mut ra);
+        let b = joined(&mut rb).member_id;
+        assert_eq!((ja.generation, ja.leader.as_str()), (2, a.as_str()));
+        let _ = g.sync(&b, 2, vec![], now);
+        let (_, eff) = g.sync(
+            &a,
+            2,
+            vec![
+                (a.clone(), Bytes::from_static(b"A")),
+                (b.clone(), Bytes::from_static(b"B")),
+            ],
+            now,
+        );
+        assert!(eff.persist.is_some());
+        g.assignment_persisted(2, Ok(()), now);
+        assert_eq!(g.state, GroupState::Stable);
+        (g, a, b)
+    }
+
+    #[test]
+    fn a_restarted_static_follower_gets_its_assignment_without_a_rebalance() {
+        let now = Instant::now();
+        let (mut g, a, old_b) = static_pair(now);
+        let (mut rb, eff) = g.join(static_req("", "ib"), now);
+        let jb = joined(&mut rb);
+        assert_ne!(jb.member_id, old_b);
+        assert_eq!(jb.generation, 2, "same generation: no rebalance");
+        assert_eq!(g.state, GroupState::Stable);
+        let rec = eff.persist.expect("the new member id is persisted");
+        assert!(rec.members.iter().any(|m| m.member_id == jb.member_id));
+        let (mut sb, _) = g.sync(&jb.member_id, 2, vec![], now);
+        assert_eq!(sb.try_recv().unwrap().unwrap(), Bytes::from_static(b"B"));
+        // The old incarnation is fenced, the leader is untouched.
+        assert_eq!(
+            g.check_instance(&old_b, Some("ib")).unwrap_err().code,
+            ErrorCode::FencedInstanceId
+        );
+        g.check_instance(&jb.member_id, Some("ib")).unwrap();
+        g.heartbeat(&a, 2, now).unwrap();
+        // A join naming the old id with the instance id is fenced too.
+        let (mut r, _) = g.join(static_req(&old_b, "ib"), now);
+        assert_eq!(
+            r.try_recv().unwrap().unwrap_err().code,
+            ErrorCode::FencedInstanceId
+        );
+    }
+
+    #[test]
+    fn a_restarted_static_leader_rebalances_a_follower_with_a_new_subscription_does_not() {
+        let now = Instant::now();
+        let (mut g, _a, _b) = static_pair(now);
+        let (mut ra, _) = g.join(static_req("", "ia"), now);
+        assert!(
+            ra.try_recv().is_err(),
+            "parked: the leader must assign again"
+        );
+        assert_eq!(g.state, GroupState::PreparingRebalance);
+
+        // A follower with another subscription but the same assignor comes
+        // back at once; its new subscription is stored for the leader.
+        let (mut g, _a, _b) = static_pair(now);
+        let mut changed = static_req("", "ib");
+        changed.protocols = vec![("range".into(), Bytes::from_static(b"other topics"))];
+        let (mut rb, eff) = g.join(changed, now);
+        let jb = joined(&mut rb);
+        assert_eq!(g.state, GroupState::Stable);
+        let rec = eff.persist.unwrap();
+        let m = rec.members.iter().find(|m| m.member_id == jb.member_id);
+        assert_eq!(m.unwrap().metadata, b"other topics");
+    }
+
+    #[test]
+    fn a_static_member_is_removed_by_its_instance_id() {
+        let now = Instant::now();
+        let (mut g, _a, b) = static_pair(now);
+        assert_eq!(
+            g.leave("someone-else", Some("ib"), now).unwrap_err().code,
+            ErrorCode::FencedInstanceId
+        );
+        assert_eq!(
+            g.leave("", Some("nobody"), now).unwrap_err().code,
+            ErrorCode::UnknownMemberId
+        );
+        let _ = g.leave("", Some("ib"), now).unwrap();
+        assert!(!g.members.contains_key(&b));
+        assert_eq!(g.state, GroupState::PreparingRebalance);
+    }
+
     #[test]
     fn two_members_rebalance_and_the_first_leads() {
         let now = Instant::now();
@@ -1015,16 +1236,16 @@ mod tests {
     fn leave_rebalances_at_once_and_last_leave_empties_the_group() {
         let now = Instant::now();
         let (mut g, a, b) = stable_pair(now);
-        let _ = g.leave(&b, now).unwrap();
+        let _ = g.leave(&b, None, now).unwrap();
         assert_eq!(g.state, GroupState::PreparingRebalance);
         let (mut ra, _) = g.join(req(&a, &["range"]), now);
         assert_eq!(joined(&mut ra).generation, 3);
-        let eff = g.leave(&a, now).unwrap();
+        let eff = g.leave(&a, None, now).unwrap();
         // Nobody left to rejoin: the join phase completes empty at once.
         assert_eq!(eff.persist.unwrap().members.len(), 0);
         assert_eq!(g.state, GroupState::Empty);
         assert_eq!(
-            g.leave(&a, now).unwrap_err().code,
+            g.leave(&a, None, now).unwrap_err().code,
             ErrorCode::UnknownMemberId
         );
     }

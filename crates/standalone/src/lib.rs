@@ -166,6 +166,13 @@ impl Standalone {
         tokio::time::timeout(Duration::from_secs(30), controller.wait_active())
             .await
             .context("controller election did not finish")?;
+        // On a restart the partitions come back leaderless until the
+        // controller sees this broker again; a node that says "ready" should
+        // take produce requests at once.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while broker.leaderless_partitions() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         info!(%addr, data_dir = %opts.data_dir.display(), "sluice standalone node ready");
         Ok(Self {
             addr,

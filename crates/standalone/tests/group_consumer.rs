@@ -344,3 +344,109 @@ async fn the_leader_notices_new_partitions_of_topics_it_does_not_read() {
         m.task.await.unwrap();
     }
 }
+
+/// What a running static member last saw: member id, generation,
+/// partitions, and the error of its last poll.
+type StaticView = (String, i32, Vec<i32>, Option<sluice_client::ErrorCode>);
+
+struct StaticMember {
+    view: watch::Receiver<StaticView>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// A group member with `group.instance.id` polling on its own task, as a
+/// separate process would.
+fn run_static(node: &Standalone, instance: &str) -> StaticMember {
+    let config = member_config(node, "statics", "range", 0)
+        .with("group.instance.id", instance)
+        .unwrap();
+    let (view_tx, view) = watch::channel((String::new(), -1, Vec::new(), None));
+    let (stop, mut stopped) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        let mut c = GroupConsumer::new(config).unwrap();
+        c.subscribe(&["static"]);
+        while !*stopped.borrow_and_update() {
+            let err = c
+                .poll(Duration::from_millis(50))
+                .await
+                .err()
+                .map(|e| e.code());
+            let (id, generation) = c.member();
+            let parts = c.assignment().iter().map(|tp| tp.partition).collect();
+            view_tx.send_replace((id, generation, parts, err));
+            if err.is_some() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        c.close().await.unwrap();
+    });
+    StaticMember { view, stop, task }
+}
+
+impl StaticMember {
+    async fn wait(&mut self, what: &str, pred: impl Fn(&StaticView) -> bool) -> StaticView {
+        let mut view = self.view.clone();
+        match tokio::time::timeout(Duration::from_secs(30), view.wait_for(|v| pred(v))).await {
+            Ok(v) => v.unwrap().clone(),
+            Err(_) => panic!("timed out waiting for {what}: {:?}", *self.view.borrow()),
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.send_replace(true);
+        self.task.await.unwrap();
+    }
+}
+
+/// Static membership (KIP-345): a member with `group.instance.id` that
+/// restarts within its session timeout gets its partitions back in the same
+/// generation, the other member never rebalances, and a second process with
+/// the same instance id fences the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_member_restarts_without_a_rebalance_and_a_duplicate_is_fenced() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    Admin::new(ClientConfig::new(&node.addr.to_string()))
+        .unwrap()
+        .create_topic(NewTopic::new("static", 4, 1))
+        .await
+        .unwrap();
+    // `a` first, so it leads: a returning leader rebalances by design.
+    let mut a = run_static(&node, "a");
+    a.wait("a alone", |v| v.2.len() == 4).await;
+    let mut b = run_static(&node, "b");
+    let (_, generation, b_parts, _) = b.wait("b's share", |v| v.2.len() == 2).await;
+    let (a_id, _, a_parts, _) = a
+        .wait("a's share", |v| v.1 == generation && v.2.len() == 2)
+        .await;
+
+    // b stops (no LeaveGroup) and comes back as a new process.
+    b.stop().await;
+    let mut b2 = run_static(&node, "b");
+    let (b2_id, b2_generation, b2_parts, _) = b2.wait("b back", |v| !v.2.is_empty()).await;
+    assert_eq!(b2_parts, b_parts, "b got its partitions back");
+    assert_eq!(b2_generation, generation, "no new generation");
+    // Give a rebalance, if one were coming, the time to show.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let now = a.view.borrow().clone();
+    assert_eq!(
+        (now.0, now.1, now.2),
+        (a_id, generation, a_parts),
+        "a never rebalanced"
+    );
+
+    // A second process with instance id "b": the newer one wins.
+    let mut b3 = run_static(&node, "b");
+    let (b3_id, _, b3_parts, _) = b3.wait("b3's partitions", |v| !v.2.is_empty()).await;
+    assert_ne!(b3_id, b2_id);
+    assert_eq!(b3_parts, b_parts);
+    b2.wait("b2 fenced, holding nothing", |v| {
+        v.3 == Some(sluice_client::ErrorCode::FencedInstanceId) && v.2.is_empty()
+    })
+    .await;
+    b2.task.abort();
+    b3.stop().await;
+    a.stop().await;
+    node.shutdown().await.unwrap();
+}

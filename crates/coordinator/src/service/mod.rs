@@ -137,6 +137,7 @@ impl CoordinatorService {
         let generation = req.generation_id;
         let rx = c.with_group(&group, false, |g, home| match g {
             Some(g) => {
+                g.check_instance(&req.member_id, req.group_instance_id.as_deref())?;
                 let (rx, eff) = g.sync(&req.member_id, generation, assignments, Instant::now());
                 c.apply(&group, home, eff, Some(generation));
                 Ok(rx)
@@ -184,6 +185,7 @@ impl CoordinatorService {
                     format!("member {} is not in group \"{group}\"", req.member_id),
                 ));
             };
+            g.check_instance(&req.member_id, req.group_instance_id.as_deref())?;
             g.check_commit(&req.member_id, req.generation_id)?;
             g.commit_submitted(offsets.iter().map(|(tp, _)| tp.clone()));
             let recs = offsets
@@ -267,7 +269,11 @@ impl GroupCoordinator for CoordinatorService {
         let res = check_group_id(&req.group_id).and_then(|()| {
             self.coordinator
                 .with_group(&req.group_id, false, |g, _| match g {
-                    Some(g) => g.heartbeat(&req.member_id, req.generation_id, Instant::now()),
+                    Some(g) => g
+                        .check_instance(&req.member_id, req.group_instance_id.as_deref())
+                        .and_then(|()| {
+                            g.heartbeat(&req.member_id, req.generation_id, Instant::now())
+                        }),
                     None => Err(ApiError::new(
                         ErrorCode::UnknownMemberId,
                         format!("group \"{}\" has no members", req.group_id),
@@ -292,7 +298,11 @@ impl GroupCoordinator for CoordinatorService {
                 let mut out = Vec::new();
                 for m in &req.members {
                     let r = match g.as_deref_mut() {
-                        Some(g) => g.leave(&m.member_id, Instant::now()),
+                        Some(g) => g.leave(
+                            &m.member_id,
+                            m.group_instance_id.as_deref(),
+                            Instant::now(),
+                        ),
                         None => Err(ApiError::new(
                             ErrorCode::UnknownMemberId,
                             format!("group \"{group}\" has no members"),
