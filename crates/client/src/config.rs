@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use sluice_records::Compression;
+
 use crate::error::{ClientError, Result};
 
 /// Producer acknowledgements (`acks`).
@@ -92,6 +94,9 @@ pub struct ClientConfig {
     pub max_in_flight: usize,
     /// `partitioner`: `default` or `round_robin`.
     pub partitioner: PartitionerKind,
+    /// `compression.type` (none): how the producer compresses each batch
+    /// (none, gzip, snappy, lz4, zstd). Consumers decompress whatever comes.
+    pub compression_type: Compression,
     /// `group.id`: the consumer group [`crate::GroupConsumer`] joins.
     pub group_id: Option<String>,
     /// `group.instance.id`: static membership (KIP-345). The member keeps its
@@ -147,6 +152,7 @@ impl Default for ClientConfig {
             enable_idempotence: None,
             max_in_flight: 5,
             partitioner: PartitionerKind::Default,
+            compression_type: Compression::None,
             group_id: None,
             group_instance_id: None,
             enable_auto_commit: true,
@@ -278,11 +284,18 @@ impl ClientConfig {
                 }
             }
             "compression.type" => {
-                if value != "none" {
-                    return Err(ClientError::config(
-                        key,
-                        format!("compression \"{value}\" is not supported yet; use none"),
-                    ));
+                self.compression_type = match value {
+                    "none" => Compression::None,
+                    "gzip" => Compression::Gzip,
+                    "snappy" => Compression::Snappy,
+                    "lz4" => Compression::Lz4,
+                    "zstd" => Compression::Zstd,
+                    _ => {
+                        return Err(ClientError::config(
+                            key,
+                            "expected none, gzip, snappy, lz4 or zstd",
+                        ));
+                    }
                 }
             }
             "group.id" => self.group_id = Some(value.to_string()).filter(|g| !g.is_empty()),
@@ -466,7 +479,13 @@ mod tests {
         assert!(ClientConfig::from_pairs(["acks=2"]).is_err());
         assert!(ClientConfig::from_pairs(["linger.ms=soon"]).is_err());
         assert!(ClientConfig::from_pairs(["novalue"]).is_err());
-        assert!(ClientConfig::from_pairs(["compression.type=gzip"]).is_err());
+        assert_eq!(
+            ClientConfig::from_pairs(["compression.type=zstd"])
+                .unwrap()
+                .compression_type,
+            Compression::Zstd
+        );
+        assert!(ClientConfig::from_pairs(["compression.type=brotli"]).is_err());
         assert!(ClientConfig::default().validate().is_err());
     }
 

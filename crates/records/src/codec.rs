@@ -40,6 +40,8 @@ pub struct EncodeOptions {
     /// Sequence of the first record; -1 for a non-idempotent producer.
     pub base_sequence: i32,
     pub transactional: bool,
+    /// The records section's codec (the producer's `compression.type`).
+    pub compression: Compression,
 }
 
 impl Default for EncodeOptions {
@@ -51,6 +53,7 @@ impl Default for EncodeOptions {
             producer_epoch: -1,
             base_sequence: -1,
             transactional: false,
+            compression: Compression::None,
         }
     }
 }
@@ -62,7 +65,7 @@ pub struct DecodedBatch {
     pub records: Vec<Record>,
 }
 
-/// Encodes `records` as one uncompressed v2 batch. Record `i` gets offset
+/// Encodes `records` as one v2 batch, compressed with `opts.compression`. Record `i` gets offset
 /// `base_offset + i`; the base timestamp is the smallest record timestamp and
 /// each record stores its delta from it. An empty slice encodes to empty bytes.
 pub fn encode_batch(records: &[Record], opts: EncodeOptions) -> Result<Bytes, RecordsError> {
@@ -102,7 +105,7 @@ pub fn encode_batch(records: &[Record], opts: EncodeOptions) -> Result<Bytes, Re
         kp.iter(),
         &RecordEncodeOptions {
             version: MAGIC_V2,
-            compression: Compression::None,
+            compression: opts.compression,
         },
     )
     .map_err(|e| RecordsError::Encode {
@@ -162,7 +165,7 @@ pub fn decode_records(buf: Bytes) -> Result<Vec<Record>, RecordsError> {
         .collect())
 }
 
-/// Rewrites one whole, uncompressed v2 batch keeping only the records for
+/// Rewrites one whole v2 batch keeping only the records for
 /// which `keep` returns true, as Kafka's log cleaner does. Every header field
 /// stays: base offset and last offset delta (so the batch keeps its offset
 /// range and a producer's last sequence survives even when the last record
@@ -170,7 +173,9 @@ pub fn decode_records(buf: Bytes) -> Result<Vec<Record>, RecordsError> {
 /// base sequence. Each kept record's bytes are copied unchanged, since its
 /// offset and timestamp deltas are relative to those fields; copying rather
 /// than re-encoding also keeps what `kafka-protocol` would lose (duplicate
-/// header keys). Recomputed: record count, length, CRC, and for CreateTime
+/// header keys); a compressed batch is decompressed, filtered the same way
+/// and compressed again with its own codec. Recomputed: record count,
+/// length, CRC, and for CreateTime
 /// batches the max timestamp (the largest kept one; unchanged when nothing is
 /// kept, as Kafka's empty batches keep it).
 ///
@@ -196,12 +201,14 @@ pub fn retain_records(
             batch.len()
         )));
     }
-    if header.compression() != Some(Compression::None) {
-        return Err(RecordsError::Decode {
-            base_offset: header.base_offset,
-            reason: "only uncompressed batches can be filtered".into(),
-        });
-    }
+    let compression = header.compression().ok_or_else(|| RecordsError::Decode {
+        base_offset: header.base_offset,
+        reason: format!("unknown compression in attributes {}", header.attributes),
+    })?;
+    let codec_err = |e: anyhow::Error| RecordsError::Decode {
+        base_offset: header.base_offset,
+        reason: e.to_string(),
+    };
     let records = decode_batches(batch.clone())?
         .pop()
         .map(|b| b.records)
@@ -217,10 +224,12 @@ pub fn retain_records(
     if kept.iter().all(|k| *k) {
         return Ok(None);
     }
-    let mut out = BytesMut::with_capacity(batch.len());
-    out.extend_from_slice(&batch[..HEADER_SIZE]);
+    // The records section, decompressed: kept records are copied as they are
+    // and compressed again with the batch's own codec.
+    let section = decompress(compression, batch.slice(HEADER_SIZE..)).map_err(codec_err)?;
+    let mut kept_section = BytesMut::with_capacity(section.len());
     // Each record is a varint length followed by that many bytes.
-    let mut rest = &batch[HEADER_SIZE..];
+    let mut rest = &section[..];
     let mut count = 0i32;
     let mut max_timestamp = None;
     for (record, keep) in records.iter().zip(kept) {
@@ -232,7 +241,7 @@ pub fn retain_records(
             return Err(corrupt(format!("record length {len} runs past the batch")));
         }
         if keep {
-            out.extend_from_slice(&start[..total]);
+            kept_section.extend_from_slice(&start[..total]);
             count += 1;
             max_timestamp = max_timestamp.max(Some(record.timestamp));
         }
@@ -244,6 +253,9 @@ pub fn retain_records(
             rest.len()
         )));
     }
+    let mut out = BytesMut::with_capacity(HEADER_SIZE + kept_section.len());
+    out.extend_from_slice(&batch[..HEADER_SIZE]);
+    compress(compression, &kept_section, &mut out).map_err(codec_err)?;
     let length = (out.len() - LOG_OVERHEAD) as i32;
     out[LENGTH_POS..LENGTH_POS + 4].copy_from_slice(&length.to_be_bytes());
     out[RECORDS_COUNT_POS..RECORDS_COUNT_POS + 4].copy_from_slice(&count.to_be_bytes());
@@ -254,6 +266,35 @@ pub fn retain_records(
     }
     recompute_crc(&mut out);
     Ok(Some(out.freeze()))
+}
+
+/// A records section as stored, decompressed.
+fn decompress(compression: Compression, mut data: Bytes) -> anyhow::Result<Bytes> {
+    use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
+    let take = |b: &mut Bytes| Ok(std::mem::take(b));
+    match compression {
+        Compression::None => Ok(data),
+        Compression::Gzip => Gzip::decompress(&mut data, take),
+        Compression::Snappy => Snappy::decompress(&mut data, take),
+        Compression::Lz4 => Lz4::decompress(&mut data, take),
+        Compression::Zstd => Zstd::decompress(&mut data, take),
+    }
+}
+
+/// Appends `section` to `out`, compressed.
+fn compress(compression: Compression, section: &[u8], out: &mut BytesMut) -> anyhow::Result<()> {
+    use kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy, Zstd};
+    let put = |b: &mut BytesMut| {
+        b.extend_from_slice(section);
+        Ok(())
+    };
+    match compression {
+        Compression::None => put(out),
+        Compression::Gzip => Gzip::compress(out, put),
+        Compression::Snappy => Snappy::compress(out, put),
+        Compression::Lz4 => Lz4::compress(out, put),
+        Compression::Zstd => Zstd::compress(out, put),
+    }
 }
 
 /// Reads a zigzag varint (the record length prefix). `kafka-protocol` keeps

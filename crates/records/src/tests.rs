@@ -71,6 +71,7 @@ fn idempotent_fields_survive() {
             base_sequence: 40,
             partition_leader_epoch: 5,
             transactional: false,
+            compression: Compression::None,
         },
     )
     .unwrap();
@@ -180,10 +181,20 @@ fn arb_record() -> impl Strategy<Value = Record> {
         })
 }
 
+fn arb_compression() -> impl Strategy<Value = Compression> {
+    prop_oneof![
+        Just(Compression::None),
+        Just(Compression::Gzip),
+        Just(Compression::Snappy),
+        Just(Compression::Lz4),
+        Just(Compression::Zstd),
+    ]
+}
+
 proptest! {
     #[test]
-    fn roundtrip(recs in proptest::collection::vec(arb_record(), 1..20), base in 0i64..1_000_000_000) {
-        let b = encode_batch(&recs, EncodeOptions { base_offset: base, ..Default::default() }).unwrap();
+    fn roundtrip(recs in proptest::collection::vec(arb_record(), 1..20), base in 0i64..1_000_000_000, compression in arb_compression()) {
+        let b = encode_batch(&recs, EncodeOptions { base_offset: base, compression, ..Default::default() }).unwrap();
         let split = split_batches(&b).unwrap();
         prop_assert_eq!(split.len(), 1);
         prop_assert_eq!(split[0].header.records_count as usize, recs.len());
@@ -245,6 +256,7 @@ fn producer_batch(n: i64, base: i64) -> Bytes {
             base_sequence: 40,
             partition_leader_epoch: 5,
             transactional: false,
+            compression: Compression::None,
         },
     )
     .unwrap()
@@ -328,8 +340,9 @@ proptest! {
         recs in proptest::collection::vec(arb_record(), 1..20),
         mask in proptest::collection::vec(any::<bool>(), 20),
         base in 0i64..1_000_000,
+        compression in arb_compression(),
     ) {
-        let b = encode_batch(&recs, EncodeOptions { base_offset: base, ..Default::default() }).unwrap();
+        let b = encode_batch(&recs, EncodeOptions { base_offset: base, compression, ..Default::default() }).unwrap();
         let keep = |r: &Record| mask[(r.offset - base) as usize];
         let expected: Vec<Record> = decode_records(b.clone()).unwrap().into_iter().filter(keep).collect();
         let out = retain_records(&b, keep).unwrap().unwrap_or_else(|| b.clone());
@@ -337,6 +350,7 @@ proptest! {
         prop_assert_eq!(h.base_offset, base);
         prop_assert_eq!(h.last_offset(), base + recs.len() as i64 - 1);
         prop_assert_eq!(h.records_count as usize, expected.len());
+        prop_assert_eq!(h.compression(), Some(compression), "kept in its codec");
         prop_assert_eq!(decode_records(out).unwrap(), expected);
     }
 }

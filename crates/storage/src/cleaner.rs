@@ -23,9 +23,8 @@
 //! - Records without a key stay. Kafka refuses them on compacted topics at
 //!   produce time; Sluice does not check, so they are kept as a delete topic
 //!   would keep them.
-//! - Control batches, and compressed batches (this build has no codecs to
-//!   decode them), stay whole and their keys do not enter the map, so the
-//!   older values of those keys stay too: less compaction, never data loss.
+//! - Control batches stay whole. Compressed batches are decompressed,
+//!   filtered and compressed again with their own codec.
 //! - Tombstones (a key with a null value) that are the latest for their key
 //!   stay until `now - max timestamp of their batch > delete.retention.ms`
 //!   (the segment's largest timestamp or mtime when the batch has none). This
@@ -78,8 +77,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use sluice_records::{
-    Compression, HEADER_SIZE, MAGIC_V2, RecordBatchHeader, RecordsError, decode_batches,
-    retain_records,
+    HEADER_SIZE, MAGIC_V2, RecordBatchHeader, RecordsError, decode_batches, retain_records,
 };
 
 use crate::checkpoint::sync_dir;
@@ -368,7 +366,7 @@ impl CompactionJob {
 
 /// Batches whose records the cleaner can filter.
 fn filterable(h: &RecordBatchHeader) -> bool {
-    !h.is_control() && h.compression() == Some(Compression::None)
+    !h.is_control() && h.compression().is_some()
 }
 
 /// Calls `f` with each whole batch of `src` (up to its recorded size), in

@@ -124,6 +124,43 @@ fn fill(log: &mut PartitionLog) {
 }
 
 #[test]
+fn compressed_batches_are_compacted_in_their_codec() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log =
+        PartitionLog::open(dir.path().join("t-0"), config(CleanupPolicy::Compact), 0).unwrap();
+    let lz4 = EncodeOptions {
+        compression: sluice_records::Compression::Lz4,
+        ..EncodeOptions::default()
+    };
+    for round in 0..8 {
+        let values: Vec<String> = (0..3).map(|k| format!("v{round}-{k}")).collect();
+        let pairs: Vec<Kv> = (0..3)
+            .map(|k| (Some(["k0", "k1", "k2"][k]), Some(values[k].as_str())))
+            .collect();
+        log.append_as_leader(encode(&pairs, 1000 + round, lz4), 3)
+            .unwrap();
+    }
+    log.append_as_leader(kv(&[(Some("k0"), Some("last"))], 2000), 3)
+        .unwrap();
+    assert!(log.num_segments() > 2);
+    let before = records(&log);
+    let active_base = *log.segment_base_offsets().last().unwrap();
+    log.compact(NOW, i64::MAX).unwrap();
+    assert_eq!(records(&log), expected_after(&before, active_base));
+    // The 8 compressed batches hold offsets 0..24.
+    for b in batches(&log) {
+        if b.header.base_offset < 24 {
+            assert_eq!(
+                b.header.compression(),
+                Some(sluice_records::Compression::Lz4),
+                "batch at {} keeps its codec",
+                b.header.base_offset
+            );
+        }
+    }
+}
+
+#[test]
 fn keeps_the_latest_value_per_key_and_preserves_offsets() {
     let dir = tempfile::tempdir().unwrap();
     let mut log =

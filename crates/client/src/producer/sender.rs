@@ -193,10 +193,14 @@ async fn send_request(
                     producer_id,
                     producer_epoch,
                     base_sequence,
+                    compression: inner.cluster.config.compression_type,
                     ..EncodeOptions::default()
                 }
             }
-            _ => EncodeOptions::default(),
+            _ => EncodeOptions {
+                compression: inner.cluster.config.compression_type,
+                ..EncodeOptions::default()
+            },
         };
         let encoded = match b.encoded.clone() {
             Some(e) => e,
