@@ -69,6 +69,29 @@ head -c 2000000 /dev/zero | tr '\0' 'x' | "$BIN" console-producer --bootstrap-se
   --producer-property max.request.size=4000000 2>"$WORK/err" && fail "a 2 MB record must fail"
 grep -q "MESSAGE_TOO_LARGE" "$WORK/err" || fail "too-large code: $(cat "$WORK/err")"
 
+# kafka-consumer-groups --reset-offsets: a group reads everything, then is
+# moved back by --shift-by, to a time and by a duration.
+"$BIN" console-consumer --bootstrap-server "$ADDR" --topic demo --group tour --from-beginning \
+  --max-messages 10000 --timeout-ms 10000 >/dev/null 2>"$WORK/group.err" || fail "group console-consumer: $(cat "$WORK/group.err")"
+lag() { "$BIN" consumer-groups --bootstrap-server "$ADDR" --describe --group tour \
+  | awk '$1=="tour" {s+=$6} END {print s+0}'; }
+[ "$(lag)" -eq 0 ] || fail "group lag after reading everything: $(lag)"
+reset() { "$BIN" consumer-groups --bootstrap-server "$ADDR" --reset-offsets --group tour --topic demo "$@" \
+  >"$WORK/reset" 2>&1 || fail "reset-offsets $*: $(cat "$WORK/reset")"; }
+reset --shift-by -10
+[ "$(lag)" -eq 0 ] || fail "a reset without --execute changed offsets"
+reset --shift-by -10 --execute
+[ "$(lag)" -eq 30 ] || fail "lag after --shift-by -10 on 3 partitions: $(lag)"
+reset --to-datetime 2100-01-01T00:00:00.000 --execute
+[ "$(lag)" -eq 0 ] || fail "lag after --to-datetime in the future: $(lag)"
+reset --by-duration PT1H --execute
+[ "$(lag)" -eq 10000 ] || fail "lag after --by-duration PT1H: $(lag)"
+reset --to-datetime 2000-01-01T00:00:00Z --execute
+[ "$(lag)" -eq 10000 ] || fail "lag after --to-datetime 2000: $(lag)"
+if "$BIN" consumer-groups --bootstrap-server "$ADDR" --reset-offsets --group tour --topic demo \
+  --to-datetime yesterday 2>"$WORK/err"; then fail "a bad --to-datetime must fail"; fi
+grep -q "to-datetime" "$WORK/err" || fail "bad datetime message: $(cat "$WORK/err")"
+
 stop_node
 for f in 00000000000000000000.log 00000000000000000000.index 00000000000000000000.timeindex leader-epoch-checkpoint; do
   [ -f "$WORK/data/logs/demo-0/$f" ] || fail "missing $f in demo-0"
@@ -79,4 +102,4 @@ start_node
   --timeout-ms 10000 --property print.partition=true >"$WORK/out2" 2>/dev/null || fail "console-consumer after restart"
 check_consumed "$WORK/out2"
 stop_node
-echo "e2e: 2 passed, 0 failed"
+echo "e2e: 3 passed, 0 failed"

@@ -262,6 +262,17 @@ impl Consumer {
         Ok(())
     }
 
+    /// Kafka's `offsetsForTimes`: per partition, the first offset whose
+    /// timestamp is at or after `timestamp_ms`; -1 where there is none.
+    pub async fn offsets_for_times(
+        &self,
+        tps: &[TopicPartition],
+        timestamp_ms: i64,
+    ) -> Result<HashMap<TopicPartition, i64>> {
+        self.list_offsets(tps, OffsetSpec::Timestamp, timestamp_ms)
+            .await
+    }
+
     /// The log start offsets of `tps`.
     pub async fn beginning_offsets(
         &self,

@@ -39,6 +39,17 @@ pub struct Args {
     pub to_latest: bool,
     #[arg(long = "to-offset", value_name = "OFFSET")]
     pub to_offset: Option<i64>,
+    /// Move each committed offset by N (negative: back).
+    #[arg(long = "shift-by", value_name = "N", allow_hyphen_values = true)]
+    pub shift_by: Option<i64>,
+    /// The first offset at or after a time: `YYYY-MM-DDTHH:mm:SS.sss`, local
+    /// time unless it ends with `Z` or an offset such as `+01:00`.
+    #[arg(long = "to-datetime", value_name = "DATETIME")]
+    pub to_datetime: Option<String>,
+    /// The first offset at or after now minus an ISO-8601 duration
+    /// (`PnDTnHnMnS`, such as `PT30M` or `P1DT12H`).
+    #[arg(long = "by-duration", value_name = "DURATION")]
+    pub by_duration: Option<String>,
     /// Apply the reset (without it, only show the plan).
     #[arg(long)]
     pub execute: bool,
@@ -209,15 +220,28 @@ pub fn render(rows: &[Row]) -> String {
 }
 
 async fn reset(admin: &Admin, consumer: &Consumer, group: &str, a: &Args) -> anyhow::Result<()> {
-    let targets = [a.to_earliest, a.to_latest, a.to_offset.is_some()]
-        .iter()
-        .filter(|x| **x)
-        .count();
+    let targets = [
+        a.to_earliest,
+        a.to_latest,
+        a.to_offset.is_some(),
+        a.shift_by.is_some(),
+        a.to_datetime.is_some(),
+        a.by_duration.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
     if targets != 1 {
         return Err(usage(
-            "--reset-offsets needs exactly one of --to-earliest, --to-latest, --to-offset N",
+            "--reset-offsets needs exactly one of --to-earliest, --to-latest, --to-offset N, --shift-by N, --to-datetime T, --by-duration D",
         ));
     }
+    // Parsed before anything is read, so a typo fails fast.
+    let since = match (&a.to_datetime, &a.by_duration) {
+        (Some(t), _) => Some(parse_datetime(t)?),
+        (_, Some(d)) => Some(since_duration(d)?),
+        _ => None,
+    };
     if a.execute && a.dry_run {
         return Err(usage("--execute and --dry-run cannot be used together"));
     }
@@ -251,15 +275,38 @@ async fn reset(admin: &Admin, consumer: &Consumer, group: &str, a: &Args) -> any
             ));
         }
     };
-    let plan: BTreeMap<TopicPartition, i64> = if let Some(o) = a.to_offset {
+    let clamped = async |target: &dyn Fn(&TopicPartition) -> i64| -> anyhow::Result<_> {
         let start = consumer.beginning_offsets(&tps).await?;
         let end = consumer.end_offsets(&tps).await?;
         // Kafka clamps an out-of-range target into the log's range.
-        tps.iter()
+        Ok(tps
+            .iter()
             .map(|tp| {
                 let lo = start.get(tp).copied().unwrap_or(0);
                 let hi = end.get(tp).copied().unwrap_or(0);
-                (tp.clone(), o.clamp(lo, hi.max(lo)))
+                (tp.clone(), target(tp).clamp(lo, hi.max(lo)))
+            })
+            .collect::<BTreeMap<_, _>>())
+    };
+    let plan: BTreeMap<TopicPartition, i64> = if let Some(o) = a.to_offset {
+        clamped(&|_| o).await?
+    } else if let Some(n) = a.shift_by {
+        let committed = admin.list_consumer_group_offsets(group).await?;
+        if let Some(tp) = tps.iter().find(|tp| !committed.contains_key(*tp)) {
+            return Err(usage(format!(
+                "group {group} has no committed offset for {}-{} to shift; use --to-earliest, --to-latest or --to-offset",
+                tp.topic, tp.partition
+            )));
+        }
+        clamped(&|tp| committed[tp].saturating_add(n)).await?
+    } else if let Some(ts) = since {
+        let found = consumer.offsets_for_times(&tps, ts).await?;
+        let end = consumer.end_offsets(&tps).await?;
+        // No record that late: the end of the log, as Kafka does.
+        tps.iter()
+            .map(|tp| {
+                let o = found.get(tp).copied().filter(|o| *o >= 0);
+                (tp.clone(), o.or(end.get(tp).copied()).unwrap_or(0))
             })
             .collect()
     } else if a.to_earliest {
@@ -288,9 +335,62 @@ async fn reset(admin: &Admin, consumer: &Consumer, group: &str, a: &Args) -> any
     Ok(())
 }
 
+/// `--to-datetime`: milliseconds since the epoch. Without a zone, the time
+/// is local, as kafka-consumer-groups.sh reads it.
+fn parse_datetime(s: &str) -> anyhow::Result<i64> {
+    if let Ok(ts) = s.parse::<jiff::Timestamp>() {
+        return Ok(ts.as_millisecond());
+    }
+    let bad = |e: jiff::Error| {
+        usage(format!(
+            "--to-datetime \"{s}\": {e}; expected YYYY-MM-DDTHH:mm:SS.sss, optionally with Z or an offset such as +01:00"
+        ))
+    };
+    let local: jiff::civil::DateTime = s.parse().map_err(bad)?;
+    let zoned = local.to_zoned(jiff::tz::TimeZone::system()).map_err(bad)?;
+    Ok(zoned.timestamp().as_millisecond())
+}
+
+/// `--by-duration`: now minus an ISO-8601 duration, in milliseconds.
+fn since_duration(s: &str) -> anyhow::Result<i64> {
+    let bad = |e: jiff::Error| {
+        usage(format!(
+            "--by-duration \"{s}\": {e}; expected an ISO-8601 duration such as PT30M or P1DT12H"
+        ))
+    };
+    let span: jiff::Span = s.parse().map_err(bad)?;
+    let then = jiff::Zoned::now().checked_sub(span).map_err(bad)?;
+    Ok(then.timestamp().as_millisecond())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reset_times_parse_as_kafka_writes_them() {
+        assert_eq!(
+            parse_datetime("2026-11-24T10:00:00.000Z").unwrap(),
+            1_795_514_400_000
+        );
+        assert_eq!(
+            parse_datetime("2026-11-24T11:00:00.000+01:00").unwrap(),
+            1_795_514_400_000
+        );
+        // Local time: whatever the zone, within a day of the UTC reading.
+        let local = parse_datetime("2026-11-24T10:00:00.000").unwrap();
+        assert!((local - 1_795_514_400_000).abs() <= 26 * 3_600_000);
+        assert!(parse_datetime("yesterday").is_err());
+        let now = jiff::Timestamp::now().as_millisecond();
+        let hour_ago = since_duration("PT1H").unwrap();
+        assert!(
+            (now - hour_ago - 3_600_000).abs() < 60_000,
+            "{}",
+            now - hour_ago
+        );
+        assert!(since_duration("P1DT12H").unwrap() < hour_ago);
+        assert!(since_duration("soon").is_err());
+    }
 
     #[test]
     fn describe_table_has_kafkas_columns_and_dashes() {
