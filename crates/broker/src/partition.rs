@@ -574,6 +574,17 @@ impl Partition {
         // Headers only: the log validates every batch (CRC included) on append,
         // so each CRC is computed once on the produce path.
         let mut headers: Vec<_> = batch_headers(&batches).collect();
+        // Compressed batches are decompressed once here, before the lock, so
+        // one nobody could read later is refused now (Kafka's LogValidator).
+        let mut pos = 0;
+        for h in &headers {
+            let end = pos + h.total_size();
+            if h.compression() != Some(sluice_records::Compression::None) {
+                sluice_records::check_compressed(&batches[pos..end])
+                    .map_err(|e| ApiError::new(ErrorCode::CorruptMessage, format!("{tp}: {e}")))?;
+            }
+            pos = end;
+        }
         // The role is read under the log lock (the order `set_role` and
         // `apply_replica_fetch` use): a leadership change cannot slip in
         // between the check and the append, so no batch is written with an

@@ -650,18 +650,6 @@ impl Coordinator {
         }
     }
 
-    /// Submits and confirms in one step, for writes that need no ordering
-    /// with others.
-    pub async fn write(
-        &self,
-        group: &str,
-        home: GroupHome,
-        recs: Vec<(RecordKey, Option<Vec<u8>>)>,
-    ) -> Result<(), ApiError> {
-        let submitted = self.submit(home, recs);
-        self.confirm(group, home, submitted).await
-    }
-
     /// Waits for a submitted write to be acknowledged; fails with
     /// NOT_COORDINATOR if the partition moved meanwhile.
     pub async fn confirm(

@@ -185,9 +185,9 @@ pub struct Group {
     /// reach `__consumer_offsets` in number order but are acknowledged in any
     /// order; keeping the highest number keeps memory equal to the log.
     offset_writes: BTreeMap<(String, i32), u64>,
-    /// Every partition a commit was submitted for, acknowledged or not, so
-    /// deleting the group tombstones commits still in flight too.
-    submitted_offsets: BTreeSet<(String, i32)>,
+    /// Commits on their way to the log, per partition, so deleting the group
+    /// tombstones those too and the group is not dropped under them.
+    in_flight: BTreeMap<(String, i32), u32>,
     /// Writes numbered up to this were submitted before this group existed
     /// (to a deleted group of the same name, tombstoned after them).
     pub write_floor: u64,
@@ -225,7 +225,7 @@ impl Group {
             initial_delay: None,
             offsets: BTreeMap::new(),
             offset_writes: BTreeMap::new(),
-            submitted_offsets: BTreeSet::new(),
+            in_flight: BTreeMap::new(),
             write_floor: 0,
             next_seq: 0,
             settings,
@@ -376,16 +376,22 @@ impl Group {
                     // The same instance restarted: it takes the old member's
                     // place (and assignment) under a new id, fencing the old one.
                     req.member_id = self.replace_static_member(&current, &req, now);
-                    // As Kafka: only a change of the chosen assignor forces a
-                    // rebalance; a changed subscription is the leader's to
-                    // notice (its metadata check), and the leader itself
-                    // must assign again, so it rejoins through a rebalance.
+                    // As Kafka: in Stable only a change of the chosen
+                    // assignor forces a rebalance; a changed subscription is
+                    // the leader's to notice (its metadata check).
                     let keeps_protocol = self
                         .protocol
                         .as_deref()
                         .is_some_and(|p| req.protocols.iter().any(|(n, _)| n == p));
-                    let leader = self.leader.as_deref() == Some(req.member_id.as_str());
-                    if self.state == GroupState::Stable && keeps_protocol && !leader {
+                    if self.state == GroupState::CompletingRebalance {
+                        // The leader is assigning under the old member id:
+                        // that assignment would miss the new one.
+                        self.prepare_rebalance(now);
+                    }
+                    if self.state == GroupState::Stable && keeps_protocol {
+                        // The leader too gets the members list back, and its
+                        // SyncGroup in Stable returns the stored assignment
+                        // (Kafka's KIP-814 answer, without the flag).
                         let m = self.members.get_mut(&req.member_id).expect("replaced");
                         m.protocols = req.protocols.clone();
                         let r = self.join_result_for(&req.member_id);
@@ -514,6 +520,15 @@ impl Group {
         })
     }
 
+    /// The longest rebalance timeout among the members.
+    fn rebalance_timeout(&self) -> Duration {
+        self.members
+            .values()
+            .map(|m| m.rebalance_timeout)
+            .max()
+            .unwrap_or_default()
+    }
+
     fn prepare_rebalance(&mut self, now: Instant) {
         if self.state == GroupState::CompletingRebalance {
             // The assignment being computed is void; members must rejoin.
@@ -527,12 +542,7 @@ impl Group {
                 }
             }
         }
-        let timeout = self
-            .members
-            .values()
-            .map(|m| m.rebalance_timeout)
-            .max()
-            .unwrap_or_default();
+        let timeout = self.rebalance_timeout();
         if self.state == GroupState::Empty {
             let delay = self.settings.initial_rebalance_delay.min(timeout);
             self.initial_delay = (!delay.is_zero()).then(|| (now + delay, now + timeout));
@@ -561,8 +571,16 @@ impl Group {
         if !all_joined && !timed_out {
             return Effects::default();
         }
-        // Members that did not rejoin in time are out.
-        self.members.retain(|_, m| m.join_waiter.is_some());
+        // Dynamic members that did not rejoin in time are out; static ones
+        // keep their place (and get an assignment) until their session
+        // expires, so a restart in progress costs no second rebalance (KIP-345).
+        self.members
+            .retain(|_, m| m.join_waiter.is_some() || m.instance_id.is_some());
+        if !self.members.is_empty() && self.members.values().all(|m| m.join_waiter.is_none()) {
+            // Only absent static members: nobody can lead; wait again.
+            self.rebalance_deadline = Some(now + self.rebalance_timeout());
+            return Effects::default();
+        }
         self.pending.clear();
         self.rebalance_deadline = None;
         self.generation += 1;
@@ -579,14 +597,17 @@ impl Group {
             };
         }
         self.protocol = Some(self.select_protocol());
-        if !self
+        // The leader must be here to assign.
+        if self
             .leader
             .as_ref()
-            .is_some_and(|l| self.members.contains_key(l))
+            .and_then(|l| self.members.get(l))
+            .is_none_or(|m| m.join_waiter.is_none())
         {
             self.leader = self
                 .members
                 .values()
+                .filter(|m| m.join_waiter.is_some())
                 .min_by_key(|m| m.joined_seq)
                 .map(|m| m.id.clone());
         }
@@ -595,8 +616,8 @@ impl Group {
         for id in ids {
             let r = self.join_result_for(&id);
             let m = self.members.get_mut(&id).expect("member");
-            m.heartbeat_deadline = now + m.session_timeout;
             if let Some(tx) = m.join_waiter.take() {
+                m.heartbeat_deadline = now + m.session_timeout;
                 let _ = tx.send(Ok(JoinOutcome::Joined(r)));
             }
         }
@@ -690,6 +711,10 @@ impl Group {
         }
         tracing::info!(group = %self.id, instance = %instance, old = %old, new = %new_id, "static member rejoined");
         m.id = new_id.clone();
+        m.client_id = req.client_id.clone();
+        m.client_host = req.client_host.clone();
+        m.session_timeout = req.session_timeout;
+        m.rebalance_timeout = req.rebalance_timeout;
         m.heartbeat_deadline = now + req.session_timeout;
         if self.leader.as_deref() == Some(old) {
             self.leader = Some(new_id.clone());
@@ -905,13 +930,27 @@ impl Group {
 
     /// Notes the partitions of a commit being written.
     pub fn commit_submitted(&mut self, tps: impl IntoIterator<Item = (String, i32)>) {
-        self.submitted_offsets.extend(tps);
+        for tp in tps {
+            *self.in_flight.entry(tp).or_default() += 1;
+        }
+    }
+
+    /// A commit noted by [`Group::commit_submitted`] was answered, either way.
+    pub fn commit_finished<'a>(&mut self, tps: impl IntoIterator<Item = &'a (String, i32)>) {
+        for tp in tps {
+            if let Some(n) = self.in_flight.get_mut(tp) {
+                *n -= 1;
+                if *n == 0 {
+                    self.in_flight.remove(tp);
+                }
+            }
+        }
     }
 
     /// The partitions this group has offsets for, in memory or on the way.
     pub fn offset_keys(&self) -> impl Iterator<Item = &(String, i32)> {
         let mut keys: BTreeSet<&(String, i32)> = self.offsets.keys().collect();
-        keys.extend(&self.submitted_offsets);
+        keys.extend(self.in_flight.keys());
         keys.into_iter()
     }
 
@@ -972,7 +1011,7 @@ impl Group {
         self.members.is_empty()
             && self.pending.is_empty()
             && self.offsets.is_empty()
-            && self.submitted_offsets.is_empty()
+            && self.in_flight.is_empty()
             && self.state == GroupState::Empty
     }
 
@@ -1104,15 +1143,28 @@ mod tests {
     }
 
     #[test]
-    fn a_restarted_static_leader_rebalances_a_follower_with_a_new_subscription_does_not() {
+    fn restarted_static_leader_or_changed_follower_needs_no_rebalance() {
         let now = Instant::now();
-        let (mut g, _a, _b) = static_pair(now);
+        let (mut g, old_a, b) = static_pair(now);
         let (mut ra, _) = g.join(static_req("", "ia"), now);
-        assert!(
-            ra.try_recv().is_err(),
-            "parked: the leader must assign again"
+        let ja = joined(&mut ra);
+        assert_ne!(ja.member_id, old_a);
+        assert_eq!(
+            (ja.generation, ja.leader.as_str()),
+            (2, ja.member_id.as_str())
         );
-        assert_eq!(g.state, GroupState::PreparingRebalance);
+        assert_eq!(ja.members.len(), 2, "the leader gets the members back");
+        assert_eq!(g.state, GroupState::Stable);
+        // In Stable the leader's SyncGroup returns the stored assignment.
+        let (mut sa, eff) = g.sync(
+            &ja.member_id,
+            2,
+            vec![(ja.member_id.clone(), Bytes::from_static(b"ignored"))],
+            now,
+        );
+        assert!(eff.persist.is_none());
+        assert_eq!(sa.try_recv().unwrap().unwrap(), Bytes::from_static(b"A"));
+        g.heartbeat(&b, 2, now).unwrap();
 
         // A follower with another subscription but the same assignor comes
         // back at once; its new subscription is stored for the leader.
@@ -1125,6 +1177,54 @@ mod tests {
         let rec = eff.persist.unwrap();
         let m = rec.members.iter().find(|m| m.member_id == jb.member_id);
         assert_eq!(m.unwrap().metadata, b"other topics");
+    }
+
+    #[test]
+    fn a_static_member_replaced_while_the_leader_assigns_rebalances() {
+        let now = Instant::now();
+        let (mut g, a, b) = static_pair(now);
+        // A third static member: generation 3 is being assigned.
+        let (mut rc, _) = g.join(static_req("", "ic"), now);
+        let (mut ra, _) = g.join(static_req(&a, "ia"), now);
+        let (mut rb, _) = g.join(static_req(&b, "ib"), now);
+        for r in [&mut ra, &mut rb, &mut rc] {
+            assert_eq!(joined(r).generation, 3);
+        }
+        assert_eq!(g.state, GroupState::CompletingRebalance);
+        // "ib" restarts before the leader's SyncGroup: the plan the leader
+        // is making names the old id, so the group starts over.
+        let (mut rb2, _) = g.join(static_req("", "ib"), now);
+        assert!(rb2.try_recv().is_err());
+        assert_eq!(g.state, GroupState::PreparingRebalance);
+    }
+
+    #[test]
+    fn an_absent_static_member_keeps_its_place_through_a_rebalance() {
+        let now = Instant::now();
+        let (mut g, a, b) = static_pair(now);
+        // Static members usually run with a session timeout longer than
+        // the rebalance timeout, so a restart fits in it.
+        let m = g.members.get_mut(&b).unwrap();
+        m.session_timeout = Duration::from_secs(60);
+        m.heartbeat_deadline = now + m.session_timeout;
+        // "ic" arrives; "ib" is restarting and does not rejoin in time.
+        let (mut rc, _) = g.join(static_req("", "ic"), now);
+        let (mut ra, _) = g.join(static_req(&a, "ia"), now);
+        assert!(
+            ra.try_recv().is_err(),
+            "waits for ib up to the rebalance timeout"
+        );
+        let later = now + Duration::from_secs(31);
+        let _ = g.tick(later);
+        let ja = joined(&mut ra);
+        let jc = joined(&mut rc);
+        assert_eq!((ja.generation, ja.leader.as_str()), (3, a.as_str()));
+        assert_eq!(jc.generation, 3);
+        assert_eq!(ja.members.len(), 3, "ib is still a member and gets a share");
+        assert!(g.members.contains_key(&b));
+        // Its session still runs out as usual.
+        let _ = g.tick(now + Duration::from_secs(61));
+        assert!(!g.members.contains_key(&b));
     }
 
     #[test]

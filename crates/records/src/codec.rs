@@ -268,6 +268,50 @@ pub fn retain_records(
     Ok(Some(out.freeze()))
 }
 
+/// Kafka's LogValidator check for a compressed batch: the records section
+/// decompresses and frames exactly `records_count` records. A leader runs it
+/// before appending, so a batch that no consumer or log cleaner could read is
+/// refused instead of stored. Uncompressed batches pass (the log checks their
+/// header and CRC).
+pub fn check_compressed(batch: &[u8]) -> Result<(), RecordsError> {
+    use crate::header::HEADER_SIZE;
+    let corrupt = |reason: String| RecordsError::CorruptMessage {
+        position: 0,
+        reason,
+    };
+    let header = RecordBatchHeader::parse(batch)
+        .filter(|h| h.total_size() <= batch.len() && h.total_size() >= HEADER_SIZE)
+        .ok_or_else(|| corrupt("not a whole record batch".to_string()))?;
+    let compression = header.compression().ok_or_else(|| {
+        corrupt(format!(
+            "unknown compression in attributes {}",
+            header.attributes
+        ))
+    })?;
+    if compression == Compression::None {
+        return Ok(());
+    }
+    let body = Bytes::copy_from_slice(&batch[HEADER_SIZE..header.total_size()]);
+    let section = decompress(compression, body)
+        .map_err(|e| corrupt(format!("{compression:?} records do not decompress: {e}")))?;
+    let mut rest = &section[..];
+    let mut count = 0i64;
+    while !rest.is_empty() {
+        let len = read_varint(&mut rest)
+            .filter(|l| *l >= 0 && *l as usize <= rest.len())
+            .ok_or_else(|| corrupt("bad record framing after decompression".to_string()))?;
+        rest = &rest[len as usize..];
+        count += 1;
+    }
+    if count != i64::from(header.records_count) {
+        return Err(corrupt(format!(
+            "header counts {} records, the compressed section holds {count}",
+            header.records_count
+        )));
+    }
+    Ok(())
+}
+
 /// A records section as stored, decompressed.
 fn decompress(compression: Compression, mut data: Bytes) -> anyhow::Result<Bytes> {
     use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};

@@ -23,8 +23,8 @@ pub mod header;
 pub mod split;
 
 pub use codec::{
-    DecodedBatch, EncodeOptions, Record, decode_batches, decode_records, encode_batch,
-    retain_records,
+    DecodedBatch, EncodeOptions, Record, check_compressed, decode_batches, decode_records,
+    encode_batch, retain_records,
 };
 pub use error::RecordsError;
 pub use header::{

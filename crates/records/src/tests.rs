@@ -354,3 +354,41 @@ proptest! {
         prop_assert_eq!(decode_records(out).unwrap(), expected);
     }
 }
+
+#[test]
+fn compressed_batches_are_checked_before_append() {
+    let recs: Vec<Record> = (0..5).map(rec).collect();
+    for compression in [Compression::None, Compression::Gzip, Compression::Zstd] {
+        let b = encode_batch(
+            &recs,
+            EncodeOptions {
+                compression,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        check_compressed(&b).unwrap();
+    }
+    let good = encode_batch(
+        &recs,
+        EncodeOptions {
+            compression: Compression::Lz4,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    check_compressed(&good).unwrap();
+    // A count that disagrees with the compressed section.
+    let mut wrong = BytesMut::from(&good[..]);
+    wrong[57..61].copy_from_slice(&4i32.to_be_bytes());
+    let e = check_compressed(&wrong).unwrap_err();
+    assert!(e.to_string().contains("holds 5"), "{e}");
+    // A payload that is not lz4 at all, under a valid CRC.
+    let mut garbage = BytesMut::from(&good[..HEADER_SIZE]);
+    garbage.extend_from_slice(b"definitely not an lz4 frame");
+    let len = (garbage.len() - LOG_OVERHEAD) as i32;
+    garbage[8..12].copy_from_slice(&len.to_be_bytes());
+    crate::header::recompute_crc(&mut garbage);
+    let e = check_compressed(&garbage).unwrap_err();
+    assert!(e.to_string().contains("do not decompress"), "{e}");
+}

@@ -412,7 +412,7 @@ async fn a_static_member_restarts_without_a_rebalance_and_a_duplicate_is_fenced(
         .create_topic(NewTopic::new("static", 4, 1))
         .await
         .unwrap();
-    // `a` first, so it leads: a returning leader rebalances by design.
+    // `a` first, so it leads; both the follower and the leader restart below.
     let mut a = run_static(&node, "a");
     a.wait("a alone", |v| v.2.len() == 4).await;
     let mut b = run_static(&node, "b");
@@ -432,9 +432,15 @@ async fn a_static_member_restarts_without_a_rebalance_and_a_duplicate_is_fenced(
     let now = a.view.borrow().clone();
     assert_eq!(
         (now.0, now.1, now.2),
-        (a_id, generation, a_parts),
+        (a_id, generation, a_parts.clone()),
         "a never rebalanced"
     );
+
+    // The leader restarts too: same partitions, same generation.
+    a.stop().await;
+    let mut a = run_static(&node, "a");
+    let (_, a2_generation, a2_parts, _) = a.wait("a back", |v| !v.2.is_empty()).await;
+    assert_eq!((a2_generation, a2_parts), (generation, a_parts));
 
     // A second process with instance id "b": the newer one wins.
     let mut b3 = run_static(&node, "b");

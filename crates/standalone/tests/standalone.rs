@@ -607,5 +607,40 @@ async fn compressed_batches_are_stored_as_sent_and_read_back() {
             assert!(r.3.starts_with(&format!("{name} value {i} ")), "{r:?}");
         }
     }
+
+    // A batch claiming lz4 whose payload is not lz4 (CRC valid) is refused
+    // at the leader, and nothing is appended.
+    let good = sluice_records::encode_batch(
+        &[sluice_records::Record {
+            value: Some(Bytes::from_static(b"v")),
+            ..Default::default()
+        }],
+        sluice_records::EncodeOptions {
+            compression: sluice_records::Compression::Lz4,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut bad = bytes::BytesMut::from(&good[..sluice_records::HEADER_SIZE]);
+    bad.extend_from_slice(b"not an lz4 frame");
+    let len = (bad.len() - sluice_records::LOG_OVERHEAD) as i32;
+    bad[8..12].copy_from_slice(&len.to_be_bytes());
+    sluice_records::recompute_crc(&mut bad);
+    let mut raw = BrokerClient::connect(format!("http://{}", node.addr))
+        .await
+        .unwrap();
+    let r = produce_raw(&mut raw, "z-lz4", bad.freeze()).await;
+    assert_eq!(
+        r.error.as_ref().map(|e| e.code),
+        Some(ErrorCode::CorruptMessage as i32),
+        "{r:?}"
+    );
+    let consumer = Consumer::new(config(&node, &[])).unwrap();
+    let tp = TopicPartition::new("z-lz4", 0);
+    let end = consumer
+        .end_offsets(std::slice::from_ref(&tp))
+        .await
+        .unwrap();
+    assert_eq!(end[&tp], 500, "nothing appended");
     node.shutdown().await.unwrap();
 }

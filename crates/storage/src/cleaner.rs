@@ -230,7 +230,17 @@ impl CompactionJob {
                 if !filterable(&h) {
                     return Ok(true);
                 }
-                for b in decode_batches(batch)? {
+                let decoded = match decode_batches(batch) {
+                    Ok(d) => d,
+                    // Stored before leaders checked compressed batches:
+                    // kept whole, its keys out of the map (less compaction).
+                    Err(e) if h.compression() != Some(sluice_records::Compression::None) => {
+                        tracing::warn!(base_offset = h.base_offset, error = %e, "compacted topic holds an undecodable compressed batch; keeping it whole");
+                        return Ok(true);
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                for b in decoded {
                     for r in b.records {
                         let Some(key) = r.key else { continue };
                         if r.offset >= self.bound {
@@ -348,7 +358,14 @@ impl CompactionJob {
                 return false;
             }
             true
-        })?;
+        });
+        let filtered = match filtered {
+            Ok(f) => f,
+            Err(_) if h.compression() != Some(sluice_records::Compression::None) => {
+                return Ok(Some(batch));
+            }
+            Err(e) => return Err(e.into()),
+        };
         stats.records_removed += superseded;
         stats.tombstones_removed += expired;
         let kept = filtered.unwrap_or(batch);

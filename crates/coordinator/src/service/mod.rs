@@ -207,13 +207,17 @@ impl CoordinatorService {
             Ok((home, c.submit(home, recs)))
         })??;
         let write = submitted.number;
-        c.confirm(&group, home, submitted).await?;
+        let confirmed = c.confirm(&group, home, submitted).await;
         // A group deleted meanwhile stays deleted: its tombstones came later.
         c.with_group(&group, false, |g, _| {
             if let Some(g) = g {
-                g.apply_commit(write, offsets);
+                g.commit_finished(offsets.iter().map(|(tp, _)| tp));
+                if confirmed.is_ok() {
+                    g.apply_commit(write, offsets);
+                }
             }
-        })
+        })?;
+        confirmed
     }
 }
 
