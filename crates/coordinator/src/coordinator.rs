@@ -383,7 +383,13 @@ impl Coordinator {
     async fn load_partition(self: Arc<Self>, p: i32, epoch: i64) {
         let started = Instant::now();
         while self.still_loading(p, epoch) && !self.shutdown.is_cancelled() {
-            match self.try_load(p, epoch).await {
+            // A load reads through this node's own brokers: on shutdown they
+            // stop answering, so stop waiting for them at once.
+            let loaded = tokio::select! {
+                r = self.try_load(p, epoch) => r,
+                _ = self.shutdown.cancelled() => return,
+            };
+            match loaded {
                 Ok(groups) => {
                     let mut st = self.state.lock();
                     if let Some(o @ Owned::Loading { .. }) = st.partitions.get_mut(&p)
