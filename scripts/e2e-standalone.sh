@@ -76,6 +76,10 @@ grep -q "MESSAGE_TOO_LARGE" "$WORK/err" || fail "too-large code: $(cat "$WORK/er
 lag() { "$BIN" consumer-groups --bootstrap-server "$ADDR" --describe --group tour \
   | awk '$1=="tour" {s+=$6} END {print s+0}'; }
 [ "$(lag)" -eq 0 ] || fail "group lag after reading everything: $(lag)"
+"$BIN" consumer-groups --bootstrap-server "$ADDR" --describe --group tour --state \
+  | awk '$1=="tour" && $4=="Empty" && $5==0 {ok=1} END {exit !ok}' || fail "describe --state"
+"$BIN" consumer-groups --bootstrap-server "$ADDR" --describe --group tour --members \
+  | grep -q "has no active members" || fail "describe --members"
 reset() { "$BIN" consumer-groups --bootstrap-server "$ADDR" --reset-offsets --group tour --topic demo "$@" \
   >"$WORK/reset" 2>&1 || fail "reset-offsets $*: $(cat "$WORK/reset")"; }
 reset --shift-by -10

@@ -32,6 +32,8 @@ pub struct GroupListing {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberDescription {
     pub member_id: String,
+    /// `group.instance.id` of a static member.
+    pub group_instance_id: Option<String>,
     pub client_id: String,
     pub host: String,
     /// Its partitions (decoded from the consumer protocol assignment).
@@ -155,6 +157,7 @@ impl Admin {
                             })
                             .unwrap_or_default(),
                         member_id: m.member_id,
+                        group_instance_id: m.group_instance_id,
                         client_id: m.client_id,
                         host: m.client_host,
                     })

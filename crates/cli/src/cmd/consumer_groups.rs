@@ -18,6 +18,15 @@ pub struct Args {
     /// Describe --group: members and offsets with lag.
     #[arg(long)]
     pub describe: bool,
+    /// With --describe: the members and how many partitions each has.
+    #[arg(long)]
+    pub members: bool,
+    /// With --describe --members: also each member's partitions.
+    #[arg(long)]
+    pub verbose: bool,
+    /// With --describe: the group's coordinator, assignor, state and size.
+    #[arg(long)]
+    pub state: bool,
     /// Delete --group (it must have no active members).
     #[arg(long)]
     pub delete: bool,
@@ -93,6 +102,29 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let consumer = Consumer::new(config)?;
+    if a.members && a.state {
+        return Err(usage("--members and --state cannot be used together"));
+    }
+    if (a.members || a.state) && !a.describe {
+        return Err(usage("--members and --state go with --describe"));
+    }
+    if a.verbose && !a.members {
+        return Err(usage("--verbose goes with --describe --members"));
+    }
+    if a.describe && a.state {
+        let d = admin.describe_consumer_group(&group).await?;
+        print!("{}", render_state(&d));
+        return Ok(());
+    }
+    if a.describe && a.members {
+        let d = admin.describe_consumer_group(&group).await?;
+        if d.members.is_empty() {
+            println!("\nConsumer group '{group}' has no active members.");
+            return Ok(());
+        }
+        print!("{}", render_members(&d, a.verbose));
+        return Ok(());
+    }
     if a.describe {
         let d = admin.describe_consumer_group(&group).await?;
         let committed = admin.list_consumer_group_offsets(&group).await?;
@@ -173,13 +205,13 @@ pub fn render(rows: &[Row]) -> String {
         "HOST",
         "CLIENT-ID",
     ];
-    let cells: Vec<[String; 9]> = rows
+    let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
             let lag = r
                 .current
                 .map_or("-".to_string(), |c| (r.log_end - c).max(0).to_string());
-            [
+            vec![
                 r.group.clone(),
                 r.topic.clone(),
                 r.partition.to_string(),
@@ -192,28 +224,110 @@ pub fn render(rows: &[Row]) -> String {
             ]
         })
         .collect();
+    table(&header, &cells)
+}
+
+/// `--describe --state`, with kafka-consumer-groups.sh's columns.
+fn render_state(d: &GroupDescription) -> String {
+    let strategy = if d.protocol.is_empty() {
+        "-"
+    } else {
+        d.protocol.as_str()
+    };
+    table(
+        &[
+            "GROUP",
+            "COORDINATOR",
+            "ASSIGNMENT-STRATEGY",
+            "STATE",
+            "#MEMBERS",
+        ],
+        &[vec![
+            d.group_id.clone(),
+            d.coordinator.clone(),
+            strategy.to_string(),
+            d.state.clone(),
+            d.members.len().to_string(),
+        ]],
+    )
+}
+
+/// `--describe --members [--verbose]`, with kafka-consumer-groups.sh's
+/// columns; ASSIGNMENT reads `topic(0,1),other(2)`.
+fn render_members(d: &GroupDescription, verbose: bool) -> String {
+    let mut header = vec![
+        "GROUP",
+        "CONSUMER-ID",
+        "GROUP-INSTANCE-ID",
+        "HOST",
+        "CLIENT-ID",
+        "#PARTITIONS",
+    ];
+    if verbose {
+        header.push("ASSIGNMENT");
+    }
+    let mut members: Vec<_> = d.members.iter().collect();
+    members.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+    let rows: Vec<Vec<String>> = members
+        .iter()
+        .map(|m| {
+            let mut row = vec![
+                d.group_id.clone(),
+                m.member_id.clone(),
+                m.group_instance_id.clone().unwrap_or_else(|| "-".into()),
+                m.host.clone(),
+                m.client_id.clone(),
+                m.assignment.len().to_string(),
+            ];
+            if verbose {
+                let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+                for tp in &m.assignment {
+                    by_topic.entry(&tp.topic).or_default().push(tp.partition);
+                }
+                let text: Vec<String> = by_topic
+                    .into_iter()
+                    .map(|(t, mut ps)| {
+                        ps.sort();
+                        let ps: Vec<String> = ps.iter().map(|p| p.to_string()).collect();
+                        format!("{t}({})", ps.join(","))
+                    })
+                    .collect();
+                row.push(if text.is_empty() {
+                    "-".into()
+                } else {
+                    text.join(",")
+                });
+            }
+            row
+        })
+        .collect();
+    table(&header, &rows)
+}
+
+/// A left-aligned table after a blank line, as the describe output.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for c in &cells {
-        for (i, v) in c.iter().enumerate() {
-            widths[i] = widths[i].max(v.len());
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
         }
     }
-    let line = |vals: &[&str]| {
+    let line = |cells: &[&str]| {
         let mut s = String::new();
-        for (i, v) in vals.iter().enumerate() {
-            if i + 1 == vals.len() {
-                s.push_str(v);
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
             } else {
-                s.push_str(&format!("{:<w$} ", v, w = widths[i]));
+                s.push_str(&format!("{c:<w$} ", w = w));
             }
         }
         s.push('\n');
         s
     };
     let mut out = String::from("\n");
-    out.push_str(&line(&header));
-    for c in &cells {
-        let refs: Vec<&str> = c.iter().map(String::as_str).collect();
+    out.push_str(&line(header));
+    for r in rows {
+        let refs: Vec<&str> = r.iter().map(String::as_str).collect();
         out.push_str(&line(&refs));
     }
     out
@@ -366,6 +480,53 @@ fn since_duration(s: &str) -> anyhow::Result<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn members_and_state_tables_have_kafkas_columns() {
+        let d = GroupDescription {
+            group_id: "g".into(),
+            state: "Stable".into(),
+            protocol: "range".into(),
+            generation: 3,
+            coordinator: "127.0.0.1:9092".into(),
+            members: vec![sluice_client::MemberDescription {
+                member_id: "c-1".into(),
+                group_instance_id: Some("i-1".into()),
+                client_id: "c".into(),
+                host: "/127.0.0.1".into(),
+                assignment: vec![
+                    TopicPartition::new("t", 1),
+                    TopicPartition::new("t", 0),
+                    TopicPartition::new("u", 2),
+                ],
+            }],
+        };
+        let out = render_members(&d, true);
+        let lines: Vec<Vec<&str>> = out
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            lines[0],
+            [
+                "GROUP",
+                "CONSUMER-ID",
+                "GROUP-INSTANCE-ID",
+                "HOST",
+                "CLIENT-ID",
+                "#PARTITIONS",
+                "ASSIGNMENT"
+            ]
+        );
+        assert_eq!(
+            lines[1],
+            ["g", "c-1", "i-1", "/127.0.0.1", "c", "3", "t(0,1),u(2)"]
+        );
+        let out = render_state(&d);
+        let row: Vec<&str> = out.lines().nth(2).unwrap().split_whitespace().collect();
+        assert_eq!(row, ["g", "127.0.0.1:9092", "range", "Stable", "1"]);
+    }
 
     #[test]
     fn reset_times_parse_as_kafka_writes_them() {
