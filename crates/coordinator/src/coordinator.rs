@@ -47,6 +47,9 @@ enum Owned {
     },
     Active {
         epoch: i64,
+        /// Which load built these groups: a partition can be loaded again
+        /// in the same epoch (our lease lost and regained without a move).
+        load: u64,
         groups: BTreeMap<String, Group>,
     },
 }
@@ -71,6 +74,8 @@ struct State {
 pub struct GroupHome {
     pub partition: i32,
     pub epoch: i64,
+    /// The load of the partition the group lives in (see `Owned::Active`).
+    pub load: u64,
 }
 
 /// One write to `__consumer_offsets`: its records, and where to send their
@@ -107,6 +112,8 @@ pub struct Coordinator {
     /// The queue of writes to `__consumer_offsets`, and their numbering.
     writes: mpsc::UnboundedSender<WriteJob>,
     write_number: AtomicU64,
+    /// Numbers each completed partition load.
+    loads: AtomicU64,
 }
 
 fn not_coordinator(group: &str, why: &str) -> ApiError {
@@ -140,6 +147,7 @@ impl Coordinator {
             registered: watch::Sender::new(false),
             writes,
             write_number: AtomicU64::new(0),
+            loads: AtomicU64::new(0),
         });
         let keeper = c.register().await?;
         c.registered.send_replace(true);
@@ -402,7 +410,11 @@ impl Coordinator {
                             ms = started.elapsed().as_millis() as u64,
                             "loaded __consumer_offsets partition"
                         );
-                        *o = Owned::Active { epoch, groups };
+                        *o = Owned::Active {
+                            epoch,
+                            load: self.loads.fetch_add(1, Ordering::Relaxed) + 1,
+                            groups,
+                        };
                     }
                     return;
                 }
@@ -553,9 +565,10 @@ impl Coordinator {
                 ErrorCode::CoordinatorLoadInProgress,
                 format!("__consumer_offsets partition {p} (group \"{group}\") is still loading"),
             )),
-            Some(o) => Ok(GroupHome {
+            Some(Owned::Active { epoch, load, .. }) => Ok(GroupHome {
                 partition: p,
-                epoch: o.epoch(),
+                epoch: *epoch,
+                load: *load,
             }),
         }
     }
@@ -594,8 +607,12 @@ impl Coordinator {
     /// Removes a group from memory (after its tombstones were written).
     pub fn forget_group(&self, group: &str, home: GroupHome) {
         let mut st = self.state.lock();
-        if let Some(Owned::Active { groups, epoch }) = st.partitions.get_mut(&home.partition)
-            && *epoch == home.epoch
+        if let Some(Owned::Active {
+            groups,
+            epoch,
+            load,
+        }) = st.partitions.get_mut(&home.partition)
+            && (*epoch, *load) == (home.epoch, home.load)
         {
             groups.remove(group);
         }
@@ -694,7 +711,9 @@ impl Coordinator {
         // first by our own view, then by the store itself, since our watch
         // may lag a move (a successor ignores our records after its marker).
         let now = self.home(group)?;
-        if now.partition != home.partition || now.epoch != home.epoch {
+        if (now.partition, now.epoch, now.load) != (home.partition, home.epoch, home.load) {
+            // A reload in between rebuilt the group without this write's
+            // place in the order: the client retries through the new load.
             return Err(not_coordinator(group, "ownership changed during the write"));
         }
         let owner = self
@@ -867,7 +886,12 @@ impl Coordinator {
             let now = Instant::now();
             let mut st = self.state.lock();
             for (p, o) in st.partitions.iter_mut() {
-                if let Owned::Active { groups, epoch } = o {
+                if let Owned::Active {
+                    groups,
+                    epoch,
+                    load,
+                } = o
+                {
                     // Groups left with nothing (a refused first join) go.
                     groups.retain(|_, g| !g.is_unused());
                     for g in groups.values_mut() {
@@ -875,6 +899,7 @@ impl Coordinator {
                             let home = GroupHome {
                                 partition: *p,
                                 epoch: *epoch,
+                                load: *load,
                             };
                             self.persist_group(g.id.clone(), home, rec, None);
                         }
