@@ -233,19 +233,12 @@ pub fn retain_records(
     let mut count = 0i32;
     let mut max_timestamp = None;
     for (record, keep) in records.iter().zip(kept) {
-        let start = rest;
-        let len = read_varint(&mut rest)
-            .ok_or_else(|| corrupt("bad record length varint".to_string()))?;
-        let total = (start.len() - rest.len()) + len.max(0) as usize;
-        if len < 0 || total > start.len() {
-            return Err(corrupt(format!("record length {len} runs past the batch")));
-        }
+        let framed = next_record(&mut rest).map_err(corrupt)?;
         if keep {
-            kept_section.extend_from_slice(&start[..total]);
+            kept_section.extend_from_slice(framed);
             count += 1;
             max_timestamp = max_timestamp.max(Some(record.timestamp));
         }
-        rest = &start[total..];
     }
     if !rest.is_empty() {
         return Err(corrupt(format!(
@@ -297,10 +290,7 @@ pub fn check_compressed(batch: &[u8]) -> Result<(), RecordsError> {
     let mut rest = &section[..];
     let mut count = 0i64;
     while !rest.is_empty() {
-        let len = read_varint(&mut rest)
-            .filter(|l| *l >= 0 && *l as usize <= rest.len())
-            .ok_or_else(|| corrupt("bad record framing after decompression".to_string()))?;
-        rest = &rest[len as usize..];
+        next_record(&mut rest).map_err(|e| corrupt(format!("after decompression: {e}")))?;
         count += 1;
     }
     if count != i64::from(header.records_count) {
@@ -339,6 +329,19 @@ fn compress(compression: Compression, section: &[u8], out: &mut BytesMut) -> any
         Compression::Lz4 => Lz4::compress(out, put),
         Compression::Zstd => Zstd::compress(out, put),
     }
+}
+
+/// Takes one record off the front of a records section: its length prefix
+/// and body, as stored.
+fn next_record<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], String> {
+    let start = *rest;
+    let len = read_varint(rest).ok_or("bad record length varint")?;
+    let total = (start.len() - rest.len()) + len.max(0) as usize;
+    if len < 0 || total > start.len() {
+        return Err(format!("record length {len} runs past the batch"));
+    }
+    *rest = &start[total..];
+    Ok(&start[..total])
 }
 
 /// Reads a zigzag varint (the record length prefix). `kafka-protocol` keeps

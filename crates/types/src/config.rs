@@ -127,7 +127,13 @@ where
 }
 
 /// Variables our own scripts and images set, which name no config key.
-const TOOL_VARS: &[&str] = &["SLUICE_BIN", "SLUICE_PY_VENV", "SLUICE_NETNS_DIR"];
+const TOOL_VARS: &[&str] = &[
+    "SLUICE_BIN",
+    "SLUICE_PY_VENV",
+    "SLUICE_NETNS_DIR",
+    "SLUICE_DATA_DIR",
+    "SLUICE_LISTEN",
+];
 
 /// The config key a `SLUICE_<KEY>` variable sets.
 fn env_key(var: &str) -> Option<String> {
