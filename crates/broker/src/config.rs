@@ -104,6 +104,10 @@ pub struct BrokerConfig {
     /// `cluster.name`: namespace of this cluster's keys in etcd.
     #[serde(rename = "cluster.name")]
     pub cluster_name: String,
+    /// `socket.request.max.bytes`: the largest Kafka-protocol request a
+    /// connection may send (100 MiB); a larger size prefix closes it.
+    #[serde(rename = "socket.request.max.bytes")]
+    pub socket_request_max_bytes: u32,
 }
 
 impl Default for BrokerConfig {
@@ -112,6 +116,7 @@ impl Default for BrokerConfig {
         Self {
             broker_id: 1,
             listeners: "127.0.0.1:9092".into(),
+            socket_request_max_bytes: 104_857_600,
             advertised_listeners: None,
             rack: None,
             log_dirs: "/tmp/sluice-logs".into(),

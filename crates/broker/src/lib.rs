@@ -20,10 +20,13 @@
 //!   ISR shrink/expand through the controller.
 //! - [`broker`]: [`Broker`], startup (registration under a lease, metadata
 //!   watch, background tasks) and clean shutdown.
-//! - [`service`]: the gRPC `Broker` service, one file per RPC family.
+//! - [`service`]: the request core and the gRPC `Broker` service over it, one
+//!   file per RPC family.
+//! - [`kafka`]: Kafka's binary protocol, a translation onto the same core.
 
 pub mod broker;
 pub mod config;
+pub mod kafka;
 pub mod metadata;
 pub mod partition;
 pub mod producer_state;

@@ -54,13 +54,12 @@ async fn main() -> anyhow::Result<()> {
     let mut builder = sluice_server::server_builder();
     let (router, ops) = Ops::router(&mut builder, &[names::BROKER]).await?;
     let late = Late::new();
+    // One port for gRPC and Kafka's protocol, told apart by the first byte.
+    let (grpc_incoming, kafka_incoming) = sluice_server::demux::split(listener, stop.clone());
     let mut server = tokio::spawn(
         router
             .add_service(late.clone())
-            .serve_with_incoming_shutdown(
-                sluice_server::incoming(listener),
-                stop.clone().cancelled_owned(),
-            ),
+            .serve_with_incoming_shutdown(grpc_incoming, stop.clone().cancelled_owned()),
     );
     tracing::info!(%listen, "broker listening");
     let store: Arc<dyn MetadataStore> = Arc::new(tokio::select! {
@@ -86,6 +85,11 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     late.set(broker.service().into_server());
+    let kafka = tokio::spawn(sluice_broker::kafka::serve(
+        broker.service(),
+        kafka_incoming,
+        stop.clone(),
+    ));
     let health = {
         let b = broker.clone();
         ops.follow(
@@ -120,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
     broker.controlled_shutdown().await;
     stop.cancel();
     let served = sluice_server::drain(server).await;
+    let _ = tokio::time::timeout(sluice_server::DRAIN_TIMEOUT, kafka).await;
     broker.close().await;
     served
 }

@@ -67,6 +67,17 @@ impl MetadataCache {
         self.view.read().topics.get(name).cloned()
     }
 
+    /// The name of the topic with id `id` (Kafka clients may name topics by
+    /// id). A scan: ids are asked for rarely, outside the hot path.
+    pub fn topic_name_by_id(&self, id: &str) -> Option<String> {
+        self.read(|v| {
+            v.topics
+                .values()
+                .find(|t| t.record.topic_id == id)
+                .map(|t| t.record.name.clone())
+        })
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.version.subscribe()
     }

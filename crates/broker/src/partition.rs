@@ -338,24 +338,7 @@ impl Partition {
         if role.leader != self.broker_id {
             return Err(self.not_leader(&role));
         }
-        if current_leader_epoch >= 0 && current_leader_epoch < role.leader_epoch {
-            return Err(ApiError::new(
-                ErrorCode::FencedLeaderEpoch,
-                format!(
-                    "{}-{}: follower epoch {current_leader_epoch} is older than {}",
-                    self.topic, self.partition, role.leader_epoch
-                ),
-            ));
-        }
-        if current_leader_epoch > role.leader_epoch {
-            return Err(ApiError::new(
-                ErrorCode::UnknownLeaderEpoch,
-                format!(
-                    "{}-{}: follower epoch {current_leader_epoch} is newer than {}",
-                    self.topic, self.partition, role.leader_epoch
-                ),
-            ));
-        }
+        self.check_epoch(&role, current_leader_epoch)?;
         if !role.replicas.contains(&follower) {
             return Err(ApiError::new(
                 ErrorCode::NotLeaderOrFollower,
@@ -424,6 +407,57 @@ impl Partition {
             hw: offsets.hw,
             log_start: offsets.log_start,
         })
+    }
+
+    /// Checks a client's idea of the leader epoch (KIP-320): an older one is
+    /// FENCED_LEADER_EPOCH (it must refresh metadata), a newer one
+    /// UNKNOWN_LEADER_EPOCH (this broker has not caught up yet); -1 skips it.
+    fn check_epoch(&self, role: &Role, current_leader_epoch: i32) -> Result<(), ApiError> {
+        if current_leader_epoch >= 0 && current_leader_epoch < role.leader_epoch {
+            return Err(ApiError::new(
+                ErrorCode::FencedLeaderEpoch,
+                format!(
+                    "{}-{}: leader epoch {current_leader_epoch} is older than {}",
+                    self.topic, self.partition, role.leader_epoch
+                ),
+            ));
+        }
+        if current_leader_epoch > role.leader_epoch {
+            return Err(ApiError::new(
+                ErrorCode::UnknownLeaderEpoch,
+                format!(
+                    "{}-{}: leader epoch {current_leader_epoch} is newer than {}",
+                    self.topic, self.partition, role.leader_epoch
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Leader: checks that this broker leads at `current_leader_epoch` (-1:
+    /// any epoch), for consumers' Fetch and ListOffsets.
+    pub fn check_leader(&self, current_leader_epoch: i32) -> Result<(), ApiError> {
+        let role = self.role.read().clone();
+        if role.leader != self.broker_id {
+            return Err(self.not_leader(&role));
+        }
+        self.check_epoch(&role, current_leader_epoch)
+    }
+
+    /// Leader: OffsetForLeaderEpoch. The largest epoch at most `epoch` this
+    /// log has and the offset where it ends (the log end offset for the
+    /// current one); (-1, -1) when the log knows no such epoch.
+    pub fn end_offset_for_epoch(
+        &self,
+        current_leader_epoch: i32,
+        epoch: i32,
+    ) -> Result<(i32, i64), ApiError> {
+        self.check_leader(current_leader_epoch)?;
+        Ok(self
+            .log
+            .read()
+            .end_offset_for_epoch(epoch)
+            .unwrap_or((-1, -1)))
     }
 
     /// Leader: the ISR this partition should have now, if it differs: followers

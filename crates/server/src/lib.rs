@@ -6,8 +6,11 @@
 //! - [`Ops`]: the standard `grpc.health.v1` service, reporting NOT_SERVING
 //!   until the service says it is ready, and gRPC server reflection (v1 and
 //!   v1alpha) listing exactly the services the process serves;
-//! - [`metrics`]: the Prometheus endpoint behind `--metrics-listen`.
+//! - [`metrics`]: the Prometheus endpoint behind `--metrics-listen`;
+//! - [`demux`]: one port for gRPC and Kafka's protocol, told apart by the
+//!   first byte a client sends.
 
+pub mod demux;
 pub mod late;
 pub mod metrics;
 pub mod rpc_metrics;

@@ -1,5 +1,5 @@
 //! Standalone mode: the controller, one broker and the coordinator in one
-//! process on one port, with the embedded metadata store under the data dir.
+//! process on one port (gRPC and Kafka's protocol both), with the embedded metadata store under the data dir.
 //! No other service is needed, so `sluice standalone` is the one command that
 //! starts a working Sluice.
 //!
@@ -92,6 +92,7 @@ pub struct Standalone {
     pub coordinator: Arc<Coordinator>,
     shutdown: CancellationToken,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
+    kafka: JoinHandle<()>,
     controller_task: JoinHandle<()>,
 }
 
@@ -140,6 +141,9 @@ impl Standalone {
         .await
         .context("start group coordinator")?;
 
+        // gRPC and Kafka's protocol share the port (see sluice_server::demux).
+        let (grpc_incoming, kafka_incoming) =
+            sluice_server::demux::split(listener, shutdown.child_token());
         let mut builder = sluice_server::server_builder();
         let (router, ops) = Ops::router(
             &mut builder,
@@ -150,11 +154,13 @@ impl Standalone {
             .add_service(broker.service().into_server())
             .add_service(ControllerService::new(controller.clone()).into_server())
             .add_service(CoordinatorService::new(coordinator.clone()).into_server())
-            .serve_with_incoming_shutdown(
-                sluice_server::incoming(listener),
-                shutdown.child_token().cancelled_owned(),
-            );
+            .serve_with_incoming_shutdown(grpc_incoming, shutdown.child_token().cancelled_owned());
         let server = tokio::spawn(server);
+        let kafka = tokio::spawn(sluice_broker::kafka::serve(
+            broker.service(),
+            kafka_incoming,
+            shutdown.child_token(),
+        ));
         let (b, c, k) = (broker.clone(), controller.clone(), coordinator.clone());
         ops.follow(
             move || {
@@ -181,6 +187,7 @@ impl Standalone {
             coordinator,
             shutdown,
             server,
+            kafka,
             controller_task,
         })
     }
@@ -189,6 +196,7 @@ impl Standalone {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         let served = self.server.await;
+        let _ = tokio::time::timeout(sluice_server::DRAIN_TIMEOUT, self.kafka).await;
         let _ = self.controller_task.await;
         self.coordinator.close().await;
         self.broker.close().await;

@@ -21,7 +21,7 @@ const DEFAULT_MAX_BYTES: usize = 50 << 20;
 const DEFAULT_PARTITION_MAX_BYTES: usize = 1 << 20;
 
 #[instrument(skip_all, fields(topics = req.topics.len(), max_wait_ms = req.max_wait_ms))]
-pub(super) async fn fetch(
+pub(crate) async fn fetch(
     svc: &BrokerService,
     req: pb::FetchRequest,
 ) -> Result<pb::FetchResponse, ApiError> {
@@ -68,6 +68,13 @@ pub(super) async fn fetch(
         }
         let (resp, bytes, errors) = read_all(svc, &targets, max_bytes, format)?;
         if bytes >= min_bytes || errors || Instant::now() >= deadline || receivers.is_empty() {
+            super::count_errors(
+                "Fetch",
+                resp.topics
+                    .iter()
+                    .flat_map(|t| &t.partitions)
+                    .map(|p| p.error.as_ref()),
+            );
             return Ok(resp);
         }
         let changed =
@@ -114,10 +121,10 @@ fn read_all(
                     // The first data of a response may exceed the limits, so a
                     // consumer always progresses past a large batch.
                     let min_one = total == 0;
-                    if limit == 0 && !min_one {
-                        Ok((Bytes::new(), p.offsets()))
-                    } else {
-                        p.read(req.fetch_offset, limit, min_one, true)
+                    match p.check_leader(req.current_leader_epoch) {
+                        Err(e) => Err(e),
+                        Ok(()) if limit == 0 && !min_one => Ok((Bytes::new(), p.offsets())),
+                        Ok(()) => p.read(req.fetch_offset, limit, min_one, true),
                     }
                 }
             };

@@ -19,7 +19,7 @@ use crate::metadata::ClusterView;
 /// How long a first FindCoordinator waits for the topic and its owners.
 const FIRST_NEED_WAIT: Duration = Duration::from_secs(5);
 
-pub(super) async fn find_coordinator(
+pub(crate) async fn find_coordinator(
     svc: &BrokerService,
     req: pb::FindCoordinatorRequest,
 ) -> pb::FindCoordinatorResponse {

@@ -7,7 +7,7 @@ use sluice_types::{ApiError, ErrorCode};
 
 use super::BrokerService;
 
-pub(super) async fn init_producer_id(svc: &BrokerService) -> pb::InitProducerIdResponse {
+pub(crate) async fn init_producer_id(svc: &BrokerService) -> pb::InitProducerIdResponse {
     match next_id(svc).await {
         Ok(id) => pb::InitProducerIdResponse {
             error: None,

@@ -6,7 +6,7 @@ use sluice_types::{ApiError, ErrorCode};
 
 use super::BrokerService;
 
-pub(super) fn list_offsets(
+pub(crate) fn list_offsets(
     svc: &BrokerService,
     req: pb::ListOffsetsRequest,
 ) -> pb::ListOffsetsResponse {

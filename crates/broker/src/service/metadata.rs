@@ -9,7 +9,7 @@ use super::BrokerService;
 use crate::metadata::{ClusterView, TopicView};
 
 #[instrument(skip_all, fields(topics = req.topics.len()))]
-pub(super) async fn metadata(
+pub(crate) async fn metadata(
     svc: &BrokerService,
     req: pb::MetadataRequest,
 ) -> pb::MetadataResponse {

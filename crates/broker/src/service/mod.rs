@@ -1,12 +1,13 @@
 //! The gRPC `Broker` service. Each RPC family lives in its own file; this file
 //! only routes and holds what they share.
 
-mod fetch;
-mod find_coordinator;
-mod init_producer_id;
-mod list_offsets;
-mod metadata;
-mod produce;
+pub(crate) mod coordinators;
+pub(crate) mod fetch;
+pub(crate) mod find_coordinator;
+pub(crate) mod init_producer_id;
+pub(crate) mod list_offsets;
+pub(crate) mod metadata;
+pub(crate) mod produce;
 mod replica_fetch;
 
 use std::sync::Arc;
@@ -25,12 +26,18 @@ use crate::Broker;
 /// Serves the broker API.
 #[derive(Clone)]
 pub struct BrokerService {
-    broker: Arc<Broker>,
+    pub(crate) broker: Arc<Broker>,
+    /// Channels to coordinators, for group requests forwarded on behalf of
+    /// Kafka clients.
+    pub(crate) coordinators: coordinators::CoordinatorChannels,
 }
 
 impl BrokerService {
     pub fn new(broker: Arc<Broker>) -> Self {
-        Self { broker }
+        Self {
+            broker,
+            coordinators: Default::default(),
+        }
     }
 
     /// The tonic server. Message limits leave room for a full fetch response
@@ -129,7 +136,7 @@ impl BrokerService {
 /// Per-partition errors travel in the response body (the gRPC status is OK),
 /// so `grpc_server_handled_total` cannot show them: NOT_LEADER_OR_FOLLOWER
 /// during a failover, say. Kafka's ErrorsPerSec by request and error.
-fn count_errors<'a>(
+pub(crate) fn count_errors<'a>(
     api: &'static str,
     errors: impl Iterator<Item = Option<&'a sluice_proto::common::Error>>,
 ) {
@@ -160,30 +167,18 @@ impl BrokerApi for BrokerService {
         &self,
         request: Request<pb::ProduceRequest>,
     ) -> Result<Response<pb::ProduceResponse>, Status> {
-        let resp = produce::produce(self, request.into_inner()).await?;
-        count_errors(
-            "Produce",
-            resp.topics
-                .iter()
-                .flat_map(|t| &t.partitions)
-                .map(|p| p.error.as_ref()),
-        );
-        Ok(Response::new(resp))
+        Ok(Response::new(
+            produce::produce(self, request.into_inner()).await?,
+        ))
     }
 
     async fn fetch(
         &self,
         request: Request<pb::FetchRequest>,
     ) -> Result<Response<pb::FetchResponse>, Status> {
-        let resp = fetch::fetch(self, request.into_inner()).await?;
-        count_errors(
-            "Fetch",
-            resp.topics
-                .iter()
-                .flat_map(|t| &t.partitions)
-                .map(|p| p.error.as_ref()),
-        );
-        Ok(Response::new(resp))
+        Ok(Response::new(
+            fetch::fetch(self, request.into_inner()).await?,
+        ))
     }
 
     async fn list_offsets(

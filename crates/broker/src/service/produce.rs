@@ -14,7 +14,7 @@ use crate::broker::now_ms;
 use crate::partition::Partition;
 
 #[instrument(skip_all, fields(acks = req.acks, topics = req.topics.len()))]
-pub(super) async fn produce(
+pub(crate) async fn produce(
     svc: &BrokerService,
     req: pb::ProduceRequest,
 ) -> Result<pb::ProduceResponse, ApiError> {
@@ -104,6 +104,12 @@ pub(super) async fn produce(
             partitions: parts,
         });
     }
+    super::count_errors(
+        "Produce",
+        out.iter()
+            .flat_map(|t| &t.partitions)
+            .map(|p| p.error.as_ref()),
+    );
     Ok(pb::ProduceResponse { topics: out })
 }
 

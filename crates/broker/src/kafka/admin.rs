@@ -1,0 +1,395 @@
+//! Admin APIs: topics and partitions are forwarded to the active controller
+//! (the same gRPC calls `sluice topics` makes); configs and the cluster are
+//! answered from this broker's metadata; producer ids from the core.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
+use kafka_protocol::messages::*;
+use sluice_proto::controller as ctl;
+use sluice_storage::CleanupPolicy;
+use sluice_types::{ApiError, ErrorCode};
+
+use super::{api_code, code, codes, message, str_bytes, topic_uuid};
+use crate::BrokerService;
+use crate::replica_manager::topic_log_config;
+
+pub(super) async fn init_producer_id(
+    svc: &BrokerService,
+    req: InitProducerIdRequest,
+) -> InitProducerIdResponse {
+    if req.transactional_id.is_some() {
+        return InitProducerIdResponse::default()
+            .with_error_code(codes::INVALID_REQUEST)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+    }
+    let r = crate::service::init_producer_id::init_producer_id(svc).await;
+    InitProducerIdResponse::default()
+        .with_error_code(code(r.error.as_ref()))
+        .with_producer_id(ProducerId(r.producer_id))
+        .with_producer_epoch(r.producer_epoch as i16)
+}
+
+pub(super) async fn create_topics(
+    svc: &BrokerService,
+    req: CreateTopicsRequest,
+) -> CreateTopicsResponse {
+    let core = ctl::CreateTopicsRequest {
+        topics: req
+            .topics
+            .iter()
+            .map(|t| ctl::CreatableTopic {
+                name: t.name.to_string(),
+                num_partitions: t.num_partitions,
+                replication_factor: t.replication_factor as i32,
+                assignments: t
+                    .assignments
+                    .iter()
+                    .map(|a| ctl::ReplicaAssignment {
+                        partition: a.partition_index,
+                        broker_ids: a.broker_ids.iter().map(|b| b.0).collect(),
+                    })
+                    .collect(),
+                configs: t
+                    .configs
+                    .iter()
+                    .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+                    .collect(),
+            })
+            .collect(),
+        timeout_ms: req.timeout_ms,
+        validate_only: req.validate_only,
+    };
+    let resp = match controller(svc).await {
+        Ok(mut c) => c.create_topics(core).await.map(|r| r.into_inner()),
+        Err(e) => Err(e.to_status()),
+    };
+    let results = match resp {
+        Err(s) => {
+            let e = ApiError::from_status(&s);
+            req.topics
+                .iter()
+                .map(|t| {
+                    CreatableTopicResult::default()
+                        .with_name(t.name.clone())
+                        .with_error_code(api_code(&e))
+                        .with_error_message(Some(str_bytes(e.message.clone())))
+                })
+                .collect()
+        }
+        Ok(r) => r
+            .topics
+            .into_iter()
+            .map(|t| {
+                CreatableTopicResult::default()
+                    .with_name(str_bytes(t.name).into())
+                    .with_topic_id(topic_uuid(&t.topic_id))
+                    .with_error_code(code(t.error.as_ref()))
+                    .with_error_message(message(t.error.as_ref()))
+                    .with_num_partitions(if t.error.is_some() {
+                        -1
+                    } else {
+                        t.num_partitions
+                    })
+                    .with_replication_factor(if t.error.is_some() {
+                        -1
+                    } else {
+                        t.replication_factor as i16
+                    })
+            })
+            .collect(),
+    };
+    CreateTopicsResponse::default().with_topics(results)
+}
+
+pub(super) async fn delete_topics(
+    svc: &BrokerService,
+    req: DeleteTopicsRequest,
+) -> DeleteTopicsResponse {
+    // v0-5 name topics in `topic_names`, v6+ in `topics` (by name or id).
+    let mut names: Vec<String> = req.topic_names.iter().map(|t| t.to_string()).collect();
+    for t in &req.topics {
+        match &t.name {
+            Some(n) => names.push(n.to_string()),
+            None => names.extend(
+                svc.broker
+                    .metadata
+                    .topic_name_by_id(&t.topic_id.to_string()),
+            ),
+        }
+    }
+    let resp = match controller(svc).await {
+        Ok(mut c) => c
+            .delete_topics(ctl::DeleteTopicsRequest {
+                names: names.clone(),
+                timeout_ms: req.timeout_ms,
+            })
+            .await
+            .map(|r| r.into_inner()),
+        Err(e) => Err(e.to_status()),
+    };
+    let responses = match resp {
+        Err(s) => {
+            let e = ApiError::from_status(&s);
+            names
+                .into_iter()
+                .map(|n| {
+                    DeletableTopicResult::default()
+                        .with_name(Some(str_bytes(n).into()))
+                        .with_error_code(api_code(&e))
+                        .with_error_message(Some(str_bytes(e.message.clone())))
+                })
+                .collect()
+        }
+        Ok(r) => r
+            .topics
+            .into_iter()
+            .map(|t| {
+                DeletableTopicResult::default()
+                    .with_name(Some(str_bytes(t.name).into()))
+                    .with_error_code(code(t.error.as_ref()))
+                    .with_error_message(message(t.error.as_ref()))
+            })
+            .collect(),
+    };
+    DeleteTopicsResponse::default().with_responses(responses)
+}
+
+pub(super) async fn create_partitions(
+    svc: &BrokerService,
+    req: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let core = ctl::CreatePartitionsRequest {
+        topics: req
+            .topics
+            .iter()
+            .map(|t| ctl::CreatePartitionsTopic {
+                name: t.name.to_string(),
+                count: t.count,
+                // Kafka lists the new partitions' replicas in order; the
+                // controller numbers them from the current count.
+                assignments: t
+                    .assignments
+                    .iter()
+                    .flatten()
+                    .enumerate()
+                    .map(|(i, a)| ctl::ReplicaAssignment {
+                        partition: i as i32,
+                        broker_ids: a.broker_ids.iter().map(|b| b.0).collect(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        timeout_ms: req.timeout_ms,
+        validate_only: req.validate_only,
+    };
+    let resp = match controller(svc).await {
+        Ok(mut c) => c.create_partitions(core).await.map(|r| r.into_inner()),
+        Err(e) => Err(e.to_status()),
+    };
+    let results = match resp {
+        Err(s) => {
+            let e = ApiError::from_status(&s);
+            req.topics
+                .iter()
+                .map(|t| {
+                    CreatePartitionsTopicResult::default()
+                        .with_name(t.name.clone())
+                        .with_error_code(api_code(&e))
+                        .with_error_message(Some(str_bytes(e.message.clone())))
+                })
+                .collect()
+        }
+        Ok(r) => r
+            .topics
+            .into_iter()
+            .map(|t| {
+                CreatePartitionsTopicResult::default()
+                    .with_name(str_bytes(t.name).into())
+                    .with_error_code(code(t.error.as_ref()))
+                    .with_error_message(message(t.error.as_ref()))
+            })
+            .collect(),
+    };
+    CreatePartitionsResponse::default().with_results(results)
+}
+
+async fn controller(
+    svc: &BrokerService,
+) -> Result<
+    sluice_proto::controller::controller_client::ControllerClient<tonic::transport::Channel>,
+    ApiError,
+> {
+    svc.controller(ErrorCode::NotController, "forward an admin request")
+        .await
+}
+
+/// DescribeConfigs resource types and config sources (Kafka's numbers).
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+const SOURCE_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+
+pub(super) fn describe_configs(
+    svc: &BrokerService,
+    req: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
+    let results = req
+        .resources
+        .iter()
+        .map(|r| {
+            let name = r.resource_name.to_string();
+            let entries = match r.resource_type {
+                RESOURCE_TOPIC => topic_configs(svc, &name),
+                RESOURCE_BROKER => broker_configs(svc, &name),
+                other => Err((
+                    codes::INVALID_REQUEST,
+                    format!("resource type {other} has no configs here"),
+                )),
+            };
+            let out = DescribeConfigsResult::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone());
+            match entries {
+                Err((code, why)) => out
+                    .with_error_code(code)
+                    .with_error_message(Some(str_bytes(why))),
+                Ok(entries) => out.with_configs(
+                    entries
+                        .into_iter()
+                        .filter(|(k, _, _)| {
+                            r.configuration_keys
+                                .as_ref()
+                                .is_none_or(|keys| keys.iter().any(|w| w.as_str() == k))
+                        })
+                        .map(|(k, v, source)| {
+                            DescribeConfigsResourceResult::default()
+                                .with_config_type(config_type(&v))
+                                .with_name(str_bytes(k))
+                                .with_value(Some(str_bytes(v)))
+                                .with_read_only(source != SOURCE_TOPIC)
+                                .with_config_source(source)
+                        })
+                        .collect(),
+                ),
+            }
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+type Entries = Result<Vec<(String, String, i8)>, (i16, String)>;
+
+/// A topic's effective log settings: its own overrides, and the broker's
+/// defaults for the rest.
+fn topic_configs(svc: &BrokerService, topic: &str) -> Entries {
+    let Some(t) = svc.broker.metadata.topic(topic) else {
+        return Err((
+            codes::UNKNOWN_TOPIC_OR_PARTITION,
+            format!("topic {topic} does not exist"),
+        ));
+    };
+    let overrides: &BTreeMap<String, String> = &t.record.configs;
+    let c = topic_log_config(&svc.broker.config.log_config(), overrides);
+    let policy = match c.cleanup_policy {
+        CleanupPolicy::Delete => "delete",
+        CleanupPolicy::Compact => "compact",
+        CleanupPolicy::CompactDelete => "compact,delete",
+    };
+    let min_insync = svc.broker.config.min_insync_replicas.to_string();
+    let defaults: Vec<(&str, String)> = vec![
+        ("cleanup.policy", policy.to_string()),
+        ("retention.ms", c.retention_ms.to_string()),
+        ("retention.bytes", c.retention_bytes.to_string()),
+        ("segment.bytes", c.segment_bytes.to_string()),
+        ("segment.ms", c.segment_ms.to_string()),
+        ("max.message.bytes", c.max_message_bytes.to_string()),
+        ("index.interval.bytes", c.index_interval_bytes.to_string()),
+        ("delete.retention.ms", c.delete_retention_ms.to_string()),
+        ("min.compaction.lag.ms", c.min_compaction_lag_ms.to_string()),
+        (
+            "min.cleanable.dirty.ratio",
+            c.min_cleanable_dirty_ratio.to_string(),
+        ),
+        ("min.insync.replicas", min_insync),
+    ];
+    let mut out: BTreeMap<String, (String, i8)> = defaults
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), (v, SOURCE_DEFAULT)))
+        .collect();
+    for (k, v) in overrides {
+        out.insert(k.clone(), (v.clone(), SOURCE_TOPIC));
+    }
+    Ok(out.into_iter().map(|(k, (v, s))| (k, v, s)).collect())
+}
+
+/// This broker's configuration, as its config file and flags set it.
+fn broker_configs(svc: &BrokerService, id: &str) -> Entries {
+    let me = svc.broker.config.broker_id;
+    if !id.is_empty() && id.parse::<i32>().ok() != Some(me) {
+        return Err((
+            codes::INVALID_REQUEST,
+            format!("broker {id}'s configs are served by broker {id}; this is broker {me}"),
+        ));
+    }
+    let value = serde_json::to_value(&svc.broker.config).unwrap_or_default();
+    let entries = value
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| {
+            let v = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), v, SOURCE_STATIC_BROKER)
+        })
+        .collect();
+    Ok(entries)
+}
+
+/// Kafka's config types: BOOLEAN 1, STRING 2, LONG 5, DOUBLE 6.
+fn config_type(v: &str) -> i8 {
+    if v == "true" || v == "false" {
+        1
+    } else if v.parse::<i64>().is_ok() {
+        5
+    } else if v.parse::<f64>().is_ok() {
+        6
+    } else {
+        2
+    }
+}
+
+pub(super) fn describe_cluster(
+    svc: &BrokerService,
+    _req: DescribeClusterRequest,
+) -> DescribeClusterResponse {
+    let me = svc.broker.config.broker_id;
+    svc.broker.metadata.read(|v| {
+        DescribeClusterResponse::default()
+            .with_cluster_id(str_bytes(v.cluster_id.clone()))
+            .with_controller_id(BrokerId(me))
+            .with_brokers(
+                v.brokers
+                    .values()
+                    .map(|b| {
+                        DescribeClusterBroker::default()
+                            .with_broker_id(BrokerId(b.broker_id))
+                            .with_host(str_bytes(b.host.clone()))
+                            .with_port(b.port)
+                            .with_rack(b.rack.clone().map(str_bytes))
+                    })
+                    .collect(),
+            )
+    })
+}

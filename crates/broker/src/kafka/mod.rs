@@ -1,0 +1,109 @@
+//! The broker's second face: Kafka's binary protocol, so librdkafka, the Java
+//! client, kafka-python and kcat work against Sluice unchanged.
+//!
+//! It is a translation, never a second implementation: every handler turns
+//! the Kafka request into the request core's types (the `sluice.broker.v1`
+//! messages that the gRPC face serves too), calls the same core function the
+//! gRPC service calls, and turns the answer back. Group APIs are forwarded to
+//! the coordinator that owns the group, over its gRPC API; admin APIs to the
+//! active controller, as the broker's own gRPC calls are.
+//!
+//! # Layout
+//! - [`frame`]: size-prefixed frames to requests (pure, property-tested) and
+//!   responses to frames.
+//! - [`versions`]: the APIs and version ranges served (ApiVersions' table).
+//! - `connection`: one connection's read/handle/write loop.
+//! - `dispatch`: API key to handler.
+//! - `metadata`, `produce`, `fetch`, `offsets` (ListOffsets,
+//!   OffsetForLeaderEpoch), `groups` (FindCoordinator and the group APIs),
+//!   `admin` (topics, partitions, configs, cluster, producer ids): one file
+//!   per API family, each a translation onto the core.
+//!
+//! Node ids: Kafka clients see brokers only. FindCoordinator names the broker
+//! leading the group's `__consumer_offsets` partition (Kafka's choice too);
+//! whichever broker receives a group request forwards it to the coordinator
+//! service that owns the group. Metadata names the answering broker as the
+//! "controller", as KRaft brokers do, and admin requests sent there are
+//! forwarded to the active controller.
+
+mod admin;
+mod connection;
+mod dispatch;
+mod fetch;
+pub mod frame;
+mod groups;
+mod metadata;
+mod offsets;
+mod produce;
+pub mod versions;
+
+use kafka_protocol::protocol::StrBytes;
+use sluice_proto::common;
+use sluice_server::demux::KafkaIncoming;
+use sluice_types::{ApiError, ErrorCode};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+use crate::BrokerService;
+
+/// Serves Kafka connections from `incoming` until `stop` fires, then waits
+/// (bounded by the caller) for open connections to finish their request.
+pub async fn serve(svc: BrokerService, mut incoming: KafkaIncoming, stop: CancellationToken) {
+    let tracker = TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            c = incoming.recv() => match c {
+                Some(c) => c,
+                None => break,
+            },
+            _ = stop.cancelled() => break,
+        };
+        metrics::counter!("sluice_broker_kafka_connections_total").increment(1);
+        tracker.spawn(connection::serve(svc.clone(), stream, peer, stop.clone()));
+    }
+    tracker.close();
+    tracker.wait().await;
+    info!("Kafka listener stopped");
+}
+
+/// Kafka's error code for an optional core error (0 when none).
+fn code(e: Option<&common::Error>) -> i16 {
+    e.map_or(0, |e| e.code as i16)
+}
+
+/// Kafka's error code for a core error.
+fn api_code(e: &ApiError) -> i16 {
+    e.code as i32 as i16
+}
+
+/// Kafka's message for an optional core error.
+fn message(e: Option<&common::Error>) -> Option<StrBytes> {
+    e.filter(|e| e.code != ErrorCode::None as i32)
+        .map(|e| StrBytes::from_string(e.message.clone()))
+}
+
+fn str_bytes(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+/// A topic id as Kafka sends it (nil when the id is not a UUID).
+fn topic_uuid(id: &str) -> uuid::Uuid {
+    uuid::Uuid::parse_str(id).unwrap_or_default()
+}
+
+/// Kafka error codes that Sluice's core does not produce.
+mod codes {
+    /// The request is not valid for this broker (transactions, for one).
+    pub const INVALID_REQUEST: i16 = 42;
+    pub const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+    pub const UNKNOWN_TOPIC_ID: i16 = 100;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+    pub const NOT_COORDINATOR: i16 = 16;
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+}
+
+/// Why transactional requests are refused, where the response has a message.
+const NO_TRANSACTIONS: &str =
+    "transactions are not supported by Sluice yet (idempotent producers are)";

@@ -1,0 +1,144 @@
+//! Produce: record batches pass through to the core's append as the client
+//! sent them (RecordBatch v2; the log refuses other magics), no per-record
+//! decoding.
+
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
+use sluice_proto::broker as pb;
+use sluice_types::ErrorCode;
+
+use super::{NO_TRANSACTIONS, api_code, code, codes, message, str_bytes};
+use crate::BrokerService;
+
+/// Kafka's error for a produce with no records in a partition.
+const NO_RECORDS: &str = "a produce partition carries no record batch";
+
+pub(super) async fn produce(
+    svc: &BrokerService,
+    req: ProduceRequest,
+    version: i16,
+) -> Option<ProduceResponse> {
+    let acks = req.acks;
+    if req.transactional_id.is_some() {
+        let resp = every_partition(&req, codes::INVALID_REQUEST, NO_TRANSACTIONS);
+        return (acks != 0).then_some(resp);
+    }
+    let core = pb::ProduceRequest {
+        acks: acks as i32,
+        timeout_ms: req.timeout_ms,
+        topics: req
+            .topic_data
+            .iter()
+            .map(|t| pb::TopicProduceData {
+                name: t.name.to_string(),
+                partitions: t
+                    .partition_data
+                    .iter()
+                    .map(|p| pb::PartitionProduceData {
+                        partition: p.index,
+                        records: Vec::new(),
+                        record_batches: p.records.clone().unwrap_or_default(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    };
+    let resp = match crate::service::produce::produce(svc, core).await {
+        Ok(r) => r,
+        Err(e) => {
+            // A request-level refusal (bad acks): every partition gets it.
+            return (acks != 0).then(|| every_partition(&req, api_code(&e), &e.message));
+        }
+    };
+    if acks == 0 {
+        return None;
+    }
+    let mut leaders = Vec::new();
+    let topics = resp
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let mut out = PartitionProduceResponse::default()
+                        .with_index(p.partition)
+                        .with_error_code(code(p.error.as_ref()))
+                        .with_base_offset(p.base_offset)
+                        .with_log_append_time_ms(p.log_append_time_ms)
+                        .with_log_start_offset(p.log_start_offset)
+                        .with_error_message(message(p.error.as_ref()));
+                    let not_leader = p
+                        .error
+                        .as_ref()
+                        .is_some_and(|e| e.code == ErrorCode::NotLeaderOrFollower as i32);
+                    // KIP-951: tell the client the new leader at once.
+                    if not_leader && p.current_leader_id >= 0 && version >= 10 {
+                        out = out.with_current_leader(
+                            LeaderIdAndEpoch::default()
+                                .with_leader_id(BrokerId(p.current_leader_id))
+                                .with_leader_epoch(p.current_leader_epoch),
+                        );
+                        leaders.push(p.current_leader_id);
+                    }
+                    out
+                })
+                .collect();
+            TopicProduceResponse::default()
+                .with_name(str_bytes(t.name).into())
+                .with_partition_responses(partitions)
+        })
+        .collect();
+    Some(
+        ProduceResponse::default()
+            .with_responses(topics)
+            .with_node_endpoints(node_endpoints(svc, leaders)),
+    )
+}
+
+/// The endpoints of `leaders`, for KIP-951 answers.
+fn node_endpoints(svc: &BrokerService, mut leaders: Vec<i32>) -> Vec<NodeEndpoint> {
+    leaders.sort_unstable();
+    leaders.dedup();
+    svc.broker.metadata.read(|v| {
+        leaders
+            .iter()
+            .filter_map(|id| v.brokers.get(id))
+            .map(|b| {
+                NodeEndpoint::default()
+                    .with_node_id(BrokerId(b.broker_id))
+                    .with_host(str_bytes(b.host.clone()))
+                    .with_port(b.port)
+                    .with_rack(b.rack.clone().map(str_bytes))
+            })
+            .collect()
+    })
+}
+
+fn every_partition(req: &ProduceRequest, error_code: i16, why: &str) -> ProduceResponse {
+    let why = if why.is_empty() { NO_RECORDS } else { why };
+    ProduceResponse::default().with_responses(
+        req.topic_data
+            .iter()
+            .map(|t| {
+                TopicProduceResponse::default()
+                    .with_name(t.name.clone())
+                    .with_partition_responses(
+                        t.partition_data
+                            .iter()
+                            .map(|p| {
+                                PartitionProduceResponse::default()
+                                    .with_index(p.index)
+                                    .with_error_code(error_code)
+                                    .with_base_offset(-1)
+                                    .with_error_message(Some(str_bytes(why)))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
+}

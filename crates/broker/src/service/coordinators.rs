@@ -1,0 +1,158 @@
+//! Group requests forwarded to the coordinator service that owns the group,
+//! for clients that cannot talk to coordinators themselves (Kafka clients,
+//! which only know brokers). gRPC clients call coordinators directly; both
+//! reach the same group state.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use sluice_proto::coordinator as cpb;
+use sluice_proto::coordinator::group_coordinator_client::GroupCoordinatorClient;
+use sluice_types::hash::group_offsets_partition;
+use sluice_types::names::CONSUMER_OFFSETS_TOPIC;
+use sluice_types::{ApiError, ErrorCode};
+use tonic::transport::{Channel, Endpoint};
+
+use super::BrokerService;
+
+/// Channels to coordinators by URL, reused across requests. A std mutex:
+/// nothing awaits while it is held (channels connect lazily).
+#[derive(Default, Clone)]
+pub struct CoordinatorChannels(Arc<Mutex<HashMap<String, Channel>>>);
+
+impl CoordinatorChannels {
+    fn get(&self, url: &str) -> Result<Channel, ApiError> {
+        let mut map = self.0.lock();
+        if let Some(c) = map.get(url) {
+            return Ok(c.clone());
+        }
+        let channel = Endpoint::from_shared(url.to_string())
+            .map_err(|e| ApiError::internal(format!("bad coordinator endpoint {url}: {e}")))?
+            .connect_timeout(Duration::from_secs(3))
+            // No request timeout: a JoinGroup waits out the rebalance. Dead
+            // peers are found by HTTP/2 keepalive instead.
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .keep_alive_while_idle(true)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        map.insert(url.to_string(), channel.clone());
+        Ok(channel)
+    }
+}
+
+/// Forwards one group's requests to its coordinator.
+pub(crate) struct Forward<'a> {
+    svc: &'a BrokerService,
+    group: &'a str,
+}
+
+/// Transport failures become NOT_COORDINATOR: the client finds the
+/// coordinator again and retries, as after a coordinator move.
+fn forwarded(status: tonic::Status) -> ApiError {
+    let e = ApiError::from_status(&status);
+    match e.code {
+        ErrorCode::NetworkException
+        | ErrorCode::UnknownServerError
+        | ErrorCode::RequestTimedOut => ApiError::new(ErrorCode::NotCoordinator, e.message),
+        _ => e,
+    }
+}
+
+macro_rules! forward {
+    ($($name:ident($req:ty) -> $resp:ty;)*) => {
+        $(
+            pub(crate) async fn $name(&self, req: $req) -> Result<$resp, ApiError> {
+                let mut client = self.client()?;
+                client.$name(req).await.map(|r| r.into_inner()).map_err(forwarded)
+            }
+        )*
+    };
+}
+
+impl<'a> Forward<'a> {
+    pub(crate) fn new(svc: &'a BrokerService, group: &'a str) -> Self {
+        Self { svc, group }
+    }
+
+    fn client(&self) -> Result<GroupCoordinatorClient<Channel>, ApiError> {
+        if self.group.is_empty() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidGroupId,
+                "the group id is empty",
+            ));
+        }
+        let url = self.svc.broker.metadata.read(|v| {
+            let t = v.topics.get(CONSUMER_OFFSETS_TOPIC)?;
+            let p = group_offsets_partition(self.group, t.record.num_partitions());
+            let owner = v.offsets_owners.get(&p)?;
+            let c = v.coordinators.get(&owner.coordinator_id)?;
+            Some(format!("http://{}:{}", c.host, c.port))
+        });
+        let url = url.ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::CoordinatorNotAvailable,
+                format!("no live coordinator owns group {}", self.group),
+            )
+        })?;
+        let channel = self.svc.coordinators.get(&url)?;
+        Ok(GroupCoordinatorClient::new(channel)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20))
+    }
+
+    forward! {
+        join_group(cpb::JoinGroupRequest) -> cpb::JoinGroupResponse;
+        sync_group(cpb::SyncGroupRequest) -> cpb::SyncGroupResponse;
+        heartbeat(cpb::HeartbeatRequest) -> cpb::HeartbeatResponse;
+        leave_group(cpb::LeaveGroupRequest) -> cpb::LeaveGroupResponse;
+        offset_commit(cpb::OffsetCommitRequest) -> cpb::OffsetCommitResponse;
+        offset_fetch(cpb::OffsetFetchRequest) -> cpb::OffsetFetchResponse;
+        describe_groups(cpb::DescribeGroupsRequest) -> cpb::DescribeGroupsResponse;
+        delete_groups(cpb::DeleteGroupsRequest) -> cpb::DeleteGroupsResponse;
+    }
+}
+
+/// Every group of every live coordinator; the first error met, if any
+/// coordinator could not answer.
+pub(crate) async fn list_all(
+    svc: &BrokerService,
+    states_filter: Vec<String>,
+) -> (Vec<cpb::ListedGroup>, Option<ApiError>) {
+    let urls: Vec<String> = svc.broker.metadata.read(|v| {
+        v.coordinators
+            .values()
+            .map(|c| format!("http://{}:{}", c.host, c.port))
+            .collect()
+    });
+    let mut groups = Vec::new();
+    let mut error = None;
+    for url in urls {
+        let answer = match svc.coordinators.get(&url) {
+            Ok(ch) => GroupCoordinatorClient::new(ch)
+                .list_groups(cpb::ListGroupsRequest {
+                    states_filter: states_filter.clone(),
+                })
+                .await
+                .map(|r| r.into_inner())
+                .map_err(forwarded),
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(r) => {
+                if let Some(e) = ApiError::from_proto(r.error.as_ref()) {
+                    error.get_or_insert(e);
+                }
+                groups.extend(r.groups);
+            }
+            Err(e) => {
+                error.get_or_insert(e);
+            }
+        }
+    }
+    groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+    groups.dedup_by(|a, b| a.group_id == b.group_id);
+    (groups, error)
+}
