@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every Sluice test: formatting, lints, the Rust suites (unit, property,
-# real etcd, real standalone node), the CLI end-to-end script and the Python
-# any-language test. Installs what a fresh Debian machine lacks.
+# real etcd, real standalone node), the CLI end-to-end script, the Python
+# any-language test and the Kafka-client tests. Installs what a fresh Debian machine lacks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,8 @@ if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
 missing=()
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+# kcat: one of the real Kafka clients the Kafka-protocol tests drive.
+command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "==> installing ${missing[*]}"
   $sudo_cmd apt-get update -qq
@@ -32,6 +34,8 @@ echo "==> CLI end-to-end (standalone node)"
 scripts/e2e-standalone.sh
 echo "==> Python any-language test"
 tests/python/run.sh
+echo "==> Kafka clients (confluent-kafka, kafka-python, kcat) against standalone and a 3-broker cluster"
+tests/kafka/run.sh
 echo "==> deployment files: compose spec, Kubernetes --strict, kustomize (offline)"
 scripts/validate-deploy.sh
 echo "==> the docker-compose topology as processes (grpcurl, health, metrics)"

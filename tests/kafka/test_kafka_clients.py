@@ -6,6 +6,7 @@ serves gRPC. Each test runs against a standalone node and a 3-broker cluster
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 import uuid
@@ -210,6 +211,11 @@ def test_a_group_of_three_consumes_each_record_once_and_commits_show_in_sluice(t
     assignments = [m.assignment() for m in members]
     assert sorted(tp.partition for a in assignments for tp in a) == list(range(6))
     assert all(len(a) == 2 for a in assignments), assignments
+    # The sluice CLI reads the Kafka clients' membership (Kafka's encoding).
+    out = target.sluice("consumer-groups", "--bootstrap-server", target.bootstrap,
+                        "--describe", "--group", group, "--members", "--verbose").stdout
+    shares = re.findall(re.escape(topic) + r"\(([\d,]+)\)", out)
+    assert sorted(int(p) for share in shares for p in share.split(",")) == list(range(6)), out
     for m in members:
         positions = [tp for tp in m.position(m.assignment()) if tp.offset >= 0]
         if positions:

@@ -143,19 +143,7 @@ impl Admin {
                     .members
                     .into_iter()
                     .map(|m| MemberDescription {
-                        assignment: ConsumerProtocolAssignment::decode(m.member_assignment)
-                            .map(|a| {
-                                a.assigned
-                                    .into_iter()
-                                    .flat_map(|t| {
-                                        let topic = t.topic;
-                                        t.partitions
-                                            .into_iter()
-                                            .map(move |p| TopicPartition::new(topic.clone(), p))
-                                    })
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
+                        assignment: decode_assignment(m.member_assignment),
                         member_id: m.member_id,
                         group_instance_id: m.group_instance_id,
                         client_id: m.client_id,
@@ -266,4 +254,41 @@ impl Admin {
         })
         .await
     }
+}
+
+/// A member's assignment, as Sluice's clients encode it (protobuf) or as Kafka
+/// clients do (a big-endian i16 version, then Kafka's schema; its first byte
+/// is 0, which no protobuf message starts with). Empty when neither decodes.
+fn decode_assignment(bytes: bytes::Bytes) -> Vec<TopicPartition> {
+    use kafka_protocol::protocol::Decodable;
+    if bytes.first() == Some(&0) && bytes.len() >= 2 {
+        let version = i16::from_be_bytes([bytes[0], bytes[1]]);
+        let mut body = bytes.slice(2..);
+        return kafka_protocol::messages::ConsumerProtocolAssignment::decode(&mut body, version)
+            .map(|a| {
+                a.assigned_partitions
+                    .into_iter()
+                    .flat_map(|t| {
+                        let topic = t.topic.to_string();
+                        t.partitions
+                            .into_iter()
+                            .map(move |p| TopicPartition::new(topic.clone(), p))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+    }
+    ConsumerProtocolAssignment::decode(bytes)
+        .map(|a| {
+            a.assigned
+                .into_iter()
+                .flat_map(|t| {
+                    let topic = t.topic;
+                    t.partitions
+                        .into_iter()
+                        .map(move |p| TopicPartition::new(topic.clone(), p))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }

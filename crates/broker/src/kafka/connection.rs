@@ -22,8 +22,9 @@ use crate::BrokerService;
 /// Kafka's UNSUPPORTED_VERSION.
 const UNSUPPORTED_VERSION: i16 = 35;
 
-/// The first allocation for a frame, and the smallest growth step.
-const STEP: usize = 1 << 20;
+/// The first allocation for a frame, and the smallest growth step (it then
+/// doubles with what arrives).
+const STEP: usize = 64 << 10;
 
 /// Frames read ahead of the one being handled.
 const READ_AHEAD: usize = 4;
@@ -87,8 +88,8 @@ pub(super) async fn serve(
                 correlation_id,
                 ApiKey::ApiVersions,
                 0,
-                Some(ResponseKind::ApiVersions(versions::api_versions(
-                    UNSUPPORTED_VERSION,
+                dispatch::Outcome::Respond(Box::new(ResponseKind::ApiVersions(
+                    versions::api_versions(UNSUPPORTED_VERSION),
                 ))),
             ),
             Incoming::Request(req) => {
@@ -96,8 +97,14 @@ pub(super) async fn serve(
                 (id, key, version, dispatch::handle(&svc, *req, peer).await)
             }
         };
-        // None: nothing to send (acks=0 produce).
-        let Some(response) = response else { continue };
+        let response = match response {
+            dispatch::Outcome::Respond(r) => r,
+            dispatch::Outcome::Nothing => continue,
+            dispatch::Outcome::Close(why) => {
+                debug!(%peer, why, "closing the Kafka connection");
+                break;
+            }
+        };
         let bytes = match frame::encode_response(correlation_id, api_key, version, &response) {
             Ok(b) => b,
             Err(e) => {
@@ -105,7 +112,7 @@ pub(super) async fn serve(
                 break;
             }
         };
-        if let Err(e) = write_response(&mut write, &bytes, rx.is_empty()).await {
+        if let Err(e) = write_response(&mut write, &bytes).await {
             debug!(%peer, error = %e, "Kafka connection write failed");
             break;
         }
@@ -113,17 +120,14 @@ pub(super) async fn serve(
     reader.abort();
 }
 
+/// Writes and flushes: a finished response must not wait behind the next
+/// request (a long-poll Fetch, a JoinGroup), as it does not in Kafka.
 async fn write_response(
     write: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>,
     bytes: &Bytes,
-    flush: bool,
 ) -> std::io::Result<()> {
     write.write_all(bytes).await?;
-    // Flush when no further response is ready to go behind this one.
-    if flush {
-        write.flush().await?;
-    }
-    Ok(())
+    write.flush().await
 }
 
 /// Reads one frame; `None` at a clean end of stream between frames.

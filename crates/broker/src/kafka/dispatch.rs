@@ -10,12 +10,18 @@ use super::frame::Request;
 use super::{admin, codes, fetch, groups, metadata, offsets, produce, versions};
 use crate::BrokerService;
 
-/// Handles one request; `None` means nothing is sent back (acks=0 produce).
-pub(super) async fn handle(
-    svc: &BrokerService,
-    req: Request,
-    peer: SocketAddr,
-) -> Option<ResponseKind> {
+/// What a connection does after a request.
+pub(super) enum Outcome {
+    Respond(Box<ResponseKind>),
+    /// acks=0 produce: no response.
+    Nothing,
+    /// acks=0 produce that failed: Kafka closes the connection so the client
+    /// notices (and refreshes metadata), since it gets no response.
+    Close(&'static str),
+}
+
+/// Handles one request.
+pub(super) async fn handle(svc: &BrokerService, req: Request, peer: SocketAddr) -> Outcome {
     let v = req.version;
     let client = req.header.client_id.as_deref().unwrap_or("").to_string();
     debug!(%peer, api = ?req.api_key, version = v, client, "Kafka request");
@@ -24,11 +30,15 @@ pub(super) async fn handle(
         "api" => format!("{:?}", req.api_key),
     )
     .increment(1);
-    Some(match req.body {
+    Outcome::Respond(Box::new(match req.body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(versions::api_versions(0)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::metadata(svc, r, v).await),
         RequestKind::Produce(r) => {
-            return produce::produce(svc, r, v).await.map(ResponseKind::Produce);
+            return match produce::produce(svc, r, v).await {
+                produce::Answer::Respond(r) => Outcome::Respond(Box::new(ResponseKind::Produce(r))),
+                produce::Answer::Nothing => Outcome::Nothing,
+                produce::Answer::Failed => Outcome::Close("an acks=0 produce failed"),
+            };
         }
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::fetch(svc, r, v).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(offsets::list_offsets(svc, r, v)),
@@ -82,7 +92,7 @@ pub(super) async fn handle(
             // parse_request only lets served APIs through.
             warn!(%peer, api = ?req.api_key, "no handler for a served API; closing");
             drop(other);
-            return None;
+            return Outcome::Close("no handler");
         }
-    })
+    }))
 }

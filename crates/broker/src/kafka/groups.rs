@@ -499,8 +499,7 @@ pub(super) async fn describe(
         let described = match resp {
             Err(e) => DescribedGroup::default()
                 .with_group_id(g.clone())
-                .with_error_code(api_code(&e))
-                .with_error_message(Some(str_bytes(e.message))),
+                .with_error_code(api_code(&e)),
             Ok(r) => match r.groups.into_iter().next() {
                 None => DescribedGroup::default()
                     .with_group_id(g.clone())
@@ -508,7 +507,7 @@ pub(super) async fn describe(
                 Some(d) => DescribedGroup::default()
                     .with_group_id(g.clone())
                     .with_error_code(code(d.error.as_ref()))
-                    .with_error_message(message(d.error.as_ref()))
+                    // No error_message: it exists from v6 and we serve 0-5.
                     .with_group_state(str_bytes(d.group_state))
                     .with_protocol_type(str_bytes(d.protocol_type))
                     .with_protocol_data(str_bytes(d.protocol_data))

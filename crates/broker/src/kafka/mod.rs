@@ -69,12 +69,24 @@ pub async fn serve(svc: BrokerService, mut incoming: KafkaIncoming, stop: Cancel
 
 /// Kafka's error code for an optional core error (0 when none).
 fn code(e: Option<&common::Error>) -> i16 {
-    e.map_or(0, |e| e.code as i16)
+    e.map_or(0, |e| kafka_code(e.code))
 }
 
 /// Kafka's error code for a core error.
 fn api_code(e: &ApiError) -> i16 {
-    e.code as i32 as i16
+    kafka_code(e.code as i32)
+}
+
+/// Sluice's codes are Kafka's, except its own (1000 and up), which Kafka
+/// clients do not know and would treat as fatal: a metadata store outage is
+/// retriable (REQUEST_TIMED_OUT), a missing feature UNSUPPORTED_VERSION.
+fn kafka_code(code: i32) -> i16 {
+    match ErrorCode::try_from(code) {
+        Ok(ErrorCode::MetadataStoreUnavailable) => 7,
+        Ok(ErrorCode::NotImplemented) => 35,
+        _ if code >= 1000 => -1,
+        _ => code as i16,
+    }
 }
 
 /// Kafka's message for an optional core error.

@@ -12,18 +12,36 @@ use sluice_types::ErrorCode;
 use super::{NO_TRANSACTIONS, api_code, code, codes, message, str_bytes};
 use crate::BrokerService;
 
-/// Kafka's error for a produce with no records in a partition.
-const NO_RECORDS: &str = "a produce partition carries no record batch";
+/// A produce's outcome; acks=0 gets no response, and a failed one closes
+/// the connection.
+pub(super) enum Answer {
+    Respond(ProduceResponse),
+    Nothing,
+    Failed,
+}
 
-pub(super) async fn produce(
-    svc: &BrokerService,
-    req: ProduceRequest,
-    version: i16,
-) -> Option<ProduceResponse> {
+pub(super) async fn produce(svc: &BrokerService, req: ProduceRequest, version: i16) -> Answer {
     let acks = req.acks;
+    let answer = |resp: ProduceResponse| {
+        if acks != 0 {
+            Answer::Respond(resp)
+        } else if resp
+            .responses
+            .iter()
+            .flat_map(|t| &t.partition_responses)
+            .any(|p| p.error_code != 0)
+        {
+            Answer::Failed
+        } else {
+            Answer::Nothing
+        }
+    };
     if req.transactional_id.is_some() {
-        let resp = every_partition(&req, codes::INVALID_REQUEST, NO_TRANSACTIONS);
-        return (acks != 0).then_some(resp);
+        return answer(every_partition(
+            &req,
+            codes::INVALID_REQUEST,
+            NO_TRANSACTIONS,
+        ));
     }
     let core = pb::ProduceRequest {
         acks: acks as i32,
@@ -49,12 +67,9 @@ pub(super) async fn produce(
         Ok(r) => r,
         Err(e) => {
             // A request-level refusal (bad acks): every partition gets it.
-            return (acks != 0).then(|| every_partition(&req, api_code(&e), &e.message));
+            return answer(every_partition(&req, api_code(&e), &e.message));
         }
     };
-    if acks == 0 {
-        return None;
-    }
     let mut leaders = Vec::new();
     let topics = resp
         .topics
@@ -92,7 +107,7 @@ pub(super) async fn produce(
                 .with_partition_responses(partitions)
         })
         .collect();
-    Some(
+    answer(
         ProduceResponse::default()
             .with_responses(topics)
             .with_node_endpoints(node_endpoints(svc, leaders)),
@@ -119,7 +134,6 @@ fn node_endpoints(svc: &BrokerService, mut leaders: Vec<i32>) -> Vec<NodeEndpoin
 }
 
 fn every_partition(req: &ProduceRequest, error_code: i16, why: &str) -> ProduceResponse {
-    let why = if why.is_empty() { NO_RECORDS } else { why };
     ProduceResponse::default().with_responses(
         req.topic_data
             .iter()
