@@ -69,6 +69,11 @@ def consume_n(c: Consumer, n: int, timeout: float = 60.0) -> list:
     return out
 
 
+def target_sluice(target):
+    from conftest import SLUICE
+    return SLUICE
+
+
 def murmur2(data: bytes) -> int:
     """Kafka's murmur2 (the Java client's default partitioner)."""
     length = len(data)
@@ -342,3 +347,40 @@ def test_transactions_and_sasl_get_a_clear_error(target):
     p = Producer({"bootstrap.servers": target.bootstrap, "transactional.id": "tx-1"})
     with pytest.raises(KafkaException):
         p.init_transactions(10)
+
+
+def test_one_group_mixing_a_kafka_client_and_a_sluice_consumer(target, tmp_path):
+    topic = target.create_topic(partitions=6)
+    group = f"mixed-{uuid.uuid4().hex[:8]}"
+    out = open(tmp_path / "sluice-member.out", "w")
+    member = subprocess.Popen(
+        [str(target_sluice(target)), "console-consumer", "--bootstrap-server", target.bootstrap,
+         "--topic", topic, "--group", group, "--consumer-property", "heartbeat.interval.ms=500"],
+        stdout=out, stderr=subprocess.DEVNULL,
+    )
+    try:
+        c = consumer(target, **{"group.id": group, "partition.assignment.strategy": "range",
+                                "heartbeat.interval.ms": 500, "enable.auto.commit": True})
+        c.subscribe([topic])
+        # Both members in one generation: range gives each three partitions.
+        deadline = time.time() + 60
+        while len(c.assignment()) != 3:
+            assert time.time() < deadline, f"assignment {c.assignment()}"
+            c.consume(num_messages=10, timeout=0.2)
+        mine = {tp.partition for tp in c.assignment()}
+        p = producer(target, partitioner="murmur2_random")
+        produce_all(p, topic, ((str(i).encode(), str(i).encode()) for i in range(600)))
+        got = []
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            got += [int(m.value()) for m in c.consume(num_messages=500, timeout=0.3) if not m.error()]
+            theirs = [int(v) for v in (tmp_path / "sluice-member.out").read_text().split()]
+            if len(got) + len(theirs) >= 600:
+                break
+        assert sorted(got + theirs) == list(range(600))
+        assert all(kafka_partition(str(v).encode(), 6) in mine for v in got)
+        assert not any(kafka_partition(str(v).encode(), 6) in mine for v in theirs)
+        c.close()
+    finally:
+        member.terminate()
+        member.wait(30)

@@ -9,9 +9,8 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Instant;
 
-use prost::Message;
+use sluice_proto::coordinator as pb;
 use sluice_proto::coordinator::group_coordinator_client::GroupCoordinatorClient;
-use sluice_proto::coordinator::{self as pb, ConsumerProtocolAssignment};
 use sluice_types::{ApiError, ErrorCode};
 use tonic::transport::Channel;
 
@@ -256,39 +255,10 @@ impl Admin {
     }
 }
 
-/// A member's assignment, as Sluice's clients encode it (protobuf) or as Kafka
-/// clients do (a big-endian i16 version, then Kafka's schema; its first byte
-/// is 0, which no protobuf message starts with). Empty when neither decodes.
 fn decode_assignment(bytes: bytes::Bytes) -> Vec<TopicPartition> {
-    use kafka_protocol::protocol::Decodable;
-    if bytes.first() == Some(&0) && bytes.len() >= 2 {
-        let version = i16::from_be_bytes([bytes[0], bytes[1]]);
-        let mut body = bytes.slice(2..);
-        return kafka_protocol::messages::ConsumerProtocolAssignment::decode(&mut body, version)
-            .map(|a| {
-                a.assigned_partitions
-                    .into_iter()
-                    .flat_map(|t| {
-                        let topic = t.topic.to_string();
-                        t.partitions
-                            .into_iter()
-                            .map(move |p| TopicPartition::new(topic.clone(), p))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-    }
-    ConsumerProtocolAssignment::decode(bytes)
-        .map(|a| {
-            a.assigned
-                .into_iter()
-                .flat_map(|t| {
-                    let topic = t.topic;
-                    t.partitions
-                        .into_iter()
-                        .map(move |p| TopicPartition::new(topic.clone(), p))
-                })
-                .collect()
-        })
+    crate::consumer_protocol::decode_assignment(bytes)
         .unwrap_or_default()
+        .into_iter()
+        .map(|(t, p)| TopicPartition::new(t, p))
+        .collect()
 }

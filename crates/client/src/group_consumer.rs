@@ -17,13 +17,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
-use prost::Message;
 use sluice_proto::broker::{CoordinatorKeyType, FindCoordinatorRequest};
-use sluice_proto::common::TopicPartition as PbTopicPartition;
+use sluice_proto::coordinator as pb;
 use sluice_proto::coordinator::group_coordinator_client::GroupCoordinatorClient;
-use sluice_proto::coordinator::{
-    self as pb, ConsumerProtocolAssignment, ConsumerProtocolSubscription,
-};
 use sluice_types::{ApiError, ErrorCode};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -33,6 +29,7 @@ use crate::assignor::{self, MemberSubscription};
 use crate::cluster::Cluster;
 use crate::config::ClientConfig;
 use crate::consumer::{Consumer, ConsumerRecord};
+use crate::consumer_protocol::{self, Subscription};
 use crate::error::{ClientError, Result};
 use crate::types::TopicPartition;
 
@@ -683,23 +680,17 @@ impl GroupConsumer {
 
     async fn join_and_sync(&mut self) -> Result<Vec<TopicPartition>> {
         let cfg = self.shared.cluster.config.clone();
-        let owned: Vec<PbTopicPartition> = self
-            .previous
-            .0
-            .iter()
-            .map(|tp| PbTopicPartition {
-                topic: tp.topic.clone(),
-                partition: tp.partition,
-            })
-            .collect();
-        let subscription = ConsumerProtocolSubscription {
+        let subscription = consumer_protocol::encode_subscription(&Subscription {
             topics: self.subscription.clone(),
-            user_data: Bytes::new(),
-            owned_partitions: owned,
+            owned_partitions: self
+                .previous
+                .0
+                .iter()
+                .map(|tp| (tp.topic.clone(), tp.partition))
+                .collect(),
             generation_id: self.previous.1,
             rack_id: None,
-        }
-        .encode_to_vec();
+        });
         let (member_id, sent_generation) = {
             let m = self.shared.membership.lock();
             (m.member_id.clone(), m.generation)
@@ -770,7 +761,7 @@ impl GroupConsumer {
             self.shared.note(&e, (&r.member_id, r.generation_id));
             return Err(e.into());
         }
-        let a = ConsumerProtocolAssignment::decode(s.assignment).map_err(|e| {
+        let assigned = consumer_protocol::decode_assignment(s.assignment).map_err(|e| {
             api(
                 ErrorCode::CorruptMessage,
                 format!("undecodable assignment: {e}"),
@@ -783,15 +774,9 @@ impl GroupConsumer {
                 m.rejoin = false;
             }
         }
-        let mut tps: Vec<TopicPartition> = a
-            .assigned
+        let mut tps: Vec<TopicPartition> = assigned
             .into_iter()
-            .flat_map(|t| {
-                let topic = t.topic;
-                t.partitions
-                    .into_iter()
-                    .map(move |p| TopicPartition::new(topic.clone(), p))
-            })
+            .map(|(topic, p)| TopicPartition::new(topic, p))
             .collect();
         tps.sort();
         info!(
@@ -820,7 +805,7 @@ impl GroupConsumer {
         let mut subs = Vec::with_capacity(members.len());
         let mut topics = BTreeSet::new();
         for m in members {
-            let s = ConsumerProtocolSubscription::decode(m.metadata.clone()).map_err(|e| {
+            let s = consumer_protocol::decode_subscription(m.metadata.clone()).map_err(|e| {
                 api(
                     ErrorCode::CorruptMessage,
                     format!("undecodable subscription of {}: {e}", m.member_id),
@@ -831,11 +816,7 @@ impl GroupConsumer {
                 member_id: m.member_id.clone(),
                 group_instance_id: m.group_instance_id.clone(),
                 topics: s.topics,
-                owned_partitions: s
-                    .owned_partitions
-                    .into_iter()
-                    .map(|tp| (tp.topic, tp.partition))
-                    .collect(),
+                owned_partitions: s.owned_partitions,
                 generation_id: s.generation_id,
                 rack_id: s.rack_id,
             });
@@ -852,16 +833,7 @@ impl GroupConsumer {
                 let mine = plan.get(&m.member_id).cloned().unwrap_or_default();
                 pb::SyncGroupAssignment {
                     member_id: m.member_id.clone(),
-                    assignment: Bytes::from(
-                        ConsumerProtocolAssignment {
-                            assigned: mine
-                                .into_iter()
-                                .map(|(topic, partitions)| pb::AssignedTopic { topic, partitions })
-                                .collect(),
-                            user_data: Bytes::new(),
-                        }
-                        .encode_to_vec(),
-                    ),
+                    assignment: consumer_protocol::encode_assignment(&mine),
                 }
             })
             .collect())

@@ -18,6 +18,8 @@
 //!   v2 batches, decoded off the poll path.
 //! - [`group_consumer`] - [`GroupConsumer`]: `subscribe`/`poll`/`commit` in a
 //!   consumer group (join/sync, heartbeats, assignors from [`assignor`]).
+//! - [`consumer_protocol`] - member subscriptions and assignments in Kafka's
+//!   encoding, so Sluice and Kafka-client consumers can share one group.
 //! - [`types`] - [`TopicPartition`].
 
 pub mod admin;
@@ -25,6 +27,7 @@ pub mod assignor;
 pub mod cluster;
 pub mod config;
 pub mod consumer;
+pub mod consumer_protocol;
 pub mod error;
 pub mod group_admin;
 pub mod group_consumer;
