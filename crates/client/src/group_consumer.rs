@@ -710,7 +710,7 @@ impl GroupConsumer {
                         .iter()
                         .map(|name| pb::JoinGroupProtocol {
                             name: name.clone(),
-                            metadata: Bytes::from(subscription.clone()),
+                            metadata: subscription.clone(),
                         })
                         .collect(),
                     client_id: cfg.client_id.clone(),
