@@ -33,6 +33,9 @@ pub struct ClusterView {
     pub coordinators: BTreeMap<i32, CoordinatorRegistration>,
     /// Owner of each `__consumer_offsets` partition.
     pub offsets_owners: BTreeMap<i32, OffsetsOwner>,
+    /// Topic id to name: Kafka consumers (Fetch v13+) name topics by id on
+    /// every fetch.
+    topic_ids: HashMap<String, String>,
 }
 
 /// Shared, cheaply readable cluster metadata. Readers take a short read lock
@@ -68,14 +71,9 @@ impl MetadataCache {
     }
 
     /// The name of the topic with id `id` (Kafka clients may name topics by
-    /// id). A scan: ids are asked for rarely, outside the hot path.
+    /// id).
     pub fn topic_name_by_id(&self, id: &str) -> Option<String> {
-        self.read(|v| {
-            v.topics
-                .values()
-                .find(|t| t.record.topic_id == id)
-                .map(|t| t.record.name.clone())
-        })
+        self.read(|v| v.topic_ids.get(id).cloned())
     }
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {
@@ -145,7 +143,10 @@ fn apply_put(view: &mut ClusterView, kv: &KeyValue) {
         if topic.record.topic_id != record.topic_id {
             // Deleted and re-created: the old partition states are gone.
             topic.partitions.clear();
+            view.topic_ids.remove(&topic.record.topic_id);
         }
+        view.topic_ids
+            .insert(record.topic_id.clone(), name.to_string());
         topic.record = record;
         let parked: Vec<_> = view
             .pending_partitions
@@ -194,7 +195,9 @@ fn apply_put(view: &mut ClusterView, kv: &KeyValue) {
 
 fn apply_delete(view: &mut ClusterView, key: &str) {
     if let Some(name) = key.strip_prefix(meta::TOPICS_PREFIX) {
-        view.topics.remove(name);
+        if let Some(t) = view.topics.remove(name) {
+            view.topic_ids.remove(&t.record.topic_id);
+        }
         view.pending_partitions.retain(|(t, _), _| t != name);
     } else if let Some((topic, p)) = meta::parse_partition_key(key) {
         if let Some(t) = view.topics.get_mut(topic) {

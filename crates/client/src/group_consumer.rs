@@ -714,6 +714,7 @@ impl GroupConsumer {
                         .collect(),
                     client_id: cfg.client_id.clone(),
                     reason: String::new(),
+                    client_host: String::new(),
                 },
                 // The join may wait for every member, up to the rebalance timeout.
                 cfg.max_poll_interval + Duration::from_secs(5),

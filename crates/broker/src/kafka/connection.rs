@@ -5,12 +5,14 @@
 //! overlaps with handling the current one.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -26,12 +28,17 @@ const UNSUPPORTED_VERSION: i16 = 35;
 /// doubles with what arrives).
 const STEP: usize = 64 << 10;
 
-/// Frames read ahead of the one being handled.
-const READ_AHEAD: usize = 4;
+/// Frames read ahead of the one being handled: Kafka reads none (it mutes a
+/// connection until its response is out); one lets decoding overlap.
+const READ_AHEAD: usize = 1;
 
-/// What the reader hands the handler.
+/// `connections.max.idle.ms`: a connection silent this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What the reader hands the handler: a request and the share of the
+/// broker's request-memory budget its bytes hold until it is answered.
 enum Incoming {
-    Request(Box<Request>),
+    Request(Box<Request>, OwnedSemaphorePermit),
     /// ApiVersions at a version we do not serve: answered with v0 and the
     /// table, so the client can pick a version (KIP-511).
     ApiVersionsUnsupported {
@@ -43,6 +50,7 @@ pub(super) async fn serve(
     svc: BrokerService,
     stream: TcpStream,
     peer: SocketAddr,
+    budget: Arc<Semaphore>,
     stop: CancellationToken,
 ) {
     let max = svc.broker.config.socket_request_max_bytes as usize;
@@ -53,10 +61,10 @@ pub(super) async fn serve(
         let mut read = read;
         loop {
             let frame = tokio::select! {
-                f = read_frame(&mut read, max) => f,
+                f = read_frame(&mut read, max, &budget) => f,
                 _ = reader_stop.cancelled() => return,
             };
-            let frame = match frame {
+            let (frame, permit) = match frame {
                 Ok(Some(f)) => f,
                 Ok(None) => return,
                 Err(e) => {
@@ -65,7 +73,7 @@ pub(super) async fn serve(
                 }
             };
             let incoming = match frame::parse_request(frame) {
-                Ok(r) => Incoming::Request(Box::new(r)),
+                Ok(r) => Incoming::Request(Box::new(r), permit),
                 Err(FrameError::UnsupportedVersion {
                     api_key: ApiKey::ApiVersions,
                     correlation_id,
@@ -82,8 +90,18 @@ pub(super) async fn serve(
         }
     });
     let mut write = BufWriter::with_capacity(64 << 10, write);
-    while let Some(incoming) = rx.recv().await {
-        let (correlation_id, api_key, version, response) = match incoming {
+    loop {
+        // Between requests, a stopping broker closes the connection; the
+        // request being handled is finished first.
+        let incoming = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            i = rx.recv() => match i {
+                Some(i) => i,
+                None => break,
+            },
+        };
+        let (correlation_id, api_key, version, response, _permit) = match incoming {
             Incoming::ApiVersionsUnsupported { correlation_id } => (
                 correlation_id,
                 ApiKey::ApiVersions,
@@ -91,10 +109,12 @@ pub(super) async fn serve(
                 dispatch::Outcome::Respond(Box::new(ResponseKind::ApiVersions(
                     versions::api_versions(UNSUPPORTED_VERSION),
                 ))),
+                None,
             ),
-            Incoming::Request(req) => {
+            Incoming::Request(req, permit) => {
                 let (id, key, version) = (req.header.correlation_id, req.api_key, req.version);
-                (id, key, version, dispatch::handle(&svc, *req, peer).await)
+                let outcome = dispatch::handle(&svc, *req, peer).await;
+                (id, key, version, outcome, Some(permit))
             }
         };
         let response = match response {
@@ -112,6 +132,7 @@ pub(super) async fn serve(
                 break;
             }
         };
+        drop(response);
         if let Err(e) = write_response(&mut write, &bytes).await {
             debug!(%peer, error = %e, "Kafka connection write failed");
             break;
@@ -120,8 +141,6 @@ pub(super) async fn serve(
     reader.abort();
 }
 
-/// Writes and flushes: a finished response must not wait behind the next
-/// request (a long-poll Fetch, a JoinGroup), as it does not in Kafka.
 async fn write_response(
     write: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>,
     bytes: &Bytes,
@@ -130,39 +149,49 @@ async fn write_response(
     write.flush().await
 }
 
-/// Reads one frame; `None` at a clean end of stream between frames.
+/// Reads one frame; `None` at a clean end of stream between frames. The
+/// frame's bytes are taken from `budget` (KiB permits) before its body is
+/// read, so all connections together hold at most the budget in requests.
 async fn read_frame(
     read: &mut tokio::net::tcp::OwnedReadHalf,
     max: usize,
-) -> Result<Option<Bytes>, FrameReadError> {
+    budget: &Arc<Semaphore>,
+) -> Result<Option<(Bytes, OwnedSemaphorePermit)>, FrameReadError> {
     let mut size = [0u8; 4];
-    match read.read_exact(&mut size).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(FrameReadError::Io(e)),
+    match tokio::time::timeout(IDLE_TIMEOUT, read.read_exact(&mut size)).await {
+        Err(_) => return Err(FrameReadError::Idle),
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Ok(Err(e)) => return Err(FrameReadError::Io(e)),
     }
     let size = i32::from_be_bytes(size);
     if size < 0 || size as usize > max {
         return Err(FrameReadError::Size { size, max });
     }
-    // Grow with the bytes that arrive rather than trusting the size prefix:
-    // a client announcing 100 MiB and sending nothing holds no memory.
     let size = size as usize;
+    let kib = (size.div_ceil(1024) as u32).clamp(1, super::BUDGET_KIB);
+    let permit = budget
+        .clone()
+        .acquire_many_owned(kib)
+        .await
+        .map_err(|_| FrameReadError::Io(std::io::ErrorKind::Interrupted.into()))?;
+    // Grow with the bytes that arrive rather than trusting the size prefix:
+    // a client announcing 100 MiB and sending nothing holds little memory.
     let mut buf = BytesMut::with_capacity(size.min(STEP));
     let mut limited = (&mut *read).take(size as u64);
     while buf.len() < size {
         if buf.capacity() == buf.len() {
             buf.reserve((size - buf.len()).min(buf.len().max(STEP)));
         }
-        let n = limited
-            .read_buf(&mut buf)
+        let n = tokio::time::timeout(IDLE_TIMEOUT, limited.read_buf(&mut buf))
             .await
+            .map_err(|_| FrameReadError::Idle)?
             .map_err(FrameReadError::Io)?;
         if n == 0 {
             return Err(FrameReadError::Io(std::io::ErrorKind::UnexpectedEof.into()));
         }
     }
-    Ok(Some(buf.freeze()))
+    Ok(Some((buf.freeze(), permit)))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -171,4 +200,6 @@ enum FrameReadError {
     Size { size: i32, max: usize },
     #[error("read failed (mid-frame): {0}")]
     Io(std::io::Error),
+    #[error("idle for {IDLE_TIMEOUT:?} (connections.max.idle.ms)")]
+    Idle,
 }

@@ -121,7 +121,7 @@ pub(super) async fn join(
     req: JoinGroupRequest,
     version: i16,
     client_id: &str,
-    _peer: SocketAddr,
+    peer: SocketAddr,
 ) -> JoinGroupResponse {
     let group = req.group_id.to_string();
     let mut core = cpb::JoinGroupRequest {
@@ -150,6 +150,7 @@ pub(super) async fn join(
             .as_ref()
             .map(|s| s.to_string())
             .unwrap_or_default(),
+        client_host: peer.ip().to_string(),
     };
     let mut resp = Forward::new(svc, &group).join_group(core.clone()).await;
     // Before v4 clients knew no MEMBER_ID_REQUIRED (KIP-394): join again

@@ -41,16 +41,27 @@ use kafka_protocol::protocol::StrBytes;
 use sluice_proto::common;
 use sluice_server::demux::KafkaIncoming;
 use sluice_types::{ApiError, ErrorCode};
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::info;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
 
 use crate::BrokerService;
 
-/// Serves Kafka connections from `incoming` until `stop` fires, then waits
-/// (bounded by the caller) for open connections to finish their request.
+/// The memory all Kafka connections of a broker may hold in requests read
+/// but not yet answered, in KiB (Kafka's `queued.max.request.bytes`, which it
+/// leaves unbounded by default; 512 MiB here). A request larger than this
+/// takes all of it.
+const BUDGET_KIB: u32 = 512 << 10;
+
+/// Serves Kafka connections from `incoming` until `stop` fires, then gives
+/// open connections [`sluice_server::DRAIN_TIMEOUT`] to finish the request
+/// they are handling, and drops the rest.
 pub async fn serve(svc: BrokerService, mut incoming: KafkaIncoming, stop: CancellationToken) {
-    let tracker = TaskTracker::new();
+    let budget = Arc::new(Semaphore::new(BUDGET_KIB as usize));
+    let mut connections = JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
             c = incoming.recv() => match c {
@@ -59,11 +70,28 @@ pub async fn serve(svc: BrokerService, mut incoming: KafkaIncoming, stop: Cancel
             },
             _ = stop.cancelled() => break,
         };
+        // Reap finished connections so the set does not grow without bound.
+        while connections.try_join_next().is_some() {}
         metrics::counter!("sluice_broker_kafka_connections_total").increment(1);
-        tracker.spawn(connection::serve(svc.clone(), stream, peer, stop.clone()));
+        connections.spawn(connection::serve(
+            svc.clone(),
+            stream,
+            peer,
+            budget.clone(),
+            stop.clone(),
+        ));
     }
-    tracker.close();
-    tracker.wait().await;
+    let drained = tokio::time::timeout(sluice_server::DRAIN_TIMEOUT, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!(
+            open = connections.len(),
+            "Kafka connections still busy after the drain timeout; closing them"
+        );
+        connections.abort_all();
+    }
     info!("Kafka listener stopped");
 }
 

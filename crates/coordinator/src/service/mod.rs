@@ -231,8 +231,11 @@ impl GroupCoordinator for CoordinatorService {
         &self,
         request: Request<pb::JoinGroupRequest>,
     ) -> Result<Response<pb::JoinGroupResponse>, Status> {
-        let host = client_host(&request);
+        let mut host = client_host(&request);
         let req = request.into_inner();
+        if !req.client_host.is_empty() {
+            host = format!("/{}", req.client_host);
+        }
         let member_id = req.member_id.clone();
         Ok(Response::new(match self.do_join(req, host).await {
             Ok(r) => r,
