@@ -384,3 +384,60 @@ def test_one_group_mixing_a_kafka_client_and_a_sluice_consumer(target, tmp_path)
     finally:
         member.terminate()
         member.wait(30)
+
+
+def test_incremental_alter_configs_and_sluice_configs(target):
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry
+
+    admin = AdminClient({"bootstrap.servers": target.bootstrap})
+    topic = target.create_topic(partitions=1, configs={"retention.ms": "3600000"})
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry("segment.ms", "600000", incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("retention.ms", None, incremental_operation=AlterConfigOpType.DELETE),
+        ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.APPEND),
+    ])
+    list(admin.incremental_alter_configs([res]).values())[0].result(30)
+    configs = list(admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)])
+                   .values())[0].result(30)
+    assert configs["segment.ms"].value == "600000"
+    assert configs["cleanup.policy"].value == "delete,compact"
+    assert configs["retention.ms"].value != "3600000"  # the broker default again
+    # A bad value is refused with INVALID_CONFIG and changes nothing.
+    bad = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry("segment.ms", "soon", incremental_operation=AlterConfigOpType.SET)])
+    with pytest.raises(KafkaException) as e:
+        list(admin.incremental_alter_configs([bad]).values())[0].result(30)
+    assert e.value.args[0].code() == KafkaError.INVALID_CONFIG
+    # The same through the CLI, as kafka-configs.sh is used.
+    target.sluice("configs", "--bootstrap-server", target.bootstrap, "--entity-type", "topics",
+                  "--entity-name", topic, "--alter", "--add-config",
+                  "retention.ms=1000,cleanup.policy=[delete]", "--delete-config", "segment.ms")
+    out = target.sluice("configs", "--bootstrap-server", target.bootstrap, "--entity-type", "topics",
+                        "--entity-name", topic, "--describe").stdout
+    assert "retention.ms=1000" in out and "cleanup.policy=delete" in out, out
+    assert "segment.ms" not in out, out
+
+
+def test_describe_log_dirs(target):
+    from kafka.admin import KafkaAdminClient
+
+    topic = target.create_topic(partitions=2)
+    p = producer(target)
+    for i in range(100):
+        p.produce(topic, value=b"x" * 1000, partition=i % 2)
+    assert p.flush(30) == 0
+    admin = KafkaAdminClient(bootstrap_servers=target.bootstrap)
+    answers = admin.describe_log_dirs()
+    admin.close()
+    assert len(answers) == target.brokers
+    sizes = {}
+    for a in answers:
+        for d in a["log_dirs"]:
+            assert d["error_code"] == 0 and d["log_dir"]
+            for t in d["topics"]:
+                if t["name"] == topic:
+                    for part in t["partitions"]:
+                        sizes[(a["broker"], part["partition_index"])] = part["partition_size"]
+    replicas = min(3, target.brokers)
+    assert len(sizes) == 2 * replicas, sizes
+    assert all(s > 50 * 1000 for s in sizes.values()), sizes

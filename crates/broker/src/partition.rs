@@ -460,6 +460,18 @@ impl Partition {
             .unwrap_or((-1, -1)))
     }
 
+    /// The log directory holding this replica (its parent) and the bytes of
+    /// its segments.
+    pub fn disk_usage(&self) -> (std::path::PathBuf, u64) {
+        let log = self.log.read();
+        let dir = log
+            .dir()
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_default();
+        (dir, log.size_bytes())
+    }
+
     /// Leader: the ISR this partition should have now, if it differs: followers
     /// that lag more than `max_lag` leave; followers that reached the high
     /// watermark join.

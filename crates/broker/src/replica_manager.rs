@@ -110,6 +110,11 @@ impl ReplicaManager {
             .cloned()
     }
 
+    /// The configured `log.dirs`.
+    pub fn log_dirs(&self) -> Vec<std::path::PathBuf> {
+        self.logs.lock().log_dirs().to_vec()
+    }
+
     pub fn all(&self) -> Vec<Arc<Partition>> {
         self.partitions.read().values().cloned().collect()
     }

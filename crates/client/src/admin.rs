@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use sluice_proto::controller::controller_client::ControllerClient;
 use sluice_proto::controller::{
-    CreatableTopic, CreatePartitionsRequest, CreatePartitionsTopic, CreateTopicsRequest,
-    DeleteTopicsRequest, DescribeClusterRequest,
+    AlterConfigsRequest, AlterConfigsResource, AlterableConfig, ConfigOperation,
+    ConfigResourceType, CreatableTopic, CreatePartitionsRequest, CreatePartitionsTopic,
+    CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest,
 };
 use sluice_types::{ApiError, ErrorCode};
 use tonic::transport::Channel;
@@ -332,6 +333,52 @@ impl Admin {
         }
         self.wait_for_leaders(&[(topic.to_string(), total_count)])
             .await
+    }
+
+    /// Changes a topic's config overrides: `set` keys to values, then
+    /// `delete` keys (back to the broker default), as `kafka-configs.sh
+    /// --alter --add-config/--delete-config` does. Brokers apply it live.
+    pub async fn alter_topic_configs(
+        &self,
+        topic: &str,
+        set: &BTreeMap<String, String>,
+        delete: &[String],
+    ) -> Result<()> {
+        let configs = set
+            .iter()
+            .map(|(k, v)| AlterableConfig {
+                name: k.clone(),
+                operation: ConfigOperation::Set as i32,
+                value: Some(v.clone()),
+            })
+            .chain(delete.iter().map(|k| AlterableConfig {
+                name: k.clone(),
+                operation: ConfigOperation::Delete as i32,
+                value: None,
+            }))
+            .collect();
+        let req = AlterConfigsRequest {
+            resources: vec![AlterConfigsResource {
+                resource_type: ConfigResourceType::Topic as i32,
+                resource_name: topic.to_string(),
+                configs,
+            }],
+            validate_only: false,
+        };
+        let resp = self
+            .with_controller("alter configs", |mut c| {
+                let req = req.clone();
+                async move { c.alter_configs(req).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        match resp
+            .results
+            .first()
+            .and_then(|r| ApiError::from_proto(r.error.as_ref()))
+        {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     /// Every topic, sorted by name.

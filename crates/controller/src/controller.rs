@@ -1001,6 +1001,41 @@ impl Controller {
         Ok(())
     }
 
+    /// Changes a topic's config overrides (fenced CAS on the topic record);
+    /// brokers apply them as the record reaches them.
+    pub async fn alter_topic_configs(
+        &self,
+        name: &str,
+        ops: &[crate::topic_config::ConfigOp],
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        let leader = self.leader_key()?;
+        let Some((mut topic, rev)) = self.topic(name).await? else {
+            return Err(ApiError::unknown_topic(name));
+        };
+        topic.configs = crate::topic_config::apply_ops(&topic.configs, ops)?;
+        if validate_only {
+            return Ok(());
+        }
+        let key = meta::topic_key(name);
+        let txn = Txn::fenced(&leader)
+            .when(Compare::mod_revision_eq(key.clone(), rev))
+            .and_then(Op::Put {
+                key,
+                value: meta::encode(&topic),
+                lease: 0,
+            });
+        self.commit(txn, || {
+            ApiError::new(
+                ErrorCode::InvalidConfig,
+                format!("topic \"{name}\" changed concurrently; retry"),
+            )
+        })
+        .await?;
+        info!(topic = %name, ?ops, "altered topic configs");
+        Ok(())
+    }
+
     /// Hands out the next block of producer ids (fenced CAS on `producer-ids`).
     pub async fn allocate_producer_ids(&self) -> Result<(i64, i32), ApiError> {
         let leader = self.leader_key()?;

@@ -79,9 +79,102 @@ pub fn validate(configs: &BTreeMap<String, String>) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// One incremental change (Kafka's IncrementalAlterConfigs operations).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfigOp {
+    Set(String, String),
+    Delete(String),
+    Append(String, String),
+    Subtract(String, String),
+}
+
+/// Keys whose value is a comma-separated list (APPEND/SUBTRACT apply), with
+/// the default a topic without the override has: as in Kafka, a list
+/// operation on a key that is not set starts from that default.
+const LIST_KEYS: &[(&str, &str)] = &[("cleanup.policy", "delete")];
+
+/// Applies `ops` in order to a topic's overrides and validates the result.
+pub fn apply_ops(
+    current: &BTreeMap<String, String>,
+    ops: &[ConfigOp],
+) -> Result<BTreeMap<String, String>, ApiError> {
+    let mut out = current.clone();
+    let list = |out: &BTreeMap<String, String>, key: &str| -> Result<Vec<String>, ApiError> {
+        let Some((_, default)) = LIST_KEYS.iter().find(|(k, _)| *k == key) else {
+            return Err(ApiError::new(
+                ErrorCode::InvalidConfig,
+                format!("`{key}` is not a list; APPEND and SUBTRACT apply to {LIST_KEYS:?}"),
+            ));
+        };
+        Ok(out
+            .get(key)
+            .map_or(*default, |v| v.as_str())
+            .split(',')
+            .map(|i| i.trim().to_string())
+            .filter(|i| !i.is_empty())
+            .collect())
+    };
+    for op in ops {
+        match op {
+            ConfigOp::Set(k, v) => {
+                out.insert(k.clone(), v.clone());
+            }
+            ConfigOp::Delete(k) => {
+                out.remove(k);
+            }
+            ConfigOp::Append(k, v) => {
+                let mut items = list(&out, k)?;
+                if !items.contains(v) {
+                    items.push(v.clone());
+                }
+                out.insert(k.clone(), items.join(","));
+            }
+            ConfigOp::Subtract(k, v) => {
+                let items: Vec<String> = list(&out, k)?.into_iter().filter(|i| i != v).collect();
+                out.insert(k.clone(), items.join(","));
+            }
+        }
+    }
+    validate(&out)?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ops_set_delete_append_and_subtract() {
+        let cur = m("retention.ms", "1000");
+        let out = apply_ops(
+            &cur,
+            &[
+                ConfigOp::Set("segment.ms".into(), "60000".into()),
+                ConfigOp::Delete("retention.ms".into()),
+                // Starts from the default, "delete", as in Kafka.
+                ConfigOp::Append("cleanup.policy".into(), "compact".into()),
+                ConfigOp::Append("cleanup.policy".into(), "compact".into()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(out.get("retention.ms"), None);
+        assert_eq!(out["segment.ms"], "60000");
+        assert_eq!(out["cleanup.policy"], "delete,compact");
+        let out = apply_ops(
+            &out,
+            &[ConfigOp::Subtract("cleanup.policy".into(), "delete".into())],
+        )
+        .unwrap();
+        assert_eq!(out["cleanup.policy"], "compact");
+        let e =
+            apply_ops(&cur, &[ConfigOp::Append("retention.ms".into(), "5".into())]).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidConfig);
+        let e =
+            apply_ops(&cur, &[ConfigOp::Set("retention.ms".into(), "soon".into())]).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidConfig);
+        let e = apply_ops(&cur, &[ConfigOp::Set("no.such.key".into(), "1".into())]).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidConfig);
+    }
 
     fn m(k: &str, v: &str) -> BTreeMap<String, String> {
         [(k.to_string(), v.to_string())].into()

@@ -11,6 +11,7 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::*;
 use sluice_proto::controller as ctl;
 use sluice_storage::CleanupPolicy;
@@ -229,6 +230,83 @@ async fn controller(
 > {
     svc.controller(ErrorCode::NotController, "forward an admin request")
         .await
+}
+
+pub(super) async fn incremental_alter_configs(
+    svc: &BrokerService,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    // Kafka's numbers: resource 2 topic, 4 broker; ops 0 set, 1 delete,
+    // 2 append, 3 subtract (the same order as ConfigOperation).
+    let resource = |t: i8| match t {
+        RESOURCE_TOPIC => Some(ctl::ConfigResourceType::Topic),
+        RESOURCE_BROKER => Some(ctl::ConfigResourceType::Broker),
+        _ => None,
+    };
+    let mut answers: Vec<Option<AlterConfigsResourceResponse>> = Vec::new();
+    let mut core = ctl::AlterConfigsRequest {
+        resources: Vec::new(),
+        validate_only: req.validate_only,
+    };
+    for r in &req.resources {
+        let out = AlterConfigsResourceResponse::default()
+            .with_resource_type(r.resource_type)
+            .with_resource_name(r.resource_name.clone());
+        match resource(r.resource_type) {
+            None => answers.push(Some(
+                out.with_error_code(codes::INVALID_REQUEST)
+                    .with_error_message(Some(str_bytes(format!(
+                        "resource type {} has no configs here",
+                        r.resource_type
+                    )))),
+            )),
+            Some(t) => {
+                answers.push(None);
+                core.resources.push(ctl::AlterConfigsResource {
+                    resource_type: t as i32,
+                    resource_name: r.resource_name.to_string(),
+                    configs: r
+                        .configs
+                        .iter()
+                        .map(|c| ctl::AlterableConfig {
+                            name: c.name.to_string(),
+                            operation: c.config_operation as i32,
+                            value: c.value.as_ref().map(|v| v.to_string()),
+                        })
+                        .collect(),
+                });
+            }
+        }
+    }
+    let resp = match controller(svc).await {
+        Ok(mut c) => c.alter_configs(core).await.map(|r| r.into_inner()),
+        Err(e) => Err(e.to_status()),
+    };
+    let (mut results, failure) = match resp {
+        Ok(r) => (r.results.into_iter(), None),
+        Err(s) => (Vec::new().into_iter(), Some(ApiError::from_status(&s))),
+    };
+    let responses = answers
+        .into_iter()
+        .zip(&req.resources)
+        .map(|(answer, r)| {
+            answer.unwrap_or_else(|| {
+                let out = AlterConfigsResourceResponse::default()
+                    .with_resource_type(r.resource_type)
+                    .with_resource_name(r.resource_name.clone());
+                match (&failure, results.next()) {
+                    (Some(e), _) => out
+                        .with_error_code(api_code(e))
+                        .with_error_message(Some(str_bytes(e.message.clone()))),
+                    (None, Some(res)) => out
+                        .with_error_code(code(res.error.as_ref()))
+                        .with_error_message(message(res.error.as_ref())),
+                    (None, None) => out.with_error_code(-1),
+                }
+            })
+        })
+        .collect();
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
 /// DescribeConfigs resource types and config sources (Kafka's numbers).

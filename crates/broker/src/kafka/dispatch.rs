@@ -7,7 +7,7 @@ use kafka_protocol::messages::{RequestKind, ResponseKind, SaslHandshakeResponse}
 use tracing::{debug, warn};
 
 use super::frame::Request;
-use super::{admin, codes, fetch, groups, metadata, offsets, produce, versions};
+use super::{admin, codes, fetch, groups, log_dirs, metadata, offsets, produce, versions};
 use crate::BrokerService;
 
 /// What a connection does after a request.
@@ -79,6 +79,12 @@ pub(super) async fn handle(svc: &BrokerService, req: Request, peer: SocketAddr) 
         }
         RequestKind::DescribeConfigs(r) => {
             ResponseKind::DescribeConfigs(admin::describe_configs(svc, r))
+        }
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(admin::incremental_alter_configs(svc, r).await)
+        }
+        RequestKind::DescribeLogDirs(r) => {
+            ResponseKind::DescribeLogDirs(log_dirs::describe_log_dirs(svc, r))
         }
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(admin::describe_cluster(svc, r))

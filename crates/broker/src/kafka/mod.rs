@@ -16,8 +16,9 @@
 //! - `dispatch`: API key to handler.
 //! - `metadata`, `produce`, `fetch`, `offsets` (ListOffsets,
 //!   OffsetForLeaderEpoch), `groups` (FindCoordinator and the group APIs),
-//!   `admin` (topics, partitions, configs, cluster, producer ids): one file
-//!   per API family, each a translation onto the core.
+//!   `admin` (topics, partitions, configs, cluster, producer ids), `log_dirs`
+//!   (DescribeLogDirs): one file per API family, each a
+//!   translation onto the core.
 //!
 //! Node ids: Kafka clients see brokers only. FindCoordinator names the broker
 //! leading the group's `__consumer_offsets` partition (Kafka's choice too);
@@ -32,6 +33,7 @@ mod dispatch;
 mod fetch;
 pub mod frame;
 mod groups;
+mod log_dirs;
 mod metadata;
 mod offsets;
 mod produce;

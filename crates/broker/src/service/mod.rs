@@ -6,6 +6,7 @@ pub(crate) mod fetch;
 pub(crate) mod find_coordinator;
 pub(crate) mod init_producer_id;
 pub(crate) mod list_offsets;
+pub(crate) mod log_dirs;
 pub(crate) mod metadata;
 pub(crate) mod produce;
 mod replica_fetch;
@@ -207,6 +208,16 @@ impl BrokerApi for BrokerService {
         Ok(Response::new(
             init_producer_id::init_producer_id(self).await,
         ))
+    }
+
+    async fn describe_log_dirs(
+        &self,
+        request: Request<pb::DescribeLogDirsRequest>,
+    ) -> Result<Response<pb::DescribeLogDirsResponse>, Status> {
+        Ok(Response::new(log_dirs::describe_log_dirs(
+            self,
+            request.into_inner(),
+        )))
     }
 
     async fn find_coordinator(

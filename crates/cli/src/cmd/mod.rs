@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod common;
+pub mod configs;
 pub mod console_consumer;
 pub mod console_producer;
 pub mod consumer_groups;
@@ -38,6 +39,8 @@ pub enum Command {
     ConsumerPerfTest(consumer_perf_test::Args),
     /// Describe the cluster: brokers, cluster id, active controller.
     Cluster(cluster::Args),
+    /// Describe and change topic configs (kafka-configs.sh).
+    Configs(configs::Args),
     /// Run controller, broker and coordinator in one process (no etcd needed).
     Standalone(standalone::Args),
     /// List, describe (with lag), reset offsets of and delete consumer
@@ -56,6 +59,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::ProducerPerfTest(a) => producer_perf_test::run(a).await,
         Command::ConsumerPerfTest(a) => consumer_perf_test::run(a).await,
         Command::Cluster(a) => cluster::run(a).await,
+        Command::Configs(a) => configs::run(a).await,
         Command::Standalone(a) => standalone::run(a).await,
         Command::ConsumerGroups(a) => consumer_groups::run(a).await,
         Command::Health(a) => health::run(a).await,

@@ -235,6 +235,13 @@ impl Broker for Mock {
         Err(Status::unimplemented("mock"))
     }
 
+    async fn describe_log_dirs(
+        &self,
+        _: Request<sluice_proto::broker::DescribeLogDirsRequest>,
+    ) -> Result<Response<sluice_proto::broker::DescribeLogDirsResponse>, Status> {
+        Err(Status::unimplemented("mock"))
+    }
+
     async fn init_producer_id(
         &self,
         _: Request<sluice_proto::broker::InitProducerIdRequest>,
@@ -449,6 +456,13 @@ impl Controller for Mock {
         &self,
         _: Request<AllocateProducerIdsRequest>,
     ) -> Result<Response<AllocateProducerIdsResponse>, Status> {
+        Err(Status::unimplemented("mock"))
+    }
+
+    async fn alter_configs(
+        &self,
+        _: Request<sluice_proto::controller::AlterConfigsRequest>,
+    ) -> Result<Response<sluice_proto::controller::AlterConfigsResponse>, Status> {
         Err(Status::unimplemented("mock"))
     }
 

@@ -3,6 +3,7 @@
 
 mod broker_requests;
 mod cluster;
+mod configs;
 mod topics;
 
 use std::sync::Arc;
@@ -67,6 +68,15 @@ impl ControllerApi for ControllerService {
     ) -> Result<Response<pb::DescribeClusterResponse>, Status> {
         Ok(Response::new(
             cluster::describe_cluster(&self.controller).await?,
+        ))
+    }
+
+    async fn alter_configs(
+        &self,
+        request: Request<pb::AlterConfigsRequest>,
+    ) -> Result<Response<pb::AlterConfigsResponse>, Status> {
+        Ok(Response::new(
+            configs::alter_configs(&self.controller, request.into_inner()).await,
         ))
     }
 

@@ -1,0 +1,71 @@
+//! AlterConfigs: incremental changes to topic configs, each resource on its
+//! own, like Kafka's IncrementalAlterConfigs.
+
+use sluice_proto::controller as pb;
+use sluice_proto::controller::{ConfigOperation, ConfigResourceType};
+use sluice_types::ApiError;
+use tracing::instrument;
+
+use crate::Controller;
+use crate::topic_config::ConfigOp;
+
+#[instrument(skip_all, fields(resources = req.resources.len()))]
+pub(super) async fn alter_configs(
+    controller: &Controller,
+    req: pb::AlterConfigsRequest,
+) -> pb::AlterConfigsResponse {
+    let mut results = Vec::with_capacity(req.resources.len());
+    for r in req.resources {
+        let outcome = match ConfigResourceType::try_from(r.resource_type) {
+            Ok(ConfigResourceType::Topic) => match ops(&r.configs) {
+                Ok(ops) => {
+                    controller
+                        .alter_topic_configs(&r.resource_name, &ops, req.validate_only)
+                        .await
+                }
+                Err(e) => Err(e),
+            },
+            Ok(ConfigResourceType::Broker) => Err(ApiError::invalid_request(
+                "broker configs are static: set them in the broker's config file and restart it",
+            )),
+            Err(_) => Err(ApiError::invalid_request(format!(
+                "unknown resource type {}",
+                r.resource_type
+            ))),
+        };
+        results.push(pb::AlterConfigsResourceResult {
+            resource_type: r.resource_type,
+            resource_name: r.resource_name,
+            error: outcome.err().map(|e| e.to_proto()),
+        });
+    }
+    pb::AlterConfigsResponse { results }
+}
+
+fn ops(configs: &[pb::AlterableConfig]) -> Result<Vec<ConfigOp>, ApiError> {
+    configs
+        .iter()
+        .map(|c| {
+            let value = || {
+                c.value.clone().ok_or_else(|| {
+                    ApiError::new(
+                        sluice_types::ErrorCode::InvalidConfig,
+                        format!("`{}` needs a value for this operation", c.name),
+                    )
+                })
+            };
+            Ok(match ConfigOperation::try_from(c.operation) {
+                Ok(ConfigOperation::Set) => ConfigOp::Set(c.name.clone(), value()?),
+                Ok(ConfigOperation::Delete) => ConfigOp::Delete(c.name.clone()),
+                Ok(ConfigOperation::Append) => ConfigOp::Append(c.name.clone(), value()?),
+                Ok(ConfigOperation::Subtract) => ConfigOp::Subtract(c.name.clone(), value()?),
+                Err(_) => {
+                    return Err(ApiError::invalid_request(format!(
+                        "unknown config operation {}",
+                        c.operation
+                    )));
+                }
+            })
+        })
+        .collect()
+}
