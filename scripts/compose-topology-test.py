@@ -984,6 +984,22 @@ def main(argv: list[str]) -> int:
                 f"consumer-groups --describe --group {group} shows committed offsets adding up to {args.records}",
                 f"exit {r.returncode}, sum {current}: {r.stderr.strip()}")
 
+        kcat = shutil.which("kcat")
+        if kcat:
+            log("==> a Kafka client (kcat) on the brokers' advertised addresses")
+            r = run([kcat, "-b", bootstrap, "-L", "-J"], env, 30)
+            md = json.loads(r.stdout) if r.returncode == 0 else {}
+            listed = {b.get("id") for b in md.get("brokers") or []}
+            c.check(len(listed) == len(brokers), f"kcat -L lists all {len(brokers)} brokers",
+                    f"exit {r.returncode}: {r.stderr.strip()[:300]}")
+            r = run([kcat, "-b", bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-q"], env, 60)
+            got = len(r.stdout.splitlines())
+            c.check(r.returncode == 0 and got == args.records,
+                    f"kcat reads back the {args.records} records through Kafka's protocol",
+                    f"exit {r.returncode}, {got} records: {r.stderr.strip()[:300]}")
+        else:
+            log("    kcat not installed: Kafka-protocol check skipped (scripts/test.sh installs it)")
+
         log("==> grpcurl through reflection, every server")
         n_brokers = len(brokers)
         facts = grpc_checks(c, cluster, grpcurl, group, topic, n_brokers)

@@ -529,6 +529,16 @@ do_test() {
   alive="$(sl cluster --bootstrap-server "$(all_brokers)" --describe 2>/dev/null | grep -c 'Status: alive' || true)"
   [ "$alive" -eq 3 ] || fails+=("only $alive live brokers after the heal (broker $old did not re-register?)")
 
+  # A Kafka client in the client namespace reads the same log through Kafka's
+  # protocol, on the addresses the brokers advertise.
+  if command -v kcat >/dev/null 2>&1; then
+    local kafka_seen
+    kafka_seen="$(in_ns client kcat -b "$(all_brokers)" -C -t t -o beginning -e -q 2>"$work/kcat.err" | wc -l)"
+    log "kcat (Kafka protocol) read $kafka_seen records of t"
+    [ "$kafka_seen" -eq "$consumed" ] ||
+      fails+=("kcat read $kafka_seen records through Kafka's protocol, sluice console-consumer $consumed: $(tail -n 2 "$work/kcat.err" | tr '\n' ' ')")
+  fi
+
   # The old leader's log must now be the leader's, byte for byte.
   local logs_equal=yes j
   for j in 1 2 3; do
