@@ -24,9 +24,9 @@ use crate::BrokerService;
 /// Kafka's UNSUPPORTED_VERSION.
 const UNSUPPORTED_VERSION: i16 = 35;
 
-/// The first allocation for a frame, and the smallest growth step (it then
+/// The smallest growth step of a frame buffer past its first MiB (it then
 /// doubles with what arrives).
-const STEP: usize = 64 << 10;
+const STEP: usize = 1 << 20;
 
 /// Frames read ahead of the one being handled: Kafka reads none (it mutes a
 /// connection until its response is out); one lets decoding overlap.
@@ -175,9 +175,10 @@ async fn read_frame(
         .acquire_many_owned(kib)
         .await
         .map_err(|_| FrameReadError::Io(std::io::ErrorKind::Interrupted.into()))?;
-    // Grow with the bytes that arrive rather than trusting the size prefix:
-    // a client announcing 100 MiB and sending nothing holds little memory.
-    let mut buf = BytesMut::with_capacity(size.min(STEP));
+    // Up to 1 MiB (a typical produce) is allocated at once; beyond that the
+    // buffer grows with the bytes that arrive, so a client announcing 100 MiB
+    // and sending nothing holds little memory.
+    let mut buf = BytesMut::with_capacity(size.min(1 << 20));
     let mut limited = (&mut *read).take(size as u64);
     while buf.len() < size {
         if buf.capacity() == buf.len() {
