@@ -533,7 +533,7 @@ do_test() {
   # protocol, on the addresses the brokers advertise.
   if command -v kcat >/dev/null 2>&1; then
     local kafka_seen
-    kafka_seen="$(in_ns client kcat -b "$(all_brokers)" -C -t t -o beginning -e -q 2>"$work/kcat.err" | wc -l)"
+    kafka_seen="$( (in_ns client timeout 60 kcat -b "$(all_brokers)" -C -t t -o beginning -e -q 2>"$work/kcat.err" || true) | wc -l)"
     log "kcat (Kafka protocol) read $kafka_seen records of t"
     [ "$kafka_seen" -eq "$consumed" ] ||
       fails+=("kcat read $kafka_seen records through Kafka's protocol, sluice console-consumer $consumed: $(tail -n 2 "$work/kcat.err" | tr '\n' ' ')")

@@ -110,7 +110,9 @@ def start_cluster(workdir: Path) -> Target:
     )
     if res.returncode != 0:
         raise RuntimeError(f"local-cluster.sh up failed:\n{res.stdout}\n{res.stderr}")
-    bootstrap = (workdir / "bootstrap").read_text().strip().split(",")[0]
+    # Every broker, as applications list them: a killed one must not cut
+    # a new client off.
+    bootstrap = (workdir / "bootstrap").read_text().strip()
     return Target("cluster", bootstrap, 3, workdir)
 
 

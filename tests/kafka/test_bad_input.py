@@ -15,7 +15,7 @@ METADATA = 3
 
 
 def connect(target) -> socket.socket:
-    host, port = target.bootstrap.rsplit(":", 1)
+    host, port = target.bootstrap.split(",")[0].rsplit(":", 1)
     s = socket.create_connection((host, int(port)), timeout=10)
     return s
 

@@ -355,7 +355,8 @@ def test_one_group_mixing_a_kafka_client_and_a_sluice_consumer(target, tmp_path)
     out = open(tmp_path / "sluice-member.out", "w")
     member = subprocess.Popen(
         [str(target_sluice(target)), "console-consumer", "--bootstrap-server", target.bootstrap,
-         "--topic", topic, "--group", group, "--consumer-property", "heartbeat.interval.ms=500"],
+         "--topic", topic, "--group", group, "--from-beginning",
+         "--consumer-property", "heartbeat.interval.ms=500"],
         stdout=out, stderr=subprocess.DEVNULL,
     )
     try:
@@ -397,8 +398,14 @@ def test_incremental_alter_configs_and_sluice_configs(target):
         ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.APPEND),
     ])
     list(admin.incremental_alter_configs([res]).values())[0].result(30)
-    configs = list(admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)])
-                   .values())[0].result(30)
+    # Brokers answer from metadata that follows the controller's write.
+    deadline = time.time() + 15
+    while True:
+        configs = list(admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)])
+                       .values())[0].result(30)
+        if configs["segment.ms"].value == "600000" or time.time() > deadline:
+            break
+        time.sleep(0.2)
     assert configs["segment.ms"].value == "600000"
     assert configs["cleanup.policy"].value == "delete,compact"
     assert configs["retention.ms"].value != "3600000"  # the broker default again
@@ -412,8 +419,13 @@ def test_incremental_alter_configs_and_sluice_configs(target):
     target.sluice("configs", "--bootstrap-server", target.bootstrap, "--entity-type", "topics",
                   "--entity-name", topic, "--alter", "--add-config",
                   "retention.ms=1000,cleanup.policy=[delete]", "--delete-config", "segment.ms")
-    out = target.sluice("configs", "--bootstrap-server", target.bootstrap, "--entity-type", "topics",
-                        "--entity-name", topic, "--describe").stdout
+    deadline = time.time() + 15
+    while True:
+        out = target.sluice("configs", "--bootstrap-server", target.bootstrap, "--entity-type",
+                            "topics", "--entity-name", topic, "--describe").stdout
+        if "retention.ms=1000" in out or time.time() > deadline:
+            break
+        time.sleep(0.2)
     assert "retention.ms=1000" in out and "cleanup.policy=delete" in out, out
     assert "segment.ms" not in out, out
 
@@ -427,17 +439,84 @@ def test_describe_log_dirs(target):
         p.produce(topic, value=b"x" * 1000, partition=i % 2)
     assert p.flush(30) == 0
     admin = KafkaAdminClient(bootstrap_servers=target.bootstrap)
-    answers = admin.describe_log_dirs()
-    admin.close()
-    assert len(answers) == target.brokers
-    sizes = {}
-    for a in answers:
-        for d in a["log_dirs"]:
-            assert d["error_code"] == 0 and d["log_dir"]
-            for t in d["topics"]:
-                if t["name"] == topic:
-                    for part in t["partitions"]:
-                        sizes[(a["broker"], part["partition_index"])] = part["partition_size"]
     replicas = min(3, target.brokers)
+    # Followers may still be fetching the last batches: ask until they have.
+    deadline = time.time() + 20
+    while True:
+        answers = admin.describe_log_dirs()
+        assert len(answers) == target.brokers
+        sizes = {}
+        for a in answers:
+            for d in a["log_dirs"]:
+                assert d["error_code"] == 0 and d["log_dir"]
+                for t in d["topics"]:
+                    if t["name"] == topic:
+                        for part in t["partitions"]:
+                            sizes[(a["broker"], part["partition_index"])] = part["partition_size"]
+        done = len(sizes) == 2 * replicas and all(s > 50 * 1000 for s in sizes.values())
+        if done or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    admin.close()
     assert len(sizes) == 2 * replicas, sizes
     assert all(s > 50 * 1000 for s in sizes.values()), sizes
+
+
+def test_delete_records_moves_the_log_start_on_every_replica(target, tmp_path):
+    admin = AdminClient({"bootstrap.servers": target.bootstrap})
+    topic = target.create_topic(partitions=2)
+    p = producer(target)
+    for i in range(100):
+        p.produce(topic, value=str(i).encode(), partition=i % 2)
+    assert p.flush(30) == 0
+    [res] = admin.delete_records([TopicPartition(topic, 0, 30)]).values()
+    assert res.result(30).low_watermark == 30
+    c = consumer(target)
+    lo, hi = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+    assert (lo, hi) == (30, 50)
+    c.assign([TopicPartition(topic, 0, 0)])  # below the start: auto.offset.reset
+    got = consume_n(c, 20)
+    c.close()
+    assert [int(m.value()) for m in got] == list(range(60, 100, 2))
+    # Past the high watermark: OFFSET_OUT_OF_RANGE.
+    [res] = admin.delete_records([TopicPartition(topic, 1, 999)]).values()
+    with pytest.raises(KafkaException) as e:
+        res.result(30)
+    assert e.value.args[0].code() == KafkaError.OFFSET_OUT_OF_RANGE
+    # kafka-delete-records.sh's file, through the sluice CLI (-1: everything).
+    f = tmp_path / "offsets.json"
+    f.write_text(json.dumps({"partitions": [{"topic": topic, "partition": 1, "offset": -1}],
+                             "version": 1}))
+    out = target.sluice("delete-records", "--bootstrap-server", target.bootstrap,
+                        "--offset-json-file", str(f)).stdout
+    assert f"partition: {topic}-1\tlow_watermark: 50" in out, out
+    # Followers follow the leader's log start: after the leader is killed,
+    # the new leader serves from 30 too.
+    if target.kind == "cluster":
+        import os
+        import signal
+
+        victim = admin.list_topics(topic, timeout=10).topics[topic].partitions[0].leader
+        time.sleep(1)  # a follower fetch round carries the new log start
+        os.kill(target.broker_pid(victim), signal.SIGKILL)
+        try:
+            deadline = time.time() + 30
+            while True:
+                leader = admin.list_topics(topic, timeout=10).topics[topic].partitions[0].leader
+                if leader not in (victim, -1):
+                    break
+                assert time.time() < deadline, "no new leader"
+                time.sleep(0.2)
+            c = consumer(target)
+            deadline = time.time() + 30
+            while True:
+                try:
+                    lo, hi = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=5)
+                    break
+                except KafkaException:
+                    assert time.time() < deadline
+                    time.sleep(0.2)
+            c.close()
+            assert (lo, hi) == (30, 50), f"new leader {leader}"
+        finally:
+            target.restart(f"broker-{victim}")

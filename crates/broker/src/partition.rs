@@ -460,6 +460,44 @@ impl Partition {
             .unwrap_or((-1, -1)))
     }
 
+    /// Leader: DeleteRecords. Moves the log start to `offset` (-1: the high
+    /// watermark); an offset above the high watermark is OFFSET_OUT_OF_RANGE.
+    /// Returns the new log start (Kafka's low watermark).
+    pub fn delete_records(&self, offset: i64) -> Result<i64, ApiError> {
+        let mut log = self.log.write();
+        self.check_leader(-1)?;
+        let hw = self.offsets().hw;
+        let target = if offset == -1 { hw } else { offset };
+        if target < 0 || target > hw {
+            return Err(ApiError::new(
+                ErrorCode::OffsetOutOfRange,
+                format!(
+                    "{}-{}: cannot delete records before {offset}: the high watermark is {hw}",
+                    self.topic, self.partition
+                ),
+            ));
+        }
+        self.set_log_start(&mut log, target)
+    }
+
+    /// Follower: follows the leader's log start (moved by DeleteRecords or
+    /// retention), as far as this replica's log reaches.
+    pub fn follow_log_start(&self, leader_log_start: i64) -> Result<(), ApiError> {
+        if leader_log_start <= self.offsets().log_start {
+            return Ok(());
+        }
+        let mut log = self.log.write();
+        self.set_log_start(&mut log, leader_log_start).map(|_| ())
+    }
+
+    fn set_log_start(&self, log: &mut PartitionLog, offset: i64) -> Result<i64, ApiError> {
+        let start = log
+            .advance_log_start(offset)
+            .map_err(|e| storage_err(&self.topic, self.partition, e))?;
+        self.offsets.send_modify(|o| o.log_start = start);
+        Ok(start)
+    }
+
     /// The log directory holding this replica (its parent) and the bytes of
     /// its segments.
     pub fn disk_usage(&self) -> (std::path::PathBuf, u64) {

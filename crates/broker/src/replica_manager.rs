@@ -292,15 +292,24 @@ impl ReplicaManager {
     }
 
     /// Writes the high-watermark checkpoint of every log dir.
+    /// Writes the high-watermark and log-start checkpoints (the latter keeps
+    /// what DeleteRecords removed from coming back after a restart).
     pub fn checkpoint_high_watermarks(&self) -> Result<(), ApiError> {
         let parts = self.all();
-        let entries: Vec<(&str, i32, i64)> = parts
+        let offsets: Vec<_> = parts.iter().map(|p| p.offsets()).collect();
+        let hws: Vec<(&str, i32, i64)> = parts
             .iter()
-            .map(|p| (p.topic.as_str(), p.partition, p.offsets().hw))
+            .zip(&offsets)
+            .map(|(p, o)| (p.topic.as_str(), p.partition, o.hw))
             .collect();
-        self.logs
-            .lock()
-            .checkpoint_high_watermarks(&entries)
+        let starts: Vec<(&str, i32, i64)> = parts
+            .iter()
+            .zip(&offsets)
+            .map(|(p, o)| (p.topic.as_str(), p.partition, o.log_start))
+            .collect();
+        let logs = self.logs.lock();
+        logs.checkpoint_high_watermarks(&hws)
+            .and_then(|()| logs.checkpoint_log_starts(&starts))
             .map_err(|e| ApiError::new(ErrorCode::KafkaStorageError, e.to_string()))
     }
 

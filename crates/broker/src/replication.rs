@@ -172,6 +172,11 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32) {
                 if let Ok(false) = result {
                     debug!(topic = %t.name, partition = p.partition, leader, "dropped a replica fetch answer: the partition's leader or epoch changed meanwhile");
                 }
+                if let Ok(true) = result
+                    && let Err(e) = part.follow_log_start(p.log_start_offset)
+                {
+                    warn!(topic = %t.name, partition = p.partition, error = %e, "cannot follow the leader's log start");
+                }
                 if let Err(e) = result {
                     warn!(topic = %t.name, partition = p.partition, error = %e, "cannot apply replicated data");
                     backoff = true;

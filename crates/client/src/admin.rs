@@ -9,6 +9,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sluice_proto::broker::{DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic};
 use sluice_proto::controller::controller_client::ControllerClient;
 use sluice_proto::controller::{
     AlterConfigsRequest, AlterConfigsResource, AlterableConfig, ConfigOperation,
@@ -378,6 +379,43 @@ impl Admin {
         {
             Some(e) => Err(e.into()),
             None => Ok(()),
+        }
+    }
+
+    /// Deletes the records of `topic`-`partition` before `offset` (-1: the
+    /// high watermark) on its leader, as `kafka-delete-records.sh` does;
+    /// returns the partition's new log start (low watermark).
+    pub async fn delete_records(&self, topic: &str, partition: i32, offset: i64) -> Result<i64> {
+        self.cluster.refresh(&[topic.to_string()]).await?;
+        let leader = self.cluster.leader(topic, partition).leader;
+        if leader < 0 {
+            return Err(ApiError::new(
+                ErrorCode::LeaderNotAvailable,
+                format!("{topic}-{partition} has no leader now"),
+            )
+            .into());
+        }
+        let (_, mut client) = self.cluster.broker(leader)?;
+        let resp = client
+            .delete_records(DeleteRecordsRequest {
+                topics: vec![DeleteRecordsTopic {
+                    name: topic.to_string(),
+                    partitions: vec![DeleteRecordsPartition { partition, offset }],
+                }],
+                timeout_ms: self.timeout().as_millis().min(i32::MAX as u128) as i32,
+            })
+            .await
+            .map_err(|s| ApiError::from_status(&s))?
+            .into_inner();
+        let p = resp
+            .topics
+            .into_iter()
+            .flat_map(|t| t.partitions)
+            .next()
+            .ok_or_else(|| ApiError::internal("empty DeleteRecords answer"))?;
+        match ApiError::from_proto(p.error.as_ref()) {
+            Some(e) => Err(e.into()),
+            None => Ok(p.low_watermark),
         }
     }
 

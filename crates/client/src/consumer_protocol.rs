@@ -36,6 +36,12 @@ pub struct Subscription {
     pub rack_id: Option<String>,
 }
 
+/// Whether member metadata or an assignment is in Kafka's encoding (else
+/// Sluice's older protobuf one).
+pub fn is_kafka_encoded(bytes: &[u8]) -> bool {
+    kafka_version(bytes).is_some()
+}
+
 fn kafka_version(bytes: &[u8]) -> Option<i16> {
     (bytes.len() >= 2 && bytes[0] == 0).then(|| i16::from_be_bytes([bytes[0], bytes[1]]))
 }
@@ -122,6 +128,23 @@ pub fn encode_assignment(assigned: &BTreeMap<String, Vec<i32>>) -> Bytes {
     with_version(VERSION, &msg)
 }
 
+/// Encodes an assignment in Sluice's older protobuf format, for members that
+/// subscribed in it (Sluice clients from before Kafka's encoding).
+pub fn encode_assignment_protobuf(assigned: &BTreeMap<String, Vec<i32>>) -> Bytes {
+    pb::ConsumerProtocolAssignment {
+        assigned: assigned
+            .iter()
+            .map(|(topic, partitions)| pb::AssignedTopic {
+                topic: topic.clone(),
+                partitions: partitions.clone(),
+            })
+            .collect(),
+        user_data: Bytes::new(),
+    }
+    .encode_to_vec()
+    .into()
+}
+
 /// Decodes an assignment in either format into (topic, partition) pairs.
 /// An empty assignment (a member given nothing) decodes to none.
 pub fn decode_assignment(bytes: Bytes) -> Result<Vec<(String, i32)>, String> {
@@ -196,5 +219,8 @@ mod tests {
             [("t".to_string(), 1)]
         );
         assert!(decode_assignment(Bytes::new()).unwrap().is_empty());
+        let old = encode_assignment_protobuf(&plan);
+        assert!(!is_kafka_encoded(&old));
+        assert_eq!(decode_assignment(old).unwrap().len(), 2);
     }
 }

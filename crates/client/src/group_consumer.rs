@@ -829,11 +829,20 @@ impl GroupConsumer {
         let plan = assignor.assign(&counts, &subs);
         Ok(subs
             .iter()
-            .map(|m| {
+            .zip(members)
+            .map(|(m, joined)| {
                 let mine = plan.get(&m.member_id).cloned().unwrap_or_default();
+                // Each member gets the encoding its subscription came in, so
+                // a Sluice consumer from before Kafka's encoding still reads
+                // its share during a rolling upgrade.
+                let assignment = if consumer_protocol::is_kafka_encoded(&joined.metadata) {
+                    consumer_protocol::encode_assignment(&mine)
+                } else {
+                    consumer_protocol::encode_assignment_protobuf(&mine)
+                };
                 pb::SyncGroupAssignment {
                     member_id: m.member_id.clone(),
-                    assignment: consumer_protocol::encode_assignment(&mine),
+                    assignment,
                 }
             })
             .collect())

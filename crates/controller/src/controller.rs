@@ -1010,30 +1010,40 @@ impl Controller {
         validate_only: bool,
     ) -> Result<(), ApiError> {
         let leader = self.leader_key()?;
-        let Some((mut topic, rev)) = self.topic(name).await? else {
-            return Err(ApiError::unknown_topic(name));
-        };
-        topic.configs = crate::topic_config::apply_ops(&topic.configs, ops)?;
-        if validate_only {
-            return Ok(());
+        // Read-modify-write: a concurrent change to the topic record (another
+        // admin, a CreatePartitions) fails the CAS; read again and retry.
+        for _ in 0..8 {
+            let Some((mut topic, rev)) = self.topic(name).await? else {
+                return Err(ApiError::unknown_topic(name));
+            };
+            topic.configs = crate::topic_config::apply_ops(&topic.configs, ops)?;
+            if validate_only {
+                return Ok(());
+            }
+            let key = meta::topic_key(name);
+            let txn = Txn::fenced(&leader)
+                .when(Compare::mod_revision_eq(key.clone(), rev))
+                .and_then(Op::Put {
+                    key,
+                    value: meta::encode(&topic),
+                    lease: 0,
+                });
+            match self
+                .commit(txn, || ApiError::internal("topic record raced"))
+                .await
+            {
+                Ok(()) => {
+                    info!(topic = %name, ?ops, "altered topic configs");
+                    return Ok(());
+                }
+                Err(e) if e.code == ErrorCode::UnknownServerError => continue,
+                Err(e) => return Err(e),
+            }
         }
-        let key = meta::topic_key(name);
-        let txn = Txn::fenced(&leader)
-            .when(Compare::mod_revision_eq(key.clone(), rev))
-            .and_then(Op::Put {
-                key,
-                value: meta::encode(&topic),
-                lease: 0,
-            });
-        self.commit(txn, || {
-            ApiError::new(
-                ErrorCode::InvalidConfig,
-                format!("topic \"{name}\" changed concurrently; retry"),
-            )
-        })
-        .await?;
-        info!(topic = %name, ?ops, "altered topic configs");
-        Ok(())
+        Err(ApiError::new(
+            ErrorCode::RequestTimedOut,
+            format!("topic \"{name}\" kept changing concurrently; retry"),
+        ))
     }
 
     /// Hands out the next block of producer ids (fenced CAS on `producer-ids`).

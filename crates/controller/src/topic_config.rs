@@ -122,15 +122,22 @@ pub fn apply_ops(
             ConfigOp::Delete(k) => {
                 out.remove(k);
             }
+            // The value is itself a list: "compact,delete" appends both.
             ConfigOp::Append(k, v) => {
                 let mut items = list(&out, k)?;
-                if !items.contains(v) {
-                    items.push(v.clone());
+                for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                    if !items.iter().any(|i| i == item) {
+                        items.push(item.to_string());
+                    }
                 }
                 out.insert(k.clone(), items.join(","));
             }
             ConfigOp::Subtract(k, v) => {
-                let items: Vec<String> = list(&out, k)?.into_iter().filter(|i| i != v).collect();
+                let gone: Vec<&str> = v.split(',').map(str::trim).collect();
+                let items: Vec<String> = list(&out, k)?
+                    .into_iter()
+                    .filter(|i| !gone.contains(&i.as_str()))
+                    .collect();
                 out.insert(k.clone(), items.join(","));
             }
         }
@@ -166,6 +173,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out["cleanup.policy"], "compact");
+        let both = apply_ops(
+            &BTreeMap::new(),
+            &[ConfigOp::Append(
+                "cleanup.policy".into(),
+                "compact,delete".into(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(both["cleanup.policy"], "delete,compact");
         let e =
             apply_ops(&cur, &[ConfigOp::Append("retention.ms".into(), "5".into())]).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidConfig);

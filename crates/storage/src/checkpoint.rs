@@ -14,6 +14,8 @@ use crate::error::{StorageError, io_err};
 pub const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
 /// Broker-level file with each partition's high watermark.
 pub const REPLICATION_CHECKPOINT: &str = "replication-offset-checkpoint";
+/// Per log dir: log start offsets moved by DeleteRecords (Kafka's file).
+pub const LOG_START_CHECKPOINT: &str = "log-start-offset-checkpoint";
 
 /// Writes `contents` to `path` atomically.
 pub fn write_atomic(path: &Path, contents: &str) -> Result<(), StorageError> {

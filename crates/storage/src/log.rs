@@ -491,6 +491,34 @@ impl PartitionLog {
         self.epochs.clear()
     }
 
+    /// DeleteRecords: moves the log start up to `offset` (at most the log
+    /// end). Segments wholly below it are deleted; reads below it are out of
+    /// range, though the batch holding `offset` stays on disk. Returns the
+    /// log start, which never moves back.
+    pub fn advance_log_start(&mut self, offset: i64) -> Result<i64, StorageError> {
+        let offset = offset.min(self.log_end_offset());
+        if offset <= self.log_start_offset {
+            return Ok(self.log_start_offset);
+        }
+        // A segment is wholly below `offset` when the next one starts at or
+        // before it; the active segment always stays.
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        for pair in bases.windows(2) {
+            if pair[1] > offset {
+                break;
+            }
+            let seg = self.segments.remove(&pair[0]).expect("listed");
+            tracing::info!(dir = %self.dir.display(), base_offset = pair[0], "deleting segment below the new log start");
+            seg.delete()?;
+        }
+        self.generation += 1;
+        self.log_start_offset = offset;
+        self.clean_offset = self.clean_offset.max(offset);
+        self.recovery_point = self.recovery_point.max(offset);
+        self.epochs.truncate_from_start(offset)?;
+        Ok(offset)
+    }
+
     /// Deletes whole old segments by time and by size, never the active one;
     /// returns how many were deleted. Does nothing unless `cleanup.policy`
     /// includes delete.
@@ -522,7 +550,9 @@ impl PartitionLog {
             }
         }
         if deleted > 0 {
-            self.log_start_offset = *self.segments.keys().next().expect("non-empty");
+            // Never back: DeleteRecords may have moved it inside this segment.
+            let first = *self.segments.keys().next().expect("non-empty");
+            self.log_start_offset = self.log_start_offset.max(first);
             self.recovery_point = self.recovery_point.max(self.log_start_offset);
             self.epochs.truncate_from_start(self.log_start_offset)?;
         }

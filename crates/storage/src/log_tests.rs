@@ -562,3 +562,41 @@ proptest! {
         check(&log)?;
     }
 }
+
+#[test]
+fn advance_log_start_deletes_whole_segments_below_and_never_moves_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = batch(2, 0).len() as u64;
+    let cfg = LogConfig {
+        segment_bytes: one * 2,
+        ..small_config()
+    };
+    let mut log = PartitionLog::open(dir.path().join("t-0"), cfg, 0).unwrap();
+    // Segments: [0,4) [4,8) [8,12) [12,14) active.
+    for ts in 0..7 {
+        log.append_as_leader(batch(2, ts * 10), 0).unwrap();
+    }
+    assert_eq!(log.num_segments(), 4);
+    assert_eq!(log.advance_log_start(5).unwrap(), 5);
+    // [0,4) went; [4,8) holds offset 5 and stays.
+    assert_eq!(log.num_segments(), 3);
+    assert_eq!(log.log_start_offset(), 5);
+    assert!(matches!(
+        log.read(4, 100, i64::MAX, true),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+    // The batch holding 5 comes back whole (consumers skip offsets below).
+    assert_eq!(
+        offsets(log.read(5, usize::MAX, i64::MAX, true).unwrap())[0],
+        4
+    );
+    assert_eq!(log.advance_log_start(3).unwrap(), 5, "never moves back");
+    // Retention after it keeps the higher start.
+    assert_eq!(
+        log.advance_log_start(100).unwrap(),
+        14,
+        "at most the log end"
+    );
+    assert_eq!(log.num_segments(), 1);
+    assert_eq!(log.log_end_offset(), 14);
+}

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::checkpoint::{
-    OffsetMap, RECOVERY_POINT_CHECKPOINT, REPLICATION_CHECKPOINT, read_offsets, write_offsets,
+    LOG_START_CHECKPOINT, OffsetMap, RECOVERY_POINT_CHECKPOINT, REPLICATION_CHECKPOINT,
+    read_offsets, write_offsets,
 };
 use crate::config::LogConfig;
 use crate::error::{StorageError, io_err};
@@ -58,6 +59,7 @@ impl LogManager {
         for (i, root) in log_dirs.iter().enumerate() {
             std::fs::create_dir_all(root).map_err(io_err("create log dir", root))?;
             let recovery_points = read_offsets(&root.join(RECOVERY_POINT_CHECKPOINT))?;
+            let log_starts = read_offsets(&root.join(LOG_START_CHECKPOINT))?;
             let mut entries: Vec<_> = std::fs::read_dir(root)
                 .map_err(io_err("list log dir", root))?
                 .collect::<Result<_, _>>()
@@ -76,7 +78,12 @@ impl LogManager {
                     .get(&(topic.clone(), partition))
                     .copied()
                     .unwrap_or(0);
-                let log = PartitionLog::open(entry.path(), default_config.clone(), recovery_point)?;
+                let mut log =
+                    PartitionLog::open(entry.path(), default_config.clone(), recovery_point)?;
+                // DeleteRecords may have moved the start inside a segment.
+                if let Some(start) = log_starts.get(&(topic.clone(), partition)) {
+                    log.advance_log_start(*start)?;
+                }
                 placement.insert((topic.clone(), partition), i);
                 recovered.push(RecoveredLog {
                     topic,
@@ -171,6 +178,11 @@ impl LogManager {
         self.write_per_dir(REPLICATION_CHECKPOINT, entries)
     }
 
+    /// Writes `log-start-offset-checkpoint` in every log dir.
+    pub fn checkpoint_log_starts(&self, entries: &[(&str, i32, i64)]) -> Result<(), StorageError> {
+        self.write_per_dir(LOG_START_CHECKPOINT, entries)
+    }
+
     /// High watermarks from every log dir's `replication-offset-checkpoint`.
     pub fn read_high_watermarks(&self) -> Result<OffsetMap, StorageError> {
         let mut out = HashMap::new();
@@ -211,6 +223,32 @@ mod tests {
         assert_eq!(parse_log_dir_name("-3"), None);
         assert_eq!(parse_log_dir_name("t-x"), None);
         assert_eq!(log_dir_name("a-b", 3), "a-b-3");
+    }
+
+    #[test]
+    fn log_starts_moved_by_delete_records_survive_a_reopen() {
+        let d = tempfile::tempdir().unwrap();
+        let dirs = vec![d.path().to_path_buf()];
+        let (mut mgr, _) = LogManager::open(dirs.clone(), LogConfig::default()).unwrap();
+        let mut log = mgr.create_log("t", 0, LogConfig::default()).unwrap();
+        let recs: Vec<sluice_records::Record> = (0..10)
+            .map(|i| sluice_records::Record {
+                key: None,
+                value: Some(bytes::Bytes::from(vec![b'x'; 10])),
+                headers: vec![],
+                timestamp: i,
+                offset: 0,
+            })
+            .collect();
+        let batch = sluice_records::encode_batch(&recs, Default::default()).unwrap();
+        log.append_as_leader(bytes::BytesMut::from(&batch[..]), 0)
+            .unwrap();
+        assert_eq!(log.advance_log_start(6).unwrap(), 6);
+        mgr.checkpoint_log_starts(&[("t", 0, 6)]).unwrap();
+        log.close().unwrap();
+        let (_, recovered) = LogManager::open(dirs, LogConfig::default()).unwrap();
+        assert_eq!(recovered[0].log.log_start_offset(), 6);
+        assert_eq!(recovered[0].log.log_end_offset(), 10);
     }
 
     #[test]

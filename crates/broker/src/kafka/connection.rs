@@ -32,13 +32,21 @@ const STEP: usize = 1 << 20;
 /// connection until its response is out); one lets decoding overlap.
 const READ_AHEAD: usize = 1;
 
+/// Frames up to this size do not count against the request budget.
+const SMALL_FRAME: usize = 1 << 20;
+
+/// A request's body must arrive within this of its size prefix (and a large
+/// one get its share of the budget within it); Kafka clients time requests
+/// out after 30 s by default.
+const FRAME_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// `connections.max.idle.ms`: a connection silent this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// What the reader hands the handler: a request and the share of the
 /// broker's request-memory budget its bytes hold until it is answered.
 enum Incoming {
-    Request(Box<Request>, OwnedSemaphorePermit),
+    Request(Box<Request>, Option<OwnedSemaphorePermit>),
     /// ApiVersions at a version we do not serve: answered with v0 and the
     /// table, so the client can pick a version (KIP-511).
     ApiVersionsUnsupported {
@@ -60,6 +68,15 @@ pub(super) async fn serve(
     let reader = tokio::spawn(async move {
         let mut read = read;
         loop {
+            // A slot first: a frame is read only once it can be queued, so
+            // at most one waits behind the one being handled.
+            let slot = tokio::select! {
+                s = tx.reserve() => match s {
+                    Ok(s) => s,
+                    Err(_) => return,
+                },
+                _ = reader_stop.cancelled() => return,
+            };
             let frame = tokio::select! {
                 f = read_frame(&mut read, max, &budget) => f,
                 _ = reader_stop.cancelled() => return,
@@ -84,9 +101,7 @@ pub(super) async fn serve(
                     return;
                 }
             };
-            if tx.send(incoming).await.is_err() {
-                return;
-            }
+            slot.send(incoming);
         }
     });
     let mut write = BufWriter::with_capacity(64 << 10, write);
@@ -114,7 +129,7 @@ pub(super) async fn serve(
             Incoming::Request(req, permit) => {
                 let (id, key, version) = (req.header.correlation_id, req.api_key, req.version);
                 let outcome = dispatch::handle(&svc, *req, peer).await;
-                (id, key, version, outcome, Some(permit))
+                (id, key, version, outcome, permit)
             }
         };
         let response = match response {
@@ -149,14 +164,14 @@ async fn write_response(
     write.flush().await
 }
 
-/// Reads one frame; `None` at a clean end of stream between frames. The
-/// frame's bytes are taken from `budget` (KiB permits) before its body is
-/// read, so all connections together hold at most the budget in requests.
+/// Reads one frame; `None` at a clean end of stream between frames. A frame
+/// over [`SMALL_FRAME`] takes its bytes from `budget` (KiB permits) before
+/// its body is read, so large requests together hold at most the budget.
 async fn read_frame(
     read: &mut tokio::net::tcp::OwnedReadHalf,
     max: usize,
     budget: &Arc<Semaphore>,
-) -> Result<Option<(Bytes, OwnedSemaphorePermit)>, FrameReadError> {
+) -> Result<Option<(Bytes, Option<OwnedSemaphorePermit>)>, FrameReadError> {
     let mut size = [0u8; 4];
     match tokio::time::timeout(IDLE_TIMEOUT, read.read_exact(&mut size)).await {
         Err(_) => return Err(FrameReadError::Idle),
@@ -169,12 +184,22 @@ async fn read_frame(
         return Err(FrameReadError::Size { size, max });
     }
     let size = size as usize;
-    let kib = (size.div_ceil(1024) as u32).clamp(1, super::BUDGET_KIB);
-    let permit = budget
-        .clone()
-        .acquire_many_owned(kib)
-        .await
-        .map_err(|_| FrameReadError::Io(std::io::ErrorKind::Interrupted.into()))?;
+    // Frames up to 1 MiB (nearly all: metadata, group calls, typical
+    // produces) skip the budget, so large ones waiting for it never hold up
+    // a heartbeat. A large one waits at most FRAME_TIMEOUT for its share.
+    let permit = if size <= SMALL_FRAME {
+        None
+    } else {
+        let kib = (size.div_ceil(1024) as u32).min(super::BUDGET_KIB);
+        let acquire = budget.clone().acquire_many_owned(kib);
+        Some(
+            tokio::time::timeout(FRAME_TIMEOUT, acquire)
+                .await
+                .map_err(|_| FrameReadError::Busy { size })?
+                .map_err(|_| FrameReadError::Io(std::io::ErrorKind::Interrupted.into()))?,
+        )
+    };
+    let deadline = tokio::time::Instant::now() + FRAME_TIMEOUT;
     // Up to 1 MiB (a typical produce) is allocated at once; beyond that the
     // buffer grows with the bytes that arrive, so a client announcing 100 MiB
     // and sending nothing holds little memory.
@@ -184,9 +209,9 @@ async fn read_frame(
         if buf.capacity() == buf.len() {
             buf.reserve((size - buf.len()).min(buf.len().max(STEP)));
         }
-        let n = tokio::time::timeout(IDLE_TIMEOUT, limited.read_buf(&mut buf))
+        let n = tokio::time::timeout_at(deadline, limited.read_buf(&mut buf))
             .await
-            .map_err(|_| FrameReadError::Idle)?
+            .map_err(|_| FrameReadError::Slow { size })?
             .map_err(FrameReadError::Io)?;
         if n == 0 {
             return Err(FrameReadError::Io(std::io::ErrorKind::UnexpectedEof.into()));
@@ -203,4 +228,10 @@ enum FrameReadError {
     Io(std::io::Error),
     #[error("idle for {IDLE_TIMEOUT:?} (connections.max.idle.ms)")]
     Idle,
+    #[error("a {size}-byte request did not arrive within {FRAME_TIMEOUT:?}")]
+    Slow { size: usize },
+    #[error(
+        "no room for a {size}-byte request within {FRAME_TIMEOUT:?} (the broker's request memory is in use)"
+    )]
+    Busy { size: usize },
 }

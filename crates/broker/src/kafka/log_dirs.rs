@@ -1,9 +1,15 @@
-//! DescribeLogDirs through the core's answer.
+//! DescribeLogDirs and DeleteRecords through the core.
 
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
-use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName};
+use kafka_protocol::messages::{
+    DeleteRecordsRequest, DeleteRecordsResponse, DescribeLogDirsRequest, DescribeLogDirsResponse,
+    TopicName,
+};
 use sluice_proto::{broker as pb, common};
 
 use super::{code, str_bytes};
@@ -56,4 +62,51 @@ pub(super) fn describe_log_dirs(
         })
         .collect();
     DescribeLogDirsResponse::default().with_results(results)
+}
+
+pub(super) fn delete_records(
+    svc: &BrokerService,
+    req: DeleteRecordsRequest,
+) -> DeleteRecordsResponse {
+    let core = crate::service::delete_records::delete_records(
+        svc,
+        pb::DeleteRecordsRequest {
+            timeout_ms: req.timeout_ms,
+            topics: req
+                .topics
+                .iter()
+                .map(|t| pb::DeleteRecordsTopic {
+                    name: t.name.to_string(),
+                    partitions: t
+                        .partitions
+                        .iter()
+                        .map(|p| pb::DeleteRecordsPartition {
+                            partition: p.partition_index,
+                            offset: p.offset,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        },
+    );
+    DeleteRecordsResponse::default().with_topics(
+        core.topics
+            .into_iter()
+            .map(|t| {
+                DeleteRecordsTopicResult::default()
+                    .with_name(TopicName(str_bytes(t.name)))
+                    .with_partitions(
+                        t.partitions
+                            .into_iter()
+                            .map(|p| {
+                                DeleteRecordsPartitionResult::default()
+                                    .with_partition_index(p.partition)
+                                    .with_low_watermark(p.low_watermark)
+                                    .with_error_code(code(p.error.as_ref()))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
 }

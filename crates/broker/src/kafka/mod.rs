@@ -17,7 +17,7 @@
 //! - `metadata`, `produce`, `fetch`, `offsets` (ListOffsets,
 //!   OffsetForLeaderEpoch), `groups` (FindCoordinator and the group APIs),
 //!   `admin` (topics, partitions, configs, cluster, producer ids), `log_dirs`
-//!   (DescribeLogDirs): one file per API family, each a
+//!   (DescribeLogDirs, DeleteRecords): one file per API family, each a
 //!   translation onto the core.
 //!
 //! Node ids: Kafka clients see brokers only. FindCoordinator names the broker
@@ -52,10 +52,10 @@ use tracing::{info, warn};
 
 use crate::BrokerService;
 
-/// The memory all Kafka connections of a broker may hold in requests read
-/// but not yet answered, in KiB (Kafka's `queued.max.request.bytes`, which it
-/// leaves unbounded by default; 512 MiB here). A request larger than this
-/// takes all of it.
+/// The memory all Kafka connections of a broker may hold in large requests
+/// (over 1 MiB) read but not yet answered, in KiB (Kafka's
+/// `queued.max.request.bytes`, which it leaves unbounded by default; 512 MiB
+/// here). A request larger than this takes all of it.
 const BUDGET_KIB: u32 = 512 << 10;
 
 /// Serves Kafka connections from `incoming` until `stop` fires, then gives

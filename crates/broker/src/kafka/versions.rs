@@ -34,6 +34,7 @@ pub const TABLE: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::DeleteRecords, 0, 2),
 ];
 
 /// The served range of `key`, if it is served at all.

@@ -2,6 +2,7 @@
 //! only routes and holds what they share.
 
 pub(crate) mod coordinators;
+pub(crate) mod delete_records;
 pub(crate) mod fetch;
 pub(crate) mod find_coordinator;
 pub(crate) mod init_producer_id;
@@ -208,6 +209,16 @@ impl BrokerApi for BrokerService {
         Ok(Response::new(
             init_producer_id::init_producer_id(self).await,
         ))
+    }
+
+    async fn delete_records(
+        &self,
+        request: Request<pb::DeleteRecordsRequest>,
+    ) -> Result<Response<pb::DeleteRecordsResponse>, Status> {
+        Ok(Response::new(delete_records::delete_records(
+            self,
+            request.into_inner(),
+        )))
     }
 
     async fn describe_log_dirs(

@@ -235,6 +235,13 @@ impl Broker for Mock {
         Err(Status::unimplemented("mock"))
     }
 
+    async fn delete_records(
+        &self,
+        _: Request<sluice_proto::broker::DeleteRecordsRequest>,
+    ) -> Result<Response<sluice_proto::broker::DeleteRecordsResponse>, Status> {
+        Err(Status::unimplemented("mock"))
+    }
+
     async fn describe_log_dirs(
         &self,
         _: Request<sluice_proto::broker::DescribeLogDirsRequest>,

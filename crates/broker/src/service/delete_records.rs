@@ -1,0 +1,55 @@
+//! DeleteRecords: moves partitions' log starts forward on their leader.
+
+use sluice_proto::broker as pb;
+use sluice_types::ApiError;
+use tracing::{info, warn};
+
+use super::BrokerService;
+
+pub(crate) fn delete_records(
+    svc: &BrokerService,
+    req: pb::DeleteRecordsRequest,
+) -> pb::DeleteRecordsResponse {
+    let broker = &svc.broker;
+    let topics: Vec<pb::DeleteRecordsTopicResult> = req
+        .topics
+        .into_iter()
+        .map(|t| pb::DeleteRecordsTopicResult {
+            partitions: t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let result = match broker.replicas.get(&t.name, p.partition) {
+                        None => Err(broker.metadata.read(|v| match v.topics.get(&t.name) {
+                            None => ApiError::unknown_topic(&t.name),
+                            Some(_) => ApiError::unknown_partition(&t.name, p.partition),
+                        })),
+                        Some(part) => part.delete_records(p.offset),
+                    };
+                    match result {
+                        Ok(low) => {
+                            info!(topic = %t.name, partition = p.partition, low_watermark = low, "deleted records");
+                            pb::DeleteRecordsPartitionResult {
+                                partition: p.partition,
+                                error: None,
+                                low_watermark: low,
+                            }
+                        }
+                        Err(e) => pb::DeleteRecordsPartitionResult {
+                            partition: p.partition,
+                            error: Some(e.to_proto()),
+                            low_watermark: -1,
+                        },
+                    }
+                })
+                .collect(),
+            name: t.name,
+        })
+        .collect();
+    // Durable before the answer, so the records do not come back after a
+    // restart (the periodic checkpoint would otherwise be up to 5 s late).
+    if let Err(e) = broker.replicas.checkpoint_high_watermarks() {
+        warn!(error = %e, "log start checkpoint after DeleteRecords failed");
+    }
+    pb::DeleteRecordsResponse { topics }
+}
