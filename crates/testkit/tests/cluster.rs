@@ -23,8 +23,15 @@ async fn wait_partitions(
 ) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     loop {
-        let parts = describe(c, topic).await;
-        if pred(&parts) {
+        // A broker that has not seen a just-created topic yet answers
+        // UNKNOWN_TOPIC_OR_PARTITION: not yet, rather than a failure.
+        let admin = Admin::new(c.client_config()).unwrap();
+        let parts = match admin.describe_topics(&[topic.to_string()]).await {
+            Ok(d) => d[0].partitions.clone(),
+            Err(e) if e.code() == ErrorCode::UnknownTopicOrPartition => Vec::new(),
+            Err(e) => panic!("describe {topic}: {e}"),
+        };
+        if !parts.is_empty() && pred(&parts) {
             return;
         }
         if tokio::time::Instant::now() > deadline {

@@ -125,6 +125,25 @@ fn message(e: Option<&common::Error>) -> Option<StrBytes> {
         .map(|e| StrBytes::from_string(e.message.clone()))
 }
 
+/// Where the brokers `ids` are (each once): (id, host, port, rack), for the
+/// KIP-951 node endpoints of Produce and Fetch answers.
+fn endpoints(
+    svc: &BrokerService,
+    mut ids: Vec<i32>,
+) -> Vec<(i32, StrBytes, i32, Option<StrBytes>)> {
+    ids.sort_unstable();
+    ids.dedup();
+    svc.broker.metadata.read(|v| {
+        ids.iter()
+            .filter_map(|id| v.brokers.get(id))
+            .map(|b| {
+                let rack = b.rack.clone().map(str_bytes);
+                (b.broker_id, str_bytes(b.host.clone()), b.port, rack)
+            })
+            .collect()
+    })
+}
+
 fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }

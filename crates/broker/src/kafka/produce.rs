@@ -115,22 +115,17 @@ pub(super) async fn produce(svc: &BrokerService, req: ProduceRequest, version: i
 }
 
 /// The endpoints of `leaders`, for KIP-951 answers.
-fn node_endpoints(svc: &BrokerService, mut leaders: Vec<i32>) -> Vec<NodeEndpoint> {
-    leaders.sort_unstable();
-    leaders.dedup();
-    svc.broker.metadata.read(|v| {
-        leaders
-            .iter()
-            .filter_map(|id| v.brokers.get(id))
-            .map(|b| {
-                NodeEndpoint::default()
-                    .with_node_id(BrokerId(b.broker_id))
-                    .with_host(str_bytes(b.host.clone()))
-                    .with_port(b.port)
-                    .with_rack(b.rack.clone().map(str_bytes))
-            })
-            .collect()
-    })
+fn node_endpoints(svc: &BrokerService, leaders: Vec<i32>) -> Vec<NodeEndpoint> {
+    super::endpoints(svc, leaders)
+        .into_iter()
+        .map(|(id, host, port, rack)| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(id))
+                .with_host(host)
+                .with_port(port)
+                .with_rack(rack)
+        })
+        .collect()
 }
 
 fn every_partition(req: &ProduceRequest, error_code: i16, why: &str) -> ProduceResponse {
