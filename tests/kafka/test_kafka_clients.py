@@ -520,3 +520,63 @@ def test_delete_records_moves_the_log_start_on_every_replica(target, tmp_path):
             assert (lo, hi) == (30, 50), f"new leader {leader}"
         finally:
             target.restart(f"broker-{victim}")
+
+
+def test_a_killed_members_partitions_move_to_the_others(target, tmp_path):
+    """kill -9 of a group member (its own process): after its session times
+    out, the survivors own every partition and nothing is left unconsumed."""
+    import os
+    import signal
+    import sys
+
+    topic = target.create_topic(partitions=6)
+    group = f"kill-{uuid.uuid4().hex[:8]}"
+    script = tmp_path / "member.py"
+    script.write_text(
+        "import sys, time\n"
+        "from confluent_kafka import Consumer\n"
+        "c = Consumer({'bootstrap.servers': sys.argv[1], 'group.id': sys.argv[2],\n"
+        "              'session.timeout.ms': 6000, 'heartbeat.interval.ms': 500,\n"
+        "              'partition.assignment.strategy': 'range', 'auto.offset.reset': 'earliest'})\n"
+        "c.subscribe([sys.argv[3]])\n"
+        "while True:\n"
+        "    c.poll(0.2)\n"
+        "    if c.assignment():\n"
+        "        print(len(c.assignment()), flush=True)\n"
+    )
+    victim = subprocess.Popen([sys.executable, str(script), target.bootstrap, group, topic],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        members = [consumer(target, **{"group.id": group, "partition.assignment.strategy": "range",
+                                       "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+                   for _ in range(2)]
+        for m in members:
+            m.subscribe([topic])
+        # All three in one generation: two partitions each.
+        deadline = time.time() + 60
+        while sorted(len(m.assignment()) for m in members) != [2, 2]:
+            assert time.time() < deadline, [m.assignment() for m in members]
+            for m in members:
+                m.consume(num_messages=10, timeout=0.1)
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(10)
+        # Its partitions move once its session expires.
+        deadline = time.time() + 45
+        while sum(len(m.assignment()) for m in members) != 6:
+            assert time.time() < deadline, [m.assignment() for m in members]
+            for m in members:
+                m.consume(num_messages=10, timeout=0.1)
+        p = producer(target)
+        produce_all(p, topic, ((str(i).encode(), str(i).encode()) for i in range(600)))
+        seen = []
+        deadline = time.time() + 60
+        while len(seen) < 600 and time.time() < deadline:
+            for m in members:
+                seen += [int(x.value()) for x in m.consume(num_messages=500, timeout=0.2)
+                         if not x.error()]
+        assert sorted(seen) == list(range(600))
+        for m in members:
+            m.close()
+    finally:
+        if victim.poll() is None:
+            victim.kill()
