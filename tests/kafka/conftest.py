@@ -79,8 +79,19 @@ class Target:
         return int((self.workdir / "pids" / f"broker-{broker_id}.pid").read_text().strip())
 
     def restart(self, name: str) -> None:
+        """Restarts a process of the cluster and waits until every broker is
+        registered again."""
         subprocess.run([str(REPO / "scripts" / "local-cluster.sh"), "restart", name,
                         "--dir", str(self.workdir)], check=True, capture_output=True, timeout=120)
+        deadline = time.time() + 60
+        while True:
+            out = self.sluice("cluster", "--bootstrap-server", self.bootstrap, "--describe",
+                              check=False).stdout
+            if out.count("Status: alive") == self.brokers:
+                return
+            if time.time() > deadline:
+                raise TimeoutError(f"{name} did not come back:\n{out}")
+            time.sleep(0.3)
 
 
 def start_standalone(workdir: Path) -> Target:

@@ -580,3 +580,47 @@ def test_a_killed_members_partitions_move_to_the_others(target, tmp_path):
     finally:
         if victim.poll() is None:
             victim.kill()
+
+
+def test_a_replica_behind_the_leaders_log_start_catches_up(target):
+    """A follower that was down while DeleteRecords moved the log start past
+    everything it has restarts its log at the leader's start and rejoins the
+    ISR."""
+    if target.kind != "cluster":
+        pytest.skip("needs a cluster")
+    import os
+    import signal
+
+    admin = AdminClient({"bootstrap.servers": target.bootstrap})
+    topic = target.create_topic(partitions=1, rf=3)
+    md = admin.list_topics(topic, timeout=10).topics[topic].partitions[0]
+    follower = next(r for r in md.replicas if r != md.leader)
+    p = producer(target)
+    produce_all(p, topic, ((None, str(i).encode()) for i in range(100)))
+    os.kill(target.broker_pid(follower), signal.SIGKILL)
+    try:
+        p = producer(target, acks="1")
+        produce_all(p, topic, ((None, str(i).encode()) for i in range(100, 300)))
+        # The high watermark moves once the dead follower leaves the ISR
+        # (replica.lag.time.max.ms); DeleteRecords can only go up to it.
+        c = consumer(target)
+        deadline = time.time() + 60
+        while c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1] < 300:
+            assert time.time() < deadline, "the ISR never shrank"
+            time.sleep(0.5)
+        c.close()
+        [res] = admin.delete_records([TopicPartition(topic, 0, 250)]).values()
+        assert res.result(30).low_watermark == 250
+    finally:
+        target.restart(f"broker-{follower}")
+    deadline = time.time() + 60
+    while True:
+        isr = admin.list_topics(topic, timeout=10).topics[topic].partitions[0].isrs
+        if follower in isr:
+            break
+        assert time.time() < deadline, f"broker {follower} never rejoined the ISR: {isr}"
+        time.sleep(0.5)
+    c = consumer(target)
+    lo, hi = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+    c.close()
+    assert (lo, hi) == (250, 300)

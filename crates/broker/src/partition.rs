@@ -480,16 +480,6 @@ impl Partition {
         self.set_log_start(&mut log, target)
     }
 
-    /// Follower: follows the leader's log start (moved by DeleteRecords or
-    /// retention), as far as this replica's log reaches.
-    pub fn follow_log_start(&self, leader_log_start: i64) -> Result<(), ApiError> {
-        if leader_log_start <= self.offsets().log_start {
-            return Ok(());
-        }
-        let mut log = self.log.write();
-        self.set_log_start(&mut log, leader_log_start).map(|_| ())
-    }
-
     fn set_log_start(&self, log: &mut PartitionLog, offset: i64) -> Result<i64, ApiError> {
         let start = log
             .advance_log_start(offset)
@@ -559,6 +549,17 @@ impl Partition {
     ) -> Result<(), ApiError> {
         if !batches.is_empty() {
             let headers: Vec<_> = batch_headers(&batches).collect();
+            // An empty log restarted at the leader's log start, which lies
+            // inside a batch: the batch comes whole, so the log restarts at
+            // its first offset (the log start is set again just after).
+            if let Some(first) = headers.first()
+                && first.base_offset < log.log_end_offset()
+                && log.log_end_offset() == log.log_start_offset()
+                && first.next_offset() > log.log_end_offset()
+            {
+                log.truncate_fully_and_start_at(first.base_offset)
+                    .map_err(|e| storage_err(&self.topic, self.partition, e))?;
+            }
             log.append_as_follower(batches)
                 .map_err(|e| storage_err(&self.topic, self.partition, e))?;
             let mut producers = self.producers.lock();
@@ -592,8 +593,10 @@ impl Partition {
             *self.producers.lock() = load_producer_state(log);
         }
         let leo = log.log_end_offset();
+        let log_start = log.log_start_offset();
         self.offsets.send_modify(|o| {
             o.leo = leo;
+            o.log_start = log_start;
             o.hw = o.hw.min(leo);
         });
         Ok(())
@@ -612,21 +615,56 @@ impl Partition {
         diverging_end: Option<i64>,
         batches: Bytes,
         leader_hw: i64,
+        leader_log_start: i64,
     ) -> Result<bool, ApiError> {
         let mut log = self.log.write();
-        {
-            let role = self.role.read();
-            if role.leader != leader
-                || role.leader_epoch != leader_epoch
-                || leader == self.broker_id
-            {
-                return Ok(false);
-            }
+        if !self.still_follows(leader, leader_epoch) {
+            return Ok(false);
         }
         match diverging_end {
             Some(end) => self.truncate_log(&mut log, end)?,
-            None => self.append_fetched(&mut log, batches, leader_hw)?,
+            None => {
+                self.append_fetched(&mut log, batches, leader_hw)?;
+                // Follow the leader's log start (DeleteRecords, retention),
+                // never past what this replica knows is committed.
+                let target = leader_log_start.min(self.offsets().hw);
+                if target > log.log_start_offset() {
+                    self.set_log_start(&mut log, target)?;
+                }
+            }
         }
+        Ok(true)
+    }
+
+    /// Whether this replica still follows `leader` in `leader_epoch`.
+    fn still_follows(&self, leader: i32, leader_epoch: i32) -> bool {
+        let role = self.role.read();
+        role.leader == leader && role.leader_epoch == leader_epoch && leader != self.broker_id
+    }
+
+    /// Follower: the leader no longer has the offset this replica needs next
+    /// (its log start moved past it): empty the log and start over at the
+    /// leader's log start. False when the role moved on meanwhile.
+    pub fn restart_at_leader_start(
+        &self,
+        leader: i32,
+        leader_epoch: i32,
+        leader_log_start: i64,
+    ) -> Result<bool, ApiError> {
+        let mut log = self.log.write();
+        if !self.still_follows(leader, leader_epoch) || leader_log_start <= log.log_end_offset() {
+            return Ok(false);
+        }
+        tracing::warn!(topic = %self.topic, partition = self.partition, log_end = log.log_end_offset(), leader_log_start, "behind the leader's log start; restarting the log there");
+        log.truncate_fully_and_start_at(leader_log_start)
+            .map_err(|e| storage_err(&self.topic, self.partition, e))?;
+        let _ = std::fs::remove_file(log.dir().join(crate::producer_state::SNAPSHOT_FILE));
+        *self.producers.lock() = load_producer_state(&log);
+        self.offsets.send_modify(|o| {
+            o.leo = leader_log_start;
+            o.log_start = leader_log_start;
+            o.hw = o.hw.max(leader_log_start);
+        });
         Ok(true)
     }
 
@@ -1101,7 +1139,7 @@ mod tests {
         next.set_role(role(2, 2, &[1, 2])).unwrap();
         assert!(
             !next
-                .apply_replica_fetch(1, 1, None, batches.clone(), hw)
+                .apply_replica_fetch(1, 1, None, batches.clone(), hw, 0)
                 .unwrap()
         );
         assert_eq!(next.offsets().leo, 0, "nothing from the old leader landed");
@@ -1112,7 +1150,7 @@ mod tests {
         follower.set_role(role(1, 1, &[1, 3])).unwrap();
         assert!(
             follower
-                .apply_replica_fetch(1, 1, None, batches, hw)
+                .apply_replica_fetch(1, 1, None, batches, hw, 0)
                 .unwrap()
         );
         assert_eq!(follower.offsets().leo, 1);

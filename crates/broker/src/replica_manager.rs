@@ -181,6 +181,10 @@ impl ReplicaManager {
                 .map(|(k, _)| k.clone())
                 .collect()
         };
+        // A deleted (or re-created) partition's old log start must leave the
+        // checkpoint at once, or a crash before the next periodic one would
+        // apply it to a new log of the same name.
+        let mut checkpoint = !stale.is_empty();
         for key in stale {
             self.delete_partition(&key);
         }
@@ -194,7 +198,10 @@ impl ReplicaManager {
                     p
                 }
                 None => match self.create_partition(&key, log_config, &role.topic_id) {
-                    Ok(p) => p,
+                    Ok(p) => {
+                        checkpoint = true;
+                        p
+                    }
                     Err(e) => {
                         warn!(topic = %key.0, partition = key.1, error = %e, "cannot create log");
                         continue;
@@ -204,6 +211,9 @@ impl ReplicaManager {
             if let Err(e) = partition.set_role(role) {
                 warn!(topic = %key.0, partition = key.1, error = %e, "cannot apply partition role");
             }
+        }
+        if checkpoint && let Err(e) = self.checkpoint_high_watermarks() {
+            warn!(error = %e, "checkpoint after creating or deleting logs failed");
         }
     }
 
@@ -295,6 +305,10 @@ impl ReplicaManager {
     /// Writes the high-watermark and log-start checkpoints (the latter keeps
     /// what DeleteRecords removed from coming back after a restart).
     pub fn checkpoint_high_watermarks(&self) -> Result<(), ApiError> {
+        // Offsets are read under the lock: a writer that read them earlier
+        // must not overwrite a newer log start (DeleteRecords) with its older
+        // one.
+        let logs = self.logs.lock();
         let parts = self.all();
         let offsets: Vec<_> = parts.iter().map(|p| p.offsets()).collect();
         let hws: Vec<(&str, i32, i64)> = parts
@@ -307,7 +321,6 @@ impl ReplicaManager {
             .zip(&offsets)
             .map(|(p, o)| (p.topic.as_str(), p.partition, o.log_start))
             .collect();
-        let logs = self.logs.lock();
         logs.checkpoint_high_watermarks(&hws)
             .and_then(|()| logs.checkpoint_log_starts(&starts))
             .map_err(|e| ApiError::new(ErrorCode::KafkaStorageError, e.to_string()))

@@ -16,7 +16,7 @@ use sluice_proto::broker::broker_client::BrokerClient;
 use sluice_proto::broker::{ReplicaFetchPartition, ReplicaFetchRequest, ReplicaFetchTopic};
 use sluice_proto::controller::controller_client::ControllerClient;
 use sluice_proto::controller::{AlterPartitionData, AlterPartitionRequest, AlterPartitionTopic};
-use sluice_types::ApiError;
+use sluice_types::{ApiError, ErrorCode};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 use tracing::{debug, info, warn};
@@ -158,6 +158,17 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32) {
                     continue;
                 };
                 if let Some(e) = ApiError::from_proto(p.error.as_ref()) {
+                    // Below the leader's log start (retention or DeleteRecords
+                    // removed what this replica needs next): start over there.
+                    if e.code == ErrorCode::OffsetOutOfRange && p.log_start_offset >= 0 {
+                        match part.restart_at_leader_start(leader, *epoch, p.log_start_offset) {
+                            Ok(true) => continue,
+                            Ok(false) => {}
+                            Err(e) => {
+                                warn!(topic = %t.name, partition = p.partition, error = %e, "cannot restart the log at the leader's start")
+                            }
+                        }
+                    }
                     debug!(topic = %t.name, partition = p.partition, error = %e, "replica fetch partition error");
                     backoff = true;
                     continue;
@@ -168,14 +179,10 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32) {
                     p.diverging_epoch.map(|d| d.end_offset),
                     p.record_batches,
                     p.high_watermark,
+                    p.log_start_offset,
                 );
                 if let Ok(false) = result {
                     debug!(topic = %t.name, partition = p.partition, leader, "dropped a replica fetch answer: the partition's leader or epoch changed meanwhile");
-                }
-                if let Ok(true) = result
-                    && let Err(e) = part.follow_log_start(p.log_start_offset)
-                {
-                    warn!(topic = %t.name, partition = p.partition, error = %e, "cannot follow the leader's log start");
                 }
                 if let Err(e) = result {
                     warn!(topic = %t.name, partition = p.partition, error = %e, "cannot apply replicated data");

@@ -386,7 +386,10 @@ impl Admin {
     /// high watermark) on its leader, as `kafka-delete-records.sh` does;
     /// returns the partition's new log start (low watermark).
     pub async fn delete_records(&self, topic: &str, partition: i32, offset: i64) -> Result<i64> {
-        self.cluster.refresh(&[topic.to_string()]).await?;
+        let count = self.cluster.partition_count(topic).await?;
+        if partition < 0 || partition >= count {
+            return Err(ApiError::unknown_partition(topic, partition).into());
+        }
         let leader = self.cluster.leader(topic, partition).leader;
         if leader < 0 {
             return Err(ApiError::new(

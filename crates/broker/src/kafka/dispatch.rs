@@ -84,7 +84,7 @@ pub(super) async fn handle(svc: &BrokerService, req: Request, peer: SocketAddr) 
             ResponseKind::IncrementalAlterConfigs(admin::incremental_alter_configs(svc, r).await)
         }
         RequestKind::DeleteRecords(r) => {
-            ResponseKind::DeleteRecords(log_dirs::delete_records(svc, r))
+            ResponseKind::DeleteRecords(log_dirs::delete_records(svc, r).await)
         }
         RequestKind::DescribeLogDirs(r) => {
             ResponseKind::DescribeLogDirs(log_dirs::describe_log_dirs(svc, r))

@@ -64,11 +64,11 @@ pub(super) fn describe_log_dirs(
     DescribeLogDirsResponse::default().with_results(results)
 }
 
-pub(super) fn delete_records(
+pub(super) async fn delete_records(
     svc: &BrokerService,
     req: DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
-    let core = crate::service::delete_records::delete_records(
+    let core = crate::service::delete_records::delete_records_blocking(
         svc,
         pb::DeleteRecordsRequest {
             timeout_ms: req.timeout_ms,
@@ -88,7 +88,30 @@ pub(super) fn delete_records(
                 })
                 .collect(),
         },
-    );
+    )
+    .await;
+    let core = match core {
+        Ok(c) => c,
+        Err(e) => {
+            let failed =
+                |p: &kafka_protocol::messages::delete_records_request::DeleteRecordsPartition| {
+                    DeleteRecordsPartitionResult::default()
+                        .with_partition_index(p.partition_index)
+                        .with_low_watermark(-1)
+                        .with_error_code(super::api_code(&e))
+                };
+            return DeleteRecordsResponse::default().with_topics(
+                req.topics
+                    .iter()
+                    .map(|t| {
+                        DeleteRecordsTopicResult::default()
+                            .with_name(t.name.clone())
+                            .with_partitions(t.partitions.iter().map(failed).collect())
+                    })
+                    .collect(),
+            );
+        }
+    };
     DeleteRecordsResponse::default().with_topics(
         core.topics
             .into_iter()

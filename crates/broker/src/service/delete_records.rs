@@ -11,7 +11,7 @@ pub(crate) fn delete_records(
     req: pb::DeleteRecordsRequest,
 ) -> pb::DeleteRecordsResponse {
     let broker = &svc.broker;
-    let topics: Vec<pb::DeleteRecordsTopicResult> = req
+    let mut topics: Vec<pb::DeleteRecordsTopicResult> = req
         .topics
         .into_iter()
         .map(|t| pb::DeleteRecordsTopicResult {
@@ -50,6 +50,24 @@ pub(crate) fn delete_records(
     // restart (the periodic checkpoint would otherwise be up to 5 s late).
     if let Err(e) = broker.replicas.checkpoint_high_watermarks() {
         warn!(error = %e, "log start checkpoint after DeleteRecords failed");
+        for p in topics.iter_mut().flat_map(|t| &mut t.partitions) {
+            if p.error.is_none() {
+                p.error = Some(e.to_proto());
+                p.low_watermark = -1;
+            }
+        }
     }
     pb::DeleteRecordsResponse { topics }
+}
+
+/// [`delete_records`] on the blocking pool: it deletes segment files and
+/// fsyncs a checkpoint, which must not stall a runtime worker.
+pub(crate) async fn delete_records_blocking(
+    svc: &BrokerService,
+    req: pb::DeleteRecordsRequest,
+) -> Result<pb::DeleteRecordsResponse, ApiError> {
+    let svc = svc.clone();
+    tokio::task::spawn_blocking(move || delete_records(&svc, req))
+        .await
+        .map_err(|e| ApiError::internal(format!("DeleteRecords task failed: {e}")))
 }

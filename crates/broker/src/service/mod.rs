@@ -215,10 +215,9 @@ impl BrokerApi for BrokerService {
         &self,
         request: Request<pb::DeleteRecordsRequest>,
     ) -> Result<Response<pb::DeleteRecordsResponse>, Status> {
-        Ok(Response::new(delete_records::delete_records(
-            self,
-            request.into_inner(),
-        )))
+        Ok(Response::new(
+            delete_records::delete_records_blocking(self, request.into_inner()).await?,
+        ))
     }
 
     async fn describe_log_dirs(

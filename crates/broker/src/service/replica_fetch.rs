@@ -126,6 +126,11 @@ fn read_all(
                 }
                 Err(e) => {
                     urgent = true;
+                    // With OFFSET_OUT_OF_RANGE the follower restarts its log
+                    // at the leader's start, so say where that is.
+                    let o = partition.offsets();
+                    out.high_watermark = o.hw;
+                    out.log_start_offset = o.log_start;
                     out.error = Some(e.to_proto());
                 }
             }
