@@ -11,7 +11,8 @@
 //! - [`metadata`]: [`MetadataCache`], the broker's view of the cluster, fed by a
 //!   watch on the metadata store.
 //! - [`partition`]: [`Partition`], one local replica: its log, leader epoch and
-//!   the (log end offset, high watermark) watch that long polls wait on.
+//!   the (log end offset, high watermark) watch that long polls wait on
+//!   (`partition::follower`: the follower side of it).
 //! - [`producer_state`]: idempotent-producer state per partition (dedup of
 //!   retried batches, sequence gap detection), snapshotted beside the log.
 //! - [`replica_manager`]: [`ReplicaManager`], every local replica: append, read,

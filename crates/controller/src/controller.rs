@@ -11,9 +11,7 @@ use sluice_types::meta::{
     self, BrokerRegistration, ControllerInfo, CoordinatorRegistration, OffsetsOwner,
     PartitionState, ProducerIdBlock, TopicRecord,
 };
-use sluice_types::names::{
-    CONSUMER_OFFSETS_TOPIC as OFFSETS_TOPIC, collision_name, is_internal_topic, validate_topic_name,
-};
+use sluice_types::names::CONSUMER_OFFSETS_TOPIC as OFFSETS_TOPIC;
 use sluice_types::{ApiError, ErrorCode};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -21,23 +19,12 @@ use tracing::{info, warn};
 
 use crate::config::ControllerConfig;
 use crate::placement::assign_replicas;
-use crate::topic_config;
+
+mod topic_admin;
+pub use topic_admin::NewTopic;
 
 /// Producer ids handed to a broker per AllocateProducerIds call (Kafka's 1000).
 pub const PRODUCER_ID_BLOCK_SIZE: i32 = 1000;
-
-/// A topic to create, after defaults are applied by [`Controller::create_topic`].
-#[derive(Debug, Clone, Default)]
-pub struct NewTopic {
-    pub name: String,
-    /// -1 for `num.partitions`.
-    pub num_partitions: i32,
-    /// -1 for `default.replication.factor`.
-    pub replication_factor: i32,
-    /// Explicit placement, partition order.
-    pub assignment: Option<Vec<Vec<i32>>>,
-    pub configs: BTreeMap<String, String>,
-}
 
 /// A partition's state as read from the store, for a conditional update.
 struct StoredPartition {
@@ -763,118 +750,6 @@ impl Controller {
         Ok(Some((t, kv.mod_revision)))
     }
 
-    /// Creates a topic: validates, places replicas over live brokers, and writes
-    /// the topic and its partition states in one fenced transaction.
-    pub async fn create_topic(
-        &self,
-        req: NewTopic,
-        validate_only: bool,
-    ) -> Result<TopicRecord, ApiError> {
-        let leader = self.leader_key()?;
-        validate_topic_name(&req.name)?;
-        if is_internal_topic(&req.name) || req.name.starts_with("__") {
-            return Err(ApiError::new(
-                ErrorCode::InvalidTopicException,
-                format!(
-                    "topic names starting with \"__\" are reserved for internal topics: \"{}\"",
-                    req.name
-                ),
-            ));
-        }
-        topic_config::validate(&req.configs)?;
-        let live = self.live_brokers().await?;
-        let brokers: Vec<i32> = live.iter().map(|b| b.broker_id).collect();
-        let assignment = match req.assignment {
-            Some(a) => {
-                if req.num_partitions != -1 || req.replication_factor != -1 {
-                    return Err(ApiError::new(
-                        ErrorCode::InvalidRequest,
-                        "give either an explicit replica assignment or partitions and replication factor, not both",
-                    ));
-                }
-                validate_assignment(&a, &brokers)?;
-                a
-            }
-            None => {
-                let partitions = if req.num_partitions == -1 {
-                    self.config.num_partitions
-                } else {
-                    req.num_partitions
-                };
-                if partitions < 1 {
-                    return Err(ApiError::new(
-                        ErrorCode::InvalidPartitions,
-                        format!("number of partitions must be at least 1, got {partitions}"),
-                    ));
-                }
-                let rf = if req.replication_factor == -1 {
-                    self.config.default_replication_factor
-                } else {
-                    req.replication_factor
-                };
-                self.place(&live, 0, partitions, rf)?
-            }
-        };
-        if let Some((existing, _)) = self.topic(&req.name).await? {
-            return Err(topic_exists(&existing.name));
-        }
-        let (topics, _) = self
-            .store
-            .range(meta::TOPICS_PREFIX)
-            .await
-            .map_err(meta_err)?;
-        let collision = collision_name(&req.name);
-        for kv in &topics {
-            let other = kv.key.trim_start_matches(meta::TOPICS_PREFIX);
-            if collision_name(other) == collision {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidTopicException,
-                    format!(
-                        "topic \"{}\" collides with existing topic \"{other}\": '.' and '_' may not be the only difference",
-                        req.name
-                    ),
-                ));
-            }
-        }
-        let record = TopicRecord {
-            name: req.name.clone(),
-            topic_id: uuid::Uuid::new_v4().to_string(),
-            assignment,
-            configs: req.configs,
-            internal: false,
-        };
-        if validate_only {
-            return Ok(record);
-        }
-        self.write_new_topic(&leader, &record, &brokers).await?;
-        info!(topic = %record.name, partitions = record.num_partitions(), rf = record.replication_factor(), "created topic");
-        Ok(record)
-    }
-
-    async fn write_new_topic(
-        &self,
-        leader: &LeaderKey,
-        record: &TopicRecord,
-        live: &[i32],
-    ) -> Result<(), ApiError> {
-        let key = meta::topic_key(&record.name);
-        let mut txn = Txn::fenced(leader)
-            .when(Compare::absent(key.clone()))
-            .and_then(Op::Put {
-                key,
-                value: meta::encode(record),
-                lease: 0,
-            });
-        for (p, replicas) in record.assignment.iter().enumerate() {
-            txn = txn.and_then(Op::Put {
-                key: meta::partition_key(&record.name, p as i32),
-                value: meta::encode(&initial_state(replicas, live)),
-                lease: 0,
-            });
-        }
-        self.commit(txn, || topic_exists(&record.name)).await
-    }
-
     /// Runs a fenced transaction; a failed compare is either lost leadership or
     /// the caller's own condition (`on_conflict`).
     async fn commit(
@@ -906,144 +781,6 @@ impl Controller {
             ));
         }
         Err(on_conflict())
-    }
-
-    /// Deletes a topic's metadata; brokers delete its data when they see it go.
-    pub async fn delete_topic(&self, name: &str) -> Result<(), ApiError> {
-        let leader = self.leader_key()?;
-        if is_internal_topic(name) {
-            return Err(ApiError::new(
-                ErrorCode::InvalidTopicException,
-                format!("internal topic \"{name}\" cannot be deleted"),
-            ));
-        }
-        if self.topic(name).await?.is_none() {
-            return Err(ApiError::unknown_topic(name));
-        }
-        let key = meta::topic_key(name);
-        let txn = Txn::fenced(&leader)
-            .when(Compare::present(key.clone()))
-            .and_then(Op::Delete { key })
-            .and_then(Op::DeletePrefix {
-                prefix: meta::partitions_prefix(name),
-            });
-        self.commit(txn, || ApiError::unknown_topic(name)).await?;
-        info!(topic = %name, "deleted topic");
-        Ok(())
-    }
-
-    /// Raises a topic's partition count to `count`.
-    pub async fn create_partitions(
-        &self,
-        name: &str,
-        count: i32,
-        assignment: Option<Vec<Vec<i32>>>,
-        validate_only: bool,
-    ) -> Result<(), ApiError> {
-        let leader = self.leader_key()?;
-        let Some((mut topic, rev)) = self.topic(name).await? else {
-            return Err(ApiError::unknown_topic(name));
-        };
-        let current = topic.num_partitions();
-        if count <= current {
-            return Err(ApiError::new(
-                ErrorCode::InvalidPartitions,
-                format!(
-                    "topic \"{name}\" has {current} partitions; the new count {count} must be higher"
-                ),
-            ));
-        }
-        let live = self.live_brokers().await?;
-        let brokers: Vec<i32> = live.iter().map(|b| b.broker_id).collect();
-        let added = match assignment {
-            Some(a) => {
-                if a.len() as i32 != count - current {
-                    return Err(ApiError::new(
-                        ErrorCode::InvalidReplicaAssignment,
-                        format!(
-                            "assignment covers {} partitions, {} are being added",
-                            a.len(),
-                            count - current
-                        ),
-                    ));
-                }
-                validate_assignment(&a, &brokers)?;
-                a
-            }
-            None => self.place(&live, current, count - current, topic.replication_factor())?,
-        };
-        if validate_only {
-            return Ok(());
-        }
-        let key = meta::topic_key(name);
-        let mut txn = Txn::fenced(&leader).when(Compare::mod_revision_eq(key.clone(), rev));
-        for (i, replicas) in added.iter().enumerate() {
-            txn = txn.and_then(Op::Put {
-                key: meta::partition_key(name, current + i as i32),
-                value: meta::encode(&initial_state(replicas, &brokers)),
-                lease: 0,
-            });
-        }
-        topic.assignment.extend(added);
-        txn = txn.and_then(Op::Put {
-            key,
-            value: meta::encode(&topic),
-            lease: 0,
-        });
-        self.commit(txn, || {
-            ApiError::new(
-                ErrorCode::InvalidPartitions,
-                format!("topic \"{name}\" changed concurrently; retry"),
-            )
-        })
-        .await?;
-        info!(topic = %name, from = current, to = count, "added partitions");
-        Ok(())
-    }
-
-    /// Changes a topic's config overrides (fenced CAS on the topic record);
-    /// brokers apply them as the record reaches them.
-    pub async fn alter_topic_configs(
-        &self,
-        name: &str,
-        ops: &[crate::topic_config::ConfigOp],
-        validate_only: bool,
-    ) -> Result<(), ApiError> {
-        let leader = self.leader_key()?;
-        // Read-modify-write: a concurrent change to the topic record (another
-        // admin, a CreatePartitions) fails the CAS; read again and retry.
-        for _ in 0..8 {
-            let Some((mut topic, rev)) = self.topic(name).await? else {
-                return Err(ApiError::unknown_topic(name));
-            };
-            topic.configs = crate::topic_config::apply_ops(&topic.configs, ops)?;
-            if validate_only {
-                return Ok(());
-            }
-            let key = meta::topic_key(name);
-            let txn = Txn::fenced(&leader)
-                .when(Compare::mod_revision_eq(key.clone(), rev))
-                .and_then(Op::Put {
-                    key,
-                    value: meta::encode(&topic),
-                    lease: 0,
-                });
-            match self
-                .commit(txn, || ApiError::internal("topic record raced"))
-                .await
-            {
-                Ok(()) => {
-                    info!(topic = %name, ?ops, "altered topic configs");
-                    return Ok(());
-                }
-                Err(e) if e.code == ErrorCode::UnknownServerError => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(ApiError::new(
-            ErrorCode::RequestTimedOut,
-            format!("topic \"{name}\" kept changing concurrently; retry"),
-        ))
     }
 
     /// Hands out the next block of producer ids (fenced CAS on `producer-ids`).
@@ -1086,52 +823,4 @@ impl Controller {
             "could not allocate producer ids: too much contention",
         ))
     }
-}
-
-fn topic_exists(name: &str) -> ApiError {
-    ApiError::new(
-        ErrorCode::TopicAlreadyExists,
-        format!("topic \"{name}\" already exists"),
-    )
-}
-
-/// A new partition's state: the first live replica leads, every replica is in sync
-/// (they are all empty).
-fn initial_state(replicas: &[i32], live: &[i32]) -> PartitionState {
-    let leader = replicas
-        .iter()
-        .copied()
-        .find(|r| live.contains(r))
-        .unwrap_or(-1);
-    PartitionState {
-        leader,
-        leader_epoch: 0,
-        isr: replicas.to_vec(),
-        partition_epoch: 0,
-    }
-}
-
-fn validate_assignment(a: &[Vec<i32>], live: &[i32]) -> Result<(), ApiError> {
-    let bad = |m: String| Err(ApiError::new(ErrorCode::InvalidReplicaAssignment, m));
-    let Some(first) = a.first() else {
-        return bad("the assignment is empty".into());
-    };
-    for (p, replicas) in a.iter().enumerate() {
-        if replicas.is_empty() || replicas.len() != first.len() {
-            return bad(format!(
-                "partition {p} has {} replicas; every partition needs the same non-zero count",
-                replicas.len()
-            ));
-        }
-        let distinct: HashSet<_> = replicas.iter().collect();
-        if distinct.len() != replicas.len() {
-            return bad(format!("partition {p} lists a broker twice: {replicas:?}"));
-        }
-        if let Some(b) = replicas.iter().find(|b| !live.contains(b)) {
-            return bad(format!(
-                "partition {p} names broker {b}, which is not a live broker"
-            ));
-        }
-    }
-    Ok(())
 }

@@ -9,8 +9,9 @@
 //! - [`placement`]: replica placement (pure: spread replicas and leaders evenly).
 //! - [`election`]: leader election and ISR shrink on broker liveness (pure).
 //! - [`topic_config`]: validation of per-topic configuration overrides.
-//! - [`controller`]: [`Controller`], the election loop and the admin operations
-//!   (create/delete topics, add partitions, describe the cluster).
+//! - [`controller`]: [`Controller`], the election loop, partition leadership
+//!   and ISR changes, producer ids; `controller::topic_admin` the topic
+//!   operations (create/delete topics, add partitions, alter configs).
 //! - [`service`]: the gRPC `Controller` service, one file per RPC family.
 
 pub mod config;

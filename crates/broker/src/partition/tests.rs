@@ -1,0 +1,286 @@
+//! Partition tests: leader and follower replicas on real logs.
+
+use bytes::BytesMut;
+use sluice_records::{EncodeOptions, Record, encode_batch};
+
+use super::*;
+
+fn batch(values: &[&str]) -> BytesMut {
+    let recs: Vec<Record> = values
+        .iter()
+        .map(|v| Record {
+            value: Some(Bytes::copy_from_slice(v.as_bytes())),
+            timestamp: 1,
+            ..Default::default()
+        })
+        .collect();
+    BytesMut::from(&encode_batch(&recs, EncodeOptions::default()).unwrap()[..])
+}
+
+fn partition(dir: &std::path::Path, broker: i32) -> Partition {
+    let log = PartitionLog::open(dir.join("t-0"), LogConfig::default(), 0).unwrap();
+    Partition::new("t".into(), 0, broker, log, 0)
+}
+
+fn role(leader: i32, epoch: i32, isr: &[i32]) -> Role {
+    Role {
+        topic_id: "id".into(),
+        leader,
+        leader_epoch: epoch,
+        isr: isr.to_vec(),
+        replicas: vec![1, 2],
+        partition_epoch: 0,
+    }
+}
+
+/// Replicates everything `leader` has to `follower` through ReplicaFetch.
+fn sync(leader: &Partition, follower: &Partition, epoch: i32) {
+    for _ in 0..10 {
+        let (offset, last_epoch) = follower.fetch_position();
+        match leader
+            .read_for_follower(2, offset, last_epoch, epoch, 1 << 20)
+            .unwrap()
+        {
+            ReplicaRead::Data { batches, hw, .. } => {
+                if batches.is_empty() && offset == leader.offsets().leo {
+                    follower.append_as_follower(batches, hw).unwrap();
+                    return;
+                }
+                follower.append_as_follower(batches, hw).unwrap();
+            }
+            ReplicaRead::Diverging { end_offset, .. } => follower.truncate_to(end_offset).unwrap(),
+        }
+    }
+    panic!("did not converge");
+}
+
+#[test]
+fn follower_catches_up_and_moves_the_high_watermark() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let leader = partition(d1.path(), 1);
+    let follower = partition(d2.path(), 2);
+    leader.set_role(role(1, 0, &[1, 2])).unwrap();
+    follower.set_role(role(1, 0, &[1, 2])).unwrap();
+    leader.append_as_leader(batch(&["a", "b"]), -1, 2).unwrap();
+    // Not replicated yet: the high watermark waits for the follower.
+    assert_eq!(leader.offsets().hw, 0);
+    sync(&leader, &follower, 0);
+    assert_eq!(leader.offsets().hw, 2);
+    assert_eq!(follower.offsets().leo, 2);
+    assert_eq!(follower.offsets().hw, 2);
+}
+
+#[test]
+fn divergent_tail_of_an_old_leader_is_truncated_by_epoch() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let old = partition(d1.path(), 1);
+    let new = partition(d2.path(), 2);
+    // Epoch 0: broker 1 leads; both have "a".
+    old.set_role(role(1, 0, &[1, 2])).unwrap();
+    new.set_role(role(1, 0, &[1, 2])).unwrap();
+    old.append_as_leader(batch(&["a"]), 1, 1).unwrap();
+    sync(&old, &new, 0);
+    // Broker 1 appends "x", "y" that never reach broker 2, then dies.
+    old.append_as_leader(batch(&["x", "y"]), 1, 1).unwrap();
+    assert_eq!(old.offsets().leo, 3);
+    // Epoch 1: broker 2 leads and takes "b".
+    new.set_role(Role {
+        replicas: vec![1, 2],
+        ..role(2, 1, &[2])
+    })
+    .unwrap();
+    new.append_as_leader(batch(&["b"]), 1, 1).unwrap();
+    // Broker 1 returns as a follower of epoch 1: its fetch with last epoch 0
+    // diverges at offset 1; it truncates "x", "y" and takes "b".
+    old.set_role(role(2, 1, &[2])).unwrap();
+    let (offset, last_epoch) = old.fetch_position();
+    assert_eq!((offset, last_epoch), (3, 0));
+    match new
+        .read_for_follower(1, offset, last_epoch, 1, 1 << 20)
+        .unwrap()
+    {
+        ReplicaRead::Diverging {
+            epoch, end_offset, ..
+        } => {
+            assert_eq!((epoch, end_offset), (0, 1));
+        }
+        ReplicaRead::Data { .. } => panic!("divergence not detected"),
+    }
+    // Sync as broker 1 (the follower id given to the leader is 1 here).
+    for _ in 0..5 {
+        let (offset, last_epoch) = old.fetch_position();
+        match new
+            .read_for_follower(1, offset, last_epoch, 1, 1 << 20)
+            .unwrap()
+        {
+            ReplicaRead::Diverging { end_offset, .. } => old.truncate_to(end_offset).unwrap(),
+            ReplicaRead::Data { batches, hw, .. } => old.append_as_follower(batches, hw).unwrap(),
+        }
+    }
+    assert_eq!(old.offsets().leo, 2);
+    let data = old.log.read().read(0, 1 << 20, 2, true).unwrap();
+    let values: Vec<String> = sluice_records::decode_records(data)
+        .unwrap()
+        .into_iter()
+        .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
+        .collect();
+    assert_eq!(values, ["a", "b"]);
+    assert_eq!(old.fetch_position().1, 1, "epoch cache follows the leader");
+}
+
+#[tokio::test]
+async fn acks_all_waiter_fails_when_leadership_moves_instead_of_acking_a_lost_batch() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let old = partition(d1.path(), 1);
+    let new = partition(d2.path(), 2);
+    old.set_role(role(1, 0, &[1, 2])).unwrap();
+    new.set_role(role(1, 0, &[1, 2])).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    // "x" is appended on broker 1 but never reaches broker 2.
+    let a = old.append_as_leader(batch(&["x"]), -1, 1).unwrap();
+    let waiter = old.wait_replicated(a.first_offset..=a.last_offset, a.leader_epoch, deadline);
+    let moved = async {
+        // Broker 2 takes over in epoch 1 and writes "b" at the same offset;
+        // broker 1 follows, truncates "x" and replicates "b": its high
+        // watermark passes offset 0, but "x" is gone.
+        new.set_role(role(2, 1, &[1, 2])).unwrap();
+        new.append_as_leader(batch(&["b"]), 1, 1).unwrap();
+        old.set_role(role(2, 1, &[1, 2])).unwrap();
+        for _ in 0..5 {
+            let (offset, last_epoch) = old.fetch_position();
+            match new
+                .read_for_follower(1, offset, last_epoch, 1, 1 << 20)
+                .unwrap()
+            {
+                ReplicaRead::Diverging { end_offset, .. } => old.truncate_to(end_offset).unwrap(),
+                ReplicaRead::Data { batches, hw, .. } => {
+                    old.append_as_follower(batches, hw).unwrap()
+                }
+            }
+        }
+        assert!(old.offsets().hw >= 1);
+    };
+    let (res, ()) = tokio::join!(waiter, moved);
+    assert_eq!(res.unwrap_err().code, ErrorCode::NotLeaderOrFollower);
+    // A waiter in the current term on the current leader completes.
+    let b = new.append_as_leader(batch(&["c"]), -1, 1).unwrap();
+    let (offset, last_epoch) = old.fetch_position();
+    if let ReplicaRead::Data { batches, hw, .. } = new
+        .read_for_follower(1, offset, last_epoch, 1, 1 << 20)
+        .unwrap()
+    {
+        old.append_as_follower(batches, hw).unwrap();
+    }
+    let _ = new.read_for_follower(1, old.fetch_position().0, 1, 1, 1 << 20);
+    new.wait_replicated(b.first_offset..=b.last_offset, b.leader_epoch, deadline)
+        .await
+        .unwrap();
+}
+
+#[test]
+fn compaction_keeps_producer_state_replayable() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        segment_bytes: 400,
+        cleanup_policy: sluice_storage::CleanupPolicy::Compact,
+        ..LogConfig::default()
+    };
+    let keyed = |producer_id: i64, seq: i32, value: &str| {
+        let recs: Vec<Record> = ["a", "b"]
+            .iter()
+            .map(|k| Record {
+                key: Some(Bytes::copy_from_slice(k.as_bytes())),
+                value: Some(Bytes::copy_from_slice(value.as_bytes())),
+                timestamp: 1,
+                ..Default::default()
+            })
+            .collect();
+        let opts = EncodeOptions {
+            producer_id,
+            producer_epoch: if producer_id < 0 { -1 } else { 0 },
+            base_sequence: seq,
+            ..EncodeOptions::default()
+        };
+        BytesMut::from(&encode_batch(&recs, opts).unwrap()[..])
+    };
+    let open = |cfg: LogConfig| {
+        let log = PartitionLog::open(d.path().join("t-0"), cfg, 0).unwrap();
+        let p = Partition::new("t".into(), 0, 1, log, 0);
+        p.set_role(role(1, 0, &[1])).unwrap();
+        p
+    };
+    let p = open(cfg.clone());
+    // Producer 7 writes a and b twice; a plain producer overwrites them
+    // until the producer's batches sit in closed segments.
+    p.append_as_leader(keyed(7, 0, "1"), 1, 1).unwrap();
+    p.append_as_leader(keyed(7, 2, "2"), 1, 1).unwrap();
+    for _ in 0..8 {
+        p.append_as_leader(keyed(-1, -1, "3"), 1, 1).unwrap();
+    }
+    let stats = p.compact(1_000).unwrap();
+    assert!(stats.records_removed >= 4, "{stats:?}");
+    // Restart without a producer-state snapshot: state comes from the log.
+    p.into_log().close().unwrap();
+    assert!(
+        !d.path()
+            .join("t-0")
+            .join(crate::producer_state::SNAPSHOT_FILE)
+            .exists()
+    );
+    let p = open(cfg);
+    // The last batch's records are gone, but a retry of it is still
+    // recognised, and the next sequence follows it.
+    let retry = p.append_as_leader(keyed(7, 2, "2"), 1, 1).unwrap();
+    assert!(retry.duplicate);
+    assert_eq!(retry.first_offset, 2);
+    let next = p.append_as_leader(keyed(7, 4, "4"), 1, 1).unwrap();
+    assert!(!next.duplicate);
+    let gap = p.append_as_leader(keyed(7, 9, "9"), 1, 1).unwrap_err();
+    assert_eq!(gap.code, ErrorCode::OutOfOrderSequenceNumber);
+}
+
+#[test]
+fn late_fetch_answer_from_an_old_leader_is_dropped() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let old = partition(d1.path(), 1);
+    let next = partition(d2.path(), 2);
+    old.set_role(role(1, 1, &[1, 2])).unwrap();
+    next.set_role(role(1, 1, &[1, 2])).unwrap();
+    old.append_as_leader(batch(&["a"]), 1, 1).unwrap();
+    // Broker 2 asks broker 1 (epoch 1) for data...
+    let ReplicaRead::Data { batches, hw, .. } =
+        old.read_for_follower(2, 0, -1, 1, 1 << 20).unwrap()
+    else {
+        panic!("data expected")
+    };
+    // ...becomes leader in epoch 2 before the answer is applied.
+    next.set_role(role(2, 2, &[1, 2])).unwrap();
+    assert!(
+        !next
+            .apply_replica_fetch(1, 1, None, batches.clone(), hw, 0)
+            .unwrap()
+    );
+    assert_eq!(next.offsets().leo, 0, "nothing from the old leader landed");
+    assert_eq!(next.fetch_position().1, 2);
+    // Applied normally while the role still matches.
+    let d3 = tempfile::tempdir().unwrap();
+    let follower = partition(d3.path(), 3);
+    follower.set_role(role(1, 1, &[1, 3])).unwrap();
+    assert!(
+        follower
+            .apply_replica_fetch(1, 1, None, batches, hw, 0)
+            .unwrap()
+    );
+    assert_eq!(follower.offsets().leo, 1);
+}
+
+#[test]
+fn stale_follower_epoch_is_fenced() {
+    let d = tempfile::tempdir().unwrap();
+    let leader = partition(d.path(), 1);
+    leader.set_role(role(1, 3, &[1, 2])).unwrap();
+    let e = leader.read_for_follower(2, 0, -1, 2, 1024).err().unwrap();
+    assert_eq!(e.code, ErrorCode::FencedLeaderEpoch);
+    let e = leader.read_for_follower(2, 0, -1, 4, 1024).err().unwrap();
+    assert_eq!(e.code, ErrorCode::UnknownLeaderEpoch);
+}
