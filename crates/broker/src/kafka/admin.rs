@@ -21,6 +21,23 @@ use super::{api_code, code, codes, message, str_bytes, topic_uuid};
 use crate::BrokerService;
 use crate::replica_manager::topic_log_config;
 
+/// Calls `$method` on the active controller (as the broker's own gRPC calls
+/// do); no controller or a transport failure becomes the core's error.
+macro_rules! on_controller {
+    ($svc:expr, $method:ident($req:expr)) => {
+        async {
+            let mut c = $svc
+                .controller(ErrorCode::NotController, "forward an admin request")
+                .await?;
+            c.$method($req)
+                .await
+                .map(|r| r.into_inner())
+                .map_err(|s| ApiError::from_status(&s))
+        }
+        .await
+    };
+}
+
 pub(super) async fn init_producer_id(
     svc: &BrokerService,
     req: InitProducerIdRequest,
@@ -68,23 +85,18 @@ pub(super) async fn create_topics(
         timeout_ms: req.timeout_ms,
         validate_only: req.validate_only,
     };
-    let resp = match controller(svc).await {
-        Ok(mut c) => c.create_topics(core).await.map(|r| r.into_inner()),
-        Err(e) => Err(e.to_status()),
-    };
+    let resp: Result<_, ApiError> = on_controller!(svc, create_topics(core));
     let results = match resp {
-        Err(s) => {
-            let e = ApiError::from_status(&s);
-            req.topics
-                .iter()
-                .map(|t| {
-                    CreatableTopicResult::default()
-                        .with_name(t.name.clone())
-                        .with_error_code(api_code(&e))
-                        .with_error_message(Some(str_bytes(e.message.clone())))
-                })
-                .collect()
-        }
+        Err(e) => req
+            .topics
+            .iter()
+            .map(|t| {
+                CreatableTopicResult::default()
+                    .with_name(t.name.clone())
+                    .with_error_code(api_code(&e))
+                    .with_error_message(Some(str_bytes(e.message.clone())))
+            })
+            .collect(),
         Ok(r) => r
             .topics
             .into_iter()
@@ -126,29 +138,21 @@ pub(super) async fn delete_topics(
             ),
         }
     }
-    let resp = match controller(svc).await {
-        Ok(mut c) => c
-            .delete_topics(ctl::DeleteTopicsRequest {
-                names: names.clone(),
-                timeout_ms: req.timeout_ms,
-            })
-            .await
-            .map(|r| r.into_inner()),
-        Err(e) => Err(e.to_status()),
+    let delete = ctl::DeleteTopicsRequest {
+        names: names.clone(),
+        timeout_ms: req.timeout_ms,
     };
+    let resp: Result<_, ApiError> = on_controller!(svc, delete_topics(delete));
     let responses = match resp {
-        Err(s) => {
-            let e = ApiError::from_status(&s);
-            names
-                .into_iter()
-                .map(|n| {
-                    DeletableTopicResult::default()
-                        .with_name(Some(str_bytes(n).into()))
-                        .with_error_code(api_code(&e))
-                        .with_error_message(Some(str_bytes(e.message.clone())))
-                })
-                .collect()
-        }
+        Err(e) => names
+            .into_iter()
+            .map(|n| {
+                DeletableTopicResult::default()
+                    .with_name(Some(str_bytes(n).into()))
+                    .with_error_code(api_code(&e))
+                    .with_error_message(Some(str_bytes(e.message.clone())))
+            })
+            .collect(),
         Ok(r) => r
             .topics
             .into_iter()
@@ -191,23 +195,18 @@ pub(super) async fn create_partitions(
         timeout_ms: req.timeout_ms,
         validate_only: req.validate_only,
     };
-    let resp = match controller(svc).await {
-        Ok(mut c) => c.create_partitions(core).await.map(|r| r.into_inner()),
-        Err(e) => Err(e.to_status()),
-    };
+    let resp: Result<_, ApiError> = on_controller!(svc, create_partitions(core));
     let results = match resp {
-        Err(s) => {
-            let e = ApiError::from_status(&s);
-            req.topics
-                .iter()
-                .map(|t| {
-                    CreatePartitionsTopicResult::default()
-                        .with_name(t.name.clone())
-                        .with_error_code(api_code(&e))
-                        .with_error_message(Some(str_bytes(e.message.clone())))
-                })
-                .collect()
-        }
+        Err(e) => req
+            .topics
+            .iter()
+            .map(|t| {
+                CreatePartitionsTopicResult::default()
+                    .with_name(t.name.clone())
+                    .with_error_code(api_code(&e))
+                    .with_error_message(Some(str_bytes(e.message.clone())))
+            })
+            .collect(),
         Ok(r) => r
             .topics
             .into_iter()
@@ -220,16 +219,6 @@ pub(super) async fn create_partitions(
             .collect(),
     };
     CreatePartitionsResponse::default().with_results(results)
-}
-
-async fn controller(
-    svc: &BrokerService,
-) -> Result<
-    sluice_proto::controller::controller_client::ControllerClient<tonic::transport::Channel>,
-    ApiError,
-> {
-    svc.controller(ErrorCode::NotController, "forward an admin request")
-        .await
 }
 
 pub(super) async fn incremental_alter_configs(
@@ -278,13 +267,10 @@ pub(super) async fn incremental_alter_configs(
             }
         }
     }
-    let resp = match controller(svc).await {
-        Ok(mut c) => c.alter_configs(core).await.map(|r| r.into_inner()),
-        Err(e) => Err(e.to_status()),
-    };
+    let resp: Result<_, ApiError> = on_controller!(svc, alter_configs(core));
     let (mut results, failure) = match resp {
         Ok(r) => (r.results.into_iter(), None),
-        Err(s) => (Vec::new().into_iter(), Some(ApiError::from_status(&s))),
+        Err(e) => (Vec::new().into_iter(), Some(e)),
     };
     let responses = answers
         .into_iter()
