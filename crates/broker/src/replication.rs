@@ -22,7 +22,7 @@ use tonic::transport::Channel;
 use tracing::{debug, info, warn};
 
 use crate::Broker;
-use crate::partition::Partition;
+use crate::partition::{Applied, Partition};
 
 fn channel(url: String) -> Result<Channel, ApiError> {
     Ok(tonic::transport::Endpoint::from_shared(url.clone())
@@ -152,6 +152,7 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32) {
             }
         };
         let mut backoff = false;
+        let mut unchanged = false;
         for t in resp.topics {
             for p in t.partitions {
                 let Some((part, epoch)) = index.get(&(t.name.clone(), p.partition)) else {
@@ -176,19 +177,32 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32) {
                 let result = part.apply_replica_fetch(
                     leader,
                     *epoch,
-                    p.diverging_epoch.map(|d| d.end_offset),
+                    p.diverging_epoch.map(|d| (d.epoch, d.end_offset)),
                     p.record_batches,
                     p.high_watermark,
                     p.log_start_offset,
                 );
-                if let Ok(false) = result {
-                    debug!(topic = %t.name, partition = p.partition, leader, "dropped a replica fetch answer: the partition's leader or epoch changed meanwhile");
-                }
-                if let Err(e) = result {
-                    warn!(topic = %t.name, partition = p.partition, error = %e, "cannot apply replicated data");
-                    backoff = true;
+                match result {
+                    Ok(Applied::Done) => {}
+                    Ok(Applied::Stale) => {
+                        debug!(topic = %t.name, partition = p.partition, leader, "dropped a replica fetch answer: the partition's leader or epoch changed meanwhile");
+                    }
+                    Ok(Applied::Unchanged) => {
+                        let d = p.diverging_epoch.unwrap_or_default();
+                        warn!(topic = %t.name, partition = p.partition, leader, epoch = d.epoch, end_offset = d.end_offset, "the leader reports a divergence that truncating changes nothing for; retrying after a pause");
+                        unchanged = true;
+                    }
+                    Err(e) => {
+                        warn!(topic = %t.name, partition = p.partition, error = %e, "cannot apply replicated data");
+                        backoff = true;
+                    }
                 }
             }
+        }
+        if unchanged {
+            // The same question would get the same answer: ask again only
+            // after metadata or the leader had time to move on.
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
         if backoff {
             // Metadata (a new leader or epoch) usually fixes these; don't spin.

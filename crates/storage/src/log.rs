@@ -453,13 +453,19 @@ impl PartitionLog {
     }
 
     /// Drops everything at offsets >= `offset` (whole batches: a batch
-    /// containing `offset` goes too).
-    pub fn truncate_to(&mut self, offset: i64) -> Result<(), StorageError> {
+    /// containing `offset` goes too). Returns whether records were removed.
+    /// Epochs starting at or after the resulting log end go in any case
+    /// (Kafka's `truncateTo`): a replica that led an epoch without writing
+    /// anything must not keep it, or it diverges from every later leader.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<bool, StorageError> {
         if offset >= self.log_end_offset() {
-            return Ok(());
+            let end = self.log_end_offset();
+            self.epochs.truncate_from_end(end)?;
+            return Ok(false);
         }
         if offset <= self.log_start_offset {
-            return self.truncate_fully_and_start_at(offset);
+            self.truncate_fully_and_start_at(offset)?;
+            return Ok(true);
         }
         let doomed: Vec<i64> = self.segments.range(offset..).map(|(b, _)| *b).collect();
         for base in doomed {
@@ -474,7 +480,7 @@ impl PartitionLog {
         let end = self.log_end_offset();
         self.epochs.truncate_from_end(end)?;
         self.recovery_point = self.recovery_point.min(end);
-        Ok(())
+        Ok(true)
     }
 
     /// Deletes every segment and restarts the log empty at `offset`.

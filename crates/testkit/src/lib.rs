@@ -318,6 +318,34 @@ impl TestCluster {
         Ok(())
     }
 
+    /// `kill -STOP` (`pause`) or `kill -CONT` (`resume`) a process: a
+    /// stalled VM or a long GC pause, as the process itself cannot tell.
+    pub fn pause(&self, name: &str) -> anyhow::Result<()> {
+        self.signal(name, "-STOP")
+    }
+
+    pub fn resume(&self, name: &str) -> anyhow::Result<()> {
+        self.signal(name, "-CONT")
+    }
+
+    fn signal(&self, name: &str, sig: &str) -> anyhow::Result<()> {
+        let p = self.procs.get(name).context("no such process")?;
+        let pid = p.child.as_ref().context("process not running")?.id();
+        // `kill` the command: the workspace forbids the unsafe libc call.
+        let status = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("kill {sig} {name} failed");
+        }
+        Ok(())
+    }
+
+    /// A broker's log directory (`log.dirs`).
+    pub fn broker_data_dir(&self, id: i32) -> PathBuf {
+        self.dir.path().join(format!("data/broker-{id}"))
+    }
+
     /// `127.0.0.1:PORT` of a process's gRPC server.
     pub fn grpc_addr(&self, name: &str) -> Option<String> {
         self.procs

@@ -8,6 +8,17 @@ use sluice_types::ApiError;
 
 use super::{Partition, load_producer_state, storage_err};
 
+/// What became of one ReplicaFetch answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Appended or truncated.
+    Done,
+    /// The replica's leader or epoch changed since the request: dropped.
+    Stale,
+    /// A divergence answer that changed nothing here (the caller backs off).
+    Unchanged,
+}
+
 impl Partition {
     /// Follower: appends what the leader sent and takes its high watermark.
     pub fn append_as_follower(&self, batches: Bytes, leader_hw: i64) -> Result<(), ApiError> {
@@ -60,8 +71,13 @@ impl Partition {
     fn truncate_log(&self, log: &mut PartitionLog, offset: i64) -> Result<(), ApiError> {
         if offset < log.log_end_offset() {
             tracing::warn!(topic = %self.topic, partition = self.partition, offset, log_end = log.log_end_offset(), "truncating divergent log tail");
-            log.truncate_to(offset)
-                .map_err(|e| storage_err(&self.topic, self.partition, e))?;
+        }
+        // Also when nothing is cut: the epoch cache may end in an epoch this
+        // replica led without writing anything (KIP-279), which must go.
+        let cut = log
+            .truncate_to(offset)
+            .map_err(|e| storage_err(&self.topic, self.partition, e))?;
+        if cut {
             // Producer state may describe removed batches: rebuild it from the log.
             let _ = std::fs::remove_file(log.dir().join(crate::producer_state::SNAPSHOT_FILE));
             *self.producers.lock() = load_producer_state(log);
@@ -76,27 +92,52 @@ impl Partition {
         Ok(())
     }
 
+    /// Where a follower truncates when the leader says its log diverges at
+    /// (`epoch`, `end`) (Kafka's `getOffsetTruncationState`): when this
+    /// replica knows `epoch`, to the smaller of both ends of it; when it does
+    /// not, to the end of its largest epoch below it, and the next fetch asks
+    /// again from there.
+    fn divergence_point(log: &PartitionLog, epoch: i32, end: i64) -> i64 {
+        let leo = log.log_end_offset();
+        if epoch < 0 {
+            return end.min(leo);
+        }
+        match log.end_offset_for_epoch(epoch) {
+            Some((mine, my_end)) if mine == epoch => end.min(my_end).min(leo),
+            Some((_, my_end)) => my_end.min(leo),
+            None => end.min(leo),
+        }
+    }
+
     /// Follower: applies one ReplicaFetch answer that `leader` gave in
     /// `leader_epoch` (a truncation when it reported divergence, else the
-    /// batches). Returns false, touching nothing, when this replica's role
-    /// has moved on since the request: a late answer from an old leader must
-    /// not land in a new leader's log (its batches would carry the old epoch
-    /// past the new epoch's start and make every follower diverge forever).
+    /// batches). Touches nothing when this replica's role has moved on since
+    /// the request: a late answer from an old leader must not land in a new
+    /// leader's log (its batches would carry the old epoch past the new
+    /// epoch's start and make every follower diverge forever).
     pub fn apply_replica_fetch(
         &self,
         leader: i32,
         leader_epoch: i32,
-        diverging_end: Option<i64>,
+        diverging: Option<(i32, i64)>,
         batches: Bytes,
         leader_hw: i64,
         leader_log_start: i64,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<Applied, ApiError> {
         let mut log = self.log.write();
         if !self.still_follows(leader, leader_epoch) {
-            return Ok(false);
+            return Ok(Applied::Stale);
         }
-        match diverging_end {
-            Some(end) => self.truncate_log(&mut log, end)?,
+        match diverging {
+            Some((epoch, end)) => {
+                let before = (log.log_end_offset(), log.latest_epoch());
+                let point = Self::divergence_point(&log, epoch, end);
+                self.truncate_log(&mut log, point)?;
+                if (log.log_end_offset(), log.latest_epoch()) == before {
+                    // The next fetch would ask the same question: never spin on it.
+                    return Ok(Applied::Unchanged);
+                }
+            }
             None => {
                 self.append_fetched(&mut log, batches, leader_hw)?;
                 // Follow the leader's log start (DeleteRecords, retention),
@@ -107,7 +148,7 @@ impl Partition {
                 }
             }
         }
-        Ok(true)
+        Ok(Applied::Done)
     }
 
     /// Whether this replica still follows `leader` in `leader_epoch`.

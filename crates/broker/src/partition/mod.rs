@@ -13,6 +13,7 @@ use sluice_types::{ApiError, ErrorCode};
 use tokio::sync::watch;
 
 mod follower;
+pub use follower::Applied;
 #[cfg(test)]
 mod tests;
 

@@ -33,25 +33,56 @@ fn role(leader: i32, epoch: i32, isr: &[i32]) -> Role {
     }
 }
 
-/// Replicates everything `leader` has to `follower` through ReplicaFetch.
-fn sync(leader: &Partition, follower: &Partition, epoch: i32) {
+/// Applies one leader answer on a follower as the fetcher does.
+fn apply(follower: &Partition, leader: i32, epoch: i32, read: ReplicaRead) -> Applied {
+    match read {
+        ReplicaRead::Data {
+            batches,
+            hw,
+            log_start,
+        } => follower.apply_replica_fetch(leader, epoch, None, batches, hw, log_start),
+        ReplicaRead::Diverging {
+            epoch: e,
+            end_offset,
+            hw,
+            log_start,
+        } => follower.apply_replica_fetch(
+            leader,
+            epoch,
+            Some((e, end_offset)),
+            Bytes::new(),
+            hw,
+            log_start,
+        ),
+    }
+    .unwrap()
+}
+
+/// Fetch rounds of follower `id` from `leader` (broker `leader_id`, `epoch`)
+/// until it holds everything; panics if it does not converge.
+fn sync_as(leader: &Partition, leader_id: i32, follower: &Partition, id: i32, epoch: i32) {
     for _ in 0..10 {
         let (offset, last_epoch) = follower.fetch_position();
-        match leader
-            .read_for_follower(2, offset, last_epoch, epoch, 1 << 20)
-            .unwrap()
-        {
-            ReplicaRead::Data { batches, hw, .. } => {
-                if batches.is_empty() && offset == leader.offsets().leo {
-                    follower.append_as_follower(batches, hw).unwrap();
-                    return;
-                }
-                follower.append_as_follower(batches, hw).unwrap();
-            }
-            ReplicaRead::Diverging { end_offset, .. } => follower.truncate_to(end_offset).unwrap(),
+        let read = leader
+            .read_for_follower(id, offset, last_epoch, epoch, 1 << 20)
+            .unwrap();
+        let caught_up = matches!(&read, ReplicaRead::Data { batches, .. }
+            if batches.is_empty() && offset == leader.offsets().leo);
+        assert_ne!(
+            apply(follower, leader_id, epoch, read),
+            Applied::Unchanged,
+            "a divergence answer changed nothing"
+        );
+        if caught_up {
+            return;
         }
     }
     panic!("did not converge");
+}
+
+/// Replicates everything broker 1 (`leader`) has to broker 2 (`follower`).
+fn sync(leader: &Partition, follower: &Partition, epoch: i32) {
+    sync_as(leader, 1, follower, 2, epoch)
 }
 
 #[test]
@@ -106,17 +137,7 @@ fn divergent_tail_of_an_old_leader_is_truncated_by_epoch() {
         }
         ReplicaRead::Data { .. } => panic!("divergence not detected"),
     }
-    // Sync as broker 1 (the follower id given to the leader is 1 here).
-    for _ in 0..5 {
-        let (offset, last_epoch) = old.fetch_position();
-        match new
-            .read_for_follower(1, offset, last_epoch, 1, 1 << 20)
-            .unwrap()
-        {
-            ReplicaRead::Diverging { end_offset, .. } => old.truncate_to(end_offset).unwrap(),
-            ReplicaRead::Data { batches, hw, .. } => old.append_as_follower(batches, hw).unwrap(),
-        }
-    }
+    sync_as(&new, 2, &old, 1, 1);
     assert_eq!(old.offsets().leo, 2);
     let data = old.log.read().read(0, 1 << 20, 2, true).unwrap();
     let values: Vec<String> = sluice_records::decode_records(data)
@@ -126,6 +147,71 @@ fn divergent_tail_of_an_old_leader_is_truncated_by_epoch() {
         .collect();
     assert_eq!(values, ["a", "b"]);
     assert_eq!(old.fetch_position().1, 1, "epoch cache follows the leader");
+}
+
+fn role3(leader: i32, epoch: i32, isr: &[i32]) -> Role {
+    Role {
+        replicas: vec![1, 2, 3],
+        ..role(leader, epoch, isr)
+    }
+}
+
+/// The outside fault test's recipe (issue 12): broker 2 is elected in epoch 1
+/// and paused before it writes anything, broker 3 is elected in epoch 2 at
+/// the same offset. Broker 2 returns as a follower holding an epoch-1 entry
+/// at its log end: it must drop that entry and catch up, not ask the same
+/// question forever.
+#[test]
+fn empty_epoch_led_by_a_paused_replica_is_dropped_when_following() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let [a, b, c] = [1, 2, 3].map(|id| partition(dirs[id as usize - 1].path(), id));
+    for p in [&a, &b, &c] {
+        p.set_role(role3(1, 0, &[1, 2, 3])).unwrap();
+    }
+    a.append_as_leader(batch(&["a", "b"]), -1, 1).unwrap();
+    sync_as(&a, 1, &b, 2, 0);
+    sync_as(&a, 1, &c, 3, 0);
+    // Broker 1 dies; broker 2 leads epoch 1 (and records it), then pauses.
+    b.set_role(role3(2, 1, &[2, 3])).unwrap();
+    assert_eq!(b.log.read().epoch_entries().last(), Some(&(1, 2)));
+    // Broker 3 leads epoch 2 at the same offset and takes a record.
+    c.set_role(role3(3, 2, &[3])).unwrap();
+    c.append_as_leader(batch(&["c"]), -1, 1).unwrap();
+    // Broker 2 resumes as a follower of epoch 2.
+    b.set_role(role3(3, 2, &[3])).unwrap();
+    sync_as(&c, 3, &b, 2, 2);
+    assert_eq!(b.offsets().leo, 3);
+    assert_eq!(b.log.read().epoch_entries(), c.log.read().epoch_entries());
+}
+
+/// The leader holds more of an old epoch than the follower, which then led
+/// a newer epoch the leader never saw: the follower truncates to its own end
+/// of the shared epoch, not to the leader's (which would keep its tail).
+#[test]
+fn follower_truncates_to_its_own_end_of_the_shared_epoch() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let [a, b, c] = [1, 2, 3].map(|id| partition(dirs[id as usize - 1].path(), id));
+    for p in [&a, &b, &c] {
+        p.set_role(role3(1, 0, &[1, 2, 3])).unwrap();
+    }
+    a.append_as_leader(batch(&["a"]), -1, 1).unwrap();
+    sync_as(&a, 1, &b, 2, 0);
+    a.append_as_leader(batch(&["b", "c"]), -1, 1).unwrap();
+    sync_as(&a, 1, &c, 3, 0);
+    // Broker 2 has only "a" of epoch 0, leads epoch 1 and writes "x", "y".
+    b.set_role(role3(2, 1, &[2])).unwrap();
+    b.append_as_leader(batch(&["x", "y"]), 1, 1).unwrap();
+    // Broker 3 (with "a", "b", "c" of epoch 0) leads epoch 2.
+    c.set_role(role3(3, 2, &[3])).unwrap();
+    b.set_role(role3(3, 2, &[3])).unwrap();
+    sync_as(&c, 3, &b, 2, 2);
+    let data = b.log.read().read(0, 1 << 20, 3, true).unwrap();
+    let values: Vec<String> = sluice_records::decode_records(data)
+        .unwrap()
+        .into_iter()
+        .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
+        .collect();
+    assert_eq!(values, ["a", "b", "c"]);
 }
 
 #[tokio::test]
@@ -146,18 +232,7 @@ async fn acks_all_waiter_fails_when_leadership_moves_instead_of_acking_a_lost_ba
         new.set_role(role(2, 1, &[1, 2])).unwrap();
         new.append_as_leader(batch(&["b"]), 1, 1).unwrap();
         old.set_role(role(2, 1, &[1, 2])).unwrap();
-        for _ in 0..5 {
-            let (offset, last_epoch) = old.fetch_position();
-            match new
-                .read_for_follower(1, offset, last_epoch, 1, 1 << 20)
-                .unwrap()
-            {
-                ReplicaRead::Diverging { end_offset, .. } => old.truncate_to(end_offset).unwrap(),
-                ReplicaRead::Data { batches, hw, .. } => {
-                    old.append_as_follower(batches, hw).unwrap()
-                }
-            }
-        }
+        sync_as(&new, 2, &old, 1, 1);
         assert!(old.offsets().hw >= 1);
     };
     let (res, ()) = tokio::join!(waiter, moved);
@@ -255,10 +330,10 @@ fn late_fetch_answer_from_an_old_leader_is_dropped() {
     };
     // ...becomes leader in epoch 2 before the answer is applied.
     next.set_role(role(2, 2, &[1, 2])).unwrap();
-    assert!(
-        !next
-            .apply_replica_fetch(1, 1, None, batches.clone(), hw, 0)
-            .unwrap()
+    assert_eq!(
+        next.apply_replica_fetch(1, 1, None, batches.clone(), hw, 0)
+            .unwrap(),
+        Applied::Stale
     );
     assert_eq!(next.offsets().leo, 0, "nothing from the old leader landed");
     assert_eq!(next.fetch_position().1, 2);
@@ -266,10 +341,11 @@ fn late_fetch_answer_from_an_old_leader_is_dropped() {
     let d3 = tempfile::tempdir().unwrap();
     let follower = partition(d3.path(), 3);
     follower.set_role(role(1, 1, &[1, 3])).unwrap();
-    assert!(
+    assert_eq!(
         follower
             .apply_replica_fetch(1, 1, None, batches, hw, 0)
-            .unwrap()
+            .unwrap(),
+        Applied::Done
     );
     assert_eq!(follower.offsets().leo, 1);
 }
