@@ -1,7 +1,7 @@
 //! Broker startup, background tasks and clean shutdown.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -34,6 +34,8 @@ pub struct Broker {
     pub(crate) producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// True while the registration lease is held (readiness).
     registered: AtomicBool,
+    /// The registration epoch (see [`Broker::epoch`]).
+    epoch: AtomicI64,
     /// Fired by [`Broker::controlled_shutdown`]: give up the registration
     /// (and so every leadership) while still serving.
     deregister: CancellationToken,
@@ -65,6 +67,7 @@ impl Broker {
             tasks: TaskTracker::new(),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             registered: AtomicBool::new(false),
+            epoch: AtomicI64::new(0),
             deregister: CancellationToken::new(),
         });
         let keeper = tokio::select! {
@@ -202,25 +205,35 @@ impl Broker {
             meta::broker_key(self.config.broker_id),
             lease,
             lease * 2 + Duration::from_secs(2),
-            |epoch| {
+            |_| {
                 meta::encode(&BrokerRegistration {
                     broker_id: self.config.broker_id,
                     host: host.clone(),
                     port: port as i32,
                     rack: self.config.rack.clone(),
                     start_time_ms: now_ms(),
-                    epoch,
+                    // Readers take the epoch from the key's create revision.
+                    epoch: 0,
                 })
             },
         )
         .await
         .context("register the broker")?;
-        keeper.with_context(|| {
+        let (keeper, epoch) = keeper.with_context(|| {
             format!(
                 "broker.id {} is already registered by a live broker; pick another broker.id or stop the other broker",
                 self.config.broker_id
             )
-        })
+        })?;
+        self.epoch.store(epoch, Ordering::Release);
+        info!(epoch, "registered");
+        Ok(keeper)
+    }
+
+    /// This broker's registration epoch (KIP-380): sent with every request to
+    /// other brokers and the controller so a stale incarnation is refused.
+    pub fn epoch(&self) -> i64 {
+        self.epoch.load(Ordering::Acquire)
     }
 
     /// Re-registers after the lease is lost (for example after a long pause).

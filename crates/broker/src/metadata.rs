@@ -175,7 +175,8 @@ fn apply_put(view: &mut ClusterView, kv: &KeyValue) {
             }
         }
     } else if key.starts_with(meta::BROKERS_PREFIX) {
-        if let Some(b) = decode_or_warn::<BrokerRegistration>(kv) {
+        if let Some(mut b) = decode_or_warn::<BrokerRegistration>(kv) {
+            b.epoch = kv.create_revision;
             view.brokers.insert(b.broker_id, b);
         }
     } else if key == meta::CONTROLLER_INFO_KEY {

@@ -124,7 +124,7 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32) {
         }
         let req = ReplicaFetchRequest {
             replica_id: cfg.broker_id,
-            replica_epoch: 0,
+            replica_epoch: broker.epoch(),
             max_wait_ms: cfg.replica_fetch_wait_max_ms as i32,
             min_bytes: 1,
             max_bytes: 64 << 20,
@@ -224,20 +224,22 @@ pub(crate) async fn maintain_isr(broker: Arc<Broker>) {
             _ = tick.tick() => {}
         }
         let mut topics: HashMap<String, Vec<AlterPartitionData>> = HashMap::new();
-        let live: std::collections::HashSet<i32> = broker
+        let live: HashMap<i32, i64> = broker
             .metadata
-            .read(|v| v.brokers.keys().copied().collect());
+            .read(|v| v.brokers.iter().map(|(id, b)| (*id, b.epoch)).collect());
         for p in broker.replicas.all() {
-            if let Some((role, isr)) = p.desired_isr(max_lag, |r| live.contains(&r)) {
-                info!(topic = %p.topic, partition = p.partition, from = ?role.isr, to = ?isr, "asking to change ISR");
+            if let Some((role, isr)) = p.desired_isr(max_lag, |r| live.get(&r).copied()) {
+                let ids: Vec<i32> = isr.iter().map(|m| m.broker_id).collect();
+                info!(topic = %p.topic, partition = p.partition, from = ?role.isr, to = ?ids, "asking to change ISR");
                 topics
                     .entry(p.topic.clone())
                     .or_default()
                     .push(AlterPartitionData {
                         partition: p.partition,
                         leader_epoch: role.leader_epoch,
-                        new_isr: isr,
+                        new_isr: ids,
                         partition_epoch: role.partition_epoch,
+                        new_isr_broker_epochs: isr.iter().map(|m| m.broker_epoch).collect(),
                     });
             }
         }
@@ -253,7 +255,7 @@ pub(crate) async fn maintain_isr(broker: Arc<Broker>) {
         };
         let req = AlterPartitionRequest {
             broker_id: broker.config.broker_id,
-            broker_epoch: 0,
+            broker_epoch: broker.epoch(),
             topics: topics
                 .into_iter()
                 .map(|(name, partitions)| AlterPartitionTopic { name, partitions })
@@ -268,7 +270,13 @@ pub(crate) async fn maintain_isr(broker: Arc<Broker>) {
         .await;
         match res {
             Ok(resp) => {
-                for t in resp.into_inner().topics {
+                let resp = resp.into_inner();
+                if let Some(e) = ApiError::from_proto(resp.error.as_ref()) {
+                    // STALE_BROKER_EPOCH: this broker lost its registration;
+                    // it registers again and the next tick asks anew.
+                    warn!(error = %e, "AlterPartition refused");
+                }
+                for t in resp.topics {
                     for p in t.partitions {
                         if let Some(e) = ApiError::from_proto(p.error.as_ref()) {
                             debug!(topic = %t.name, partition = p.partition, error = %e, "ISR change refused");

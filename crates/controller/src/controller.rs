@@ -20,6 +20,10 @@ use tracing::{info, warn};
 use crate::config::ControllerConfig;
 use crate::placement::assign_replicas;
 
+mod alter_partition;
+pub use alter_partition::IsrMember;
+#[cfg(test)]
+mod tests;
 mod topic_admin;
 pub use topic_admin::NewTopic;
 
@@ -565,101 +569,6 @@ impl Controller {
         }
     }
 
-    /// An ISR change asked by a partition leader, checked against its leader
-    /// epoch and the partition epoch (Kafka's AlterPartition).
-    pub async fn alter_partition(
-        &self,
-        broker_id: i32,
-        topic: &str,
-        partition: i32,
-        leader_epoch: i32,
-        partition_epoch: i32,
-        new_isr: Vec<i32>,
-    ) -> Result<PartitionState, ApiError> {
-        let leader = self.leader_key()?;
-        let Some((record, _)) = self.topic(topic).await? else {
-            return Err(ApiError::unknown_topic(topic));
-        };
-        let Some(replicas) = record.assignment.get(partition as usize) else {
-            return Err(ApiError::unknown_partition(topic, partition));
-        };
-        let key = meta::partition_key(topic, partition);
-        let Some(kv) = self.store.get(&key).await.map_err(meta_err)? else {
-            return Err(ApiError::unknown_partition(topic, partition));
-        };
-        let state: PartitionState = meta::decode(&kv.value).map_err(|e| corrupt(&key, e))?;
-        if state.leader != broker_id {
-            return Err(ApiError::new(
-                ErrorCode::NotLeaderOrFollower,
-                format!(
-                    "broker {broker_id} is not the leader of {topic}-{partition} (leader is {})",
-                    state.leader
-                ),
-            ));
-        }
-        if leader_epoch != state.leader_epoch {
-            return Err(ApiError::new(
-                ErrorCode::FencedLeaderEpoch,
-                format!(
-                    "{topic}-{partition}: leader epoch {leader_epoch} is not the current {}",
-                    state.leader_epoch
-                ),
-            ));
-        }
-        if partition_epoch != state.partition_epoch {
-            return Err(ApiError::new(
-                ErrorCode::InvalidUpdateVersion,
-                format!(
-                    "{topic}-{partition}: partition epoch {partition_epoch} is not the current {}",
-                    state.partition_epoch
-                ),
-            ));
-        }
-        let live: HashSet<i32> = self
-            .live_brokers()
-            .await?
-            .into_iter()
-            .map(|b| b.broker_id)
-            .collect();
-        if !new_isr.contains(&broker_id)
-            || new_isr.iter().any(|b| !replicas.contains(b))
-            || new_isr
-                .iter()
-                .any(|b| !live.contains(b) && !state.isr.contains(b))
-        {
-            return Err(ApiError::invalid_request(format!(
-                "{topic}-{partition}: ISR {new_isr:?} must contain the leader and only live replicas of {replicas:?}"
-            )));
-        }
-        let mut isr = new_isr;
-        isr.sort_unstable();
-        isr.dedup();
-        let next = PartitionState {
-            leader: state.leader,
-            leader_epoch: state.leader_epoch,
-            isr,
-            partition_epoch: state.partition_epoch + 1,
-        };
-        let txn = Txn::fenced(&leader)
-            .when(Compare::mod_revision_eq(key.clone(), kv.mod_revision))
-            .and_then(Op::Put {
-                key,
-                value: meta::encode(&next),
-                lease: 0,
-            });
-        self.commit(txn, || {
-            ApiError::new(
-                ErrorCode::InvalidUpdateVersion,
-                format!(
-                    "{topic}-{partition} changed concurrently; retry with the new partition epoch"
-                ),
-            )
-        })
-        .await?;
-        info!(topic, partition, isr = ?next.isr, epoch = next.partition_epoch, "ISR changed");
-        Ok(next)
-    }
-
     async fn cluster_id_or_new(&self) -> Result<String, MetaError> {
         Ok(match self.store.get(meta::CLUSTER_ID_KEY).await? {
             Some(kv) => String::from_utf8_lossy(&kv.value).into_owned(),
@@ -718,9 +627,10 @@ impl Controller {
             .map_err(meta_err)?;
         let mut out = Vec::with_capacity(kvs.len());
         for kv in kvs {
-            out.push(
-                meta::decode::<BrokerRegistration>(&kv.value).map_err(|e| corrupt(&kv.key, e))?,
-            );
+            let mut b =
+                meta::decode::<BrokerRegistration>(&kv.value).map_err(|e| corrupt(&kv.key, e))?;
+            b.epoch = kv.create_revision;
+            out.push(b);
         }
         out.sort_by_key(|b| b.broker_id);
         Ok(out)

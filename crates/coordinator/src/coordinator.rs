@@ -208,7 +208,7 @@ impl Coordinator {
         )
         .await
         .context("register the coordinator")?;
-        keeper.with_context(|| {
+        keeper.map(|(k, _)| k).with_context(|| {
             format!(
                 "coordinator.id {} is already registered by a live coordinator; pick another id or stop the other one",
                 self.config.coordinator_id

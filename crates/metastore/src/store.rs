@@ -114,18 +114,19 @@ impl Drop for LeaseKeeper {
 }
 
 /// Kafka's ephemeral node: writes `key` bound to a fresh lease of `ttl`, kept
-/// alive, once nobody holds the key. `value` gets the lease id (an
-/// incarnation epoch). A process restarted right after a crash finds its
-/// previous registration until that lease expires, so this waits up to `wait`
-/// for the key to free; `None` when it is still held then (another live
-/// process has it).
+/// alive, once nobody holds the key. `value` gets the lease id. Returns the
+/// keeper and the key's create revision: the registration's epoch, larger
+/// for every registration (Kafka's broker epoch, KIP-380). A process
+/// restarted right after a crash finds its previous registration until that
+/// lease expires, so this waits up to `wait` for the key to free; `None` when
+/// it is still held then (another live process has it).
 pub async fn register_ephemeral(
     store: &dyn MetadataStore,
     key: String,
     ttl: Duration,
     wait: Duration,
     value: impl Fn(LeaseId) -> Vec<u8>,
-) -> Result<Option<LeaseKeeper>, MetaError> {
+) -> Result<Option<(LeaseKeeper, i64)>, MetaError> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let lease = store.grant_lease(ttl).await?;
@@ -142,7 +143,7 @@ pub async fn register_ephemeral(
             )
             .await?;
         if res.succeeded {
-            return Ok(Some(keeper));
+            return Ok(Some((keeper, res.revision)));
         }
         let _ = store.revoke_lease(lease).await;
         if tokio::time::Instant::now() >= deadline {

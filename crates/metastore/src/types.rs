@@ -108,6 +108,16 @@ impl Compare {
         }
     }
 
+    /// The key was created at `revision` (and still exists): for a lease-held
+    /// registration, the same incarnation still holds it.
+    pub fn create_revision_eq(key: impl Into<String>, revision: i64) -> Self {
+        Compare::CreateRevision {
+            key: key.into(),
+            op: CmpOp::Equal,
+            revision,
+        }
+    }
+
     /// The key has had exactly `version` puts since creation.
     pub fn version_eq(key: impl Into<String>, version: i64) -> Self {
         Compare::Version {

@@ -74,7 +74,10 @@ pub struct BrokerRegistration {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rack: Option<String>,
     pub start_time_ms: i64,
-    /// The registration's lease id: a new incarnation has a new epoch.
+    /// The registration epoch: the create revision of the `brokers/<id>`
+    /// key, larger for every new registration (KIP-380). Readers take it
+    /// from the key, not from the stored value, which cannot know it.
+    #[serde(default)]
     pub epoch: i64,
 }
 

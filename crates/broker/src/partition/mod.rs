@@ -39,6 +39,14 @@ pub struct Role {
     pub partition_epoch: i32,
 }
 
+/// One member of a proposed ISR, with the registration epoch it fetched in
+/// (-1 for the leader itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IsrMember {
+    pub broker_id: i32,
+    pub broker_epoch: i64,
+}
+
 /// What the leader knows of one follower (Kafka's Replica state).
 #[derive(Debug, Clone, Copy)]
 pub struct FollowerState {
@@ -46,6 +54,10 @@ pub struct FollowerState {
     pub leo: i64,
     /// Last time the follower had fetched everything the leader had.
     pub last_caught_up: Instant,
+    /// The registration epoch the follower fetched in (KIP-903): progress
+    /// from an older one is ignored, and the ISR only grows by a follower in
+    /// the epoch the controller knows.
+    pub broker_epoch: i64,
 }
 
 /// The answer to one ReplicaFetch partition.
@@ -237,6 +249,7 @@ impl Partition {
                         FollowerState {
                             leo: -1,
                             last_caught_up: now,
+                            broker_epoch: -1,
                         },
                     );
                 }
@@ -328,12 +341,17 @@ impl Partition {
         });
     }
 
-    /// Leader: serves one partition of a follower's ReplicaFetch and records the
-    /// follower's progress. Checks the follower's epoch and, from its last
-    /// fetched epoch, whether its log diverges (KIP-101/KIP-320).
+    /// Leader: serves one partition of a follower's ReplicaFetch and, when
+    /// `record_epoch` gives the follower's current registration epoch,
+    /// records its progress (a fetch from a registration this leader does
+    /// not know yet is served but not counted). Checks the follower's leader
+    /// epoch and, from its last fetched epoch, whether its log diverges
+    /// (KIP-101/KIP-320).
+    #[allow(clippy::too_many_arguments)]
     pub fn read_for_follower(
         &self,
         follower: i32,
+        record_epoch: Option<i64>,
         fetch_offset: i64,
         last_fetched_epoch: i32,
         current_leader_epoch: i32,
@@ -385,16 +403,22 @@ impl Partition {
                 log_start: offsets.log_start,
             });
         }
-        {
+        if let Some(epoch) = record_epoch {
             let now = Instant::now();
             let mut f = self.followers.lock();
             let st = f.entry(follower).or_insert(FollowerState {
                 leo: -1,
                 last_caught_up: now,
+                broker_epoch: epoch,
             });
-            st.leo = fetch_offset;
-            if fetch_offset >= offsets.leo {
-                st.last_caught_up = now;
+            // A late fetch from an older registration must not overwrite
+            // what the current one reported (its log may be shorter).
+            if epoch >= st.broker_epoch {
+                st.broker_epoch = epoch;
+                st.leo = fetch_offset;
+                if fetch_offset >= offsets.leo {
+                    st.last_caught_up = now;
+                }
             }
         }
         self.maybe_advance_hw();
@@ -508,14 +532,16 @@ impl Partition {
     /// Leader: the ISR this partition should have now, if it differs: followers
     /// that lag more than `max_lag` leave; followers that reached the high
     /// watermark join.
-    /// Only `eligible` followers are added (live, registered brokers: one in
-    /// controlled shutdown keeps fetching but must not be proposed back, or
-    /// the controller refuses the whole change, a needed shrink included).
+    /// A follower is added only while `registration_epoch` (the leader's view
+    /// of who is registered) shows the registration it fetched in: one in
+    /// controlled shutdown keeps fetching but must not be proposed back, and
+    /// a restarted one must fetch again first, or the controller refuses the
+    /// whole change, a needed shrink included.
     pub fn desired_isr(
         &self,
         max_lag: Duration,
-        eligible: impl Fn(i32) -> bool,
-    ) -> Option<(Role, Vec<i32>)> {
+        registration_epoch: impl Fn(i32) -> Option<i64>,
+    ) -> Option<(Role, Vec<IsrMember>)> {
         let role = self.role.read().clone();
         if role.leader != self.broker_id {
             return None;
@@ -523,21 +549,30 @@ impl Partition {
         let hw = self.offsets().hw;
         let now = Instant::now();
         let followers = self.followers.lock();
-        let mut isr = vec![self.broker_id];
+        let mut isr = vec![IsrMember {
+            broker_id: self.broker_id,
+            broker_epoch: -1,
+        }];
         for r in role.replicas.iter().filter(|r| **r != self.broker_id) {
             let Some(f) = followers.get(r) else { continue };
             let in_isr = role.isr.contains(r);
             let lagging = now.duration_since(f.last_caught_up) > max_lag;
             let caught_up = f.leo >= hw && f.leo >= 0;
-            if (in_isr && !lagging) || (!in_isr && caught_up && eligible(*r)) {
-                isr.push(*r);
+            // Added only in the registration it fetched in (KIP-903).
+            let current = registration_epoch(*r) == Some(f.broker_epoch);
+            if (in_isr && !lagging) || (!in_isr && caught_up && current) {
+                isr.push(IsrMember {
+                    broker_id: *r,
+                    broker_epoch: f.broker_epoch,
+                });
             }
         }
         drop(followers);
         let mut current = role.isr.clone();
         current.sort_unstable();
-        isr.sort_unstable();
-        (isr != current).then_some((role, isr))
+        isr.sort_unstable_by_key(|m| m.broker_id);
+        let ids: Vec<i32> = isr.iter().map(|m| m.broker_id).collect();
+        (ids != current).then_some((role, isr))
     }
 
     fn not_leader(&self, role: &Role) -> ApiError {

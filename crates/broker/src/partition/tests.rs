@@ -64,7 +64,7 @@ fn sync_as(leader: &Partition, leader_id: i32, follower: &Partition, id: i32, ep
     for _ in 0..10 {
         let (offset, last_epoch) = follower.fetch_position();
         let read = leader
-            .read_for_follower(id, offset, last_epoch, epoch, 1 << 20)
+            .read_for_follower(id, Some(1), offset, last_epoch, epoch, 1 << 20)
             .unwrap();
         let caught_up = matches!(&read, ReplicaRead::Data { batches, .. }
             if batches.is_empty() && offset == leader.offsets().leo);
@@ -127,7 +127,7 @@ fn divergent_tail_of_an_old_leader_is_truncated_by_epoch() {
     let (offset, last_epoch) = old.fetch_position();
     assert_eq!((offset, last_epoch), (3, 0));
     match new
-        .read_for_follower(1, offset, last_epoch, 1, 1 << 20)
+        .read_for_follower(1, Some(1), offset, last_epoch, 1, 1 << 20)
         .unwrap()
     {
         ReplicaRead::Diverging {
@@ -241,12 +241,12 @@ async fn acks_all_waiter_fails_when_leadership_moves_instead_of_acking_a_lost_ba
     let b = new.append_as_leader(batch(&["c"]), -1, 1).unwrap();
     let (offset, last_epoch) = old.fetch_position();
     if let ReplicaRead::Data { batches, hw, .. } = new
-        .read_for_follower(1, offset, last_epoch, 1, 1 << 20)
+        .read_for_follower(1, Some(1), offset, last_epoch, 1, 1 << 20)
         .unwrap()
     {
         old.append_as_follower(batches, hw).unwrap();
     }
-    let _ = new.read_for_follower(1, old.fetch_position().0, 1, 1, 1 << 20);
+    let _ = new.read_for_follower(1, Some(1), old.fetch_position().0, 1, 1, 1 << 20);
     new.wait_replicated(b.first_offset..=b.last_offset, b.leader_epoch, deadline)
         .await
         .unwrap();
@@ -323,8 +323,9 @@ fn late_fetch_answer_from_an_old_leader_is_dropped() {
     next.set_role(role(1, 1, &[1, 2])).unwrap();
     old.append_as_leader(batch(&["a"]), 1, 1).unwrap();
     // Broker 2 asks broker 1 (epoch 1) for data...
-    let ReplicaRead::Data { batches, hw, .. } =
-        old.read_for_follower(2, 0, -1, 1, 1 << 20).unwrap()
+    let ReplicaRead::Data { batches, hw, .. } = old
+        .read_for_follower(2, Some(1), 0, -1, 1, 1 << 20)
+        .unwrap()
     else {
         panic!("data expected")
     };
@@ -355,8 +356,68 @@ fn stale_follower_epoch_is_fenced() {
     let d = tempfile::tempdir().unwrap();
     let leader = partition(d.path(), 1);
     leader.set_role(role(1, 3, &[1, 2])).unwrap();
-    let e = leader.read_for_follower(2, 0, -1, 2, 1024).err().unwrap();
+    let e = leader
+        .read_for_follower(2, Some(1), 0, -1, 2, 1024)
+        .err()
+        .unwrap();
     assert_eq!(e.code, ErrorCode::FencedLeaderEpoch);
-    let e = leader.read_for_follower(2, 0, -1, 4, 1024).err().unwrap();
+    let e = leader
+        .read_for_follower(2, Some(1), 0, -1, 4, 1024)
+        .err()
+        .unwrap();
     assert_eq!(e.code, ErrorCode::UnknownLeaderEpoch);
+}
+
+/// KIP-380 / KIP-903 on the leader: progress counts only in the follower's
+/// current registration, and the ISR grows only by a follower in the
+/// registration the leader's metadata shows.
+#[test]
+fn follower_progress_counts_only_in_its_current_registration() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let leader = partition(d1.path(), 1);
+    let follower = partition(d2.path(), 2);
+    leader.set_role(role(1, 0, &[1])).unwrap();
+    follower.set_role(role(1, 0, &[1])).unwrap();
+    leader.append_as_leader(batch(&["a", "b"]), 1, 1).unwrap();
+    // Registration 7 of broker 2 fetches everything, then asks again at the
+    // end: the leader now holds it as caught up in registration 7.
+    let ReplicaRead::Data { batches, hw, .. } = leader
+        .read_for_follower(2, Some(7), 0, -1, 0, 1 << 20)
+        .unwrap()
+    else {
+        panic!("data expected")
+    };
+    follower.append_as_follower(batches, hw).unwrap();
+    leader
+        .read_for_follower(2, Some(7), 2, 0, 0, 1 << 20)
+        .unwrap();
+    assert_eq!(leader.followers.lock()[&2].leo, 2);
+    // A late fetch from registration 6 does not move it back.
+    leader
+        .read_for_follower(2, Some(6), 0, -1, 0, 1 << 20)
+        .unwrap();
+    assert_eq!(leader.followers.lock()[&2].leo, 2);
+    // A fetch from a registration the leader does not know is served, not counted.
+    leader
+        .read_for_follower(2, None, 0, -1, 0, 1 << 20)
+        .unwrap();
+    assert_eq!(leader.followers.lock()[&2].leo, 2);
+    // Joins the ISR only while the metadata shows registration 7.
+    let max_lag = Duration::from_secs(30);
+    assert!(leader.desired_isr(max_lag, |_| Some(8)).is_none());
+    assert!(leader.desired_isr(max_lag, |_| None).is_none());
+    let (_, isr) = leader.desired_isr(max_lag, |_| Some(7)).unwrap();
+    assert_eq!(
+        isr,
+        [
+            IsrMember {
+                broker_id: 1,
+                broker_epoch: -1
+            },
+            IsrMember {
+                broker_id: 2,
+                broker_epoch: 7
+            }
+        ]
+    );
 }

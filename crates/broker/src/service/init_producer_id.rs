@@ -35,7 +35,7 @@ async fn next_id(svc: &BrokerService) -> Result<i64, ApiError> {
         let resp = client
             .allocate_producer_ids(AllocateProducerIdsRequest {
                 broker_id: broker.config.broker_id,
-                broker_epoch: 0,
+                broker_epoch: broker.epoch(),
             })
             .await
             .map_err(|s| ApiError::from_status(&s))?

@@ -19,6 +19,25 @@ pub(super) async fn replica_fetch(
     svc: &BrokerService,
     req: pb::ReplicaFetchRequest,
 ) -> Result<pb::ReplicaFetchResponse, ApiError> {
+    // KIP-380: a fetch from an older registration than this leader knows is
+    // a stale incarnation (paused or restarted since); one this leader does
+    // not know yet (its metadata lags) is served but not counted.
+    let known = svc
+        .broker
+        .metadata
+        .read(|v| v.brokers.get(&req.replica_id).map(|b| b.epoch));
+    if let Some(current) = known
+        && req.replica_epoch < current
+    {
+        return Err(ApiError::new(
+            ErrorCode::StaleBrokerEpoch,
+            format!(
+                "broker {} fetched in registration epoch {}; its current registration is {current}",
+                req.replica_id, req.replica_epoch
+            ),
+        ));
+    }
+    let record_epoch = (known == Some(req.replica_epoch)).then_some(req.replica_epoch);
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.clamp(0, 30_000) as u64);
     let mut receivers: Vec<_> = req
         .topics
@@ -35,7 +54,7 @@ pub(super) async fn replica_fetch(
         for r in &mut receivers {
             r.borrow_and_update();
         }
-        let (resp, bytes, urgent) = read_all(svc, &req);
+        let (resp, bytes, urgent) = read_all(svc, &req, record_epoch);
         if bytes > 0 || urgent || Instant::now() >= deadline || receivers.is_empty() {
             return Ok(resp);
         }
@@ -53,6 +72,7 @@ pub(super) async fn replica_fetch(
 fn read_all(
     svc: &BrokerService,
     req: &pb::ReplicaFetchRequest,
+    record_epoch: Option<i64>,
 ) -> (pb::ReplicaFetchResponse, usize, bool) {
     let mut total = 0;
     let mut urgent = false;
@@ -95,6 +115,7 @@ fn read_all(
             .max(1);
             match partition.read_for_follower(
                 req.replica_id,
+                record_epoch,
                 p.fetch_offset,
                 p.last_fetched_epoch,
                 p.current_leader_epoch,
