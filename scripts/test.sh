@@ -32,6 +32,8 @@ echo "==> cargo build (binaries for the end-to-end tests)"
 cargo build --locked --workspace --bins
 echo "==> CLI end-to-end (standalone node)"
 scripts/e2e-standalone.sh
+echo "==> the users' Kafka notes, verbatim (issue 12)"
+tests/cli/kafka-notes.sh
 echo "==> Python any-language test"
 tests/python/run.sh
 echo "==> Kafka clients (confluent-kafka, kafka-python, kcat) against standalone and a 3-broker cluster"

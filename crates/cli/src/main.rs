@@ -7,7 +7,11 @@
 //! # Layout
 //! - `cmd/mod.rs`: the `Command` enum and its dispatch (add a subcommand here).
 //! - `cmd/common.rs`: shared flags (`--bootstrap-server`, `key=value`
-//!   properties, `.properties` files), delivery tracking, progress bars.
+//!   properties, `.properties` files, which properties a tool ignores),
+//!   delivery tracking, progress bars.
+//! - `cmd/compat.rs`: Kafka command lines before clap (`kafka-topics.sh` as a
+//!   subcommand name, `-long-option`, `--zookeeper` and the server scripts
+//!   refused with what to type instead).
 //! - `cmd/topics.rs`: `sluice topics` (kafka-topics.sh).
 //! - `cmd/console_producer.rs`, `cmd/console_consumer.rs`: the console tools.
 //! - `cmd/producer_perf_test.rs`, `cmd/consumer_perf_test.rs`: the benchmarks.
@@ -28,7 +32,16 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = cmd::Cli::parse();
+    // Kafka-style command lines (`kafka-topics.sh`, `-record-size`,
+    // `--zookeeper`) are rewritten or refused with what to type instead.
+    let args = match cmd::compat::normalize(std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(msg) => {
+            eprintln!("Error: {}", cmd::common::usage(msg));
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = cmd::Cli::parse_from(args);
     // A server logs its lifecycle; client commands stay quiet unless asked.
     let default_level = match cli.command {
         cmd::Command::Standalone(_) => "info",

@@ -1,6 +1,7 @@
-//! `sluice console-consumer`: kafka-console-consumer.sh. With `--group` it
-//! joins the consumer group (auto-commit on, commits and leaves on exit);
-//! otherwise it reads every partition (or one) without a group.
+//! `sluice console-consumer`: kafka-console-consumer.sh. With `--group` (or
+//! `group.id` in `--consumer-property` / `--consumer.config`) it joins the
+//! consumer group (auto-commit on, commits and leaves on exit); otherwise it
+//! reads every partition (or one) without a group.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use sluice_client::{Consumer, ConsumerRecord, GroupConsumer, TopicPartition};
 
-use super::common::{Bootstrap, POLL_SLICE, client_config, properties, usage};
+use super::common::{
+    Bootstrap, POLL_SLICE, Role, client_config, consumer_group, properties, property_keys, usage,
+    warn_ignored,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -45,6 +49,8 @@ pub struct Args {
     pub consumer_config: Option<PathBuf>,
     /// Join this consumer group: partitions are shared with the group's other
     /// members and offsets are committed (auto-commit) so a restart resumes.
+    /// `--consumer-property group.id=G` (or group.id in --consumer.config)
+    /// does the same.
     #[arg(long)]
     pub group: Option<String>,
 }
@@ -148,22 +154,48 @@ impl Source {
 }
 
 pub async fn run(a: Args) -> anyhow::Result<()> {
-    if a.group.is_some() && a.partition.is_some() {
-        return Err(usage("--group and --partition cannot be used together"));
+    // Kafka's console consumer joins the group named by --group or by group.id
+    // in --consumer-property / --consumer.config.
+    let group = consumer_group(
+        a.group.as_deref(),
+        &a.consumer_property,
+        a.consumer_config.as_deref(),
+    )?;
+    if group.is_some() && a.partition.is_some() {
+        return Err(usage(if a.group.is_some() {
+            "--group and --partition cannot be used together"
+        } else {
+            "--partition cannot be used with group.id (a group member gets its partitions from the group)"
+        }));
     }
     if a.offset.is_some() && a.partition.is_none() {
         return Err(usage("--offset needs --partition"));
     }
     let formatter = Formatter::from_properties(&a.property)?;
+    let keys = property_keys(&a.consumer_property, a.consumer_config.as_deref());
+    if a.from_beginning
+        && let Some((_, reset)) = keys.iter().rev().find(|(k, _)| k == "auto.offset.reset")
+        && reset != "earliest"
+    {
+        return Err(usage(format!(
+            "--from-beginning and auto.offset.reset={reset} contradict each other; drop one"
+        )));
+    }
     let mut config = client_config(
         Some(&a.bootstrap.bootstrap_server),
         &a.consumer_property,
         a.consumer_config.as_deref(),
     )?;
+    warn_ignored(
+        Role::Consumer {
+            group: group.is_some(),
+        },
+        &keys,
+    );
     if a.from_beginning {
         config.set("auto.offset.reset", "earliest")?;
     }
-    if let Some(g) = &a.group {
+    if let Some(g) = &group {
         config.set("group.id", g)?;
         let mut consumer = GroupConsumer::new(config)?;
         consumer.subscribe(&[a.topic.as_str()]);
@@ -218,8 +250,9 @@ async fn consume(
 ) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut last_record = Instant::now();
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    // Ctrl-C or SIGTERM: stop, and (in a group) commit and leave, as Kafka's
+    // console consumer does in its shutdown hook.
+    let shutdown = sluice_types::runtime::shutdown_token();
     loop {
         if a.max_messages.is_some_and(|m| *processed >= m) {
             return Ok(());
@@ -235,7 +268,7 @@ async fn consume(
         }
         let records = tokio::select! {
             r = consumer.poll(slice) => r?,
-            _ = &mut ctrl_c => return Ok(()),
+            _ = shutdown.cancelled() => return Ok(()),
         };
         if records.is_empty() {
             continue;

@@ -9,12 +9,15 @@ use bytes::Bytes;
 use sluice_client::{ClientError, Producer, ProducerRecord};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::common::{Bootstrap, DeliveryTracker, client_config, properties, usage};
+use super::common::{
+    BootstrapOrBrokerList, DeliveryTracker, Role, client_config, hint_unknown_topic, properties,
+    property_keys, usage, warn_ignored,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub bootstrap: Bootstrap,
+    pub bootstrap: BootstrapOrBrokerList,
     /// The topic to write to.
     #[arg(long)]
     pub topic: String,
@@ -81,11 +84,21 @@ impl LineReader {
 }
 
 pub async fn run(a: Args) -> anyhow::Result<()> {
+    produce(&a)
+        .await
+        .map_err(|e| hint_unknown_topic(e, &a.bootstrap.bootstrap_server, &a.topic))
+}
+
+async fn produce(a: &Args) -> anyhow::Result<()> {
     let config = client_config(
         Some(&a.bootstrap.bootstrap_server),
         &a.producer_property,
         a.producer_config.as_deref(),
     )?;
+    warn_ignored(
+        Role::Producer,
+        &property_keys(&a.producer_property, a.producer_config.as_deref()),
+    );
     let reader = LineReader::from_properties(&a.property)?;
     let producer = Producer::new(config)?;
     let failures: Arc<Mutex<(u64, Option<ClientError>)>> = Arc::default();

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use hdrhistogram::Histogram;
 
-use super::common::{Bootstrap, client_config, format_time_ms, now_ms, progress_bar};
+use super::common::{
+    BootstrapOrBrokerList, Role, client_config, consumer_group, format_time_ms, now_ms,
+    progress_bar, property_keys, warn_ignored,
+};
 use sluice_client::{
     ClientConfig, Committer, Consumer, GroupConsumer, RebalanceListener, TopicPartition,
 };
@@ -20,7 +23,7 @@ use sluice_client::{
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub bootstrap: Bootstrap,
+    pub bootstrap: BootstrapOrBrokerList,
     /// The topic to read.
     #[arg(long)]
     pub topic: String,
@@ -45,7 +48,8 @@ pub struct Args {
     /// Leave out the header line.
     #[arg(long = "hide-header")]
     pub hide_header: bool,
-    /// Consume as members of this consumer group (offsets are committed).
+    /// Consume as members of this consumer group (offsets are committed);
+    /// group.id in --consumer-property or --consumer.config does the same.
     #[arg(long)]
     pub group: Option<String>,
     /// With --group: how many members to run in this process.
@@ -210,11 +214,28 @@ async fn run_group(a: &Args, config: ClientConfig, group: &str) -> anyhow::Resul
 }
 
 pub async fn run(a: Args) -> anyhow::Result<()> {
+    let group = consumer_group(
+        a.group.as_deref(),
+        &a.consumer_property,
+        a.consumer_config.as_deref(),
+    )?;
     let mut config = client_config(
         Some(&a.bootstrap.bootstrap_server),
         &a.consumer_property,
         a.consumer_config.as_deref(),
     )?;
+    let keys = property_keys(&a.consumer_property, a.consumer_config.as_deref());
+    warn_ignored(
+        Role::Consumer {
+            group: group.is_some(),
+        },
+        &keys,
+    );
+    if keys.iter().any(|(k, _)| k == "auto.offset.reset") {
+        eprintln!(
+            "Warning: \"auto.offset.reset\" is ignored: the test starts at the beginning, or at the end with --from-latest."
+        );
+    }
     config.set(
         "auto.offset.reset",
         if a.from_latest { "latest" } else { "earliest" },
@@ -222,7 +243,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     if let Some(f) = a.fetch_size {
         config.max_partition_fetch_bytes = f;
     }
-    if let Some(g) = a.group.clone() {
+    if let Some(g) = group {
         return run_group(&a, config, &g).await;
     }
     let mut consumer = Consumer::new(config)?;

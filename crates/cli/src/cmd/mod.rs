@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod common;
+pub mod compat;
 pub mod configs;
 pub mod console_consumer;
 pub mod console_producer;

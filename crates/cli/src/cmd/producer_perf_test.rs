@@ -10,7 +10,9 @@ use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
 use sluice_client::{ClientError, Producer, ProducerRecord, RecordMetadata};
 
-use super::common::{client_config, progress_bar, usage};
+use super::common::{
+    Role, client_config, hint_unknown_topic, progress_bar, property_keys, usage, warn_ignored,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -199,6 +201,17 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         &a.producer_props,
         a.producer_config.as_deref(),
     )?;
+    warn_ignored(
+        Role::Producer,
+        &property_keys(&a.producer_props, a.producer_config.as_deref()),
+    );
+    let bootstrap = config.bootstrap_servers.join(",");
+    perf(&a, config)
+        .await
+        .map_err(|e| hint_unknown_topic(e, &bootstrap, &a.topic))
+}
+
+async fn perf(a: &Args, config: sluice_client::ClientConfig) -> anyhow::Result<()> {
     let producer = Producer::new(config)?;
     let value = payload(a.record_size);
     let pb = progress_bar(a.num_records, "records");
