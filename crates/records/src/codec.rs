@@ -11,7 +11,11 @@ use kafka_protocol::records::{
     Compression, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
+use crate::compression::{DecompressError, decompress};
 use crate::error::RecordsError;
+
+/// What the log cleaner lets one stored batch inflate to.
+const RETAIN_DECOMPRESSED_LIMIT: usize = 1 << 30;
 use crate::header::{MAGIC_V2, RecordBatchHeader};
 use crate::split::BatchIter;
 
@@ -226,7 +230,14 @@ pub fn retain_records(
     }
     // The records section, decompressed: kept records are copied as they are
     // and compressed again with the batch's own codec.
-    let section = decompress(compression, batch.slice(HEADER_SIZE..)).map_err(codec_err)?;
+    // Stored batches passed the produce-time cap; this one only guards
+    // against data written before it existed.
+    let section = decompress(
+        compression,
+        batch.slice(HEADER_SIZE..),
+        RETAIN_DECOMPRESSED_LIMIT,
+    )
+    .map_err(|e| codec_err(e.into()))?;
     let mut kept_section = BytesMut::with_capacity(section.len());
     // Each record is a varint length followed by that many bytes.
     let mut rest = &section[..];
@@ -266,7 +277,10 @@ pub fn retain_records(
 /// before appending, so a batch that no consumer or log cleaner could read is
 /// refused instead of stored. Uncompressed batches pass (the log checks their
 /// header and CRC).
-pub fn check_compressed(batch: &[u8]) -> Result<(), RecordsError> {
+///
+/// The section may inflate to at most `limit` bytes (a compression bomb is
+/// refused with [`RecordsError::TooLarge`] before it fills memory).
+pub fn check_compressed(batch: &[u8], limit: usize) -> Result<(), RecordsError> {
     use crate::header::HEADER_SIZE;
     let corrupt = |reason: String| RecordsError::CorruptMessage {
         position: 0,
@@ -285,8 +299,10 @@ pub fn check_compressed(batch: &[u8]) -> Result<(), RecordsError> {
         return Ok(());
     }
     let body = Bytes::copy_from_slice(&batch[HEADER_SIZE..header.total_size()]);
-    let section = decompress(compression, body)
-        .map_err(|e| corrupt(format!("{compression:?} records do not decompress: {e}")))?;
+    let section = decompress(compression, body, limit).map_err(|e| match e {
+        DecompressError::TooLarge { limit } => RecordsError::TooLarge { limit },
+        e => corrupt(format!("{compression:?} records do not decompress: {e}")),
+    })?;
     let mut rest = &section[..];
     let mut count = 0i64;
     while !rest.is_empty() {
@@ -300,19 +316,6 @@ pub fn check_compressed(batch: &[u8]) -> Result<(), RecordsError> {
         )));
     }
     Ok(())
-}
-
-/// A records section as stored, decompressed.
-fn decompress(compression: Compression, mut data: Bytes) -> anyhow::Result<Bytes> {
-    use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
-    let take = |b: &mut Bytes| Ok(std::mem::take(b));
-    match compression {
-        Compression::None => Ok(data),
-        Compression::Gzip => Gzip::decompress(&mut data, take),
-        Compression::Snappy => Snappy::decompress(&mut data, take),
-        Compression::Lz4 => Lz4::decompress(&mut data, take),
-        Compression::Zstd => Zstd::decompress(&mut data, take),
-    }
 }
 
 /// Appends `section` to `out`, compressed.

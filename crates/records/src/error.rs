@@ -29,6 +29,10 @@ pub enum RecordsError {
         stored: u32,
         computed: u32,
     },
+    /// A compressed batch inflates past the allowed size (Kafka's
+    /// RECORD_TOO_LARGE).
+    #[error("the compressed records inflate past {limit} bytes")]
+    TooLarge { limit: usize },
     /// `kafka-protocol` refused to encode the records.
     #[error("encode record batch: {reason}")]
     Encode { reason: String },
@@ -51,7 +55,9 @@ impl RecordsError {
             | RecordsError::CorruptMessage { position, .. }
             | RecordsError::UnsupportedMagic { position, .. }
             | RecordsError::CrcMismatch { position, .. } => Some(*position),
-            RecordsError::Encode { .. } | RecordsError::Decode { .. } => None,
+            RecordsError::TooLarge { .. }
+            | RecordsError::Encode { .. }
+            | RecordsError::Decode { .. } => None,
         }
     }
 }

@@ -16,8 +16,10 @@
 //! - [`codec`]: the crate's own [`Record`] type, [`encode_batch`] and
 //!   [`decode_batches`], built on `kafka_protocol::records`, and
 //!   [`retain_records`], the log cleaner's in-place filter of one batch.
+//! - [`compression`]: decompression with a cap on what a batch inflates to.
 
 pub mod codec;
+pub mod compression;
 pub mod error;
 pub mod header;
 pub mod split;

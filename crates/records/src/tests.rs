@@ -367,7 +367,7 @@ fn compressed_batches_are_checked_before_append() {
             },
         )
         .unwrap();
-        check_compressed(&b).unwrap();
+        check_compressed(&b, 1 << 20).unwrap();
     }
     let good = encode_batch(
         &recs,
@@ -377,11 +377,11 @@ fn compressed_batches_are_checked_before_append() {
         },
     )
     .unwrap();
-    check_compressed(&good).unwrap();
+    check_compressed(&good, 1 << 20).unwrap();
     // A count that disagrees with the compressed section.
     let mut wrong = BytesMut::from(&good[..]);
     wrong[57..61].copy_from_slice(&4i32.to_be_bytes());
-    let e = check_compressed(&wrong).unwrap_err();
+    let e = check_compressed(&wrong, 1 << 20).unwrap_err();
     assert!(e.to_string().contains("holds 5"), "{e}");
     // A payload that is not lz4 at all, under a valid CRC.
     let mut garbage = BytesMut::from(&good[..HEADER_SIZE]);
@@ -389,6 +389,6 @@ fn compressed_batches_are_checked_before_append() {
     let len = (garbage.len() - LOG_OVERHEAD) as i32;
     garbage[8..12].copy_from_slice(&len.to_be_bytes());
     crate::header::recompute_crc(&mut garbage);
-    let e = check_compressed(&garbage).unwrap_err();
+    let e = check_compressed(&garbage, 1 << 20).unwrap_err();
     assert!(e.to_string().contains("do not decompress"), "{e}");
 }

@@ -39,6 +39,14 @@ pub struct Role {
     pub partition_epoch: i32,
 }
 
+/// What one compressed batch may inflate to: 32 times `max.message.bytes`
+/// (at least 32 MiB). Producers cap a batch by its uncompressed size
+/// (`batch.size`), so real batches stay far below; a compression bomb that
+/// fits `max.message.bytes` does not, and is refused before it fills memory.
+fn inflation_limit(max_message_bytes: u32) -> usize {
+    (max_message_bytes as usize).max(1 << 20).saturating_mul(32)
+}
+
 /// One member of a proposed ISR, with the registration epoch it fetched in
 /// (-1 for the leader itself).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -600,11 +608,17 @@ impl Partition {
         // Compressed batches are decompressed once here, before the lock, so
         // one nobody could read later is refused now (Kafka's LogValidator).
         let mut pos = 0;
+        let limit = inflation_limit(self.log.read().config().max_message_bytes);
         for h in &headers {
             let end = pos + h.total_size();
             if h.compression() != Some(sluice_records::Compression::None) {
-                sluice_records::check_compressed(&batches[pos..end])
-                    .map_err(|e| ApiError::new(ErrorCode::CorruptMessage, format!("{tp}: {e}")))?;
+                sluice_records::check_compressed(&batches[pos..end], limit).map_err(|e| {
+                    let code = match e {
+                        sluice_records::RecordsError::TooLarge { .. } => ErrorCode::MessageTooLarge,
+                        _ => ErrorCode::CorruptMessage,
+                    };
+                    ApiError::new(code, format!("{tp}: {e}"))
+                })?;
             }
             pos = end;
         }

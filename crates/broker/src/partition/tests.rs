@@ -421,3 +421,38 @@ fn follower_progress_counts_only_in_its_current_registration() {
         ]
     );
 }
+
+/// A gzip "bomb" (a few kilobytes that inflate past the cap) is refused with
+/// MESSAGE_TOO_LARGE, and nothing is stored.
+#[test]
+fn compression_bomb_is_refused_before_it_inflates() {
+    let d = tempfile::tempdir().unwrap();
+    let leader = partition(d.path(), 1);
+    leader.set_role(role(1, 0, &[1])).unwrap();
+    let bomb = Record {
+        value: Some(Bytes::from(vec![0u8; 40 << 20])),
+        timestamp: 1,
+        ..Default::default()
+    };
+    let data = encode_batch(
+        &[bomb],
+        EncodeOptions {
+            compression: sluice_records::Compression::Gzip,
+            ..EncodeOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(
+        data.len() < 1 << 20,
+        "fits max.message.bytes: {}",
+        data.len()
+    );
+    let e = leader
+        .append_as_leader(BytesMut::from(&data[..]), 1, 1)
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::MessageTooLarge, "{e}");
+    assert_eq!(leader.offsets().leo, 0);
+    // The same record, small enough, is stored.
+    leader.append_as_leader(batch(&["ok"]), 1, 1).unwrap();
+    assert_eq!(leader.offsets().leo, 1);
+}
