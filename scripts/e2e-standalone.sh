@@ -106,4 +106,7 @@ start_node
   --timeout-ms 10000 --property print.partition=true >"$WORK/out2" 2>/dev/null || fail "console-consumer after restart"
 check_consumed "$WORK/out2"
 stop_node
-echo "e2e: 3 passed, 0 failed"
+# Redirected to a file, the node logs plain text (no ANSI colour codes).
+grep -q "registered" "$WORK/node.log" || fail "the node log is empty"
+if grep -q $'\x1b\[' "$WORK/node.log"; then fail "ANSI escape codes in a redirected log"; fi
+echo "e2e: 4 passed, 0 failed"

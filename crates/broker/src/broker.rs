@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use futures::StreamExt;
@@ -17,11 +17,7 @@ use crate::metadata::MetadataCache;
 use crate::replica_manager::ReplicaManager;
 use crate::service::BrokerService;
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use sluice_types::now_ms;
 
 pub struct Broker {
     pub config: BrokerConfig,

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use sluice_server::config::ConfigError;
 use sluice_storage::LogConfig;
-use sluice_types::config::ConfigError;
 
 /// Settings of one broker. Every field defaults to Kafka's default unless noted.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -252,7 +252,7 @@ mod tests {
 
     #[test]
     fn yaml_keys_are_kafkas() {
-        let c: BrokerConfig = sluice_types::config::parse_yaml(
+        let c: BrokerConfig = sluice_server::config::parse_yaml(
             "broker.id: 3\nlog.dirs: /a,/b\nauto.create.topics.enable: true\nlog.cleaner.backoff.ms: 500\n",
             "t",
         )
@@ -263,7 +263,7 @@ mod tests {
         assert_eq!(c.log_dir_paths().len(), 2);
         assert!(c.auto_create_topics_enable);
         let e =
-            sluice_types::config::parse_yaml::<BrokerConfig>("broker.idd: 3\n", "t").unwrap_err();
+            sluice_server::config::parse_yaml::<BrokerConfig>("broker.idd: 3\n", "t").unwrap_err();
         assert!(e.to_string().contains("broker.idd"), "{e}");
     }
 }

@@ -8,8 +8,8 @@ use anyhow::Context;
 use clap::Parser;
 use sluice_broker::{Broker, BrokerConfig};
 use sluice_metastore::{EtcdMetadataStore, MetadataStore};
+use sluice_server::runtime::{init_tracing, shutdown_token};
 use sluice_server::{Late, Ops, names};
-use sluice_types::runtime::{init_tracing, shutdown_token};
 use tokio_util::sync::CancellationToken;
 
 /// mimalloc: see the note in the `sluice` CLI; the same allocation pattern.
@@ -37,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
     init_tracing();
     let args = Args::parse();
     let config: BrokerConfig =
-        sluice_types::config::load_layered(args.config.as_deref(), &args.overrides)?;
+        sluice_server::config::load_layered(args.config.as_deref(), &args.overrides)?;
     config.validate()?;
     // SIGTERM starts a controlled shutdown; `stop` ends serving after it.
     let signal = shutdown_token();

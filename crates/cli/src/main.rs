@@ -47,13 +47,7 @@ async fn main() -> ExitCode {
         cmd::Command::Standalone(_) => "info",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    sluice_server::runtime::init_tracing_at(default_level);
     match cmd::run(cli.command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,7 +1,7 @@
 //! Controller configuration, with Kafka's key names where Kafka has one.
 
 use serde::{Deserialize, Serialize};
-use sluice_types::config::ConfigError;
+use sluice_server::config::ConfigError;
 
 /// Settings of one controller. Every field has Kafka's default.
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -9,8 +9,8 @@ use anyhow::Context;
 use clap::Parser;
 use sluice_controller::{Controller, ControllerConfig, ControllerService};
 use sluice_metastore::{EtcdMetadataStore, MetadataStore};
+use sluice_server::runtime::{init_tracing, shutdown_token};
 use sluice_server::{Ops, names};
-use sluice_types::runtime::{init_tracing, shutdown_token};
 
 /// mimalloc: see the note in the `sluice` CLI; the same allocation pattern.
 #[global_allocator]
@@ -37,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
     init_tracing();
     let args = Args::parse();
     let config: ControllerConfig =
-        sluice_types::config::load_layered(args.config.as_deref(), &args.overrides)?;
+        sluice_server::config::load_layered(args.config.as_deref(), &args.overrides)?;
     config.validate()?;
     let store: Arc<dyn MetadataStore> = Arc::new(
         EtcdMetadataStore::connect_cluster(&config.etcd_endpoints, &config.cluster_name).await?,

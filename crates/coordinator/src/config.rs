@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sluice_types::config::ConfigError;
+use sluice_server::config::ConfigError;
 
 use crate::group::GroupSettings;
 

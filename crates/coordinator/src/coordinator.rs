@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -35,11 +35,7 @@ use crate::config::CoordinatorConfig;
 use crate::group::{Effects, Group, GroupRecord};
 use crate::records::{self, GroupValue, OwnerValue, RecordKey};
 
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub(crate) use sluice_types::now_ms;
 
 enum Owned {
     Loading {

@@ -9,8 +9,8 @@ use anyhow::Context;
 use clap::Parser;
 use sluice_coordinator::{Coordinator, CoordinatorConfig, CoordinatorService};
 use sluice_metastore::{EtcdMetadataStore, MetadataStore};
+use sluice_server::runtime::{init_tracing, shutdown_token};
 use sluice_server::{Late, Ops, names};
-use sluice_types::runtime::{init_tracing, shutdown_token};
 
 /// mimalloc: see the note in the `sluice` CLI; the same allocation pattern.
 #[global_allocator]
@@ -47,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
         overrides.push(format!("listeners={l}"));
     }
     let config: CoordinatorConfig =
-        sluice_types::config::load_layered(args.config.as_deref(), &overrides)?;
+        sluice_server::config::load_layered(args.config.as_deref(), &overrides)?;
     config.validate()?;
     let store: Arc<dyn MetadataStore> = Arc::new(
         EtcdMetadataStore::connect_cluster(&config.etcd_endpoints, &config.cluster_name).await?,

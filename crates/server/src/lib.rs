@@ -8,12 +8,16 @@
 //!   v1alpha) listing exactly the services the process serves;
 //! - [`metrics`]: the Prometheus endpoint behind `--metrics-listen`;
 //! - [`demux`]: one port for gRPC and Kafka's protocol, told apart by the
-//!   first byte a client sends.
+//!   first byte a client sends;
+//! - [`config`]: YAML config loading with errors that name the bad key;
+//! - [`runtime`]: logging setup and the Ctrl-C / SIGTERM shutdown token.
 
+pub mod config;
 pub mod demux;
 pub mod late;
 pub mod metrics;
 pub mod rpc_metrics;
+pub mod runtime;
 
 use std::sync::Arc;
 use std::time::Duration;

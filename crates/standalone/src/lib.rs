@@ -54,7 +54,7 @@ pub struct StandaloneFile {
 impl StandaloneOptions {
     /// Applies a standalone YAML config file.
     pub fn with_file(mut self, path: &std::path::Path) -> anyhow::Result<Self> {
-        let file: StandaloneFile = sluice_types::config::load_yaml(path)?;
+        let file: StandaloneFile = sluice_server::config::load_yaml(path)?;
         file.controller.validate()?;
         self.broker = file.broker;
         self.controller = file.controller;

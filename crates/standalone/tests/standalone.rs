@@ -410,15 +410,15 @@ fn example_config_file_parses_and_typos_are_named() {
 fn example_service_configs_parse() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/config");
     let b: sluice_broker::BrokerConfig =
-        sluice_types::config::load_yaml(&root.join("broker.yaml")).unwrap();
+        sluice_server::config::load_yaml(&root.join("broker.yaml")).unwrap();
     b.validate().unwrap();
     assert_eq!(b.replica_lag_time_max_ms, 10_000);
     let c: sluice_controller::ControllerConfig =
-        sluice_types::config::load_yaml(&root.join("controller.yaml")).unwrap();
+        sluice_server::config::load_yaml(&root.join("controller.yaml")).unwrap();
     c.validate().unwrap();
     assert_eq!(c.controller_id, 1001);
     let g: sluice_coordinator::CoordinatorConfig =
-        sluice_types::config::load_yaml(&root.join("coordinator.yaml")).unwrap();
+        sluice_server::config::load_yaml(&root.join("coordinator.yaml")).unwrap();
     g.validate().unwrap();
     assert_eq!(g.group_initial_rebalance_delay_ms, 3000);
 }

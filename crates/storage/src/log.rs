@@ -20,11 +20,7 @@ use crate::segment::LogSegment;
 /// File holding the topic id, as in Kafka.
 pub const PARTITION_METADATA: &str = "partition.metadata";
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub(crate) use sluice_types::now_ms;
 
 /// What an append wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,14 +10,21 @@
 //!   (group to `__consumer_offsets` partition).
 //! - [`meta`]: metadata records (topics, partitions, brokers) and their keys in
 //!   the metadata store.
-//! - [`config`]: YAML config loading with errors that name the bad key.
-//! - [`runtime`]: logging setup and the Ctrl-C / SIGTERM shutdown token.
+//! - [`now_ms`]: the wall clock in Kafka's unit.
+//!
+//! Config loading and the process runtime live in `sluice-server`, so a
+//! client application does not pull in YAML and a log subscriber.
 
-pub mod config;
 pub mod error;
 pub mod hash;
 pub mod meta;
 pub mod names;
-pub mod runtime;
 
 pub use error::{ApiError, ErrorCode};
+
+/// Milliseconds since the Unix epoch (Kafka's timestamps and deadlines).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::StreamExt;
@@ -322,12 +322,7 @@ pub fn hint_unknown_topic(e: anyhow::Error, bootstrap: &str, topic: &str) -> any
     )
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use sluice_types::now_ms;
 
 /// Kafka's `yyyy-MM-dd HH:mm:ss:SSS`, in UTC.
 pub fn format_time_ms(ms: i64) -> String {

@@ -252,7 +252,7 @@ async fn consume(
     let mut last_record = Instant::now();
     // Ctrl-C or SIGTERM: stop, and (in a group) commit and leave, as Kafka's
     // console consumer does in its shutdown hook.
-    let shutdown = sluice_types::runtime::shutdown_token();
+    let shutdown = sluice_server::runtime::shutdown_token();
     loop {
         if a.max_messages.is_some_and(|m| *processed >= m) {
             return Ok(());

@@ -37,7 +37,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("load {}", path.display()))?;
     }
     opts.advertised = args.advertised_listener;
-    let shutdown = sluice_types::runtime::shutdown_token();
+    let shutdown = sluice_server::runtime::shutdown_token();
     if let Some(addr) = &args.metrics_listen {
         sluice_server::metrics::serve(addr, shutdown.clone()).await?;
     }

@@ -189,11 +189,7 @@ pub struct Producer {
     sender: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub(crate) use sluice_types::now_ms;
 
 impl Producer {
     /// Creates a producer and starts its sender task (needs a tokio runtime).

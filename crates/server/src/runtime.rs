@@ -5,13 +5,19 @@ use tokio_util::sync::CancellationToken;
 /// Logs to stderr through `tracing`, filtered by `RUST_LOG` (default `info`),
 /// coloured only on a terminal (and unless `NO_COLOR` is set).
 pub fn init_tracing() {
+    init_tracing_at("info");
+}
+
+/// [`init_tracing`] with another default level (client commands: `warn`).
+pub fn init_tracing_at(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        // Colour only on a terminal: container logs and log files get plain
-        // text that grep and log shippers can read.
+        // Colour only on a terminal: container logs and log files
+        // (`sluice standalone > node.log`) get plain text that grep and log
+        // shippers can read.
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_writer(std::io::stderr)
         .try_init();
