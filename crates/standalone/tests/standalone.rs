@@ -190,6 +190,34 @@ async fn bad_input_gets_stable_codes_and_writes_nothing() {
     };
     assert_eq!(res.unwrap_err().code(), ErrorCode::UnknownTopicOrPartition);
 
+    // An invalid name gets the same answer from Produce as from Metadata.
+    let mut raw_md = BrokerClient::connect(format!("http://{}", node.addr))
+        .await
+        .unwrap();
+    for name in [String::new(), "x".repeat(300), "bad name!".to_string()] {
+        let md = raw_md
+            .metadata(pb::MetadataRequest {
+                topics: vec![name.clone()],
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let code = md.topics[0].error.as_ref().map(|e| e.code());
+        assert_eq!(
+            code,
+            Some(ErrorCode::InvalidTopicException),
+            "metadata {name:?}"
+        );
+        let p = produce_raw(&mut raw_md, &name, Bytes::new()).await;
+        let code = p.error.as_ref().map(|e| e.code());
+        assert_eq!(
+            code,
+            Some(ErrorCode::InvalidTopicException),
+            "produce {name:?}"
+        );
+    }
+
     // Above message.max.bytes (1048588 by default), through the raw API so the
     // client's own size check does not stop it first.
     let mut raw = BrokerClient::connect(format!("http://{}", node.addr))

@@ -20,10 +20,7 @@ pub(crate) fn delete_records(
                 .iter()
                 .map(|p| {
                     let result = match broker.replicas.get(&t.name, p.partition) {
-                        None => Err(broker.metadata.read(|v| match v.topics.get(&t.name) {
-                            None => ApiError::unknown_topic(&t.name),
-                            Some(_) => ApiError::unknown_partition(&t.name, p.partition),
-                        })),
+                        None => Err(super::not_hosted(broker, &t.name, p.partition)),
                         Some(part) => part.delete_records(p.offset),
                     };
                     match result {

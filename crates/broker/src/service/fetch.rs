@@ -170,19 +170,7 @@ fn read_all(
 }
 
 fn unknown(svc: &BrokerService, topic: &str, partition: i32) -> ApiError {
-    svc.broker.metadata.read(|v| match v.topics.get(topic) {
-        None => ApiError::unknown_topic(topic),
-        Some(t) if partition < 0 || partition >= t.record.num_partitions() => {
-            ApiError::unknown_partition(topic, partition)
-        }
-        Some(_) => ApiError::new(
-            ErrorCode::NotLeaderOrFollower,
-            format!(
-                "broker {} does not host {topic}-{partition}",
-                svc.broker.config.broker_id
-            ),
-        ),
-    })
+    super::not_hosted(&svc.broker, topic, partition)
 }
 
 /// Decodes stored batches into proto records for clients that asked for them,

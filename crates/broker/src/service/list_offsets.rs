@@ -47,10 +47,7 @@ fn lookup(
 ) -> Result<(i64, i64, i32), ApiError> {
     let broker = &svc.broker;
     let Some(partition) = broker.replicas.get(topic, p.partition) else {
-        return Err(broker.metadata.read(|v| match v.topics.get(topic) {
-            None => ApiError::unknown_topic(topic),
-            Some(_) => ApiError::unknown_partition(topic, p.partition),
-        }));
+        return Err(super::not_hosted(broker, topic, p.partition));
     };
     if !partition.is_leader() {
         return Err(ApiError::new(

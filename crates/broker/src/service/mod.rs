@@ -138,6 +138,30 @@ impl BrokerService {
 /// Per-partition errors travel in the response body (the gRPC status is OK),
 /// so `grpc_server_handled_total` cannot show them: NOT_LEADER_OR_FOLLOWER
 /// during a failover, say. Kafka's ErrorsPerSec by request and error.
+/// The error for a partition this broker does not host, the same on every
+/// request: an invalid topic name is INVALID_TOPIC_EXCEPTION (as Metadata
+/// says), an unknown topic or partition UNKNOWN_TOPIC_OR_PARTITION, and a
+/// partition that exists elsewhere NOT_LEADER_OR_FOLLOWER (the client
+/// refreshes its metadata).
+pub(crate) fn not_hosted(broker: &Broker, topic: &str, partition: i32) -> ApiError {
+    if let Err(e) = sluice_types::names::validate_topic_name(topic) {
+        return e;
+    }
+    broker.metadata.read(|v| match v.topics.get(topic) {
+        None => ApiError::unknown_topic(topic),
+        Some(t) if partition < 0 || partition >= t.record.num_partitions() => {
+            ApiError::unknown_partition(topic, partition)
+        }
+        Some(_) => ApiError::new(
+            ErrorCode::NotLeaderOrFollower,
+            format!(
+                "broker {} does not host {topic}-{partition}",
+                broker.config.broker_id
+            ),
+        ),
+    })
+}
+
 pub(crate) fn count_errors<'a>(
     api: &'static str,
     errors: impl Iterator<Item = Option<&'a sluice_proto::common::Error>>,

@@ -141,19 +141,7 @@ fn append_one(
 ) -> Result<Appended, ApiError> {
     let broker = &svc.broker;
     let Some(partition) = broker.replicas.get(topic, data.partition) else {
-        return Err(broker.metadata.read(|v| match v.topics.get(topic) {
-            None => ApiError::unknown_topic(topic),
-            Some(t) if data.partition < 0 || data.partition >= t.record.num_partitions() => {
-                ApiError::unknown_partition(topic, data.partition)
-            }
-            Some(_) => ApiError::new(
-                ErrorCode::NotLeaderOrFollower,
-                format!(
-                    "broker {} does not host {topic}-{}",
-                    broker.config.broker_id, data.partition
-                ),
-            ),
-        }));
+        return Err(super::not_hosted(broker, topic, data.partition));
     };
     let batches = if !data.record_batches.is_empty() {
         // One copy: offsets are rewritten in place in a buffer we own.
