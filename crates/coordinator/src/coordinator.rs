@@ -460,7 +460,7 @@ impl Coordinator {
             .seek_to_beginning(std::slice::from_ref(&tp))
             .await
             .map_err(api)?;
-        let mut recs: Vec<(Option<Bytes>, Option<Bytes>)> = Vec::new();
+        let mut recs: Vec<(Option<Bytes>, Option<Bytes>, Option<i64>)> = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         while consumer.position(&tp).unwrap_or(0) <= marker {
             if Instant::now() > deadline {
@@ -475,7 +475,8 @@ impl Coordinator {
                 .map_err(api)?
             {
                 if r.offset <= marker {
-                    recs.push((r.key, r.value));
+                    let epoch = records::header_epoch(&r.headers);
+                    recs.push((r.key, r.value, epoch));
                 }
             }
         }
@@ -485,7 +486,8 @@ impl Coordinator {
             "replaying __consumer_offsets partition"
         );
         Ok(records::replay(
-            recs.iter().map(|(k, v)| (k.as_deref(), v.as_deref())),
+            recs.iter()
+                .map(|(k, v, e)| (k.as_deref(), v.as_deref(), *e)),
             self.config.group_settings(),
             Instant::now(),
         ))
@@ -626,6 +628,8 @@ impl Coordinator {
                 partition: Some(home.partition),
                 key: Some(Bytes::from(key.encode())),
                 value: value.map(Bytes::from),
+                // Fences this record on replay even when it is a tombstone.
+                headers: vec![records::epoch_header(home.epoch)],
                 ..Default::default()
             })
             .collect();

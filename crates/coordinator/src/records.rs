@@ -10,10 +10,11 @@
 //!
 //! A null value is a tombstone (offsets or group deleted).
 //!
-//! Fencing: every value carries the writer's ownership epoch. Replay keeps the
-//! highest epoch seen so far and ignores any record with a lower one, so a
-//! deposed owner that writes after its successor's `owner` marker cannot
-//! change what anyone loads later.
+//! Fencing: every record carries the writer's ownership epoch, in its value
+//! and, for a tombstone (which has none), in the [`EPOCH_HEADER`] record
+//! header. Replay keeps the highest epoch seen so far and ignores any record
+//! with a lower one, so a deposed owner that writes after its successor's
+//! `owner` marker cannot change what anyone loads later, deletions included.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -73,25 +74,56 @@ struct EpochOnly {
     owner_epoch: i64,
 }
 
+/// The record header naming the writer's ownership epoch (decimal text).
+pub const EPOCH_HEADER: &str = "sluice.owner.epoch";
+
+/// The [`EPOCH_HEADER`] of a record written in `epoch`.
+pub fn epoch_header(epoch: i64) -> (String, Option<bytes::Bytes>) {
+    (
+        EPOCH_HEADER.to_string(),
+        Some(bytes::Bytes::from(epoch.to_string())),
+    )
+}
+
+/// The epoch a record's headers name, if any.
+pub fn header_epoch(headers: &[(String, Option<bytes::Bytes>)]) -> Option<i64> {
+    headers
+        .iter()
+        .find(|(k, _)| k == EPOCH_HEADER)
+        .and_then(|(_, v)| std::str::from_utf8(v.as_deref()?).ok()?.parse().ok())
+}
+
 pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("values serialize")
 }
 
-/// Rebuilds the groups of one partition from its records in log order.
-/// Undecodable records are skipped with a warning (they cannot be ours).
+/// Rebuilds the groups of one partition from its records (key, value, the
+/// epoch in its headers) in log order. Undecodable records are skipped with
+/// a warning (they cannot be ours).
 pub fn replay<'a>(
-    records: impl IntoIterator<Item = (Option<&'a [u8]>, Option<&'a [u8]>)>,
+    records: impl IntoIterator<Item = (Option<&'a [u8]>, Option<&'a [u8]>, Option<i64>)>,
     settings: GroupSettings,
     now: Instant,
 ) -> BTreeMap<String, Group> {
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
     let mut max_epoch = i64::MIN;
     let mut ignored = 0usize;
-    for (key, value) in records {
+    for (key, value, header_epoch) in records {
         let Some(key) = key.and_then(|k| serde_json::from_slice::<RecordKey>(k).ok()) else {
             tracing::warn!("skipping a __consumer_offsets record with an unknown key");
             continue;
         };
+        // A tombstone's epoch is in its headers (absent in records written
+        // before tombstones carried one: those apply).
+        if value.is_none()
+            && let Some(e) = header_epoch
+        {
+            if e < max_epoch {
+                ignored += 1;
+                continue;
+            }
+            max_epoch = e;
+        }
         if let Some(v) = value {
             match serde_json::from_slice::<EpochOnly>(v) {
                 Ok(e) if e.owner_epoch < max_epoch => {
@@ -195,8 +227,17 @@ mod tests {
     }
 
     fn run(recs: &[(Vec<u8>, Option<Vec<u8>>)]) -> BTreeMap<String, Group> {
+        run_with(
+            recs.iter()
+                .map(|(k, v)| (k.clone(), v.clone(), None))
+                .collect(),
+        )
+    }
+
+    fn run_with(recs: Vec<(Vec<u8>, Option<Vec<u8>>, Option<i64>)>) -> BTreeMap<String, Group> {
         replay(
-            recs.iter().map(|(k, v)| (Some(k.as_slice()), v.as_deref())),
+            recs.iter()
+                .map(|(k, v, e)| (Some(k.as_slice()), v.as_deref(), *e)),
             GroupSettings::default(),
             Instant::now(),
         )
@@ -229,6 +270,26 @@ mod tests {
         let g = run(&recs);
         assert_eq!(g["g"].offsets[&("t".into(), 0)].offset, 5);
         assert_eq!(g["g"].offsets[&("t".into(), 1)].offset, 7);
+    }
+
+    #[test]
+    fn tombstones_of_a_deposed_owner_are_ignored() {
+        let tomb = |r: (Vec<u8>, Option<Vec<u8>>), epoch| (r.0, None, Some(epoch));
+        let with = |r: (Vec<u8>, Option<Vec<u8>>)| (r.0, r.1, None);
+        let recs = vec![
+            with(owner(1)),
+            with(off("g", 0, 5, 1)),
+            with(owner(2)),
+            // Owner 1, paused through the handover, deletes the group late.
+            tomb(off("g", 0, 0, 1), 1),
+        ];
+        let g = run_with(recs.clone());
+        assert_eq!(g["g"].offsets[&("t".into(), 0)].offset, 5);
+        // The current owner's tombstone deletes.
+        let mut recs = recs;
+        recs.push(tomb(off("g", 0, 0, 2), 2));
+        assert!(run_with(recs).is_empty());
+        assert_eq!(header_epoch(&[epoch_header(7)]), Some(7));
     }
 
     #[test]
