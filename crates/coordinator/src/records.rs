@@ -234,7 +234,10 @@ mod tests {
         )
     }
 
-    fn run_with(recs: Vec<(Vec<u8>, Option<Vec<u8>>, Option<i64>)>) -> BTreeMap<String, Group> {
+    /// A record as stored: key, value, the epoch in its headers.
+    type Stored = (Vec<u8>, Option<Vec<u8>>, Option<i64>);
+
+    fn run_with(recs: Vec<Stored>) -> BTreeMap<String, Group> {
         replay(
             recs.iter()
                 .map(|(k, v, e)| (Some(k.as_slice()), v.as_deref(), *e)),
