@@ -565,11 +565,30 @@ async fn idempotent_producer_recovers_after_a_batch_fails_for_good() {
         .await
         .unwrap_err();
     assert_eq!(big.code(), ErrorCode::MessageTooLarge, "{big}");
-    // Later records still go through (a new epoch, sequences from 0).
+    // Later records still go through, under an identity the broker gave
+    // (KIP-360: InitProducerId again, not an epoch the client picked).
     let md = producer.send(ok("b")).await.unwrap().await.unwrap();
     assert_eq!(md.offset, 1);
     producer.close().await;
     node.shutdown().await.unwrap();
+    let log = std::fs::read(dir.path().join("logs/small-0/00000000000000000000.log")).unwrap();
+    let batches = sluice_records::decode_batches(Bytes::from(log)).unwrap();
+    let ids: Vec<(i64, i16, i32)> = batches
+        .iter()
+        .map(|b| {
+            (
+                b.header.producer_id,
+                b.header.producer_epoch,
+                b.header.base_sequence,
+            )
+        })
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_ne!(
+        ids[0].0, ids[1].0,
+        "a new producer id from the broker: {ids:?}"
+    );
+    assert_eq!((ids[1].1, ids[1].2), (0, 0), "{ids:?}");
 }
 
 /// Every `compression.type` a Kafka producer offers: batches are stored in

@@ -113,66 +113,88 @@ pub(crate) struct Inner {
     pub closed: AtomicBool,
     /// A metadata refresh is running.
     pub refreshing: AtomicBool,
-    /// Idempotence: the producer id and epoch, fetched once from a broker.
-    pub producer_id: tokio::sync::OnceCell<(i64, i16)>,
+    /// Idempotence: the identity a broker gave (InitProducerId). A tokio
+    /// mutex: fetching it awaits a broker, and concurrent batches wait for
+    /// that one answer.
+    pub identity: tokio::sync::Mutex<Identity>,
+    /// Set by [`Inner::reset_sequences`]: the next batch gives the identity up.
+    pub renew_identity: AtomicBool,
     /// Idempotence: the next sequence number per partition.
     pub sequences: parking_lot::Mutex<std::collections::HashMap<TopicPartition, i32>>,
-    /// Idempotence: epochs added to the one InitProducerId gave, one per batch
-    /// that failed for good after getting sequence numbers.
-    pub epoch_bump: std::sync::atomic::AtomicI16,
+}
+
+/// An idempotent producer's identity.
+#[derive(Debug, Default)]
+pub(crate) struct Identity {
+    /// The producer id and epoch in use; `None` until the first batch.
+    current: Option<(i64, i16)>,
+    /// The one given up, sent with the next InitProducerId (KIP-360).
+    retired: Option<(i64, i16)>,
 }
 
 impl Inner {
-    /// The producer id and epoch of an idempotent producer (InitProducerId on
-    /// any broker, once).
+    /// The producer id and epoch of an idempotent producer: InitProducerId on
+    /// any broker, once, and again after [`Inner::reset_sequences`].
     pub(crate) async fn producer_identity(&self) -> Result<(i64, i16)> {
-        self.producer_id
-            .get_or_try_init(|| async {
-                let mut last = None;
-                for addr in &self.cluster.config.bootstrap_servers {
-                    let mut client = self.cluster.broker_at(addr)?;
-                    match client
-                        .init_producer_id(sluice_proto::broker::InitProducerIdRequest::default())
-                        .await
-                    {
-                        Ok(r) => {
-                            let r = r.into_inner();
-                            if let Some(e) = ApiError::from_proto(r.error.as_ref()) {
-                                last = Some(ClientError::from(e));
-                                continue;
-                            }
-                            return Ok((r.producer_id, r.producer_epoch as i16));
-                        }
-                        Err(s) => last = Some(ClientError::from_status(addr, &s)),
+        let mut identity = self.identity.lock().await;
+        if self.renew_identity.swap(false, Ordering::AcqRel)
+            && let Some(old) = identity.current.take()
+        {
+            identity.retired = Some(old);
+        }
+        if let Some(id) = identity.current {
+            return Ok(id);
+        }
+        let retired = identity.retired;
+        let request = sluice_proto::broker::InitProducerIdRequest {
+            transactional_id: None,
+            producer_id: retired.map(|r| r.0),
+            producer_epoch: retired.map(|r| i32::from(r.1)),
+        };
+        let mut last = None;
+        for addr in &self.cluster.config.bootstrap_servers {
+            let mut client = self.cluster.broker_at(addr)?;
+            match client.init_producer_id(request.clone()).await {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    if let Some(e) = ApiError::from_proto(r.error.as_ref()) {
+                        last = Some(ClientError::from(e));
+                        continue;
                     }
+                    let id = (r.producer_id, r.producer_epoch as i16);
+                    if retired.is_some() {
+                        tracing::info!(
+                            producer_id = id.0,
+                            producer_epoch = id.1,
+                            "new producer identity"
+                        );
+                    }
+                    identity.current = Some(id);
+                    identity.retired = None;
+                    return Ok(id);
                 }
-                Err(last.unwrap_or_else(|| {
-                    ClientError::api(
-                        ErrorCode::LeaderNotAvailable,
-                        "no broker gave a producer id",
-                    )
-                }))
-            })
-            .await
-            .copied()
-            .map(|(id, epoch)| {
-                (
-                    id,
-                    epoch.wrapping_add(self.epoch_bump.load(Ordering::Acquire)),
-                )
-            })
+                Err(s) => last = Some(ClientError::from_status(addr, &s)),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            ClientError::api(
+                ErrorCode::LeaderNotAvailable,
+                "no broker gave a producer id",
+            )
+        }))
     }
 
-    /// A batch that carried sequence numbers failed for good: the broker will
-    /// never see those sequences, so later batches would be refused as a gap.
-    /// Start a new epoch with every partition's sequence back at 0 (Kafka's
-    /// epoch bump, KIP-360); leaders accept a higher epoch starting at 0.
+    /// A batch that carried sequence numbers failed for good (or the
+    /// identity was fenced): the broker will never see those sequences, so
+    /// later batches would be refused as a gap. Give the identity up: the
+    /// next batch asks a broker for a new one (KIP-360) and every partition's
+    /// sequence starts again at 0. The broker, not this client, decides the
+    /// new identity.
     pub(crate) fn reset_sequences(&self) {
-        let bump = self.epoch_bump.fetch_add(1, Ordering::AcqRel) + 1;
         self.sequences.lock().clear();
+        self.renew_identity.store(true, Ordering::Release);
         tracing::warn!(
-            epoch_bump = bump,
-            "a batch with sequence numbers failed; producer epoch bumped and sequences reset"
+            "a batch with sequence numbers failed; asking for a new producer identity and resetting sequences"
         );
     }
 
@@ -212,9 +234,9 @@ impl Producer {
             idle: Notify::new(),
             closed: AtomicBool::new(false),
             refreshing: AtomicBool::new(false),
-            producer_id: tokio::sync::OnceCell::new(),
+            identity: tokio::sync::Mutex::new(Identity::default()),
+            renew_identity: AtomicBool::new(false),
             sequences: parking_lot::Mutex::new(std::collections::HashMap::new()),
-            epoch_bump: std::sync::atomic::AtomicI16::new(0),
             cluster,
         });
         let handle = tokio::spawn(sender::run(inner.clone()));
