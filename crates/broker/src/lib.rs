@@ -24,6 +24,8 @@
 //! - [`service`]: the request core and the gRPC `Broker` service over it, one
 //!   file per RPC family.
 //! - [`kafka`]: Kafka's binary protocol, a translation onto the same core.
+//! - [`run`]: a broker's whole life on a `sluice_server::Host`, shared by
+//!   `sluice-broker` and `sluice standalone`.
 
 pub mod broker;
 pub mod config;
@@ -33,10 +35,12 @@ pub mod partition;
 pub mod producer_state;
 pub mod replica_manager;
 pub mod replication;
+pub mod run;
 pub mod service;
 
 pub use broker::Broker;
 pub use config::BrokerConfig;
 pub use metadata::MetadataCache;
 pub use replica_manager::ReplicaManager;
+pub use run::run;
 pub use service::BrokerService;

@@ -13,15 +13,19 @@
 //!   and ISR changes, producer ids; `controller::topic_admin` the topic
 //!   operations (create/delete topics, add partitions, alter configs).
 //! - [`service`]: the gRPC `Controller` service, one file per RPC family.
+//! - [`run`]: a controller's whole life on a `sluice_server::Host`, shared by
+//!   `sluice-controller` and `sluice standalone`.
 
 pub mod config;
 pub mod controller;
 pub mod election;
 pub mod offsets_owners;
 pub mod placement;
+pub mod run;
 pub mod service;
 pub mod topic_config;
 
 pub use config::ControllerConfig;
 pub use controller::Controller;
+pub use run::run;
 pub use service::ControllerService;

@@ -10,13 +10,17 @@
 //!   timers.
 //! - [`service`]: the gRPC `GroupCoordinator` service.
 //! - [`config`]: the coordinator settings, [`CoordinatorConfig`].
+//! - [`run`]: a coordinator's whole life on a `sluice_server::Host`, shared
+//!   by `sluice-coordinator` and `sluice standalone`.
 
 pub mod config;
 pub mod coordinator;
 pub mod group;
 pub mod records;
+pub mod run;
 pub mod service;
 
 pub use config::CoordinatorConfig;
 pub use coordinator::Coordinator;
+pub use run::run;
 pub use service::CoordinatorService;

@@ -9,11 +9,14 @@
 //! - [`metrics`]: the Prometheus endpoint behind `--metrics-listen`;
 //! - [`demux`]: one port for gRPC and Kafka's protocol, told apart by the
 //!   first byte a client sends;
+//! - [`host`]: the port a process serves on, shared by the services it runs
+//!   (each service crate's `run` takes one);
 //! - [`config`]: YAML config loading with errors that name the bad key;
 //! - [`runtime`]: logging setup and the Ctrl-C / SIGTERM shutdown token.
 
 pub mod config;
 pub mod demux;
+pub mod host;
 pub mod late;
 pub mod metrics;
 pub mod rpc_metrics;
@@ -28,6 +31,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower::layer::util::{Identity, Stack};
 
+pub use host::Host;
 pub use late::Late;
 pub use rpc_metrics::RpcMetricsLayer;
 
@@ -134,6 +138,16 @@ impl Ops {
             ServingStatus::NotServing
         };
         self.reporter.set_service_status(name, status).await;
+    }
+
+    /// Sets the overall status only.
+    pub async fn set_overall(&self, serving: bool) {
+        let status = if serving {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        self.reporter.set_service_status("", status).await;
     }
 
     /// Sets the overall status and every service's.

@@ -46,3 +46,46 @@ pub fn shutdown_token() -> CancellationToken {
     });
     token
 }
+
+/// The flags every service binary takes (`sluice-broker`, `-controller`,
+/// `-coordinator`), so the three start alike.
+#[derive(Debug, clap::Args)]
+pub struct ServiceArgs {
+    /// Config file with Kafka's keys: YAML (see deploy/config/) or a Kafka
+    /// `.properties` file. Environment variables `SLUICE_<KEY>`
+    /// (`SLUICE_BROKER_ID=2` for `broker.id`) override it, and `--override`
+    /// flags override both.
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
+    /// `key=value`, repeatable, as in Kafka's `kafka-server-start.sh --override`.
+    #[arg(long = "override", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Shorthand for `--override listeners=HOST:PORT`.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+}
+
+impl ServiceArgs {
+    /// Initializes logging, loads the layered config, and starts the metrics
+    /// endpoint: a service binary's first steps. Returns the config and the
+    /// shutdown signal.
+    pub async fn start<T>(&self) -> anyhow::Result<(T, CancellationToken)>
+    where
+        T: serde::de::DeserializeOwned + serde::Serialize + Default,
+    {
+        init_tracing();
+        let mut overrides = self.overrides.clone();
+        if let Some(l) = &self.listen {
+            overrides.push(format!("listeners={l}"));
+        }
+        let config = crate::config::load_layered(self.config.as_deref(), &overrides)?;
+        let shutdown = shutdown_token();
+        if let Some(addr) = &self.metrics_listen {
+            crate::metrics::serve(addr, shutdown.clone()).await?;
+        }
+        Ok((config, shutdown))
+    }
+}

@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sluice_broker::{Broker, BrokerConfig};
-use sluice_controller::{Controller, ControllerConfig, ControllerService};
-use sluice_coordinator::{Coordinator, CoordinatorConfig, CoordinatorService};
+use sluice_broker::BrokerConfig;
+use sluice_controller::ControllerConfig;
+use sluice_coordinator::CoordinatorConfig;
 use sluice_metastore::{EmbeddedMetadataStore, MetadataStore};
-use sluice_server::{Ops, names};
+use sluice_server::{Host, names};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -87,121 +87,158 @@ fn standalone_controller_defaults() -> ControllerConfig {
 pub struct Standalone {
     /// The bound address (useful with port 0).
     pub addr: SocketAddr,
-    pub broker: Arc<Broker>,
-    pub controller: Arc<Controller>,
-    pub coordinator: Arc<Coordinator>,
     shutdown: CancellationToken,
-    server: JoinHandle<Result<(), tonic::transport::Error>>,
-    kafka: JoinHandle<()>,
-    controller_task: JoinHandle<()>,
+    node: JoinHandle<anyhow::Result<()>>,
 }
 
 impl Standalone {
-    /// Starts the node and returns once it serves requests and has an active
-    /// controller.
+    /// Starts the node (the same `run` of each service as the separate
+    /// binaries, on one shared [`Host`]) and returns once it serves requests,
+    /// has an active controller, and every partition has a leader again.
     pub async fn start(mut opts: StandaloneOptions) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&opts.data_dir)
             .with_context(|| format!("create data dir {}", opts.data_dir.display()))?;
-        let listener = tokio::net::TcpListener::bind(opts.listen)
-            .await
-            .with_context(|| format!("bind {}", opts.listen))?;
-        let addr = listener.local_addr()?;
+        let host = Host::bind(
+            &opts.listen.to_string(),
+            &[names::BROKER, names::CONTROLLER, names::COORDINATOR],
+        )
+        .await?;
+        let addr = host.local_addr();
         let advertised = opts.advertised.clone().unwrap_or_else(|| addr.to_string());
         let store: Arc<dyn MetadataStore> = Arc::new(
             EmbeddedMetadataStore::open(&opts.data_dir.join("meta"))
                 .context("open the embedded metadata store")?,
         );
-        let shutdown = CancellationToken::new();
-
         opts.broker.listeners = addr.to_string();
         opts.broker.advertised_listeners = Some(advertised.clone());
         opts.broker.log_dirs = opts.data_dir.join("logs").display().to_string();
-        let (host, port) = sluice_broker::config::host_port(&advertised)
+        let (host_name, port) = sluice_broker::config::host_port(&advertised)
             .map_err(|m| anyhow::anyhow!("advertised address: {m}"))?;
         opts.controller.controller_id = opts.broker.broker_id;
-        opts.controller.advertised_host = host.clone();
+        opts.controller.advertised_host = host_name.clone();
         opts.controller.advertised_port = port as i32;
         opts.controller.validate()?;
-
-        let controller = Controller::new(store.clone(), opts.controller.clone());
-        let controller_task = tokio::spawn(controller.clone().run(shutdown.child_token()));
-        let broker = Broker::start(opts.broker.clone(), store.clone(), shutdown.child_token())
-            .await
-            .context("start broker")?;
-
         opts.coordinator.listeners = addr.to_string();
-        opts.coordinator.advertised_host = Some(host);
+        opts.coordinator.advertised_host = Some(host_name);
         opts.coordinator.advertised_port = Some(port);
-        let coordinator = Coordinator::start(
-            opts.coordinator.clone(),
-            store.clone(),
-            Some(advertised.clone()),
-            shutdown.child_token(),
-        )
-        .await
-        .context("start group coordinator")?;
 
-        // gRPC and Kafka's protocol share the port (see sluice_server::demux).
-        let (grpc_incoming, kafka_incoming) =
-            sluice_server::demux::split(listener, shutdown.child_token());
-        let mut builder = sluice_server::server_builder();
-        let (router, ops) = Ops::router(
-            &mut builder,
-            &[names::BROKER, names::CONTROLLER, names::COORDINATOR],
-        )
-        .await?;
-        let server = router
-            .add_service(broker.service().into_server())
-            .add_service(ControllerService::new(controller.clone()).into_server())
-            .add_service(CoordinatorService::new(coordinator.clone()).into_server())
-            .serve_with_incoming_shutdown(grpc_incoming, shutdown.child_token().cancelled_owned());
-        let server = tokio::spawn(server);
-        let kafka = tokio::spawn(sluice_broker::kafka::serve(
-            broker.service(),
-            kafka_incoming,
-            shutdown.child_token(),
-        ));
-        let (b, c, k) = (broker.clone(), controller.clone(), coordinator.clone());
-        ops.follow(
-            move || {
-                let ready = b.is_ready() && c.is_active() && k.is_ready();
-                async move { ready }
-            },
-            shutdown.clone(),
-        );
-        tokio::time::timeout(Duration::from_secs(30), controller.wait_active())
-            .await
-            .context("controller election did not finish")?;
+        let shutdown = CancellationToken::new();
+        let node = {
+            let (host, store, shutdown) = (host.clone(), store.clone(), shutdown.clone());
+            let (b, c, k) = (opts.broker, opts.controller, opts.coordinator);
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                // One failing service stops the others (the node is one process).
+                let guard = |r: anyhow::Result<()>, what: &'static str| {
+                    if r.is_err() {
+                        stop.cancel();
+                    }
+                    r.context(what)
+                };
+                let (b, c, k) = tokio::join!(
+                    async {
+                        guard(
+                            sluice_broker::run(b, store.clone(), host.clone(), shutdown.clone())
+                                .await,
+                            "broker",
+                        )
+                    },
+                    async {
+                        guard(
+                            sluice_controller::run(
+                                c,
+                                store.clone(),
+                                host.clone(),
+                                shutdown.clone(),
+                            )
+                            .await,
+                            "controller",
+                        )
+                    },
+                    async {
+                        guard(
+                            sluice_coordinator::run(
+                                k,
+                                store.clone(),
+                                host.clone(),
+                                shutdown.clone(),
+                            )
+                            .await,
+                            "group coordinator",
+                        )
+                    },
+                );
+                b.and(c).and(k)
+            })
+        };
+        let mut node = node;
+        tokio::select! {
+            _ = host.wait_serving() => {}
+            r = &mut node => {
+                r.context("standalone node")??;
+                anyhow::bail!("the node stopped while starting");
+            }
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {
+                shutdown.cancel();
+                let _ = node.await;
+                anyhow::bail!("the node did not become ready within 60 s");
+            }
+        }
         // On a restart the partitions come back leaderless until the
         // controller sees this broker again; a node that says "ready" should
         // take produce requests at once.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while broker.leaderless_partitions() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_for_leaders(addr).await;
         info!(%addr, data_dir = %opts.data_dir.display(), "sluice standalone node ready");
         Ok(Self {
             addr,
-            broker,
-            controller,
-            coordinator,
             shutdown,
-            server,
-            kafka,
-            controller_task,
+            node,
         })
     }
 
-    /// Stops serving, then flushes and closes every log.
+    /// Stops serving (the broker's controlled shutdown first), then flushes
+    /// and closes every log.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
-        let served = self.server.await;
-        let _ = tokio::time::timeout(sluice_server::DRAIN_TIMEOUT, self.kafka).await;
-        let _ = self.controller_task.await;
-        self.coordinator.close().await;
-        self.broker.close().await;
+        self.node.await.context("standalone node")??;
         info!("sluice standalone node stopped");
-        served?.context("gRPC server")?;
         Ok(())
+    }
+
+    /// Resolves when the node stops on its own (a service failed).
+    pub async fn stopped(&mut self) -> anyhow::Result<()> {
+        (&mut self.node).await.context("standalone node")?
+    }
+}
+
+/// Waits (at most 30 s) until Metadata shows a leader for every partition.
+async fn wait_for_leaders(addr: SocketAddr) {
+    use sluice_proto::broker::MetadataRequest;
+    use sluice_proto::broker::broker_client::BrokerClient;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
+        let leaderless = async {
+            let mut c = BrokerClient::connect(format!("http://{addr}")).await.ok()?;
+            let md = c
+                .metadata(MetadataRequest {
+                    include_internal: true,
+                    ..Default::default()
+                })
+                .await
+                .ok()?
+                .into_inner();
+            Some(
+                md.topics
+                    .iter()
+                    .flat_map(|t| &t.partitions)
+                    .filter(|p| p.leader_id < 0)
+                    .count(),
+            )
+        }
+        .await;
+        if leaderless == Some(0) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -41,12 +41,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(addr) = &args.metrics_listen {
         sluice_server::metrics::serve(addr, shutdown.clone()).await?;
     }
-    let node = Standalone::start(opts).await?;
+    let mut node = Standalone::start(opts).await?;
     eprintln!(
         "Sluice standalone node listening on {} (data in {}). Ctrl-C to stop.",
         node.addr,
         args.data_dir.display()
     );
-    shutdown.cancelled().await;
-    node.shutdown().await
+    tokio::select! {
+        _ = shutdown.cancelled() => node.shutdown().await,
+        stopped = node.stopped() => stopped,
+    }
 }

@@ -1,0 +1,41 @@
+//! [`run`]: a controller on a [`Host`], the same in `sluice-controller` and
+//! in `sluice standalone`.
+
+use std::sync::Arc;
+
+use sluice_metastore::MetadataStore;
+use sluice_proto::controller::controller_server::ControllerServer;
+use sluice_server::{Host, names};
+use tokio_util::sync::CancellationToken;
+
+use crate::{Controller, ControllerConfig, ControllerService};
+
+/// Campaigns for the active controller's seat and serves the Controller API
+/// until `shutdown` fires. The election loop keeps running until the host
+/// has drained: a broker sharing the host hands its leaderships over through
+/// this controller first.
+pub async fn run(
+    config: ControllerConfig,
+    store: Arc<dyn MetadataStore>,
+    host: Host,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let late = host.mount::<ControllerServer<ControllerService>>();
+    config.validate()?;
+    let controller = Controller::new(store, config);
+    let campaigning = CancellationToken::new();
+    let task = tokio::spawn(controller.clone().run(campaigning.clone()));
+    late.set(ControllerService::new(controller.clone()).into_server());
+    host.ready_when(names::CONTROLLER, move || {
+        let c = controller.clone();
+        async move { c.is_ready().await }
+    });
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = host.stopping() => {}
+    }
+    let served = host.release().await;
+    campaigning.cancel();
+    let _ = task.await;
+    served
+}
