@@ -31,7 +31,7 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "==> cargo build (binaries for the end-to-end tests)"
 cargo build --locked --workspace --bins
 echo "==> CLI end-to-end (standalone node)"
-scripts/e2e-standalone.sh
+tests/cli/e2e-standalone.sh
 echo "==> the users' Kafka notes, verbatim (issue 12)"
 tests/cli/kafka-notes.sh
 echo "==> Python any-language test"
@@ -41,8 +41,8 @@ tests/kafka/run.sh
 echo "==> deployment files: compose spec, Kubernetes --strict, kustomize (offline)"
 scripts/validate-deploy.sh
 echo "==> the docker-compose topology as processes (grpcurl, health, metrics)"
-scripts/compose-topology-test.sh --bin-dir target/debug
+tests/compose/run.sh --bin-dir target/debug
 echo "==> network namespaces: a broker partitioned by nftables"
-scripts/netns-cluster.sh test --bin-dir target/debug
+tests/netns/netns-cluster.sh test --bin-dir target/debug
 echo "==> Rust test suites"
 cargo nextest run --locked --workspace --no-fail-fast

@@ -5,7 +5,7 @@
 #   - docker-compose.yml against the Compose specification schema, and against
 #     deploy/compose/*.yaml and deploy/config/ (each mounted file exists and
 #     parses, keys are those of deploy/config/, ids and addresses are unique,
-#     each service's command is the plain list the process-topology test reads);
+#     each service's command is the plain list tests/compose/topology.py reads);
 #   - every manifest under deploy/k8s/ (examples too) with strict schemas;
 #   - `kubectl kustomize deploy/k8s` renders, and its output passes the same;
 #   - the ConfigMap equals deploy/config/ byte for byte, plain and rendered.

@@ -3,9 +3,18 @@
 # start a standalone node, create a topic, produce 10,000 lines, consume them
 # back in order per partition, restart the node and find them all again, and
 # check that bad input fails with stable error codes.
+#
+#   tests/cli/e2e-standalone.sh
+#
+# Env: SLUICE_BIN (default target/debug/sluice, built with
+# `cargo build -p sluice-cli` when missing).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 BIN="${SLUICE_BIN:-target/debug/sluice}"
+if [ ! -x "$BIN" ]; then
+  [ -z "${SLUICE_BIN:-}" ] || { echo "e2e: no binary at $BIN" >&2; exit 1; }
+  cargo build -p sluice-cli
+fi
 WORK="$(mktemp -d)"
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 ADDR="127.0.0.1:$PORT"

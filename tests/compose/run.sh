@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The docker-compose topology as plain processes, from the config files the
-# compose file mounts (issue 5): see scripts/compose-topology-test.py.
+# compose file mounts (issue 5): see tests/compose/topology.py.
 #
-#   scripts/compose-topology-test.sh [--bin-dir DIR] [--records N] [--keep]
+#   tests/compose/run.sh [--bin-dir DIR] [--records N] [--keep]
 #
 # Installs what it lacks first: the venv (target/py-venv, shared with
 # scripts/validate-deploy.sh and tests/python/run.sh) with PyYAML,
@@ -13,7 +13,7 @@
 #
 # Env: SLUICE_PY_VENV (default <repo>/target/py-venv), PYTHON (default python3).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 repo="$PWD"
 venv="${SLUICE_PY_VENV:-$repo/target/py-venv}"
 python="${PYTHON:-python3}"
@@ -43,4 +43,4 @@ if ! command -v etcd >/dev/null 2>&1; then
   fi
 fi
 
-exec "$py" scripts/compose-topology-test.py "$@"
+exec "$py" tests/compose/topology.py "$@"

@@ -38,8 +38,8 @@ move their partitions' leadership (a controlled shutdown).
 Any shape of docker-compose.yml or deploy/compose/*.yaml that this cannot run
 as processes (drift) fails with the service and key named.
 
-  target/py-venv/bin/python scripts/compose-topology-test.py [--bin-dir DIR]
-  scripts/compose-topology-test.sh [--bin-dir DIR]   (installs what it lacks first)
+  target/py-venv/bin/python tests/compose/topology.py [--bin-dir DIR]
+  tests/compose/run.sh [--bin-dir DIR]   (installs what it lacks first)
 
 Exit status 0 when every check passed, 1 otherwise (the tail of each process's
 log is printed then), 2 on a usage error.
@@ -66,7 +66,7 @@ from pathlib import Path
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 # Relative paths in the compose file are relative to its directory.
 COMPOSE_DIR = REPO
 

@@ -5,13 +5,13 @@
 # a namespace of its own too (sl-br), so the root namespace is not touched.
 # Needs root (or CAP_NET_ADMIN + CAP_SYS_ADMIN), iproute2, nftables and etcd.
 #
-#   scripts/netns-cluster.sh up [--bin-dir DIR] [--dir DIR]
-#   scripts/netns-cluster.sh down [--dir DIR]            (idempotent; removes namespaces)
-#   scripts/netns-cluster.sh partition bN [--dir DIR]    (cut broker N off from all but the client)
-#   scripts/netns-cluster.sh heal bN [--dir DIR]
-#   scripts/netns-cluster.sh status [--dir DIR]
-#   scripts/netns-cluster.sh exec-client [--dir DIR] CMD...  (runs CMD in sl-client, bin-dir on PATH)
-#   scripts/netns-cluster.sh test [--bin-dir DIR] [--dir DIR] [--keep]
+#   tests/netns/netns-cluster.sh up [--bin-dir DIR] [--dir DIR]
+#   tests/netns/netns-cluster.sh down [--dir DIR]            (idempotent; removes namespaces)
+#   tests/netns/netns-cluster.sh partition bN [--dir DIR]    (cut broker N off from all but the client)
+#   tests/netns/netns-cluster.sh heal bN [--dir DIR]
+#   tests/netns/netns-cluster.sh status [--dir DIR]
+#   tests/netns/netns-cluster.sh exec-client [--dir DIR] CMD...  (runs CMD in sl-client, bin-dir on PATH)
+#   tests/netns/netns-cluster.sh test [--bin-dir DIR] [--dir DIR] [--keep]
 #
 # --bin-dir holds sluice, sluice-broker, sluice-controller, sluice-coordinator
 # (default target/debug, built with cargo when one is missing); --dir (default
@@ -36,7 +36,8 @@
 # cluster down unless --keep. Where namespaces cannot be created it prints
 # "SKIP: cannot create network namespaces: <reason>" and exits 0.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")" # for the usage text, before the cd
+cd "$(dirname "$0")/../.."
 repo="$PWD"
 
 NET=10.231.0
@@ -575,5 +576,5 @@ case "$cmd" in
     export PATH="${bin_dir:+$bin_dir:}$PATH"
     exec ip netns exec sl-client "${args[@]}" ;;
   test) do_test ;;
-  *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
+  *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$self" >&2; exit 2 ;;
 esac

@@ -120,10 +120,17 @@ async fn ensure_offsets_topic(svc: &BrokerService) -> Result<(), ApiError> {
             broker_id: svc.broker.config.broker_id,
         })
         .await
-        .map_err(|s| ApiError::from_status(&s))?
+        .map_err(|s| ApiError::from_status(&s))
+        .map_err(|e| {
+            super::downstream(e, ErrorCode::CoordinatorNotAvailable, "creating __consumer_offsets")
+        })?
         .into_inner();
     match ApiError::from_proto(resp.error.as_ref()) {
-        Some(e) => Err(e),
+        Some(e) => Err(super::downstream(
+            e,
+            ErrorCode::CoordinatorNotAvailable,
+            "creating __consumer_offsets",
+        )),
         None => Ok(()),
     }
 }

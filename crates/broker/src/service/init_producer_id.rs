@@ -28,9 +28,18 @@ async fn next_id(svc: &BrokerService) -> Result<i64, ApiError> {
     // concurrent callers must wait for that block rather than fetch their own.
     let mut block = broker.producer_ids.lock().await;
     if block.0 >= block.1 {
-        // NOT_CONTROLLER when unreachable: the client retries (as before).
+        // COORDINATOR_LOAD_IN_PROGRESS while no block can be had (Kafka's
+        // answer when its id manager waits for the controller): the
+        // producer retries; the controller's own codes never reach it.
+        let own = |e| {
+            super::downstream(
+                e,
+                ErrorCode::CoordinatorLoadInProgress,
+                "allocating producer ids",
+            )
+        };
         let mut client = svc
-            .controller(ErrorCode::NotController, "allocate producer ids")
+            .controller(ErrorCode::CoordinatorLoadInProgress, "allocate producer ids")
             .await?;
         let resp = client
             .allocate_producer_ids(AllocateProducerIdsRequest {
@@ -38,10 +47,10 @@ async fn next_id(svc: &BrokerService) -> Result<i64, ApiError> {
                 broker_epoch: broker.epoch(),
             })
             .await
-            .map_err(|s| ApiError::from_status(&s))?
+            .map_err(|s| own(ApiError::from_status(&s)))?
             .into_inner();
         if let Some(e) = ApiError::from_proto(resp.error.as_ref()) {
-            return Err(e);
+            return Err(own(e));
         }
         *block = (
             resp.producer_id_start,

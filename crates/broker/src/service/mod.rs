@@ -83,8 +83,9 @@ impl BrokerService {
     /// Asks the active controller to create `topics` with the cluster defaults,
     /// then waits until this broker's metadata shows them.
     pub(crate) async fn auto_create_topics(&self, topics: &[String]) -> Result<(), ApiError> {
+        let own = |e| downstream(e, ErrorCode::LeaderNotAvailable, "auto-creating topics");
         let mut client = self
-            .controller(ErrorCode::NotController, "auto-create topics")
+            .controller(ErrorCode::LeaderNotAvailable, "auto-create topics")
             .await?;
         let resp = client
             .create_topics(CreateTopicsRequest {
@@ -101,12 +102,12 @@ impl BrokerService {
                 validate_only: false,
             })
             .await
-            .map_err(|s| ApiError::from_status(&s))?
+            .map_err(|s| own(ApiError::from_status(&s)))?
             .into_inner();
         for t in resp.topics {
             if let Some(e) = ApiError::from_proto(t.error.as_ref()) {
                 if e.code != ErrorCode::TopicAlreadyExists {
-                    return Err(e);
+                    return Err(own(e));
                 }
             } else {
                 info!(topic = %t.name, "auto-created topic");
@@ -138,6 +139,24 @@ impl BrokerService {
 /// Per-partition errors travel in the response body (the gRPC status is OK),
 /// so `grpc_server_handled_total` cannot show them: NOT_LEADER_OR_FOLLOWER
 /// during a failover, say. Kafka's ErrorsPerSec by request and error.
+/// An error from a service this broker asked on a client's behalf (the
+/// controller), as this broker's own answer: the downstream service's
+/// availability codes (NOT_CONTROLLER, METADATA_STORE_UNAVAILABLE, a
+/// transport failure, this broker's STALE_BROKER_EPOCH) mean nothing to the
+/// client, so they become `own`, a code the client's request knows how to
+/// retry; what the client did wrong (an invalid name, a bad config) passes.
+pub(crate) fn downstream(e: ApiError, own: ErrorCode, what: &str) -> ApiError {
+    match e.code {
+        ErrorCode::NotController
+        | ErrorCode::MetadataStoreUnavailable
+        | ErrorCode::NetworkException
+        | ErrorCode::RequestTimedOut
+        | ErrorCode::UnknownServerError
+        | ErrorCode::StaleBrokerEpoch => ApiError::new(own, format!("{what}: {e}")),
+        _ => e,
+    }
+}
+
 /// The error for a partition this broker does not host, the same on every
 /// request: an invalid topic name is INVALID_TOPIC_EXCEPTION (as Metadata
 /// says), an unknown topic or partition UNKNOWN_TOPIC_OR_PARTITION, and a
