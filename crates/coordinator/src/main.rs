@@ -15,7 +15,11 @@ use sluice_server::{Host, names};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "sluice-coordinator", version, about = "A Sluice group coordinator")]
+#[command(
+    name = "sluice-coordinator",
+    version,
+    about = "A Sluice group coordinator"
+)]
 struct Args {
     #[command(flatten)]
     service: ServiceArgs,

@@ -1,0 +1,213 @@
+//! The coordinator's I/O on `__consumer_offsets`, behind [`OffsetsLog`]:
+//! [`ClusterLog`] writes with an acks=all producer and reads with a consumer,
+//! through the cluster's brokers; tests use an in-memory log
+//! (`testing::MemLog`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use sluice_client::{ClientConfig, Consumer, Producer, ProducerRecord, TopicPartition};
+use sluice_metastore::MetadataStore;
+use sluice_types::meta::{self, BrokerRegistration};
+use sluice_types::names::CONSUMER_OFFSETS_TOPIC;
+use sluice_types::{ApiError, ErrorCode};
+
+use crate::config::CoordinatorConfig;
+use crate::records;
+
+/// Resolves when one record is acknowledged (acks=all), or has failed.
+pub(crate) type Ack = BoxFuture<'static, Result<(), ApiError>>;
+
+/// A record read back: key, value, and the epoch its headers name.
+pub(crate) type StoredRecord = (Option<Bytes>, Option<Bytes>, Option<i64>);
+
+pub(crate) trait OffsetsLog: Send + Sync + 'static {
+    /// Queues `records` in order and returns one [`Ack`] per record once all
+    /// are queued; fails at the first record that cannot be queued.
+    fn append(&self, records: Vec<ProducerRecord>) -> BoxFuture<'_, Result<Vec<Ack>, ApiError>>;
+
+    /// Writes `marker` to partition `p`, waits for its acknowledgement, and
+    /// returns the partition's records from its start up to the marker
+    /// (included).
+    fn read_to_marker(
+        &self,
+        p: i32,
+        marker: ProducerRecord,
+    ) -> BoxFuture<'_, Result<Vec<StoredRecord>, ApiError>>;
+
+    /// A consumer to read end offsets with (consumer lag), if there is one.
+    fn lag_reader(&self) -> BoxFuture<'_, Option<Consumer>> {
+        Box::pin(async { None })
+    }
+}
+
+/// The client side the coordinator uses to read and write its partitions.
+struct Clients {
+    producer: Producer,
+    config: ClientConfig,
+}
+
+/// `__consumer_offsets` through the cluster's brokers.
+pub(crate) struct ClusterLog {
+    config: CoordinatorConfig,
+    store: Arc<dyn MetadataStore>,
+    /// Bootstrap for the internal clients; `None`: the live brokers in the store.
+    bootstrap: Option<String>,
+    clients: tokio::sync::OnceCell<Clients>,
+}
+
+impl ClusterLog {
+    pub(crate) fn new(
+        config: CoordinatorConfig,
+        store: Arc<dyn MetadataStore>,
+        bootstrap: Option<String>,
+    ) -> Self {
+        Self {
+            config,
+            store,
+            bootstrap,
+            clients: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    async fn clients(&self) -> Result<&Clients, ApiError> {
+        self.clients
+            .get_or_try_init(|| async {
+                let bootstrap = match &self.bootstrap {
+                    Some(b) => b.clone(),
+                    None => {
+                        let (kvs, _) =
+                            self.store.range(meta::BROKERS_PREFIX).await.map_err(|e| {
+                                ApiError::new(
+                                    ErrorCode::CoordinatorNotAvailable,
+                                    format!("metadata store: {e}"),
+                                )
+                            })?;
+                        let addrs: Vec<String> = kvs
+                            .iter()
+                            .filter_map(|kv| meta::decode::<BrokerRegistration>(&kv.value).ok())
+                            .map(|b| format!("{}:{}", b.host, b.port))
+                            .collect();
+                        if addrs.is_empty() {
+                            return Err(ApiError::new(
+                                ErrorCode::CoordinatorNotAvailable,
+                                "no live broker yet",
+                            ));
+                        }
+                        addrs.join(",")
+                    }
+                };
+                let config = ClientConfig::from_pairs([
+                    format!("bootstrap.servers={bootstrap}"),
+                    "acks=all".into(),
+                    "linger.ms=0".into(),
+                    format!(
+                        "client.id=sluice-coordinator-{}",
+                        self.config.coordinator_id
+                    ),
+                    format!(
+                        "delivery.timeout.ms={}",
+                        self.config.offsets_commit_timeout_ms.max(1000)
+                    ),
+                    format!(
+                        "request.timeout.ms={}",
+                        self.config.offsets_commit_timeout_ms.max(1000)
+                    ),
+                ])
+                .map_err(api)?;
+                let producer = Producer::new(config.clone()).map_err(api)?;
+                Ok(Clients { producer, config })
+            })
+            .await
+    }
+}
+
+impl OffsetsLog for ClusterLog {
+    fn append(&self, records: Vec<ProducerRecord>) -> BoxFuture<'_, Result<Vec<Ack>, ApiError>> {
+        Box::pin(async move {
+            let clients = self.clients().await?;
+            let mut pending = Vec::with_capacity(records.len());
+            for rec in records {
+                let delivery = clients.producer.send(rec).await.map_err(write_err)?;
+                let ack: Ack =
+                    Box::pin(async move { delivery.await.map(|_| ()).map_err(write_err) });
+                pending.push(ack);
+            }
+            Ok(pending)
+        })
+    }
+
+    fn read_to_marker(
+        &self,
+        p: i32,
+        marker: ProducerRecord,
+    ) -> BoxFuture<'_, Result<Vec<StoredRecord>, ApiError>> {
+        Box::pin(async move {
+            let clients = self.clients().await?;
+            let marker = clients
+                .producer
+                .send(marker)
+                .await
+                .map_err(api)?
+                .await
+                .map_err(api)?
+                .offset;
+            let mut consumer = Consumer::new(clients.config.clone()).map_err(api)?;
+            let tp = TopicPartition::new(CONSUMER_OFFSETS_TOPIC, p);
+            consumer.assign(vec![tp.clone()]);
+            consumer
+                .seek_to_beginning(std::slice::from_ref(&tp))
+                .await
+                .map_err(api)?;
+            let mut recs: Vec<StoredRecord> = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while consumer.position(&tp).unwrap_or(0) <= marker {
+                if Instant::now() > deadline {
+                    return Err(ApiError::new(
+                        ErrorCode::CoordinatorLoadInProgress,
+                        format!("reading {tp} up to offset {marker} took over 60 s"),
+                    ));
+                }
+                for r in consumer
+                    .poll(Duration::from_millis(200))
+                    .await
+                    .map_err(api)?
+                {
+                    if r.offset <= marker {
+                        let epoch = records::header_epoch(&r.headers);
+                        recs.push((r.key, r.value, epoch));
+                    }
+                }
+            }
+            Ok(recs)
+        })
+    }
+
+    fn lag_reader(&self) -> BoxFuture<'_, Option<Consumer>> {
+        Box::pin(async move {
+            let clients = self.clients().await.ok()?;
+            Consumer::new(clients.config.clone()).ok()
+        })
+    }
+}
+
+/// A client error as the coordinator's own answer.
+fn api(e: sluice_client::ClientError) -> ApiError {
+    match e {
+        sluice_client::ClientError::Api(a) => a,
+        other => ApiError::new(other.code(), other.to_string()),
+    }
+}
+
+fn write_err(e: sluice_client::ClientError) -> ApiError {
+    let e = api(e);
+    match e.code {
+        ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable => e,
+        _ => ApiError::new(
+            ErrorCode::CoordinatorNotAvailable,
+            format!("cannot write to {CONSUMER_OFFSETS_TOPIC}: {e}"),
+        ),
+    }
+}
