@@ -1,4 +1,10 @@
 //! Broker configuration, with Kafka's key names.
+//!
+//! `sluice-broker --config` takes YAML (deploy/config/broker.yaml) or a Kafka
+//! `server.properties`; `sluice_server::config` reads both into these keys,
+//! translating Kafka's other names for them (`log.dir`, `node.id`,
+//! `log.retention.hours`, ...) and naming the Kafka keys a broker does not use
+//! (`zookeeper.connect` is refused unless `etcd.endpoints` is set).
 
 use std::path::PathBuf;
 
@@ -14,7 +20,8 @@ pub struct BrokerConfig {
     #[serde(rename = "broker.id")]
     pub broker_id: i32,
     /// `listeners`: where the gRPC server binds, `HOST:PORT` (a Kafka-style
-    /// `PLAINTEXT://HOST:PORT` is accepted too).
+    /// `PLAINTEXT://HOST:PORT` is accepted too). One listener: gRPC and Kafka's
+    /// protocol share it; `SSL://` and `SASL_*://` are refused (no TLS yet).
     pub listeners: String,
     /// `advertised.listeners`: what clients are told to connect to; defaults to
     /// `listeners`.
@@ -23,7 +30,8 @@ pub struct BrokerConfig {
     /// `broker.rack`, for rack-aware placement.
     #[serde(rename = "broker.rack")]
     pub rack: Option<String>,
-    /// `log.dirs`: comma-separated directories holding partition logs.
+    /// `log.dirs`: comma-separated directories holding partition logs
+    /// (Kafka's `log.dir` is read as this key).
     #[serde(rename = "log.dirs")]
     pub log_dirs: String,
     /// `message.max.bytes`: largest record batch accepted (Kafka's 1048588).
@@ -163,6 +171,46 @@ pub fn host_port(listener: &str) -> Result<(String, u16), String> {
     Ok((host.trim_matches(['[', ']']).to_string(), port))
 }
 
+/// One `[SCHEME://]HOST:PORT` that Sluice can serve: Kafka allows a list of
+/// listeners, each with its own security protocol.
+fn check_listener(key: &str, value: &str) -> Result<(), ConfigError> {
+    let v = value.trim();
+    if v.contains(',') {
+        return Err(ConfigError::invalid(
+            key,
+            format!(
+                "{v:?} names several listeners; a Sluice broker serves gRPC and Kafka's protocol \
+                 on one, so give one HOST:PORT (or PLAINTEXT://HOST:PORT)"
+            ),
+        ));
+    }
+    if let Some((scheme, _)) = v.split_once("://")
+        && ["SSL", "SASL_PLAINTEXT", "SASL_SSL"].contains(&scheme.to_ascii_uppercase().as_str())
+    {
+        return Err(ConfigError::invalid(
+            key,
+            format!(
+                "{scheme}:// needs TLS or SASL, which Sluice does not have yet: use \
+                 PLAINTEXT://HOST:PORT (and keep the cluster on a trusted network)"
+            ),
+        ));
+    }
+    let (host, _) = host_port(v).map_err(|m| ConfigError::invalid(key, m))?;
+    if host.is_empty() {
+        let fix = if key == "listeners" {
+            "write 0.0.0.0:PORT to listen on every interface (Kafka's empty host), and set \
+             advertised.listeners to the address clients use"
+        } else {
+            "clients need a host name or address to connect to"
+        };
+        return Err(ConfigError::invalid(
+            key,
+            format!("{v:?} has no host: {fix}"),
+        ));
+    }
+    Ok(())
+}
+
 impl BrokerConfig {
     /// The log settings every partition starts from (topic overrides apply on top).
     pub fn log_config(&self) -> LogConfig {
@@ -203,7 +251,10 @@ impl BrokerConfig {
         if self.broker_id < 0 {
             return Err(ConfigError::invalid("broker.id", "must be >= 0"));
         }
-        host_port(&self.listeners).map_err(|m| ConfigError::invalid("listeners", m))?;
+        check_listener("listeners", &self.listeners)?;
+        if let Some(a) = &self.advertised_listeners {
+            check_listener("advertised.listeners", a)?;
+        }
         self.advertised()?;
         if self.log_dir_paths().is_empty() {
             return Err(ConfigError::invalid(
@@ -248,6 +299,257 @@ mod tests {
         assert_eq!(host_port("PLAINTEXT://h:9092").unwrap(), ("h".into(), 9092));
         assert_eq!(host_port("127.0.0.1:1").unwrap(), ("127.0.0.1".into(), 1));
         assert!(host_port("nope").is_err());
+    }
+
+    /// Kafka 1.1.0's config/server.properties (the notes' version), with the
+    /// notes' edits for server-1.properties (broker.id, listeners, log.dir in
+    /// place of log.dirs) and `edit` applied: (line prefix, replacement).
+    fn notes_server_properties(edits: &[(&str, &str)]) -> String {
+        let mut text = String::from(
+            "# Licensed to the Apache Software Foundation (ASF) ...\n\
+             # see kafka.server.KafkaConfig for additional details and defaults\n\
+             \n\
+             ############################# Server Basics #############################\n\
+             \n\
+             # The id of the broker. This must be set to a unique integer for each broker.\n\
+             broker.id=1\n\
+             \n\
+             ############################# Socket Server Settings #############################\n\
+             \n\
+             #   FORMAT:\n\
+             #     listeners = listener_name://host_name:port\n\
+             listeners=PLAINTEXT://192.168.1.182:9092\n\
+             #advertised.listeners=PLAINTEXT://your.host.name:9092\n\
+             #listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL\n\
+             num.network.threads=3\n\
+             num.io.threads=8\n\
+             socket.send.buffer.bytes=102400\n\
+             socket.receive.buffer.bytes=102400\n\
+             socket.request.max.bytes=104857600\n\
+             \n\
+             ############################# Log Basics #############################\n\
+             \n\
+             # A comma separated list of directories under which to store log files\n\
+             log.dir=/usr/local/data/kafka-logs-1\n\
+             num.partitions=1\n\
+             num.recovery.threads.per.data.dir=1\n\
+             \n\
+             ############################# Internal Topic Settings  #############################\n\
+             offsets.topic.replication.factor=1\n\
+             transaction.state.log.replication.factor=1\n\
+             transaction.state.log.min.isr=1\n\
+             \n\
+             ############################# Log Flush Policy #############################\n\
+             #log.flush.interval.messages=10000\n\
+             #log.flush.interval.ms=1000\n\
+             \n\
+             ############################# Log Retention Policy #############################\n\
+             log.retention.hours=168\n\
+             #log.retention.bytes=1073741824\n\
+             log.segment.bytes=1073741824\n\
+             log.retention.check.interval.ms=300000\n\
+             \n\
+             ############################# Zookeeper #############################\n\
+             zookeeper.connect=localhost:2181\n\
+             zookeeper.connection.timeout.ms=6000\n\
+             \n\
+             ############################# Group Coordinator Settings #############################\n\
+             group.initial.rebalance.delay.ms=0\n",
+        );
+        for (prefix, with) in edits {
+            let at = text
+                .find(prefix)
+                .unwrap_or_else(|| panic!("{prefix} not in the file"));
+            let end = at + text[at..].find('\n').unwrap();
+            text.replace_range(at..end, with);
+        }
+        text
+    }
+
+    fn load(text: &str) -> Result<(BrokerConfig, Vec<String>), ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server-1.properties");
+        std::fs::write(&path, text).unwrap();
+        sluice_server::config::load_layered_with_warnings(Some(&path), &[])
+    }
+
+    #[test]
+    fn the_notes_server_properties_configures_a_broker() {
+        // As the notes have it: ZooKeeper is refused, with what to write instead.
+        let e = load(&notes_server_properties(&[])).unwrap_err().to_string();
+        assert!(
+            e.contains("server-1.properties: line 45: `zookeeper.connect`: Sluice keeps cluster metadata in etcd")
+                && e.contains("replace it with etcd.endpoints=http://HOST:2379"),
+            "{e}"
+        );
+
+        // zookeeper.connect replaced by etcd.endpoints, as the message says.
+        let text = notes_server_properties(&[(
+            "zookeeper.connect=",
+            "etcd.endpoints=http://192.168.1.182:2379",
+        )]);
+        let (c, warnings) = load(&text).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.broker_id, 1);
+        assert_eq!(c.listeners, "PLAINTEXT://192.168.1.182:9092");
+        assert_eq!(c.advertised().unwrap(), ("192.168.1.182".into(), 9092));
+        assert_eq!(
+            c.log_dir_paths(),
+            vec![PathBuf::from("/usr/local/data/kafka-logs-1")]
+        );
+        assert_eq!(c.log_retention_ms, 168 * 3_600_000);
+        assert_eq!(c.log_segment_bytes, 1_073_741_824);
+        assert_eq!(c.log_retention_check_interval_ms, 300_000);
+        assert_eq!(c.socket_request_max_bytes, 104_857_600);
+        assert_eq!(c.etcd_endpoints, "http://192.168.1.182:2379");
+        // Everything else is as by default.
+        let d = BrokerConfig::default();
+        assert_eq!(
+            (
+                c.min_insync_replicas,
+                c.message_max_bytes,
+                c.auto_create_topics_enable
+            ),
+            (
+                d.min_insync_replicas,
+                d.message_max_bytes,
+                d.auto_create_topics_enable
+            )
+        );
+        // Each key a Sluice broker does not use is named, with why.
+        let ignored: Vec<&str> = warnings
+            .iter()
+            .map(|w| w.split('`').nth(1).unwrap_or(w))
+            .collect();
+        assert_eq!(
+            ignored,
+            [
+                "num.network.threads",
+                "num.io.threads",
+                "socket.send.buffer.bytes",
+                "socket.receive.buffer.bytes",
+                "num.partitions",
+                "num.recovery.threads.per.data.dir",
+                "offsets.topic.replication.factor",
+                "transaction.state.log.replication.factor",
+                "transaction.state.log.min.isr",
+                "zookeeper.connection.timeout.ms",
+                "group.initial.rebalance.delay.ms",
+            ],
+            "{warnings:#?}"
+        );
+        assert!(
+            warnings.iter().any(|w| w.ends_with(
+                "server-1.properties line 26: `num.partitions` ignored: in Sluice this is a setting \
+                 of sluice-controller, which creates topics and elects leaders: set it in the \
+                 controller's config (deploy/config/controller.yaml)"
+            )),
+            "{warnings:#?}"
+        );
+
+        // server-3.properties of the notes: a trailing blank after log.dir.
+        let text = notes_server_properties(&[
+            (
+                "zookeeper.connect=",
+                "etcd.endpoints=http://192.168.1.182:2379",
+            ),
+            ("broker.id=", "broker.id=3"),
+            ("listeners=", "listeners=PLAINTEXT://192.168.1.182:9094"),
+            ("log.dir=", "log.dir=/usr/local/data/kafka-logs-3 "),
+        ]);
+        let (c, _) = load(&text).unwrap();
+        assert_eq!((c.broker_id, c.advertised().unwrap().1), (3, 9094));
+        assert_eq!(c.log_dirs, "/usr/local/data/kafka-logs-3");
+
+        // The other keys of the notes (Broker配置 and the producer section's
+        // min.insync.replicas) and advertised.listeners.
+        let text = notes_server_properties(&[
+            ("zookeeper.connect=", "etcd.endpoints=http://e:2379"),
+            (
+                "#advertised.listeners=",
+                "advertised.listeners=PLAINTEXT://kafka-1.example.com:9092",
+            ),
+            ("log.dir=", "log.dirs=/d1,/d2"),
+            ("#log.flush.interval.messages", "min.insync.replicas=2"),
+        ]);
+        let (c, _) = load(&text).unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.advertised().unwrap(),
+            ("kafka-1.example.com".into(), 9092)
+        );
+        assert_eq!(c.log_dir_paths().len(), 2);
+        assert_eq!(c.min_insync_replicas, 2);
+    }
+
+    #[test]
+    fn log_dir_and_log_dirs_must_agree() {
+        // cp config/server.properties, then add log.dir below the copied log.dirs.
+        let text = notes_server_properties(&[
+            ("zookeeper.connect=", "etcd.endpoints=http://e:2379"),
+            ("num.partitions=", "log.dirs=/tmp/kafka-logs"),
+        ]);
+        let e = load(&text).unwrap_err().to_string();
+        assert!(
+            e.contains("`log.dir=/usr/local/data/kafka-logs-1` (line 25)")
+                && e.contains("`log.dirs=/tmp/kafka-logs` (line 26)")
+                && e.contains("Kafka would use `log.dirs` and ignore `log.dir`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_and_unsupported_keys_are_named() {
+        let text = notes_server_properties(&[
+            ("zookeeper.connect=", "etcd.endpoints=http://e:2379"),
+            ("num.io.threads", "brokr.rack=r1"),
+            (
+                "socket.send.buffer.bytes",
+                "ssl.keystore.location=/etc/ks.jks",
+            ),
+            (
+                "socket.receive.buffer.bytes",
+                "unclean.leader.election.enable=true",
+            ),
+        ]);
+        let e = load(&text).unwrap_err().to_string();
+        for want in [
+            "line 17: unknown key `brokr.rack`; did you mean `broker.rack`?",
+            "line 18: `ssl.keystore.location`: Sluice has no TLS or SASL yet",
+            "line 19: `unclean.leader.election.enable=true`: Sluice never elects a replica that is out of sync",
+        ] {
+            assert!(e.contains(want), "{want:?} not in {e}");
+        }
+        // In a flag (and in YAML), a Kafka key a broker does not use is an error.
+        let e =
+            sluice_server::config::load_layered::<BrokerConfig>(None, &["num.partitions=3".into()])
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("sluice-controller"), "{e}");
+    }
+
+    #[test]
+    fn listeners_sluice_cannot_serve_are_refused() {
+        let with = |l: &str| BrokerConfig {
+            listeners: l.into(),
+            ..BrokerConfig::default()
+        };
+        with("PLAINTEXT://192.168.1.182:9092").validate().unwrap();
+        with("INTERNAL://10.0.0.1:9092").validate().unwrap();
+        let e = |l: &str| with(l).validate().unwrap_err().to_string();
+        assert!(e("PLAINTEXT://:9092,SSL://:9093").contains("several listeners"));
+        assert!(e("SSL://h:9093").contains("SSL:// needs TLS or SASL"));
+        assert!(e("PLAINTEXT://:9092").contains("has no host: write 0.0.0.0:PORT"));
+        let c = BrokerConfig {
+            advertised_listeners: Some("SASL_SSL://h:9092".into()),
+            ..BrokerConfig::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("advertised.listeners")
+        );
     }
 
     #[test]
