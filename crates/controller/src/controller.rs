@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::error::{ControllerError, Result};
 use futures::StreamExt;
 use rand::Rng;
 use sluice_metastore::{Compare, LeaderKey, MetaError, MetadataStore, Op, Txn};
@@ -12,7 +13,6 @@ use sluice_types::meta::{
     PartitionState, ProducerIdBlock, TopicRecord,
 };
 use sluice_types::names::CONSUMER_OFFSETS_TOPIC as OFFSETS_TOPIC;
-use sluice_types::{ApiError, ErrorCode};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -49,17 +49,15 @@ pub struct Controller {
     leadership: watch::Sender<Option<LeaderKey>>,
 }
 
-pub(crate) fn meta_err(e: MetaError) -> ApiError {
-    let code = if sluice_metastore::is_retriable(&e) {
-        ErrorCode::MetadataStoreUnavailable
-    } else {
-        ErrorCode::UnknownServerError
-    };
-    ApiError::new(code, format!("metadata store: {e}"))
+pub(crate) fn meta_err(e: MetaError) -> ControllerError {
+    ControllerError::MetadataStore(e)
 }
 
-fn corrupt(key: &str, e: serde_json::Error) -> ApiError {
-    ApiError::internal(format!("corrupt metadata record {key}: {e}"))
+fn corrupt(key: &str, e: serde_json::Error) -> ControllerError {
+    ControllerError::CorruptRecord {
+        key: key.to_string(),
+        source: e,
+    }
 }
 
 impl Controller {
@@ -96,16 +94,13 @@ impl Controller {
         let _ = rx.wait_for(|l| l.is_some()).await;
     }
 
-    fn leader_key(&self) -> Result<LeaderKey, ApiError> {
-        self.leadership.borrow().clone().ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::NotController,
-                format!(
-                    "controller {} is not the active controller",
-                    self.config.controller_id
-                ),
-            )
-        })
+    fn leader_key(&self) -> Result<LeaderKey> {
+        self.leadership
+            .borrow()
+            .clone()
+            .ok_or(ControllerError::NotController {
+                controller_id: self.config.controller_id,
+            })
     }
 
     /// Campaigns for leadership, serves while elected, and campaigns again after
@@ -288,7 +283,7 @@ impl Controller {
     }
 
     /// Owner of each `__consumer_offsets` partition.
-    pub async fn offsets_owners(&self) -> Result<BTreeMap<i32, OffsetsOwner>, ApiError> {
+    pub async fn offsets_owners(&self) -> Result<BTreeMap<i32, OffsetsOwner>> {
         let (kvs, _) = self
             .store
             .range(meta::OFFSETS_OWNERS_PREFIX)
@@ -304,7 +299,7 @@ impl Controller {
     }
 
     /// Registered (live) coordinators, sorted by id.
-    pub async fn live_coordinators(&self) -> Result<Vec<CoordinatorRegistration>, ApiError> {
+    pub async fn live_coordinators(&self) -> Result<Vec<CoordinatorRegistration>> {
         let (kvs, _) = self
             .store
             .range(meta::COORDINATORS_PREFIX)
@@ -323,7 +318,7 @@ impl Controller {
 
     /// Hands `__consumer_offsets` partitions to live coordinators (see
     /// [`crate::offsets_owners`]). Returns how many moved.
-    pub async fn reconcile_offsets_owners(&self) -> Result<usize, ApiError> {
+    pub async fn reconcile_offsets_owners(&self) -> Result<usize> {
         let leader = self.leader_key()?;
         let Some((topic, _)) = self.topic(OFFSETS_TOPIC).await? else {
             return Ok(0);
@@ -368,11 +363,8 @@ impl Controller {
                 lease: 0,
             });
         }
-        self.commit(txn, || {
-            ApiError::new(
-                ErrorCode::InvalidUpdateVersion,
-                "offsets ownership raced; retried on the next change",
-            )
+        self.commit(txn, || ControllerError::Raced {
+            what: "offsets ownership (retried on the next change)".into(),
         })
         .await?;
         for (p, o) in &changes {
@@ -389,17 +381,16 @@ impl Controller {
     /// Creates `__consumer_offsets` if it is missing (compacted, RF capped by
     /// the live brokers) and assigns its partitions to coordinators. Returns
     /// its partition count.
-    pub async fn ensure_offsets_topic(&self) -> Result<i32, ApiError> {
+    pub async fn ensure_offsets_topic(&self) -> Result<i32> {
         let leader = self.leader_key()?;
         if let Some((t, _)) = self.topic(OFFSETS_TOPIC).await? {
             return Ok(t.num_partitions());
         }
         let live = self.live_brokers().await?;
         if live.is_empty() {
-            return Err(ApiError::new(
-                ErrorCode::CoordinatorNotAvailable,
-                format!("no live broker to host {OFFSETS_TOPIC} yet"),
-            ));
+            return Err(ControllerError::NoBrokerForOffsets {
+                topic: OFFSETS_TOPIC.to_string(),
+            });
         }
         let want = self.config.offsets_topic_replication_factor;
         let rf = want.min(live.len() as i32);
@@ -428,7 +419,7 @@ impl Controller {
         match self.write_new_topic(&leader, &record, &ids).await {
             Ok(()) => info!(partitions, rf, "created {OFFSETS_TOPIC}"),
             // Another request created it first.
-            Err(e) if e.code == ErrorCode::TopicAlreadyExists => {}
+            Err(ControllerError::TopicExists { .. }) => {}
             Err(e) => return Err(e),
         }
         self.reconcile_owners_logged().await;
@@ -449,7 +440,7 @@ impl Controller {
     /// Elects leaders and shrinks ISRs so they match the live brokers. Runs when
     /// this controller becomes active and on every broker registration change.
     /// Returns how many partitions changed.
-    pub async fn reconcile_partitions(&self) -> Result<usize, ApiError> {
+    pub async fn reconcile_partitions(&self) -> Result<usize> {
         let live = self.live_ids().await?;
         let mut changed = 0;
         for p in self.load_partitions().await? {
@@ -466,7 +457,7 @@ impl Controller {
     /// for every broker whose preferred partitions are led elsewhere above
     /// `leader.imbalance.per.broker.percentage`, hands those partitions back
     /// where it is alive and in sync. Returns how many partitions moved.
-    pub async fn rebalance_leaders(&self) -> Result<usize, ApiError> {
+    pub async fn rebalance_leaders(&self) -> Result<usize> {
         let live = self.live_ids().await?;
         let parts = self.load_partitions().await?;
         let pairs: Vec<(i32, i32)> = parts
@@ -489,7 +480,7 @@ impl Controller {
         Ok(moved)
     }
 
-    async fn live_ids(&self) -> Result<HashSet<i32>, ApiError> {
+    async fn live_ids(&self) -> Result<HashSet<i32>> {
         Ok(self
             .live_brokers()
             .await?
@@ -499,7 +490,7 @@ impl Controller {
     }
 
     /// Every partition's state with its replica list and store revision.
-    async fn load_partitions(&self) -> Result<Vec<StoredPartition>, ApiError> {
+    async fn load_partitions(&self) -> Result<Vec<StoredPartition>> {
         let (topics, _) = self
             .store
             .range(meta::TOPICS_PREFIX)
@@ -542,7 +533,7 @@ impl Controller {
         &self,
         p: &StoredPartition,
         next: PartitionState,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool> {
         let txn = Txn::fenced(&self.leader_key()?)
             .when(Compare::mod_revision_eq(p.key.clone(), p.mod_revision))
             .and_then(Op::Put {
@@ -551,8 +542,8 @@ impl Controller {
                 lease: 0,
             });
         match self
-            .commit(txn, || {
-                ApiError::new(ErrorCode::InvalidUpdateVersion, "raced")
+            .commit(txn, || ControllerError::Raced {
+                what: format!("{}-{}", p.topic, p.partition),
             })
             .await
         {
@@ -564,7 +555,7 @@ impl Controller {
                 }
                 Ok(true)
             }
-            Err(e) if e.code == ErrorCode::InvalidUpdateVersion => Ok(false),
+            Err(ControllerError::Raced { .. }) => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -577,7 +568,7 @@ impl Controller {
     }
 
     /// The cluster id, once a controller has been elected.
-    pub async fn cluster_id(&self) -> Result<String, ApiError> {
+    pub async fn cluster_id(&self) -> Result<String> {
         Ok(self
             .store
             .get(meta::CLUSTER_ID_KEY)
@@ -595,7 +586,7 @@ impl Controller {
         first_partition: i32,
         count: i32,
         rf: i32,
-    ) -> Result<Vec<Vec<i32>>, ApiError> {
+    ) -> Result<Vec<Vec<i32>>> {
         let mut rng = rand::rng();
         let n = live.len().max(1);
         let (start, shift) = (rng.random_range(0..n), rng.random_range(0..n));
@@ -619,7 +610,7 @@ impl Controller {
     }
 
     /// Registered (live) brokers, sorted by id.
-    pub async fn live_brokers(&self) -> Result<Vec<BrokerRegistration>, ApiError> {
+    pub async fn live_brokers(&self) -> Result<Vec<BrokerRegistration>> {
         let (kvs, _) = self
             .store
             .range(meta::BROKERS_PREFIX)
@@ -637,7 +628,7 @@ impl Controller {
     }
 
     /// The active controller's endpoint and epoch, if one is elected.
-    pub async fn active_controller(&self) -> Result<Option<ControllerInfo>, ApiError> {
+    pub async fn active_controller(&self) -> Result<Option<ControllerInfo>> {
         let Some(kv) = self
             .store
             .get(meta::CONTROLLER_INFO_KEY)
@@ -651,7 +642,7 @@ impl Controller {
         ))
     }
 
-    async fn topic(&self, name: &str) -> Result<Option<(TopicRecord, i64)>, ApiError> {
+    async fn topic(&self, name: &str) -> Result<Option<(TopicRecord, i64)>> {
         let key = meta::topic_key(name);
         let Some(kv) = self.store.get(&key).await.map_err(meta_err)? else {
             return Ok(None);
@@ -662,11 +653,7 @@ impl Controller {
 
     /// Runs a fenced transaction; a failed compare is either lost leadership or
     /// the caller's own condition (`on_conflict`).
-    async fn commit(
-        &self,
-        txn: Txn,
-        on_conflict: impl FnOnce() -> ApiError,
-    ) -> Result<(), ApiError> {
+    async fn commit(&self, txn: Txn, on_conflict: impl FnOnce() -> ControllerError) -> Result<()> {
         let res = self.store.txn(txn).await.map_err(meta_err)?;
         if res.succeeded {
             return Ok(());
@@ -685,16 +672,13 @@ impl Controller {
         };
         if !still {
             self.leadership.send_replace(None);
-            return Err(ApiError::new(
-                ErrorCode::NotController,
-                "this controller lost its leadership during the write; nothing was written",
-            ));
+            return Err(ControllerError::LostLeadership);
         }
         Err(on_conflict())
     }
 
     /// Hands out the next block of producer ids (fenced CAS on `producer-ids`).
-    pub async fn allocate_producer_ids(&self) -> Result<(i64, i32), ApiError> {
+    pub async fn allocate_producer_ids(&self) -> Result<(i64, i32)> {
         let leader = self.leader_key()?;
         for _ in 0..16 {
             let current = self
@@ -720,17 +704,16 @@ impl Controller {
                 lease: 0,
             });
             match self
-                .commit(txn, || ApiError::internal("producer id block raced"))
+                .commit(txn, || ControllerError::Raced {
+                    what: "the producer id block".into(),
+                })
                 .await
             {
                 Ok(()) => return Ok((start, PRODUCER_ID_BLOCK_SIZE)),
-                Err(e) if e.code == ErrorCode::UnknownServerError => continue,
+                Err(ControllerError::Raced { .. }) => continue,
                 Err(e) => return Err(e),
             }
         }
-        Err(ApiError::new(
-            ErrorCode::RequestTimedOut,
-            "could not allocate producer ids: too much contention",
-        ))
+        Err(ControllerError::ProducerIdContention)
     }
 }

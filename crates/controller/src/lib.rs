@@ -15,10 +15,13 @@
 //! - [`service`]: the gRPC `Controller` service, one file per RPC family.
 //! - [`run`]: a controller's whole life on a `sluice_server::Host`, shared by
 //!   `sluice-controller` and `sluice standalone`.
+//! - [`error`]: [`ControllerError`], what the controller refuses, with the ids
+//!   involved, and its one conversion to the wire error.
 
 pub mod config;
 pub mod controller;
 pub mod election;
+pub mod error;
 pub mod offsets_owners;
 pub mod placement;
 pub mod run;
@@ -27,5 +30,6 @@ pub mod topic_config;
 
 pub use config::ControllerConfig;
 pub use controller::Controller;
+pub use error::ControllerError;
 pub use run::run;
 pub use service::ControllerService;

@@ -5,7 +5,7 @@
 //! grows every time the partitions wrap around the brokers, so the followers of
 //! one broker's leaders are spread over the others.
 
-use sluice_types::{ApiError, ErrorCode};
+use crate::error::{ControllerError, Result};
 
 /// Places `num_partitions` new partitions, numbered from `first_partition`, with
 /// `replication_factor` replicas each, over `brokers` (sorted ids of live brokers).
@@ -17,22 +17,16 @@ pub fn assign_replicas(
     replication_factor: i32,
     start: usize,
     shift: usize,
-) -> Result<Vec<Vec<i32>>, ApiError> {
+) -> Result<Vec<Vec<i32>>> {
     let n = brokers.len();
     if replication_factor < 1 {
-        return Err(ApiError::new(
-            ErrorCode::InvalidReplicationFactor,
-            format!("replication factor must be at least 1, got {replication_factor}"),
-        ));
+        return Err(ControllerError::ReplicationFactorTooSmall { replication_factor });
     }
     if replication_factor as usize > n {
-        return Err(ApiError::new(
-            ErrorCode::InvalidReplicationFactor,
-            format!(
-                "replication factor {replication_factor} exceeds {n} live broker{}",
-                if n == 1 { "" } else { "s" }
-            ),
-        ));
+        return Err(ControllerError::ReplicationFactorAboveLiveBrokers {
+            replication_factor,
+            live: n,
+        });
     }
     let mut out = Vec::with_capacity(num_partitions.max(0) as usize);
     let mut shift = shift;
@@ -64,7 +58,7 @@ pub fn assign_replicas_rack_aware(
     replication_factor: i32,
     start: usize,
     shift: usize,
-) -> Result<Vec<Vec<i32>>, ApiError> {
+) -> Result<Vec<Vec<i32>>> {
     let ids: Vec<i32> = brokers.iter().map(|b| b.0).collect();
     // Validates the replication factor against the broker count.
     assign_replicas(&ids, first_partition, 0, replication_factor, 0, 0)?;
@@ -129,8 +123,8 @@ mod tests {
     #[test]
     fn rf_above_live_brokers_is_refused() {
         let e = assign_replicas(&[1], 0, 3, 2, 0, 0).unwrap_err();
-        assert_eq!(e.code, ErrorCode::InvalidReplicationFactor);
-        assert_eq!(e.message, "replication factor 2 exceeds 1 live broker");
+        assert_eq!(e.code(), sluice_types::ErrorCode::InvalidReplicationFactor);
+        assert_eq!(e.to_string(), "replication factor 2 exceeds 1 live broker");
     }
 
     #[test]
@@ -168,7 +162,7 @@ mod tests {
         let a = assign_replicas_rack_aware(&brokers, 0, 6, 4, 0, 0).unwrap();
         assert!(a.iter().all(|r| r.len() == 4));
         let e = assign_replicas_rack_aware(&brokers, 0, 1, 7, 0, 0).unwrap_err();
-        assert_eq!(e.code, ErrorCode::InvalidReplicationFactor);
+        assert_eq!(e.code(), sluice_types::ErrorCode::InvalidReplicationFactor);
     }
 
     proptest! {

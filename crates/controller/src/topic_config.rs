@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use sluice_types::{ApiError, ErrorCode};
+use crate::error::{ControllerError, Result};
 
 /// The kind of value a topic config key takes.
 enum Kind {
@@ -48,13 +48,10 @@ const KEYS: &[(&str, Kind)] = &[
 ];
 
 /// Validates topic config overrides; the error names the bad key.
-pub fn validate(configs: &BTreeMap<String, String>) -> Result<(), ApiError> {
+pub fn validate(configs: &BTreeMap<String, String>) -> Result<()> {
     for (key, value) in configs {
         let Some((_, kind)) = KEYS.iter().find(|(k, _)| k == key) else {
-            return Err(ApiError::new(
-                ErrorCode::InvalidConfig,
-                format!("unknown topic config `{key}`"),
-            ));
+            return Err(ControllerError::UnknownConfig { key: key.clone() });
         };
         let ok = match kind {
             Kind::Long { min } => value.trim().parse::<i64>().is_ok_and(|v| v >= *min),
@@ -70,10 +67,11 @@ pub fn validate(configs: &BTreeMap<String, String>) -> Result<(), ApiError> {
                 Kind::Double { min, max } => format!("a number in [{min}, {max}]"),
                 Kind::OneOf(allowed) => format!("one of {}", allowed.join(", ")),
             };
-            return Err(ApiError::new(
-                ErrorCode::InvalidConfig,
-                format!("invalid value {value:?} for topic config `{key}`: expected {expected}"),
-            ));
+            return Err(ControllerError::InvalidConfigValue {
+                key: key.clone(),
+                value: value.clone(),
+                expected: expected.to_string(),
+            });
         }
     }
     Ok(())
@@ -97,14 +95,14 @@ const LIST_KEYS: &[(&str, &str)] = &[("cleanup.policy", "delete")];
 pub fn apply_ops(
     current: &BTreeMap<String, String>,
     ops: &[ConfigOp],
-) -> Result<BTreeMap<String, String>, ApiError> {
+) -> Result<BTreeMap<String, String>> {
     let mut out = current.clone();
-    let list = |out: &BTreeMap<String, String>, key: &str| -> Result<Vec<String>, ApiError> {
+    let list = |out: &BTreeMap<String, String>, key: &str| -> Result<Vec<String>> {
         let Some((_, default)) = LIST_KEYS.iter().find(|(k, _)| *k == key) else {
-            return Err(ApiError::new(
-                ErrorCode::InvalidConfig,
-                format!("`{key}` is not a list; APPEND and SUBTRACT apply to {LIST_KEYS:?}"),
-            ));
+            return Err(ControllerError::NotAList {
+                key: key.to_string(),
+                lists: format!("{LIST_KEYS:?}"),
+            });
         };
         Ok(out
             .get(key)
@@ -184,12 +182,12 @@ mod tests {
         assert_eq!(both["cleanup.policy"], "delete,compact");
         let e =
             apply_ops(&cur, &[ConfigOp::Append("retention.ms".into(), "5".into())]).unwrap_err();
-        assert_eq!(e.code, ErrorCode::InvalidConfig);
+        assert_eq!(e.code(), sluice_types::ErrorCode::InvalidConfig);
         let e =
             apply_ops(&cur, &[ConfigOp::Set("retention.ms".into(), "soon".into())]).unwrap_err();
-        assert_eq!(e.code, ErrorCode::InvalidConfig);
+        assert_eq!(e.code(), sluice_types::ErrorCode::InvalidConfig);
         let e = apply_ops(&cur, &[ConfigOp::Set("no.such.key".into(), "1".into())]).unwrap_err();
-        assert_eq!(e.code, ErrorCode::InvalidConfig);
+        assert_eq!(e.code(), sluice_types::ErrorCode::InvalidConfig);
     }
 
     fn m(k: &str, v: &str) -> BTreeMap<String, String> {
@@ -201,8 +199,8 @@ mod tests {
         validate(&m("retention.ms", "1000")).unwrap();
         validate(&m("cleanup.policy", "compact")).unwrap();
         let e = validate(&m("retention.msec", "1")).unwrap_err();
-        assert_eq!(e.code, ErrorCode::InvalidConfig);
-        assert!(e.message.contains("retention.msec"));
+        assert_eq!(e.code(), sluice_types::ErrorCode::InvalidConfig);
+        assert!(e.to_string().contains("retention.msec"));
         assert!(validate(&m("min.insync.replicas", "0")).is_err());
         assert!(validate(&m("cleanup.policy", "sometimes")).is_err());
         validate(&m("cleanup.policy", "compact,delete")).unwrap();

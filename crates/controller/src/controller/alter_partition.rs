@@ -11,10 +11,10 @@
 
 use sluice_metastore::{Compare, Op, Txn};
 use sluice_types::meta::{self, PartitionState};
-use sluice_types::{ApiError, ErrorCode};
 use tracing::info;
 
 use super::{Controller, corrupt, meta_err};
+use crate::error::{ControllerError, Result};
 
 /// One proposed ISR member with the registration epoch its leader saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +26,7 @@ pub struct IsrMember {
 impl Controller {
     /// A broker's current registration epoch, or `None` when it is not
     /// registered.
-    async fn registration_epoch(&self, broker_id: i32) -> Result<Option<i64>, ApiError> {
+    async fn registration_epoch(&self, broker_id: i32) -> Result<Option<i64>> {
         Ok(self
             .store
             .get(&meta::broker_key(broker_id))
@@ -37,23 +37,14 @@ impl Controller {
 
     /// Refuses a request from a broker whose registration `broker_epoch` is
     /// not the current one (STALE_BROKER_EPOCH).
-    pub async fn check_broker_epoch(
-        &self,
-        broker_id: i32,
-        broker_epoch: i64,
-    ) -> Result<(), ApiError> {
+    pub async fn check_broker_epoch(&self, broker_id: i32, broker_epoch: i64) -> Result<()> {
         match self.registration_epoch(broker_id).await? {
             Some(current) if current == broker_epoch => Ok(()),
-            Some(current) => Err(ApiError::new(
-                ErrorCode::StaleBrokerEpoch,
-                format!(
-                    "broker {broker_id} sent registration epoch {broker_epoch}; its current registration is {current}"
-                ),
-            )),
-            None => Err(ApiError::new(
-                ErrorCode::StaleBrokerEpoch,
-                format!("broker {broker_id} (registration epoch {broker_epoch}) is not registered"),
-            )),
+            current => Err(ControllerError::StaleBrokerEpoch {
+                broker: broker_id,
+                sent: broker_epoch,
+                current,
+            }),
         }
     }
 
@@ -70,53 +61,60 @@ impl Controller {
         leader_epoch: i32,
         partition_epoch: i32,
         new_isr: Vec<IsrMember>,
-    ) -> Result<PartitionState, ApiError> {
+    ) -> Result<PartitionState> {
         let leader = self.leader_key()?;
         let Some((record, _)) = self.topic(topic).await? else {
-            return Err(ApiError::unknown_topic(topic));
+            return Err(ControllerError::UnknownTopic {
+                topic: topic.to_string(),
+            });
         };
         let Some(replicas) = record.assignment.get(partition as usize) else {
-            return Err(ApiError::unknown_partition(topic, partition));
+            return Err(ControllerError::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+            });
         };
         let key = meta::partition_key(topic, partition);
         let Some(kv) = self.store.get(&key).await.map_err(meta_err)? else {
-            return Err(ApiError::unknown_partition(topic, partition));
+            return Err(ControllerError::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+            });
         };
         let state: PartitionState = meta::decode(&kv.value).map_err(|e| corrupt(&key, e))?;
         if state.leader != broker_id {
-            return Err(ApiError::new(
-                ErrorCode::NotLeaderOrFollower,
-                format!(
-                    "broker {broker_id} is not the leader of {topic}-{partition} (leader is {})",
-                    state.leader
-                ),
-            ));
+            return Err(ControllerError::NotLeader {
+                topic: topic.to_string(),
+                partition,
+                broker: broker_id,
+                leader: state.leader,
+            });
         }
         if leader_epoch != state.leader_epoch {
-            return Err(ApiError::new(
-                ErrorCode::FencedLeaderEpoch,
-                format!(
-                    "{topic}-{partition}: leader epoch {leader_epoch} is not the current {}",
-                    state.leader_epoch
-                ),
-            ));
+            return Err(ControllerError::FencedLeaderEpoch {
+                topic: topic.to_string(),
+                partition,
+                requested: leader_epoch,
+                current: state.leader_epoch,
+            });
         }
         if partition_epoch != state.partition_epoch {
-            return Err(ApiError::new(
-                ErrorCode::InvalidUpdateVersion,
-                format!(
-                    "{topic}-{partition}: partition epoch {partition_epoch} is not the current {}",
-                    state.partition_epoch
-                ),
-            ));
+            return Err(ControllerError::StalePartitionEpoch {
+                topic: topic.to_string(),
+                partition,
+                requested: partition_epoch,
+                current: state.partition_epoch,
+            });
         }
         if !new_isr.iter().any(|m| m.broker_id == broker_id)
             || new_isr.iter().any(|m| !replicas.contains(&m.broker_id))
         {
-            return Err(ApiError::invalid_request(format!(
-                "{topic}-{partition}: ISR {:?} must contain the leader and only replicas of {replicas:?}",
-                new_isr.iter().map(|m| m.broker_id).collect::<Vec<_>>()
-            )));
+            return Err(ControllerError::InvalidIsr {
+                topic: topic.to_string(),
+                partition,
+                isr: new_isr.iter().map(|m| m.broker_id).collect(),
+                replicas: replicas.clone(),
+            });
         }
         let mut txn = Txn::fenced(&leader)
             .when(Compare::mod_revision_eq(key.clone(), kv.mod_revision))
@@ -127,15 +125,13 @@ impl Controller {
         for m in new_isr.iter().filter(|m| !state.isr.contains(&m.broker_id)) {
             let current = self.registration_epoch(m.broker_id).await?;
             if current != Some(m.broker_epoch) {
-                return Err(ApiError::new(
-                    ErrorCode::IneligibleReplica,
-                    format!(
-                        "{topic}-{partition}: broker {} fetched in registration epoch {}, its current registration is {}",
-                        m.broker_id,
-                        m.broker_epoch,
-                        current.map_or("none".to_string(), |e| e.to_string())
-                    ),
-                ));
+                return Err(ControllerError::IneligibleReplica {
+                    topic: topic.to_string(),
+                    partition,
+                    broker: m.broker_id,
+                    fetched_in: m.broker_epoch,
+                    current,
+                });
             }
             txn = txn.when(Compare::create_revision_eq(
                 meta::broker_key(m.broker_id),
@@ -156,13 +152,8 @@ impl Controller {
             value: meta::encode(&next),
             lease: 0,
         });
-        self.commit(txn, || {
-            ApiError::new(
-                ErrorCode::InvalidUpdateVersion,
-                format!(
-                    "{topic}-{partition} or a member's registration changed concurrently; retry with the new partition epoch"
-                ),
-            )
+        self.commit(txn, || ControllerError::Raced {
+            what: format!("{topic}-{partition} or a member's registration"),
         })
         .await?;
         info!(topic, partition, isr = ?next.isr, epoch = next.partition_epoch, "ISR changed");

@@ -88,7 +88,7 @@ async fn requests_from_a_stale_registration_are_fenced() {
     // The leader's own epoch: the current one passes, an older one is stale.
     controller.check_broker_epoch(1, e1).await.unwrap();
     let e = controller.check_broker_epoch(1, e1 - 1).await.unwrap_err();
-    assert_eq!(e.code, ErrorCode::StaleBrokerEpoch);
+    assert_eq!(e.code(), ErrorCode::StaleBrokerEpoch);
 
     // Shrink to {1, 2}.
     let s = controller
@@ -123,7 +123,7 @@ async fn requests_from_a_stale_registration_are_fenced() {
         )
         .await
         .unwrap_err();
-    assert_eq!(e.code, ErrorCode::IneligibleReplica, "{e}");
+    assert_eq!(e.code(), ErrorCode::IneligibleReplica, "{e}");
     let s = controller
         .alter_partition(
             1,
@@ -151,7 +151,7 @@ async fn requests_from_a_stale_registration_are_fenced() {
         )
         .await
         .unwrap_err();
-    assert_eq!(e.code, ErrorCode::InvalidUpdateVersion, "{e}");
+    assert_eq!(e.code(), ErrorCode::InvalidUpdateVersion, "{e}");
     assert_eq!(state(&store, "t").await.isr, [1, 2, 3]);
     shutdown.cancel();
 }

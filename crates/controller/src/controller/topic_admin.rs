@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, HashSet};
 use sluice_metastore::{Compare, LeaderKey, Op, Txn};
 use sluice_types::meta::{self, PartitionState, TopicRecord};
 use sluice_types::names::{collision_name, is_internal_topic, validate_topic_name};
-use sluice_types::{ApiError, ErrorCode};
 use tracing::info;
 
 use super::{Controller, meta_err};
+use crate::error::{ControllerError, Result};
 use crate::topic_config;
 
 /// A topic to create, after defaults are applied by [`Controller::create_topic`].
@@ -28,21 +28,13 @@ pub struct NewTopic {
 impl Controller {
     /// Creates a topic: validates, places replicas over live brokers, and writes
     /// the topic and its partition states in one fenced transaction.
-    pub async fn create_topic(
-        &self,
-        req: NewTopic,
-        validate_only: bool,
-    ) -> Result<TopicRecord, ApiError> {
+    pub async fn create_topic(&self, req: NewTopic, validate_only: bool) -> Result<TopicRecord> {
         let leader = self.leader_key()?;
-        validate_topic_name(&req.name)?;
+        validate_topic_name(&req.name).map_err(ControllerError::InvalidName)?;
         if is_internal_topic(&req.name) || req.name.starts_with("__") {
-            return Err(ApiError::new(
-                ErrorCode::InvalidTopicException,
-                format!(
-                    "topic names starting with \"__\" are reserved for internal topics: \"{}\"",
-                    req.name
-                ),
-            ));
+            return Err(ControllerError::ReservedName {
+                topic: req.name.clone(),
+            });
         }
         topic_config::validate(&req.configs)?;
         let live = self.live_brokers().await?;
@@ -50,9 +42,8 @@ impl Controller {
         let assignment = match req.assignment {
             Some(a) => {
                 if req.num_partitions != -1 || req.replication_factor != -1 {
-                    return Err(ApiError::new(
-                        ErrorCode::InvalidRequest,
-                        "give either an explicit replica assignment or partitions and replication factor, not both",
+                    return Err(ControllerError::InvalidRequest(
+                        "give either an explicit replica assignment or partitions and replication factor, not both".into(),
                     ));
                 }
                 validate_assignment(&a, &brokers)?;
@@ -65,10 +56,7 @@ impl Controller {
                     req.num_partitions
                 };
                 if partitions < 1 {
-                    return Err(ApiError::new(
-                        ErrorCode::InvalidPartitions,
-                        format!("number of partitions must be at least 1, got {partitions}"),
-                    ));
+                    return Err(ControllerError::TooFewPartitions { partitions });
                 }
                 let rf = if req.replication_factor == -1 {
                     self.config.default_replication_factor
@@ -90,13 +78,10 @@ impl Controller {
         for kv in &topics {
             let other = kv.key.trim_start_matches(meta::TOPICS_PREFIX);
             if collision_name(other) == collision {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidTopicException,
-                    format!(
-                        "topic \"{}\" collides with existing topic \"{other}\": '.' and '_' may not be the only difference",
-                        req.name
-                    ),
-                ));
+                return Err(ControllerError::CollidingName {
+                    topic: req.name.clone(),
+                    existing: other.to_string(),
+                });
             }
         }
         let record = TopicRecord {
@@ -119,7 +104,7 @@ impl Controller {
         leader: &LeaderKey,
         record: &TopicRecord,
         live: &[i32],
-    ) -> Result<(), ApiError> {
+    ) -> Result<()> {
         let key = meta::topic_key(&record.name);
         let mut txn = Txn::fenced(leader)
             .when(Compare::absent(key.clone()))
@@ -139,16 +124,17 @@ impl Controller {
     }
 
     /// Deletes a topic's metadata; brokers delete its data when they see it go.
-    pub async fn delete_topic(&self, name: &str) -> Result<(), ApiError> {
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
         let leader = self.leader_key()?;
         if is_internal_topic(name) {
-            return Err(ApiError::new(
-                ErrorCode::InvalidTopicException,
-                format!("internal topic \"{name}\" cannot be deleted"),
-            ));
+            return Err(ControllerError::InternalTopic {
+                topic: name.to_string(),
+            });
         }
         if self.topic(name).await?.is_none() {
-            return Err(ApiError::unknown_topic(name));
+            return Err(ControllerError::UnknownTopic {
+                topic: name.to_string(),
+            });
         }
         let key = meta::topic_key(name);
         let txn = Txn::fenced(&leader)
@@ -157,7 +143,10 @@ impl Controller {
             .and_then(Op::DeletePrefix {
                 prefix: meta::partitions_prefix(name),
             });
-        self.commit(txn, || ApiError::unknown_topic(name)).await?;
+        self.commit(txn, || ControllerError::UnknownTopic {
+            topic: name.to_string(),
+        })
+        .await?;
         info!(topic = %name, "deleted topic");
         Ok(())
     }
@@ -169,33 +158,33 @@ impl Controller {
         count: i32,
         assignment: Option<Vec<Vec<i32>>>,
         validate_only: bool,
-    ) -> Result<(), ApiError> {
+    ) -> Result<()> {
         let leader = self.leader_key()?;
         let Some((mut topic, rev)) = self.topic(name).await? else {
-            return Err(ApiError::unknown_topic(name));
+            return Err(ControllerError::UnknownTopic {
+                topic: name.to_string(),
+            });
         };
         let current = topic.num_partitions();
         if count <= current {
-            return Err(ApiError::new(
-                ErrorCode::InvalidPartitions,
-                format!(
-                    "topic \"{name}\" has {current} partitions; the new count {count} must be higher"
-                ),
-            ));
+            return Err(ControllerError::PartitionCountNotHigher {
+                topic: name.to_string(),
+                current,
+                requested: count,
+            });
         }
         let live = self.live_brokers().await?;
         let brokers: Vec<i32> = live.iter().map(|b| b.broker_id).collect();
         let added = match assignment {
             Some(a) => {
                 if a.len() as i32 != count - current {
-                    return Err(ApiError::new(
-                        ErrorCode::InvalidReplicaAssignment,
-                        format!(
+                    return Err(ControllerError::InvalidAssignment {
+                        reason: format!(
                             "assignment covers {} partitions, {} are being added",
                             a.len(),
                             count - current
                         ),
-                    ));
+                    });
                 }
                 validate_assignment(&a, &brokers)?;
                 a
@@ -220,11 +209,8 @@ impl Controller {
             value: meta::encode(&topic),
             lease: 0,
         });
-        self.commit(txn, || {
-            ApiError::new(
-                ErrorCode::InvalidPartitions,
-                format!("topic \"{name}\" changed concurrently; retry"),
-            )
+        self.commit(txn, || ControllerError::Raced {
+            what: format!("topic \"{name}\""),
         })
         .await?;
         info!(topic = %name, from = current, to = count, "added partitions");
@@ -238,13 +224,15 @@ impl Controller {
         name: &str,
         ops: &[crate::topic_config::ConfigOp],
         validate_only: bool,
-    ) -> Result<(), ApiError> {
+    ) -> Result<()> {
         let leader = self.leader_key()?;
         // Read-modify-write: a concurrent change to the topic record (another
         // admin, a CreatePartitions) fails the CAS; read again and retry.
         for _ in 0..8 {
             let Some((mut topic, rev)) = self.topic(name).await? else {
-                return Err(ApiError::unknown_topic(name));
+                return Err(ControllerError::UnknownTopic {
+                    topic: name.to_string(),
+                });
             };
             topic.configs = crate::topic_config::apply_ops(&topic.configs, ops)?;
             if validate_only {
@@ -259,29 +247,29 @@ impl Controller {
                     lease: 0,
                 });
             match self
-                .commit(txn, || ApiError::internal("topic record raced"))
+                .commit(txn, || ControllerError::Raced {
+                    what: format!("topic \"{name}\""),
+                })
                 .await
             {
                 Ok(()) => {
                     info!(topic = %name, ?ops, "altered topic configs");
                     return Ok(());
                 }
-                Err(e) if e.code == ErrorCode::UnknownServerError => continue,
+                Err(ControllerError::Raced { .. }) => continue,
                 Err(e) => return Err(e),
             }
         }
-        Err(ApiError::new(
-            ErrorCode::RequestTimedOut,
-            format!("topic \"{name}\" kept changing concurrently; retry"),
-        ))
+        Err(ControllerError::Contended {
+            what: format!("topic \"{name}\""),
+        })
     }
 }
 
-fn topic_exists(name: &str) -> ApiError {
-    ApiError::new(
-        ErrorCode::TopicAlreadyExists,
-        format!("topic \"{name}\" already exists"),
-    )
+fn topic_exists(name: &str) -> ControllerError {
+    ControllerError::TopicExists {
+        topic: name.to_string(),
+    }
 }
 
 /// A new partition's state: the first live replica leads, every replica is in sync
@@ -300,8 +288,8 @@ fn initial_state(replicas: &[i32], live: &[i32]) -> PartitionState {
     }
 }
 
-fn validate_assignment(a: &[Vec<i32>], live: &[i32]) -> Result<(), ApiError> {
-    let bad = |m: String| Err(ApiError::new(ErrorCode::InvalidReplicaAssignment, m));
+fn validate_assignment(a: &[Vec<i32>], live: &[i32]) -> Result<()> {
+    let bad = |reason: String| Err(ControllerError::InvalidAssignment { reason });
     let Some(first) = a.first() else {
         return bad("the assignment is empty".into());
     };

@@ -3,10 +3,8 @@
 use sluice_proto::controller as pb;
 use tonic::Status;
 
-use sluice_types::ApiError;
-
-use crate::Controller;
 use crate::controller::IsrMember;
+use crate::{Controller, ControllerError};
 
 /// ISR changes from partition leaders; each partition succeeds or fails alone.
 pub(super) async fn alter_partition(
@@ -73,9 +71,9 @@ pub(super) async fn alter_partition(
 }
 
 /// The proposed ISR with each member's registration epoch.
-fn isr_members(p: &pb::AlterPartitionData) -> Result<Vec<IsrMember>, ApiError> {
+fn isr_members(p: &pb::AlterPartitionData) -> Result<Vec<IsrMember>, ControllerError> {
     if p.new_isr_broker_epochs.len() != p.new_isr.len() {
-        return Err(ApiError::invalid_request(format!(
+        return Err(ControllerError::InvalidRequest(format!(
             "partition {}: {} ISR members but {} broker epochs",
             p.partition,
             p.new_isr.len(),

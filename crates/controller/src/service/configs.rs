@@ -3,11 +3,11 @@
 
 use sluice_proto::controller as pb;
 use sluice_proto::controller::{ConfigOperation, ConfigResourceType};
-use sluice_types::ApiError;
+
 use tracing::instrument;
 
-use crate::Controller;
 use crate::topic_config::ConfigOp;
+use crate::{Controller, ControllerError};
 
 #[instrument(skip_all, fields(resources = req.resources.len()))]
 pub(super) async fn alter_configs(
@@ -25,10 +25,11 @@ pub(super) async fn alter_configs(
                 }
                 Err(e) => Err(e),
             },
-            Ok(ConfigResourceType::Broker) => Err(ApiError::invalid_request(
-                "broker configs are static: set them in the broker's config file and restart it",
+            Ok(ConfigResourceType::Broker) => Err(ControllerError::InvalidRequest(
+                "broker configs are static: set them in the broker's config file and restart it"
+                    .into(),
             )),
-            Err(_) => Err(ApiError::invalid_request(format!(
+            Err(_) => Err(ControllerError::InvalidRequest(format!(
                 "unknown resource type {}",
                 r.resource_type
             ))),
@@ -42,17 +43,16 @@ pub(super) async fn alter_configs(
     pb::AlterConfigsResponse { results }
 }
 
-fn ops(configs: &[pb::AlterableConfig]) -> Result<Vec<ConfigOp>, ApiError> {
+fn ops(configs: &[pb::AlterableConfig]) -> Result<Vec<ConfigOp>, ControllerError> {
     configs
         .iter()
         .map(|c| {
             let value = || {
-                c.value.clone().ok_or_else(|| {
-                    ApiError::new(
-                        sluice_types::ErrorCode::InvalidConfig,
-                        format!("`{}` needs a value for this operation", c.name),
-                    )
-                })
+                c.value
+                    .clone()
+                    .ok_or_else(|| ControllerError::ConfigNeedsValue {
+                        key: c.name.clone(),
+                    })
             };
             Ok(match ConfigOperation::try_from(c.operation) {
                 Ok(ConfigOperation::Set) => ConfigOp::Set(c.name.clone(), value()?),
@@ -60,7 +60,7 @@ fn ops(configs: &[pb::AlterableConfig]) -> Result<Vec<ConfigOp>, ApiError> {
                 Ok(ConfigOperation::Append) => ConfigOp::Append(c.name.clone(), value()?),
                 Ok(ConfigOperation::Subtract) => ConfigOp::Subtract(c.name.clone(), value()?),
                 Err(_) => {
-                    return Err(ApiError::invalid_request(format!(
+                    return Err(ControllerError::InvalidRequest(format!(
                         "unknown config operation {}",
                         c.operation
                     )));

@@ -2,11 +2,11 @@
 //! its own, like Kafka.
 
 use sluice_proto::controller as pb;
-use sluice_types::ApiError;
+
 use tracing::instrument;
 
-use crate::Controller;
 use crate::controller::NewTopic;
+use crate::{Controller, ControllerError};
 
 fn explicit_assignment(a: &[pb::ReplicaAssignment]) -> Option<Vec<Vec<i32>>> {
     if a.is_empty() {
@@ -86,7 +86,7 @@ pub(super) async fn create_partitions(
             .create_partitions(&t.name, t.count, assignment, req.validate_only)
             .await
             .err()
-            .map(|e: ApiError| e.to_proto());
+            .map(|e: ControllerError| e.to_proto());
         out.push(pb::CreatePartitionsTopicResult {
             name: t.name,
             error,
