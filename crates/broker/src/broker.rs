@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
-use anyhow::Context;
 use futures::StreamExt;
 use sluice_metastore::{LeaseKeeper, MetadataStore, register_ephemeral};
 use sluice_types::meta::{self, BrokerRegistration};
@@ -13,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::BrokerConfig;
+use crate::error::BrokerError;
 use crate::metadata::MetadataCache;
 use crate::replica_manager::ReplicaManager;
 use crate::service::BrokerService;
@@ -45,13 +45,16 @@ impl Broker {
         config: BrokerConfig,
         store: Arc<dyn MetadataStore>,
         shutdown: CancellationToken,
-    ) -> anyhow::Result<Arc<Self>> {
+    ) -> Result<Arc<Self>, BrokerError> {
         config.validate()?;
         let replicas = {
             let config = config.clone();
             tokio::task::spawn_blocking(move || ReplicaManager::open(config))
-                .await?
-                .context("open logs")?
+                .await
+                .map_err(|source| BrokerError::TaskFailed {
+                    task: "open logs",
+                    source,
+                })??
         };
         let metadata = MetadataCache::new();
         let broker = Arc::new(Self {
@@ -68,7 +71,7 @@ impl Broker {
         });
         let keeper = tokio::select! {
             k = broker.register() => k?,
-            _ = broker.shutdown.cancelled() => anyhow::bail!("shut down while registering"),
+            _ = broker.shutdown.cancelled() => return Err(BrokerError::ShutDown { during: "registering" }),
         };
         broker.registered.store(true, Ordering::Release);
         let loaded = tokio::select! {
@@ -76,12 +79,14 @@ impl Broker {
             _ = broker.shutdown.cancelled() => None,
         };
         let rev = match loaded {
-            Some(r) => r.context("load cluster metadata")?,
+            Some(r) => r?,
             None => {
                 // Registered but stopping: give the registration up now, or
                 // the next start would wait for the lease to expire.
                 let _ = broker.store.revoke_lease(keeper.lease()).await;
-                anyhow::bail!("shut down while loading metadata");
+                return Err(BrokerError::ShutDown {
+                    during: "loading metadata",
+                });
             }
         };
         broker.tasks.spawn(broker.clone().watch_metadata(rev));
@@ -193,7 +198,7 @@ impl Broker {
     /// after a crash finds its previous registration still there until that
     /// lease expires, so it waits up to twice the lease time; after that the id
     /// belongs to another live broker and starting fails.
-    async fn register(&self) -> anyhow::Result<LeaseKeeper> {
+    async fn register(&self) -> Result<LeaseKeeper, BrokerError> {
         let (host, port) = self.config.advertised()?;
         let lease = Duration::from_millis(self.config.lease_ms);
         let keeper = register_ephemeral(
@@ -214,12 +219,12 @@ impl Broker {
             },
         )
         .await
-        .context("register the broker")?;
-        let (keeper, epoch) = keeper.with_context(|| {
-            format!(
-                "broker.id {} is already registered by a live broker; pick another broker.id or stop the other broker",
-                self.config.broker_id
-            )
+        .map_err(|source| BrokerError::MetadataStore {
+            action: "register the broker",
+            source,
+        })?;
+        let (keeper, epoch) = keeper.ok_or(BrokerError::AlreadyRegistered {
+            broker: self.config.broker_id,
         })?;
         self.epoch.store(epoch, Ordering::Release);
         info!(epoch, "registered");

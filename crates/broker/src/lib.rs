@@ -8,6 +8,8 @@
 //!
 //! # Layout
 //! - [`config`]: [`BrokerConfig`], Kafka's key names and defaults.
+//! - [`error`]: [`BrokerError`], every error the broker raises with the ids
+//!   involved, and its one conversion to the wire error (code and message).
 //! - [`metadata`]: [`MetadataCache`], the broker's view of the cluster, fed by a
 //!   watch on the metadata store.
 //! - [`partition`]: [`Partition`], one local replica: its log, leader epoch and
@@ -29,6 +31,7 @@
 
 pub mod broker;
 pub mod config;
+pub mod error;
 pub mod kafka;
 pub mod metadata;
 pub mod partition;
@@ -40,6 +43,7 @@ pub mod service;
 
 pub use broker::Broker;
 pub use config::BrokerConfig;
+pub use error::BrokerError;
 pub use metadata::MetadataCache;
 pub use replica_manager::ReplicaManager;
 pub use run::run;

@@ -5,13 +5,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
-use sluice_metastore::{EventKind, KeyValue, MetaError, MetadataStore, WatchEvent};
+use sluice_metastore::{EventKind, KeyValue, MetadataStore, WatchEvent};
 use sluice_types::meta::{
     self, BrokerRegistration, ControllerInfo, CoordinatorRegistration, OffsetsOwner,
     PartitionState, TopicRecord,
 };
 use tokio::sync::watch;
 use tracing::warn;
+
+use crate::error::BrokerError;
 
 /// One topic as the broker sees it: its record plus each partition's state.
 #[derive(Debug, Clone)]
@@ -87,8 +89,14 @@ impl MetadataCache {
         &self,
         store: &dyn MetadataStore,
         on_change: impl FnOnce(&ClusterView),
-    ) -> Result<i64, MetaError> {
-        let (kvs, rev) = store.range("").await?;
+    ) -> Result<i64, BrokerError> {
+        let (kvs, rev) = store
+            .range("")
+            .await
+            .map_err(|source| BrokerError::MetadataStore {
+                action: "load cluster metadata",
+                source,
+            })?;
         let mut view = ClusterView::default();
         for kv in kvs {
             apply_put(&mut view, &kv);

@@ -9,9 +9,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 
+use crate::error::BrokerError;
 use serde::{Deserialize, Serialize};
 use sluice_records::RecordBatchHeader;
-use sluice_types::{ApiError, ErrorCode};
 
 /// Batches remembered per producer and partition. Kafka keeps 5 (its limit of
 /// in-flight requests); a Sluice request may carry several batches of one
@@ -64,7 +64,12 @@ impl ProducerStateManager {
     }
 
     /// Checks one leader batch against the state (before offsets are assigned).
-    pub fn check(&self, h: &RecordBatchHeader, tp: &str) -> Result<SeqCheck, ApiError> {
+    pub fn check(
+        &self,
+        h: &RecordBatchHeader,
+        topic: &str,
+        partition: i32,
+    ) -> Result<SeqCheck, BrokerError> {
         if h.producer_id < 0 {
             return Ok(SeqCheck::Append);
         }
@@ -72,34 +77,33 @@ impl ProducerStateManager {
         let last = last_seq(h);
         let Some(entry) = self.producers.get(&h.producer_id) else {
             if first != 0 {
-                return Err(ApiError::new(
-                    ErrorCode::OutOfOrderSequenceNumber,
-                    format!(
-                        "{tp}: producer {} is unknown here and its first sequence is {first}, not 0",
-                        h.producer_id
-                    ),
-                ));
+                return Err(BrokerError::UnknownProducer {
+                    topic: topic.to_string(),
+                    partition,
+                    producer_id: h.producer_id,
+                    sequence: first,
+                });
             }
             return Ok(SeqCheck::Append);
         };
         if h.producer_epoch < entry.epoch {
-            return Err(ApiError::new(
-                ErrorCode::InvalidProducerEpoch,
-                format!(
-                    "{tp}: producer {} epoch {} is older than {}",
-                    h.producer_id, h.producer_epoch, entry.epoch
-                ),
-            ));
+            return Err(BrokerError::InvalidProducerEpoch {
+                topic: topic.to_string(),
+                partition,
+                producer_id: h.producer_id,
+                epoch: h.producer_epoch,
+                current: entry.epoch,
+            });
         }
         if h.producer_epoch > entry.epoch {
             if first != 0 {
-                return Err(ApiError::new(
-                    ErrorCode::OutOfOrderSequenceNumber,
-                    format!(
-                        "{tp}: producer {} starts epoch {} at sequence {first}, not 0",
-                        h.producer_id, h.producer_epoch
-                    ),
-                ));
+                return Err(BrokerError::NewEpochSequence {
+                    topic: topic.to_string(),
+                    partition,
+                    producer_id: h.producer_id,
+                    epoch: h.producer_epoch,
+                    sequence: first,
+                });
             }
             return Ok(SeqCheck::Append);
         }
@@ -120,13 +124,13 @@ impl ProducerStateManager {
             }
         });
         if first != expected {
-            return Err(ApiError::new(
-                ErrorCode::OutOfOrderSequenceNumber,
-                format!(
-                    "{tp}: producer {} sent sequence {first}, expected {expected}",
-                    h.producer_id
-                ),
-            ));
+            return Err(BrokerError::OutOfOrderSequence {
+                topic: topic.to_string(),
+                partition,
+                producer_id: h.producer_id,
+                expected,
+                got: first,
+            });
         }
         Ok(SeqCheck::Append)
     }
@@ -137,8 +141,9 @@ impl ProducerStateManager {
     pub fn check_all(
         &self,
         headers: &[RecordBatchHeader],
-        tp: &str,
-    ) -> Result<Option<i64>, ApiError> {
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<i64>, BrokerError> {
         let mut pending: HashMap<i64, i32> = HashMap::new();
         let mut dup_first = None;
         let mut appends = 0;
@@ -150,19 +155,19 @@ impl ProducerStateManager {
             if let Some(last) = pending.get(&h.producer_id) {
                 let expected = if *last == i32::MAX { 0 } else { last + 1 };
                 if h.base_sequence != expected {
-                    return Err(ApiError::new(
-                        ErrorCode::OutOfOrderSequenceNumber,
-                        format!(
-                            "{tp}: producer {} sent sequence {}, expected {expected}",
-                            h.producer_id, h.base_sequence
-                        ),
-                    ));
+                    return Err(BrokerError::OutOfOrderSequence {
+                        topic: topic.to_string(),
+                        partition,
+                        producer_id: h.producer_id,
+                        expected,
+                        got: h.base_sequence,
+                    });
                 }
                 pending.insert(h.producer_id, last_seq(h));
                 appends += 1;
                 continue;
             }
-            match self.check(h, tp)? {
+            match self.check(h, topic, partition)? {
                 SeqCheck::Append => {
                     pending.insert(h.producer_id, last_seq(h));
                     appends += 1;
@@ -173,10 +178,10 @@ impl ProducerStateManager {
             }
         }
         if dup_first.is_some() && appends > 0 {
-            return Err(ApiError::new(
-                ErrorCode::OutOfOrderSequenceNumber,
-                format!("{tp}: a request mixes already-written and new batches of one producer"),
-            ));
+            return Err(BrokerError::MixedDuplicateBatches {
+                topic: topic.to_string(),
+                partition,
+            });
         }
         Ok(dup_first)
     }
@@ -219,6 +224,7 @@ impl ProducerStateManager {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_types::ErrorCode;
 
     fn h(pid: i64, epoch: i16, seq: i32, n: i32, offset: i64) -> RecordBatchHeader {
         RecordBatchHeader {
@@ -241,29 +247,48 @@ mod tests {
     #[test]
     fn duplicates_get_their_original_offset_and_gaps_are_refused() {
         let mut s = ProducerStateManager::default();
-        assert_eq!(s.check(&h(7, 0, 0, 3, 0), "t-0").unwrap(), SeqCheck::Append);
+        assert_eq!(
+            s.check(&h(7, 0, 0, 3, 0), "t", 0).unwrap(),
+            SeqCheck::Append
+        );
         s.update(&h(7, 0, 0, 3, 10));
-        assert_eq!(s.check(&h(7, 0, 3, 2, 0), "t-0").unwrap(), SeqCheck::Append);
+        assert_eq!(
+            s.check(&h(7, 0, 3, 2, 0), "t", 0).unwrap(),
+            SeqCheck::Append
+        );
         s.update(&h(7, 0, 3, 2, 13));
         // A retry of either batch is a duplicate.
         assert_eq!(
-            s.check(&h(7, 0, 0, 3, 0), "t-0").unwrap(),
+            s.check(&h(7, 0, 0, 3, 0), "t", 0).unwrap(),
             SeqCheck::Duplicate { first_offset: 10 }
         );
         assert_eq!(
-            s.check(&h(7, 0, 3, 2, 0), "t-0").unwrap(),
+            s.check(&h(7, 0, 3, 2, 0), "t", 0).unwrap(),
             SeqCheck::Duplicate { first_offset: 13 }
         );
         // A gap.
-        let e = s.check(&h(7, 0, 9, 1, 0), "t-0").unwrap_err();
-        assert_eq!(e.code, ErrorCode::OutOfOrderSequenceNumber);
+        let e = s.check(&h(7, 0, 9, 1, 0), "t", 0).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::OutOfOrderSequenceNumber);
+        assert!(
+            matches!(
+                e,
+                BrokerError::OutOfOrderSequence {
+                    producer_id: 7,
+                    expected: 5,
+                    got: 9,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
         // A stale epoch.
         s.update(&h(7, 1, 0, 1, 15));
-        let e = s.check(&h(7, 0, 5, 1, 0), "t-0").unwrap_err();
-        assert_eq!(e.code, ErrorCode::InvalidProducerEpoch);
+        let e = s.check(&h(7, 0, 5, 1, 0), "t", 0).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidProducerEpoch);
+        assert_eq!(e.to_string(), "t-0: producer 7 epoch 0 is older than 1");
         // Non-idempotent batches always append.
         assert_eq!(
-            s.check(&h(-1, -1, -1, 5, 0), "t-0").unwrap(),
+            s.check(&h(-1, -1, -1, 5, 0), "t", 0).unwrap(),
             SeqCheck::Append
         );
     }
@@ -273,19 +298,35 @@ mod tests {
         let mut s = ProducerStateManager::default();
         s.update(&h(7, 0, 0, 3, 0));
         let req = [h(7, 0, 3, 2, 0), h(7, 0, 5, 4, 0)];
-        assert_eq!(s.check_all(&req, "t").unwrap(), None);
+        assert_eq!(s.check_all(&req, "t", 0).unwrap(), None);
         let gap = [h(7, 0, 3, 2, 0), h(7, 0, 6, 4, 0)];
-        assert!(s.check_all(&gap, "t").is_err());
+        let e = s.check_all(&gap, "t", 0).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                BrokerError::OutOfOrderSequence {
+                    producer_id: 7,
+                    expected: 5,
+                    got: 6,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
         for b in [h(7, 0, 3, 2, 3), h(7, 0, 5, 4, 5)] {
             s.update(&b);
         }
-        assert_eq!(s.check_all(&req, "t").unwrap(), Some(3));
+        assert_eq!(s.check_all(&req, "t", 0).unwrap(), Some(3));
     }
 
     #[test]
     fn unknown_producer_must_start_at_zero() {
         let s = ProducerStateManager::default();
-        assert!(s.check(&h(9, 0, 4, 1, 0), "t-0").is_err());
+        let e = s.check(&h(9, 0, 4, 1, 0), "t", 0).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "t-0: producer 9 is unknown here and its first sequence is 4, not 0"
+        );
     }
 
     #[test]
@@ -297,7 +338,7 @@ mod tests {
         let back = ProducerStateManager::read_snapshot(dir.path()).unwrap();
         assert_eq!(back.end_offset, 13);
         assert_eq!(
-            back.check(&h(7, 0, 0, 3, 0), "t").unwrap(),
+            back.check(&h(7, 0, 0, 3, 0), "t", 0).unwrap(),
             SeqCheck::Duplicate { first_offset: 10 }
         );
     }

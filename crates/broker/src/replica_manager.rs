@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
-use sluice_storage::{CleanupPolicy, LogConfig, LogManager, StorageError};
-use sluice_types::{ApiError, ErrorCode};
+use sluice_storage::{CleanupPolicy, LogConfig, LogManager};
 use tracing::{info, warn};
 
 use crate::config::BrokerConfig;
+use crate::error::BrokerError;
 use crate::metadata::ClusterView;
-use crate::partition::{Partition, Role, storage_err};
+use crate::partition::{Partition, Role};
 
 type Key = (String, i32);
 
@@ -78,9 +78,11 @@ pub fn topic_log_config(
 
 impl ReplicaManager {
     /// Opens (and recovers) every log under `log.dirs`.
-    pub fn open(config: BrokerConfig) -> Result<Arc<Self>, StorageError> {
-        let (logs, recovered) = LogManager::open(config.log_dir_paths(), config.log_config())?;
-        let hws = logs.read_high_watermarks()?;
+    pub fn open(config: BrokerConfig) -> Result<Arc<Self>, BrokerError> {
+        let open_logs = |source| BrokerError::OpenLogs { source };
+        let (logs, recovered) =
+            LogManager::open(config.log_dir_paths(), config.log_config()).map_err(open_logs)?;
+        let hws = logs.read_high_watermarks().map_err(open_logs)?;
         let mut partitions = HashMap::new();
         for r in recovered {
             let hw = hws
@@ -222,14 +224,18 @@ impl ReplicaManager {
         key: &Key,
         config: LogConfig,
         topic_id: &str,
-    ) -> Result<Arc<Partition>, ApiError> {
+    ) -> Result<Arc<Partition>, BrokerError> {
+        let storage_err = |source| BrokerError::Storage {
+            topic: key.0.clone(),
+            partition: key.1,
+            source,
+        };
         let mut log = self
             .logs
             .lock()
             .create_log(&key.0, key.1, config)
-            .map_err(|e| storage_err(&key.0, key.1, e))?;
-        log.set_topic_id(topic_id)
-            .map_err(|e| storage_err(&key.0, key.1, e))?;
+            .map_err(storage_err)?;
+        log.set_topic_id(topic_id).map_err(storage_err)?;
         info!(topic = %key.0, partition = key.1, "created log");
         let p = Arc::new(Partition::new(key.0.clone(), key.1, self.broker_id, log, 0));
         self.partitions.write().insert(key.clone(), p.clone());
@@ -304,7 +310,7 @@ impl ReplicaManager {
     /// Writes the high-watermark checkpoint of every log dir.
     /// Writes the high-watermark and log-start checkpoints (the latter keeps
     /// what DeleteRecords removed from coming back after a restart).
-    pub fn checkpoint_high_watermarks(&self) -> Result<(), ApiError> {
+    pub fn checkpoint_high_watermarks(&self) -> Result<(), BrokerError> {
         // Offsets are read under the lock: a writer that read them earlier
         // must not overwrite a newer log start (DeleteRecords) with its older
         // one.
@@ -322,12 +328,19 @@ impl ReplicaManager {
             .map(|(p, o)| (p.topic.as_str(), p.partition, o.log_start))
             .collect();
         logs.checkpoint_high_watermarks(&hws)
-            .and_then(|()| logs.checkpoint_log_starts(&starts))
-            .map_err(|e| ApiError::new(ErrorCode::KafkaStorageError, e.to_string()))
+            .map_err(|source| BrokerError::Checkpoint {
+                checkpoint: "high watermark",
+                source,
+            })?;
+        logs.checkpoint_log_starts(&starts)
+            .map_err(|source| BrokerError::Checkpoint {
+                checkpoint: "log start offset",
+                source,
+            })
     }
 
     /// Writes the recovery-point checkpoint (without flushing).
-    pub fn checkpoint_recovery_points(&self) -> Result<(), ApiError> {
+    pub fn checkpoint_recovery_points(&self) -> Result<(), BrokerError> {
         let parts = self.all();
         let entries: Vec<(&str, i32, i64)> = parts
             .iter()
@@ -336,7 +349,10 @@ impl ReplicaManager {
         self.logs
             .lock()
             .checkpoint_recovery_points(&entries)
-            .map_err(|e| ApiError::new(ErrorCode::KafkaStorageError, e.to_string()))
+            .map_err(|source| BrokerError::Checkpoint {
+                checkpoint: "recovery point",
+                source,
+            })
     }
 
     /// Clean shutdown: flush every log, then checkpoint recovery points and high

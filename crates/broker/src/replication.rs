@@ -22,11 +22,12 @@ use tonic::transport::Channel;
 use tracing::{debug, info, warn};
 
 use crate::Broker;
+use crate::error::{BrokerError, ControllerCall, Peer};
 use crate::partition::{Applied, Partition};
 
-fn channel(url: String) -> Result<Channel, ApiError> {
+fn channel(peer: Peer, url: String) -> Result<Channel, BrokerError> {
     Ok(tonic::transport::Endpoint::from_shared(url.clone())
-        .map_err(|e| ApiError::internal(format!("bad endpoint {url}: {e}")))?
+        .map_err(|source| BrokerError::BadEndpoint { peer, url, source })?
         .tcp_nodelay(true)
         .initial_stream_window_size(Some(16 << 20))
         .initial_connection_window_size(Some(64 << 20))
@@ -84,7 +85,7 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32) {
             }
         };
         if client.as_ref().is_none_or(|(a, _)| *a != addr) {
-            match channel(addr.clone()) {
+            match channel(Peer::Broker(leader), addr.clone()) {
                 Ok(ch) => {
                     client = Some((
                         addr.clone(),
@@ -262,10 +263,13 @@ pub(crate) async fn maintain_isr(broker: Arc<Broker>) {
                 .collect(),
         };
         let res = async {
-            let mut c = ControllerClient::new(channel(url)?);
+            let mut c = ControllerClient::new(channel(Peer::Controller, url)?);
             c.alter_partition(req)
                 .await
-                .map_err(|s| ApiError::from_status(&s))
+                .map_err(|s| BrokerError::Downstream {
+                    call: ControllerCall::AlterPartition,
+                    source: ApiError::from_status(&s),
+                })
         }
         .await;
         match res {

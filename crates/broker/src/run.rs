@@ -33,7 +33,7 @@ pub async fn run(
             Ok(b) => b,
             Err(e) => {
                 let _ = host.release().await;
-                return Err(e);
+                return Err(e.into());
             }
         },
         _ = signalled(&host, &shutdown) => {

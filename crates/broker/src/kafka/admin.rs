@@ -15,24 +15,23 @@ use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsRe
 use kafka_protocol::messages::*;
 use sluice_proto::controller as ctl;
 use sluice_storage::CleanupPolicy;
-use sluice_types::{ApiError, ErrorCode};
 
 use super::{api_code, code, codes, message, str_bytes, topic_uuid};
 use crate::BrokerService;
+use crate::error::{BrokerError, ControllerCall, Peer};
 use crate::replica_manager::topic_log_config;
 
 /// Calls `$method` on the active controller (as the broker's own gRPC calls
-/// do); no controller or a transport failure becomes the core's error.
+/// do): no controller to call is NOT_CONTROLLER; what the controller (or the
+/// way to it) answers is relayed ([`BrokerError::Forwarded`]).
 macro_rules! on_controller {
     ($svc:expr, $method:ident($req:expr)) => {
         async {
-            let mut c = $svc
-                .controller(ErrorCode::NotController, "forward an admin request")
-                .await?;
+            let mut c = $svc.controller(ControllerCall::ForwardAdmin).await?;
             c.$method($req)
                 .await
                 .map(|r| r.into_inner())
-                .map_err(|s| ApiError::from_status(&s))
+                .map_err(|s| BrokerError::forwarded(Peer::Controller, &s))
         }
         .await
     };
@@ -85,7 +84,7 @@ pub(super) async fn create_topics(
         timeout_ms: req.timeout_ms,
         validate_only: req.validate_only,
     };
-    let resp: Result<_, ApiError> = on_controller!(svc, create_topics(core));
+    let resp: Result<_, BrokerError> = on_controller!(svc, create_topics(core));
     let results = match resp {
         Err(e) => req
             .topics
@@ -94,7 +93,7 @@ pub(super) async fn create_topics(
                 CreatableTopicResult::default()
                     .with_name(t.name.clone())
                     .with_error_code(api_code(&e))
-                    .with_error_message(Some(str_bytes(e.message.clone())))
+                    .with_error_message(Some(str_bytes(e.to_string())))
             })
             .collect(),
         Ok(r) => r
@@ -142,7 +141,7 @@ pub(super) async fn delete_topics(
         names: names.clone(),
         timeout_ms: req.timeout_ms,
     };
-    let resp: Result<_, ApiError> = on_controller!(svc, delete_topics(delete));
+    let resp: Result<_, BrokerError> = on_controller!(svc, delete_topics(delete));
     let responses = match resp {
         Err(e) => names
             .into_iter()
@@ -150,7 +149,7 @@ pub(super) async fn delete_topics(
                 DeletableTopicResult::default()
                     .with_name(Some(str_bytes(n).into()))
                     .with_error_code(api_code(&e))
-                    .with_error_message(Some(str_bytes(e.message.clone())))
+                    .with_error_message(Some(str_bytes(e.to_string())))
             })
             .collect(),
         Ok(r) => r
@@ -195,7 +194,7 @@ pub(super) async fn create_partitions(
         timeout_ms: req.timeout_ms,
         validate_only: req.validate_only,
     };
-    let resp: Result<_, ApiError> = on_controller!(svc, create_partitions(core));
+    let resp: Result<_, BrokerError> = on_controller!(svc, create_partitions(core));
     let results = match resp {
         Err(e) => req
             .topics
@@ -204,7 +203,7 @@ pub(super) async fn create_partitions(
                 CreatePartitionsTopicResult::default()
                     .with_name(t.name.clone())
                     .with_error_code(api_code(&e))
-                    .with_error_message(Some(str_bytes(e.message.clone())))
+                    .with_error_message(Some(str_bytes(e.to_string())))
             })
             .collect(),
         Ok(r) => r
@@ -267,7 +266,7 @@ pub(super) async fn incremental_alter_configs(
             }
         }
     }
-    let resp: Result<_, ApiError> = on_controller!(svc, alter_configs(core));
+    let resp: Result<_, BrokerError> = on_controller!(svc, alter_configs(core));
     let (mut results, failure) = match resp {
         Ok(r) => (r.results.into_iter(), None),
         Err(e) => (Vec::new().into_iter(), Some(e)),
@@ -283,7 +282,7 @@ pub(super) async fn incremental_alter_configs(
                 match (&failure, results.next()) {
                     (Some(e), _) => out
                         .with_error_code(api_code(e))
-                        .with_error_message(Some(str_bytes(e.message.clone()))),
+                        .with_error_message(Some(str_bytes(e.to_string()))),
                     (None, Some(res)) => out
                         .with_error_code(code(res.error.as_ref()))
                         .with_error_message(message(res.error.as_ref())),

@@ -23,14 +23,14 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use sluice_proto::broker as pb;
 use sluice_proto::coordinator as cpb;
+use sluice_types::ErrorCode;
 use sluice_types::hash::group_offsets_partition;
 use sluice_types::names::CONSUMER_OFFSETS_TOPIC;
-use sluice_types::{ApiError, ErrorCode};
 
 use super::{NO_TRANSACTIONS, api_code, code, codes, message, str_bytes};
-use crate::BrokerService;
 use crate::metadata::ClusterView;
 use crate::service::coordinators::Forward;
+use crate::{BrokerError, BrokerService};
 
 /// FindCoordinator key types.
 const KEY_GROUP: i8 = 0;
@@ -112,7 +112,7 @@ fn group_node(v: &ClusterView, p: i32) -> Option<&sluice_types::meta::BrokerRegi
         .or_else(|| v.brokers.values().next())
 }
 
-fn group_error<T>(e: ApiError, f: impl FnOnce(i16) -> T) -> T {
+fn group_error<T>(e: BrokerError, f: impl FnOnce(i16) -> T) -> T {
     f(api_code(&e))
 }
 

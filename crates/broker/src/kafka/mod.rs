@@ -42,7 +42,7 @@ pub mod versions;
 use kafka_protocol::protocol::StrBytes;
 use sluice_proto::common;
 use sluice_server::demux::KafkaIncoming;
-use sluice_types::{ApiError, ErrorCode};
+use sluice_types::ErrorCode;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -50,7 +50,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::BrokerService;
+use crate::{BrokerError, BrokerService};
 
 /// The memory all Kafka connections of a broker may hold in large requests
 /// (over 1 MiB) read but not yet answered, in KiB (Kafka's
@@ -103,8 +103,8 @@ fn code(e: Option<&common::Error>) -> i16 {
 }
 
 /// Kafka's error code for a core error.
-fn api_code(e: &ApiError) -> i16 {
-    kafka_code(e.code as i32)
+fn api_code(e: &BrokerError) -> i16 {
+    kafka_code(e.code() as i32)
 }
 
 /// Sluice's codes are Kafka's, except its own (1000 and up), which Kafka

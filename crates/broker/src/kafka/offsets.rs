@@ -13,10 +13,9 @@ use kafka_protocol::messages::{
     OffsetForLeaderEpochResponse,
 };
 use sluice_proto::broker::{self as pb, OffsetSpec};
-use sluice_types::ApiError;
 
 use super::{api_code, code, codes};
-use crate::BrokerService;
+use crate::{BrokerError, BrokerService};
 
 /// Kafka's special timestamps in ListOffsets.
 const LATEST: i64 = -1;
@@ -99,7 +98,7 @@ pub(super) fn list_offsets(
 
 /// The leader-epoch fence for a partition this broker hosts (None: passes,
 /// or the core will answer the missing partition itself).
-fn fence(svc: &BrokerService, topic: &str, partition: i32, epoch: i32) -> Option<ApiError> {
+fn fence(svc: &BrokerService, topic: &str, partition: i32, epoch: i32) -> Option<BrokerError> {
     if epoch < 0 {
         return None;
     }

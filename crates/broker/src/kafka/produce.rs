@@ -67,7 +67,7 @@ pub(super) async fn produce(svc: &BrokerService, req: ProduceRequest, version: i
         Ok(r) => r,
         Err(e) => {
             // A request-level refusal (bad acks): every partition gets it.
-            return answer(every_partition(&req, api_code(&e), &e.message));
+            return answer(every_partition(&req, api_code(&e), &e.to_string()));
         }
     };
     let mut leaders = Vec::new();

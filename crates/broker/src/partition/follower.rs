@@ -4,9 +4,9 @@
 use bytes::Bytes;
 use sluice_records::batch_headers;
 use sluice_storage::PartitionLog;
-use sluice_types::ApiError;
 
-use super::{Partition, load_producer_state, storage_err};
+use super::{Partition, load_producer_state};
+use crate::error::BrokerError;
 
 /// What became of one ReplicaFetch answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +21,7 @@ pub enum Applied {
 
 impl Partition {
     /// Follower: appends what the leader sent and takes its high watermark.
-    pub fn append_as_follower(&self, batches: Bytes, leader_hw: i64) -> Result<(), ApiError> {
+    pub fn append_as_follower(&self, batches: Bytes, leader_hw: i64) -> Result<(), BrokerError> {
         let mut log = self.log.write();
         self.append_fetched(&mut log, batches, leader_hw)
     }
@@ -31,7 +31,7 @@ impl Partition {
         log: &mut PartitionLog,
         batches: Bytes,
         leader_hw: i64,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), BrokerError> {
         if !batches.is_empty() {
             let headers: Vec<_> = batch_headers(&batches).collect();
             // An empty log restarted at the leader's log start, which lies
@@ -43,10 +43,10 @@ impl Partition {
                 && first.next_offset() > log.log_end_offset()
             {
                 log.truncate_fully_and_start_at(first.base_offset)
-                    .map_err(|e| storage_err(&self.topic, self.partition, e))?;
+                    .map_err(self.storage_err())?;
             }
             log.append_as_follower(batches)
-                .map_err(|e| storage_err(&self.topic, self.partition, e))?;
+                .map_err(self.storage_err())?;
             let mut producers = self.producers.lock();
             for h in &headers {
                 producers.update(h);
@@ -63,20 +63,18 @@ impl Partition {
     }
 
     /// Follower: drops a divergent tail (everything at or above `offset`).
-    pub fn truncate_to(&self, offset: i64) -> Result<(), ApiError> {
+    pub fn truncate_to(&self, offset: i64) -> Result<(), BrokerError> {
         let mut log = self.log.write();
         self.truncate_log(&mut log, offset)
     }
 
-    fn truncate_log(&self, log: &mut PartitionLog, offset: i64) -> Result<(), ApiError> {
+    fn truncate_log(&self, log: &mut PartitionLog, offset: i64) -> Result<(), BrokerError> {
         if offset < log.log_end_offset() {
             tracing::warn!(topic = %self.topic, partition = self.partition, offset, log_end = log.log_end_offset(), "truncating divergent log tail");
         }
         // Also when nothing is cut: the epoch cache may end in an epoch this
         // replica led without writing anything (KIP-279), which must go.
-        let cut = log
-            .truncate_to(offset)
-            .map_err(|e| storage_err(&self.topic, self.partition, e))?;
+        let cut = log.truncate_to(offset).map_err(self.storage_err())?;
         if cut {
             // Producer state may describe removed batches: rebuild it from the log.
             let _ = std::fs::remove_file(log.dir().join(crate::producer_state::SNAPSHOT_FILE));
@@ -123,7 +121,7 @@ impl Partition {
         batches: Bytes,
         leader_hw: i64,
         leader_log_start: i64,
-    ) -> Result<Applied, ApiError> {
+    ) -> Result<Applied, BrokerError> {
         let mut log = self.log.write();
         if !self.still_follows(leader, leader_epoch) {
             return Ok(Applied::Stale);
@@ -165,14 +163,14 @@ impl Partition {
         leader: i32,
         leader_epoch: i32,
         leader_log_start: i64,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, BrokerError> {
         let mut log = self.log.write();
         if !self.still_follows(leader, leader_epoch) || leader_log_start <= log.log_end_offset() {
             return Ok(false);
         }
         tracing::warn!(topic = %self.topic, partition = self.partition, log_end = log.log_end_offset(), leader_log_start, "behind the leader's log start; restarting the log there");
         log.truncate_fully_and_start_at(leader_log_start)
-            .map_err(|e| storage_err(&self.topic, self.partition, e))?;
+            .map_err(self.storage_err())?;
         let _ = std::fs::remove_file(log.dir().join(crate::producer_state::SNAPSHOT_FILE));
         *self.producers.lock() = load_producer_state(&log);
         self.offsets.send_modify(|o| {

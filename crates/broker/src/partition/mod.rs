@@ -7,10 +7,10 @@ use bytes::{Bytes, BytesMut};
 use parking_lot::RwLock;
 use sluice_records::batch_headers;
 use sluice_storage::{CompactionStats, LogConfig, PartitionLog, StorageError};
-
-use crate::producer_state::ProducerStateManager;
-use sluice_types::{ApiError, ErrorCode};
 use tokio::sync::watch;
+
+use crate::error::BrokerError;
+use crate::producer_state::ProducerStateManager;
 
 mod follower;
 pub use follower::Applied;
@@ -149,19 +149,6 @@ fn scan_into(log: &PartitionLog, state: &mut ProducerStateManager, end: i64) {
     state.end_offset = state.end_offset.max(offset);
 }
 
-pub(crate) fn storage_err(topic: &str, partition: i32, e: StorageError) -> ApiError {
-    let code = match &e {
-        StorageError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
-        StorageError::CorruptMessage(_) | StorageError::InvalidRecord { .. } => {
-            ErrorCode::CorruptMessage
-        }
-        StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
-        StorageError::Io { .. } => ErrorCode::KafkaStorageError,
-        _ => ErrorCode::UnknownServerError,
-    };
-    ApiError::new(code, format!("{topic}-{partition}: {e}"))
-}
-
 impl Partition {
     pub fn new(topic: String, partition: i32, broker_id: i32, log: PartitionLog, hw: i64) -> Self {
         let producers = load_producer_state(&log);
@@ -206,7 +193,7 @@ impl Partition {
 
     /// Applies the role from metadata. On becoming leader in a new epoch, the
     /// epoch's start offset is recorded in the leader-epoch checkpoint.
-    pub fn set_role(&self, role: Role) -> Result<(), ApiError> {
+    pub fn set_role(&self, role: Role) -> Result<(), BrokerError> {
         let leading = role.leader == self.broker_id;
         // Becoming leader: the log lock is held until the new role is in
         // place, so a late ReplicaFetch answer from the old leader (applied
@@ -218,11 +205,11 @@ impl Partition {
             if log.latest_epoch().is_none_or(|e| e < role.leader_epoch) {
                 let leo = log.log_end_offset();
                 log.assign_epoch_start(role.leader_epoch, leo)
-                    .map_err(|e| storage_err(&self.topic, self.partition, e))?;
+                    .map_err(self.storage_err())?;
             }
             if log.topic_id().is_none() && !role.topic_id.is_empty() {
                 log.set_topic_id(&role.topic_id)
-                    .map_err(|e| storage_err(&self.topic, self.partition, e))?;
+                    .map_err(self.storage_err())?;
             }
             log_guard = Some(log);
         }
@@ -286,23 +273,20 @@ impl Partition {
         offsets: std::ops::RangeInclusive<i64>,
         epoch: i32,
         deadline: tokio::time::Instant,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), BrokerError> {
         let target = offsets.end() + 1;
         let mut hw = self.subscribe();
         let mut term = self.term.subscribe();
         let moved_on = |t: (i32, i32)| t != (self.broker_id, epoch);
         loop {
             if moved_on(*term.borrow_and_update()) {
-                return Err(ApiError::new(
-                    ErrorCode::NotLeaderOrFollower,
-                    format!(
-                        "{}-{}: leadership moved while offsets {}..={} were replicating; retry on the new leader",
-                        self.topic,
-                        self.partition,
-                        offsets.start(),
-                        offsets.end()
-                    ),
-                ));
+                return Err(BrokerError::LeadershipMoved {
+                    topic: self.topic.clone(),
+                    partition: self.partition,
+                    leader_epoch: epoch,
+                    first_offset: *offsets.start(),
+                    last_offset: *offsets.end(),
+                });
             }
             if hw.borrow_and_update().hw >= target {
                 return Ok(());
@@ -313,16 +297,12 @@ impl Partition {
                 _ = tokio::time::sleep_until(deadline) => break,
             }
         }
-        Err(ApiError::new(
-            ErrorCode::RequestTimedOut,
-            format!(
-                "{}-{}: replication of offsets {}..={} did not finish in time",
-                self.topic,
-                self.partition,
-                offsets.start(),
-                offsets.end()
-            ),
-        ))
+        Err(BrokerError::ReplicationTimedOut {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            first_offset: *offsets.start(),
+            last_offset: *offsets.end(),
+        })
     }
 
     /// Leader: HW = the smallest log end offset over the ISR (Kafka's rule); it
@@ -364,20 +344,18 @@ impl Partition {
         last_fetched_epoch: i32,
         current_leader_epoch: i32,
         max_bytes: usize,
-    ) -> Result<ReplicaRead, ApiError> {
+    ) -> Result<ReplicaRead, BrokerError> {
         let role = self.role.read().clone();
         if role.leader != self.broker_id {
             return Err(self.not_leader(&role));
         }
         self.check_epoch(&role, current_leader_epoch)?;
         if !role.replicas.contains(&follower) {
-            return Err(ApiError::new(
-                ErrorCode::NotLeaderOrFollower,
-                format!(
-                    "broker {follower} is not a replica of {}-{}",
-                    self.topic, self.partition
-                ),
-            ));
+            return Err(BrokerError::NotReplica {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                follower,
+            });
         }
         let offsets = self.offsets();
         if last_fetched_epoch >= 0 {
@@ -434,7 +412,7 @@ impl Partition {
             self.log
                 .read()
                 .read(fetch_offset, max_bytes, offsets.leo, true)
-                .map_err(|e| storage_err(&self.topic, self.partition, e))?
+                .map_err(self.storage_err())?
         } else {
             Bytes::new()
         };
@@ -449,31 +427,29 @@ impl Partition {
     /// Checks a client's idea of the leader epoch (KIP-320): an older one is
     /// FENCED_LEADER_EPOCH (it must refresh metadata), a newer one
     /// UNKNOWN_LEADER_EPOCH (this broker has not caught up yet); -1 skips it.
-    fn check_epoch(&self, role: &Role, current_leader_epoch: i32) -> Result<(), ApiError> {
+    fn check_epoch(&self, role: &Role, current_leader_epoch: i32) -> Result<(), BrokerError> {
         if current_leader_epoch >= 0 && current_leader_epoch < role.leader_epoch {
-            return Err(ApiError::new(
-                ErrorCode::FencedLeaderEpoch,
-                format!(
-                    "{}-{}: leader epoch {current_leader_epoch} is older than {}",
-                    self.topic, self.partition, role.leader_epoch
-                ),
-            ));
+            return Err(BrokerError::FencedLeaderEpoch {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                requested: current_leader_epoch,
+                current: role.leader_epoch,
+            });
         }
         if current_leader_epoch > role.leader_epoch {
-            return Err(ApiError::new(
-                ErrorCode::UnknownLeaderEpoch,
-                format!(
-                    "{}-{}: leader epoch {current_leader_epoch} is newer than {}",
-                    self.topic, self.partition, role.leader_epoch
-                ),
-            ));
+            return Err(BrokerError::UnknownLeaderEpoch {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                requested: current_leader_epoch,
+                current: role.leader_epoch,
+            });
         }
         Ok(())
     }
 
     /// Leader: checks that this broker leads at `current_leader_epoch` (-1:
     /// any epoch), for consumers' Fetch and ListOffsets.
-    pub fn check_leader(&self, current_leader_epoch: i32) -> Result<(), ApiError> {
+    pub fn check_leader(&self, current_leader_epoch: i32) -> Result<(), BrokerError> {
         let role = self.role.read().clone();
         if role.leader != self.broker_id {
             return Err(self.not_leader(&role));
@@ -488,7 +464,7 @@ impl Partition {
         &self,
         current_leader_epoch: i32,
         epoch: i32,
-    ) -> Result<(i32, i64), ApiError> {
+    ) -> Result<(i32, i64), BrokerError> {
         self.check_leader(current_leader_epoch)?;
         Ok(self
             .log
@@ -500,27 +476,24 @@ impl Partition {
     /// Leader: DeleteRecords. Moves the log start to `offset` (-1: the high
     /// watermark); an offset above the high watermark is OFFSET_OUT_OF_RANGE.
     /// Returns the new log start (Kafka's low watermark).
-    pub fn delete_records(&self, offset: i64) -> Result<i64, ApiError> {
+    pub fn delete_records(&self, offset: i64) -> Result<i64, BrokerError> {
         let mut log = self.log.write();
         self.check_leader(-1)?;
         let hw = self.offsets().hw;
         let target = if offset == -1 { hw } else { offset };
         if target < 0 || target > hw {
-            return Err(ApiError::new(
-                ErrorCode::OffsetOutOfRange,
-                format!(
-                    "{}-{}: cannot delete records before {offset}: the high watermark is {hw}",
-                    self.topic, self.partition
-                ),
-            ));
+            return Err(BrokerError::DeleteBeyondHighWatermark {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                offset,
+                high_watermark: hw,
+            });
         }
         self.set_log_start(&mut log, target)
     }
 
-    fn set_log_start(&self, log: &mut PartitionLog, offset: i64) -> Result<i64, ApiError> {
-        let start = log
-            .advance_log_start(offset)
-            .map_err(|e| storage_err(&self.topic, self.partition, e))?;
+    fn set_log_start(&self, log: &mut PartitionLog, offset: i64) -> Result<i64, BrokerError> {
+        let start = log.advance_log_start(offset).map_err(self.storage_err())?;
         self.offsets.send_modify(|o| o.log_start = start);
         Ok(start)
     }
@@ -583,14 +556,22 @@ impl Partition {
         (ids != current).then_some((role, isr))
     }
 
-    fn not_leader(&self, role: &Role) -> ApiError {
-        ApiError::new(
-            ErrorCode::NotLeaderOrFollower,
-            format!(
-                "broker {} is not the leader of {}-{} (leader is {})",
-                self.broker_id, self.topic, self.partition, role.leader
-            ),
-        )
+    fn not_leader(&self, role: &Role) -> BrokerError {
+        BrokerError::NotLeader {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            broker: self.broker_id,
+            leader: role.leader,
+        }
+    }
+
+    /// A storage failure of this replica's log.
+    fn storage_err(&self) -> impl Fn(StorageError) -> BrokerError + '_ {
+        |source| BrokerError::Storage {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            source,
+        }
     }
 
     /// Leader append. Checks leadership and `min.insync.replicas` for acks=all
@@ -600,8 +581,7 @@ impl Partition {
         batches: BytesMut,
         acks: i32,
         min_insync: i32,
-    ) -> Result<Appended, ApiError> {
-        let tp = format!("{}-{}", self.topic, self.partition);
+    ) -> Result<Appended, BrokerError> {
         // Headers only: the log validates every batch (CRC included) on append,
         // so each CRC is computed once on the produce path.
         let mut headers: Vec<_> = batch_headers(&batches).collect();
@@ -612,12 +592,12 @@ impl Partition {
         for h in &headers {
             let end = pos + h.total_size();
             if h.compression() != Some(sluice_records::Compression::None) {
-                sluice_records::check_compressed(&batches[pos..end], limit).map_err(|e| {
-                    let code = match e {
-                        sluice_records::RecordsError::TooLarge { .. } => ErrorCode::MessageTooLarge,
-                        _ => ErrorCode::CorruptMessage,
-                    };
-                    ApiError::new(code, format!("{tp}: {e}"))
+                sluice_records::check_compressed(&batches[pos..end], limit).map_err(|source| {
+                    BrokerError::InvalidBatch {
+                        topic: self.topic.clone(),
+                        partition: self.partition,
+                        source,
+                    }
                 })?;
             }
             pos = end;
@@ -632,18 +612,15 @@ impl Partition {
             return Err(self.not_leader(&role));
         }
         if acks == -1 && (role.isr.len() as i32) < min_insync {
-            return Err(ApiError::new(
-                ErrorCode::NotEnoughReplicas,
-                format!(
-                    "{}-{} has {} in-sync replicas, min.insync.replicas is {min_insync}",
-                    self.topic,
-                    self.partition,
-                    role.isr.len()
-                ),
-            ));
+            return Err(BrokerError::NotEnoughReplicas {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                isr: role.isr.clone(),
+                min_insync,
+            });
         }
         let mut producers = self.producers.lock();
-        if let Some(first_offset) = producers.check_all(&headers, &tp)? {
+        if let Some(first_offset) = producers.check_all(&headers, &self.topic, self.partition)? {
             let records: i64 = headers.iter().map(|h| h.records_count as i64).sum();
             return Ok(Appended {
                 first_offset,
@@ -654,7 +631,7 @@ impl Partition {
         }
         let info = log
             .append_as_leader(batches, role.leader_epoch)
-            .map_err(|e| storage_err(&self.topic, self.partition, e))?;
+            .map_err(self.storage_err())?;
         // Offsets were assigned densely from the first one, batch by batch.
         let mut next = info.first_offset;
         for h in &mut headers {
@@ -686,7 +663,7 @@ impl Partition {
         max_bytes: usize,
         min_one: bool,
         require_leader: bool,
-    ) -> Result<(Bytes, LogOffsets), ApiError> {
+    ) -> Result<(Bytes, LogOffsets), BrokerError> {
         if require_leader {
             let role = self.role.read();
             if role.leader != self.broker_id {
@@ -702,18 +679,18 @@ impl Partition {
         let log = self.log.read();
         let data = log
             .read(offset, max_bytes, offsets.hw, min_one)
-            .map_err(|e| storage_err(&self.topic, self.partition, e))?;
+            .map_err(self.storage_err())?;
         Ok((data, offsets))
     }
 
     /// The first offset with a timestamp at or after `ts`, below the watermark.
-    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, ApiError> {
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, BrokerError> {
         let hw = self.offsets().hw;
         let found = self
             .log
             .read()
             .offset_for_timestamp(ts)
-            .map_err(|e| storage_err(&self.topic, self.partition, e))?;
+            .map_err(self.storage_err())?;
         Ok(found.filter(|(o, _)| *o < hw))
     }
 
@@ -726,11 +703,9 @@ impl Partition {
             .map_or(-1, |(e, _)| *e)
     }
 
-    pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, ApiError> {
+    pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, BrokerError> {
         let mut log = self.log.write();
-        let n = log
-            .enforce_retention(now_ms)
-            .map_err(|e| storage_err(&self.topic, self.partition, e))?;
+        let n = log.enforce_retention(now_ms).map_err(self.storage_err())?;
         let log_start = log.log_start_offset();
         drop(log);
         if n > 0 {
@@ -746,18 +721,18 @@ impl Partition {
     /// watermark count: an unreplicated record may be truncated and must not
     /// remove the value it replaces. Producer state needs no update: the
     /// cleaner keeps each producer's last batch (see `sluice_storage::cleaner`).
-    pub fn compact(&self, now_ms: i64) -> Result<CompactionStats, ApiError> {
-        let err = |e| storage_err(&self.topic, self.partition, e);
+    pub fn compact(&self, now_ms: i64) -> Result<CompactionStats, BrokerError> {
+        let err = self.storage_err();
         let hw = self.offsets().hw;
         let Some(job) = self
             .log
             .read()
             .prepare_compaction(now_ms, hw)
-            .map_err(err)?
+            .map_err(&err)?
         else {
             return Ok(CompactionStats::default());
         };
-        let cleaned = job.run().map_err(err)?;
+        let cleaned = job.run().map_err(&err)?;
         self.log.write().finish_compaction(cleaned).map_err(err)
     }
 
@@ -769,10 +744,9 @@ impl Partition {
         }
     }
 
-    pub fn flush(&self) -> Result<i64, ApiError> {
+    pub fn flush(&self) -> Result<i64, BrokerError> {
         let mut log = self.log.write();
-        log.flush()
-            .map_err(|e| storage_err(&self.topic, self.partition, e))?;
+        log.flush().map_err(self.storage_err())?;
         if let Err(e) = self.producers.lock().write_snapshot(log.dir()) {
             tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "cannot write producer state snapshot");
         }

@@ -2,6 +2,7 @@
 
 use bytes::BytesMut;
 use sluice_records::{EncodeOptions, Record, encode_batch};
+use sluice_types::ErrorCode;
 
 use super::*;
 
@@ -236,7 +237,7 @@ async fn acks_all_waiter_fails_when_leadership_moves_instead_of_acking_a_lost_ba
         assert!(old.offsets().hw >= 1);
     };
     let (res, ()) = tokio::join!(waiter, moved);
-    assert_eq!(res.unwrap_err().code, ErrorCode::NotLeaderOrFollower);
+    assert_eq!(res.unwrap_err().code(), ErrorCode::NotLeaderOrFollower);
     // A waiter in the current term on the current leader completes.
     let b = new.append_as_leader(batch(&["c"]), -1, 1).unwrap();
     let (offset, last_epoch) = old.fetch_position();
@@ -311,7 +312,7 @@ fn compaction_keeps_producer_state_replayable() {
     let next = p.append_as_leader(keyed(7, 4, "4"), 1, 1).unwrap();
     assert!(!next.duplicate);
     let gap = p.append_as_leader(keyed(7, 9, "9"), 1, 1).unwrap_err();
-    assert_eq!(gap.code, ErrorCode::OutOfOrderSequenceNumber);
+    assert_eq!(gap.code(), ErrorCode::OutOfOrderSequenceNumber);
 }
 
 #[test]
@@ -360,12 +361,12 @@ fn stale_follower_epoch_is_fenced() {
         .read_for_follower(2, Some(1), 0, -1, 2, 1024)
         .err()
         .unwrap();
-    assert_eq!(e.code, ErrorCode::FencedLeaderEpoch);
+    assert_eq!(e.code(), ErrorCode::FencedLeaderEpoch);
     let e = leader
         .read_for_follower(2, Some(1), 0, -1, 4, 1024)
         .err()
         .unwrap();
-    assert_eq!(e.code, ErrorCode::UnknownLeaderEpoch);
+    assert_eq!(e.code(), ErrorCode::UnknownLeaderEpoch);
 }
 
 /// KIP-380 / KIP-903 on the leader: progress counts only in the follower's
@@ -450,7 +451,7 @@ fn compression_bomb_is_refused_before_it_inflates() {
     let e = leader
         .append_as_leader(BytesMut::from(&data[..]), 1, 1)
         .unwrap_err();
-    assert_eq!(e.code, ErrorCode::MessageTooLarge, "{e}");
+    assert_eq!(e.code(), ErrorCode::MessageTooLarge, "{e}");
     assert_eq!(leader.offsets().leo, 0);
     // The same record, small enough, is stored.
     leader.append_as_leader(batch(&["ok"]), 1, 1).unwrap();

@@ -10,12 +10,13 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use sluice_proto::coordinator as cpb;
 use sluice_proto::coordinator::group_coordinator_client::GroupCoordinatorClient;
+use sluice_types::ApiError;
 use sluice_types::hash::group_offsets_partition;
 use sluice_types::names::CONSUMER_OFFSETS_TOPIC;
-use sluice_types::{ApiError, ErrorCode};
 use tonic::transport::{Channel, Endpoint};
 
 use super::BrokerService;
+use crate::error::{BrokerError, Peer};
 
 /// Channels to coordinators by URL, reused across requests. A std mutex:
 /// nothing awaits while it is held (channels connect lazily).
@@ -23,13 +24,17 @@ use super::BrokerService;
 pub struct CoordinatorChannels(Arc<Mutex<HashMap<String, Channel>>>);
 
 impl CoordinatorChannels {
-    fn get(&self, url: &str) -> Result<Channel, ApiError> {
+    fn get(&self, url: &str, group: Option<&str>) -> Result<Channel, BrokerError> {
         let mut map = self.0.lock();
         if let Some(c) = map.get(url) {
             return Ok(c.clone());
         }
         let channel = Endpoint::from_shared(url.to_string())
-            .map_err(|e| ApiError::internal(format!("bad coordinator endpoint {url}: {e}")))?
+            .map_err(|source| BrokerError::BadEndpoint {
+                peer: coordinator(group),
+                url: url.to_string(),
+                source,
+            })?
             .connect_timeout(Duration::from_secs(3))
             // No request timeout: a JoinGroup waits out the rebalance. Dead
             // peers are found by HTTP/2 keepalive instead.
@@ -49,24 +54,26 @@ pub(crate) struct Forward<'a> {
     group: &'a str,
 }
 
-/// Transport failures become NOT_COORDINATOR: the client finds the
-/// coordinator again and retries, as after a coordinator move.
-fn forwarded(status: tonic::Status) -> ApiError {
-    let e = ApiError::from_status(&status);
-    match e.code {
-        ErrorCode::NetworkException
-        | ErrorCode::UnknownServerError
-        | ErrorCode::RequestTimedOut => ApiError::new(ErrorCode::NotCoordinator, e.message),
-        _ => e,
+/// The coordinator of `group` (None: any coordinator).
+fn coordinator(group: Option<&str>) -> Peer {
+    Peer::Coordinator {
+        group: group.map(str::to_string),
     }
 }
 
+/// A coordinator's answer is the client's; one that could not answer is
+/// NOT_COORDINATOR (see [`BrokerError::Forwarded`]): the client finds the
+/// coordinator again and retries, as after a coordinator move.
 macro_rules! forward {
     ($($name:ident($req:ty) -> $resp:ty;)*) => {
         $(
-            pub(crate) async fn $name(&self, req: $req) -> Result<$resp, ApiError> {
+            pub(crate) async fn $name(&self, req: $req) -> Result<$resp, BrokerError> {
                 let mut client = self.client()?;
-                client.$name(req).await.map(|r| r.into_inner()).map_err(forwarded)
+                client
+                    .$name(req)
+                    .await
+                    .map(|r| r.into_inner())
+                    .map_err(|s| BrokerError::forwarded(coordinator(Some(self.group)), &s))
             }
         )*
     };
@@ -77,12 +84,9 @@ impl<'a> Forward<'a> {
         Self { svc, group }
     }
 
-    fn client(&self) -> Result<GroupCoordinatorClient<Channel>, ApiError> {
+    fn client(&self) -> Result<GroupCoordinatorClient<Channel>, BrokerError> {
         if self.group.is_empty() {
-            return Err(ApiError::new(
-                ErrorCode::InvalidGroupId,
-                "the group id is empty",
-            ));
+            return Err(BrokerError::EmptyGroupId);
         }
         let url = self.svc.broker.metadata.read(|v| {
             let t = v.topics.get(CONSUMER_OFFSETS_TOPIC)?;
@@ -91,13 +95,10 @@ impl<'a> Forward<'a> {
             let c = v.coordinators.get(&owner.coordinator_id)?;
             Some(format!("http://{}:{}", c.host, c.port))
         });
-        let url = url.ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::CoordinatorNotAvailable,
-                format!("no live coordinator owns group {}", self.group),
-            )
+        let url = url.ok_or_else(|| BrokerError::NoGroupCoordinator {
+            group: self.group.to_string(),
         })?;
-        let channel = self.svc.coordinators.get(&url)?;
+        let channel = self.svc.coordinators.get(&url, Some(self.group))?;
         Ok(GroupCoordinatorClient::new(channel)
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20))
@@ -120,7 +121,7 @@ impl<'a> Forward<'a> {
 pub(crate) async fn list_all(
     svc: &BrokerService,
     states_filter: Vec<String>,
-) -> (Vec<cpb::ListedGroup>, Option<ApiError>) {
+) -> (Vec<cpb::ListedGroup>, Option<BrokerError>) {
     let urls: Vec<String> = svc.broker.metadata.read(|v| {
         v.coordinators
             .values()
@@ -130,20 +131,23 @@ pub(crate) async fn list_all(
     let mut groups = Vec::new();
     let mut error = None;
     for url in urls {
-        let answer = match svc.coordinators.get(&url) {
+        let answer = match svc.coordinators.get(&url, None) {
             Ok(ch) => GroupCoordinatorClient::new(ch)
                 .list_groups(cpb::ListGroupsRequest {
                     states_filter: states_filter.clone(),
                 })
                 .await
                 .map(|r| r.into_inner())
-                .map_err(forwarded),
+                .map_err(|s| BrokerError::forwarded(coordinator(None), &s)),
             Err(e) => Err(e),
         };
         match answer {
             Ok(r) => {
-                if let Some(e) = ApiError::from_proto(r.error.as_ref()) {
-                    error.get_or_insert(e);
+                if let Some(source) = ApiError::from_proto(r.error.as_ref()) {
+                    error.get_or_insert(BrokerError::Forwarded {
+                        to: coordinator(None),
+                        source,
+                    });
                 }
                 groups.extend(r.groups);
             }

@@ -1,10 +1,10 @@
 //! DeleteRecords: moves partitions' log starts forward on their leader.
 
 use sluice_proto::broker as pb;
-use sluice_types::ApiError;
 use tracing::{info, warn};
 
 use super::BrokerService;
+use crate::error::BrokerError;
 
 pub(crate) fn delete_records(
     svc: &BrokerService,
@@ -62,9 +62,12 @@ pub(crate) fn delete_records(
 pub(crate) async fn delete_records_blocking(
     svc: &BrokerService,
     req: pb::DeleteRecordsRequest,
-) -> Result<pb::DeleteRecordsResponse, ApiError> {
+) -> Result<pb::DeleteRecordsResponse, BrokerError> {
     let svc = svc.clone();
     tokio::task::spawn_blocking(move || delete_records(&svc, req))
         .await
-        .map_err(|e| ApiError::internal(format!("DeleteRecords task failed: {e}")))
+        .map_err(|source| BrokerError::TaskFailed {
+            task: "DeleteRecords",
+            source,
+        })
 }

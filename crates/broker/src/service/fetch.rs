@@ -9,12 +9,12 @@ use bytes::Bytes;
 use sluice_proto::broker::{self as pb, RecordFormat};
 use sluice_proto::common;
 use sluice_records::decode_batches;
-use sluice_types::{ApiError, ErrorCode};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::instrument;
 
 use super::BrokerService;
+use crate::error::BrokerError;
 use crate::partition::{LogOffsets, Partition};
 
 const DEFAULT_MAX_BYTES: usize = 50 << 20;
@@ -24,15 +24,16 @@ const DEFAULT_PARTITION_MAX_BYTES: usize = 1 << 20;
 pub(crate) async fn fetch(
     svc: &BrokerService,
     req: pb::FetchRequest,
-) -> Result<pb::FetchResponse, ApiError> {
+) -> Result<pb::FetchResponse, BrokerError> {
     if req.max_bytes < 0 || req.min_bytes < 0 || req.max_wait_ms < 0 {
-        return Err(ApiError::new(
-            ErrorCode::InvalidFetchSize,
-            "max_bytes, min_bytes and max_wait_ms must not be negative",
-        ));
+        return Err(BrokerError::InvalidFetchSize {
+            max_bytes: req.max_bytes,
+            min_bytes: req.min_bytes,
+            max_wait_ms: req.max_wait_ms,
+        });
     }
     let format = RecordFormat::try_from(req.format)
-        .map_err(|_| ApiError::invalid_request(format!("unknown record format {}", req.format)))?;
+        .map_err(|_| BrokerError::UnknownRecordFormat { format: req.format })?;
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms as u64);
     let min_bytes = req.min_bytes.max(1) as usize;
     let max_bytes = if req.max_bytes == 0 {
@@ -95,7 +96,7 @@ fn read_all(
     targets: &Targets,
     max_bytes: usize,
     format: RecordFormat,
-) -> Result<(pb::FetchResponse, usize, bool), ApiError> {
+) -> Result<(pb::FetchResponse, usize, bool), BrokerError> {
     let mut total = 0usize;
     let mut any_error = false;
     let mut topics = Vec::with_capacity(targets.len());
@@ -169,7 +170,7 @@ fn read_all(
     Ok((pb::FetchResponse { topics }, total, any_error))
 }
 
-fn unknown(svc: &BrokerService, topic: &str, partition: i32) -> ApiError {
+fn unknown(svc: &BrokerService, topic: &str, partition: i32) -> BrokerError {
     super::not_hosted(&svc.broker, topic, partition)
 }
 
@@ -179,18 +180,14 @@ fn decode(
     topic: &str,
     req: &pb::FetchPartition,
     data: Bytes,
-) -> Result<Vec<common::Record>, ApiError> {
+) -> Result<Vec<common::Record>, BrokerError> {
     if data.is_empty() {
         return Ok(Vec::new());
     }
-    let batches = decode_batches(data).map_err(|e| {
-        ApiError::new(
-            ErrorCode::CorruptMessage,
-            format!(
-                "{topic}-{}: stored batch failed to decode: {e}",
-                req.partition
-            ),
-        )
+    let batches = decode_batches(data).map_err(|source| BrokerError::CorruptStoredBatch {
+        topic: topic.to_string(),
+        partition: req.partition,
+        source,
     })?;
     Ok(batches
         .into_iter()

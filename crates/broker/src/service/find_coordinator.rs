@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use sluice_proto::broker as pb;
 use sluice_proto::controller::EnsureOffsetsTopicRequest;
+use sluice_types::ApiError;
 use sluice_types::hash::group_offsets_partition;
 use sluice_types::names::CONSUMER_OFFSETS_TOPIC;
-use sluice_types::{ApiError, ErrorCode};
 use tracing::warn;
 
 use super::BrokerService;
+use crate::error::{BrokerError, ControllerCall};
 use crate::metadata::ClusterView;
 
 /// How long a first FindCoordinator waits for the topic and its owners.
@@ -59,43 +60,30 @@ pub(crate) async fn find_coordinator(
 }
 
 fn answer(v: &ClusterView, key: &str) -> pb::Coordinator {
-    let unavailable = |p: i32, why: String| pb::Coordinator {
+    let unavailable = |p: i32, e: BrokerError| pb::Coordinator {
         key: key.to_string(),
-        error: Some(ApiError::new(ErrorCode::CoordinatorNotAvailable, why).to_proto()),
+        error: Some(e.to_proto()),
         node_id: -1,
         offsets_partition: p,
         ..Default::default()
     };
     if key.is_empty() {
-        return pb::Coordinator {
-            key: String::new(),
-            error: Some(
-                ApiError::new(ErrorCode::InvalidGroupId, "the group id is empty").to_proto(),
-            ),
-            node_id: -1,
-            offsets_partition: -1,
-            ..Default::default()
-        };
+        return unavailable(-1, BrokerError::EmptyGroupId);
     }
     let Some(t) = v.topics.get(CONSUMER_OFFSETS_TOPIC) else {
-        return unavailable(-1, format!("{CONSUMER_OFFSETS_TOPIC} does not exist yet"));
+        return unavailable(-1, BrokerError::NoOffsetsTopic);
     };
     let p = group_offsets_partition(key, t.record.num_partitions());
     let Some(owner) = v.offsets_owners.get(&p) else {
-        return unavailable(
-            p,
-            format!(
-                "no coordinator owns {CONSUMER_OFFSETS_TOPIC}-{p} yet (is a sluice-coordinator running?)"
-            ),
-        );
+        return unavailable(p, BrokerError::OffsetsPartitionUnowned { partition: p });
     };
     let Some(c) = v.coordinators.get(&owner.coordinator_id) else {
         return unavailable(
             p,
-            format!(
-                "coordinator {} (owner of {CONSUMER_OFFSETS_TOPIC}-{p}) is not alive; waiting for the controller to move it",
-                owner.coordinator_id
-            ),
+            BrokerError::CoordinatorNotAlive {
+                coordinator: owner.coordinator_id,
+                partition: p,
+            },
         );
     };
     pb::Coordinator {
@@ -108,29 +96,19 @@ fn answer(v: &ClusterView, key: &str) -> pb::Coordinator {
     }
 }
 
-async fn ensure_offsets_topic(svc: &BrokerService) -> Result<(), ApiError> {
-    let mut client = svc
-        .controller(
-            ErrorCode::CoordinatorNotAvailable,
-            "create __consumer_offsets",
-        )
-        .await?;
+async fn ensure_offsets_topic(svc: &BrokerService) -> Result<(), BrokerError> {
+    const CALL: ControllerCall = ControllerCall::CreateOffsetsTopic;
+    let own = |source| BrokerError::Downstream { call: CALL, source };
+    let mut client = svc.controller(CALL).await?;
     let resp = client
         .ensure_offsets_topic(EnsureOffsetsTopicRequest {
             broker_id: svc.broker.config.broker_id,
         })
         .await
-        .map_err(|s| ApiError::from_status(&s))
-        .map_err(|e| {
-            super::downstream(e, ErrorCode::CoordinatorNotAvailable, "creating __consumer_offsets")
-        })?
+        .map_err(|s| own(ApiError::from_status(&s)))?
         .into_inner();
     match ApiError::from_proto(resp.error.as_ref()) {
-        Some(e) => Err(super::downstream(
-            e,
-            ErrorCode::CoordinatorNotAvailable,
-            "creating __consumer_offsets",
-        )),
+        Some(e) => Err(own(e)),
         None => Ok(()),
     }
 }

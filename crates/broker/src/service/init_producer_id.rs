@@ -3,9 +3,10 @@
 
 use sluice_proto::broker as pb;
 use sluice_proto::controller::AllocateProducerIdsRequest;
-use sluice_types::{ApiError, ErrorCode};
+use sluice_types::ApiError;
 
 use super::BrokerService;
+use crate::error::{BrokerError, ControllerCall};
 
 pub(crate) async fn init_producer_id(svc: &BrokerService) -> pb::InitProducerIdResponse {
     match next_id(svc).await {
@@ -22,25 +23,18 @@ pub(crate) async fn init_producer_id(svc: &BrokerService) -> pb::InitProducerIdR
     }
 }
 
-async fn next_id(svc: &BrokerService) -> Result<i64, ApiError> {
+async fn next_id(svc: &BrokerService) -> Result<i64, BrokerError> {
     let broker = &svc.broker;
     // A tokio mutex: allocating a new block awaits the controller, and
     // concurrent callers must wait for that block rather than fetch their own.
     let mut block = broker.producer_ids.lock().await;
     if block.0 >= block.1 {
-        // COORDINATOR_LOAD_IN_PROGRESS while no block can be had (Kafka's
-        // answer when its id manager waits for the controller): the
-        // producer retries; the controller's own codes never reach it.
-        let own = |e| {
-            super::downstream(
-                e,
-                ErrorCode::CoordinatorLoadInProgress,
-                "allocating producer ids",
-            )
-        };
-        let mut client = svc
-            .controller(ErrorCode::CoordinatorLoadInProgress, "allocate producer ids")
-            .await?;
+        // While no block can be had the producer retries (the call's code,
+        // COORDINATOR_LOAD_IN_PROGRESS); the controller's own codes never
+        // reach it.
+        const CALL: ControllerCall = ControllerCall::AllocateProducerIds;
+        let own = |source| BrokerError::Downstream { call: CALL, source };
+        let mut client = svc.controller(CALL).await?;
         let resp = client
             .allocate_producer_ids(AllocateProducerIdsRequest {
                 broker_id: broker.config.broker_id,

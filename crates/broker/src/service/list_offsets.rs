@@ -2,9 +2,9 @@
 
 use sluice_proto::broker as pb;
 use sluice_proto::broker::OffsetSpec;
-use sluice_types::{ApiError, ErrorCode};
 
 use super::BrokerService;
+use crate::error::BrokerError;
 
 pub(crate) fn list_offsets(
     svc: &BrokerService,
@@ -44,23 +44,20 @@ fn lookup(
     svc: &BrokerService,
     topic: &str,
     p: &pb::ListOffsetsPartition,
-) -> Result<(i64, i64, i32), ApiError> {
+) -> Result<(i64, i64, i32), BrokerError> {
     let broker = &svc.broker;
     let Some(partition) = broker.replicas.get(topic, p.partition) else {
         return Err(super::not_hosted(broker, topic, p.partition));
     };
-    if !partition.is_leader() {
-        return Err(ApiError::new(
-            ErrorCode::NotLeaderOrFollower,
-            format!(
-                "broker {} is not the leader of {topic}-{}",
-                broker.config.broker_id, p.partition
-            ),
-        ));
-    }
+    // Any epoch: gRPC ListOffsets carries none, and the Kafka face fences a
+    // client's epoch before calling here.
+    partition.check_leader(-1)?;
     let offsets = partition.offsets();
-    let spec = OffsetSpec::try_from(p.spec)
-        .map_err(|_| ApiError::invalid_request(format!("unknown offset spec {}", p.spec)))?;
+    let spec = OffsetSpec::try_from(p.spec).map_err(|_| BrokerError::UnknownOffsetSpec {
+        topic: topic.to_string(),
+        partition: p.partition,
+        spec: p.spec,
+    })?;
     match spec {
         OffsetSpec::Earliest => Ok((
             offsets.log_start,
@@ -72,9 +69,9 @@ fn lookup(
             Some((offset, ts)) => Ok((offset, ts, partition.leader_epoch_of(offset))),
             None => Ok((-1, -1, -1)),
         },
-        OffsetSpec::MaxTimestamp => Err(ApiError::new(
-            ErrorCode::UnsupportedVersion,
-            "OFFSET_SPEC_MAX_TIMESTAMP is not supported yet; use LATEST or a timestamp",
-        )),
+        OffsetSpec::MaxTimestamp => Err(BrokerError::MaxTimestampUnsupported {
+            topic: topic.to_string(),
+            partition: p.partition,
+        }),
     }
 }

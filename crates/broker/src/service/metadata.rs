@@ -2,10 +2,10 @@
 
 use sluice_proto::{broker as pb, common};
 use sluice_types::names::{is_internal_topic, validate_topic_name};
-use sluice_types::{ApiError, ErrorCode};
 use tracing::instrument;
 
 use super::BrokerService;
+use crate::error::BrokerError;
 use crate::metadata::{ClusterView, TopicView};
 
 #[instrument(skip_all, fields(topics = req.topics.len()))]
@@ -24,7 +24,11 @@ pub(crate) async fn metadata(
                 .collect()
         });
         if !missing.is_empty() {
-            auto_create_error = svc.auto_create_topics(&missing).await.err();
+            auto_create_error = svc
+                .auto_create_topics(&missing)
+                .await
+                .err()
+                .map(|e| e.to_proto());
         }
     }
     broker.metadata.read(|view| {
@@ -40,12 +44,17 @@ pub(crate) async fn metadata(
                 .map(|name| match view.topics.get(name) {
                     Some(t) => topic_metadata(view, t),
                     None => {
-                        let error = validate_topic_name(name)
-                            .err()
-                            .or_else(|| auto_create_error.clone())
-                            .unwrap_or_else(|| ApiError::unknown_topic(name));
+                        let error = match validate_topic_name(name) {
+                            Err(e) => super::invalid_topic_name(name, e).to_proto(),
+                            Ok(()) => auto_create_error.clone().unwrap_or_else(|| {
+                                BrokerError::UnknownTopic {
+                                    topic: name.clone(),
+                                }
+                                .to_proto()
+                            }),
+                        };
                         pb::TopicMetadata {
-                            error: Some(error.to_proto()),
+                            error: Some(error),
                             name: name.clone(),
                             is_internal: is_internal_topic(name),
                             ..Default::default()
@@ -95,10 +104,11 @@ fn topic_metadata(view: &ClusterView, t: &TopicView) -> pb::TopicMetadata {
                 Some(s) => pb::PartitionMetadata {
                     error: if s.leader < 0 || !view.brokers.contains_key(&s.leader) {
                         Some(
-                            ApiError::new(
-                                ErrorCode::LeaderNotAvailable,
-                                format!("{}-{p} has no live leader", t.record.name),
-                            )
+                            BrokerError::NoLiveLeader {
+                                topic: t.record.name.clone(),
+                                partition: p,
+                                leader: s.leader,
+                            }
                             .to_proto(),
                         )
                     } else {
@@ -113,10 +123,10 @@ fn topic_metadata(view: &ClusterView, t: &TopicView) -> pb::TopicMetadata {
                 },
                 None => pb::PartitionMetadata {
                     error: Some(
-                        ApiError::new(
-                            ErrorCode::LeaderNotAvailable,
-                            format!("{}-{p} is being created", t.record.name),
-                        )
+                        BrokerError::PartitionBeingCreated {
+                            topic: t.record.name.clone(),
+                            partition: p,
+                        }
                         .to_proto(),
                     ),
                     partition: p,

@@ -24,6 +24,7 @@ use tonic::{Request, Response, Status};
 use tracing::info;
 
 use crate::Broker;
+use crate::error::{BrokerError, ControllerCall, Peer};
 
 /// Serves the broker API.
 #[derive(Clone)]
@@ -51,42 +52,47 @@ impl BrokerService {
             .max_encoding_message_size(limit.max(128 << 20))
     }
 
-    /// A connection to the active controller, for a broker's own requests
-    /// (`why` names them in errors); failures carry `code`.
+    /// A connection to the active controller, for `call`.
     pub(crate) async fn controller(
         &self,
-        code: ErrorCode,
-        why: &str,
-    ) -> Result<ControllerClient<tonic::transport::Channel>, ApiError> {
+        call: ControllerCall,
+    ) -> Result<ControllerClient<tonic::transport::Channel>, BrokerError> {
         let controller = self
             .broker
             .metadata
             .read(|v| v.controller.clone())
-            .ok_or_else(|| ApiError::new(code, format!("no active controller to {why}")))?;
+            .ok_or(BrokerError::NoController { call })?;
         let url = format!("http://{}:{}", controller.host, controller.port);
         // Bounded: a controller behind a network partition must fail the
         // request within a client's timeout, not after the OS gives up on
         // the connection (minutes).
         let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
-            .map_err(|e| ApiError::internal(format!("bad controller endpoint {url}: {e}")))?
+            .map_err(|source| BrokerError::BadEndpoint {
+                peer: Peer::Controller,
+                url: url.clone(),
+                source,
+            })?
             .connect_timeout(std::time::Duration::from_secs(3))
             .timeout(std::time::Duration::from_secs(30));
-        let channel = endpoint.connect().await.map_err(|e| {
-            ApiError::new(
-                code,
-                format!("cannot reach the controller at {url} to {why}: {e}"),
-            )
-        })?;
+        let channel =
+            endpoint
+                .connect()
+                .await
+                .map_err(|source| BrokerError::ControllerUnreachable {
+                    call,
+                    controller: controller.controller_id,
+                    url,
+                    source,
+                })?;
         Ok(ControllerClient::new(channel))
     }
 
     /// Asks the active controller to create `topics` with the cluster defaults,
     /// then waits until this broker's metadata shows them.
-    pub(crate) async fn auto_create_topics(&self, topics: &[String]) -> Result<(), ApiError> {
-        let own = |e| downstream(e, ErrorCode::LeaderNotAvailable, "auto-creating topics");
-        let mut client = self
-            .controller(ErrorCode::LeaderNotAvailable, "auto-create topics")
-            .await?;
+    pub(crate) async fn auto_create_topics(&self, topics: &[String]) -> Result<(), BrokerError> {
+        const CALL: ControllerCall = ControllerCall::AutoCreateTopics;
+        let own = |source| BrokerError::Downstream { call: CALL, source };
+        let mut client = self.controller(CALL).await?;
         let resp = client
             .create_topics(CreateTopicsRequest {
                 topics: topics
@@ -136,51 +142,40 @@ impl BrokerService {
     }
 }
 
-/// Per-partition errors travel in the response body (the gRPC status is OK),
-/// so `grpc_server_handled_total` cannot show them: NOT_LEADER_OR_FOLLOWER
-/// during a failover, say. Kafka's ErrorsPerSec by request and error.
-/// An error from a service this broker asked on a client's behalf (the
-/// controller), as this broker's own answer: the downstream service's
-/// availability codes (NOT_CONTROLLER, METADATA_STORE_UNAVAILABLE, a
-/// transport failure, this broker's STALE_BROKER_EPOCH) mean nothing to the
-/// client, so they become `own`, a code the client's request knows how to
-/// retry; what the client did wrong (an invalid name, a bad config) passes.
-pub(crate) fn downstream(e: ApiError, own: ErrorCode, what: &str) -> ApiError {
-    match e.code {
-        ErrorCode::NotController
-        | ErrorCode::MetadataStoreUnavailable
-        | ErrorCode::NetworkException
-        | ErrorCode::RequestTimedOut
-        | ErrorCode::UnknownServerError
-        | ErrorCode::StaleBrokerEpoch => ApiError::new(own, format!("{what}: {e}")),
-        _ => e,
-    }
-}
-
 /// The error for a partition this broker does not host, the same on every
 /// request: an invalid topic name is INVALID_TOPIC_EXCEPTION (as Metadata
 /// says), an unknown topic or partition UNKNOWN_TOPIC_OR_PARTITION, and a
 /// partition that exists elsewhere NOT_LEADER_OR_FOLLOWER (the client
 /// refreshes its metadata).
-pub(crate) fn not_hosted(broker: &Broker, topic: &str, partition: i32) -> ApiError {
+pub(crate) fn not_hosted(broker: &Broker, topic: &str, partition: i32) -> BrokerError {
     if let Err(e) = sluice_types::names::validate_topic_name(topic) {
-        return e;
+        return invalid_topic_name(topic, e);
     }
-    broker.metadata.read(|v| match v.topics.get(topic) {
-        None => ApiError::unknown_topic(topic),
+    let topic = topic.to_string();
+    broker.metadata.read(|v| match v.topics.get(&topic) {
+        None => BrokerError::UnknownTopic { topic },
         Some(t) if partition < 0 || partition >= t.record.num_partitions() => {
-            ApiError::unknown_partition(topic, partition)
+            BrokerError::UnknownPartition { topic, partition }
         }
-        Some(_) => ApiError::new(
-            ErrorCode::NotLeaderOrFollower,
-            format!(
-                "broker {} does not host {topic}-{partition}",
-                broker.config.broker_id
-            ),
-        ),
+        Some(_) => BrokerError::NotHosted {
+            topic,
+            partition,
+            broker: broker.config.broker_id,
+        },
     })
 }
 
+/// A topic name the name check refused (`e` says why).
+pub(crate) fn invalid_topic_name(topic: &str, e: ApiError) -> BrokerError {
+    BrokerError::InvalidTopicName {
+        topic: topic.to_string(),
+        reason: e.message,
+    }
+}
+
+/// Per-partition errors travel in the response body (the gRPC status is OK),
+/// so `grpc_server_handled_total` cannot show them: NOT_LEADER_OR_FOLLOWER
+/// during a failover, say. Kafka's ErrorsPerSec by request and error.
 pub(crate) fn count_errors<'a>(
     api: &'static str,
     errors: impl Iterator<Item = Option<&'a sluice_proto::common::Error>>,

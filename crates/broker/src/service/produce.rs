@@ -6,23 +6,20 @@ use std::time::Duration;
 use bytes::BytesMut;
 use sluice_proto::broker as pb;
 use sluice_records::{EncodeOptions, Record, encode_batch};
-use sluice_types::{ApiError, ErrorCode};
 use tracing::instrument;
 
 use super::BrokerService;
 use crate::broker::now_ms;
+use crate::error::BrokerError;
 use crate::partition::Partition;
 
 #[instrument(skip_all, fields(acks = req.acks, topics = req.topics.len()))]
 pub(crate) async fn produce(
     svc: &BrokerService,
     req: pb::ProduceRequest,
-) -> Result<pb::ProduceResponse, ApiError> {
+) -> Result<pb::ProduceResponse, BrokerError> {
     if !(-1..=1).contains(&req.acks) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidRequiredAcks,
-            format!("acks must be 0, 1 or -1 (all), got {}", req.acks),
-        ));
+        return Err(BrokerError::InvalidRequiredAcks { acks: req.acks });
     }
     let broker = &svc.broker;
     if broker.config.auto_create_topics_enable {
@@ -43,7 +40,7 @@ pub(crate) async fn produce(
     // would cost one follower round trip per partition in the request.
     let mut appended = Vec::with_capacity(req.topics.len());
     for topic in req.topics {
-        let results: Vec<(i32, Result<Appended, ApiError>)> = topic
+        let results: Vec<(i32, Result<Appended, BrokerError>)> = topic
             .partitions
             .into_iter()
             .map(|p| (p.partition, append_one(svc, &topic.name, p, req.acks)))
@@ -122,7 +119,7 @@ struct Appended {
 }
 
 impl Appended {
-    async fn wait_replicated(&self, deadline: tokio::time::Instant) -> Result<(), ApiError> {
+    async fn wait_replicated(&self, deadline: tokio::time::Instant) -> Result<(), BrokerError> {
         self.partition
             .wait_replicated(
                 self.first_offset..=self.last_offset,
@@ -138,7 +135,7 @@ fn append_one(
     topic: &str,
     data: pb::PartitionProduceData,
     acks: i32,
-) -> Result<Appended, ApiError> {
+) -> Result<Appended, BrokerError> {
     let broker = &svc.broker;
     let Some(partition) = broker.replicas.get(topic, data.partition) else {
         return Err(super::not_hosted(broker, topic, data.partition));
@@ -163,20 +160,21 @@ fn append_one(
                 offset: 0,
             })
             .collect();
-        let encoded = encode_batch(&records, EncodeOptions::default()).map_err(|e| {
-            ApiError::new(
-                ErrorCode::CorruptMessage,
-                format!("{topic}-{}: {e}", data.partition),
-            )
+        let encoded = encode_batch(&records, EncodeOptions::default()).map_err(|source| {
+            BrokerError::EncodeRecords {
+                topic: topic.to_string(),
+                partition: data.partition,
+                source,
+            }
         })?;
         encoded
             .try_into_mut()
             .unwrap_or_else(|b| BytesMut::from(&b[..]))
     } else {
-        return Err(ApiError::invalid_request(format!(
-            "produce to {topic}-{} carries neither records nor record_batches",
-            data.partition
-        )));
+        return Err(BrokerError::EmptyProduce {
+            topic: topic.to_string(),
+            partition: data.partition,
+        });
     };
     let min_insync = broker.metadata.read(|v| {
         v.topics

@@ -7,18 +7,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sluice_proto::broker as pb;
-use sluice_types::{ApiError, ErrorCode};
 use tokio::time::Instant;
 use tracing::instrument;
 
 use super::BrokerService;
+use crate::error::BrokerError;
 use crate::partition::ReplicaRead;
 
 #[instrument(skip_all, fields(follower = req.replica_id))]
 pub(super) async fn replica_fetch(
     svc: &BrokerService,
     req: pb::ReplicaFetchRequest,
-) -> Result<pb::ReplicaFetchResponse, ApiError> {
+) -> Result<pb::ReplicaFetchResponse, BrokerError> {
     // KIP-380: a fetch from an older registration than this leader knows is
     // a stale incarnation (paused or restarted since); one this leader does
     // not know yet (its metadata lags) is served but not counted.
@@ -29,13 +29,11 @@ pub(super) async fn replica_fetch(
     if let Some(current) = known
         && req.replica_epoch < current
     {
-        return Err(ApiError::new(
-            ErrorCode::StaleBrokerEpoch,
-            format!(
-                "broker {} fetched in registration epoch {}; its current registration is {current}",
-                req.replica_id, req.replica_epoch
-            ),
-        ));
+        return Err(BrokerError::StaleBrokerEpoch {
+            broker: req.replica_id,
+            epoch: req.replica_epoch,
+            current,
+        });
     }
     let record_epoch = (known == Some(req.replica_epoch)).then_some(req.replica_epoch);
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.clamp(0, 30_000) as u64);
@@ -94,13 +92,11 @@ fn read_all(
             let Some(partition) = svc.broker.replicas.get(&t.name, p.partition) else {
                 urgent = true;
                 out.error = Some(
-                    ApiError::new(
-                        ErrorCode::NotLeaderOrFollower,
-                        format!(
-                            "broker {} does not host {}-{}",
-                            svc.broker.config.broker_id, t.name, p.partition
-                        ),
-                    )
+                    BrokerError::NotHosted {
+                        topic: t.name.clone(),
+                        partition: p.partition,
+                        broker: svc.broker.config.broker_id,
+                    }
                     .to_proto(),
                 );
                 partitions.push(out);
