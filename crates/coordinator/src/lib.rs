@@ -9,12 +9,15 @@
 //! - [`coordinator`]: registration, partition ownership, loading, writing,
 //!   timers.
 //! - [`service`]: the gRPC `GroupCoordinator` service.
+//! - [`error`]: [`CoordinatorError`], everything the coordinator refuses or
+//!   fails at, and its one conversion to the wire error.
 //! - [`config`]: the coordinator settings, [`CoordinatorConfig`].
 //! - [`run`]: a coordinator's whole life on a `sluice_server::Host`, shared
 //!   by `sluice-coordinator` and `sluice standalone`.
 
 pub mod config;
 pub mod coordinator;
+pub mod error;
 pub mod group;
 pub mod records;
 pub mod run;
@@ -22,5 +25,6 @@ pub mod service;
 
 pub use config::CoordinatorConfig;
 pub use coordinator::Coordinator;
+pub use error::CoordinatorError;
 pub use run::run;
 pub use service::CoordinatorService;

@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sluice_client::ProducerRecord;
-use sluice_types::ApiError;
 use sluice_types::names::CONSUMER_OFFSETS_TOPIC;
 use tracing::{debug, info, warn};
 
 use super::{Coordinator, Owned, State};
+use crate::error::CoordinatorError;
 use crate::group::Group;
 use crate::records::{self, OwnerValue, RecordKey};
 
@@ -104,7 +104,11 @@ impl Coordinator {
         }
     }
 
-    async fn try_load(&self, p: i32, epoch: i64) -> Result<BTreeMap<String, Group>, ApiError> {
+    async fn try_load(
+        &self,
+        p: i32,
+        epoch: i64,
+    ) -> Result<BTreeMap<String, Group>, CoordinatorError> {
         let marker = owner_marker(self.config.coordinator_id, p, epoch);
         let recs = self.log.read_to_marker(p, marker).await?;
         debug!(

@@ -38,13 +38,13 @@ use std::sync::atomic::AtomicU64;
 use parking_lot::Mutex;
 use sluice_metastore::MetadataStore;
 use sluice_types::hash::group_offsets_partition;
-use sluice_types::{ApiError, ErrorCode};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use crate::config::CoordinatorConfig;
+use crate::error::{CoordinatorError, NotServed};
 use crate::group::Group;
 use offsets_log::{ClusterLog, OffsetsLog};
 use writer::WriteQueue;
@@ -108,13 +108,11 @@ pub struct Coordinator {
     loads: AtomicU64,
 }
 
-fn not_coordinator(group: &str, why: &str) -> ApiError {
-    ApiError::new(
-        ErrorCode::NotCoordinator,
-        format!(
-            "this coordinator does not serve group \"{group}\": {why}; find the coordinator again"
-        ),
-    )
+fn not_coordinator(group: &str, why: NotServed) -> CoordinatorError {
+    CoordinatorError::NotCoordinator {
+        group: group.to_string(),
+        why,
+    }
 }
 
 impl Coordinator {
@@ -186,28 +184,22 @@ impl Coordinator {
         self.shutdown.cancel();
         self.tasks.close();
         self.tasks.wait().await;
-        self.unload_all("the coordinator is shutting down");
+        self.unload_all(NotServed::ShuttingDown);
     }
 
     /// The partition and epoch of a group this coordinator serves.
-    pub fn home(&self, group: &str) -> Result<GroupHome, ApiError> {
+    pub fn home(&self, group: &str) -> Result<GroupHome, CoordinatorError> {
         let st = self.state.lock();
         if st.num_partitions == 0 {
-            return Err(not_coordinator(
-                group,
-                "it owns no __consumer_offsets partition",
-            ));
+            return Err(not_coordinator(group, NotServed::NoPartitions));
         }
         let p = group_offsets_partition(group, st.num_partitions);
         match st.partitions.get(&p) {
-            None => Err(not_coordinator(
-                group,
-                &format!("it does not own __consumer_offsets partition {p}"),
-            )),
-            Some(Owned::Loading { .. }) => Err(ApiError::new(
-                ErrorCode::CoordinatorLoadInProgress,
-                format!("__consumer_offsets partition {p} (group \"{group}\") is still loading"),
-            )),
+            None => Err(not_coordinator(group, NotServed::NotOwned { partition: p })),
+            Some(Owned::Loading { .. }) => Err(CoordinatorError::LoadInProgress {
+                group: group.to_string(),
+                partition: p,
+            }),
             Some(Owned::Active { epoch, load, .. }) => Ok(GroupHome {
                 partition: p,
                 epoch: *epoch,
@@ -223,11 +215,11 @@ impl Coordinator {
         group: &str,
         create: bool,
         f: impl FnOnce(Option<&mut Group>, GroupHome) -> R,
-    ) -> Result<R, ApiError> {
+    ) -> Result<R, CoordinatorError> {
         let home = self.home(group)?;
         let mut st = self.state.lock();
         let Some(Owned::Active { groups, .. }) = st.partitions.get_mut(&home.partition) else {
-            return Err(not_coordinator(group, "ownership changed"));
+            return Err(not_coordinator(group, NotServed::OwnershipChanged));
         };
         if create && !groups.contains_key(group) {
             let mut g = Group::new(group.to_string(), self.config.group_settings());

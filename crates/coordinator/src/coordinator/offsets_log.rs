@@ -8,25 +8,35 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use sluice_client::{ClientConfig, Consumer, Producer, ProducerRecord, TopicPartition};
+use sluice_client::{
+    ClientConfig, ClientError, Consumer, Producer, ProducerRecord, TopicPartition,
+};
 use sluice_metastore::MetadataStore;
 use sluice_types::meta::{self, BrokerRegistration};
 use sluice_types::names::CONSUMER_OFFSETS_TOPIC;
-use sluice_types::{ApiError, ErrorCode};
 
 use crate::config::CoordinatorConfig;
+use crate::error::{CoordinatorError, LogOp};
 use crate::records;
 
 /// Resolves when one record is acknowledged (acks=all), or has failed.
-pub(crate) type Ack = BoxFuture<'static, Result<(), ApiError>>;
+pub(crate) type Ack = BoxFuture<'static, Result<(), CoordinatorError>>;
+
+/// How long a load may take to read its partition up to the marker.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A record read back: key, value, and the epoch its headers name.
 pub(crate) type StoredRecord = (Option<Bytes>, Option<Bytes>, Option<i64>);
 
 pub(crate) trait OffsetsLog: Send + Sync + 'static {
-    /// Queues `records` in order and returns one [`Ack`] per record once all
-    /// are queued; fails at the first record that cannot be queued.
-    fn append(&self, records: Vec<ProducerRecord>) -> BoxFuture<'_, Result<Vec<Ack>, ApiError>>;
+    /// Queues `records` (all for partition `p`) in order and returns one
+    /// [`Ack`] per record once all are queued; fails at the first record
+    /// that cannot be queued.
+    fn append(
+        &self,
+        p: i32,
+        records: Vec<ProducerRecord>,
+    ) -> BoxFuture<'_, Result<Vec<Ack>, CoordinatorError>>;
 
     /// Writes `marker` to partition `p`, waits for its acknowledgement, and
     /// returns the partition's records from its start up to the marker
@@ -35,7 +45,7 @@ pub(crate) trait OffsetsLog: Send + Sync + 'static {
         &self,
         p: i32,
         marker: ProducerRecord,
-    ) -> BoxFuture<'_, Result<Vec<StoredRecord>, ApiError>>;
+    ) -> BoxFuture<'_, Result<Vec<StoredRecord>, CoordinatorError>>;
 
     /// A consumer to read end offsets with (consumer lag), if there is one.
     fn lag_reader(&self) -> BoxFuture<'_, Option<Consumer>> {
@@ -72,7 +82,7 @@ impl ClusterLog {
         }
     }
 
-    async fn clients(&self) -> Result<&Clients, ApiError> {
+    async fn clients(&self) -> Result<&Clients, CoordinatorError> {
         self.clients
             .get_or_try_init(|| async {
                 let bootstrap = match &self.bootstrap {
@@ -80,10 +90,9 @@ impl ClusterLog {
                     None => {
                         let (kvs, _) =
                             self.store.range(meta::BROKERS_PREFIX).await.map_err(|e| {
-                                ApiError::new(
-                                    ErrorCode::CoordinatorNotAvailable,
-                                    format!("metadata store: {e}"),
-                                )
+                                CoordinatorError::FindBrokers {
+                                    source: Arc::new(e),
+                                }
                             })?;
                         let addrs: Vec<String> = kvs
                             .iter()
@@ -91,10 +100,7 @@ impl ClusterLog {
                             .map(|b| format!("{}:{}", b.host, b.port))
                             .collect();
                         if addrs.is_empty() {
-                            return Err(ApiError::new(
-                                ErrorCode::CoordinatorNotAvailable,
-                                "no live broker yet",
-                            ));
+                            return Err(CoordinatorError::NoLiveBroker);
                         }
                         addrs.join(",")
                     }
@@ -116,8 +122,8 @@ impl ClusterLog {
                         self.config.offsets_commit_timeout_ms.max(1000)
                     ),
                 ])
-                .map_err(api)?;
-                let producer = Producer::new(config.clone()).map_err(api)?;
+                .map_err(failed(LogOp::Open))?;
+                let producer = Producer::new(config.clone()).map_err(failed(LogOp::Open))?;
                 Ok(Clients { producer, config })
             })
             .await
@@ -125,14 +131,19 @@ impl ClusterLog {
 }
 
 impl OffsetsLog for ClusterLog {
-    fn append(&self, records: Vec<ProducerRecord>) -> BoxFuture<'_, Result<Vec<Ack>, ApiError>> {
+    fn append(
+        &self,
+        p: i32,
+        records: Vec<ProducerRecord>,
+    ) -> BoxFuture<'_, Result<Vec<Ack>, CoordinatorError>> {
+        let write = LogOp::Write { partition: p };
         Box::pin(async move {
             let clients = self.clients().await?;
             let mut pending = Vec::with_capacity(records.len());
             for rec in records {
-                let delivery = clients.producer.send(rec).await.map_err(write_err)?;
+                let delivery = clients.producer.send(rec).await.map_err(failed(write))?;
                 let ack: Ack =
-                    Box::pin(async move { delivery.await.map(|_| ()).map_err(write_err) });
+                    Box::pin(async move { delivery.await.map(|_| ()).map_err(failed(write)) });
                 pending.push(ack);
             }
             Ok(pending)
@@ -143,37 +154,40 @@ impl OffsetsLog for ClusterLog {
         &self,
         p: i32,
         marker: ProducerRecord,
-    ) -> BoxFuture<'_, Result<Vec<StoredRecord>, ApiError>> {
+    ) -> BoxFuture<'_, Result<Vec<StoredRecord>, CoordinatorError>> {
+        let (write, load) = (LogOp::Write { partition: p }, LogOp::Load { partition: p });
         Box::pin(async move {
             let clients = self.clients().await?;
             let marker = clients
                 .producer
                 .send(marker)
                 .await
-                .map_err(api)?
+                .map_err(failed(write))?
                 .await
-                .map_err(api)?
+                .map_err(failed(write))?
                 .offset;
-            let mut consumer = Consumer::new(clients.config.clone()).map_err(api)?;
+            let mut consumer =
+                Consumer::new(clients.config.clone()).map_err(failed(LogOp::Open))?;
             let tp = TopicPartition::new(CONSUMER_OFFSETS_TOPIC, p);
             consumer.assign(vec![tp.clone()]);
             consumer
                 .seek_to_beginning(std::slice::from_ref(&tp))
                 .await
-                .map_err(api)?;
+                .map_err(failed(load))?;
             let mut recs: Vec<StoredRecord> = Vec::new();
-            let deadline = Instant::now() + Duration::from_secs(60);
+            let deadline = Instant::now() + LOAD_TIMEOUT;
             while consumer.position(&tp).unwrap_or(0) <= marker {
                 if Instant::now() > deadline {
-                    return Err(ApiError::new(
-                        ErrorCode::CoordinatorLoadInProgress,
-                        format!("reading {tp} up to offset {marker} took over 60 s"),
-                    ));
+                    return Err(CoordinatorError::LoadTimeout {
+                        partition: p,
+                        marker,
+                        secs: LOAD_TIMEOUT.as_secs(),
+                    });
                 }
                 for r in consumer
                     .poll(Duration::from_millis(200))
                     .await
-                    .map_err(api)?
+                    .map_err(failed(load))?
                 {
                     if r.offset <= marker {
                         let epoch = records::header_epoch(&r.headers);
@@ -193,21 +207,9 @@ impl OffsetsLog for ClusterLog {
     }
 }
 
-/// A client error as the coordinator's own answer.
-fn api(e: sluice_client::ClientError) -> ApiError {
-    match e {
-        sluice_client::ClientError::Api(a) => a,
-        other => ApiError::new(other.code(), other.to_string()),
-    }
-}
-
-fn write_err(e: sluice_client::ClientError) -> ApiError {
-    let e = api(e);
-    match e.code {
-        ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable => e,
-        _ => ApiError::new(
-            ErrorCode::CoordinatorNotAvailable,
-            format!("cannot write to {CONSUMER_OFFSETS_TOPIC}: {e}"),
-        ),
-    }
+/// A failure of the internal producer or consumer during `op`: the
+/// coordinator's own error, with the client's as its cause (see
+/// [`CoordinatorError::code`]).
+fn failed(op: LogOp) -> impl Fn(ClientError) -> CoordinatorError {
+    move |source| CoordinatorError::OffsetsLog { op, source }
 }

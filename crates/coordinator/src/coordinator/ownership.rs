@@ -10,12 +10,12 @@ use std::time::Duration;
 use anyhow::Context;
 use futures::StreamExt;
 use sluice_metastore::{LeaseKeeper, register_ephemeral};
-use sluice_types::ErrorCode;
 use sluice_types::meta::{self, CoordinatorRegistration, OffsetsOwner};
 use sluice_types::names::CONSUMER_OFFSETS_TOPIC;
 use tracing::{info, warn};
 
 use super::{Coordinator, Owned, State, now_ms};
+use crate::error::NotServed;
 
 impl State {
     /// Brings the owned partitions in line with `mine` (partition -> the
@@ -32,10 +32,7 @@ impl State {
         for p in gone {
             if let Some(Owned::Active { mut groups, .. }) = self.partitions.remove(&p) {
                 for g in groups.values_mut() {
-                    g.unload(
-                        ErrorCode::NotCoordinator,
-                        "its __consumer_offsets partition moved to another coordinator",
-                    );
+                    g.unload(NotServed::Moved { partition: p });
                 }
             }
             info!(partition = p, "gave up __consumer_offsets partition");
@@ -51,11 +48,11 @@ impl State {
     }
 
     /// Drops every partition and fails every group's parked calls.
-    pub(super) fn unload_all(&mut self, why: &str) {
+    pub(super) fn unload_all(&mut self, why: NotServed) {
         for (_, owned) in self.partitions.drain() {
             if let Owned::Active { mut groups, .. } = owned {
                 for g in groups.values_mut() {
-                    g.unload(ErrorCode::NotCoordinator, why);
+                    g.unload(why);
                 }
             }
         }
@@ -104,7 +101,7 @@ impl Coordinator {
                 _ = keeper.lost() => {}
             }
             self.registered.send_replace(false);
-            self.unload_all("the coordinator lost its registration lease");
+            self.unload_all(NotServed::LeaseLost);
             warn!("coordinator registration lease lost; registering again");
             loop {
                 match self.register().await {
@@ -125,7 +122,7 @@ impl Coordinator {
         }
     }
 
-    pub(super) fn unload_all(&self, why: &str) {
+    pub(super) fn unload_all(&self, why: NotServed) {
         self.state.lock().unload_all(why);
     }
 

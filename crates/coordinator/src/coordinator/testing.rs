@@ -11,13 +11,13 @@ use sluice_client::ProducerRecord;
 use sluice_metastore::{EmbeddedMetadataStore, MetadataStore};
 use sluice_types::meta::{self, OffsetsOwner, TopicRecord};
 use sluice_types::names::CONSUMER_OFFSETS_TOPIC;
-use sluice_types::{ApiError, ErrorCode};
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::Coordinator;
 use super::offsets_log::{Ack, OffsetsLog, StoredRecord};
 use crate::config::CoordinatorConfig;
+use crate::error::CoordinatorError;
 use crate::records::{self, RecordKey};
 
 /// An in-memory `__consumer_offsets`: records are in the log once appended,
@@ -34,10 +34,10 @@ struct Inner {
     /// Every record, in log order (all partitions).
     records: Vec<ProducerRecord>,
     /// Appends fail with this.
-    fail: Option<ApiError>,
+    fail: Option<CoordinatorError>,
     hold_acks: bool,
     /// Held acknowledgements, in append order (`None` once released).
-    held: Vec<Option<oneshot::Sender<Result<(), ApiError>>>>,
+    held: Vec<Option<oneshot::Sender<Result<(), CoordinatorError>>>>,
     /// Loads started.
     loads: usize,
 }
@@ -74,7 +74,7 @@ impl MemLog {
         self.inner.lock().records.extend(records);
     }
 
-    pub(crate) fn fail_appends(&self, e: Option<ApiError>) {
+    pub(crate) fn fail_appends(&self, e: Option<CoordinatorError>) {
         self.inner.lock().fail = e;
     }
 
@@ -104,7 +104,11 @@ impl MemLog {
 }
 
 impl OffsetsLog for MemLog {
-    fn append(&self, records: Vec<ProducerRecord>) -> BoxFuture<'_, Result<Vec<Ack>, ApiError>> {
+    fn append(
+        &self,
+        _p: i32,
+        records: Vec<ProducerRecord>,
+    ) -> BoxFuture<'_, Result<Vec<Ack>, CoordinatorError>> {
         Box::pin(async move {
             let mut acks = Vec::with_capacity(records.len());
             for rec in records {
@@ -118,14 +122,8 @@ impl OffsetsLog for MemLog {
                 let ack: Ack = if inner.hold_acks {
                     let (tx, rx) = oneshot::channel();
                     inner.held.push(Some(tx));
-                    Box::pin(async move {
-                        rx.await.unwrap_or_else(|_| {
-                            Err(ApiError::new(
-                                ErrorCode::CoordinatorNotAvailable,
-                                "the log was dropped",
-                            ))
-                        })
-                    })
+                    // A dropped sender: the log went away with the test.
+                    Box::pin(async move { rx.await.unwrap_or(Err(CoordinatorError::ShuttingDown)) })
                 } else {
                     Box::pin(async { Ok(()) })
                 };
@@ -139,7 +137,7 @@ impl OffsetsLog for MemLog {
         &self,
         p: i32,
         marker: ProducerRecord,
-    ) -> BoxFuture<'_, Result<Vec<StoredRecord>, ApiError>> {
+    ) -> BoxFuture<'_, Result<Vec<StoredRecord>, CoordinatorError>> {
         Box::pin(async move {
             self.inner.lock().loads += 1;
             let mut hold = self.hold_loads.subscribe();

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use sluice_client::ClientError;
 use sluice_types::meta;
 use sluice_types::names::CONSUMER_OFFSETS_TOPIC;
 use sluice_types::{ApiError, ErrorCode};
@@ -17,6 +18,7 @@ use sluice_types::{ApiError, ErrorCode};
 use super::testing::{MemLog, TestCluster, eventually};
 use super::writer::producer_records;
 use super::{Coordinator, GroupHome, Owned, State};
+use crate::error::{CoordinatorError, LogOp, NotServed};
 use crate::group::{
     CommittedOffset, Group, GroupSettings, GroupState, JoinOutcome, JoinReply, JoinRequest,
 };
@@ -47,9 +49,9 @@ fn parked_join(g: &mut Group, now: Instant) -> JoinReply {
 }
 
 /// The error a parked call ended with.
-async fn failed_with(rx: JoinReply) -> ErrorCode {
+async fn failed_with(rx: JoinReply) -> CoordinatorError {
     match tokio::time::timeout(Duration::from_secs(10), rx).await {
-        Ok(Ok(Err(e))) => e.code,
+        Ok(Ok(Err(e))) => e,
         _ => panic!("expected the parked join to fail"),
     }
 }
@@ -102,10 +104,10 @@ async fn loaded_with(
     c
 }
 
-fn code<T>(r: Result<T, ApiError>) -> ErrorCode {
+fn code<T>(r: Result<T, CoordinatorError>) -> ErrorCode {
     match r {
         Ok(_) => ErrorCode::None,
-        Err(e) => e.code,
+        Err(e) => e.code(),
     }
 }
 
@@ -179,7 +181,18 @@ async fn a_moved_partition_fails_parked_calls_and_a_return_loads_it_again() {
         .unwrap();
 
     cl.set_owner(0, 2, 2).await;
-    assert_eq!(failed_with(rx).await, ErrorCode::NotCoordinator);
+    let e = failed_with(rx).await;
+    assert!(
+        matches!(
+            &e,
+            CoordinatorError::NotCoordinator {
+                group,
+                why: NotServed::Moved { partition: 0 },
+            } if group == "g"
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.code(), ErrorCode::NotCoordinator);
     eventually("partition 0 is dropped", || {
         code(c.home("g")) == ErrorCode::NotCoordinator
     })
@@ -218,7 +231,18 @@ async fn losing_the_lease_unloads_every_group_and_registers_again() {
         .expect("registered");
     cl.store.revoke_lease(registered.lease).await.unwrap();
 
-    assert_eq!(failed_with(rx).await, ErrorCode::NotCoordinator);
+    let e = failed_with(rx).await;
+    assert!(
+        matches!(
+            &e,
+            CoordinatorError::NotCoordinator {
+                why: NotServed::LeaseLost,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.code(), ErrorCode::NotCoordinator);
     // Registered again under a new lease, and the partition (still ours)
     // loaded again.
     eventually("reloaded", || {
@@ -275,7 +299,7 @@ fn reconcile_drops_moved_partitions_and_loads_new_ones() {
     ));
     let mut rx = rx;
     assert_eq!(
-        rx.try_recv().unwrap().unwrap_err().code,
+        rx.try_recv().unwrap().unwrap_err().code(),
         ErrorCode::NotCoordinator
     );
     // Nothing changes when nothing did.
@@ -452,7 +476,7 @@ async fn a_write_acknowledged_after_the_partition_moved_is_refused() {
     cl.set_owner(0, 2, 2).await;
     cl.log.release_ack(0);
     let e = c.confirm("g", h, s).await.unwrap_err();
-    assert_eq!(e.code, ErrorCode::NotCoordinator);
+    assert_eq!(e.code(), ErrorCode::NotCoordinator);
     c.close().await;
 }
 
@@ -478,8 +502,18 @@ async fn a_write_from_before_a_reload_is_refused() {
     .await;
     cl.log.release_ack(0);
     let e = c.confirm("g", h, s).await.unwrap_err();
-    assert_eq!(e.code, ErrorCode::NotCoordinator);
-    assert!(e.message.contains("during the write"), "{}", e.message);
+    assert!(
+        matches!(
+            &e,
+            CoordinatorError::NotCoordinator {
+                group,
+                why: NotServed::ChangedDuringWrite,
+            } if group == "g"
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.code(), ErrorCode::NotCoordinator);
+    assert!(e.to_string().contains("during the write"), "{e}");
     c.close().await;
 }
 
@@ -495,11 +529,12 @@ async fn a_write_not_acknowledged_in_time_fails() {
     cl.log.hold_acks(true);
     let s = c.submit(h, vec![offset_record("g", 0, 1, 1)]);
     let e = c.confirm("g", h, s).await.unwrap_err();
-    assert_eq!(e.code, ErrorCode::CoordinatorNotAvailable);
-    assert!(
-        e.message.contains("offsets.commit.timeout.ms"),
-        "{}",
-        e.message
+    assert_eq!(
+        (e.code(), e.to_string().as_str()),
+        (
+            ErrorCode::CoordinatorNotAvailable,
+            "writing to __consumer_offsets-0 took over offsets.commit.timeout.ms (100 ms)"
+        )
     );
     c.close().await;
 }
@@ -509,23 +544,27 @@ async fn a_write_the_log_refuses_fails_and_so_does_one_after_close() {
     let cl = TestCluster::new(1).await;
     let c = loaded(&cl, 1).await;
     let h = c.home("g").unwrap();
-    cl.log.fail_appends(Some(ApiError::new(
-        ErrorCode::CoordinatorNotAvailable,
-        "no broker",
-    )));
+    // What the cluster's producer fails with: the brokers' code stays the cause.
+    cl.log.fail_appends(Some(CoordinatorError::OffsetsLog {
+        op: LogOp::Write { partition: 0 },
+        source: ClientError::Api(ApiError::new(ErrorCode::NotEnoughReplicas, "no broker")),
+    }));
     let s = c.submit(h, vec![offset_record("g", 0, 1, 1)]);
     let e = c.confirm("g", h, s).await.unwrap_err();
     assert_eq!(
-        (e.code, e.message.as_str()),
-        (ErrorCode::CoordinatorNotAvailable, "no broker")
+        (e.code(), e.to_string().as_str()),
+        (
+            ErrorCode::CoordinatorNotAvailable,
+            "cannot write to __consumer_offsets-0: NOT_ENOUGH_REPLICAS: no broker"
+        )
     );
 
     cl.log.fail_appends(None);
     c.close().await;
     let s = c.submit(h, vec![offset_record("g", 0, 1, 1)]);
     let e = c.confirm("g", h, s).await.unwrap_err();
-    assert_eq!(e.code, ErrorCode::CoordinatorNotAvailable);
-    assert!(e.message.contains("shutting down"), "{}", e.message);
+    assert!(matches!(e, CoordinatorError::ShuttingDown), "{e:?}");
+    assert_eq!(e.code(), ErrorCode::CoordinatorNotAvailable);
     assert_eq!(
         code(c.home("g")),
         ErrorCode::NotCoordinator,

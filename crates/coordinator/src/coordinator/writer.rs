@@ -12,28 +12,30 @@ use bytes::Bytes;
 use sluice_client::ProducerRecord;
 use sluice_types::meta::{self, OffsetsOwner};
 use sluice_types::names::CONSUMER_OFFSETS_TOPIC;
-use sluice_types::{ApiError, ErrorCode};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::offsets_log::{Ack, OffsetsLog};
 use super::{Coordinator, GroupHome, not_coordinator};
+use crate::error::{CoordinatorError, NotServed};
 use crate::group::{Effects, GroupRecord};
 use crate::records::{self, GroupValue, RecordKey};
 
 /// One write to `__consumer_offsets`: its records, and where to send their
 /// acknowledgements once the log has them.
 pub(super) struct WriteJob {
+    /// The `__consumer_offsets` partition all of `records` go to.
+    partition: i32,
     records: Vec<ProducerRecord>,
-    queued: oneshot::Sender<Result<Vec<Ack>, ApiError>>,
+    queued: oneshot::Sender<Result<Vec<Ack>, CoordinatorError>>,
 }
 
 /// A write on its way to `__consumer_offsets`.
 pub struct Submitted {
     /// Its place in the log order of this coordinator's writes.
     pub number: u64,
-    queued: oneshot::Receiver<Result<Vec<Ack>, ApiError>>,
+    queued: oneshot::Receiver<Result<Vec<Ack>, CoordinatorError>>,
 }
 
 /// Numbers writes and queues them for [`run_writer`].
@@ -52,12 +54,13 @@ impl WriteQueue {
         (queue, rx)
     }
 
-    pub(super) fn submit(&self, records: Vec<ProducerRecord>) -> Submitted {
+    pub(super) fn submit(&self, partition: i32, records: Vec<ProducerRecord>) -> Submitted {
         let (tx, rx) = oneshot::channel();
         let number = self.number.fetch_add(1, Ordering::Relaxed) + 1;
         // The receiver lives as long as the writer task; if it is gone we are
         // shutting down and the dropped reply says so.
         let _ = self.jobs.send(WriteJob {
+            partition,
             records,
             queued: tx,
         });
@@ -103,7 +106,7 @@ pub(super) async fn run_writer(
                 None => return,
             },
         };
-        let queued = log.append(job.records).await;
+        let queued = log.append(job.partition, job.records).await;
         let _ = job.queued.send(queued);
     }
 }
@@ -114,7 +117,8 @@ impl Coordinator {
     /// submit under the state lock, where they decide what to write: the log
     /// then ends with the last decision, not with whichever write won a race.
     pub fn submit(&self, home: GroupHome, recs: Vec<(RecordKey, Option<Vec<u8>>)>) -> Submitted {
-        self.writes.submit(producer_records(home, recs))
+        self.writes
+            .submit(home.partition, producer_records(home, recs))
     }
 
     /// The last write number handed out (a new group's floor).
@@ -129,31 +133,27 @@ impl Coordinator {
         group: &str,
         home: GroupHome,
         submitted: Submitted,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), CoordinatorError> {
         let timeout = Duration::from_millis(self.config.offsets_commit_timeout_ms);
         let acked = tokio::time::timeout(timeout, async {
-            let pending = submitted.queued.await.map_err(|_| {
-                ApiError::new(
-                    ErrorCode::CoordinatorNotAvailable,
-                    "the coordinator is shutting down",
-                )
-            })??;
+            // The writer task dropped the job: it stopped on shutdown.
+            let pending = submitted
+                .queued
+                .await
+                .map_err(|_| CoordinatorError::ShuttingDown)??;
             for f in pending {
                 f.await?;
             }
-            Ok::<_, ApiError>(())
+            Ok::<_, CoordinatorError>(())
         })
         .await;
         match acked {
             Ok(r) => r?,
             Err(_) => {
-                return Err(ApiError::new(
-                    ErrorCode::CoordinatorNotAvailable,
-                    format!(
-                        "writing to {CONSUMER_OFFSETS_TOPIC}-{} took over offsets.commit.timeout.ms",
-                        home.partition
-                    ),
-                ));
+                return Err(CoordinatorError::CommitTimeout {
+                    partition: home.partition,
+                    timeout_ms: self.config.offsets_commit_timeout_ms,
+                });
             }
         }
         // Acknowledged, but only meaningful if we still own the partition:
@@ -163,17 +163,15 @@ impl Coordinator {
         if (now.partition, now.epoch, now.load) != (home.partition, home.epoch, home.load) {
             // A reload in between rebuilt the group without this write's
             // place in the order: the client retries through the new load.
-            return Err(not_coordinator(group, "ownership changed during the write"));
+            return Err(not_coordinator(group, NotServed::ChangedDuringWrite));
         }
         let owner = self
             .store
             .get(&meta::offsets_owner_key(home.partition))
             .await
-            .map_err(|e| {
-                ApiError::new(
-                    ErrorCode::CoordinatorNotAvailable,
-                    format!("cannot confirm ownership in the metadata store: {e}"),
-                )
+            .map_err(|e| CoordinatorError::ConfirmOwnership {
+                partition: home.partition,
+                source: Arc::new(e),
             })?
             .and_then(|kv| meta::decode::<OffsetsOwner>(&kv.value).ok());
         if owner
@@ -184,7 +182,9 @@ impl Coordinator {
         {
             return Err(not_coordinator(
                 group,
-                "its __consumer_offsets partition moved",
+                NotServed::Moved {
+                    partition: home.partition,
+                },
             ));
         }
         Ok(())

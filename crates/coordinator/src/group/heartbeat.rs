@@ -3,9 +3,8 @@
 
 use std::time::Instant;
 
-use sluice_types::{ApiError, ErrorCode};
-
-use super::{Effects, Group, GroupState, err, fenced};
+use super::{Effects, Group, GroupState};
+use crate::error::CoordinatorError;
 
 impl Group {
     /// Heartbeat.
@@ -14,15 +13,14 @@ impl Group {
         member_id: &str,
         generation: i32,
         now: Instant,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), CoordinatorError> {
         self.check_member(member_id, generation)?;
         let m = self.members.get_mut(member_id).expect("checked");
         m.heartbeat_deadline = now + m.session_timeout;
         if self.state == GroupState::PreparingRebalance {
-            return Err(err(
-                ErrorCode::RebalanceInProgress,
-                "the group is rebalancing; join again",
-            ));
+            return Err(CoordinatorError::RebalanceInProgress {
+                group: self.id.clone(),
+            });
         }
         Ok(())
     }
@@ -34,21 +32,18 @@ impl Group {
         member_id: &str,
         instance: Option<&str>,
         now: Instant,
-    ) -> Result<Effects, ApiError> {
+    ) -> Result<Effects, CoordinatorError> {
         let member_id = match instance {
             Some(i) => match self.static_member(i) {
                 Some(current) if !member_id.is_empty() && current != member_id => {
-                    return Err(fenced(i, member_id));
+                    return Err(self.fenced(i, member_id));
                 }
                 Some(current) => current.to_string(),
                 None => {
-                    return Err(err(
-                        ErrorCode::UnknownMemberId,
-                        format!(
-                            "no member of group {} has group.instance.id \"{i}\"",
-                            self.id
-                        ),
-                    ));
+                    return Err(CoordinatorError::UnknownInstance {
+                        group: self.id.clone(),
+                        instance: i.to_string(),
+                    });
                 }
             },
             None => member_id.to_string(),
@@ -58,12 +53,13 @@ impl Group {
             return Ok(self.try_complete_join(now));
         }
         let Some(m) = self.members.remove(member_id) else {
-            return Err(err(
-                ErrorCode::UnknownMemberId,
-                format!("member {member_id} is not in group {}", self.id),
-            ));
+            return Err(self.unknown_member(member_id));
         };
-        Self::fail_waiters(m, ErrorCode::UnknownMemberId, "the member left the group");
+        let left = CoordinatorError::MemberLeft {
+            group: self.id.clone(),
+            member: m.id.clone(),
+        };
+        Self::fail_waiters(m, left);
         Ok(self.member_gone(now))
     }
 
@@ -96,7 +92,11 @@ impl Group {
         for id in &expired {
             if let Some(m) = self.members.remove(id) {
                 tracing::info!(group = %self.id, member = %id, "member session expired");
-                Self::fail_waiters(m, ErrorCode::UnknownMemberId, "session timed out");
+                let expired = CoordinatorError::SessionExpired {
+                    group: self.id.clone(),
+                    member: m.id.clone(),
+                };
+                Self::fail_waiters(m, expired);
             }
         }
         self.member_gone(now)

@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sluice_types::{ApiError, ErrorCode};
 use tokio::sync::oneshot;
 
-use super::{
-    Effects, Group, GroupState, JoinOutcome, JoinReply, JoinRequest, JoinResult, Member, err,
-    fenced,
-};
+use super::{Effects, Group, GroupState, JoinOutcome, JoinReply, JoinRequest, JoinResult, Member};
+use crate::error::CoordinatorError;
+
+/// Where a JoinGroup's answer goes.
+type JoinWaiter = oneshot::Sender<Result<JoinOutcome, CoordinatorError>>;
 
 impl Group {
     /// JoinGroup. Returns the receiver of the answer, which may come at once
@@ -29,29 +29,26 @@ impl Group {
         (rx, effects)
     }
 
-    #[allow(clippy::type_complexity)]
     fn try_join(
         &mut self,
         mut req: JoinRequest,
-        tx: oneshot::Sender<Result<JoinOutcome, ApiError>>,
+        tx: JoinWaiter,
         now: Instant,
-    ) -> Result<Effects, (oneshot::Sender<Result<JoinOutcome, ApiError>>, ApiError)> {
+    ) -> Result<Effects, (JoinWaiter, CoordinatorError)> {
         if self.state == GroupState::Dead {
             return Err((
                 tx,
-                err(
-                    ErrorCode::CoordinatorNotAvailable,
-                    format!("group {} is being deleted", self.id),
-                ),
+                CoordinatorError::GroupBeingDeleted {
+                    group: self.id.clone(),
+                },
             ));
         }
         if req.protocol_type.is_empty() || req.protocols.is_empty() {
             return Err((
                 tx,
-                err(
-                    ErrorCode::InconsistentGroupProtocol,
-                    "JoinGroup needs a protocol type and at least one protocol",
-                ),
+                CoordinatorError::MissingProtocol {
+                    group: self.id.clone(),
+                },
             ));
         }
         let s = &self.settings;
@@ -60,34 +57,27 @@ impl Group {
         {
             return Err((
                 tx,
-                err(
-                    ErrorCode::InvalidSessionTimeout,
-                    format!(
-                        "session.timeout.ms {} is outside group.min.session.timeout.ms {} .. group.max.session.timeout.ms {}",
-                        req.session_timeout.as_millis(),
-                        s.min_session_timeout.as_millis(),
-                        s.max_session_timeout.as_millis()
-                    ),
-                ),
+                CoordinatorError::InvalidSessionTimeout {
+                    requested_ms: req.session_timeout.as_millis() as u64,
+                    min_ms: s.min_session_timeout.as_millis() as u64,
+                    max_ms: s.max_session_timeout.as_millis() as u64,
+                },
             ));
         }
         if !self.supports(&req) {
             return Err((
                 tx,
-                err(
-                    ErrorCode::InconsistentGroupProtocol,
-                    format!(
-                        "group {} uses protocol type {:?} with assignors the new member does not support",
-                        self.id, self.protocol_type
-                    ),
-                ),
+                CoordinatorError::InconsistentProtocol {
+                    group: self.id.clone(),
+                    protocol_type: self.protocol_type.clone().unwrap_or_default(),
+                },
             ));
         }
         if let Some(instance) = req.group_instance_id.clone() {
             // KIP-345: a static member is known by its group.instance.id.
             match self.static_member(&instance).map(str::to_string) {
                 Some(current) if !req.member_id.is_empty() && req.member_id != current => {
-                    return Err((tx, fenced(&instance, &req.member_id)));
+                    return Err((tx, self.fenced(&instance, &req.member_id)));
                 }
                 Some(current) if req.member_id.is_empty() => {
                     // The same instance restarted: it takes the old member's
@@ -138,13 +128,7 @@ impl Group {
         }
         let known = self.members.contains_key(&req.member_id);
         if !known && self.pending.remove(&req.member_id).is_none() {
-            return Err((
-                tx,
-                err(
-                    ErrorCode::UnknownMemberId,
-                    format!("member {} is not in group {}", req.member_id, self.id),
-                ),
-            ));
+            return Err((tx, self.unknown_member(&req.member_id)));
         }
         if known {
             let m = &self.members[&req.member_id];
@@ -194,10 +178,10 @@ impl Group {
         member.protocols = req.protocols;
         member.heartbeat_deadline = now + req.session_timeout;
         if let Some(old) = member.join_waiter.replace(tx) {
-            let _ = old.send(Err(err(
-                ErrorCode::RebalanceInProgress,
-                "superseded by a newer JoinGroup",
-            )));
+            let _ = old.send(Err(CoordinatorError::JoinSuperseded {
+                group: self.id.clone(),
+                member: req.member_id.clone(),
+            }));
         }
         if self.protocol_type.is_none() {
             self.protocol_type = Some(req.protocol_type);
@@ -252,10 +236,9 @@ impl Group {
             for m in self.members.values_mut() {
                 m.assignment = Bytes::new();
                 if let Some(tx) = m.sync_waiter.take() {
-                    let _ = tx.send(Err(err(
-                        ErrorCode::RebalanceInProgress,
-                        "the group is rebalancing again",
-                    )));
+                    let _ = tx.send(Err(CoordinatorError::RebalanceRestarted {
+                        group: self.id.clone(),
+                    }));
                 }
             }
         }
@@ -406,9 +389,13 @@ impl Group {
 
     /// Refuses a call from a static member whose instance id now belongs to
     /// another member id (a newer incarnation replaced it).
-    pub fn check_instance(&self, member_id: &str, instance: Option<&str>) -> Result<(), ApiError> {
+    pub fn check_instance(
+        &self,
+        member_id: &str,
+        instance: Option<&str>,
+    ) -> Result<(), CoordinatorError> {
         match instance.and_then(|i| self.static_member(i).map(|m| (i, m))) {
-            Some((i, current)) if current != member_id => Err(fenced(i, member_id)),
+            Some((i, current)) if current != member_id => Err(self.fenced(i, member_id)),
             _ => Ok(()),
         }
     }
@@ -420,11 +407,12 @@ impl Group {
         let new_id = format!("{}-{}", req.client_id, uuid::Uuid::new_v4());
         let mut m = self.members.remove(old).expect("a current member");
         let instance = m.instance_id.clone().unwrap_or_default();
+        let fenced = self.fenced(&instance, old);
         if let Some(tx) = m.join_waiter.take() {
-            let _ = tx.send(Err(fenced(&instance, old)));
+            let _ = tx.send(Err(fenced.clone()));
         }
         if let Some(tx) = m.sync_waiter.take() {
-            let _ = tx.send(Err(fenced(&instance, old)));
+            let _ = tx.send(Err(fenced));
         }
         tracing::info!(group = %self.id, instance = %instance, old = %old, new = %new_id, "static member rejoined");
         m.id = new_id.clone();

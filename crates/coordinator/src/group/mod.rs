@@ -30,8 +30,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use sluice_types::{ApiError, ErrorCode};
 use tokio::sync::oneshot;
+
+use crate::error::{CoordinatorError, NotServed};
 
 /// Kafka's group states, with Kafka's names (shown by DescribeGroups).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,8 +76,8 @@ pub enum JoinOutcome {
     MemberIdRequired(String),
 }
 
-pub type JoinReply = oneshot::Receiver<Result<JoinOutcome, ApiError>>;
-pub type SyncReply = oneshot::Receiver<Result<Bytes, ApiError>>;
+pub type JoinReply = oneshot::Receiver<Result<JoinOutcome, CoordinatorError>>;
+pub type SyncReply = oneshot::Receiver<Result<Bytes, CoordinatorError>>;
 
 /// A JoinGroup request, as the group needs it.
 #[derive(Debug, Clone)]
@@ -135,8 +136,8 @@ pub struct Member {
     pub protocol_type: String,
     pub protocols: Vec<(String, Bytes)>,
     pub assignment: Bytes,
-    join_waiter: Option<oneshot::Sender<Result<JoinOutcome, ApiError>>>,
-    sync_waiter: Option<oneshot::Sender<Result<Bytes, ApiError>>>,
+    join_waiter: Option<oneshot::Sender<Result<JoinOutcome, CoordinatorError>>>,
+    sync_waiter: Option<oneshot::Sender<Result<Bytes, CoordinatorError>>>,
     heartbeat_deadline: Instant,
     /// Join order, so the first member to join leads.
     joined_seq: u64,
@@ -211,19 +212,6 @@ pub struct Group {
     settings: GroupSettings,
     /// Rebalances completed (for metrics and tests).
     pub rebalances: u64,
-}
-
-fn err(code: ErrorCode, msg: impl Into<String>) -> ApiError {
-    ApiError::new(code, msg)
-}
-
-fn fenced(instance: &str, member_id: &str) -> ApiError {
-    err(
-        ErrorCode::FencedInstanceId,
-        format!(
-            "member {member_id} was replaced by a newer consumer with group.instance.id \"{instance}\"; two consumers share that id"
-        ),
-    )
 }
 
 impl Group {
@@ -314,31 +302,44 @@ impl Group {
         }
     }
 
-    fn check_member(&self, member_id: &str, generation: i32) -> Result<(), ApiError> {
+    /// FENCED_INSTANCE_ID for `member_id`, replaced under `instance`.
+    fn fenced(&self, instance: &str, member_id: &str) -> CoordinatorError {
+        CoordinatorError::FencedInstance {
+            group: self.id.clone(),
+            instance: instance.to_string(),
+            member: member_id.to_string(),
+        }
+    }
+
+    /// UNKNOWN_MEMBER_ID for `member_id`.
+    fn unknown_member(&self, member_id: &str) -> CoordinatorError {
+        CoordinatorError::UnknownMember {
+            group: self.id.clone(),
+            member: member_id.to_string(),
+        }
+    }
+
+    fn check_member(&self, member_id: &str, generation: i32) -> Result<(), CoordinatorError> {
         if !self.members.contains_key(member_id) {
-            return Err(err(
-                ErrorCode::UnknownMemberId,
-                format!("member {member_id} is not in group {}", self.id),
-            ));
+            return Err(self.unknown_member(member_id));
         }
         if generation != self.generation {
-            return Err(err(
-                ErrorCode::IllegalGeneration,
-                format!(
-                    "generation {generation} is not group {}'s current generation {}",
-                    self.id, self.generation
-                ),
-            ));
+            return Err(CoordinatorError::IllegalGeneration {
+                group: self.id.clone(),
+                generation,
+                current: self.generation,
+            });
         }
         Ok(())
     }
 
-    fn fail_waiters(m: Member, code: ErrorCode, why: &str) {
+    /// Answers the member's parked join and sync with `e`.
+    fn fail_waiters(m: Member, e: CoordinatorError) {
         if let Some(tx) = m.join_waiter {
-            let _ = tx.send(Err(err(code, why)));
+            let _ = tx.send(Err(e.clone()));
         }
         if let Some(tx) = m.sync_waiter {
-            let _ = tx.send(Err(err(code, why)));
+            let _ = tx.send(Err(e));
         }
     }
 
@@ -353,9 +354,13 @@ impl Group {
     }
 
     /// Fails every parked request: the coordinator no longer owns the group.
-    pub fn unload(&mut self, code: ErrorCode, why: &str) {
+    pub fn unload(&mut self, why: NotServed) {
+        let e = CoordinatorError::NotCoordinator {
+            group: self.id.clone(),
+            why,
+        };
         for (_, m) in std::mem::take(&mut self.members) {
-            Self::fail_waiters(m, code, why);
+            Self::fail_waiters(m, e.clone());
         }
         self.state = GroupState::Dead;
     }

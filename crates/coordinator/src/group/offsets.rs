@@ -3,9 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use sluice_types::{ApiError, ErrorCode};
-
-use super::{CommittedOffset, Group, GroupState, err};
+use super::{CommittedOffset, Group, GroupState};
+use crate::error::CoordinatorError;
 
 impl Group {
     /// Notes the partitions of a commit being written.
@@ -54,33 +53,27 @@ impl Group {
     }
 
     /// Validates an OffsetCommit's generation and member.
-    pub fn check_commit(&self, member_id: &str, generation: i32) -> Result<(), ApiError> {
+    pub fn check_commit(&self, member_id: &str, generation: i32) -> Result<(), CoordinatorError> {
         if self.state == GroupState::Dead {
-            return Err(err(
-                ErrorCode::CoordinatorNotAvailable,
-                format!("group {} is being deleted", self.id),
-            ));
+            return Err(CoordinatorError::GroupBeingDeleted {
+                group: self.id.clone(),
+            });
         }
         if generation < 0 && member_id.is_empty() {
             // A "simple" commit by a tool or a manually assigned consumer.
             return if self.members.is_empty() {
                 Ok(())
             } else {
-                Err(err(
-                    ErrorCode::UnknownMemberId,
-                    format!(
-                        "group {} has active members; commit as one of them",
-                        self.id
-                    ),
-                ))
+                Err(CoordinatorError::SimpleCommitToActiveGroup {
+                    group: self.id.clone(),
+                })
             };
         }
         self.check_member(member_id, generation)?;
         if self.state == GroupState::CompletingRebalance {
-            return Err(err(
-                ErrorCode::RebalanceInProgress,
-                "the group is completing a rebalance",
-            ));
+            return Err(CoordinatorError::CompletingRebalance {
+                group: self.id.clone(),
+            });
         }
         Ok(())
     }

@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use bytes::Bytes;
-use sluice_types::{ApiError, ErrorCode};
 use tokio::sync::oneshot;
 
-use super::{Effects, Group, GroupState, SyncReply, err};
+use super::{Effects, Group, GroupState, SyncReply};
+use crate::error::CoordinatorError;
 
 impl Group {
     /// SyncGroup. The leader's call carries the assignment; the returned
@@ -30,10 +30,9 @@ impl Group {
         m.heartbeat_deadline = now + m.session_timeout;
         match self.state {
             GroupState::PreparingRebalance => {
-                let _ = tx.send(Err(err(
-                    ErrorCode::RebalanceInProgress,
-                    "the group is rebalancing; join again",
-                )));
+                let _ = tx.send(Err(CoordinatorError::RebalanceInProgress {
+                    group: self.id.clone(),
+                }));
             }
             GroupState::Stable => {
                 let _ = tx.send(Ok(m.assignment.clone()));
@@ -54,10 +53,9 @@ impl Group {
                 }
             }
             GroupState::Empty | GroupState::Dead => {
-                let _ = tx.send(Err(err(
-                    ErrorCode::UnknownMemberId,
-                    "the group has no members",
-                )));
+                let _ = tx.send(Err(CoordinatorError::NoMembers {
+                    group: self.id.clone(),
+                }));
             }
         }
         (rx, Effects::default())
@@ -68,7 +66,7 @@ impl Group {
     pub fn assignment_persisted(
         &mut self,
         generation: i32,
-        result: Result<(), ApiError>,
+        result: Result<(), CoordinatorError>,
         now: Instant,
     ) {
         if self.generation != generation || self.state != GroupState::CompletingRebalance {

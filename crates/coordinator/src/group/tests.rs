@@ -1,5 +1,7 @@
 //! The group state machine driven by hand, with explicit instants.
 
+use sluice_types::ErrorCode;
+
 use super::*;
 
 fn settings() -> GroupSettings {
@@ -103,7 +105,7 @@ fn a_restarted_static_follower_gets_its_assignment_without_a_rebalance() {
     assert_eq!(sb.try_recv().unwrap().unwrap(), Bytes::from_static(b"B"));
     // The old incarnation is fenced, the leader is untouched.
     assert_eq!(
-        g.check_instance(&old_b, Some("ib")).unwrap_err().code,
+        g.check_instance(&old_b, Some("ib")).unwrap_err().code(),
         ErrorCode::FencedInstanceId
     );
     g.check_instance(&jb.member_id, Some("ib")).unwrap();
@@ -111,7 +113,7 @@ fn a_restarted_static_follower_gets_its_assignment_without_a_rebalance() {
     // A join naming the old id with the instance id is fenced too.
     let (mut r, _) = g.join(static_req(&old_b, "ib"), now);
     assert_eq!(
-        r.try_recv().unwrap().unwrap_err().code,
+        r.try_recv().unwrap().unwrap_err().code(),
         ErrorCode::FencedInstanceId
     );
 }
@@ -206,11 +208,11 @@ fn a_static_member_is_removed_by_its_instance_id() {
     let now = Instant::now();
     let (mut g, _a, b) = static_pair(now);
     assert_eq!(
-        g.leave("someone-else", Some("ib"), now).unwrap_err().code,
+        g.leave("someone-else", Some("ib"), now).unwrap_err().code(),
         ErrorCode::FencedInstanceId
     );
     assert_eq!(
-        g.leave("", Some("nobody"), now).unwrap_err().code,
+        g.leave("", Some("nobody"), now).unwrap_err().code(),
         ErrorCode::UnknownMemberId
     );
     let _ = g.leave("", Some("ib"), now).unwrap();
@@ -238,7 +240,7 @@ fn two_members_rebalance_and_the_first_leads() {
     let (b, mut rb) = first_join(&mut g, now);
     assert!(rb.try_recv().is_err(), "waits for A");
     assert_eq!(
-        g.heartbeat(&a, 1, now).unwrap_err().code,
+        g.heartbeat(&a, 1, now).unwrap_err().code(),
         ErrorCode::RebalanceInProgress
     );
     let (mut ra, _) = g.join(req(&a, &["range"]), now);
@@ -267,11 +269,11 @@ fn two_members_rebalance_and_the_first_leads() {
     assert_eq!(sb.try_recv().unwrap().unwrap(), Bytes::from_static(b"B"));
     g.heartbeat(&b, 2, now).unwrap();
     assert_eq!(
-        g.heartbeat(&b, 1, now).unwrap_err().code,
+        g.heartbeat(&b, 1, now).unwrap_err().code(),
         ErrorCode::IllegalGeneration
     );
     assert_eq!(
-        g.heartbeat("nobody", 2, now).unwrap_err().code,
+        g.heartbeat("nobody", 2, now).unwrap_err().code(),
         ErrorCode::UnknownMemberId
     );
 }
@@ -319,8 +321,42 @@ fn leave_rebalances_at_once_and_last_leave_empties_the_group() {
     assert_eq!(eff.persist.unwrap().members.len(), 0);
     assert_eq!(g.state, GroupState::Empty);
     assert_eq!(
-        g.leave(&a, None, now).unwrap_err().code,
+        g.leave(&a, None, now).unwrap_err().code(),
         ErrorCode::UnknownMemberId
+    );
+}
+
+#[test]
+fn parked_calls_of_a_member_that_goes_are_answered_naming_it() {
+    let now = Instant::now();
+    // A leaves while its JoinGroup waits for B.
+    let (mut g, a, _b) = stable_pair(now);
+    let (mut ra, _) = g.join(req(&a, &["range"]), now);
+    assert!(ra.try_recv().is_err(), "waits for B");
+    let _ = g.leave(&a, None, now).unwrap();
+    let e = ra.try_recv().unwrap().unwrap_err();
+    assert_eq!(
+        (e.code(), e.to_string()),
+        (
+            ErrorCode::UnknownMemberId,
+            format!("member {a} left group g")
+        )
+    );
+
+    // A's session expires while its SyncGroup waits for the group record.
+    let mut g = Group::new("g".into(), settings());
+    let (a, mut ra) = first_join(&mut g, now);
+    joined(&mut ra);
+    let (mut sa, eff) = g.sync(&a, 1, vec![], now);
+    assert!(eff.persist.is_some());
+    let _ = g.tick(now + Duration::from_secs(11));
+    let e = sa.try_recv().unwrap().unwrap_err();
+    assert_eq!(
+        (e.code(), e.to_string()),
+        (
+            ErrorCode::UnknownMemberId,
+            format!("member {a} of group g: session timed out")
+        )
     );
 }
 
@@ -368,7 +404,7 @@ fn protocol_is_chosen_by_vote_among_common_ones() {
     // "sticky" alone shares nothing with A's "range".
     let (mut rc, _) = g.join(req("", &["sticky"]), now);
     assert_eq!(
-        rc.try_recv().unwrap().unwrap_err().code,
+        rc.try_recv().unwrap().unwrap_err().code(),
         ErrorCode::InconsistentGroupProtocol
     );
     let id = new_id(&mut g, &["roundrobin", "range"], now);
@@ -386,15 +422,15 @@ fn commits_are_fenced_by_generation_and_member() {
     let (g, a, _b) = stable_pair(now);
     g.check_commit(&a, 2).unwrap();
     assert_eq!(
-        g.check_commit(&a, 1).unwrap_err().code,
+        g.check_commit(&a, 1).unwrap_err().code(),
         ErrorCode::IllegalGeneration
     );
     assert_eq!(
-        g.check_commit("x", 2).unwrap_err().code,
+        g.check_commit("x", 2).unwrap_err().code(),
         ErrorCode::UnknownMemberId
     );
     assert_eq!(
-        g.check_commit("", -1).unwrap_err().code,
+        g.check_commit("", -1).unwrap_err().code(),
         ErrorCode::UnknownMemberId
     );
     let empty = Group::new("e".into(), settings());
@@ -432,12 +468,12 @@ fn a_group_being_deleted_refuses_joins_and_commits() {
     g.check_commit("", -1).unwrap();
     g.state = GroupState::Dead;
     assert_eq!(
-        g.check_commit("", -1).unwrap_err().code,
+        g.check_commit("", -1).unwrap_err().code(),
         ErrorCode::CoordinatorNotAvailable
     );
     let (mut rx, _) = g.join(req("", &["range"]), now);
     assert_eq!(
-        rx.try_recv().unwrap().unwrap_err().code,
+        rx.try_recv().unwrap().unwrap_err().code(),
         ErrorCode::CoordinatorNotAvailable
     );
 }

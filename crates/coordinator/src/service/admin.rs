@@ -2,9 +2,9 @@
 //! tombstones a group's offsets and record before forgetting it).
 
 use sluice_proto::coordinator as pb;
-use sluice_types::{ApiError, ErrorCode};
 
 use super::{CoordinatorService, err_proto};
+use crate::error::CoordinatorError;
 use crate::group::GroupState;
 use crate::records::RecordKey;
 
@@ -100,24 +100,19 @@ pub(super) async fn delete_groups(
     pb::DeleteGroupsResponse { results }
 }
 
-async fn delete_group(svc: &CoordinatorService, id: &str) -> Result<(), ApiError> {
+async fn delete_group(svc: &CoordinatorService, id: &str) -> Result<(), CoordinatorError> {
     let c = &svc.coordinator;
     let (home, submitted) = c.with_group(id, false, |g, home| match g {
-        None => Err(ApiError::new(
-            ErrorCode::GroupIdNotFound,
-            format!("group \"{id}\" does not exist"),
-        )),
-        Some(g) if !g.members.is_empty() => Err(ApiError::new(
-            ErrorCode::NonEmptyGroup,
-            format!(
-                "group \"{id}\" has {} active member(s); stop them first",
-                g.members.len()
-            ),
-        )),
-        Some(g) if g.state == GroupState::Dead => Err(ApiError::new(
-            ErrorCode::GroupIdNotFound,
-            format!("group \"{id}\" is already being deleted"),
-        )),
+        None => Err(CoordinatorError::GroupNotFound {
+            group: id.to_string(),
+        }),
+        Some(g) if !g.members.is_empty() => Err(CoordinatorError::NonEmptyGroup {
+            group: id.to_string(),
+            members: g.members.len(),
+        }),
+        Some(g) if g.state == GroupState::Dead => Err(CoordinatorError::AlreadyBeingDeleted {
+            group: id.to_string(),
+        }),
         Some(g) => {
             // Dead until the tombstones are written: joins and
             // commits in between are refused instead of being

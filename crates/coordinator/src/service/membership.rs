@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sluice_proto::coordinator as pb;
-use sluice_types::{ApiError, ErrorCode};
 use tonic::Request;
 
 use super::{CoordinatorService, check_group_id, dropped, err_proto};
+use crate::error::CoordinatorError;
 use crate::group::{JoinOutcome, JoinRequest};
 
 /// The caller's address as Kafka shows it (`/IP`), if known.
@@ -44,7 +44,7 @@ async fn join(
     svc: &CoordinatorService,
     req: pb::JoinGroupRequest,
     host: String,
-) -> Result<pb::JoinGroupResponse, ApiError> {
+) -> Result<pb::JoinGroupResponse, CoordinatorError> {
     check_group_id(&req.group_id)?;
     let c = &svc.coordinator;
     let group = req.group_id.clone();
@@ -88,13 +88,10 @@ async fn join(
                 .collect(),
         }),
         Ok(Ok(JoinOutcome::MemberIdRequired(id))) => Ok(pb::JoinGroupResponse {
-            error: Some(
-                ApiError::new(
-                    ErrorCode::MemberIdRequired,
-                    format!("join group \"{group}\" again with member id {id}"),
-                )
-                .to_proto(),
-            ),
+            error: err_proto(&CoordinatorError::MemberIdRequired {
+                group: group.clone(),
+                member: id.clone(),
+            }),
             generation_id: -1,
             member_id: id,
             ..Default::default()
@@ -123,7 +120,10 @@ pub(super) async fn sync_group(
     }
 }
 
-async fn sync(svc: &CoordinatorService, req: pb::SyncGroupRequest) -> Result<Bytes, ApiError> {
+async fn sync(
+    svc: &CoordinatorService,
+    req: pb::SyncGroupRequest,
+) -> Result<Bytes, CoordinatorError> {
     check_group_id(&req.group_id)?;
     let c = &svc.coordinator;
     let group = req.group_id.clone();
@@ -140,10 +140,9 @@ async fn sync(svc: &CoordinatorService, req: pb::SyncGroupRequest) -> Result<Byt
             c.apply(&group, home, eff, Some(generation));
             Ok(rx)
         }
-        None => Err(ApiError::new(
-            ErrorCode::UnknownMemberId,
-            format!("group \"{group}\" has no members"),
-        )),
+        None => Err(CoordinatorError::NoMembers {
+            group: group.clone(),
+        }),
     })??;
     match rx.await {
         Ok(r) => r,
@@ -161,10 +160,9 @@ pub(super) fn heartbeat(
                 Some(g) => g
                     .check_instance(&req.member_id, req.group_instance_id.as_deref())
                     .and_then(|()| g.heartbeat(&req.member_id, req.generation_id, Instant::now())),
-                None => Err(ApiError::new(
-                    ErrorCode::UnknownMemberId,
-                    format!("group \"{}\" has no members", req.group_id),
-                )),
+                None => Err(CoordinatorError::NoMembers {
+                    group: req.group_id.clone(),
+                }),
             })
             .and_then(|r| r)
     });
@@ -189,10 +187,9 @@ pub(super) fn leave_group(
                         m.group_instance_id.as_deref(),
                         Instant::now(),
                     ),
-                    None => Err(ApiError::new(
-                        ErrorCode::UnknownMemberId,
-                        format!("group \"{group}\" has no members"),
-                    )),
+                    None => Err(CoordinatorError::NoMembers {
+                        group: group.clone(),
+                    }),
                 };
                 if !m.reason.is_empty() {
                     tracing::info!(group = %group, member = %m.member_id, reason = %m.reason, "member leaving");

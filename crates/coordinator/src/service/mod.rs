@@ -4,7 +4,8 @@
 //!
 //! Errors travel in the response's `error` fields (per group, member or
 //! partition, as in Kafka); the gRPC status is OK unless the request itself
-//! is malformed.
+//! is malformed. Every handler fails with a [`CoordinatorError`], turned into
+//! the proto error by `err_proto` (`CoordinatorError::to_proto`).
 //!
 //! # Layout
 //! - `membership`: JoinGroup, SyncGroup, Heartbeat, LeaveGroup.
@@ -23,10 +24,10 @@ use sluice_proto::coordinator as pb;
 use sluice_proto::coordinator::group_coordinator_server::{
     GroupCoordinator, GroupCoordinatorServer,
 };
-use sluice_types::{ApiError, ErrorCode};
 use tonic::{Request, Response, Status};
 
 use crate::coordinator::Coordinator;
+use crate::error::CoordinatorError;
 
 #[derive(Clone)]
 pub struct CoordinatorService {
@@ -45,25 +46,21 @@ impl CoordinatorService {
     }
 }
 
-fn check_group_id(group: &str) -> Result<(), ApiError> {
+fn check_group_id(group: &str) -> Result<(), CoordinatorError> {
     if group.is_empty() {
-        return Err(ApiError::new(
-            ErrorCode::InvalidGroupId,
-            "the group id is empty",
-        ));
+        return Err(CoordinatorError::InvalidGroupId);
     }
     Ok(())
 }
 
 /// The answer to a parked call whose group was unloaded meanwhile.
-fn dropped(group: &str) -> ApiError {
-    ApiError::new(
-        ErrorCode::NotCoordinator,
-        format!("group \"{group}\" was unloaded from this coordinator; find the coordinator again"),
-    )
+fn dropped(group: &str) -> CoordinatorError {
+    CoordinatorError::GroupUnloaded {
+        group: group.to_string(),
+    }
 }
 
-fn err_proto(e: &ApiError) -> Option<sluice_proto::common::Error> {
+fn err_proto(e: &CoordinatorError) -> Option<sluice_proto::common::Error> {
     Some(e.to_proto())
 }
 

@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 
 use sluice_proto::coordinator as pb;
-use sluice_types::{ApiError, ErrorCode};
 
 use super::{CoordinatorService, check_group_id, err_proto};
 use crate::coordinator::now_ms;
+use crate::error::CoordinatorError;
 use crate::group::CommittedOffset;
 use crate::records::{self, OffsetValue, RecordKey};
 
@@ -36,7 +36,10 @@ pub(super) async fn offset_commit(
     }
 }
 
-async fn commit(svc: &CoordinatorService, req: pb::OffsetCommitRequest) -> Result<(), ApiError> {
+async fn commit(
+    svc: &CoordinatorService,
+    req: pb::OffsetCommitRequest,
+) -> Result<(), CoordinatorError> {
     check_group_id(&req.group_id)?;
     let c = &svc.coordinator;
     let group = req.group_id.clone();
@@ -63,10 +66,10 @@ async fn commit(svc: &CoordinatorService, req: pb::OffsetCommitRequest) -> Resul
     // log in the order they were accepted.
     let (home, submitted) = c.with_group(&group, simple, |g, home| {
         let Some(g) = g else {
-            return Err(ApiError::new(
-                ErrorCode::UnknownMemberId,
-                format!("member {} is not in group \"{group}\"", req.member_id),
-            ));
+            return Err(CoordinatorError::UnknownMember {
+                group: group.clone(),
+                member: req.member_id.clone(),
+            });
         };
         g.check_instance(&req.member_id, req.group_instance_id.as_deref())?;
         g.check_commit(&req.member_id, req.generation_id)?;

@@ -12,6 +12,7 @@ use tonic::Request;
 use super::CoordinatorService;
 use crate::coordinator::Coordinator;
 use crate::coordinator::testing::{TestCluster, eventually};
+use crate::error::CoordinatorError;
 use crate::records::RecordKey;
 
 fn code(e: Option<&sluice_proto::common::Error>) -> ErrorCode {
@@ -349,10 +350,7 @@ async fn a_commit_or_delete_the_log_refuses_changes_nothing() {
     let cl = TestCluster::new(1).await;
     let (c, svc) = serving(&cl, 1).await;
     assert_eq!(commit(&svc, commit_req("", -1, 5)).await, ErrorCode::None);
-    cl.log.fail_appends(Some(ApiError::new(
-        ErrorCode::CoordinatorNotAvailable,
-        "no broker",
-    )));
+    cl.log.fail_appends(Some(CoordinatorError::NoLiveBroker));
     assert_eq!(
         commit(&svc, commit_req("", -1, 6)).await,
         ErrorCode::CoordinatorNotAvailable
