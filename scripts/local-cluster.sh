@@ -108,8 +108,7 @@ EOT
 # See deploy/config/controller.yaml for every key.
 controller.id: $((1000 + i))
 listeners: 127.0.0.1:$port
-advertised.host: 127.0.0.1
-advertised.port: $port
+advertised.listeners: 127.0.0.1:$port
 etcd.endpoints: $endpoints
 cluster.name: $cluster
 EOT

@@ -144,10 +144,7 @@ def check_compose():
             fail(f"{rel(cfg_path)}: listeners must be 0.0.0.0:{grpc_port} in a container (is {listen!r})")
         if test[4:] != [f"127.0.0.1:{grpc_port}"]:
             fail(f"{where}: healthcheck must probe 127.0.0.1:{grpc_port} (is {test[4:]})")
-        if binary == "sluice-broker":
-            adv = str(cfg.get("advertised.listeners", ""))
-        else:
-            adv = f"{cfg.get('advertised.host', '')}:{cfg.get('advertised.port', '')}"
+        adv = str(cfg.get("advertised.listeners", ""))
         if adv != f"{name}:{grpc_port}":
             fail(f"{rel(cfg_path)}: must advertise the service name, {name}:{grpc_port} (is {adv!r})")
         advertised.setdefault(adv, []).append(name)

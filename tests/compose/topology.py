@@ -340,7 +340,7 @@ def loose_host_regex() -> re.Pattern:
     return re.compile(rf"(?<![\w.-])(?P<host>{names})(?![\w-])")
 
 
-# Keys whose value is an address even without a port (`advertised.host: controller-1`).
+# Keys whose value is an address even without a port (`bootstrap.servers: broker-1`).
 ADDRESS_KEY = re.compile(r"^advertised\.|(^|\.)(hosts?|listeners|endpoints|servers|connect|address(es)?)$")
 
 

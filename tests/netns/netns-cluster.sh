@@ -201,8 +201,7 @@ do_up() {
 # See deploy/config/controller.yaml for every key.
 controller.id: $((1000 + i))
 listeners: $ip:9093
-advertised.host: $ip
-advertised.port: 9093
+advertised.listeners: $ip:9093
 etcd.endpoints: $endpoints
 cluster.name: $cluster
 controller.lease.ms: 3000
@@ -214,8 +213,7 @@ EOT
 # See deploy/config/coordinator.yaml for every key.
 coordinator.id: 1
 listeners: $ip:9094
-advertised.host: $ip
-advertised.port: 9094
+advertised.listeners: $ip:9094
 etcd.endpoints: $endpoints
 cluster.name: $cluster
 coordinator.lease.ms: 3000

@@ -154,63 +154,6 @@ impl Default for BrokerConfig {
     }
 }
 
-/// Strips an optional `SCHEME://` prefix from a listener.
-pub fn strip_scheme(listener: &str) -> &str {
-    listener.split_once("://").map_or(listener, |(_, a)| a)
-}
-
-/// Splits `HOST:PORT`.
-pub fn host_port(listener: &str) -> Result<(String, u16), String> {
-    let addr = strip_scheme(listener.trim());
-    let (host, port) = addr
-        .rsplit_once(':')
-        .ok_or_else(|| format!("{addr:?} is not HOST:PORT"))?;
-    let port = port
-        .parse()
-        .map_err(|_| format!("{port:?} in {addr:?} is not a port number"))?;
-    Ok((host.trim_matches(['[', ']']).to_string(), port))
-}
-
-/// One `[SCHEME://]HOST:PORT` that Sluice can serve: Kafka allows a list of
-/// listeners, each with its own security protocol.
-fn check_listener(key: &str, value: &str) -> Result<(), ConfigError> {
-    let v = value.trim();
-    if v.contains(',') {
-        return Err(ConfigError::invalid(
-            key,
-            format!(
-                "{v:?} names several listeners; a Sluice broker serves gRPC and Kafka's protocol \
-                 on one, so give one HOST:PORT (or PLAINTEXT://HOST:PORT)"
-            ),
-        ));
-    }
-    if let Some((scheme, _)) = v.split_once("://")
-        && ["SSL", "SASL_PLAINTEXT", "SASL_SSL"].contains(&scheme.to_ascii_uppercase().as_str())
-    {
-        return Err(ConfigError::invalid(
-            key,
-            format!(
-                "{scheme}:// needs TLS or SASL, which Sluice does not have yet: use \
-                 PLAINTEXT://HOST:PORT (and keep the cluster on a trusted network)"
-            ),
-        ));
-    }
-    let (host, _) = host_port(v).map_err(|m| ConfigError::invalid(key, m))?;
-    if host.is_empty() {
-        let fix = if key == "listeners" {
-            "write 0.0.0.0:PORT to listen on every interface (Kafka's empty host), and set \
-             advertised.listeners to the address clients use"
-        } else {
-            "clients need a host name or address to connect to"
-        };
-        return Err(ConfigError::invalid(
-            key,
-            format!("{v:?} has no host: {fix}"),
-        ));
-    }
-    Ok(())
-}
-
 impl BrokerConfig {
     /// The log settings every partition starts from (topic overrides apply on top).
     pub fn log_config(&self) -> LogConfig {
@@ -239,11 +182,10 @@ impl BrokerConfig {
 
     /// The advertised `HOST:PORT`.
     pub fn advertised(&self) -> Result<(String, u16), ConfigError> {
-        let (key, v) = match &self.advertised_listeners {
-            Some(a) => ("advertised.listeners", a.as_str()),
-            None => ("listeners", self.listeners.as_str()),
-        };
-        host_port(v).map_err(|m| ConfigError::invalid(key, m))
+        sluice_server::config::advertised_endpoint(
+            &self.listeners,
+            self.advertised_listeners.as_deref(),
+        )
     }
 
     /// Checks ranges; the error names the key.
@@ -251,10 +193,7 @@ impl BrokerConfig {
         if self.broker_id < 0 {
             return Err(ConfigError::invalid("broker.id", "must be >= 0"));
         }
-        check_listener("listeners", &self.listeners)?;
-        if let Some(a) = &self.advertised_listeners {
-            check_listener("advertised.listeners", a)?;
-        }
+        sluice_server::config::parse_listener("listeners", &self.listeners)?;
         self.advertised()?;
         if self.log_dir_paths().is_empty() {
             return Err(ConfigError::invalid(
@@ -293,13 +232,6 @@ impl BrokerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn listeners_accept_kafka_scheme() {
-        assert_eq!(host_port("PLAINTEXT://h:9092").unwrap(), ("h".into(), 9092));
-        assert_eq!(host_port("127.0.0.1:1").unwrap(), ("127.0.0.1".into(), 1));
-        assert!(host_port("nope").is_err());
-    }
 
     /// Kafka 1.1.0's config/server.properties (the notes' version), with the
     /// notes' edits for server-1.properties (broker.id, listeners, log.dir in

@@ -10,12 +10,10 @@ pub struct ControllerConfig {
     /// `controller.id`: this controller's id, shown in metadata.
     #[serde(rename = "controller.id")]
     pub controller_id: i32,
-    /// Host clients reach this controller on (its advertised endpoint).
-    #[serde(rename = "advertised.host")]
-    pub advertised_host: String,
-    /// Port clients reach this controller on.
-    #[serde(rename = "advertised.port")]
-    pub advertised_port: i32,
+    /// `advertised.listeners`: where brokers and clients reach this
+    /// controller (`HOST:PORT`); defaults to `listeners`.
+    #[serde(rename = "advertised.listeners")]
+    pub advertised_listeners: Option<String>,
     /// `num.partitions`: partitions of a topic created without a count.
     #[serde(rename = "num.partitions")]
     pub num_partitions: i32,
@@ -37,7 +35,8 @@ pub struct ControllerConfig {
     /// (100 MiB, as Kafka: small segments let compaction work sooner).
     #[serde(rename = "offsets.topic.segment.bytes")]
     pub offsets_topic_segment_bytes: i64,
-    /// `listeners`: where the controller's gRPC server binds (`HOST:PORT`).
+    /// `listeners`: where the controller's gRPC server binds (`HOST:PORT`,
+    /// as every service parses it: `sluice_server::config::parse_listener`).
     pub listeners: String,
     /// `auto.leader.rebalance.enable`: move leadership back to each
     /// partition's preferred replica once it is in sync again (true).
@@ -63,8 +62,7 @@ impl Default for ControllerConfig {
     fn default() -> Self {
         Self {
             controller_id: 1,
-            advertised_host: "127.0.0.1".into(),
-            advertised_port: 9092,
+            advertised_listeners: None,
             num_partitions: 1,
             default_replication_factor: 1,
             lease_ms: 6000,
@@ -82,8 +80,18 @@ impl Default for ControllerConfig {
 }
 
 impl ControllerConfig {
+    /// Where brokers and clients reach this controller.
+    pub fn advertised(&self) -> Result<(String, u16), ConfigError> {
+        sluice_server::config::advertised_endpoint(
+            &self.listeners,
+            self.advertised_listeners.as_deref(),
+        )
+    }
+
     /// Checks ranges; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        sluice_server::config::parse_listener("listeners", &self.listeners)?;
+        self.advertised()?;
         if self.num_partitions < 1 {
             return Err(ConfigError::invalid("num.partitions", "must be at least 1"));
         }

@@ -140,10 +140,12 @@ impl Controller {
             _ = keeper.lost() => return Err(MetaError::LeaseNotFound { lease }),
             l = self.store.campaign(meta::CONTROLLER_ELECTION, value, lease) => l?,
         };
+        // Checked by `ControllerConfig::validate` before the controller runs.
+        let (host, port) = self.config.advertised().unwrap_or_default();
         let info = ControllerInfo {
             controller_id: self.config.controller_id,
-            host: self.config.advertised_host.clone(),
-            port: self.config.advertised_port,
+            host,
+            port: i32::from(port),
             epoch: leader.revision,
         };
         // Fenced like every other write: if we already lost, this fails.

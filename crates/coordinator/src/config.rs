@@ -14,14 +14,13 @@ pub struct CoordinatorConfig {
     /// `coordinator.id`: this coordinator's id, unique in the cluster.
     #[serde(rename = "coordinator.id")]
     pub coordinator_id: i32,
-    /// `listeners`: where the gRPC server binds (`HOST:PORT`).
+    /// `listeners`: where the gRPC server binds (`HOST:PORT`, as every
+    /// service parses it: `sluice_server::config::parse_listener`).
     pub listeners: String,
-    /// Host clients reach this coordinator on; defaults to the listener's.
-    #[serde(rename = "advertised.host")]
-    pub advertised_host: Option<String>,
-    /// Port clients reach this coordinator on; defaults to the listener's.
-    #[serde(rename = "advertised.port")]
-    pub advertised_port: Option<u16>,
+    /// `advertised.listeners`: where clients reach this coordinator
+    /// (FindCoordinator answers); defaults to `listeners`.
+    #[serde(rename = "advertised.listeners")]
+    pub advertised_listeners: Option<String>,
     /// `etcd.endpoints`: comma-separated etcd client URLs.
     #[serde(rename = "etcd.endpoints")]
     pub etcd_endpoints: String,
@@ -53,8 +52,7 @@ impl Default for CoordinatorConfig {
         Self {
             coordinator_id: 1,
             listeners: "127.0.0.1:9094".into(),
-            advertised_host: None,
-            advertised_port: None,
+            advertised_listeners: None,
             etcd_endpoints: "http://127.0.0.1:2379".into(),
             cluster_name: "sluice".into(),
             lease_ms: 6000,
@@ -87,24 +85,17 @@ impl CoordinatorConfig {
                 "must be at least 1",
             ));
         }
+        sluice_server::config::parse_listener("listeners", &self.listeners)?;
         self.advertised()?;
         Ok(())
     }
 
     /// The advertised (host, port).
     pub fn advertised(&self) -> Result<(String, u16), ConfigError> {
-        let listen = self
-            .listeners
-            .rsplit_once("://")
-            .map_or(self.listeners.as_str(), |(_, a)| a);
-        let (host, port) = listen
-            .rsplit_once(':')
-            .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
-            .ok_or_else(|| ConfigError::invalid("listeners", "expected HOST:PORT"))?;
-        Ok((
-            self.advertised_host.clone().unwrap_or(host),
-            self.advertised_port.unwrap_or(port),
-        ))
+        sluice_server::config::advertised_endpoint(
+            &self.listeners,
+            self.advertised_listeners.as_deref(),
+        )
     }
 
     pub fn group_settings(&self) -> GroupSettings {

@@ -67,7 +67,7 @@ impl Host {
     /// Binds `listen` (`host:port`, an optional `scheme://` ignored) for
     /// `services` (fully qualified gRPC names, [`crate::names`]).
     pub async fn bind(listen: &str, services: &[&'static str]) -> anyhow::Result<Self> {
-        let addr = listen.rsplit_once("://").map_or(listen, |(_, a)| a);
+        let addr = crate::config::bind_address(listen);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("bind {addr}"))?;

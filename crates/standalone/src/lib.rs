@@ -112,15 +112,14 @@ impl Standalone {
         opts.broker.listeners = addr.to_string();
         opts.broker.advertised_listeners = Some(advertised.clone());
         opts.broker.log_dirs = opts.data_dir.join("logs").display().to_string();
-        let (host_name, port) = sluice_broker::config::host_port(&advertised)
-            .map_err(|m| anyhow::anyhow!("advertised address: {m}"))?;
+        // Checked here so a bad --advertised-listener fails before anything starts.
+        sluice_server::config::parse_listener("advertised.listeners", &advertised)?;
         opts.controller.controller_id = opts.broker.broker_id;
-        opts.controller.advertised_host = host_name.clone();
-        opts.controller.advertised_port = port as i32;
+        opts.controller.listeners = addr.to_string();
+        opts.controller.advertised_listeners = Some(advertised.clone());
         opts.controller.validate()?;
         opts.coordinator.listeners = addr.to_string();
-        opts.coordinator.advertised_host = Some(host_name);
-        opts.coordinator.advertised_port = Some(port);
+        opts.coordinator.advertised_listeners = Some(advertised.clone());
 
         let shutdown = CancellationToken::new();
         let node = {

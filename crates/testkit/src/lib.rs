@@ -118,7 +118,7 @@ impl TestCluster {
             std::fs::write(
                 &cfg,
                 format!(
-                    "controller.id: {}\nlisteners: 127.0.0.1:{port}\nadvertised.host: 127.0.0.1\nadvertised.port: {port}\n\
+                    "controller.id: {}\nlisteners: 127.0.0.1:{port}\nadvertised.listeners: 127.0.0.1:{port}\n\
                      etcd.endpoints: {}\ncluster.name: {cluster_name}\ncontroller.lease.ms: {}\n\
                      leader.imbalance.check.interval.seconds: {}\noffsets.topic.num.partitions: {}\n",
                     1000 + i,

@@ -19,6 +19,8 @@
 //!   the environment (`SLUICE_<KEY>` variables) and `--override` flags;
 //! - `properties`: [`Format`] and its detection, and [`parse_properties`],
 //!   the Java `.properties` reader;
+//! - `listener`: `listeners` / `advertised.listeners`, parsed one way for
+//!   every service ([`parse_listener`], [`advertised_endpoint`]);
 //! - `kafka_keys`: [`KAFKA_KEYS`], what Kafka's keys become in Sluice, and
 //!   the translation of a source's settings by it;
 //! - `tests`: the unit tests.
@@ -29,12 +31,14 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 mod kafka_keys;
+mod listener;
 mod properties;
 #[cfg(test)]
 mod tests;
 
 use kafka_keys::kafka_compat;
 pub use kafka_keys::{KAFKA_KEYS, KafkaKey, kafka_key};
+pub use listener::{advertised_endpoint, bind_address, parse_listener};
 use properties::looks_like_properties;
 pub use properties::{Format, Property, parse_properties};
 
