@@ -4,11 +4,10 @@
 use std::sync::Arc;
 
 use sluice_metastore::MetadataStore;
-use sluice_proto::broker::broker_server::BrokerServer;
 use sluice_server::{DRAIN_TIMEOUT, Host, names};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Broker, BrokerConfig, BrokerService};
+use crate::{Broker, BrokerConfig};
 
 /// Runs a broker until `shutdown` fires (SIGTERM), then hands its
 /// leaderships over (controlled shutdown) while the host still serves,
@@ -22,7 +21,6 @@ pub async fn run(
     host: Host,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let late = host.mount::<BrokerServer<BrokerService>>();
     let kafka_incoming = host.take_kafka();
     // The broker's own tasks; they end after the host has drained.
     let stop = CancellationToken::new();
@@ -32,7 +30,7 @@ pub async fn run(
         b = &mut start => match b {
             Ok(b) => b,
             Err(e) => {
-                let _ = host.release().await;
+                host.fail();
                 return Err(e.into());
             }
         },
@@ -47,7 +45,7 @@ pub async fn run(
             return host.release().await;
         }
     };
-    late.set(broker.service().into_server());
+    host.serve(broker.service().into_server());
     let kafka = kafka_incoming.map(|incoming| {
         tokio::spawn(crate::kafka::serve(
             broker.service(),

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use sluice_metastore::MetadataStore;
-use sluice_proto::controller::controller_server::ControllerServer;
 use sluice_server::{Host, names};
 use tokio_util::sync::CancellationToken;
 
@@ -20,12 +19,14 @@ pub async fn run(
     host: Host,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let late = host.mount::<ControllerServer<ControllerService>>();
-    config.validate()?;
+    if let Err(e) = config.validate() {
+        host.fail();
+        return Err(e.into());
+    }
     let controller = Controller::new(store, config);
     let campaigning = CancellationToken::new();
     let task = tokio::spawn(controller.clone().run(campaigning.clone()));
-    late.set(ControllerService::new(controller.clone()).into_server());
+    host.serve(ControllerService::new(controller.clone()).into_server());
     host.ready_when(names::CONTROLLER, move || {
         let c = controller.clone();
         async move { c.is_ready().await }
@@ -34,7 +35,18 @@ pub async fn run(
         _ = shutdown.cancelled() => {}
         _ = host.stopping() => {}
     }
-    let served = host.release().await;
+    // Resign as soon as every service on the host is done with it (a broker
+    // here has handed its leaderships over), not after the drain: brokers
+    // elsewhere need a controller, and a standby takes over only then.
+    let release = host.release();
+    tokio::pin!(release);
+    let served = tokio::select! {
+        r = &mut release => r,
+        _ = host.stopping() => {
+            campaigning.cancel();
+            release.await
+        }
+    };
     campaigning.cancel();
     let _ = task.await;
     served

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use sluice_metastore::MetadataStore;
-use sluice_proto::coordinator::group_coordinator_server::GroupCoordinatorServer;
 use sluice_server::{Host, names};
 use tokio_util::sync::CancellationToken;
 
@@ -20,19 +19,19 @@ pub async fn run(
     host: Host,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let late = host.mount::<GroupCoordinatorServer<CoordinatorService>>();
     // Brokers are found through their registrations in the metadata store.
     let coordinator = tokio::select! {
         c = Coordinator::start(config, store, None, shutdown.child_token()) => match c {
             Ok(c) => c,
             Err(e) => {
-                let _ = host.release().await;
+                host.fail();
                 return Err(e);
             }
         },
+        _ = shutdown.cancelled() => return host.release().await,
         _ = host.stopping() => return host.release().await,
     };
-    late.set(CoordinatorService::new(coordinator.clone()).into_server());
+    host.serve(CoordinatorService::new(coordinator.clone()).into_server());
     let c = coordinator.clone();
     host.ready_when(names::COORDINATOR, move || {
         let ready = c.is_ready();

@@ -7,10 +7,9 @@
 //!
 //! - binds the listener and splits it between gRPC and Kafka's protocol
 //!   ([`crate::demux`]); the broker takes the Kafka half;
-//! - serves health and reflection at once and each service's gRPC API from
-//!   the moment it mounts it ([`Host::mount`], answering UNAVAILABLE until
-//!   the implementation is set); the server starts when every service named
-//!   at [`Host::bind`] has mounted;
+//! - serves health and reflection from the moment it binds, and each named
+//!   service's gRPC API from a slot that answers UNAVAILABLE until the
+//!   service fills it ([`Host::serve`]);
 //! - reports health: each service SERVING while its own readiness check
 //!   holds, the process overall while all of them do;
 //! - stops serving only once every service has [`Host::release`]d it, so a
@@ -30,8 +29,9 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tonic::body::Body;
 use tonic::server::NamedService;
 
-use crate::demux::{GrpcIncoming, KafkaIncoming};
-use crate::{DRAIN_TIMEOUT, Late, Ops, ServerRouter};
+use crate::demux::KafkaIncoming;
+use crate::late::{BrokerApi, Cell, ControllerApi, CoordinatorApi, Slot};
+use crate::{DRAIN_TIMEOUT, Ops};
 
 type Check = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
 
@@ -45,11 +45,9 @@ struct Inner {
     addr: SocketAddr,
     services: Vec<&'static str>,
     ops: Ops,
-    /// Taken by the server once every service has mounted.
-    router: Mutex<Option<ServerRouter>>,
-    grpc: Mutex<Option<GrpcIncoming>>,
+    /// Each service's slot, by its gRPC name.
+    slots: Vec<(&'static str, Cell)>,
     kafka: Mutex<Option<KafkaIncoming>>,
-    mounted: Mutex<usize>,
     /// Per-service readiness checks, and extra named checks.
     ready: Mutex<Vec<(&'static str, Check)>>,
     checks: Mutex<Vec<(&'static str, Check)>>,
@@ -75,16 +73,29 @@ impl Host {
         let stop = CancellationToken::new();
         let (grpc, kafka) = crate::demux::split(listener, stop.clone());
         let mut builder = crate::server_builder();
-        let (router, ops) = Ops::router(&mut builder, services).await?;
+        let (mut router, ops) = Ops::router(&mut builder, services).await?;
+        let mut slots = Vec::with_capacity(services.len());
+        for &name in services {
+            let cell = Cell::default();
+            router = match name {
+                crate::names::BROKER => router.add_service(Slot::<BrokerApi>::new(cell.clone())),
+                crate::names::CONTROLLER => {
+                    router.add_service(Slot::<ControllerApi>::new(cell.clone()))
+                }
+                crate::names::COORDINATOR => {
+                    router.add_service(Slot::<CoordinatorApi>::new(cell.clone()))
+                }
+                other => anyhow::bail!("no gRPC service is named {other}"),
+            };
+            slots.push((name, cell));
+        }
         let host = Host {
             inner: Arc::new(Inner {
                 addr: local,
                 services: services.to_vec(),
                 ops,
-                router: Mutex::new(Some(router)),
-                grpc: Mutex::new(Some(grpc)),
+                slots,
                 kafka: Mutex::new(Some(kafka)),
-                mounted: Mutex::new(0),
                 ready: Mutex::new(Vec::new()),
                 checks: Mutex::new(Vec::new()),
                 released: Mutex::new(0),
@@ -93,6 +104,9 @@ impl Host {
                 serving: watch::Sender::new(false),
             }),
         };
+        host.start(
+            router.serve_with_incoming_shutdown(grpc, host.inner.stop.clone().cancelled_owned()),
+        );
         tracing::info!(listen = %local, services = ?services, "listening");
         Ok(host)
     }
@@ -102,10 +116,9 @@ impl Host {
         self.inner.addr
     }
 
-    /// Adds a service's gRPC API, answering UNAVAILABLE until the returned
-    /// slot is [`Late::set`]. Call it before the first `.await` of `run`:
-    /// the server starts once every service named at [`Host::bind`] did.
-    pub fn mount<S>(&self) -> Late<S>
+    /// Serves a service's gRPC API in the slot named at [`Host::bind`]
+    /// (until now it answered UNAVAILABLE).
+    pub fn serve<S>(&self, service: S)
     where
         S: NamedService
             + tower::Service<
@@ -118,19 +131,12 @@ impl Host {
             + 'static,
         S::Future: Send + 'static,
     {
-        let late = Late::new();
-        let mut router = self.inner.router.lock();
-        let r = router
-            .take()
-            .expect("every service mounts before the server starts");
-        *router = Some(r.add_service(late.clone()));
-        drop(router);
-        let mut mounted = self.inner.mounted.lock();
-        *mounted += 1;
-        if *mounted == self.inner.services.len() {
-            self.start();
+        match self.inner.slots.iter().find(|(name, _)| *name == S::NAME) {
+            Some((_, cell)) => {
+                let _ = cell.set(tower::util::BoxCloneSyncService::new(service));
+            }
+            None => tracing::error!(service = S::NAME, "this host has no slot for the service"),
         }
-        late
     }
 
     /// The connections that speak Kafka's protocol (the broker takes them;
@@ -199,11 +205,6 @@ impl Host {
             }
         }
         let mut rx = self.inner.done.subscribe();
-        // A server that never started (a service failed before all mounted)
-        // has nothing to drain.
-        if self.inner.router.lock().is_some() {
-            return Ok(());
-        }
         let done = rx.wait_for(|d| d.is_some()).await;
         match done.as_deref() {
             Ok(Some(Err(e))) => Err(anyhow::anyhow!("gRPC server: {e}")),
@@ -211,12 +212,18 @@ impl Host {
         }
     }
 
-    fn start(&self) {
-        let router = self.inner.router.lock().take().expect("started once");
-        let grpc = self.inner.grpc.lock().take().expect("started once");
+    /// A service failed: stop the host now (the others see
+    /// [`Host::stopping`] and shut down) without waiting for the drain.
+    pub fn fail(&self) {
+        self.inner.stop.cancel();
+    }
+
+    fn start<F>(&self, serve: F)
+    where
+        F: Future<Output = Result<(), tonic::transport::Error>> + Send + 'static,
+    {
         let stop = self.inner.stop.clone();
-        let mut server =
-            tokio::spawn(router.serve_with_incoming_shutdown(grpc, stop.clone().cancelled_owned()));
+        let mut server = tokio::spawn(serve);
         let inner = self.inner.clone();
         tokio::spawn(async move {
             let result = tokio::select! {
@@ -244,20 +251,21 @@ impl Host {
             inner.done.send_replace(Some(result));
         });
         // Kafka connections on a host without a broker: nobody takes them.
-        let inner = self.inner.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let leftover = inner.kafka.lock().take();
+        if !self.inner.services.contains(&crate::names::BROKER) {
+            let leftover = self.inner.kafka.lock().take();
+            let stop = self.inner.stop.clone();
             if let Some(mut rx) = leftover {
-                while let Some((conn, peer)) = tokio::select! {
-                    c = rx.recv() => c,
-                    _ = inner.stop.cancelled() => None,
-                } {
-                    tracing::debug!(%peer, "closing a Kafka-protocol connection: this process serves no broker");
-                    drop(conn);
-                }
+                tokio::spawn(async move {
+                    while let Some((conn, peer)) = tokio::select! {
+                        c = rx.recv() => c,
+                        _ = stop.cancelled() => None,
+                    } {
+                        tracing::debug!(%peer, "closing a Kafka-protocol connection: this process serves no broker");
+                        drop(conn);
+                    }
+                });
             }
-        });
+        }
         self.spawn_health();
     }
 

@@ -1,9 +1,15 @@
 //! A gRPC service that exists before its implementation does, so a process
 //! can serve health and reflection while it is still starting (waiting out an
-//! old lease, loading metadata) instead of leaving its port silent.
+//! old lease, loading metadata, reaching etcd) instead of leaving its port
+//! silent.
+//!
+//! The slot is type-erased: a [`crate::Host`] adds one per service name when
+//! it binds, before the service crate has built its implementation, and the
+//! service fills it in later ([`crate::Host::serve`]).
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
@@ -11,55 +17,67 @@ use std::task::{Context, Poll};
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tower::Service;
+use tower::util::BoxCloneSyncService;
 
-/// Answers UNAVAILABLE (which clients retry) until [`Late::set`] is called,
-/// then forwards every call to the service it was given.
-pub struct Late<S> {
-    inner: Arc<OnceLock<S>>,
+/// A service implementation, boxed.
+pub(crate) type Boxed = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, Infallible>;
+
+/// The shared cell a slot forwards to.
+pub(crate) type Cell = Arc<OnceLock<Boxed>>;
+
+/// A gRPC API a slot stands for: only its name.
+pub trait Api: Send + Sync + 'static {
+    const NAME: &'static str;
 }
 
-impl<S> Clone for Late<S> {
+macro_rules! apis {
+    ($($ty:ident => $name:path;)*) => {$(
+        #[doc = concat!("The `", stringify!($ty), "` API.")]
+        pub struct $ty;
+        impl Api for $ty {
+            const NAME: &'static str = $name;
+        }
+    )*};
+}
+
+apis! {
+    BrokerApi => crate::names::BROKER;
+    ControllerApi => crate::names::CONTROLLER;
+    CoordinatorApi => crate::names::COORDINATOR;
+}
+
+/// Answers UNAVAILABLE (which clients retry) until its cell is filled, then
+/// forwards every call to the service it holds.
+pub struct Slot<A> {
+    cell: Cell,
+    api: PhantomData<fn() -> A>,
+}
+
+impl<A> Clone for Slot<A> {
     fn clone(&self) -> Self {
         Self {
-            inner: self.inner.clone(),
+            cell: self.cell.clone(),
+            api: PhantomData,
         }
     }
 }
 
-impl<S> Default for Late<S> {
-    fn default() -> Self {
+impl<A: Api> Slot<A> {
+    pub(crate) fn new(cell: Cell) -> Self {
         Self {
-            inner: Arc::new(OnceLock::new()),
+            cell,
+            api: PhantomData,
         }
     }
 }
 
-impl<S> Late<S> {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Installs the implementation; later calls are ignored.
-    pub fn set(&self, service: S) {
-        let _ = self.inner.set(service);
-    }
-}
-
-impl<S: NamedService> NamedService for Late<S> {
-    const NAME: &'static str = S::NAME;
+impl<A: Api> NamedService for Slot<A> {
+    const NAME: &'static str = A::NAME;
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-impl<S> Service<http::Request<Body>> for Late<S>
-where
-    S: NamedService
-        + Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
+impl<A: Api> Service<http::Request<Body>> for Slot<A> {
     type Response = http::Response<Body>;
     type Error = Infallible;
     type Future = BoxFuture<Result<Self::Response, Infallible>>;
@@ -71,13 +89,13 @@ where
     }
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        match self.inner.get() {
+        match self.cell.get() {
             Some(s) => {
                 let mut s = s.clone();
                 Box::pin(async move { s.call(req).await })
             }
             None => Box::pin(async {
-                Ok(tonic::Status::unavailable(format!("{} is starting", S::NAME)).into_http())
+                Ok(tonic::Status::unavailable(format!("{} is starting", A::NAME)).into_http())
             }),
         }
     }

@@ -32,7 +32,7 @@ use tonic_health::server::HealthReporter;
 use tower::layer::util::{Identity, Stack};
 
 pub use host::Host;
-pub use late::Late;
+pub use late::{Api, BrokerApi, ControllerApi, CoordinatorApi, Slot};
 pub use rpc_metrics::RpcMetricsLayer;
 
 /// The server builder type every service uses (see [`server_builder`]).

@@ -171,16 +171,14 @@ impl Standalone {
             })
         };
         let mut node = node;
+        // No deadline: recovering large logs or loading a large
+        // `__consumer_offsets` takes what it takes; a service that fails
+        // stops the node, and its error is returned.
         tokio::select! {
             _ = host.wait_serving() => {}
             r = &mut node => {
                 r.context("standalone node")??;
                 anyhow::bail!("the node stopped while starting");
-            }
-            _ = tokio::time::sleep(Duration::from_secs(60)) => {
-                shutdown.cancel();
-                let _ = node.await;
-                anyhow::bail!("the node did not become ready within 60 s");
             }
         }
         // On a restart the partitions come back leaderless until the

@@ -691,3 +691,17 @@ async fn compressed_batches_are_stored_as_sent_and_read_back() {
     assert_eq!(end[&tp], 500, "nothing appended");
     node.shutdown().await.unwrap();
 }
+
+/// A service that cannot start stops the whole node at once with its own
+/// error (the others are not left waiting for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_cannot_start_fails_the_node_with_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path());
+    o.coordinator.lease_ms = 10;
+    let e = match Standalone::start(o).await {
+        Ok(_) => panic!("a coordinator with a 10 ms lease must not start"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(e.contains("coordinator.lease.ms"), "{e}");
+}

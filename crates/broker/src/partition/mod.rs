@@ -47,6 +47,17 @@ fn inflation_limit(max_message_bytes: u32) -> usize {
     (max_message_bytes as usize).max(1 << 20).saturating_mul(32)
 }
 
+/// How far a leader trusts a follower's fetch (KIP-380, KIP-903).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowerRegistration {
+    /// The leader's metadata shows the follower registered in this epoch:
+    /// its progress counts.
+    Current(i64),
+    /// The metadata does not show this registration (not yet, or no longer):
+    /// its progress counts only if it is the incarnation already counted.
+    Unconfirmed(i64),
+}
+
 /// One member of a proposed ISR, with the registration epoch it fetched in
 /// (-1 for the leader itself).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -329,17 +340,15 @@ impl Partition {
         });
     }
 
-    /// Leader: serves one partition of a follower's ReplicaFetch and, when
-    /// `record_epoch` gives the follower's current registration epoch,
-    /// records its progress (a fetch from a registration this leader does
-    /// not know yet is served but not counted). Checks the follower's leader
-    /// epoch and, from its last fetched epoch, whether its log diverges
-    /// (KIP-101/KIP-320).
+    /// Leader: serves one partition of a follower's ReplicaFetch and records
+    /// its progress as `registration` allows (see [`FollowerRegistration`]).
+    /// Checks the follower's leader epoch and, from its last fetched epoch,
+    /// whether its log diverges (KIP-101/KIP-320).
     #[allow(clippy::too_many_arguments)]
     pub fn read_for_follower(
         &self,
         follower: i32,
-        record_epoch: Option<i64>,
+        registration: FollowerRegistration,
         fetch_offset: i64,
         last_fetched_epoch: i32,
         current_leader_epoch: i32,
@@ -389,21 +398,33 @@ impl Partition {
                 log_start: offsets.log_start,
             });
         }
-        if let Some(epoch) = record_epoch {
+        {
             let now = Instant::now();
             let mut f = self.followers.lock();
-            let st = f.entry(follower).or_insert(FollowerState {
-                leo: -1,
-                last_caught_up: now,
-                broker_epoch: epoch,
-            });
-            // A late fetch from an older registration must not overwrite
-            // what the current one reported (its log may be shorter).
-            if epoch >= st.broker_epoch {
-                st.broker_epoch = epoch;
-                st.leo = fetch_offset;
-                if fetch_offset >= offsets.leo {
-                    st.last_caught_up = now;
+            let (epoch, counted) = match registration {
+                FollowerRegistration::Current(e) => (e, true),
+                // The same incarnation as counted before (its log has not
+                // changed under it): a broker in controlled shutdown, already
+                // deregistered but still in the ISR, keeps the high watermark
+                // moving. A new one is counted once metadata shows it.
+                FollowerRegistration::Unconfirmed(e) => {
+                    (e, f.get(&follower).is_some_and(|st| st.broker_epoch == e))
+                }
+            };
+            if counted {
+                let st = f.entry(follower).or_insert(FollowerState {
+                    leo: -1,
+                    last_caught_up: now,
+                    broker_epoch: epoch,
+                });
+                // A late fetch from an older registration must not overwrite
+                // what the current one reported (its log may be shorter).
+                if epoch >= st.broker_epoch {
+                    st.broker_epoch = epoch;
+                    st.leo = fetch_offset;
+                    if fetch_offset >= offsets.leo {
+                        st.last_caught_up = now;
+                    }
                 }
             }
         }
@@ -528,6 +549,18 @@ impl Partition {
             return None;
         }
         let hw = self.offsets().hw;
+        // KAFKA-7128: a follower joins only once it also holds everything up
+        // to this leader's epoch start. A new leader's high watermark can lag
+        // what the previous leader acknowledged; a follower between the two
+        // would otherwise join, could be elected next, and lose those records.
+        let epoch_start = self
+            .log
+            .read()
+            .epoch_entries()
+            .iter()
+            .rev()
+            .find(|(e, _)| *e == role.leader_epoch)
+            .map_or(0, |(_, start)| *start);
         let now = Instant::now();
         let followers = self.followers.lock();
         let mut isr = vec![IsrMember {
@@ -538,7 +571,7 @@ impl Partition {
             let Some(f) = followers.get(r) else { continue };
             let in_isr = role.isr.contains(r);
             let lagging = now.duration_since(f.last_caught_up) > max_lag;
-            let caught_up = f.leo >= hw && f.leo >= 0;
+            let caught_up = f.leo >= hw && f.leo >= epoch_start && f.leo >= 0;
             // Added only in the registration it fetched in (KIP-903).
             let current = registration_epoch(*r) == Some(f.broker_epoch);
             if (in_isr && !lagging) || (!in_isr && caught_up && current) {

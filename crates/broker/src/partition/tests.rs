@@ -5,6 +5,7 @@ use sluice_records::{EncodeOptions, Record, encode_batch};
 use sluice_types::ErrorCode;
 
 use super::*;
+use FollowerRegistration::{Current, Unconfirmed};
 
 fn batch(values: &[&str]) -> BytesMut {
     let recs: Vec<Record> = values
@@ -65,7 +66,7 @@ fn sync_as(leader: &Partition, leader_id: i32, follower: &Partition, id: i32, ep
     for _ in 0..10 {
         let (offset, last_epoch) = follower.fetch_position();
         let read = leader
-            .read_for_follower(id, Some(1), offset, last_epoch, epoch, 1 << 20)
+            .read_for_follower(id, Current(1), offset, last_epoch, epoch, 1 << 20)
             .unwrap();
         let caught_up = matches!(&read, ReplicaRead::Data { batches, .. }
             if batches.is_empty() && offset == leader.offsets().leo);
@@ -128,7 +129,7 @@ fn divergent_tail_of_an_old_leader_is_truncated_by_epoch() {
     let (offset, last_epoch) = old.fetch_position();
     assert_eq!((offset, last_epoch), (3, 0));
     match new
-        .read_for_follower(1, Some(1), offset, last_epoch, 1, 1 << 20)
+        .read_for_follower(1, Current(1), offset, last_epoch, 1, 1 << 20)
         .unwrap()
     {
         ReplicaRead::Diverging {
@@ -242,12 +243,12 @@ async fn acks_all_waiter_fails_when_leadership_moves_instead_of_acking_a_lost_ba
     let b = new.append_as_leader(batch(&["c"]), -1, 1).unwrap();
     let (offset, last_epoch) = old.fetch_position();
     if let ReplicaRead::Data { batches, hw, .. } = new
-        .read_for_follower(1, Some(1), offset, last_epoch, 1, 1 << 20)
+        .read_for_follower(1, Current(1), offset, last_epoch, 1, 1 << 20)
         .unwrap()
     {
         old.append_as_follower(batches, hw).unwrap();
     }
-    let _ = new.read_for_follower(1, Some(1), old.fetch_position().0, 1, 1, 1 << 20);
+    let _ = new.read_for_follower(1, Current(1), old.fetch_position().0, 1, 1, 1 << 20);
     new.wait_replicated(b.first_offset..=b.last_offset, b.leader_epoch, deadline)
         .await
         .unwrap();
@@ -325,7 +326,7 @@ fn late_fetch_answer_from_an_old_leader_is_dropped() {
     old.append_as_leader(batch(&["a"]), 1, 1).unwrap();
     // Broker 2 asks broker 1 (epoch 1) for data...
     let ReplicaRead::Data { batches, hw, .. } = old
-        .read_for_follower(2, Some(1), 0, -1, 1, 1 << 20)
+        .read_for_follower(2, Current(1), 0, -1, 1, 1 << 20)
         .unwrap()
     else {
         panic!("data expected")
@@ -358,12 +359,12 @@ fn stale_follower_epoch_is_fenced() {
     let leader = partition(d.path(), 1);
     leader.set_role(role(1, 3, &[1, 2])).unwrap();
     let e = leader
-        .read_for_follower(2, Some(1), 0, -1, 2, 1024)
+        .read_for_follower(2, Current(1), 0, -1, 2, 1024)
         .err()
         .unwrap();
     assert_eq!(e.code(), ErrorCode::FencedLeaderEpoch);
     let e = leader
-        .read_for_follower(2, Some(1), 0, -1, 4, 1024)
+        .read_for_follower(2, Current(1), 0, -1, 4, 1024)
         .err()
         .unwrap();
     assert_eq!(e.code(), ErrorCode::UnknownLeaderEpoch);
@@ -383,26 +384,33 @@ fn follower_progress_counts_only_in_its_current_registration() {
     // Registration 7 of broker 2 fetches everything, then asks again at the
     // end: the leader now holds it as caught up in registration 7.
     let ReplicaRead::Data { batches, hw, .. } = leader
-        .read_for_follower(2, Some(7), 0, -1, 0, 1 << 20)
+        .read_for_follower(2, Current(7), 0, -1, 0, 1 << 20)
         .unwrap()
     else {
         panic!("data expected")
     };
     follower.append_as_follower(batches, hw).unwrap();
     leader
-        .read_for_follower(2, Some(7), 2, 0, 0, 1 << 20)
+        .read_for_follower(2, Current(7), 2, 0, 0, 1 << 20)
         .unwrap();
     assert_eq!(leader.followers.lock()[&2].leo, 2);
     // A late fetch from registration 6 does not move it back.
     leader
-        .read_for_follower(2, Some(6), 0, -1, 0, 1 << 20)
+        .read_for_follower(2, Current(6), 0, -1, 0, 1 << 20)
         .unwrap();
     assert_eq!(leader.followers.lock()[&2].leo, 2);
     // A fetch from a registration the leader does not know is served, not counted.
     leader
-        .read_for_follower(2, None, 0, -1, 0, 1 << 20)
+        .read_for_follower(2, Unconfirmed(9), 0, -1, 0, 1 << 20)
         .unwrap();
     assert_eq!(leader.followers.lock()[&2].leo, 2);
+    // The incarnation already counted keeps counting while the metadata no
+    // longer shows it (a broker in controlled shutdown, still in the ISR).
+    leader.append_as_leader(batch(&["c"]), 1, 1).unwrap();
+    leader
+        .read_for_follower(2, Unconfirmed(7), 3, 0, 0, 1 << 20)
+        .unwrap();
+    assert_eq!(leader.followers.lock()[&2].leo, 3);
     // Joins the ISR only while the metadata shows registration 7.
     let max_lag = Duration::from_secs(30);
     assert!(leader.desired_isr(max_lag, |_| Some(8)).is_none());
@@ -456,4 +464,34 @@ fn compression_bomb_is_refused_before_it_inflates() {
     // The same record, small enough, is stored.
     leader.append_as_leader(batch(&["ok"]), 1, 1).unwrap();
     assert_eq!(leader.offsets().leo, 1);
+}
+
+/// KAFKA-7128: a new leader whose high watermark lags what the old leader
+/// acknowledged does not take a follower into the ISR before it holds the
+/// new epoch's start.
+#[test]
+fn a_follower_joins_the_isr_only_past_the_leaders_epoch_start() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let leader = partition(d1.path(), 1);
+    leader.set_role(role(1, 0, &[1])).unwrap();
+    leader
+        .append_as_leader(batch(&["a", "b", "c"]), 1, 1)
+        .unwrap();
+    // Broker 1 leads again in epoch 1 at offset 3, with broker 3 in the ISR
+    // not heard from yet: its high watermark stays behind (as a new
+    // leader's may be).
+    leader.set_role(role3(1, 1, &[1, 3])).unwrap();
+    leader.offsets.send_modify(|o| o.hw = 1);
+    let _ = d2;
+    // Broker 2 has two records: past the high watermark, short of the epoch start.
+    leader
+        .read_for_follower(2, Current(5), 2, 0, 1, 1 << 20)
+        .unwrap();
+    let max_lag = Duration::from_secs(30);
+    assert!(leader.desired_isr(max_lag, |_| Some(5)).is_none());
+    leader
+        .read_for_follower(2, Current(5), 3, 0, 1, 1 << 20)
+        .unwrap();
+    let (_, isr) = leader.desired_isr(max_lag, |_| Some(5)).unwrap();
+    assert!(isr.iter().any(|m| m.broker_id == 2), "{isr:?}");
 }

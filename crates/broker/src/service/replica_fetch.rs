@@ -12,7 +12,7 @@ use tracing::instrument;
 
 use super::BrokerService;
 use crate::error::BrokerError;
-use crate::partition::ReplicaRead;
+use crate::partition::{FollowerRegistration, ReplicaRead};
 
 #[instrument(skip_all, fields(follower = req.replica_id))]
 pub(super) async fn replica_fetch(
@@ -21,7 +21,8 @@ pub(super) async fn replica_fetch(
 ) -> Result<pb::ReplicaFetchResponse, BrokerError> {
     // KIP-380: a fetch from an older registration than this leader knows is
     // a stale incarnation (paused or restarted since); one this leader does
-    // not know yet (its metadata lags) is served but not counted.
+    // not know yet (its metadata lags) is served and counted only as the
+    // incarnation already counted (see FollowerRegistration).
     let known = svc
         .broker
         .metadata
@@ -35,7 +36,11 @@ pub(super) async fn replica_fetch(
             current,
         });
     }
-    let record_epoch = (known == Some(req.replica_epoch)).then_some(req.replica_epoch);
+    let registration = if known == Some(req.replica_epoch) {
+        FollowerRegistration::Current(req.replica_epoch)
+    } else {
+        FollowerRegistration::Unconfirmed(req.replica_epoch)
+    };
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.clamp(0, 30_000) as u64);
     let mut receivers: Vec<_> = req
         .topics
@@ -52,7 +57,7 @@ pub(super) async fn replica_fetch(
         for r in &mut receivers {
             r.borrow_and_update();
         }
-        let (resp, bytes, urgent) = read_all(svc, &req, record_epoch);
+        let (resp, bytes, urgent) = read_all(svc, &req, registration);
         if bytes > 0 || urgent || Instant::now() >= deadline || receivers.is_empty() {
             return Ok(resp);
         }
@@ -70,7 +75,7 @@ pub(super) async fn replica_fetch(
 fn read_all(
     svc: &BrokerService,
     req: &pb::ReplicaFetchRequest,
-    record_epoch: Option<i64>,
+    registration: FollowerRegistration,
 ) -> (pb::ReplicaFetchResponse, usize, bool) {
     let mut total = 0;
     let mut urgent = false;
@@ -111,7 +116,7 @@ fn read_all(
             .max(1);
             match partition.read_for_follower(
                 req.replica_id,
-                record_epoch,
+                registration,
                 p.fetch_offset,
                 p.last_fetched_epoch,
                 p.current_leader_epoch,
