@@ -120,7 +120,16 @@ pub(crate) struct Inner {
     /// Set by [`Inner::reset_sequences`]: the next batch gives the identity up.
     pub renew_identity: AtomicBool,
     /// Idempotence: the next sequence number per partition.
-    pub sequences: parking_lot::Mutex<std::collections::HashMap<TopicPartition, i32>>,
+    pub sequences: parking_lot::Mutex<Sequences>,
+}
+
+/// The identity sequence numbers are taken under and the next sequence per
+/// partition: one lock, so (producer id, epoch, sequence) are always taken
+/// together and a new identity starts every partition at 0 at once.
+#[derive(Debug, Default)]
+pub(crate) struct Sequences {
+    pub owner: Option<(i64, i16)>,
+    pub next: std::collections::HashMap<TopicPartition, i32>,
 }
 
 /// An idempotent producer's identity.
@@ -171,6 +180,9 @@ impl Inner {
                     }
                     identity.current = Some(id);
                     identity.retired = None;
+                    let mut seqs = self.sequences.lock();
+                    seqs.owner = Some(id);
+                    seqs.next.clear();
                     return Ok(id);
                 }
                 Err(s) => last = Some(ClientError::from_status(addr, &s)),
@@ -190,11 +202,17 @@ impl Inner {
     /// next batch asks a broker for a new one (KIP-360) and every partition's
     /// sequence starts again at 0. The broker, not this client, decides the
     /// new identity.
-    pub(crate) fn reset_sequences(&self) {
-        self.sequences.lock().clear();
+    ///
+    /// `failed` is the producer id the failed batch carried: a batch of an
+    /// identity already given up says nothing about the current one.
+    pub(crate) fn reset_sequences(&self, failed: Option<i64>) {
+        let owner = self.sequences.lock().owner.map(|o| o.0);
+        if failed.is_some_and(|f| owner.is_some_and(|o| o != f)) {
+            return;
+        }
         self.renew_identity.store(true, Ordering::Release);
         tracing::warn!(
-            "a batch with sequence numbers failed; asking for a new producer identity and resetting sequences"
+            "a batch with sequence numbers failed; asking for a new producer identity (sequences restart at 0)"
         );
     }
 
@@ -236,7 +254,7 @@ impl Producer {
             refreshing: AtomicBool::new(false),
             identity: tokio::sync::Mutex::new(Identity::default()),
             renew_identity: AtomicBool::new(false),
-            sequences: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            sequences: parking_lot::Mutex::new(Sequences::default()),
             cluster,
         });
         let handle = tokio::spawn(sender::run(inner.clone()));

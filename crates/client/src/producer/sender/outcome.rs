@@ -191,8 +191,11 @@ pub(super) fn expired_error(b: &ProducerBatch, delivery_timeout: Duration) -> Cl
 /// by an idempotent producer takes its sequences with it, so the producer
 /// gives its identity up ([`Inner::reset_sequences`]).
 pub(super) fn fail_for_good(inner: &Inner, b: ProducerBatch, err: ClientError) {
-    if b.encoded.is_some() && inner.cluster.config.idempotence() {
-        inner.reset_sequences();
+    if let Some(encoded) = &b.encoded
+        && inner.cluster.config.idempotence()
+    {
+        let producer_id = sluice_records::RecordBatchHeader::parse(encoded).map(|h| h.producer_id);
+        inner.reset_sequences(producer_id);
     }
     let n = b.records.len();
     b.fail(err);

@@ -10,6 +10,7 @@ use sluice_proto::broker::{PartitionProduceData, ProduceRequest, TopicProduceDat
 use sluice_records::{Compression, EncodeOptions, RecordsError, encode_batch};
 
 use crate::config::ClientConfig;
+use crate::producer::Sequences;
 use crate::producer::accumulator::ProducerBatch;
 use crate::types::TopicPartition;
 
@@ -20,20 +21,26 @@ use crate::types::TopicPartition;
 pub(super) fn encode_for_send(
     b: &mut ProducerBatch,
     identity: Option<(i64, i16)>,
-    sequences: &parking_lot::Mutex<HashMap<TopicPartition, i32>>,
+    sequences: &parking_lot::Mutex<Sequences>,
     compression: Compression,
 ) -> Result<Bytes, RecordsError> {
     if let Some(e) = &b.encoded {
         return Ok(e.clone());
     }
     let opts = match identity {
-        Some((producer_id, producer_epoch)) => EncodeOptions {
-            producer_id,
-            producer_epoch,
-            base_sequence: next_sequence(&mut sequences.lock(), &b.tp, b.records.len()),
-            compression,
-            ..EncodeOptions::default()
-        },
+        Some(fetched) => {
+            // The identity and the sequence under one lock: a new identity
+            // installed since `fetched` was read is the one used.
+            let mut seqs = sequences.lock();
+            let (producer_id, producer_epoch) = *seqs.owner.get_or_insert(fetched);
+            EncodeOptions {
+                producer_id,
+                producer_epoch,
+                base_sequence: next_sequence(&mut seqs.next, &b.tp, b.records.len()),
+                compression,
+                ..EncodeOptions::default()
+            }
+        }
         None => EncodeOptions {
             compression,
             ..EncodeOptions::default()

@@ -19,6 +19,7 @@ use super::request::{encode_for_send, next_sequence, produce_request};
 use crate::cluster::{Cluster, UNKNOWN_TOPIC_WAIT};
 use crate::config::ClientConfig;
 use crate::error::{ClientError, Result};
+use crate::producer::Sequences;
 use crate::producer::accumulator::{Accumulator, Delivery, ProducerBatch};
 use crate::producer::partitioner::Partitioner;
 use crate::producer::{Identity, Inner, RecordMetadata, State};
@@ -51,7 +52,7 @@ fn inner(config: ClientConfig) -> Inner {
         refreshing: AtomicBool::new(false),
         identity: tokio::sync::Mutex::new(Identity::default()),
         renew_identity: AtomicBool::new(false),
-        sequences: parking_lot::Mutex::new(HashMap::new()),
+        sequences: parking_lot::Mutex::new(Sequences::default()),
         cluster: Cluster::new(config).unwrap(),
     }
 }
@@ -227,7 +228,7 @@ fn idempotent_batches_carry_the_identity_and_consecutive_sequences() {
     a.attempts = 1;
     let again = encode_for_send(&mut a, id, &i.sequences, Compression::None).unwrap();
     assert_eq!(again, ea);
-    assert_eq!(i.sequences.lock()[&tp("t", 0)], 5);
+    assert_eq!(i.sequences.lock().next[&tp("t", 0)], 5);
 }
 
 #[test]
@@ -237,7 +238,7 @@ fn plain_batches_carry_no_identity_and_take_no_sequences() {
     let e = encode_for_send(&mut a, None, &i.sequences, Compression::None).unwrap();
     let h = sluice_records::batch_headers(&e).next().unwrap();
     assert_eq!((h.producer_id, h.base_sequence), (-1, -1));
-    assert!(i.sequences.lock().is_empty());
+    assert!(i.sequences.lock().next.is_empty());
     assert_eq!(a.encoded.as_ref(), Some(&e));
 }
 
@@ -401,7 +402,7 @@ fn a_partition_missing_from_the_answer_fails_as_unknown_server_error() {
 fn a_fatal_answer_fails_the_records_and_renews_an_idempotent_identity() {
     let i = inner(config(&[]));
     assert!(i.cluster.config.idempotence());
-    i.sequences.lock().insert(tp("t", 0), 9);
+    i.sequences.lock().next.insert(tp("t", 0), 9);
     let (mut a, ra) = batch(&i, &tp("t", 0), 2);
     a.encoded = Some(Bytes::from_static(b"sent with sequences"));
     let resp = answer(&[("t", failed(0, ErrorCode::CorruptMessage))]);
@@ -412,14 +413,13 @@ fn a_fatal_answer_fails_the_records_and_renews_an_idempotent_identity() {
         assert_eq!(r.unwrap_err().code(), ErrorCode::CorruptMessage);
     }
     assert!(i.renew_identity.load(Ordering::Acquire));
-    assert!(i.sequences.lock().is_empty());
     assert_eq!(i.pending.load(Ordering::Acquire), 0);
 }
 
 #[test]
 fn failing_a_batch_that_never_took_sequences_keeps_the_identity() {
     let i = inner(config(&[]));
-    i.sequences.lock().insert(tp("t", 0), 9);
+    i.sequences.lock().next.insert(tp("t", 0), 9);
     let (a, ra) = batch(&i, &tp("t", 0), 1);
     assert!(a.encoded.is_none());
     let e = expired_error(&a, Duration::from_millis(120_000));
@@ -433,7 +433,7 @@ fn failing_a_batch_that_never_took_sequences_keeps_the_identity() {
         ErrorCode::RequestTimedOut
     );
     assert!(!i.renew_identity.load(Ordering::Acquire));
-    assert_eq!(i.sequences.lock()[&tp("t", 0)], 9);
+    assert_eq!(i.sequences.lock().next[&tp("t", 0)], 9);
     assert_eq!(i.pending.load(Ordering::Acquire), 0);
 
     // A non-idempotent producer has no identity to give up.
@@ -442,4 +442,34 @@ fn failing_a_batch_that_never_took_sequences_keeps_the_identity() {
     b.encoded = Some(Bytes::from_static(b"x"));
     fail_for_good(&i, b, err(ErrorCode::CorruptMessage));
     assert!(!i.renew_identity.load(Ordering::Acquire));
+}
+
+/// (producer id, epoch, sequence) come from one place: a new identity
+/// installed after a batch read the old one is the one it is encoded with,
+/// from sequence 0; and a failed batch of an identity already given up does
+/// not give up the current one.
+#[test]
+fn sequences_follow_the_installed_identity_and_old_failures_do_not_renew_it() {
+    let i = inner(config(&[]));
+    let (mut a, _) = batch(&i, &tp("t", 0), 3);
+    encode_for_send(&mut a, Some((1, 0)), &i.sequences, Compression::None).unwrap();
+    // A new identity arrives (what producer_identity installs).
+    {
+        let mut s = i.sequences.lock();
+        s.owner = Some((2, 0));
+        s.next.clear();
+    }
+    // A batch that read the old identity before the switch.
+    let (mut b, _) = batch(&i, &tp("t", 0), 2);
+    let e = encode_for_send(&mut b, Some((1, 0)), &i.sequences, Compression::None).unwrap();
+    let h = sluice_records::batch_headers(&e).next().unwrap();
+    assert_eq!((h.producer_id, h.base_sequence), (2, 0));
+    // The old identity's batch fails for good: the current one stays.
+    let e = expired_error(&a, Duration::from_millis(1));
+    fail_for_good(&i, a, e);
+    assert!(!i.renew_identity.load(Ordering::Acquire));
+    // The current identity's batch fails for good: it is given up.
+    let e = expired_error(&b, Duration::from_millis(1));
+    fail_for_good(&i, b, e);
+    assert!(i.renew_identity.load(Ordering::Acquire));
 }
