@@ -18,6 +18,9 @@ pub enum DecompressError {
     Corrupt(String),
 }
 
+/// Largest zstd window accepted (2^25 = 32 MiB).
+const ZSTD_WINDOW_LOG_MAX: u32 = 25;
+
 /// The xerial framing Kafka's Java client writes around snappy blocks.
 const SNAPPY_MAGIC: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
 
@@ -34,8 +37,12 @@ pub fn decompress(
         Compression::Gzip => read_capped(flate2::read::MultiGzDecoder::new(data.reader()), limit)
             .map_err(|e| e.or_corrupt("gzip")),
         Compression::Zstd => {
-            let d =
+            let mut d =
                 zstd::stream::read::Decoder::new(data.reader()).map_err(|e| corrupt("zstd", e))?;
+            // A frame may ask for a window of up to 128 MiB, allocated before
+            // any output: 32 MiB covers every level a producer uses.
+            d.window_log_max(ZSTD_WINDOW_LOG_MAX)
+                .map_err(|e| corrupt("zstd", e))?;
             read_capped(d, limit).map_err(|e| e.or_corrupt("zstd"))
         }
         Compression::Lz4 => {
