@@ -155,3 +155,43 @@ async fn requests_from_a_stale_registration_are_fenced() {
     assert_eq!(state(&store, "t").await.isr, [1, 2, 3]);
     shutdown.cancel();
 }
+
+/// Under paused time: a broker whose lease runs out loses its leaderships to
+/// the next in-sync replica, in a new leader epoch, and leaves every ISR.
+#[tokio::test(start_paused = true)]
+async fn a_dead_brokers_partitions_move_to_the_next_in_sync_replica() {
+    let store: Arc<dyn MetadataStore> = Arc::new(EmbeddedMetadataStore::in_memory());
+    let (k1, _) = register(&store, 1).await;
+    let (_k2, _) = register(&store, 2).await;
+    let (_k3, _) = register(&store, 3).await;
+    let (controller, shutdown) = active_controller(store.clone()).await;
+    controller
+        .create_topic(
+            NewTopic {
+                name: "t".into(),
+                num_partitions: -1,
+                replication_factor: -1,
+                assignment: Some(vec![vec![1, 2, 3]]),
+                configs: Default::default(),
+            },
+            false,
+        )
+        .await
+        .unwrap();
+    let before = state(&store, "t").await;
+    assert_eq!(before.leader, 1);
+    // Broker 1 stops renewing (a crash): its 10 s lease runs out.
+    drop(k1);
+    let mut now = state(&store, "t").await;
+    for _ in 0..600 {
+        if now.leader != 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        now = state(&store, "t").await;
+    }
+    assert_eq!(now.leader, 2, "{now:?}");
+    assert_eq!(now.isr, [2, 3]);
+    assert_eq!(now.leader_epoch, before.leader_epoch + 1);
+    shutdown.cancel();
+}
