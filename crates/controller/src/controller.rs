@@ -47,6 +47,9 @@ pub struct Controller {
     config: ControllerConfig,
     /// `Some` while this instance is the active controller.
     leadership: watch::Sender<Option<LeaderKey>>,
+    /// Each live broker's registration epoch at the last reconcile, to see
+    /// a broker that registered again in between (see `reconcile_partitions`).
+    seen_epochs: std::sync::Mutex<HashMap<i32, i64>>,
 }
 
 pub(crate) fn meta_err(e: MetaError) -> ControllerError {
@@ -66,6 +69,7 @@ impl Controller {
             store,
             config,
             leadership: watch::Sender::new(None),
+            seen_epochs: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -442,11 +446,42 @@ impl Controller {
     /// Elects leaders and shrinks ISRs so they match the live brokers. Runs when
     /// this controller becomes active and on every broker registration change.
     /// Returns how many partitions changed.
+    ///
+    /// A broker that registered again since the last pass (a restart, or a
+    /// lease lost and regained) leaves every ISR and leadership first, as
+    /// Kafka fences a new incarnation: it may have lost what it had not
+    /// flushed, so it rejoins only through its leaders' AlterPartition, which
+    /// checks the registration it fetched in (KIP-903). Its deletion and new
+    /// registration may reach this controller as one change.
     pub async fn reconcile_partitions(&self) -> Result<usize> {
-        let live = self.live_ids().await?;
+        let brokers = self.live_brokers().await?;
+        let live: HashSet<i32> = brokers.iter().map(|b| b.broker_id).collect();
+        let restarted: HashSet<i32> = {
+            let mut seen = self.seen_epochs.lock().unwrap_or_else(|e| e.into_inner());
+            let restarted = brokers
+                .iter()
+                .filter(|b| seen.get(&b.broker_id).is_some_and(|e| *e != b.epoch))
+                .map(|b| b.broker_id)
+                .collect();
+            *seen = brokers.iter().map(|b| (b.broker_id, b.epoch)).collect();
+            restarted
+        };
+        let mut changed = 0;
+        if !restarted.is_empty() {
+            info!(brokers = ?restarted, "brokers registered again: out of every ISR until they catch up");
+            let fenced: HashSet<i32> = live.difference(&restarted).copied().collect();
+            changed += self.apply_liveness(&fenced).await?;
+        }
+        // Then as they are: a partition left leaderless above (its last
+        // in-sync replica restarted) is led by that replica again.
+        changed += self.apply_liveness(&live).await?;
+        Ok(changed)
+    }
+
+    async fn apply_liveness(&self, live: &HashSet<i32>) -> Result<usize> {
         let mut changed = 0;
         for p in self.load_partitions().await? {
-            if let Some(next) = crate::election::on_liveness(&p.replicas, &p.state, &live)
+            if let Some(next) = crate::election::on_liveness(&p.replicas, &p.state, live)
                 && self.write_partition_state(&p, next).await?
             {
                 changed += 1;

@@ -195,3 +195,41 @@ async fn a_dead_brokers_partitions_move_to_the_next_in_sync_replica() {
     assert_eq!(now.leader_epoch, before.leader_epoch + 1);
     shutdown.cancel();
 }
+
+/// KIP-903 on the controller: a broker that registers again (a restart that
+/// may have lost unflushed records) leaves every ISR, even when its old
+/// registration's deletion and the new one reach the controller together.
+#[tokio::test(start_paused = true)]
+async fn a_broker_that_registers_again_leaves_every_isr() {
+    let store: Arc<dyn MetadataStore> = Arc::new(EmbeddedMetadataStore::in_memory());
+    let (_k1, _) = register(&store, 1).await;
+    let (k2, _) = register(&store, 2).await;
+    let (_k3, _) = register(&store, 3).await;
+    let (controller, shutdown) = active_controller(store.clone()).await;
+    controller
+        .create_topic(
+            NewTopic {
+                name: "t".into(),
+                num_partitions: -1,
+                replication_factor: -1,
+                assignment: Some(vec![vec![1, 2, 3]]),
+                configs: Default::default(),
+            },
+            false,
+        )
+        .await
+        .unwrap();
+    controller.reconcile_partitions().await.unwrap();
+    assert_eq!(state(&store, "t").await.isr, [1, 2, 3]);
+    // Broker 2 restarts: the old registration goes, a new one comes, before
+    // the controller looks.
+    store.revoke_lease(k2.lease()).await.unwrap();
+    drop(k2);
+    let (_k2, _) = register(&store, 2).await;
+    controller.reconcile_partitions().await.unwrap();
+    let s = state(&store, "t").await;
+    assert_eq!((s.leader, s.isr.as_slice()), (1, &[1, 3][..]), "{s:?}");
+    // A pass with nothing new changes nothing.
+    assert_eq!(controller.reconcile_partitions().await.unwrap(), 0);
+    shutdown.cancel();
+}
