@@ -133,6 +133,12 @@ impl Controller {
         ttl: Duration,
         shutdown: &CancellationToken,
     ) -> Result<(), MetaError> {
+        // Registrations seen in an earlier term say nothing about this one:
+        // another controller may have handled restarts in between.
+        self.seen_epochs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         let lease = self.store.grant_lease(ttl).await?;
         let keeper = self.store.keep_alive(lease).await?;
         let value = self.config.controller_id.to_string().into_bytes();
@@ -456,37 +462,42 @@ impl Controller {
     pub async fn reconcile_partitions(&self) -> Result<usize> {
         let brokers = self.live_brokers().await?;
         let live: HashSet<i32> = brokers.iter().map(|b| b.broker_id).collect();
+        let current: HashMap<i32, i64> = brokers.iter().map(|b| (b.broker_id, b.epoch)).collect();
         let restarted: HashSet<i32> = {
-            let mut seen = self.seen_epochs.lock().unwrap_or_else(|e| e.into_inner());
-            let restarted = brokers
+            let seen = self.seen_epochs.lock().unwrap_or_else(|e| e.into_inner());
+            current
                 .iter()
-                .filter(|b| seen.get(&b.broker_id).is_some_and(|e| *e != b.epoch))
-                .map(|b| b.broker_id)
-                .collect();
-            *seen = brokers.iter().map(|b| (b.broker_id, b.epoch)).collect();
-            restarted
+                .filter(|(id, epoch)| seen.get(id).is_some_and(|e| e != *epoch))
+                .map(|(id, _)| *id)
+                .collect()
         };
-        let mut changed = 0;
         if !restarted.is_empty() {
             info!(brokers = ?restarted, "brokers registered again: out of every ISR until they catch up");
-            let fenced: HashSet<i32> = live.difference(&restarted).copied().collect();
-            changed += self.apply_liveness(&fenced).await?;
         }
-        // Then as they are: a partition left leaderless above (its last
-        // in-sync replica restarted) is led by that replica again.
-        changed += self.apply_liveness(&live).await?;
-        Ok(changed)
-    }
-
-    async fn apply_liveness(&self, live: &HashSet<i32>) -> Result<usize> {
         let mut changed = 0;
-        for p in self.load_partitions().await? {
-            if let Some(next) = crate::election::on_liveness(&p.replicas, &p.state, live)
-                && self.write_partition_state(&p, next).await?
-            {
-                changed += 1;
+        // A write that loses to a concurrent change (an AlterPartition) is
+        // tried again on the new state; the new registrations count as seen
+        // only once every partition took the fence, or the next pass would
+        // not know to fence them.
+        for _ in 0..3 {
+            let mut conflicts = 0;
+            for p in self.load_partitions().await? {
+                if let Some(next) =
+                    crate::election::on_restart(&p.replicas, &p.state, &live, &restarted)
+                {
+                    if self.write_partition_state(&p, next).await? {
+                        changed += 1;
+                    } else {
+                        conflicts += 1;
+                    }
+                }
+            }
+            if conflicts == 0 {
+                *self.seen_epochs.lock().unwrap_or_else(|e| e.into_inner()) = current;
+                return Ok(changed);
             }
         }
+        warn!("partition states kept changing during a reconcile; the next one tries again");
         Ok(changed)
     }
 

@@ -56,6 +56,43 @@ pub fn on_liveness(
     }
 }
 
+/// Like [`on_liveness`], when `restarted` brokers registered again since the
+/// last look: new incarnations that may have lost what they had not flushed
+/// (KIP-903). They leave the ISR as dead brokers do. When no other in-sync
+/// replica is live, one of them must lead again: the previous leader if it is
+/// among them (it holds the longest log), else the first in assignment
+/// order, alone in the ISR and in a new epoch; the others rejoin through
+/// AlterPartition once they have caught up with it.
+pub fn on_restart(
+    replicas: &[i32],
+    state: &PartitionState,
+    live: &HashSet<i32>,
+    restarted: &HashSet<i32>,
+) -> Option<PartitionState> {
+    if !state.isr.iter().any(|b| restarted.contains(b)) {
+        return on_liveness(replicas, state, live);
+    }
+    let steady: HashSet<i32> = live.difference(restarted).copied().collect();
+    if state.isr.iter().any(|b| steady.contains(b)) {
+        return on_liveness(replicas, state, &steady);
+    }
+    let candidate = |b: &i32| state.isr.contains(b) && restarted.contains(b) && live.contains(b);
+    let leader = if candidate(&state.leader) {
+        state.leader
+    } else {
+        match replicas.iter().copied().find(|r| candidate(r)) {
+            Some(r) => r,
+            None => return on_liveness(replicas, state, &steady),
+        }
+    };
+    Some(PartitionState {
+        leader,
+        leader_epoch: state.leader_epoch + 1,
+        isr: vec![leader],
+        partition_epoch: state.partition_epoch + 1,
+    })
+}
+
 /// Hands leadership back to the preferred replica (the first in the
 /// assignment) when it is alive and in sync but does not lead (Kafka's
 /// preferred leader election). `None` when nothing should change.
@@ -180,5 +217,45 @@ mod tests {
         parts.extend(std::iter::repeat_n((2, 2), 10));
         assert_eq!(imbalanced_brokers(&parts, 0.10), HashSet::from([1]));
         assert!(imbalanced_brokers(&parts, 0.25).is_empty());
+    }
+
+    #[test]
+    fn a_restarted_replica_leaves_the_isr_and_leads_alone_only_when_it_must() {
+        let none = HashSet::new();
+        // A restarted follower leaves; the leader stays.
+        let next = on_restart(
+            &[1, 2, 3],
+            &st(1, 4, &[1, 2, 3]),
+            &live(&[1, 2, 3]),
+            &live(&[2]),
+        )
+        .unwrap();
+        assert_eq!(
+            (next.leader, next.leader_epoch, next.isr),
+            (1, 4, vec![1, 3])
+        );
+        // A restarted leader hands over to a steady in-sync replica.
+        let next = on_restart(
+            &[1, 2, 3],
+            &st(1, 4, &[1, 2]),
+            &live(&[1, 2, 3]),
+            &live(&[1]),
+        )
+        .unwrap();
+        assert_eq!((next.leader, next.leader_epoch, next.isr), (2, 5, vec![2]));
+        // Every in-sync replica restarted: the previous leader leads, alone.
+        let next = on_restart(
+            &[1, 2, 3],
+            &st(2, 4, &[1, 2]),
+            &live(&[1, 2, 3]),
+            &live(&[1, 2]),
+        )
+        .unwrap();
+        assert_eq!((next.leader, next.leader_epoch, next.isr), (2, 5, vec![2]));
+        // Nothing restarted: the same as on_liveness.
+        assert_eq!(
+            on_restart(&[1, 2, 3], &st(1, 4, &[1, 2, 3]), &live(&[1, 2, 3]), &none),
+            None
+        );
     }
 }

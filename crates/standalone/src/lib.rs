@@ -104,22 +104,34 @@ impl Standalone {
         )
         .await?;
         let addr = host.local_addr();
-        let advertised = opts.advertised.clone().unwrap_or_else(|| addr.to_string());
-        let store: Arc<dyn MetadataStore> = Arc::new(
-            EmbeddedMetadataStore::open(&opts.data_dir.join("meta"))
-                .context("open the embedded metadata store")?,
-        );
-        opts.broker.listeners = addr.to_string();
-        opts.broker.advertised_listeners = Some(advertised.clone());
-        opts.broker.log_dirs = opts.data_dir.join("logs").display().to_string();
-        // Checked here so a bad --advertised-listener fails before anything starts.
-        sluice_server::config::parse_listener("advertised.listeners", &advertised)?;
-        opts.controller.controller_id = opts.broker.broker_id;
-        opts.controller.listeners = addr.to_string();
-        opts.controller.advertised_listeners = Some(advertised.clone());
-        opts.controller.validate()?;
-        opts.coordinator.listeners = addr.to_string();
-        opts.coordinator.advertised_listeners = Some(advertised.clone());
+        // Bound and serving health already: a failure from here on stops the
+        // host, so the port is not left held.
+        let prepared = (|| -> anyhow::Result<Arc<dyn MetadataStore>> {
+            let advertised = opts.advertised.clone().unwrap_or_else(|| addr.to_string());
+            // Checked here so a bad --advertised-listener fails before anything starts.
+            sluice_server::config::parse_listener("advertised.listeners", &advertised)?;
+            let store: Arc<dyn MetadataStore> = Arc::new(
+                EmbeddedMetadataStore::open(&opts.data_dir.join("meta"))
+                    .context("open the embedded metadata store")?,
+            );
+            opts.broker.listeners = addr.to_string();
+            opts.broker.advertised_listeners = Some(advertised.clone());
+            opts.broker.log_dirs = opts.data_dir.join("logs").display().to_string();
+            opts.controller.controller_id = opts.broker.broker_id;
+            opts.controller.listeners = addr.to_string();
+            opts.controller.advertised_listeners = Some(advertised.clone());
+            opts.controller.validate()?;
+            opts.coordinator.listeners = addr.to_string();
+            opts.coordinator.advertised_listeners = Some(advertised);
+            Ok(store)
+        })();
+        let store = match prepared {
+            Ok(s) => s,
+            Err(e) => {
+                host.fail();
+                return Err(e);
+            }
+        };
 
         let shutdown = CancellationToken::new();
         let node = {
