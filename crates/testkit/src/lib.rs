@@ -71,6 +71,13 @@ struct Proc {
     child: Option<Child>,
 }
 
+/// Why a cluster did not start.
+enum StartError {
+    /// A process exited at start (most likely a port taken meanwhile).
+    Exited(anyhow::Error),
+    Other(anyhow::Error),
+}
+
 /// A running cluster. Dropping it kills every process.
 pub struct TestCluster {
     pub etcd: EtcdServer,
@@ -105,6 +112,58 @@ impl TestCluster {
     /// Starts etcd, the controllers and the brokers, and waits until the
     /// cluster has an active controller and every broker registered.
     pub async fn start(spec: ClusterSpec) -> anyhow::Result<Self> {
+        // Ports are picked by binding port 0 and letting go, so a test
+        // running beside this one can take one first: a process that exits
+        // at start (its bind failed) gets the whole cluster started again on
+        // fresh ports, rather than failing the test.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::start_once(spec.clone()).await {
+                Ok(c) => return Ok(c),
+                Err(StartError::Exited(e)) if attempt < 3 => {
+                    eprintln!(
+                        "a cluster process exited at start ({e}); starting again on fresh ports"
+                    );
+                }
+                Err(StartError::Exited(e) | StartError::Other(e)) => return Err(e),
+            }
+        }
+    }
+
+    async fn start_once(spec: ClusterSpec) -> Result<Self, StartError> {
+        Self::build(spec)
+            .await
+            .map_err(StartError::Other)?
+            .await_ready()
+            .await
+    }
+
+    async fn await_ready(mut self) -> Result<Self, StartError> {
+        let names: Vec<String> = self.procs.keys().cloned().collect();
+        for n in names {
+            self.spawn(&n).map_err(StartError::Other)?;
+        }
+        let brokers = self.broker_ports.len();
+        match self.wait_ready(brokers).await {
+            Ok(()) => Ok(self),
+            Err(e) => {
+                let exited = self.procs.values_mut().any(|p| {
+                    p.child
+                        .as_mut()
+                        .is_some_and(|c| c.try_wait().ok().flatten().is_some())
+                });
+                Err(if exited {
+                    StartError::Exited(e)
+                } else {
+                    StartError::Other(e)
+                })
+            }
+        }
+    }
+
+    /// Writes the configs and the process table (nothing started yet).
+    async fn build(spec: ClusterSpec) -> anyhow::Result<Self> {
         let etcd = EtcdServer::start();
         let dir = tempfile::tempdir()?;
         let broker_bin = binary("sluice-broker")?;
@@ -212,18 +271,12 @@ impl TestCluster {
                 },
             );
         }
-        let mut cluster = Self {
+        Ok(Self {
             etcd,
             dir,
             procs,
             broker_ports,
-        };
-        let names: Vec<String> = cluster.procs.keys().cloned().collect();
-        for n in names {
-            cluster.spawn(&n)?;
-        }
-        cluster.wait_ready(spec.brokers).await?;
-        Ok(cluster)
+        })
     }
 
     fn spawn(&mut self, name: &str) -> anyhow::Result<()> {
