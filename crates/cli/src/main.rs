@@ -28,31 +28,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    // Kafka-style command lines (`kafka-topics.sh`, `-record-size`,
-    // `--zookeeper`) are rewritten or refused with what to type instead.
-    let args = match cmd::compat::normalize(std::env::args_os().collect()) {
-        Ok(a) => a,
-        Err(msg) => {
-            eprintln!("Error: {}", cmd::common::usage(msg));
-            return ExitCode::FAILURE;
-        }
-    };
-    let cli = cmd::Cli::parse_from(args);
-    // A server logs its lifecycle; client commands stay quiet unless asked.
-    let default_level = match cli.command {
-        cmd::Command::Standalone(_) => "info",
-        _ => "warn",
-    };
-    sluice_server::runtime::init_tracing_at(default_level);
-    match cmd::run(cli.command).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("Error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cmd::main(std::env::args_os().collect()).await
 }

@@ -173,7 +173,7 @@ impl Default for ClientConfig {
 }
 
 /// Kafka properties accepted for compatibility and ignored.
-const IGNORED: &[&str] = &[
+pub const IGNORED_PROPERTIES: &[&str] = &[
     "key.serializer",
     "value.serializer",
     "key.deserializer",
@@ -363,7 +363,7 @@ impl ClientConfig {
                     }
                 }
             }
-            k if IGNORED.contains(&k) => {}
+            k if IGNORED_PROPERTIES.contains(&k) => {}
             _ => return Err(ClientError::config(key, "unknown property")),
         }
         Ok(())

@@ -38,7 +38,9 @@ pub use admin::{
     Admin, BrokerInfo, ClusterDescription, CoordinatorInfo, CreatedTopic, NewTopic,
     PartitionDescription, TopicDescription, TopicListing,
 };
-pub use config::{Acks, ClientConfig, IsolationLevel, OffsetReset, PartitionerKind};
+pub use config::{
+    Acks, ClientConfig, IGNORED_PROPERTIES, IsolationLevel, OffsetReset, PartitionerKind,
+};
 pub use consumer::{Consumer, ConsumerRecord};
 pub use error::{ClientError, Result};
 pub use group_admin::{GroupDescription, GroupListing, MemberDescription};

@@ -165,21 +165,8 @@ const GROUP_ONLY: &[&str] = &[
     "partition.assignment.strategy",
 ];
 
-/// Kafka properties [`ClientConfig`] accepts and ignores.
-const IGNORED: &[&str] = &[
-    "key.serializer",
-    "value.serializer",
-    "key.deserializer",
-    "value.deserializer",
-    "send.buffer.bytes",
-    "receive.buffer.bytes",
-    "metadata.max.age.ms",
-    "max.block.ms",
-    "reconnect.backoff.ms",
-    "reconnect.backoff.max.ms",
-    "connections.max.idle.ms",
-    "security.protocol",
-];
+/// Kafka properties [`ClientConfig`] accepts and ignores (the client's list).
+const IGNORED: &[&str] = sluice_client::IGNORED_PROPERTIES;
 
 /// An unknown property's error, with the closest known name when there is
 /// one (`bootstrap.services` -> `bootstrap.servers`).

@@ -70,3 +70,32 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Health(a) => health::run(a).await,
     }
 }
+
+/// The whole command line: Kafka-style forms rewritten or refused with what
+/// to type instead (`kafka-topics.sh`, `-record-size`, `--zookeeper`), logging
+/// set up, the command run, its error printed.
+pub async fn main(args: Vec<std::ffi::OsString>) -> std::process::ExitCode {
+    use clap::Parser;
+    use std::process::ExitCode;
+    let args = match compat::normalize(args) {
+        Ok(a) => a,
+        Err(msg) => {
+            eprintln!("Error: {}", common::usage(msg));
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = Cli::parse_from(args);
+    // A server logs its lifecycle; client commands stay quiet unless asked.
+    let default_level = match cli.command {
+        Command::Standalone(_) => "info",
+        _ => "warn",
+    };
+    sluice_server::runtime::init_tracing_at(default_level);
+    match run(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

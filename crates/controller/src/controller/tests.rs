@@ -53,6 +53,23 @@ async fn state(store: &Arc<dyn MetadataStore>, topic: &str) -> PartitionState {
     meta::decode(&kv.value).unwrap()
 }
 
+/// Topic "t": one partition on brokers 1, 2, 3 (1 leads).
+async fn create_t(controller: &Controller) {
+    controller
+        .create_topic(
+            NewTopic {
+                name: "t".into(),
+                num_partitions: -1,
+                replication_factor: -1,
+                assignment: Some(vec![vec![1, 2, 3]]),
+                configs: Default::default(),
+            },
+            false,
+        )
+        .await
+        .unwrap();
+}
+
 fn members(m: &[(i32, i64)]) -> Vec<IsrMember> {
     m.iter()
         .map(|&(broker_id, broker_epoch)| IsrMember {
@@ -69,19 +86,7 @@ async fn requests_from_a_stale_registration_are_fenced() {
     let (_k2, e2) = register(&store, 2).await;
     let (k3, e3) = register(&store, 3).await;
     let (controller, shutdown) = active_controller(store.clone()).await;
-    controller
-        .create_topic(
-            NewTopic {
-                name: "t".into(),
-                num_partitions: -1,
-                replication_factor: -1,
-                assignment: Some(vec![vec![1, 2, 3]]),
-                configs: Default::default(),
-            },
-            false,
-        )
-        .await
-        .unwrap();
+    create_t(&controller).await;
     let s = state(&store, "t").await;
     assert_eq!((s.leader, s.isr.len()), (1, 3));
 
@@ -165,19 +170,7 @@ async fn a_dead_brokers_partitions_move_to_the_next_in_sync_replica() {
     let (_k2, _) = register(&store, 2).await;
     let (_k3, _) = register(&store, 3).await;
     let (controller, shutdown) = active_controller(store.clone()).await;
-    controller
-        .create_topic(
-            NewTopic {
-                name: "t".into(),
-                num_partitions: -1,
-                replication_factor: -1,
-                assignment: Some(vec![vec![1, 2, 3]]),
-                configs: Default::default(),
-            },
-            false,
-        )
-        .await
-        .unwrap();
+    create_t(&controller).await;
     let before = state(&store, "t").await;
     assert_eq!(before.leader, 1);
     // Broker 1 stops renewing (a crash): its 10 s lease runs out.
@@ -206,19 +199,7 @@ async fn a_broker_that_registers_again_leaves_every_isr() {
     let (k2, _) = register(&store, 2).await;
     let (_k3, _) = register(&store, 3).await;
     let (controller, shutdown) = active_controller(store.clone()).await;
-    controller
-        .create_topic(
-            NewTopic {
-                name: "t".into(),
-                num_partitions: -1,
-                replication_factor: -1,
-                assignment: Some(vec![vec![1, 2, 3]]),
-                configs: Default::default(),
-            },
-            false,
-        )
-        .await
-        .unwrap();
+    create_t(&controller).await;
     controller.reconcile_partitions().await.unwrap();
     assert_eq!(state(&store, "t").await.isr, [1, 2, 3]);
     // Broker 2 restarts: the old registration goes, a new one comes, before
