@@ -621,10 +621,12 @@ impl Partition {
         // Compressed batches are decompressed once here, before the lock, so
         // one nobody could read later is refused now (Kafka's LogValidator).
         let mut pos = 0;
-        let limit = inflation_limit(self.log.read().config().max_message_bytes);
         for h in &headers {
             let end = pos + h.total_size();
             if h.compression() != Some(sluice_records::Compression::None) {
+                // Only for compressed batches: the uncompressed produce path
+                // takes no extra lock.
+                let limit = inflation_limit(self.log.read().config().max_message_bytes);
                 sluice_records::check_compressed(&batches[pos..end], limit).map_err(|source| {
                     BrokerError::InvalidBatch {
                         topic: self.topic.clone(),
