@@ -154,6 +154,7 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32) {
         };
         let mut backoff = false;
         let mut unchanged = false;
+        let mut flush = Vec::new();
         for t in resp.topics {
             for p in t.partitions {
                 let Some((part, epoch)) = index.get(&(t.name.clone(), p.partition)) else {
@@ -184,7 +185,11 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32) {
                     p.log_start_offset,
                 );
                 match result {
-                    Ok(Applied::Done) => {}
+                    Ok(Applied::Done) => {
+                        if part.flush_due() {
+                            flush.push(part.clone());
+                        }
+                    }
                     Ok(Applied::Stale) => {
                         debug!(topic = %t.name, partition = p.partition, leader, "dropped a replica fetch answer: the partition's leader or epoch changed meanwhile");
                     }
@@ -199,6 +204,19 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32) {
                     }
                 }
             }
+        }
+        if !flush.is_empty() {
+            // `flush.messages` / `flush.ms` on a follower: fsynced before the
+            // next fetch reports the new offsets to the leader, off the
+            // runtime and without the log lock.
+            let _ = tokio::task::spawn_blocking(move || {
+                for p in flush {
+                    if let Err(e) = p.flush() {
+                        warn!(topic = %p.topic, partition = p.partition, error = %e, "flush of replicated data failed");
+                    }
+                }
+            })
+            .await;
         }
         if unchanged {
             // The same question would get the same answer: ask again only

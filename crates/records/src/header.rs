@@ -18,6 +18,9 @@ pub use kafka_protocol::records::{Compression, TimestampType};
 pub const HEADER_SIZE: usize = 61;
 /// Bytes before and including the length field (base offset + length).
 pub const LOG_OVERHEAD: usize = 12;
+/// The leading bytes a leader rewrites in every batch it appends (base
+/// offset, length, partition leader epoch): all outside the CRC.
+pub const STAMP_SIZE: usize = 16;
 /// The only supported magic byte.
 pub const MAGIC_V2: i8 = 2;
 

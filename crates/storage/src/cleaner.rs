@@ -296,7 +296,7 @@ impl CompactionJob {
                     headers.push((pending.len(), h));
                     pending.extend_from_slice(&kept);
                     if pending.len() >= WRITE_CHUNK {
-                        out.append(&pending, &headers)?;
+                        out.append(&pending, &headers, false)?;
                         pending.clear();
                         headers.clear();
                     }
@@ -305,7 +305,7 @@ impl CompactionJob {
             })?;
         }
         if !pending.is_empty() {
-            out.append(&pending, &headers)?;
+            out.append(&pending, &headers, false)?;
         }
         let members = &self.sources[start..end];
         stats.bytes_after = out.size;

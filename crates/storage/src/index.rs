@@ -153,6 +153,15 @@ impl OffsetIndex {
             .map_err(io_err("fsync offset index", &self.path))
     }
 
+    /// A second handle on the file, for a flush without the log's lock.
+    pub(crate) fn clone_file(&self) -> Result<(File, PathBuf), StorageError> {
+        let file = self
+            .file
+            .try_clone()
+            .map_err(io_err("open offset index", &self.path))?;
+        Ok((file, self.path.clone()))
+    }
+
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
@@ -263,6 +272,15 @@ impl TimeIndex {
         self.file
             .sync_data()
             .map_err(io_err("fsync time index", &self.path))
+    }
+
+    /// A second handle on the file, for a flush without the log's lock.
+    pub(crate) fn clone_file(&self) -> Result<(File, PathBuf), StorageError> {
+        let file = self
+            .file
+            .try_clone()
+            .map_err(io_err("open time index", &self.path))?;
+        Ok((file, self.path.clone()))
     }
 
     pub(crate) fn path(&self) -> &Path {

@@ -37,5 +37,5 @@ pub mod segment;
 pub use cleaner::{CleanedSegments, CompactionJob, CompactionStats};
 pub use config::{CleanupPolicy, LogConfig};
 pub use error::StorageError;
-pub use log::{AppendInfo, PartitionLog};
+pub use log::{AppendInfo, PartitionLog, PendingFlush};
 pub use manager::{LogManager, RecoveredLog, log_dir_name, parse_log_dir_name};

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use bytes::{Bytes, BytesMut};
-use sluice_records::{BatchIter, RecordBatchHeader, set_base_offset, set_partition_leader_epoch};
+use bytes::Bytes;
+use sluice_records::{BatchIter, RecordBatchHeader};
 
 use crate::checkpoint::{sync_dir, write_atomic};
 use crate::config::LogConfig;
@@ -29,6 +29,26 @@ pub struct AppendInfo {
     pub num_records: u64,
     /// Bytes written.
     pub valid_bytes: usize,
+}
+
+/// A flush prepared under the log's lock and run without it (see
+/// [`PartitionLog::begin_flush`]).
+pub struct PendingFlush {
+    files: Vec<(std::fs::File, PathBuf)>,
+    dir: PathBuf,
+    end: i64,
+    generation: u64,
+}
+
+impl PendingFlush {
+    /// Fsyncs the files and the directory (new segment files must survive
+    /// a crash too). A segment deleted meanwhile is synced harmlessly.
+    pub fn sync(&self) -> Result<(), StorageError> {
+        for (file, path) in &self.files {
+            file.sync_data().map_err(io_err("fsync", path))?;
+        }
+        sync_dir(&self.dir)
+    }
 }
 
 /// The log of one partition replica: a directory of segments.
@@ -200,13 +220,16 @@ impl PartitionLog {
     }
 
     /// Leader append: validates every batch, assigns offsets from the log
-    /// end, stamps `leader_epoch`, and appends. All-or-nothing.
+    /// end, stamps `leader_epoch`, and appends. All-or-nothing. `batches` is
+    /// not modified: the new base offsets and epoch go to disk through the
+    /// segment's stamped write (see [`LogSegment::append`]).
     pub fn append_as_leader(
         &mut self,
-        mut batches: BytesMut,
+        batches: impl AsRef<[u8]>,
         leader_epoch: i32,
     ) -> Result<AppendInfo, StorageError> {
-        let headers = validate_all(&batches, false)?;
+        let batches = batches.as_ref();
+        let headers = validate_all(batches, false)?;
         if headers.is_empty() {
             return Err(StorageError::InvalidRecord {
                 reason: "produce request holds no record batches".into(),
@@ -219,7 +242,7 @@ impl PartitionLog {
                     max: self.config.max_message_bytes,
                 });
             }
-            // Offsets are assigned in place, so the batch must be dense.
+            // Offsets are assigned from the header, so the batch must be dense.
             if h.records_count == 0
                 || i64::from(h.records_count) != i64::from(h.last_offset_delta) + 1
             {
@@ -234,9 +257,6 @@ impl PartitionLog {
         let mut next = self.log_end_offset();
         let mut assigned = Vec::with_capacity(headers.len());
         for (pos, h) in headers {
-            let batch = &mut batches[pos..pos + h.total_size()];
-            set_base_offset(batch, next);
-            set_partition_leader_epoch(batch, leader_epoch);
             let h = RecordBatchHeader {
                 base_offset: next,
                 partition_leader_epoch: leader_epoch,
@@ -245,7 +265,7 @@ impl PartitionLog {
             next = h.next_offset();
             assigned.push((pos, h));
         }
-        self.append_validated(&batches, &assigned)
+        self.append_validated(batches, &assigned, true)
     }
 
     /// Follower append: offsets are kept; the first batch must start at or
@@ -283,13 +303,15 @@ impl PartitionLog {
             }
             next = h.next_offset();
         }
-        self.append_validated(&batches, &headers)
+        self.append_validated(&batches, &headers, false)
     }
 
+    /// `stamp`: see [`LogSegment::append`].
     fn append_validated(
         &mut self,
         data: &[u8],
         batches: &[(usize, RecordBatchHeader)],
+        stamp: bool,
     ) -> Result<AppendInfo, StorageError> {
         let (last_pos, last) = batches.last().expect("non-empty");
         let valid_bytes = last_pos + last.total_size();
@@ -312,20 +334,9 @@ impl PartitionLog {
                     .assign(h.partition_leader_epoch, h.base_offset)?;
             }
         }
-        self.active_mut().append(data, batches)?;
+        self.active_mut().append(data, batches, stamp)?;
         let num_records: u64 = batches.iter().map(|b| b.1.records_count as u64).sum();
         self.unflushed_messages += num_records;
-        let due_by_count = self
-            .config
-            .flush_messages
-            .is_some_and(|n| self.unflushed_messages >= n);
-        let due_by_time = self
-            .config
-            .flush_ms
-            .is_some_and(|ms| now_ms() - self.last_flush_ms >= ms as i64);
-        if due_by_count || due_by_time {
-            self.flush()?;
-        }
         Ok(AppendInfo {
             first_offset,
             last_offset,
@@ -564,23 +575,60 @@ impl PartitionLog {
         seg.delete()
     }
 
+    /// Whether `flush.messages` or `flush.ms` asks for a flush now. The
+    /// caller flushes (see [`Self::begin_flush`]): an append never waits for
+    /// the disk while the log is locked.
+    pub fn flush_due(&self) -> bool {
+        let by_count = self
+            .config
+            .flush_messages
+            .is_some_and(|n| self.unflushed_messages >= n);
+        let by_time = self
+            .config
+            .flush_ms
+            .is_some_and(|ms| now_ms() - self.last_flush_ms >= ms as i64);
+        by_count || by_time
+    }
+
     /// Fsyncs segments and indexes holding data past the recovery point,
     /// then moves the recovery point to the log end.
     pub fn flush(&mut self) -> Result<(), StorageError> {
+        let pending = self.begin_flush()?;
+        pending.sync()?;
+        self.finish_flush(pending);
+        Ok(())
+    }
+
+    /// The first step of a flush that does not hold the log's lock while it
+    /// waits for the disk: second handles on every file holding data past
+    /// the recovery point, and the log end they cover. Call
+    /// [`PendingFlush::sync`] without the lock, then [`Self::finish_flush`].
+    pub fn begin_flush(&mut self) -> Result<PendingFlush, StorageError> {
         let from = self
             .segments
             .range(..=self.recovery_point)
             .next_back()
             .map_or(i64::MIN, |(b, _)| *b);
+        let mut files = Vec::new();
         for seg in self.segments.range_mut(from..).map(|(_, s)| s) {
-            seg.sync()?;
+            seg.sync_handles(&mut files)?;
         }
-        // New segment files must survive a crash too.
-        sync_dir(&self.dir)?;
-        self.recovery_point = self.log_end_offset();
         self.unflushed_messages = 0;
         self.last_flush_ms = now_ms();
-        Ok(())
+        Ok(PendingFlush {
+            files,
+            dir: self.dir.clone(),
+            end: self.log_end_offset(),
+            generation: self.generation,
+        })
+    }
+
+    /// Moves the recovery point to what `flushed` covered, unless the log
+    /// was truncated or compacted meanwhile (the next flush covers it).
+    pub fn finish_flush(&mut self, flushed: PendingFlush) {
+        if flushed.generation == self.generation {
+            self.recovery_point = self.recovery_point.max(flushed.end);
+        }
     }
 
     /// Flushes and closes.

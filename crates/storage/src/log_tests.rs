@@ -513,9 +513,30 @@ fn flush_messages_moves_recovery_point() {
     };
     let mut log = PartitionLog::open(dir.path().join("t-0"), cfg, 0).unwrap();
     log.append_as_leader(batch(2, 0), 0).unwrap();
-    assert_eq!(log.recovery_point(), 0);
+    assert!(!log.flush_due());
     log.append_as_leader(batch(2, 0), 0).unwrap();
+    // The append leaves the fsync to the caller, outside the log's lock.
+    assert!(log.flush_due());
+    assert_eq!(log.recovery_point(), 0);
+    let pending = log.begin_flush().unwrap();
+    assert!(!log.flush_due());
+    log.append_as_leader(batch(2, 0), 0).unwrap();
+    pending.sync().unwrap();
+    log.finish_flush(pending);
+    // What the flush covered, not what was appended while it ran.
     assert_eq!(log.recovery_point(), 4);
+}
+
+#[test]
+fn flush_across_a_truncation_keeps_the_recovery_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path().join("t-0"), small_config(), 0).unwrap();
+    log.append_as_leader(batch(4, 0), 0).unwrap();
+    let pending = log.begin_flush().unwrap();
+    log.truncate_to(2).unwrap();
+    pending.sync().unwrap();
+    log.finish_flush(pending);
+    assert_eq!(log.recovery_point(), 0);
 }
 
 proptest! {

@@ -1,11 +1,15 @@
 //! LogSegment: one `.log` file of raw v2 batches plus its two indexes.
 
 use std::fs::{File, OpenOptions};
+use std::io::IoSlice;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use sluice_records::{HEADER_SIZE, MAGIC_V2, RecordBatchHeader, RecordsError, validate_batch};
+use sluice_records::{
+    HEADER_SIZE, MAGIC_V2, RecordBatchHeader, RecordsError, STAMP_SIZE, set_base_offset,
+    set_partition_leader_epoch, validate_batch,
+};
 
 use crate::error::{StorageError, io_err};
 use crate::index::{OffsetIndex, TimeIndex};
@@ -373,13 +377,39 @@ impl LogSegment {
     }
 
     /// Appends pre-validated batches: `data` holds them back to back and
-    /// `batches` their (position in `data`, header).
+    /// `batches` their (position in `data`, header). With `stamp`, each
+    /// batch's base offset and partition leader epoch come from its header,
+    /// not from `data`: a leader assigns them, and since they sit outside the
+    /// CRC it writes a fresh copy of each batch's first bytes beside the
+    /// untouched rest in one vectored write, instead of copying the whole
+    /// request to patch it.
     pub(crate) fn append(
         &mut self,
         data: &[u8],
         batches: &[(usize, RecordBatchHeader)],
+        stamp: bool,
     ) -> Result<(), StorageError> {
-        if let Err(e) = self.log.write_all_at(data, self.size) {
+        let written = if stamp {
+            let stamps: Vec<[u8; STAMP_SIZE]> = batches
+                .iter()
+                .map(|(pos, h)| {
+                    let mut s = [0u8; STAMP_SIZE];
+                    s.copy_from_slice(&data[*pos..*pos + STAMP_SIZE]);
+                    set_base_offset(&mut s, h.base_offset);
+                    set_partition_leader_epoch(&mut s, h.partition_leader_epoch);
+                    s
+                })
+                .collect();
+            let mut slices = Vec::with_capacity(batches.len() * 2);
+            for ((pos, h), s) in batches.iter().zip(&stamps) {
+                slices.push(IoSlice::new(s));
+                slices.push(IoSlice::new(&data[pos + STAMP_SIZE..pos + h.total_size()]));
+            }
+            write_all_vectored_at(&self.log, &mut slices, self.size)
+        } else {
+            self.log.write_all_at(data, self.size)
+        };
+        if let Err(e) = written {
             // Drop a partial write so the next append does not leave garbage
             // behind a shorter batch; recovery would catch it anyway.
             let _ = self.log.set_len(self.size);
@@ -424,9 +454,8 @@ impl LogSegment {
         // per batch.
         let floor = if min_one { first.total_size() } else { 0 };
         let want = (max_bytes.max(floor) as u64).min(self.size - start) as usize;
-        let mut buf = vec![0u8; want];
-        self.log
-            .read_exact_at(&mut buf, start)
+        let mut buf = Vec::new();
+        read_exact_uninit_at(&self.log, &mut buf, want, start)
             .map_err(io_err("read segment", &self.log_path))?;
         let mut end = 0;
         while let Some(h) = RecordBatchHeader::parse(&buf[end..]) {
@@ -517,6 +546,19 @@ impl LogSegment {
         self.time_index.sync()
     }
 
+    /// Seals the time index and adds second handles on this segment's three
+    /// files to `out`, for a flush that runs without the log's lock.
+    pub(crate) fn sync_handles(
+        &mut self,
+        out: &mut Vec<(File, PathBuf)>,
+    ) -> Result<(), StorageError> {
+        self.seal_time_index()?;
+        out.push((self.clone_file()?, self.log_path.clone()));
+        out.push(self.offset_index.clone_file()?);
+        out.push(self.time_index.clone_file()?);
+        Ok(())
+    }
+
     /// A second handle on the `.log` file, for the log cleaner to read while
     /// the log lock is not held (closed segments do not change in place).
     pub(crate) fn clone_file(&self) -> Result<File, StorageError> {
@@ -577,4 +619,51 @@ impl LogSegment {
         }
         Ok(())
     }
+}
+
+/// `pwritev` until every slice is written (at most `IOV_MAX` slices a call).
+fn write_all_vectored_at(
+    file: &File,
+    mut slices: &mut [IoSlice<'_>],
+    mut offset: u64,
+) -> std::io::Result<()> {
+    const IOV_MAX: usize = 1024;
+    while !slices.is_empty() {
+        let n = slices.len().min(IOV_MAX);
+        match rustix::io::pwritev(file, &slices[..n], offset) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(written) => {
+                offset += written as u64;
+                IoSlice::advance_slices(&mut slices, written);
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Reads `len` bytes at `offset` into `buf`'s spare capacity. A fetch buffer
+/// is filled by the kernel, so zeroing it first would be a wasted pass over
+/// every byte served.
+fn read_exact_uninit_at(
+    file: &File,
+    buf: &mut Vec<u8>,
+    len: usize,
+    mut offset: u64,
+) -> std::io::Result<()> {
+    let end = buf.len() + len;
+    buf.reserve_exact(len);
+    while buf.len() < end {
+        // Extends `buf` by exactly what was read (its whole spare capacity
+        // is offered, so a read may run past `end`; cut below).
+        match rustix::io::pread(file, rustix::buffer::spare_capacity(buf), offset) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => offset += n as u64,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    buf.truncate(end);
+    Ok(())
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use parking_lot::RwLock;
 use sluice_records::batch_headers;
 use sluice_storage::{CompactionStats, LogConfig, PartitionLog, StorageError};
@@ -112,6 +112,9 @@ pub struct Partition {
     /// Idempotent-producer state, changed only while the log's write lock is
     /// held (lock order: log, then producers).
     producers: parking_lot::Mutex<ProducerStateManager>,
+    /// Held for a whole flush: flushes of one replica (periodic, checkpoint,
+    /// `flush.messages`) run one at a time, without the log lock.
+    flushing: parking_lot::Mutex<()>,
 }
 
 /// The result of a leader append.
@@ -124,6 +127,9 @@ pub struct Appended {
     /// The batches were already in the log (a producer retry): nothing new was
     /// written and the offsets are the original ones.
     pub duplicate: bool,
+    /// `flush.messages` / `flush.ms` ask for a flush: the caller runs
+    /// [`Partition::flush`] off the runtime before it answers.
+    pub flush_due: bool,
 }
 
 /// Rebuilds producer state from the log, from the snapshot's end (or the log
@@ -179,6 +185,7 @@ impl Partition {
             offsets: watch::Sender::new(offsets),
             followers: parking_lot::Mutex::new(HashMap::new()),
             producers: parking_lot::Mutex::new(producers),
+            flushing: parking_lot::Mutex::new(()),
         }
     }
 
@@ -611,13 +618,14 @@ impl Partition {
     /// before writing, so a refused write appends nothing.
     pub fn append_as_leader(
         &self,
-        batches: BytesMut,
+        batches: impl AsRef<[u8]>,
         acks: i32,
         min_insync: i32,
     ) -> Result<Appended, BrokerError> {
+        let batches = batches.as_ref();
         // Headers only: the log validates every batch (CRC included) on append,
         // so each CRC is computed once on the produce path.
-        let mut headers: Vec<_> = batch_headers(&batches).collect();
+        let mut headers: Vec<_> = batch_headers(batches).collect();
         // Compressed batches are decompressed once here, before the lock, so
         // one nobody could read later is refused now (Kafka's LogValidator).
         let mut pos = 0;
@@ -662,6 +670,7 @@ impl Partition {
                 last_offset: first_offset + records - 1,
                 leader_epoch: role.leader_epoch,
                 duplicate: true,
+                flush_due: false,
             });
         }
         let info = log
@@ -677,6 +686,7 @@ impl Partition {
         drop(producers);
         let leo = log.log_end_offset();
         let log_start = log.log_start_offset();
+        let flush_due = log.flush_due();
         drop(log);
         self.offsets.send_modify(|o| {
             o.leo = leo;
@@ -688,6 +698,7 @@ impl Partition {
             last_offset: info.last_offset,
             leader_epoch: role.leader_epoch,
             duplicate: false,
+            flush_due,
         })
     }
 
@@ -779,13 +790,32 @@ impl Partition {
         }
     }
 
+    /// Fsyncs what the log holds past its recovery point and snapshots the
+    /// producer state; returns the new recovery point. The log lock is held
+    /// only to collect the files and to move the recovery point: produce and
+    /// fetch never wait behind the disk.
     pub fn flush(&self) -> Result<i64, BrokerError> {
-        let mut log = self.log.write();
-        log.flush().map_err(self.storage_err())?;
-        if let Err(e) = self.producers.lock().write_snapshot(log.dir()) {
+        let _one_at_a_time = self.flushing.lock();
+        let pending = self.log.write().begin_flush().map_err(self.storage_err())?;
+        pending.sync().map_err(self.storage_err())?;
+        // A copy, so the file is written without blocking appends; it never
+        // runs ahead of the log (both change under the log's write lock),
+        // and one ahead of the log after a crash is ignored at load.
+        let producers = self.producers.lock().clone();
+        let (dir, recovery_point) = {
+            let mut log = self.log.write();
+            log.finish_flush(pending);
+            (log.dir().to_path_buf(), log.recovery_point())
+        };
+        if let Err(e) = producers.write_snapshot(&dir) {
             tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "cannot write producer state snapshot");
         }
-        Ok(log.recovery_point())
+        Ok(recovery_point)
+    }
+
+    /// Whether `flush.messages` / `flush.ms` ask for a flush now.
+    pub fn flush_due(&self) -> bool {
+        self.log.read().flush_due()
     }
 
     pub fn recovery_point(&self) -> i64 {

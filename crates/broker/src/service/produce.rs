@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use sluice_proto::broker as pb;
 use sluice_records::{EncodeOptions, Record, encode_batch};
 use tracing::instrument;
@@ -47,6 +46,7 @@ pub(crate) async fn produce(
             .collect();
         appended.push((topic.name, results));
     }
+    flush_due(&mut appended).await;
     if req.acks == -1 {
         let deadline = tokio::time::Instant::now() + timeout;
         let waits = appended.iter_mut().flat_map(|(_, results)| {
@@ -116,6 +116,48 @@ struct Appended {
     first_offset: i64,
     last_offset: i64,
     leader_epoch: i32,
+    flush_due: bool,
+}
+
+/// `flush.messages` / `flush.ms`: a topic that asks for it gets its fsync
+/// before the answer, as on Kafka, but on the blocking pool and without the
+/// log lock, so other requests go on meanwhile. A failed flush fails the
+/// partition's answer: the records were written, not made durable.
+type Results = [(String, Vec<(i32, Result<Appended, BrokerError>)>)];
+
+fn due(appended: &mut Results) -> Vec<&mut Result<Appended, BrokerError>> {
+    appended
+        .iter_mut()
+        .flat_map(|(_, results)| results.iter_mut().map(|(_, r)| r))
+        .filter(|r| r.as_ref().is_ok_and(|a| a.flush_due))
+        .collect()
+}
+
+async fn flush_due(appended: &mut Results) {
+    let partitions: Vec<Arc<Partition>> = due(appended)
+        .into_iter()
+        .filter_map(|r| r.as_ref().ok().map(|a| a.partition.clone()))
+        .collect();
+    if partitions.is_empty() {
+        return;
+    }
+    let Ok(errors) = tokio::task::spawn_blocking(move || {
+        partitions
+            .iter()
+            .map(|p| p.flush().err())
+            .collect::<Vec<_>>()
+    })
+    .await
+    else {
+        return;
+    };
+    // The same walk, in the same order, as the one that collected them.
+    for (r, err) in due(appended).into_iter().zip(errors) {
+        if let Some(e) = err {
+            tracing::warn!(error = %e, "flush after produce failed");
+            *r = Err(e);
+        }
+    }
 }
 
 impl Appended {
@@ -141,8 +183,8 @@ fn append_one(
         return Err(super::not_hosted(broker, topic, data.partition));
     };
     let batches = if !data.record_batches.is_empty() {
-        // One copy: offsets are rewritten in place in a buffer we own.
-        BytesMut::from(&data.record_batches[..])
+        // No copy: the log writes the new offsets beside the payload.
+        data.record_batches
     } else if !data.records.is_empty() {
         let now = now_ms();
         let records: Vec<Record> = data
@@ -160,16 +202,13 @@ fn append_one(
                 offset: 0,
             })
             .collect();
-        let encoded = encode_batch(&records, EncodeOptions::default()).map_err(|source| {
+        encode_batch(&records, EncodeOptions::default()).map_err(|source| {
             BrokerError::EncodeRecords {
                 topic: topic.to_string(),
                 partition: data.partition,
                 source,
             }
-        })?;
-        encoded
-            .try_into_mut()
-            .unwrap_or_else(|b| BytesMut::from(&b[..]))
+        })?
     } else {
         return Err(BrokerError::EmptyProduce {
             topic: topic.to_string(),
@@ -194,5 +233,6 @@ fn append_one(
         first_offset: info.first_offset,
         last_offset: info.last_offset,
         leader_epoch: info.leader_epoch,
+        flush_due: info.flush_due,
     })
 }
