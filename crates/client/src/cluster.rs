@@ -314,8 +314,15 @@ impl Cluster {
     /// [`UNKNOWN_TOPIC_WAIT`] (it may have just been created), then fails fast
     /// with `UNKNOWN_TOPIC_OR_PARTITION`.
     pub async fn partition_count(&self, topic: &str) -> Result<i32> {
-        if let Some(t) = self.topic(topic) {
-            return Ok(t.partitions.len() as i32);
+        // Read in place: this runs once per produced record.
+        let cached = self
+            .cache
+            .lock()
+            .topics
+            .get(topic)
+            .map(|t| t.partitions.len() as i32);
+        if let Some(n) = cached {
+            return Ok(n);
         }
         let deadline = Instant::now() + UNKNOWN_TOPIC_WAIT;
         let topics = [topic.to_string()];

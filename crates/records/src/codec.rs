@@ -16,7 +16,7 @@ use crate::error::RecordsError;
 
 /// What the log cleaner lets one stored batch inflate to.
 const RETAIN_DECOMPRESSED_LIMIT: usize = 1 << 30;
-use crate::header::{MAGIC_V2, RecordBatchHeader};
+use crate::header::{HEADER_SIZE, MAGIC_V2, RecordBatchHeader};
 use crate::split::BatchIter;
 
 /// One record with absolute offset and timestamp.
@@ -103,7 +103,26 @@ pub fn encode_batch(records: &[Record], opts: EncodeOptions) -> Result<Bytes, Re
             }
         })
         .collect();
-    let mut buf = BytesMut::new();
+    // Sized up front (a little over): growing it as records are written
+    // reallocated and copied the batch several times.
+    let uncompressed = HEADER_SIZE
+        + records
+            .iter()
+            .map(|r| {
+                24 + r.key.as_ref().map_or(0, |k| k.len())
+                    + r.value.as_ref().map_or(0, |v| v.len())
+                    + r.headers
+                        .iter()
+                        .map(|(k, v)| 10 + k.len() + v.as_ref().map_or(0, |v| v.len()))
+                        .sum::<usize>()
+            })
+            .sum::<usize>();
+    let hint = if opts.compression == Compression::None {
+        uncompressed
+    } else {
+        uncompressed / 4
+    };
+    let mut buf = BytesMut::with_capacity(hint);
     RecordBatchEncoder::encode(
         &mut buf,
         kp.iter(),

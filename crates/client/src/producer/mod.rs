@@ -9,6 +9,7 @@
 //! after `retry.backoff.ms` until `delivery.timeout.ms`.
 
 pub mod accumulator;
+mod completions;
 pub mod partitioner;
 mod sender;
 
@@ -68,7 +69,8 @@ impl ProducerRecord {
 /// Where a record was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordMetadata {
-    pub topic: String,
+    /// Shared by every record of a batch (one allocation per batch, not per record).
+    pub topic: std::sync::Arc<str>,
     pub partition: i32,
     /// -1 with `acks=0`.
     pub offset: i64,
@@ -121,6 +123,8 @@ pub(crate) struct Inner {
     pub renew_identity: AtomicBool,
     /// Idempotence: the next sequence number per partition.
     pub sequences: parking_lot::Mutex<Sequences>,
+    /// Results on their way to the application's callbacks.
+    pub completions: completions::Completions,
 }
 
 /// The identity sequence numbers are taken under and the next sequence per
@@ -255,8 +259,10 @@ impl Producer {
             identity: tokio::sync::Mutex::new(Identity::default()),
             renew_identity: AtomicBool::new(false),
             sequences: parking_lot::Mutex::new(Sequences::default()),
+            completions: completions::Completions::new(),
             cluster,
         });
+        tokio::spawn(completions::run(Arc::downgrade(&inner)));
         let handle = tokio::spawn(sender::run(inner.clone()));
         Ok(Producer {
             inner,

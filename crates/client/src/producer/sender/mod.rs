@@ -21,6 +21,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::Inner;
 use super::accumulator::ProducerBatch;
+use super::completions::Outcome;
 use crate::error::ClientError;
 use crate::types::TopicPartition;
 
@@ -136,9 +137,9 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     // Closed: nothing left to send. Fail anything a racing send added.
     let rest = inner.state.lock().acc.drain_all();
     for b in rest {
-        let n = b.records.len();
-        b.fail(ClientError::ProducerClosed);
-        inner.record_done(n);
+        inner
+            .completions
+            .push(&inner, b, Outcome::Failed(ClientError::ProducerClosed));
     }
 }
 
@@ -189,10 +190,9 @@ async fn send_request(
             match encode_for_send(&mut b, identity, &inner.sequences, config.compression_type) {
                 Ok(e) => e,
                 Err(e) => {
-                    let n = b.records.len();
                     let msg = format!("encode batch for {}: {e}", b.tp);
-                    b.fail(ClientError::api(ErrorCode::CorruptMessage, msg));
-                    inner.record_done(n);
+                    let err = ClientError::api(ErrorCode::CorruptMessage, msg);
+                    inner.completions.push(inner, b, Outcome::Failed(err));
                     continue;
                 }
             };

@@ -13,8 +13,9 @@ use sluice_types::{ApiError, ErrorCode};
 use crate::cluster::UNKNOWN_TOPIC_WAIT;
 use crate::config::{Acks, ClientConfig};
 use crate::error::ClientError;
+use crate::producer::Inner;
 use crate::producer::accumulator::ProducerBatch;
-use crate::producer::{Inner, RecordMetadata};
+use crate::producer::completions::Outcome;
 use crate::types::TopicPartition;
 
 /// Completes, retries or fails each sent batch from the broker's answer.
@@ -66,26 +67,11 @@ pub(super) fn handle_response(
 }
 
 fn complete(inner: &Inner, b: ProducerBatch, base_offset: i64, log_append_time: i64) {
-    let n = b.records.len();
-    let topic = b.tp.topic.clone();
-    let partition = b.tp.partition;
-    b.complete(|i, r| {
-        Ok(RecordMetadata {
-            topic: topic.clone(),
-            partition,
-            offset: if base_offset < 0 {
-                -1
-            } else {
-                base_offset + i as i64
-            },
-            timestamp: if log_append_time > 0 {
-                log_append_time
-            } else {
-                r.timestamp
-            },
-        })
-    });
-    inner.record_done(n);
+    let outcome = Outcome::Sent {
+        base_offset,
+        log_append_time,
+    };
+    inner.completions.push(inner, b, outcome);
 }
 
 /// Batches to put back, in send order. Re-enqueued together at the end with
@@ -197,7 +183,5 @@ pub(super) fn fail_for_good(inner: &Inner, b: ProducerBatch, err: ClientError) {
         let producer_id = sluice_records::RecordBatchHeader::parse(encoded).map(|h| h.producer_id);
         inner.reset_sequences(producer_id);
     }
-    let n = b.records.len();
-    b.fail(err);
-    inner.record_done(n);
+    inner.completions.push(inner, b, Outcome::Failed(err));
 }

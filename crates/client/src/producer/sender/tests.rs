@@ -53,6 +53,7 @@ fn inner(config: ClientConfig) -> Inner {
         identity: tokio::sync::Mutex::new(Identity::default()),
         renew_identity: AtomicBool::new(false),
         sequences: parking_lot::Mutex::new(Sequences::default()),
+        completions: crate::producer::completions::Completions::inline(),
         cluster: Cluster::new(config).unwrap(),
     }
 }
