@@ -17,7 +17,7 @@ use crate::error::RecordsError;
 /// What the log cleaner lets one stored batch inflate to.
 const RETAIN_DECOMPRESSED_LIMIT: usize = 1 << 30;
 use crate::header::{HEADER_SIZE, MAGIC_V2, RecordBatchHeader};
-use crate::split::BatchIter;
+use crate::split::{validate_batch, validate_frame};
 
 /// One record with absolute offset and timestamp.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -141,17 +141,31 @@ pub fn encode_batch(records: &[Record], opts: EncodeOptions) -> Result<Bytes, Re
 /// fetch response may carry) is ignored; any other damage is an error.
 pub fn decode_batches(buf: Bytes) -> Result<Vec<DecodedBatch>, RecordsError> {
     let mut out = Vec::new();
-    for item in BatchIter::new(&buf) {
-        let (position, header) = match item {
-            Ok(v) => v,
+    let mut position = 0;
+    while position < buf.len() {
+        // The decoder checks the CRC: the frame is checked here without it,
+        // so each byte is summed once.
+        let header = match validate_frame(&buf[position..], position) {
+            Ok(h) => h,
             Err(e) if e.is_truncated() => break,
-            Err(e) => return Err(e),
+            // A CRC mismatch is the better answer when there is one.
+            Err(e) => {
+                return Err(validate_batch(&buf[position..], position)
+                    .err()
+                    .unwrap_or(e));
+            }
         };
-        let mut slice = buf.slice(position..position + header.total_size());
-        let set = RecordBatchDecoder::decode(&mut slice).map_err(|e| RecordsError::Decode {
-            base_offset: header.base_offset,
-            reason: e.to_string(),
+        let batch = buf.slice(position..position + header.total_size());
+        let set = RecordBatchDecoder::decode(&mut batch.clone()).map_err(|e| {
+            // The precise error (a CRC mismatch, most likely) when there is one.
+            validate_batch(&batch, position)
+                .err()
+                .unwrap_or(RecordsError::Decode {
+                    base_offset: header.base_offset,
+                    reason: e.to_string(),
+                })
         })?;
+        position += header.total_size();
         let log_append = header.timestamp_type() == TimestampType::LogAppend;
         let records = set
             .records

@@ -33,7 +33,9 @@ pub use header::{
     Compression, HEADER_SIZE, LOG_OVERHEAD, MAGIC_V2, RecordBatchHeader, STAMP_SIZE, TimestampType,
     compute_crc, recompute_crc, set_base_offset, set_log_append_time, set_partition_leader_epoch,
 };
-pub use split::{BatchIter, BatchRef, batch_headers, split_batches, validate_batch};
+pub use split::{
+    BatchIter, BatchRef, batch_headers, split_batches, validate_batch, validate_frame,
+};
 
 #[cfg(test)]
 mod tests;
