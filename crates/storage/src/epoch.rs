@@ -12,6 +12,8 @@ pub(crate) struct LeaderEpochCache {
     path: PathBuf,
     /// Strictly increasing in both epoch and start offset.
     entries: Vec<(i32, i64)>,
+    /// Assigned since the file was last written (see [`Self::assign`]).
+    dirty: bool,
 }
 
 impl LeaderEpochCache {
@@ -30,7 +32,11 @@ impl LeaderEpochCache {
             })?;
             entries.push(entry);
         }
-        Ok(LeaderEpochCache { path, entries })
+        Ok(LeaderEpochCache {
+            path,
+            entries,
+            dirty: false,
+        })
     }
 
     pub(crate) fn entries(&self) -> &[(i32, i64)] {
@@ -44,6 +50,15 @@ impl LeaderEpochCache {
     /// Records that `epoch` starts at `start`. Like Kafka, entries that would
     /// break monotonicity (epoch >= `epoch` or start >= `start`) are dropped.
     /// Returns whether the cache changed.
+    ///
+    /// In memory only: the file is written (with fsync) by the next log flush
+    /// ([`Self::persist_if_dirty`]). A new epoch starts on every leadership
+    /// change, and an fsync per partition made a broker taking over
+    /// thousands of leaderships take seconds. After a crash, the log's
+    /// recovery scan assigns again the epochs of what was appended since the
+    /// last flush (`PartitionLog::open`); an epoch that started but holds no
+    /// record is forgotten, which is harmless: a restarted broker rejoins as a
+    /// follower and truncates against its leader.
     pub(crate) fn assign(&mut self, epoch: i32, start: i64) -> Result<bool, StorageError> {
         if epoch < 0 {
             return Ok(false);
@@ -56,7 +71,7 @@ impl LeaderEpochCache {
         }
         self.entries.retain(|&(e, s)| e < epoch && s < start);
         self.entries.push((epoch, start));
-        self.persist()?;
+        self.dirty = true;
         Ok(true)
     }
 
@@ -107,13 +122,23 @@ impl LeaderEpochCache {
         self.persist()
     }
 
-    fn persist(&self) -> Result<(), StorageError> {
+    /// Writes the file if epochs were assigned since it was last written.
+    pub(crate) fn persist_if_dirty(&mut self) -> Result<(), StorageError> {
+        if self.dirty {
+            self.persist()?;
+        }
+        Ok(())
+    }
+
+    fn persist(&mut self) -> Result<(), StorageError> {
         let lines: Vec<String> = self
             .entries
             .iter()
             .map(|(e, s)| format!("{e} {s}"))
             .collect();
-        write_lines(&self.path, &lines)
+        write_lines(&self.path, &lines)?;
+        self.dirty = false;
+        Ok(())
     }
 }
 
@@ -131,6 +156,9 @@ mod tests {
         c.assign(3, 10).unwrap();
         c.assign(5, 20).unwrap();
         assert_eq!(c.entries(), &[(1, 0), (3, 10), (5, 20)]);
+        // Assigning is in memory; the flush writes the file.
+        assert!(!dir.path().join(LEADER_EPOCH_CHECKPOINT).exists());
+        c.persist_if_dirty().unwrap();
         assert_eq!(
             std::fs::read_to_string(dir.path().join(LEADER_EPOCH_CHECKPOINT)).unwrap(),
             "0\n3\n1 0\n3 10\n5 20\n"

@@ -158,6 +158,21 @@ impl PartitionLog {
         let end = log.log_end_offset();
         log.epochs.truncate_from_end(end)?;
         log.epochs.truncate_from_start(log.log_start_offset)?;
+        // Epochs are written at flush: those of batches appended after the
+        // last one come back from the batches themselves.
+        let unflushed = log
+            .segments
+            .range(..=log.recovery_point)
+            .next_back()
+            .map_or(i64::MIN, |(b, _)| *b);
+        for seg in log.segments.range(unflushed..).map(|(_, s)| s) {
+            for (epoch, start) in seg.epoch_starts(log.recovery_point)? {
+                if log.epochs.latest_epoch().is_none_or(|e| epoch > e) {
+                    log.epochs.assign(epoch, start)?;
+                    recovered_any = true;
+                }
+            }
+        }
         if recovered_any {
             // What recovery validated (and possibly truncated) becomes durable,
             // so the recovery point can move to the log end.
@@ -609,6 +624,9 @@ impl PartitionLog {
             .range(..=self.recovery_point)
             .next_back()
             .map_or(i64::MIN, |(b, _)| *b);
+        // Epochs assigned since the last flush go to disk with the data they
+        // describe (rare: a leadership change; see `LeaderEpochCache::assign`).
+        self.epochs.persist_if_dirty()?;
         let mut files = Vec::new();
         for seg in self.segments.range_mut(from..).map(|(_, s)| s) {
             seg.sync_handles(&mut files)?;

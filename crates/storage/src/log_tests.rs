@@ -621,3 +621,24 @@ fn advance_log_start_deletes_whole_segments_below_and_never_moves_back() {
     assert_eq!(log.num_segments(), 1);
     assert_eq!(log.log_end_offset(), 14);
 }
+
+#[test]
+fn epochs_appended_after_the_last_flush_come_back_from_the_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    let mut log = PartitionLog::open(&path, small_config(), 0).unwrap();
+    log.append_as_leader(batch(2, 0), 1).unwrap();
+    log.flush().unwrap();
+    let flushed = log.recovery_point();
+    log.append_as_leader(batch(2, 0), 2).unwrap();
+    log.assign_epoch_start(3, 4).unwrap();
+    log.append_as_leader(batch(3, 0), 3).unwrap();
+    // Assigning does not write the checkpoint: the flush did, with epoch 1.
+    let on_disk = std::fs::read_to_string(path.join("leader-epoch-checkpoint")).unwrap();
+    assert_eq!(on_disk, "0\n1\n1 0\n");
+    // A crash: no flush, reopened from the recovery point of the last one.
+    drop(log);
+    let log = PartitionLog::open(&path, small_config(), flushed).unwrap();
+    assert_eq!(log.epoch_entries(), &[(1, 0), (2, 2), (3, 4)]);
+    assert_eq!(log.end_offset_for_epoch(2), Some((2, 4)));
+}
