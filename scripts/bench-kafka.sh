@@ -16,8 +16,12 @@ venv="${SLUICE_PY_VENV:-$repo/target/py-venv}"; python="${PYTHON:-python3}"
 # shellcheck source=scripts/lib/py-venv.sh
 source scripts/lib/py-venv.sh
 ensure_py_venv
+# shellcheck source=scripts/lib/machine-limits.sh
+source scripts/lib/machine-limits.sh
 S=target/release/sluice
 WORK="$(mktemp -d)"
+MIB=$(((N * 1024 + 1048575) / 1048576))
+machine_limits "$WORK" "$MIB"
 PORT="$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 ADDR="127.0.0.1:$PORT"
 "$S" standalone --data-dir "$WORK/data" --listen "$ADDR" >"$WORK/node.log" 2>&1 &
@@ -31,6 +35,7 @@ cpu() { awk '{print $14 + $15}' "/proc/$PID/stat"; }   # utime + stime, clock ti
 hz="$(getconf CLK_TCK)"
 per_gb() { awk -v a="$1" -v b="$2" -v hz="$hz" -v n="$N" 'BEGIN { printf "%.2f", (b - a) / hz / (n * 1024 / 1e9) }'; }
 
+warm_page_cache "$WORK" "$MIB"
 echo "== gRPC face: producer-perf-test ($N x 1024 B, acks=1, batch.size=1048576, linger.ms=5)"
 c0="$(cpu)"
 "$S" producer-perf-test --topic bench-grpc --num-records "$N" --record-size 1024 --throughput -1 \
@@ -45,6 +50,7 @@ command -v kcat >/dev/null || { echo "kcat missing (apt-get install kcat)" >&2; 
 "$venv/bin/python" -c "import sys; line = b'x' * 1023 + b'\n'; sys.stdout.buffer.write(line * int(sys.argv[1]))" "$N" >"$WORK/records.txt"
 kafka_props=(-X acks=1 -X batch.size=1048576 -X linger.ms=5 -X queue.buffering.max.messages=2000000
   -X queue.buffering.max.kbytes=2097151 -X message.max.bytes=2000000)
+warm_page_cache "$WORK" "$MIB"
 echo "== Kafka face: kcat -P ($N x 1024 B, acks=1, batch.size=1048576, linger.ms=5)"
 t0="$(date +%s.%N)"
 kcat -b "$ADDR" -P -t bench-kafka -p 0 "${kafka_props[@]}" -l "$WORK/records.txt"

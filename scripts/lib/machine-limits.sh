@@ -60,6 +60,14 @@ machine_limits() { # dir mib
   echo "== machine limits (MiB/s): page-cache write ${LIMIT_WRITE} (first touch ${LIMIT_WRITE_COLD}), page-cache read ${LIMIT_READ}, loopback TCP ${LIMIT_LOOPBACK}"
 }
 
+# Writes and deletes MIB MiB in DIR so the memory the next phase's page cache
+# takes was touched a moment before, as machine_limits' second dd measured;
+# without it phases of one run differ by up to 3x on these VMs.
+warm_page_cache() { # dir mib
+  dd if=/dev/zero of="$1/warm.tmp" bs=1M count="$2" status=none
+  rm -f "$1/warm.tmp"
+}
+
 # The smaller of two limits: a produce is bounded by the wire and the disk.
 min_limit() { awk -v a="$1" -v b="$2" 'BEGIN { print (a < b) ? a : b }'; }
 
