@@ -42,6 +42,9 @@ pub struct ClusterSpec {
     pub min_insync_replicas: i32,
     /// Controllers' `leader.imbalance.check.interval.seconds` (Kafka's 300).
     pub leader_imbalance_check_interval_seconds: u64,
+    /// Brokers' `log.flush.interval.ms` (unset: no periodic flush, as Kafka).
+    /// Leader-epoch checkpoints reach the disk at a flush.
+    pub log_flush_interval_ms: Option<u64>,
 }
 
 impl Default for ClusterSpec {
@@ -56,6 +59,7 @@ impl Default for ClusterSpec {
             replica_lag_time_max_ms: 4000,
             min_insync_replicas: 1,
             leader_imbalance_check_interval_seconds: 300,
+            log_flush_interval_ms: None,
         }
     }
 }
@@ -228,7 +232,15 @@ impl TestCluster {
                         format!("min.insync.replicas={}", spec.min_insync_replicas),
                         "--override".into(),
                         format!("broker.lease.ms={}", spec.lease_ms),
-                    ],
+                    ]
+                    .into_iter()
+                    .chain(spec.log_flush_interval_ms.into_iter().flat_map(|ms| {
+                        [
+                            "--override".to_string(),
+                            format!("log.flush.interval.ms={ms}"),
+                        ]
+                    }))
+                    .collect(),
                     env: vec![(
                         "SLUICE_REPLICA_LAG_TIME_MAX_MS".into(),
                         spec.replica_lag_time_max_ms.to_string(),

@@ -56,6 +56,9 @@ fn last_epoch_entry(c: &TestCluster, broker: i32, dir: &str) -> Option<(i32, i64
 async fn replica_paused_right_after_its_election_rejoins_the_isr() {
     let mut c = TestCluster::start(ClusterSpec {
         min_insync_replicas: 2,
+        // The test reads each replica's leader-epoch checkpoint, which a
+        // flush writes: flush often.
+        log_flush_interval_ms: Some(50),
         ..Default::default()
     })
     .await
@@ -83,7 +86,8 @@ async fn replica_paused_right_after_its_election_rejoins_the_isr() {
     let (second, third) = (rest[0], rest[1]);
 
     c.kill(&format!("broker-{first}")).unwrap();
-    // Pause the second replica as soon as it has recorded its own epoch.
+    // Pause the second replica once its own epoch is on disk (the next flush
+    // after its election; nothing is written meanwhile, writes are stopped).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while last_epoch_entry(&c, second, "paused-0").is_none_or(|(e, _)| e <= epoch) {
         assert!(
