@@ -10,7 +10,7 @@ use rand::Rng;
 use sluice_metastore::{Compare, LeaderKey, MetaError, MetadataStore, Op, Txn};
 use sluice_types::meta::{
     self, BrokerRegistration, ControllerInfo, CoordinatorRegistration, OffsetsOwner,
-    PartitionState, ProducerIdBlock, TopicRecord,
+    ProducerIdBlock, TopicRecord,
 };
 use sluice_types::names::CONSUMER_OFFSETS_TOPIC as OFFSETS_TOPIC;
 use tokio::sync::watch;
@@ -21,7 +21,9 @@ use crate::config::ControllerConfig;
 use crate::placement::assign_replicas;
 
 mod alter_partition;
-pub use alter_partition::IsrMember;
+pub use alter_partition::{IsrChange, IsrMember};
+mod partition_writes;
+use partition_writes::KEYS_PER_TXN;
 #[cfg(test)]
 mod tests;
 mod topic_admin;
@@ -29,16 +31,6 @@ pub use topic_admin::NewTopic;
 
 /// Producer ids handed to a broker per AllocateProducerIds call (Kafka's 1000).
 pub const PRODUCER_ID_BLOCK_SIZE: i32 = 1000;
-
-/// A partition's state as read from the store, for a conditional update.
-struct StoredPartition {
-    topic: String,
-    partition: i32,
-    replicas: Vec<i32>,
-    state: PartitionState,
-    key: String,
-    mod_revision: i64,
-}
 
 /// One controller instance. Cheap to share: the state is the store and the
 /// current leadership.
@@ -50,6 +42,11 @@ pub struct Controller {
     /// Each live broker's registration epoch at the last reconcile, to see
     /// a broker that registered again in between (see `reconcile_partitions`).
     seen_epochs: std::sync::Mutex<HashMap<i32, i64>>,
+    /// Held through each topic creation, deletion and change. A creation is
+    /// several transactions (see `topic_admin`), and two creations of one
+    /// name must not interleave theirs; a tokio Mutex because it is held
+    /// across those awaits.
+    topic_admin: tokio::sync::Mutex<()>,
 }
 
 pub(crate) fn meta_err(e: MetaError) -> ControllerError {
@@ -70,6 +67,7 @@ impl Controller {
             config,
             leadership: watch::Sender::new(None),
             seen_epochs: std::sync::Mutex::new(HashMap::new()),
+            topic_admin: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -215,10 +213,9 @@ impl Controller {
                 _ = owners_check.tick() => self.reconcile_owners_logged().await,
                 _ = metrics_tick.tick() => self.report_metrics().await,
                 _ = imbalance_check.tick(), if self.config.auto_leader_rebalance_enable => {
-                    match self.rebalance_leaders().await {
-                        Ok(0) => {}
-                        Ok(n) => info!(partitions = n, "leadership moved back to preferred replicas"),
-                        Err(e) => warn!(error = %e, "preferred leader election failed"),
+                    // `write_partition_states` logs what moved.
+                    if let Err(e) = self.rebalance_leaders().await {
+                        warn!(error = %e, "preferred leader election failed");
                     }
                 }
                 _ = shutdown.cancelled() => {
@@ -362,30 +359,37 @@ impl Controller {
         if changes.is_empty() {
             return Ok(0);
         }
-        let mut txn = Txn::fenced(&leader);
-        for (p, owner) in &changes {
-            let key = meta::offsets_owner_key(*p);
-            txn = match revisions.get(p) {
-                Some(rev) => txn.when(Compare::mod_revision_eq(key.clone(), *rev)),
-                None => txn.when(Compare::absent(key.clone())),
+        // Chunked for etcd's `--max-txn-ops`: `offsets.topic.num.partitions`
+        // may be large. Each entry carries its own epoch, so a move need not
+        // be atomic with the others; a chunk that races stops the pass, and
+        // the next change or timer tick reads again.
+        let changes: Vec<(i32, OffsetsOwner)> = changes.into_iter().collect();
+        for chunk in changes.chunks(KEYS_PER_TXN) {
+            let mut txn = Txn::fenced(&leader);
+            for (p, owner) in chunk {
+                let key = meta::offsets_owner_key(*p);
+                txn = match revisions.get(p) {
+                    Some(rev) => txn.when(Compare::mod_revision_eq(key.clone(), *rev)),
+                    None => txn.when(Compare::absent(key.clone())),
+                }
+                .and_then(Op::Put {
+                    key,
+                    value: meta::encode(owner),
+                    lease: 0,
+                });
             }
-            .and_then(Op::Put {
-                key,
-                value: meta::encode(owner),
-                lease: 0,
-            });
-        }
-        self.commit(txn, || ControllerError::Raced {
-            what: "offsets ownership (retried on the next change)".into(),
-        })
-        .await?;
-        for (p, o) in &changes {
-            info!(
-                partition = p,
-                coordinator = o.coordinator_id,
-                epoch = o.epoch,
-                "__consumer_offsets partition assigned"
-            );
+            self.commit(txn, || ControllerError::Raced {
+                what: "offsets ownership (retried on the next change)".into(),
+            })
+            .await?;
+            for (p, o) in chunk {
+                info!(
+                    partition = p,
+                    coordinator = o.coordinator_id,
+                    epoch = o.epoch,
+                    "__consumer_offsets partition assigned"
+                );
+            }
         }
         Ok(changes.len())
     }
@@ -428,104 +432,26 @@ impl Controller {
             internal: true,
         };
         let ids: Vec<i32> = live.iter().map(|b| b.broker_id).collect();
-        match self.write_new_topic(&leader, &record, &ids).await {
+        let serialized = self.topic_admin.lock().await;
+        match self
+            .write_new_topic(&serialized, &leader, &record, &ids)
+            .await
+        {
             Ok(()) => info!(partitions, rf, "created {OFFSETS_TOPIC}"),
             // Another request created it first.
             Err(ControllerError::TopicExists { .. }) => {}
             Err(e) => return Err(e),
         }
+        drop(serialized);
         self.reconcile_owners_logged().await;
         Ok(partitions)
     }
 
     async fn reconcile_logged(&self) {
-        match self.reconcile_partitions().await {
-            Ok(0) => {}
-            Ok(n) => info!(
-                partitions = n,
-                "partition leadership updated after a broker change"
-            ),
-            Err(e) => warn!(error = %e, "cannot update partition leadership"),
+        // `write_partition_states` logs what changed.
+        if let Err(e) = self.reconcile_partitions().await {
+            warn!(error = %e, "cannot update partition leadership");
         }
-    }
-
-    /// Elects leaders and shrinks ISRs so they match the live brokers. Runs when
-    /// this controller becomes active and on every broker registration change.
-    /// Returns how many partitions changed.
-    ///
-    /// A broker that registered again since the last pass (a restart, or a
-    /// lease lost and regained) leaves every ISR and leadership first, as
-    /// Kafka fences a new incarnation: it may have lost what it had not
-    /// flushed, so it rejoins only through its leaders' AlterPartition, which
-    /// checks the registration it fetched in (KIP-903). Its deletion and new
-    /// registration may reach this controller as one change.
-    pub async fn reconcile_partitions(&self) -> Result<usize> {
-        let brokers = self.live_brokers().await?;
-        let live: HashSet<i32> = brokers.iter().map(|b| b.broker_id).collect();
-        let current: HashMap<i32, i64> = brokers.iter().map(|b| (b.broker_id, b.epoch)).collect();
-        let restarted: HashSet<i32> = {
-            let seen = self.seen_epochs.lock().unwrap_or_else(|e| e.into_inner());
-            current
-                .iter()
-                .filter(|(id, epoch)| seen.get(id).is_some_and(|e| e != *epoch))
-                .map(|(id, _)| *id)
-                .collect()
-        };
-        if !restarted.is_empty() {
-            info!(brokers = ?restarted, "brokers registered again: out of every ISR until they catch up");
-        }
-        let mut changed = 0;
-        // A write that loses to a concurrent change (an AlterPartition) is
-        // tried again on the new state; the new registrations count as seen
-        // only once every partition took the fence, or the next pass would
-        // not know to fence them.
-        for _ in 0..3 {
-            let mut conflicts = 0;
-            for p in self.load_partitions().await? {
-                if let Some(next) =
-                    crate::election::on_restart(&p.replicas, &p.state, &live, &restarted)
-                {
-                    if self.write_partition_state(&p, next).await? {
-                        changed += 1;
-                    } else {
-                        conflicts += 1;
-                    }
-                }
-            }
-            if conflicts == 0 {
-                *self.seen_epochs.lock().unwrap_or_else(|e| e.into_inner()) = current;
-                return Ok(changed);
-            }
-        }
-        warn!("partition states kept changing during a reconcile; the next one tries again");
-        Ok(changed)
-    }
-
-    /// Preferred leader election (Kafka's `auto.leader.rebalance.enable`):
-    /// for every broker whose preferred partitions are led elsewhere above
-    /// `leader.imbalance.per.broker.percentage`, hands those partitions back
-    /// where it is alive and in sync. Returns how many partitions moved.
-    pub async fn rebalance_leaders(&self) -> Result<usize> {
-        let live = self.live_ids().await?;
-        let parts = self.load_partitions().await?;
-        let pairs: Vec<(i32, i32)> = parts
-            .iter()
-            .filter_map(|p| Some((*p.replicas.first()?, p.state.leader)))
-            .collect();
-        let ratio = f64::from(self.config.leader_imbalance_per_broker_percentage) / 100.0;
-        let imbalanced = crate::election::imbalanced_brokers(&pairs, ratio);
-        let mut moved = 0;
-        for p in parts {
-            if !p.replicas.first().is_some_and(|b| imbalanced.contains(b)) {
-                continue;
-            }
-            if let Some(next) = crate::election::preferred_leader(&p.replicas, &p.state, &live)
-                && self.write_partition_state(&p, next).await?
-            {
-                moved += 1;
-            }
-        }
-        Ok(moved)
     }
 
     async fn live_ids(&self) -> Result<HashSet<i32>> {
@@ -535,77 +461,6 @@ impl Controller {
             .into_iter()
             .map(|b| b.broker_id)
             .collect())
-    }
-
-    /// Every partition's state with its replica list and store revision.
-    async fn load_partitions(&self) -> Result<Vec<StoredPartition>> {
-        let (topics, _) = self
-            .store
-            .range(meta::TOPICS_PREFIX)
-            .await
-            .map_err(meta_err)?;
-        let mut assignments: HashMap<String, Vec<Vec<i32>>> = HashMap::new();
-        for kv in topics {
-            let t: TopicRecord = meta::decode(&kv.value).map_err(|e| corrupt(&kv.key, e))?;
-            assignments.insert(t.name, t.assignment);
-        }
-        let (parts, _) = self
-            .store
-            .range(meta::PARTITIONS_PREFIX)
-            .await
-            .map_err(meta_err)?;
-        let mut out = Vec::with_capacity(parts.len());
-        for kv in parts {
-            let Some((topic, p)) = meta::parse_partition_key(&kv.key) else {
-                continue;
-            };
-            let Some(replicas) = assignments.get(topic).and_then(|a| a.get(p as usize)) else {
-                continue;
-            };
-            out.push(StoredPartition {
-                topic: topic.to_string(),
-                partition: p,
-                replicas: replicas.clone(),
-                state: meta::decode(&kv.value).map_err(|e| corrupt(&kv.key, e))?,
-                key: kv.key,
-                mod_revision: kv.mod_revision,
-            });
-        }
-        Ok(out)
-    }
-
-    /// Writes `next` if the partition is unchanged since it was read. Returns
-    /// false on a conflict (a concurrent AlterPartition): the next broker
-    /// event, check interval or controller term looks again.
-    async fn write_partition_state(
-        &self,
-        p: &StoredPartition,
-        next: PartitionState,
-    ) -> Result<bool> {
-        let txn = Txn::fenced(&self.leader_key()?)
-            .when(Compare::mod_revision_eq(p.key.clone(), p.mod_revision))
-            .and_then(Op::Put {
-                key: p.key.clone(),
-                value: meta::encode(&next),
-                lease: 0,
-            });
-        match self
-            .commit(txn, || ControllerError::Raced {
-                what: format!("{}-{}", p.topic, p.partition),
-            })
-            .await
-        {
-            Ok(()) => {
-                info!(topic = %p.topic, partition = p.partition, leader = next.leader, epoch = next.leader_epoch, isr = ?next.isr, "partition state changed");
-                if next.leader != p.state.leader {
-                    metrics::counter!("sluice_controller_partition_leader_elections_total")
-                        .increment(1);
-                }
-                Ok(true)
-            }
-            Err(ControllerError::Raced { .. }) => Ok(false),
-            Err(e) => Err(e),
-        }
     }
 
     async fn cluster_id_or_new(&self) -> Result<String, MetaError> {

@@ -11,7 +11,10 @@
 //! - [`topic_config`]: validation of per-topic configuration overrides.
 //! - [`controller`]: [`Controller`], the election loop, partition leadership
 //!   and ISR changes, producer ids; `controller::topic_admin` the topic
-//!   operations (create/delete topics, add partitions, alter configs).
+//!   operations (create/delete topics, add partitions, alter configs);
+//!   `controller::partition_writes` the leadership and ISR passes, written in
+//!   chunked transactions (etcd's `--max-txn-ops`); `controller::alter_partition`
+//!   brokers' ISR changes.
 //! - [`service`]: the gRPC `Controller` service, one file per RPC family.
 //! - [`run`]: a controller's whole life on a `sluice_server::Host`, shared by
 //!   `sluice-controller` and `sluice standalone`.

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Controller, IsrMember, NewTopic};
 use crate::ControllerConfig;
 
-async fn register(store: &Arc<dyn MetadataStore>, id: i32) -> (LeaseKeeper, i64) {
+pub(super) async fn register(store: &Arc<dyn MetadataStore>, id: i32) -> (LeaseKeeper, i64) {
     register_ephemeral(
         store.as_ref(),
         meta::broker_key(id),
@@ -34,7 +34,9 @@ async fn register(store: &Arc<dyn MetadataStore>, id: i32) -> (LeaseKeeper, i64)
     .unwrap()
 }
 
-async fn active_controller(store: Arc<dyn MetadataStore>) -> (Arc<Controller>, CancellationToken) {
+pub(super) async fn active_controller(
+    store: Arc<dyn MetadataStore>,
+) -> (Arc<Controller>, CancellationToken) {
     let controller = Controller::new(store, ControllerConfig::default());
     let shutdown = CancellationToken::new();
     tokio::spawn(controller.clone().run(shutdown.clone()));

@@ -1,14 +1,25 @@
 //! Topic administration on the metadata store: create and delete topics, add
 //! partitions, change topic configs. Every write is a fenced transaction.
+//!
+//! A topic's partition states are written in chunks of
+//! [`KEYS_PER_TXN`](super::KEYS_PER_TXN) (etcd's `--max-txn-ops` is 128 by
+//! default, so one transaction cannot hold a large topic) and its record
+//! last: brokers and the controller know a partition exists from the record,
+//! so none sees a topic whose partition states are missing. A creation cut
+//! short (lost leadership, etcd gone) leaves partition states no record
+//! lists; every reader skips those, and the next creation of the name clears
+//! them first. Operations are serialized by `Controller::topic_admin` so two
+//! creations of one name cannot interleave their chunks.
 
 use std::collections::{BTreeMap, HashSet};
 
 use sluice_metastore::{Compare, LeaderKey, Op, Txn};
 use sluice_types::meta::{self, PartitionState, TopicRecord};
 use sluice_types::names::{collision_name, is_internal_topic, validate_topic_name};
+use tokio::sync::MutexGuard;
 use tracing::info;
 
-use super::{Controller, meta_err};
+use super::{Controller, KEYS_PER_TXN, meta_err};
 use crate::error::{ControllerError, Result};
 use crate::topic_config;
 
@@ -27,7 +38,7 @@ pub struct NewTopic {
 
 impl Controller {
     /// Creates a topic: validates, places replicas over live brokers, and writes
-    /// the topic and its partition states in one fenced transaction.
+    /// its partition states, then the topic record (see the module docs).
     pub async fn create_topic(&self, req: NewTopic, validate_only: bool) -> Result<TopicRecord> {
         let leader = self.leader_key()?;
         validate_topic_name(&req.name).map_err(ControllerError::InvalidName)?;
@@ -66,6 +77,7 @@ impl Controller {
                 self.place(&live, 0, partitions, rf)?
             }
         };
+        let serialized = self.topic_admin.lock().await;
         if let Some((existing, _)) = self.topic(&req.name).await? {
             return Err(topic_exists(&existing.name));
         }
@@ -94,38 +106,70 @@ impl Controller {
         if validate_only {
             return Ok(record);
         }
-        self.write_new_topic(&leader, &record, &brokers).await?;
+        self.write_new_topic(&serialized, &leader, &record, &brokers)
+            .await?;
         info!(topic = %record.name, partitions = record.num_partitions(), rf = record.replication_factor(), "created topic");
         Ok(record)
     }
 
+    /// Writes a new topic: its partition states in chunks, then its record,
+    /// each only while no record of the name exists. `live` are the brokers
+    /// the initial leaders were picked from. Called with `topic_admin` held.
     pub(super) async fn write_new_topic(
         &self,
+        _serialized: &MutexGuard<'_, ()>,
         leader: &LeaderKey,
         record: &TopicRecord,
         live: &[i32],
     ) -> Result<()> {
-        let key = meta::topic_key(&record.name);
-        let mut txn = Txn::fenced(leader)
-            .when(Compare::absent(key.clone()))
-            .and_then(Op::Put {
-                key,
-                value: meta::encode(record),
-                lease: 0,
-            });
-        for (p, replicas) in record.assignment.iter().enumerate() {
-            txn = txn.and_then(Op::Put {
-                key: meta::partition_key(&record.name, p as i32),
-                value: meta::encode(&initial_state(replicas, live)),
-                lease: 0,
-            });
+        let name = &record.name;
+        let key = meta::topic_key(name);
+        let unless_created = || Txn::fenced(leader).when(Compare::absent(key.clone()));
+        // What an earlier creation cut short left. In a transaction of its
+        // own: etcd refuses a put to a key a delete of the same transaction
+        // covers.
+        let txn = unless_created().and_then(Op::DeletePrefix {
+            prefix: meta::partitions_prefix(name),
+        });
+        self.commit(txn, || topic_exists(name)).await?;
+        for (i, chunk) in record.assignment.chunks(KEYS_PER_TXN).enumerate() {
+            let first = i * KEYS_PER_TXN;
+            let mut txn = unless_created();
+            for (j, replicas) in chunk.iter().enumerate() {
+                txn = txn.and_then(Op::Put {
+                    key: meta::partition_key(name, (first + j) as i32),
+                    value: meta::encode(&initial_state(replicas, live)),
+                    lease: 0,
+                });
+            }
+            self.commit(txn, || topic_exists(name)).await?;
         }
-        self.commit(txn, || topic_exists(&record.name)).await
+        let txn = unless_created().and_then(Op::Put {
+            key: key.clone(),
+            value: meta::encode(record),
+            lease: 0,
+        });
+        self.commit(txn, || topic_exists(name)).await?;
+        self.reconcile_if_brokers_left(live).await;
+        Ok(())
+    }
+
+    /// A reconcile that ran while a topic was being written skipped its
+    /// partitions (no record yet): if a broker the initial leaders were
+    /// picked from is gone now, elect again rather than wait for the next
+    /// broker change.
+    async fn reconcile_if_brokers_left(&self, live: &[i32]) {
+        match self.live_ids().await {
+            Ok(now) if live.iter().all(|b| now.contains(b)) => {}
+            // Unknown (etcd unreachable): elect anyway; it only costs reads.
+            _ => self.reconcile_logged().await,
+        }
     }
 
     /// Deletes a topic's metadata; brokers delete its data when they see it go.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
         let leader = self.leader_key()?;
+        let _serialized = self.topic_admin.lock().await;
         if is_internal_topic(name) {
             return Err(ControllerError::InternalTopic {
                 topic: name.to_string(),
@@ -160,6 +204,7 @@ impl Controller {
         validate_only: bool,
     ) -> Result<()> {
         let leader = self.leader_key()?;
+        let _serialized = self.topic_admin.lock().await;
         let Some((mut topic, rev)) = self.topic(name).await? else {
             return Err(ControllerError::UnknownTopic {
                 topic: name.to_string(),
@@ -194,26 +239,53 @@ impl Controller {
         if validate_only {
             return Ok(());
         }
+        // As a creation: the new partitions' states in chunks, the record
+        // that lists them last, each only while the record is unchanged.
         let key = meta::topic_key(name);
-        let mut txn = Txn::fenced(&leader).when(Compare::mod_revision_eq(key.clone(), rev));
-        for (i, replicas) in added.iter().enumerate() {
-            txn = txn.and_then(Op::Put {
-                key: meta::partition_key(name, current + i as i32),
-                value: meta::encode(&initial_state(replicas, &brokers)),
-                lease: 0,
+        let unless_changed =
+            || Txn::fenced(&leader).when(Compare::mod_revision_eq(key.clone(), rev));
+        let raced = || ControllerError::Raced {
+            what: format!("topic \"{name}\""),
+        };
+        // States an earlier addition cut short left past the current count:
+        // the new ones overwrite some, the rest must not outlive this one.
+        let (existing, _) = self
+            .store
+            .range(&meta::partitions_prefix(name))
+            .await
+            .map_err(meta_err)?;
+        let leftovers: Vec<String> = existing
+            .into_iter()
+            .filter(|kv| meta::parse_partition_key(&kv.key).is_some_and(|(_, p)| p >= count))
+            .map(|kv| kv.key)
+            .collect();
+        for chunk in leftovers.chunks(KEYS_PER_TXN) {
+            let txn = chunk.iter().fold(unless_changed(), |txn, key| {
+                txn.and_then(Op::Delete { key: key.clone() })
             });
+            self.commit(txn, raced).await?;
+        }
+        for (i, chunk) in added.chunks(KEYS_PER_TXN).enumerate() {
+            let first = current + (i * KEYS_PER_TXN) as i32;
+            let mut txn = unless_changed();
+            for (j, replicas) in chunk.iter().enumerate() {
+                txn = txn.and_then(Op::Put {
+                    key: meta::partition_key(name, first + j as i32),
+                    value: meta::encode(&initial_state(replicas, &brokers)),
+                    lease: 0,
+                });
+            }
+            self.commit(txn, raced).await?;
         }
         topic.assignment.extend(added);
-        txn = txn.and_then(Op::Put {
-            key,
+        let txn = unless_changed().and_then(Op::Put {
+            key: key.clone(),
             value: meta::encode(&topic),
             lease: 0,
         });
-        self.commit(txn, || ControllerError::Raced {
-            what: format!("topic \"{name}\""),
-        })
-        .await?;
+        self.commit(txn, raced).await?;
         info!(topic = %name, from = current, to = count, "added partitions");
+        self.reconcile_if_brokers_left(&brokers).await;
         Ok(())
     }
 
@@ -226,8 +298,9 @@ impl Controller {
         validate_only: bool,
     ) -> Result<()> {
         let leader = self.leader_key()?;
-        // Read-modify-write: a concurrent change to the topic record (another
-        // admin, a CreatePartitions) fails the CAS; read again and retry.
+        let _serialized = self.topic_admin.lock().await;
+        // Read-modify-write: a change to the topic record by another
+        // controller's term fails the CAS; read again and retry.
         for _ in 0..8 {
             let Some((mut topic, rev)) = self.topic(name).await? else {
                 return Err(ControllerError::UnknownTopic {
