@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
-use crate::metadata::MetadataCache;
+use crate::metadata::{ClusterView, MetadataCache};
 use crate::replica_manager::ReplicaManager;
 use crate::service::BrokerService;
 
@@ -75,11 +75,15 @@ impl Broker {
         };
         broker.registered.store(true, Ordering::Release);
         let loaded = tokio::select! {
-            r = broker.metadata.load(broker.store.as_ref(), |v| broker.replicas.reconcile(v)) => Some(r),
+            r = MetadataCache::load(broker.store.as_ref()) => Some(r),
             _ = broker.shutdown.cancelled() => None,
         };
         let rev = match loaded {
-            Some(r) => r?,
+            Some(r) => {
+                let (view, rev) = r?;
+                broker.apply_view(view).await?;
+                rev
+            }
             None => {
                 // Registered but stopping: give the registration up now, or
                 // the next start would wait for the lease to expire.
@@ -301,7 +305,11 @@ impl Broker {
                             if let Some(last) = events.last() {
                                 rev = rev.max(last.kv.mod_revision);
                             }
-                            self.metadata.apply(&events, |v| self.replicas.reconcile(v));
+                            let view = self.metadata.next_view(&events);
+                            if let Err(e) = self.apply_view(view).await {
+                                warn!(error = %e, "cannot apply metadata; reloading");
+                                break;
+                            }
                         }
                         Some(Err(e)) => {
                             warn!(error = %e, "metadata watch broke; reloading");
@@ -316,15 +324,37 @@ impl Broker {
                 _ = self.shutdown.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
-            match self
-                .metadata
-                .load(self.store.as_ref(), |v| self.replicas.reconcile(v))
-                .await
-            {
-                Ok(r) => rev = r,
+            match MetadataCache::load(self.store.as_ref()).await {
+                Ok((view, r)) => match self.apply_view(view).await {
+                    Ok(()) => rev = r,
+                    Err(e) => warn!(error = %e, "cannot apply reloaded metadata"),
+                },
                 Err(e) => warn!(error = %e, "cannot reload metadata"),
             }
         }
+    }
+
+    /// Applies `view` to the local replicas (creating and deleting logs,
+    /// changing roles), then shows it to readers. The replicas are
+    /// reconciled on the blocking pool and without the metadata lock: a topic
+    /// with thousands of partitions takes seconds to create, and on a runtime
+    /// worker, with Metadata readers blocked on the lock, it starved the
+    /// registration's keep-alive until the broker lost its lease.
+    /// An error (a panic while reconciling) leaves the view readers see
+    /// unchanged: the watch reloads everything.
+    async fn apply_view(self: &Arc<Self>, view: ClusterView) -> Result<(), BrokerError> {
+        let this = self.clone();
+        let view = tokio::task::spawn_blocking(move || {
+            this.replicas.reconcile(&view);
+            view
+        })
+        .await
+        .map_err(|source| BrokerError::TaskFailed {
+            task: "apply metadata",
+            source,
+        })?;
+        self.metadata.install(view);
+        Ok(())
     }
 
     /// Retention and checkpoints, each on its own interval (compaction runs

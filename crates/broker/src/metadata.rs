@@ -82,14 +82,9 @@ impl MetadataCache {
         self.version.subscribe()
     }
 
-    /// Loads everything at one revision; returns it so the watch can resume there.
-    /// `on_change` runs before readers can see the new view, so a client that
-    /// sees a topic in Metadata finds its replicas ready on this broker.
-    pub async fn load(
-        &self,
-        store: &dyn MetadataStore,
-        on_change: impl FnOnce(&ClusterView),
-    ) -> Result<i64, BrokerError> {
+    /// Everything at one revision, as a view to [`Self::install`], and the
+    /// revision so the watch can resume there.
+    pub async fn load(store: &dyn MetadataStore) -> Result<(ClusterView, i64), BrokerError> {
         let (kvs, rev) = store
             .range("")
             .await
@@ -101,26 +96,27 @@ impl MetadataCache {
         for kv in kvs {
             apply_put(&mut view, &kv);
         }
-        let mut guard = self.view.write();
-        *guard = view;
-        on_change(&guard);
-        drop(guard);
-        self.version.send_modify(|v| *v += 1);
-        Ok(rev)
+        Ok((view, rev))
     }
 
-    /// Applies one batch of watch events; `on_change` as in [`Self::load`].
-    pub fn apply(&self, events: &[WatchEvent], on_change: impl FnOnce(&ClusterView)) {
-        {
-            let mut view = self.view.write();
-            for ev in events {
-                match ev.kind {
-                    EventKind::Put => apply_put(&mut view, &ev.kv),
-                    EventKind::Delete => apply_delete(&mut view, &ev.kv.key),
-                }
+    /// The view after one batch of watch events, built on a copy: readers
+    /// keep the current view until [`Self::install`].
+    pub fn next_view(&self, events: &[WatchEvent]) -> ClusterView {
+        let mut view = self.view.read().clone();
+        for ev in events {
+            match ev.kind {
+                EventKind::Put => apply_put(&mut view, &ev.kv),
+                EventKind::Delete => apply_delete(&mut view, &ev.kv.key),
             }
-            on_change(&view);
         }
+        view
+    }
+
+    /// Makes `view` the one readers see. The caller applies it to the local
+    /// replicas first, so a client that sees a topic in Metadata finds its
+    /// replicas ready on this broker; the lock is held only for the swap.
+    pub fn install(&self, view: ClusterView) {
+        *self.view.write() = view;
         self.version.send_modify(|v| *v += 1);
     }
 }
