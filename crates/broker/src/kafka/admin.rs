@@ -3,6 +3,7 @@
 //! answered from this broker's metadata; producer ids from the core.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
@@ -85,6 +86,18 @@ pub(super) async fn create_topics(
         validate_only: req.validate_only,
     };
     let resp: Result<_, BrokerError> = on_controller!(svc, create_topics(core));
+    if let Ok(r) = &resp
+        && !req.validate_only
+    {
+        let created: Vec<String> = r
+            .topics
+            .iter()
+            .filter(|t| t.error.is_none())
+            .map(|t| t.name.clone())
+            .collect();
+        let timeout = Duration::from_millis(req.timeout_ms.clamp(0, 60_000) as u64);
+        svc.wait_for_topics(&created, timeout).await;
+    }
     let results = match resp {
         Err(e) => req
             .topics

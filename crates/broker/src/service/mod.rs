@@ -119,7 +119,15 @@ impl BrokerService {
                 info!(topic = %t.name, "auto-created topic");
             }
         }
-        // The creation reaches this broker through the metadata watch.
+        self.wait_for_topics(topics, Duration::from_secs(10)).await;
+        Ok(())
+    }
+
+    /// Waits (up to `timeout`) until this broker's metadata shows `topics`
+    /// with every partition: a creation reaches the broker through the
+    /// metadata watch, and a client that asks this broker for Metadata just
+    /// after creating a topic expects to find it.
+    pub(crate) async fn wait_for_topics(&self, topics: &[String], timeout: Duration) {
         let mut rx = self.broker.metadata.subscribe();
         let ready = |b: &Broker| {
             b.metadata.read(|v| {
@@ -137,8 +145,7 @@ impl BrokerService {
                 }
             }
         };
-        let _ = tokio::time::timeout(Duration::from_secs(10), wait).await;
-        Ok(())
+        let _ = tokio::time::timeout(timeout, wait).await;
     }
 }
 
