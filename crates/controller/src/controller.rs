@@ -47,6 +47,10 @@ pub struct Controller {
     /// name must not interleave theirs; a tokio Mutex because it is held
     /// across those awaits.
     topic_admin: tokio::sync::Mutex<()>,
+    /// Held through each reconcile pass: the main loop's and one a topic
+    /// creation starts must not interleave, or the slower could record an
+    /// older `seen_epochs` and fence a rejoined broker again.
+    reconciling: tokio::sync::Mutex<()>,
 }
 
 pub(crate) fn meta_err(e: MetaError) -> ControllerError {
@@ -68,6 +72,7 @@ impl Controller {
             leadership: watch::Sender::new(None),
             seen_epochs: std::sync::Mutex::new(HashMap::new()),
             topic_admin: tokio::sync::Mutex::new(()),
+            reconciling: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -398,7 +403,7 @@ impl Controller {
     /// the live brokers) and assigns its partitions to coordinators. Returns
     /// its partition count.
     pub async fn ensure_offsets_topic(&self) -> Result<i32> {
-        let leader = self.leader_key()?;
+        self.leader_key()?;
         if let Some((t, _)) = self.topic(OFFSETS_TOPIC).await? {
             return Ok(t.num_partitions());
         }
@@ -433,6 +438,8 @@ impl Controller {
         };
         let ids: Vec<i32> = live.iter().map(|b| b.broker_id).collect();
         let serialized = self.topic_admin.lock().await;
+        // Read after the lock, as in `create_topic`.
+        let leader = self.leader_key()?;
         match self
             .write_new_topic(&serialized, &leader, &record, &ids)
             .await

@@ -51,14 +51,14 @@ impl LeaderEpochCache {
     /// break monotonicity (epoch >= `epoch` or start >= `start`) are dropped.
     /// Returns whether the cache changed.
     ///
-    /// In memory only: the file is written (with fsync) by the next log flush
-    /// ([`Self::persist_if_dirty`]). A new epoch starts on every leadership
-    /// change, and an fsync per partition made a broker taking over
-    /// thousands of leaderships take seconds. After a crash, the log's
-    /// recovery scan assigns again the epochs of what was appended since the
-    /// last flush (`PartitionLog::open`); an epoch that started but holds no
-    /// record is forgotten, which is harmless: a restarted broker rejoins as a
-    /// follower and truncates against its leader.
+    /// In memory only: the file is written (with fsync) before the first
+    /// record of the epoch is appended (`PartitionLog::append_validated`), or
+    /// by the next flush. A new epoch starts on every leadership change, and
+    /// an fsync per partition at election made a broker taking over
+    /// thousands of leaderships spend seconds on the metadata path. An epoch
+    /// that holds no record is forgotten after a crash, which is harmless: a
+    /// restarted broker rejoins as a follower and truncates against its
+    /// leader, and no record of that epoch exists anywhere.
     pub(crate) fn assign(&mut self, epoch: i32, start: i64) -> Result<bool, StorageError> {
         if epoch < 0 {
             return Ok(false);

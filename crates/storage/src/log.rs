@@ -37,6 +37,8 @@ pub struct PendingFlush {
     files: Vec<(std::fs::File, PathBuf)>,
     dir: PathBuf,
     end: i64,
+    /// Records appended but not flushed when the flush began.
+    messages: u64,
     generation: u64,
 }
 
@@ -158,21 +160,6 @@ impl PartitionLog {
         let end = log.log_end_offset();
         log.epochs.truncate_from_end(end)?;
         log.epochs.truncate_from_start(log.log_start_offset)?;
-        // Epochs are written at flush: those of batches appended after the
-        // last one come back from the batches themselves.
-        let unflushed = log
-            .segments
-            .range(..=log.recovery_point)
-            .next_back()
-            .map_or(i64::MIN, |(b, _)| *b);
-        for seg in log.segments.range(unflushed..).map(|(_, s)| s) {
-            for (epoch, start) in seg.epoch_starts(log.recovery_point)? {
-                if log.epochs.latest_epoch().is_none_or(|e| epoch > e) {
-                    log.epochs.assign(epoch, start)?;
-                    recovered_any = true;
-                }
-            }
-        }
         if recovered_any {
             // What recovery validated (and possibly truncated) becomes durable,
             // so the recovery point can move to the log end.
@@ -349,6 +336,10 @@ impl PartitionLog {
                     .assign(h.partition_leader_epoch, h.base_offset)?;
             }
         }
+        // An epoch is on disk before its first record (an epoch a leader
+        // was elected in stays in memory until then: see
+        // `LeaderEpochCache::assign`).
+        self.epochs.persist_if_dirty()?;
         self.active_mut().append(data, batches, stamp)?;
         let num_records: u64 = batches.iter().map(|b| b.1.records_count as u64).sum();
         self.unflushed_messages += num_records;
@@ -624,29 +615,42 @@ impl PartitionLog {
             .range(..=self.recovery_point)
             .next_back()
             .map_or(i64::MIN, |(b, _)| *b);
-        // Epochs assigned since the last flush go to disk with the data they
-        // describe (rare: a leadership change; see `LeaderEpochCache::assign`).
+        // An epoch elected without records yet (see `LeaderEpochCache::assign`):
+        // rare, and the only fsync a flush does under the log lock.
         self.epochs.persist_if_dirty()?;
         let mut files = Vec::new();
         for seg in self.segments.range_mut(from..).map(|(_, s)| s) {
             seg.sync_handles(&mut files)?;
         }
-        self.unflushed_messages = 0;
-        self.last_flush_ms = now_ms();
         Ok(PendingFlush {
             files,
             dir: self.dir.clone(),
             end: self.log_end_offset(),
+            messages: self.unflushed_messages,
             generation: self.generation,
         })
     }
 
-    /// Moves the recovery point to what `flushed` covered, unless the log
-    /// was truncated or compacted meanwhile (the next flush covers it).
-    pub fn finish_flush(&mut self, flushed: PendingFlush) {
-        if flushed.generation == self.generation {
-            self.recovery_point = self.recovery_point.max(flushed.end);
+    /// After a successful [`PendingFlush::sync`]: moves the recovery point to
+    /// what `flushed` covered and counts those records as flushed, unless the
+    /// log was truncated or compacted meanwhile (the next flush covers it).
+    /// Returns whether it did.
+    pub fn finish_flush(&mut self, flushed: PendingFlush) -> bool {
+        if flushed.generation != self.generation {
+            return false;
         }
+        self.recovery_point = self.recovery_point.max(flushed.end);
+        self.unflushed_messages = self.unflushed_messages.saturating_sub(flushed.messages);
+        self.last_flush_ms = now_ms();
+        true
+    }
+
+    /// Whether a flush policy (`flush.messages` / `flush.ms`) is set and
+    /// `offset` is not flushed yet: a producer's retry of it waits for a
+    /// flush too.
+    pub fn awaits_flush(&self, offset: i64) -> bool {
+        (self.config.flush_messages.is_some() || self.config.flush_ms.is_some())
+            && offset >= self.recovery_point
     }
 
     /// Flushes and closes.

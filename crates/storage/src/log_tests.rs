@@ -519,12 +519,12 @@ fn flush_messages_moves_recovery_point() {
     assert!(log.flush_due());
     assert_eq!(log.recovery_point(), 0);
     let pending = log.begin_flush().unwrap();
-    assert!(!log.flush_due());
     log.append_as_leader(batch(2, 0), 0).unwrap();
     pending.sync().unwrap();
-    log.finish_flush(pending);
+    assert!(log.finish_flush(pending));
     // What the flush covered, not what was appended while it ran.
     assert_eq!(log.recovery_point(), 4);
+    assert!(!log.flush_due(), "2 records since the flush began, of 4");
 }
 
 #[test]
@@ -535,7 +535,7 @@ fn flush_across_a_truncation_keeps_the_recovery_point() {
     let pending = log.begin_flush().unwrap();
     log.truncate_to(2).unwrap();
     pending.sync().unwrap();
-    log.finish_flush(pending);
+    assert!(!log.finish_flush(pending));
     assert_eq!(log.recovery_point(), 0);
 }
 
@@ -623,22 +623,22 @@ fn advance_log_start_deletes_whole_segments_below_and_never_moves_back() {
 }
 
 #[test]
-fn epochs_appended_after_the_last_flush_come_back_from_the_batches() {
+fn an_epoch_without_records_reaches_the_disk_with_its_first_record() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t-0");
+    let checkpoint = || std::fs::read_to_string(path.join("leader-epoch-checkpoint")).unwrap();
     let mut log = PartitionLog::open(&path, small_config(), 0).unwrap();
     log.append_as_leader(batch(2, 0), 1).unwrap();
-    log.flush().unwrap();
-    let flushed = log.recovery_point();
-    log.append_as_leader(batch(2, 0), 2).unwrap();
-    log.assign_epoch_start(3, 4).unwrap();
-    log.append_as_leader(batch(3, 0), 3).unwrap();
-    // Assigning does not write the checkpoint: the flush did, with epoch 1.
-    let on_disk = std::fs::read_to_string(path.join("leader-epoch-checkpoint")).unwrap();
-    assert_eq!(on_disk, "0\n1\n1 0\n");
-    // A crash: no flush, reopened from the recovery point of the last one.
+    assert_eq!(checkpoint(), "0\n1\n1 0\n");
+    // Elected: in memory only.
+    log.assign_epoch_start(3, 2).unwrap();
+    assert_eq!(log.latest_epoch(), Some(3));
+    assert_eq!(checkpoint(), "0\n1\n1 0\n");
+    // Its first record writes it first.
+    log.append_as_leader(batch(2, 0), 3).unwrap();
+    assert_eq!(checkpoint(), "0\n2\n1 0\n3 2\n");
+    // A crash: no flush; the epochs of what was written are all there.
     drop(log);
-    let log = PartitionLog::open(&path, small_config(), flushed).unwrap();
-    assert_eq!(log.epoch_entries(), &[(1, 0), (2, 2), (3, 4)]);
-    assert_eq!(log.end_offset_for_epoch(2), Some((2, 4)));
+    let log = PartitionLog::open(&path, small_config(), 0).unwrap();
+    assert_eq!(log.epoch_entries(), &[(1, 0), (3, 2)]);
 }

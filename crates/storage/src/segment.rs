@@ -249,28 +249,6 @@ impl LogSegment {
         Ok(())
     }
 
-    /// (partition leader epoch, base offset) of each batch from the one
-    /// holding `from` on that starts a higher epoch than the batches before
-    /// it (headers only).
-    pub(crate) fn epoch_starts(&self, from: i64) -> Result<Vec<(i32, i64)>, StorageError> {
-        let mut out: Vec<(i32, i64)> = Vec::new();
-        let Some((mut pos, _)) = self.find_batch(from)? else {
-            return Ok(out);
-        };
-        while pos < self.size {
-            let h = self.header_at(pos)?;
-            if h.partition_leader_epoch >= 0
-                && out
-                    .last()
-                    .is_none_or(|(e, _)| h.partition_leader_epoch > *e)
-            {
-                out.push((h.partition_leader_epoch, h.base_offset));
-            }
-            pos += h.total_size() as u64;
-        }
-        Ok(out)
-    }
-
     /// Reads and sanity-checks (no CRC) the header of the batch at `pos`.
     fn header_at(&self, pos: u64) -> Result<RecordBatchHeader, RecordsError> {
         let corrupt = |reason: String| RecordsError::CorruptMessage {

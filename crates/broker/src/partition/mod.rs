@@ -665,12 +665,15 @@ impl Partition {
         let mut producers = self.producers.lock();
         if let Some(first_offset) = producers.check_all(&headers, &self.topic, self.partition)? {
             let records: i64 = headers.iter().map(|h| h.records_count as i64).sum();
+            let last_offset = first_offset + records - 1;
             return Ok(Appended {
                 first_offset,
-                last_offset: first_offset + records - 1,
+                last_offset,
                 leader_epoch: role.leader_epoch,
                 duplicate: true,
-                flush_due: false,
+                // A retry is acknowledged as the original would be: after
+                // its flush, if the topic asks for one.
+                flush_due: log.awaits_flush(last_offset),
             });
         }
         let info = log
@@ -692,7 +695,12 @@ impl Partition {
             o.leo = leo;
             o.log_start = log_start;
         });
-        self.maybe_advance_hw();
+        // With a flush due, consumers see the records once they are on
+        // disk: `flush` moves the high watermark (as Kafka flushes before it
+        // advances it).
+        if !flush_due {
+            self.maybe_advance_hw();
+        }
         Ok(Appended {
             first_offset: info.first_offset,
             last_offset: info.last_offset,
@@ -796,19 +804,30 @@ impl Partition {
     /// fetch never wait behind the disk.
     pub fn flush(&self) -> Result<i64, BrokerError> {
         let _one_at_a_time = self.flushing.lock();
-        let pending = self.log.write().begin_flush().map_err(self.storage_err())?;
-        pending.sync().map_err(self.storage_err())?;
-        // A copy, so the file is written without blocking appends; it never
-        // runs ahead of the log (both change under the log's write lock),
-        // and one ahead of the log after a crash is ignored at load.
-        let producers = self.producers.lock().clone();
-        let (dir, recovery_point) = {
+        // The producer state as of the flushed end: both change only under
+        // the log's write lock.
+        let (pending, producers) = {
             let mut log = self.log.write();
-            log.finish_flush(pending);
-            (log.dir().to_path_buf(), log.recovery_point())
+            let pending = log.begin_flush().map_err(self.storage_err())?;
+            (pending, self.producers.lock().clone())
         };
-        if let Err(e) = producers.write_snapshot(&dir) {
-            tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "cannot write producer state snapshot");
+        pending.sync().map_err(self.storage_err())?;
+        let mut log = self.log.write();
+        let flushed = log.finish_flush(pending);
+        let recovery_point = log.recovery_point();
+        if flushed {
+            // Written under the read lock: a truncation (which deletes the
+            // snapshot and rebuilds the state) cannot slip in between and
+            // have an older state written back over it.
+            let log = parking_lot::RwLockWriteGuard::downgrade(log);
+            if let Err(e) = producers.write_snapshot(log.dir()) {
+                tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "cannot write producer state snapshot");
+            }
+        } else {
+            drop(log);
+        }
+        if self.is_leader() {
+            self.maybe_advance_hw();
         }
         Ok(recovery_point)
     }

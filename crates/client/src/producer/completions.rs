@@ -76,7 +76,17 @@ pub(crate) async fn run(inner: Weak<Inner>) {
     while rx.recv_many(&mut queued, 64).await > 0 {
         let mut done = 0;
         for (batch, outcome) in queued.drain(..) {
-            done += deliver(batch, outcome);
+            let n = batch.records.len();
+            // A panicking callback must not stop every later one, nor leave
+            // `flush` waiting for records that will never be counted.
+            let delivered =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| deliver(batch, outcome)));
+            if delivered.is_err() {
+                tracing::error!(
+                    "a producer callback panicked; the rest of its batch is not called back"
+                );
+            }
+            done += n;
         }
         // Nobody waits on a dropped producer's flush.
         if let Some(inner) = inner.upgrade() {

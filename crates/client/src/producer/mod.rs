@@ -287,8 +287,9 @@ impl Producer {
     }
 
     /// Like [`Producer::send`], but calls `callback` with the result instead of
-    /// returning a future (Kafka's `send(record, callback)`). The callback runs
-    /// on the producer's sender task, so it must be quick. Cheaper per record
+    /// returning a future (Kafka's `send(record, callback)`). Callbacks run
+    /// one at a time on the producer's callback task, a partition's in send
+    /// order, so they must be quick. Cheaper per record
     /// than a future: use it for high rates.
     pub async fn send_with_callback(
         &self,

@@ -70,6 +70,7 @@ impl Controller {
     /// checks the registration it fetched in (KIP-903). Its deletion and new
     /// registration may reach this controller as one change.
     pub async fn reconcile_partitions(&self) -> Result<usize> {
+        let _one_pass_at_a_time = self.reconciling.lock().await;
         let brokers = self.live_brokers().await?;
         let live: HashSet<i32> = brokers.iter().map(|b| b.broker_id).collect();
         let current: HashMap<i32, i64> = brokers.iter().map(|b| (b.broker_id, b.epoch)).collect();

@@ -40,7 +40,7 @@ impl Controller {
     /// Creates a topic: validates, places replicas over live brokers, and writes
     /// its partition states, then the topic record (see the module docs).
     pub async fn create_topic(&self, req: NewTopic, validate_only: bool) -> Result<TopicRecord> {
-        let leader = self.leader_key()?;
+        self.leader_key()?;
         validate_topic_name(&req.name).map_err(ControllerError::InvalidName)?;
         if is_internal_topic(&req.name) || req.name.starts_with("__") {
             return Err(ControllerError::ReservedName {
@@ -78,6 +78,9 @@ impl Controller {
             }
         };
         let serialized = self.topic_admin.lock().await;
+        // Read after the lock: a wait behind a long creation may span a lost
+        // and regained term, whose writes would fail the old fence.
+        let leader = self.leader_key()?;
         if let Some((existing, _)) = self.topic(&req.name).await? {
             return Err(topic_exists(&existing.name));
         }
@@ -168,8 +171,10 @@ impl Controller {
 
     /// Deletes a topic's metadata; brokers delete its data when they see it go.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
-        let leader = self.leader_key()?;
+        // The leadership is read after the lock: a wait behind a long creation
+        // may span a lost and regained term.
         let _serialized = self.topic_admin.lock().await;
+        let leader = self.leader_key()?;
         if is_internal_topic(name) {
             return Err(ControllerError::InternalTopic {
                 topic: name.to_string(),
@@ -203,8 +208,10 @@ impl Controller {
         assignment: Option<Vec<Vec<i32>>>,
         validate_only: bool,
     ) -> Result<()> {
-        let leader = self.leader_key()?;
+        // The leadership is read after the lock: a wait behind a long creation
+        // may span a lost and regained term.
         let _serialized = self.topic_admin.lock().await;
+        let leader = self.leader_key()?;
         let Some((mut topic, rev)) = self.topic(name).await? else {
             return Err(ControllerError::UnknownTopic {
                 topic: name.to_string(),
@@ -297,8 +304,10 @@ impl Controller {
         ops: &[crate::topic_config::ConfigOp],
         validate_only: bool,
     ) -> Result<()> {
-        let leader = self.leader_key()?;
+        // The leadership is read after the lock: a wait behind a long creation
+        // may span a lost and regained term.
         let _serialized = self.topic_admin.lock().await;
+        let leader = self.leader_key()?;
         // Read-modify-write: a change to the topic record by another
         // controller's term fails the CAS; read again and retry.
         for _ in 0..8 {
