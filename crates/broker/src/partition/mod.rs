@@ -6,13 +6,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::RwLock;
 use sluice_records::batch_headers;
-use sluice_storage::{CompactionStats, LogConfig, PartitionLog, StorageError};
+use sluice_storage::{PartitionLog, StorageError};
 use tokio::sync::watch;
 
 use crate::error::BrokerError;
 use crate::producer_state::ProducerStateManager;
 
 mod follower;
+mod housekeeping;
 pub use follower::Applied;
 #[cfg(test)]
 mod tests;
@@ -501,43 +502,6 @@ impl Partition {
             .unwrap_or((-1, -1)))
     }
 
-    /// Leader: DeleteRecords. Moves the log start to `offset` (-1: the high
-    /// watermark); an offset above the high watermark is OFFSET_OUT_OF_RANGE.
-    /// Returns the new log start (Kafka's low watermark).
-    pub fn delete_records(&self, offset: i64) -> Result<i64, BrokerError> {
-        let mut log = self.log.write();
-        self.check_leader(-1)?;
-        let hw = self.offsets().hw;
-        let target = if offset == -1 { hw } else { offset };
-        if target < 0 || target > hw {
-            return Err(BrokerError::DeleteBeyondHighWatermark {
-                topic: self.topic.clone(),
-                partition: self.partition,
-                offset,
-                high_watermark: hw,
-            });
-        }
-        self.set_log_start(&mut log, target)
-    }
-
-    fn set_log_start(&self, log: &mut PartitionLog, offset: i64) -> Result<i64, BrokerError> {
-        let start = log.advance_log_start(offset).map_err(self.storage_err())?;
-        self.offsets.send_modify(|o| o.log_start = start);
-        Ok(start)
-    }
-
-    /// The log directory holding this replica (its parent) and the bytes of
-    /// its segments.
-    pub fn disk_usage(&self) -> (std::path::PathBuf, u64) {
-        let log = self.log.read();
-        let dir = log
-            .dir()
-            .parent()
-            .map(|p| p.to_path_buf())
-            .unwrap_or_default();
-        (dir, log.size_bytes())
-    }
-
     /// Leader: the ISR this partition should have now, if it differs: followers
     /// that lag more than `max_lag` leave; followers that reached the high
     /// watermark join.
@@ -755,90 +719,6 @@ impl Partition {
             .rev()
             .find(|(_, start)| *start <= offset)
             .map_or(-1, |(e, _)| *e)
-    }
-
-    pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, BrokerError> {
-        let mut log = self.log.write();
-        let n = log.enforce_retention(now_ms).map_err(self.storage_err())?;
-        let log_start = log.log_start_offset();
-        drop(log);
-        if n > 0 {
-            self.offsets.send_modify(|o| o.log_start = log_start);
-        }
-        Ok(n)
-    }
-
-    /// One log-cleaner pass (no-op unless `cleanup.policy` includes compact).
-    /// The log lock is held only to plan the pass (read) and to swap the
-    /// cleaned segments in (write); reading and rewriting segments runs
-    /// without it, so produce and fetch continue. Only records below the high
-    /// watermark count: an unreplicated record may be truncated and must not
-    /// remove the value it replaces. Producer state needs no update: the
-    /// cleaner keeps each producer's last batch (see `sluice_storage::cleaner`).
-    pub fn compact(&self, now_ms: i64) -> Result<CompactionStats, BrokerError> {
-        let err = self.storage_err();
-        let hw = self.offsets().hw;
-        let Some(job) = self
-            .log
-            .read()
-            .prepare_compaction(now_ms, hw)
-            .map_err(&err)?
-        else {
-            return Ok(CompactionStats::default());
-        };
-        let cleaned = job.run().map_err(&err)?;
-        self.log.write().finish_compaction(cleaned).map_err(err)
-    }
-
-    /// Applies the topic's log settings if they changed (after a restart the
-    /// log was opened with the broker defaults).
-    pub fn set_log_config(&self, config: LogConfig) {
-        if self.log.read().config() != &config {
-            self.log.write().set_config(config);
-        }
-    }
-
-    /// Fsyncs what the log holds past its recovery point and snapshots the
-    /// producer state; returns the new recovery point. The log lock is held
-    /// only to collect the files and to move the recovery point: produce and
-    /// fetch never wait behind the disk.
-    pub fn flush(&self) -> Result<i64, BrokerError> {
-        let _one_at_a_time = self.flushing.lock();
-        // The producer state as of the flushed end: both change only under
-        // the log's write lock.
-        let (pending, producers) = {
-            let mut log = self.log.write();
-            let pending = log.begin_flush().map_err(self.storage_err())?;
-            (pending, self.producers.lock().clone())
-        };
-        pending.sync().map_err(self.storage_err())?;
-        let mut log = self.log.write();
-        let flushed = log.finish_flush(pending);
-        let recovery_point = log.recovery_point();
-        if flushed {
-            // Written under the read lock: a truncation (which deletes the
-            // snapshot and rebuilds the state) cannot slip in between and
-            // have an older state written back over it.
-            let log = parking_lot::RwLockWriteGuard::downgrade(log);
-            if let Err(e) = producers.write_snapshot(log.dir()) {
-                tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "cannot write producer state snapshot");
-            }
-        } else {
-            drop(log);
-        }
-        if self.is_leader() {
-            self.maybe_advance_hw();
-        }
-        Ok(recovery_point)
-    }
-
-    /// Whether `flush.messages` / `flush.ms` ask for a flush now.
-    pub fn flush_due(&self) -> bool {
-        self.log.read().flush_due()
-    }
-
-    pub fn recovery_point(&self) -> i64 {
-        self.log.read().recovery_point()
     }
 
     /// Takes the log out for closing or deletion; the partition is unusable after.
