@@ -2,6 +2,7 @@
 
 use bytes::BytesMut;
 use sluice_records::{EncodeOptions, Record, encode_batch};
+use sluice_storage::LogConfig;
 use sluice_types::ErrorCode;
 
 use super::*;
