@@ -1,6 +1,10 @@
-//! Sparse offset and time indexes, kept as a `Vec` in memory and appended to
-//! their file as entries are added (no mmap: the indexes are small and a
-//! `Vec` keeps the code free of unsafe).
+//! Sparse offset and time indexes, kept as a `Vec` in memory and written to
+//! their file at a flush or roll (no mmap: the indexes are small and a `Vec`
+//! keeps the code free of unsafe). No file stays open: a replica holds one
+//! open file (its active segment) instead of three, so a broker can host
+//! tens of thousands of partitions under the usual open-files limits. After
+//! a crash, segments past the recovery point get their indexes rebuilt, and
+//! one the flush did not reach is only shorter (entries are sparse hints).
 //!
 //! - `.index`: 8-byte big-endian entries (u32 offset relative to the segment
 //!   base, u32 file position), as Kafka writes them: the offset is the last
@@ -51,23 +55,48 @@ fn read_all(path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
     }
 }
 
+/// Writes `bytes` at `at` in the index file; returns the open file.
+fn write_tail(path: &Path, bytes: &[u8], at: usize) -> Result<File, StorageError> {
+    let file = open_rw(path, false)?;
+    file.write_all_at(bytes, at as u64)
+        .map_err(io_err("write index", path))?;
+    Ok(file)
+}
+
+/// Cuts the file to `keep` entries if it holds more.
+fn shrink_file(
+    path: &Path,
+    written: &mut usize,
+    keep: usize,
+    entry: usize,
+) -> Result<(), StorageError> {
+    if *written > keep {
+        open_rw(path, false)?
+            .set_len((keep * entry) as u64)
+            .map_err(io_err("truncate index", path))?;
+        *written = keep;
+    }
+    Ok(())
+}
+
 pub(crate) struct OffsetIndex {
     path: PathBuf,
-    file: File,
     base_offset: i64,
     /// (relative offset, position)
     entries: Vec<(u32, u32)>,
+    /// How many of `entries` the file holds.
+    written: usize,
 }
 
 impl OffsetIndex {
     /// Creates an empty index, discarding any existing file.
     pub(crate) fn create(path: PathBuf, base_offset: i64) -> Result<Self, StorageError> {
-        let file = open_rw(&path, true)?;
+        open_rw(&path, true)?;
         Ok(OffsetIndex {
             path,
-            file,
             base_offset,
             entries: Vec::new(),
+            written: 0,
         })
     }
 
@@ -98,26 +127,18 @@ impl OffsetIndex {
             }
             entries.push((rel, pos));
         }
-        let file = open_rw(&path, false)?;
         Ok(Some(OffsetIndex {
             path,
-            file,
             base_offset,
+            written: entries.len(),
             entries,
         }))
     }
 
-    pub(crate) fn append(&mut self, offset: i64, position: u32) -> Result<(), StorageError> {
+    /// In memory; the file gets it at the next [`Self::sync_handle`].
+    pub(crate) fn append(&mut self, offset: i64, position: u32) {
         let rel = (offset - self.base_offset) as u32;
-        let mut buf = [0u8; OFFSET_ENTRY];
-        buf[0..4].copy_from_slice(&rel.to_be_bytes());
-        buf[4..8].copy_from_slice(&position.to_be_bytes());
-        let at = (self.entries.len() * OFFSET_ENTRY) as u64;
-        self.file
-            .write_all_at(&buf, at)
-            .map_err(io_err("append offset index", &self.path))?;
         self.entries.push((rel, position));
-        Ok(())
     }
 
     /// Greatest entry with offset <= `offset`, as (absolute offset, position);
@@ -142,23 +163,24 @@ impl OffsetIndex {
             .entries
             .partition_point(|e| self.base_offset + i64::from(e.0) < offset);
         self.entries.truncate(keep);
-        self.file
-            .set_len((keep * OFFSET_ENTRY) as u64)
-            .map_err(io_err("truncate offset index", &self.path))
+        shrink_file(&self.path, &mut self.written, keep, OFFSET_ENTRY)
     }
 
-    pub(crate) fn sync(&self) -> Result<(), StorageError> {
-        self.file
-            .sync_data()
-            .map_err(io_err("fsync offset index", &self.path))
+    pub(crate) fn sync(&mut self) -> Result<(), StorageError> {
+        let (file, path) = self.sync_handle()?;
+        file.sync_data()
+            .map_err(io_err("fsync offset index", &path))
     }
 
-    /// A second handle on the file, for a flush without the log's lock.
-    pub(crate) fn clone_file(&self) -> Result<(File, PathBuf), StorageError> {
-        let file = self
-            .file
-            .try_clone()
-            .map_err(io_err("open offset index", &self.path))?;
+    /// Writes the entries the file lacks and returns a handle on it, for a
+    /// flush to fsync without the log's lock.
+    pub(crate) fn sync_handle(&mut self) -> Result<(File, PathBuf), StorageError> {
+        let bytes: Vec<u8> = self.entries[self.written..]
+            .iter()
+            .flat_map(|(rel, pos)| rel.to_be_bytes().into_iter().chain(pos.to_be_bytes()))
+            .collect();
+        let file = write_tail(&self.path, &bytes, self.written * OFFSET_ENTRY)?;
+        self.written = self.entries.len();
         Ok((file, self.path.clone()))
     }
 
@@ -169,20 +191,21 @@ impl OffsetIndex {
 
 pub(crate) struct TimeIndex {
     path: PathBuf,
-    file: File,
     base_offset: i64,
     /// (timestamp, relative offset)
     entries: Vec<(i64, u32)>,
+    /// How many of `entries` the file holds.
+    written: usize,
 }
 
 impl TimeIndex {
     pub(crate) fn create(path: PathBuf, base_offset: i64) -> Result<Self, StorageError> {
-        let file = open_rw(&path, true)?;
+        open_rw(&path, true)?;
         Ok(TimeIndex {
             path,
-            file,
             base_offset,
             entries: Vec::new(),
+            written: 0,
         })
     }
 
@@ -214,30 +237,22 @@ impl TimeIndex {
             }
             entries.push((ts, rel));
         }
-        let file = open_rw(&path, false)?;
         Ok(Some(TimeIndex {
             path,
-            file,
             base_offset,
+            written: entries.len(),
             entries,
         }))
     }
 
-    /// Appends (timestamp, offset) if `timestamp` is newer than the last entry.
-    pub(crate) fn maybe_append(&mut self, timestamp: i64, offset: i64) -> Result<(), StorageError> {
+    /// Appends (timestamp, offset) if `timestamp` is newer than the last
+    /// entry; in memory, as [`OffsetIndex::append`].
+    pub(crate) fn maybe_append(&mut self, timestamp: i64, offset: i64) {
         if timestamp < 0 || self.entries.last().is_some_and(|e| e.0 >= timestamp) {
-            return Ok(());
+            return;
         }
         let rel = (offset - self.base_offset) as u32;
-        let mut buf = [0u8; TIME_ENTRY];
-        buf[0..8].copy_from_slice(&timestamp.to_be_bytes());
-        buf[8..12].copy_from_slice(&rel.to_be_bytes());
-        let at = (self.entries.len() * TIME_ENTRY) as u64;
-        self.file
-            .write_all_at(&buf, at)
-            .map_err(io_err("append time index", &self.path))?;
         self.entries.push((timestamp, rel));
-        Ok(())
     }
 
     /// Greatest entry with timestamp strictly below `ts`, as (timestamp,
@@ -263,23 +278,22 @@ impl TimeIndex {
             .entries
             .partition_point(|e| self.base_offset + i64::from(e.1) < offset);
         self.entries.truncate(keep);
-        self.file
-            .set_len((keep * TIME_ENTRY) as u64)
-            .map_err(io_err("truncate time index", &self.path))
+        shrink_file(&self.path, &mut self.written, keep, TIME_ENTRY)
     }
 
-    pub(crate) fn sync(&self) -> Result<(), StorageError> {
-        self.file
-            .sync_data()
-            .map_err(io_err("fsync time index", &self.path))
+    pub(crate) fn sync(&mut self) -> Result<(), StorageError> {
+        let (file, path) = self.sync_handle()?;
+        file.sync_data().map_err(io_err("fsync time index", &path))
     }
 
-    /// A second handle on the file, for a flush without the log's lock.
-    pub(crate) fn clone_file(&self) -> Result<(File, PathBuf), StorageError> {
-        let file = self
-            .file
-            .try_clone()
-            .map_err(io_err("open time index", &self.path))?;
+    /// As [`OffsetIndex::sync_handle`].
+    pub(crate) fn sync_handle(&mut self) -> Result<(File, PathBuf), StorageError> {
+        let bytes: Vec<u8> = self.entries[self.written..]
+            .iter()
+            .flat_map(|(ts, rel)| ts.to_be_bytes().into_iter().chain(rel.to_be_bytes()))
+            .collect();
+        let file = write_tail(&self.path, &bytes, self.written * TIME_ENTRY)?;
+        self.written = self.entries.len();
         Ok((file, self.path.clone()))
     }
 
@@ -314,8 +328,10 @@ mod tests {
             let base = 1000;
             let mut idx = OffsetIndex::create(dir.path().join("x.index"), base).unwrap();
             for (i, r) in rels.iter().enumerate() {
-                idx.append(base + i64::from(*r), (i as u32 + 1) * 10).unwrap();
+                idx.append(base + i64::from(*r), (i as u32 + 1) * 10);
             }
+            // Entries reach the file at a sync (a flush or roll).
+            idx.sync().unwrap();
             let want = rels.iter().enumerate().rev()
                 .find(|(_, r)| base + i64::from(**r) <= target)
                 .map(|(i, r)| (base + i64::from(*r), (i as u32 + 1) * 10))
@@ -346,11 +362,12 @@ mod tests {
         );
         let t = dir.path().join("a.timeindex");
         let mut ti = TimeIndex::create(t.clone(), 10).unwrap();
-        ti.maybe_append(5, 12).unwrap();
-        ti.maybe_append(5, 13).unwrap(); // not newer: skipped
-        ti.maybe_append(7, 14).unwrap();
+        ti.maybe_append(5, 12);
+        ti.maybe_append(5, 13); // not newer: skipped
+        ti.maybe_append(7, 14);
         assert_eq!(ti.lookup_before(7), Some((5, 12)));
         assert_eq!(ti.lookup_before(5), None);
+        ti.sync().unwrap();
         assert!(TimeIndex::load(t.clone(), 10, 15).unwrap().is_some());
         // Offset 14 is past a log ending at 14.
         assert!(TimeIndex::load(t, 10, 14).unwrap().is_none());

@@ -363,9 +363,9 @@ impl LogSegment {
         }
         if self.bytes_since_last_index_entry > self.index_interval {
             // Like Kafka, the entry maps the batch's last offset to its position.
-            self.offset_index.append(h.last_offset(), pos as u32)?;
+            self.offset_index.append(h.last_offset(), pos as u32);
             self.time_index
-                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp)?;
+                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp);
             self.bytes_since_last_index_entry = 0;
         }
         self.bytes_since_last_index_entry += h.total_size() as u64;
@@ -532,7 +532,7 @@ impl LogSegment {
     pub(crate) fn seal_time_index(&mut self) -> Result<(), StorageError> {
         if self.max_timestamp >= 0 && self.size > 0 {
             self.time_index
-                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp)?;
+                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp);
         }
         Ok(())
     }
@@ -554,8 +554,8 @@ impl LogSegment {
     ) -> Result<(), StorageError> {
         self.seal_time_index()?;
         out.push((self.clone_file()?, self.log_path.clone()));
-        out.push(self.offset_index.clone_file()?);
-        out.push(self.time_index.clone_file()?);
+        out.push(self.offset_index.sync_handle()?);
+        out.push(self.time_index.sync_handle()?);
         Ok(())
     }
 
