@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 N="${1:-10000}"
 T="${2:-$(((N + 999) / 1000))}"
 RUNS=7
-# Each partition replica keeps its segment, offset index and time index open.
+# Each partition replica keeps its active segment open (and sockets, etcd).
 ulimit -n 100000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 DIR="$(mktemp -d)"
 trap 'scripts/local-cluster.sh down --dir "$DIR" >/dev/null 2>&1 || true; rm -rf "$DIR"' EXIT
