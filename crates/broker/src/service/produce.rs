@@ -141,15 +141,28 @@ async fn flush_due(appended: &mut Results) {
     if partitions.is_empty() {
         return;
     }
-    let Ok(errors) = tokio::task::spawn_blocking(move || {
+    let names: Vec<(String, i32)> = partitions
+        .iter()
+        .map(|p| (p.topic.clone(), p.partition))
+        .collect();
+    let errors = match tokio::task::spawn_blocking(move || {
         partitions
             .iter()
             .map(|p| p.flush().err())
             .collect::<Vec<_>>()
     })
     .await
-    else {
-        return;
+    {
+        Ok(errors) => errors,
+        // A flush that panicked did not make anything durable: none of
+        // these answers may say it did.
+        Err(e) => {
+            tracing::error!(error = %e, "flush after produce panicked");
+            names
+                .into_iter()
+                .map(|(topic, partition)| Some(flush_panicked(topic, partition)))
+                .collect()
+        }
     };
     // The same walk, in the same order, as the one that collected them.
     for (r, err) in due(appended).into_iter().zip(errors) {
@@ -157,6 +170,19 @@ async fn flush_due(appended: &mut Results) {
             tracing::warn!(error = %e, "flush after produce failed");
             *r = Err(e);
         }
+    }
+}
+
+/// The error a produce answers with when its flush task panicked.
+fn flush_panicked(topic: String, partition: i32) -> BrokerError {
+    BrokerError::Storage {
+        topic,
+        partition,
+        source: sluice_storage::StorageError::Io {
+            op: "flush",
+            path: std::path::PathBuf::new(),
+            source: std::io::Error::other("the flush task panicked"),
+        },
     }
 }
 
