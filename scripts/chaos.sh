@@ -5,9 +5,10 @@
 # controller every other round) with restarts. Ends with the summary line
 #   chaos: acked=N lost=L duplicated=D reordered=R failovers=K max_failover_ms=M
 # and exits non-zero when L, D or R is not zero.
-# Usage: scripts/chaos.sh [ROUNDS]   (default 6)
+# Usage: scripts/chaos.sh [ROUNDS] [LEASE_MS]   (default 6 rounds, 2000 ms
+# leases as in the test suite; 6000 is the production default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v etcd >/dev/null 2>&1 || { echo "etcd is missing: run scripts/test.sh once or apt-get install etcd-server" >&2; exit 2; }
 cargo build --workspace --bins
-cargo run -q -p sluice-testkit --example chaos -- "${1:-6}"
+cargo run -q -p sluice-testkit --example chaos -- "${1:-6}" "${2:-2000}"

@@ -50,6 +50,13 @@ pub struct ControllerConfig {
     /// partitions that may be led elsewhere before it gets them back (10).
     #[serde(rename = "leader.imbalance.per.broker.percentage")]
     pub leader_imbalance_per_broker_percentage: u32,
+    /// `crash.detection.enable`: revoke the registration lease of a broker,
+    /// coordinator or active controller as soon as its process is gone (its
+    /// connection to the controller broke and its port refuses connections),
+    /// rather than waiting for the lease to expire (true). Hung processes and
+    /// lost hosts still wait for the lease. See `crate::crash_watch`.
+    #[serde(rename = "crash.detection.enable")]
+    pub crash_detection_enable: bool,
     /// `etcd.endpoints`: comma-separated etcd client URLs.
     #[serde(rename = "etcd.endpoints")]
     pub etcd_endpoints: String,
@@ -73,6 +80,7 @@ impl Default for ControllerConfig {
             auto_leader_rebalance_enable: true,
             leader_imbalance_check_interval_seconds: 300,
             leader_imbalance_per_broker_percentage: 10,
+            crash_detection_enable: true,
             etcd_endpoints: "http://127.0.0.1:2379".into(),
             cluster_name: "sluice".into(),
         }

@@ -114,6 +114,17 @@ impl Controller {
     /// losing the lease, until `shutdown` fires.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let ttl = Duration::from_millis(self.config.lease_ms);
+        let watching = shutdown.child_token();
+        if self.config.crash_detection_enable {
+            let me = self.clone();
+            tokio::spawn(crate::crash_watch::run(
+                self.store.clone(),
+                self.config.controller_id,
+                move || me.is_active(),
+                watching.clone(),
+            ));
+        }
+        let _stop_watching = watching.drop_guard();
         while !shutdown.is_cancelled() {
             match self.clone().serve_one_term(ttl, &shutdown).await {
                 Ok(()) => {}

@@ -15,6 +15,8 @@
 //!   `controller::partition_writes` the leadership and ISR passes, written in
 //!   chunked transactions (etcd's `--max-txn-ops`); `controller::alter_partition`
 //!   brokers' ISR changes.
+//! - `crash_watch`: revokes the lease of a registered process that is gone
+//!   (its connection broke and its port refuses connections).
 //! - [`service`]: the gRPC `Controller` service, one file per RPC family.
 //! - [`run`]: a controller's whole life on a `sluice_server::Host`, shared by
 //!   `sluice-controller` and `sluice standalone`.
@@ -23,6 +25,7 @@
 
 pub mod config;
 pub mod controller;
+mod crash_watch;
 pub mod election;
 pub mod error;
 pub mod offsets_owners;

@@ -196,6 +196,10 @@ fn describe() {
         "Partitions whose ISR is smaller than the replica set"
     );
     describe_gauge!("sluice_controller_live_brokers", "Registered brokers");
+    describe_counter!(
+        "sluice_controller_crashes_detected_total",
+        "Registration leases revoked because the process was gone (its connection broke and its port refused connections), by kind"
+    );
     describe_gauge!(
         "sluice_coordinator_groups",
         "Groups loaded on this coordinator"

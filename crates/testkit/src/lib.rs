@@ -45,6 +45,9 @@ pub struct ClusterSpec {
     /// Brokers' `log.flush.interval.ms` (unset: no periodic flush, as Kafka).
     /// Leader-epoch checkpoints reach the disk at a flush.
     pub log_flush_interval_ms: Option<u64>,
+    /// Controllers' `crash.detection.enable` (on, as in production): a
+    /// killed process's lease is revoked at once instead of expiring.
+    pub crash_detection: bool,
 }
 
 impl Default for ClusterSpec {
@@ -60,6 +63,7 @@ impl Default for ClusterSpec {
             min_insync_replicas: 1,
             leader_imbalance_check_interval_seconds: 300,
             log_flush_interval_ms: None,
+            crash_detection: true,
         }
     }
 }
@@ -183,12 +187,14 @@ impl TestCluster {
                 format!(
                     "controller.id: {}\nlisteners: 127.0.0.1:{port}\nadvertised.listeners: 127.0.0.1:{port}\n\
                      etcd.endpoints: {}\ncluster.name: {cluster_name}\ncontroller.lease.ms: {}\n\
-                     leader.imbalance.check.interval.seconds: {}\noffsets.topic.num.partitions: {}\n",
+                     leader.imbalance.check.interval.seconds: {}\noffsets.topic.num.partitions: {}\n\
+                     crash.detection.enable: {}\n",
                     1000 + i,
                     etcd.endpoint(),
                     spec.lease_ms,
                     spec.leader_imbalance_check_interval_seconds,
-                    spec.offsets_topic_num_partitions
+                    spec.offsets_topic_num_partitions,
+                    spec.crash_detection
                 ),
             )?;
             procs.insert(
