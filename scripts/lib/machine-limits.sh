@@ -55,6 +55,9 @@ machine_limits() { # dir mib
     out="$(iperf3 -c 127.0.0.1 -p "$port" -t 3 --json 2>/dev/null)" && break
     sleep 0.1
   done
+  # A one-off server whose test never came (every client attempt failed)
+  # would wait for ever.
+  kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   LIMIT_LOOPBACK="$(printf '%s' "$out" | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 8 / 1048576))')"
   echo "== machine limits (MiB/s): page-cache write ${LIMIT_WRITE} (first touch ${LIMIT_WRITE_COLD}), page-cache read ${LIMIT_READ}, loopback TCP ${LIMIT_LOOPBACK}"
