@@ -51,6 +51,9 @@ pub struct Controller {
     /// creation starts must not interleave, or the slower could record an
     /// older `seen_epochs` and fence a rejoined broker again.
     reconciling: tokio::sync::Mutex<()>,
+    /// The lease this instance campaigns (and, once elected, rules) with: how
+    /// the crash watch tells the active controller's record is its own.
+    campaign_lease: std::sync::atomic::AtomicI64,
 }
 
 pub(crate) fn meta_err(e: MetaError) -> ControllerError {
@@ -73,6 +76,7 @@ impl Controller {
             seen_epochs: std::sync::Mutex::new(HashMap::new()),
             topic_admin: tokio::sync::Mutex::new(()),
             reconciling: tokio::sync::Mutex::new(()),
+            campaign_lease: std::sync::atomic::AtomicI64::new(0),
         })
     }
 
@@ -119,8 +123,11 @@ impl Controller {
             let me = self.clone();
             tokio::spawn(crate::crash_watch::run(
                 self.store.clone(),
-                self.config.controller_id,
                 move || me.is_active(),
+                {
+                    let me = self.clone();
+                    move || me.campaign_lease.load(std::sync::atomic::Ordering::Acquire)
+                },
                 watching.clone(),
             ));
         }
@@ -154,6 +161,8 @@ impl Controller {
             .unwrap_or_else(|e| e.into_inner())
             .clear();
         let lease = self.store.grant_lease(ttl).await?;
+        self.campaign_lease
+            .store(lease, std::sync::atomic::Ordering::Release);
         let keeper = self.store.keep_alive(lease).await?;
         let value = self.config.controller_id.to_string().into_bytes();
         let leader = tokio::select! {

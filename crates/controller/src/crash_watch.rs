@@ -7,14 +7,21 @@
 //! panic) on a host that is still up. Its kernel closes the process's
 //! connections and refuses new ones on its port. So the controller keeps a
 //! gRPC health Watch stream open to each registered process; when that
-//! stream breaks, or the process stops reporting SERVING, and a new TCP
+//! stream breaks while the process was reporting SERVING, and a new TCP
 //! connection to its advertised port is then *refused*, nobody is listening
 //! there any more and the lease is revoked: its key disappears and the usual
-//! path (the broker watch, the election) moves its work.
+//! path (the broker watch, the election) moves its work. A process that
+//! reported anything but SERVING first (starting, draining after SIGTERM,
+//! a coordinator loading groups) is alive and not judged.
 //!
 //! Nothing else counts as death: a paused process still accepts connections
 //! (the kernel does), and a lost host or a network partition times out
-//! rather than refusing; those wait for the lease. A target is only judged
+//! rather than refusing; those wait for the lease. What this trusts is that
+//! a refusal at the advertised address means the process is not there: a
+//! proxy in between that refuses while the process lives (a restarting
+//! sidecar, a REJECT firewall rule) would get a live process's lease revoked.
+//! That costs a re-registration (a new broker epoch, leadership moved and
+//! back), never data; `crash.detection.enable: false` turns it off. A target is only judged
 //! after it was seen SERVING through its advertised address, so a
 //! misconfigured advertised listener never gets a live process fenced.
 //!
@@ -37,7 +44,7 @@ use tracing::{debug, warn};
 const RESCAN: Duration = Duration::from_secs(1);
 /// Pause before connecting again to a process that is up but not serving
 /// (starting, or shutting down: an open stream would hold its drain).
-const RECHECK: Duration = Duration::from_millis(500);
+const RECHECK: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One process holding a lease, reachable at its advertised address.
@@ -55,8 +62,8 @@ struct Target {
 /// active one now (it decides what to watch).
 pub(crate) async fn run(
     store: Arc<dyn MetadataStore>,
-    controller_id: i32,
     active: impl Fn() -> bool + Send + 'static,
+    own_lease: impl Fn() -> LeaseId + Send + 'static,
     stop: CancellationToken,
 ) {
     // Keyed by lease: a process that registers again is a new target.
@@ -67,7 +74,11 @@ pub(crate) async fn run(
             _ = stop.cancelled() => break,
             _ = tick.tick() => {}
         }
-        let targets = match targets(store.as_ref(), controller_id, active()).await {
+        let read = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = targets(store.as_ref(), active(), own_lease()) => r,
+        };
+        let targets = match read {
             Ok(t) => t,
             // Keep watching what we had; the next tick reads again.
             Err(e) => {
@@ -98,8 +109,8 @@ pub(crate) async fn run(
 
 async fn targets(
     store: &dyn MetadataStore,
-    controller_id: i32,
     active: bool,
+    own_lease: LeaseId,
 ) -> Result<Vec<Target>, sluice_metastore::MetaError> {
     let mut out = Vec::new();
     if active {
@@ -122,7 +133,9 @@ async fn targets(
         }
     } else if let Some(kv) = store.get(meta::CONTROLLER_INFO_KEY).await?
         && let Ok(c) = meta::decode::<ControllerInfo>(&kv.value)
-        && c.controller_id != controller_id
+        // Ourselves by lease, not by id: controllers may share an id (it is
+        // only a label; the Kubernetes Deployment's replicas all use one).
+        && kv.lease != own_lease
     {
         push(
             &mut out,
@@ -154,32 +167,39 @@ fn push(out: &mut Vec<Target>, kv: &KeyValue, kind: &'static str, id: i32, host:
 
 /// Follows one process until its lease is revoked or `stop` fires.
 async fn watch_one(store: Arc<dyn MetadataStore>, target: Target, stop: CancellationToken) {
-    // Seen SERVING through its advertised address (see the module docs).
-    let mut seen_serving = false;
+    // The last status seen through its advertised address was SERVING (see
+    // the module docs). A process that said anything else is alive and on its
+    // way up or down: its port closing then is a shutdown, not a crash.
+    let mut serving = false;
     loop {
-        let pause = tokio::select! {
+        let seen = tokio::select! {
             _ = stop.cancelled() => return,
-            p = follow(&target, &mut seen_serving) => p,
+            s = follow(&target, &mut serving) => s,
         };
-        if seen_serving && refuses_connections(&target).await {
+        if seen == Seen::Lost && serving && refuses_connections(&target).await {
             if stop.is_cancelled() {
                 return;
             }
-            warn!(
-                process = %target.name,
-                address = %format!("{}:{}", target.host, target.port),
-                "its connection broke and its port refuses connections: the process is gone; revoking its registration lease now"
-            );
             match store.revoke_lease(target.lease).await {
                 Ok(()) => {
+                    warn!(
+                        process = %target.name,
+                        address = %format!("{}:{}", target.host, target.port),
+                        "its connection broke and its port refuses connections: the process is gone; revoked its registration lease"
+                    );
                     metrics::counter!("sluice_controller_crashes_detected_total", "kind" => target.kind)
                         .increment(1);
-                    return;
                 }
-                // Already gone (it expired, or was given up) is as good.
+                // Already gone (it expired, or was given up), or etcd is
+                // unreachable: either way the lease decides now.
                 Err(e) => debug!(process = %target.name, error = %e, "crash watch: revoke failed"),
             }
+            return;
         }
+        let pause = match seen {
+            Seen::Lost => Duration::from_millis(100),
+            Seen::NotServing | Seen::Unreachable => RECHECK,
+        };
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(pause) => {}
@@ -187,18 +207,39 @@ async fn watch_one(store: Arc<dyn MetadataStore>, target: Target, stop: Cancella
     }
 }
 
-/// Opens a health Watch and reads it while the process reports SERVING.
-/// Returns when the stream breaks (at once: the caller probes), or when the
-/// process reports anything else or cannot be reached (the caller waits
-/// [`RECHECK`] or longer before the next try).
-async fn follow(target: &Target, seen_serving: &mut bool) -> Duration {
-    let uri = format!("http://{}:{}", target.host, target.port);
-    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(uri) else {
-        return Duration::from_secs(60);
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    /// The connection broke, or could not be made again.
+    Lost,
+    /// The process answered with a status other than SERVING.
+    NotServing,
+    /// Not reachable, and never seen SERVING since the last other status.
+    Unreachable,
+}
+
+/// Opens a health Watch and reads it while the process reports SERVING;
+/// `serving` tracks the last status seen.
+async fn follow(target: &Target, serving: &mut bool) -> Seen {
+    let host = if target.host.contains(':') {
+        format!("[{}]", target.host) // an IPv6 literal
+    } else {
+        target.host.clone()
+    };
+    let lost = |serving: &bool| {
+        if *serving {
+            Seen::Lost
+        } else {
+            Seen::Unreachable
+        }
+    };
+    let Ok(endpoint) =
+        tonic::transport::Endpoint::from_shared(format!("http://{host}:{}", target.port))
+    else {
+        return Seen::Unreachable;
     };
     let channel = match endpoint.connect_timeout(CONNECT_TIMEOUT).connect().await {
         Ok(c) => c,
-        Err(_) => return RECHECK,
+        Err(_) => return lost(serving),
     };
     let mut client = HealthClient::new(channel);
     let mut stream = match client
@@ -208,15 +249,18 @@ async fn follow(target: &Target, seen_serving: &mut bool) -> Duration {
         .await
     {
         Ok(s) => s.into_inner(),
-        Err(_) => return RECHECK,
+        Err(_) => return lost(serving),
     };
     loop {
         match stream.message().await {
-            Ok(Some(m)) if m.status == ServingStatus::Serving as i32 => *seen_serving = true,
-            // Not serving: starting up, or draining; an open stream would
-            // keep a draining server waiting, so let go and look again soon.
-            Ok(Some(_)) => return RECHECK,
-            Ok(None) | Err(_) => return Duration::from_millis(100),
+            Ok(Some(m)) if m.status == ServingStatus::Serving as i32 => *serving = true,
+            // Starting up, or draining: let go (an open stream would keep a
+            // draining server waiting) and look again later.
+            Ok(Some(_)) => {
+                *serving = false;
+                return Seen::NotServing;
+            }
+            Ok(None) | Err(_) => return lost(serving),
         }
     }
 }

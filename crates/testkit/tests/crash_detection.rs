@@ -12,6 +12,7 @@ const LEASE_MS: u64 = 30_000;
 /// Well under the lease: reaching a state before this is crash detection.
 const DEADLINE: Duration = Duration::from_secs(20);
 
+/// Revocations logged by the controllers.
 fn detections(c: &TestCluster) -> usize {
     ["controller-1", "controller-2"]
         .iter()
@@ -39,6 +40,7 @@ where
 async fn a_killed_process_loses_its_lease_at_once_and_a_paused_one_keeps_it() {
     let mut c = TestCluster::start(ClusterSpec {
         lease_ms: LEASE_MS,
+        coordinators: 1,
         ..Default::default()
     })
     .await
@@ -64,7 +66,12 @@ async fn a_killed_process_loses_its_lease_at_once_and_a_paused_one_keeps_it() {
     })
     .await;
     let leader = describe().await.unwrap().leader;
-    let follower = c.broker_ids().into_iter().find(|&b| b != leader).unwrap();
+    let followers: Vec<i32> = c
+        .broker_ids()
+        .into_iter()
+        .filter(|&b| b != leader)
+        .collect();
+    let (follower, stopped) = (followers[0], followers[1]);
 
     // Paused: the kernel still accepts connections to its port, so nothing
     // is revoked; it keeps its registration (its lease outlives the pause).
@@ -75,6 +82,17 @@ async fn a_killed_process_loses_its_lease_at_once_and_a_paused_one_keeps_it() {
     assert_eq!(brokers, 3, "a paused broker lost its registration");
     assert_eq!(detections(&c), 0, "{}", c.logs_tail());
 
+    // Stopped with SIGTERM: it says NOT_SERVING and closes its port, which
+    // is a shutdown, not a crash.
+    c.terminate(&format!("broker-{stopped}")).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        detections(&c),
+        0,
+        "a clean stop counted as a crash\n{}",
+        c.logs_tail()
+    );
+
     // Killed: its port refuses connections, the controller revokes its lease
     // and elects another leader.
     c.kill(&format!("broker-{leader}")).unwrap();
@@ -84,8 +102,15 @@ async fn a_killed_process_loses_its_lease_at_once_and_a_paused_one_keeps_it() {
             .is_some_and(|p| p.leader >= 0 && p.leader != leader)
     })
     .await;
-    assert_eq!(admin.describe_cluster().await.unwrap().brokers.len(), 2);
+    assert_eq!(admin.describe_cluster().await.unwrap().brokers.len(), 1);
     assert_eq!(detections(&c), 1, "{}", c.logs_tail());
+
+    // A coordinator killed: its registration goes too.
+    c.kill("coordinator-1").unwrap();
+    wait_until(&c, "the coordinator's registration revoked", || async {
+        detections(&c) == 2
+    })
+    .await;
 
     // The active controller killed: the standby revokes its lease and takes
     // over, and admin requests work again.
@@ -98,9 +123,9 @@ async fn a_killed_process_loses_its_lease_at_once_and_a_paused_one_keeps_it() {
             .is_ok_and(|d| d.controller_id >= 0 && d.controller_id != active)
     })
     .await;
-    assert_eq!(detections(&c), 2, "{}", c.logs_tail());
+    assert_eq!(detections(&c), 3, "{}", c.logs_tail());
     admin
-        .create_topic(NewTopic::new("after-crash", 1, 2))
+        .create_topic(NewTopic::new("after-crash", 1, 1))
         .await
         .unwrap();
 }
