@@ -14,6 +14,11 @@ use crate::request::{DELIVER_AFTER_HEADER, DELIVER_AT_HEADER};
 pub const DELAYED_TYPE: i16 = 0x5D10;
 /// Control type of a cancellation (its value: the delay id, i64).
 pub const CANCEL_TYPE: i16 = 0x5D11;
+/// Control type of a place holder: in the control batch of a batch that
+/// mixed immediate and delayed records, it stands where an immediate record
+/// was (appended just before, as a normal batch), so the control batch stays
+/// dense and keeps the producer's whole sequence range.
+pub const PLACEHOLDER_TYPE: i16 = 0x5D12;
 
 /// Headers a released record carries.
 pub const PRODUCED_HEADER: &str = "sluice.delay.produced.ms";
@@ -97,7 +102,9 @@ impl Envelope {
         }
         let mut headers = Vec::with_capacity(count as usize);
         for _ in 0..count {
-            let name = r.bytes()?.ok_or_else(|| corrupt("a header without a name".into()))?;
+            let name = r
+                .bytes()?
+                .ok_or_else(|| corrupt("a header without a name".into()))?;
             let name = String::from_utf8(name.to_vec())
                 .map_err(|_| corrupt("a header name that is not UTF-8".into()))?;
             headers.push((name, r.bytes()?));
@@ -128,20 +135,23 @@ impl Envelope {
         } else {
             id
         };
-        let mut headers: Vec<(String, Option<Bytes>)> = self
-            .record
-            .headers
-            .iter()
-            .filter(|(k, _)| k != DELIVER_AT_HEADER && k != DELIVER_AFTER_HEADER)
-            .cloned()
-            .collect();
-        for (k, v) in [
+        // The id first: a replica recognises a release batch by its first
+        // record's first header, without decoding it.
+        let mut headers: Vec<(String, Option<Bytes>)> = [
+            (ID_HEADER, id),
             (PRODUCED_HEADER, self.produced_ms),
             (DUE_HEADER, self.due_ms),
-            (ID_HEADER, id),
-        ] {
-            headers.push((k.to_string(), Some(Bytes::from(v.to_string()))));
-        }
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Some(Bytes::from(v.to_string()))))
+        .collect();
+        headers.extend(
+            self.record
+                .headers
+                .iter()
+                .filter(|(k, _)| k != DELIVER_AT_HEADER && k != DELIVER_AFTER_HEADER)
+                .cloned(),
+        );
         Record {
             key: self.record.key.clone(),
             value: self.record.value.clone(),
@@ -157,7 +167,6 @@ pub fn released_id(record: &Record) -> Option<i64> {
     record
         .headers
         .iter()
-        .rev()
         .find(|(k, _)| k == ID_HEADER)
         .and_then(|(_, v)| std::str::from_utf8(v.as_deref()?).ok()?.parse().ok())
 }
@@ -193,10 +202,14 @@ impl Reader<'_> {
         Ok(s)
     }
     fn i64(&mut self) -> Result<i64, DelayError> {
-        Ok(i64::from_be_bytes(self.take(8)?.try_into().unwrap_or_default()))
+        Ok(i64::from_be_bytes(
+            self.take(8)?.try_into().unwrap_or_default(),
+        ))
     }
     fn i32(&mut self) -> Result<i32, DelayError> {
-        Ok(i32::from_be_bytes(self.take(4)?.try_into().unwrap_or_default()))
+        Ok(i32::from_be_bytes(
+            self.take(4)?.try_into().unwrap_or_default(),
+        ))
     }
     /// Length-prefixed bytes, sharing the buffer (no copy); -1 is null.
     fn bytes(&mut self) -> Result<Option<Bytes>, DelayError> {
@@ -227,7 +240,10 @@ mod tests {
                 headers: vec![
                     ("trace".into(), Some(Bytes::from_static(b"abc"))),
                     ("empty".into(), None),
-                    (DELIVER_AFTER_HEADER.into(), Some(Bytes::from_static(b"30000"))),
+                    (
+                        DELIVER_AFTER_HEADER.into(),
+                        Some(Bytes::from_static(b"30000")),
+                    ),
                 ],
                 timestamp: 1_799_999_999_000,
                 offset: -1,
@@ -253,7 +269,10 @@ mod tests {
     fn damaged_envelopes_are_errors_not_panics() {
         let good = envelope().encode();
         for cut in 0..good.len() {
-            assert!(Envelope::decode(&good.slice(..cut)).is_err(), "cut at {cut}");
+            assert!(
+                Envelope::decode(&good.slice(..cut)).is_err(),
+                "cut at {cut}"
+            );
         }
         let mut longer = good.to_vec();
         longer.push(0);
@@ -267,9 +286,15 @@ mod tests {
     fn a_released_record_keeps_the_original_and_says_when_and_which() {
         let e = envelope();
         let r = e.released(42);
-        assert_eq!((&r.key, &r.value, r.timestamp), (&e.record.key, &e.record.value, e.record.timestamp));
+        assert_eq!(
+            (&r.key, &r.value, r.timestamp),
+            (&e.record.key, &e.record.value, e.record.timestamp)
+        );
         let names: Vec<&str> = r.headers.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(names, ["trace", "empty", PRODUCED_HEADER, DUE_HEADER, ID_HEADER]);
+        assert_eq!(
+            names,
+            [ID_HEADER, PRODUCED_HEADER, DUE_HEADER, "trace", "empty"]
+        );
         assert_eq!(released_id(&r), Some(42));
         // A carried-forward copy keeps the id it was produced with.
         let carried = Envelope {

@@ -6,7 +6,10 @@
 #[derive(Debug, thiserror::Error)]
 pub enum DelayError {
     #[error("header {header}: {reason}")]
-    BadHeader { header: &'static str, reason: String },
+    BadHeader {
+        header: &'static str,
+        reason: String,
+    },
     #[error(
         "a delay of {delay_ms} ms is out of range: it must be between {min_ms} ms and {max_ms} ms"
     )]

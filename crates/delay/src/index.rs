@@ -382,9 +382,7 @@ impl TimerIndex {
         f.sync_all().map_err(io)?;
         fs::rename(&tmp, &path).map_err(io)?;
         // The rename itself must survive a crash.
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io)
+        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io)
     }
 
     fn load_checkpoint(&mut self, path: &Path, text: &str) -> Result<(), DelayError> {

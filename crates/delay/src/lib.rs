@@ -12,10 +12,14 @@
 //! - [`envelope`]: the pending record's control-record format, and the
 //!   record a release appends (original key, value, headers, timestamp, plus
 //!   `sluice.delay.*` headers).
+//! - [`batch`]: the produce path's rewrite of a batch that asks for delays
+//!   ([`batch::plan`]), the release and cancellation batches, and what an
+//!   appended batch means to the index ([`batch::scan`]).
 //! - [`index`]: the per-replica timer index: pending (due, offset) entries,
 //!   the near ones in memory and the far future in sorted run files.
 //! - [`error`]: [`DelayError`], the one error type.
 
+pub mod batch;
 pub mod envelope;
 pub mod error;
 pub mod index;

@@ -105,9 +105,7 @@ fn parse_ms(header: &'static str, value: Option<&[u8]>) -> Result<i64, DelayErro
             "{shown:?} is not a number of milliseconds (decimal digits only)"
         )));
     }
-    Ok(value
-        .iter()
-        .fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
+    Ok(value.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
 }
 
 #[cfg(test)]
@@ -169,7 +167,11 @@ mod tests {
     fn huge_values_are_refused_not_wrapped_into_now() {
         // RocketMQ #10872: Long.MAX_VALUE as a relative delay wrapped around
         // into a past time and was delivered at once.
-        for v in ["9223372036854775807", "999999999999999999", "18446744073709551615"] {
+        for v in [
+            "9223372036854775807",
+            "999999999999999999",
+            "18446744073709551615",
+        ] {
             assert!(due(&[(DELIVER_AFTER_HEADER, Some(v))], 0).is_err(), "{v}");
             assert!(due(&[(DELIVER_AT_HEADER, Some(v))], 0).is_err(), "{v}");
         }

@@ -73,6 +73,22 @@ pub struct DecodedBatch {
 /// `base_offset + i`; the base timestamp is the smallest record timestamp and
 /// each record stores its delta from it. An empty slice encodes to empty bytes.
 pub fn encode_batch(records: &[Record], opts: EncodeOptions) -> Result<Bytes, RecordsError> {
+    encode_batch_with(records, opts, Layout::default())
+}
+
+/// How [`encode_batch_with`] lays records out beyond [`EncodeOptions`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Layout {
+    /// A control batch (attribute bit 5): consumers skip it.
+    pub control: bool,
+}
+
+/// [`encode_batch`] with a [`Layout`].
+pub fn encode_batch_with(
+    records: &[Record],
+    opts: EncodeOptions,
+    layout: Layout,
+) -> Result<Bytes, RecordsError> {
     if records.is_empty() {
         return Ok(Bytes::new());
     }
@@ -86,7 +102,7 @@ pub fn encode_batch(records: &[Record], opts: EncodeOptions) -> Result<Bytes, Re
             }
             kafka_protocol::records::Record {
                 transactional: opts.transactional,
-                control: false,
+                control: layout.control,
                 delete_horizon: false,
                 partition_leader_epoch: opts.partition_leader_epoch,
                 producer_id: opts.producer_id,

@@ -17,16 +17,19 @@
 //!   [`decode_batches`], built on `kafka_protocol::records`, and
 //!   [`retain_records`], the log cleaner's in-place filter of one batch.
 //! - [`compression`]: decompression with a cap on what a batch inflates to.
+//! - [`walk`]: header names of records read in place, without decoding
+//!   (the produce path's look for delay requests).
 
 pub mod codec;
 pub mod compression;
 pub mod error;
 pub mod header;
 pub mod split;
+pub mod walk;
 
 pub use codec::{
-    DecodedBatch, EncodeOptions, Record, check_compressed, decode_batches, decode_records,
-    encode_batch, retain_records,
+    DecodedBatch, EncodeOptions, Layout, Record, check_compressed, decode_batches, decode_records,
+    encode_batch, encode_batch_with, retain_records,
 };
 pub use error::RecordsError;
 pub use header::{
