@@ -165,6 +165,10 @@ pub enum BrokerError {
         partition: i32,
         source: RecordsError,
     },
+    /// A control batch in a produce request: only the broker writes those
+    /// (Kafka refuses them from clients too).
+    #[error("{topic}-{partition}: clients may not write control batches; only the broker does")]
+    ControlBatchFromClient { topic: String, partition: i32 },
     /// A compressed batch that is corrupt or inflates past the limit.
     #[error("{topic}-{partition}: {source}")]
     InvalidBatch {
@@ -424,6 +428,7 @@ impl BrokerError {
             E::EncodeRecords { .. } | E::InvalidBatch { .. } | E::CorruptStoredBatch { .. } => {
                 ErrorCode::CorruptMessage
             }
+            E::ControlBatchFromClient { .. } => ErrorCode::InvalidRecord,
             E::NotEnoughReplicas { .. } => ErrorCode::NotEnoughReplicas,
             E::ReplicationTimedOut { .. } => ErrorCode::RequestTimedOut,
             E::UnknownProducer { .. }

@@ -124,6 +124,7 @@ impl ApiError {
             | ErrorCode::InvalidRequiredAcks
             | ErrorCode::MessageTooLarge
             | ErrorCode::CorruptMessage
+            | ErrorCode::InvalidRecord
             | ErrorCode::InvalidGroupId => tonic::Code::InvalidArgument,
             ErrorCode::UnknownTopicOrPartition | ErrorCode::GroupIdNotFound => {
                 tonic::Code::NotFound

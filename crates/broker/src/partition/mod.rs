@@ -594,6 +594,12 @@ impl Partition {
         // one nobody could read later is refused now (Kafka's LogValidator).
         let mut pos = 0;
         for h in &headers {
+            if h.is_control() {
+                return Err(BrokerError::ControlBatchFromClient {
+                    topic: self.topic.clone(),
+                    partition: self.partition,
+                });
+            }
             let end = pos + h.total_size();
             if h.compression() != Some(sluice_records::Compression::None) {
                 // Only for compressed batches: the uncompressed produce path

@@ -496,3 +496,26 @@ fn a_follower_joins_the_isr_only_past_the_leaders_epoch_start() {
     let (_, isr) = leader.desired_isr(max_lag, |_| Some(5)).unwrap();
     assert!(isr.iter().any(|m| m.broker_id == 2), "{isr:?}");
 }
+
+#[test]
+fn control_batches_from_clients_are_refused_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let leader = partition(dir.path(), 1);
+    leader.set_role(role(1, 1, &[1])).unwrap();
+    let control = sluice_records::encode_batch_with(
+        &[Record {
+            key: Some(Bytes::from_static(&[0, 0, 0, 1])),
+            timestamp: 1,
+            ..Default::default()
+        }],
+        EncodeOptions::default(),
+        sluice_records::Layout { control: true },
+    )
+    .unwrap();
+    let mut both = batch(&["ok"]);
+    both.extend_from_slice(&control);
+    let e = leader.append_as_leader(both, 1, 1).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidRecord, "{e}");
+    assert_eq!(leader.offsets().leo, 0, "nothing of the request was stored");
+    leader.append_as_leader(batch(&["ok"]), 1, 1).unwrap();
+}
