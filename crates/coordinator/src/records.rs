@@ -97,44 +97,80 @@ pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("values serialize")
 }
 
+/// What a load rebuilt from one partition.
+pub struct Replayed {
+    pub groups: BTreeMap<String, Group>,
+    /// Keys whose latest record is a deposed owner's (ignored), with the
+    /// valid state to write again in the loader's epoch: the value re-encoded
+    /// in that epoch, or `None` (a tombstone) when the valid state is
+    /// "absent". Compaction keeps only the latest record of a key: left
+    /// alone, it would keep the ignored one and drop the valid one before it,
+    /// and a later load would lose that key.
+    pub rewrite: Vec<(RecordKey, Option<Vec<u8>>)>,
+}
+
+/// The fence of [`replay`]: the highest epoch seen so far, and whether a
+/// record (its value, or a tombstone's header epoch) is below it.
+struct Fence {
+    max_epoch: i64,
+}
+
+impl Fence {
+    /// `Some(true)`: apply; `Some(false)`: a deposed owner's, ignore;
+    /// `None`: an undecodable value, skip.
+    fn admits(&mut self, value: Option<&[u8]>, header_epoch: Option<i64>) -> Option<bool> {
+        // A tombstone's epoch is in its headers (absent in records written
+        // before tombstones carried one: those apply).
+        let epoch = match value {
+            None => header_epoch,
+            Some(v) => Some(serde_json::from_slice::<EpochOnly>(v).ok()?.owner_epoch),
+        };
+        match epoch {
+            Some(e) if e < self.max_epoch => Some(false),
+            Some(e) => {
+                self.max_epoch = e;
+                Some(true)
+            }
+            None => Some(true),
+        }
+    }
+}
+
 /// Rebuilds the groups of one partition from its records (key, value, the
-/// epoch in its headers) in log order. Undecodable records are skipped with
-/// a warning (they cannot be ours).
-pub fn replay<'a>(
-    records: impl IntoIterator<Item = (Option<&'a [u8]>, Option<&'a [u8]>, Option<i64>)>,
-    settings: GroupSettings,
-    now: Instant,
-) -> BTreeMap<String, Group> {
+/// epoch in its headers) in log order, for a loader in `epoch`. Undecodable
+/// records are skipped with a warning (they cannot be ours). `records` is
+/// walked twice when a deposed owner's record is the latest of its key.
+pub fn replay<'a, I>(records: I, settings: GroupSettings, now: Instant, epoch: i64) -> Replayed
+where
+    I: IntoIterator<Item = (Option<&'a [u8]>, Option<&'a [u8]>, Option<i64>)> + Clone,
+{
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
-    let mut max_epoch = i64::MIN;
+    let mut fence = Fence {
+        max_epoch: i64::MIN,
+    };
     let mut ignored = 0usize;
-    for (key, value, header_epoch) in records {
-        let Some(key) = key.and_then(|k| serde_json::from_slice::<RecordKey>(k).ok()) else {
+    // Raw keys whose latest record so far was ignored.
+    let mut shadowed: std::collections::HashSet<&'a [u8]> = Default::default();
+    for (raw, value, header_epoch) in records.clone() {
+        let Some(key) = raw.and_then(|k| serde_json::from_slice::<RecordKey>(k).ok()) else {
             tracing::warn!("skipping a __consumer_offsets record with an unknown key");
             continue;
         };
-        // A tombstone's epoch is in its headers (absent in records written
-        // before tombstones carried one: those apply).
-        if value.is_none()
-            && let Some(e) = header_epoch
-        {
-            if e < max_epoch {
-                ignored += 1;
+        let raw = raw.unwrap_or_default();
+        match fence.admits(value, header_epoch) {
+            None => {
+                tracing::warn!(?key, "skipping an undecodable __consumer_offsets value");
                 continue;
             }
-            max_epoch = e;
-        }
-        if let Some(v) = value {
-            match serde_json::from_slice::<EpochOnly>(v) {
-                Ok(e) if e.owner_epoch < max_epoch => {
-                    ignored += 1;
-                    continue;
+            Some(false) => {
+                ignored += 1;
+                if !matches!(key, RecordKey::Owner { .. }) {
+                    shadowed.insert(raw);
                 }
-                Ok(e) => max_epoch = e.owner_epoch,
-                Err(_) => {
-                    tracing::warn!(?key, "skipping an undecodable __consumer_offsets value");
-                    continue;
-                }
+                continue;
+            }
+            Some(true) => {
+                shadowed.remove(raw);
             }
         }
         match (key, value) {
@@ -184,7 +220,57 @@ pub fn replay<'a>(
         tracing::warn!(ignored, "ignored records written by a deposed coordinator");
     }
     groups.retain(|_, g| !g.is_unused());
-    groups
+    let rewrite = if shadowed.is_empty() {
+        Vec::new()
+    } else {
+        valid_state_of(records, &shadowed, epoch)
+    };
+    Replayed { groups, rewrite }
+}
+
+/// The second walk of [`replay`]: for each shadowed key, its last applied
+/// record, re-encoded in `epoch` (or a tombstone when it has none).
+fn valid_state_of<'a, I>(
+    records: I,
+    shadowed: &std::collections::HashSet<&'a [u8]>,
+    epoch: i64,
+) -> Vec<(RecordKey, Option<Vec<u8>>)>
+where
+    I: IntoIterator<Item = (Option<&'a [u8]>, Option<&'a [u8]>, Option<i64>)>,
+{
+    let mut fence = Fence {
+        max_epoch: i64::MIN,
+    };
+    let mut last: BTreeMap<&'a [u8], Option<&'a [u8]>> =
+        shadowed.iter().map(|k| (*k, None)).collect();
+    for (raw, value, header_epoch) in records {
+        let Some(raw) = raw else { continue };
+        if fence.admits(value, header_epoch) == Some(true)
+            && let Some(slot) = last.get_mut(raw)
+        {
+            *slot = value;
+        }
+    }
+    last.into_iter()
+        .filter_map(|(raw, value)| {
+            let key = serde_json::from_slice::<RecordKey>(raw).ok()?;
+            let value = match (&key, value) {
+                (_, None) => None,
+                (RecordKey::Offset { .. }, Some(v)) => {
+                    let mut v = serde_json::from_slice::<OffsetValue>(v).ok()?;
+                    v.owner_epoch = epoch;
+                    Some(encode(&v))
+                }
+                (RecordKey::Group { .. }, Some(v)) => {
+                    let mut v = serde_json::from_slice::<GroupValue>(v).ok()?;
+                    v.owner_epoch = epoch;
+                    Some(encode(&v))
+                }
+                (RecordKey::Owner { .. }, Some(_)) => return None,
+            };
+            Some((key, value))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -238,12 +324,70 @@ mod tests {
     type Stored = (Vec<u8>, Option<Vec<u8>>, Option<i64>);
 
     fn run_with(recs: Vec<Stored>) -> BTreeMap<String, Group> {
+        replayed(&recs, 9).groups
+    }
+
+    fn replayed(recs: &[Stored], epoch: i64) -> Replayed {
         replay(
             recs.iter()
                 .map(|(k, v, e)| (Some(k.as_slice()), v.as_deref(), *e)),
             GroupSettings::default(),
             Instant::now(),
+            epoch,
         )
+    }
+
+    /// What compaction leaves: the latest record of each key, in log order.
+    fn compacted(recs: &[Stored]) -> Vec<Stored> {
+        recs.iter()
+            .enumerate()
+            .filter(|(i, r)| !recs[i + 1..].iter().any(|later| later.0 == r.0))
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_deposed_owners_latest_record_is_rewritten_so_compaction_keeps_the_valid_one() {
+        let with = |r: (Vec<u8>, Option<Vec<u8>>)| (r.0, r.1, None);
+        let tomb = |r: (Vec<u8>, Option<Vec<u8>>), epoch| (r.0, None, Some(epoch));
+        let mut log = vec![
+            with(owner(1)),
+            with(off("g", 0, 5, 1)),
+            with(off("g", 1, 6, 1)),
+            with(owner(2)),
+            // Owner 1, paused through the handover, writes late: a value
+            // over partition 0, a tombstone over partition 1, and a value
+            // for partition 2 that never had a valid one.
+            with(off("g", 0, 100, 1)),
+            tomb(off("g", 1, 0, 1), 1),
+            with(off("g", 2, 50, 1)),
+        ];
+        // Without the rewrite, compaction keeps only the deposed records and
+        // the valid offsets are lost.
+        let lost = run_with(compacted(&log));
+        assert!(lost.is_empty(), "valid offsets survived without the rewrite?");
+
+        let r = replayed(&log, 3);
+        assert_eq!(r.groups["g"].offsets.len(), 2);
+        let mut rewrite: Vec<_> = r.rewrite.clone();
+        rewrite.sort_by_key(|(k, _)| k.encode());
+        assert_eq!(rewrite.len(), 3);
+        // The new owner (epoch 3) writes them after its marker, as its
+        // writer does (a tombstone's epoch in its header).
+        log.push(with(owner(3)));
+        for (k, v) in r.rewrite {
+            let e = v.is_none().then_some(3);
+            log.push((k.encode(), v, e));
+        }
+        for l in [log.clone(), compacted(&log)] {
+            let g = run_with(l);
+            let offsets = &g["g"].offsets;
+            assert_eq!(offsets[&("t".into(), 0)].offset, 5);
+            assert_eq!(offsets[&("t".into(), 1)].offset, 6);
+            assert!(!offsets.contains_key(&("t".into(), 2)));
+        }
+        // Nothing shadowed any more: the next load rewrites nothing.
+        assert!(replayed(&log, 4).rewrite.is_empty());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use sluice_client::ProducerRecord;
 use sluice_types::names::CONSUMER_OFFSETS_TOPIC;
 use tracing::{debug, info, warn};
 
-use super::{Coordinator, Owned, State};
+use super::{Coordinator, GroupHome, Owned, State};
 use crate::error::CoordinatorError;
 use crate::group::Group;
 use crate::records::{self, OwnerValue, RecordKey};
@@ -116,11 +116,37 @@ impl Coordinator {
             records = recs.len(),
             "replaying __consumer_offsets partition"
         );
-        Ok(records::replay(
+        let replayed = records::replay(
             recs.iter()
                 .map(|(k, v, e)| (k.as_deref(), v.as_deref(), *e)),
             self.config.group_settings(),
             Instant::now(),
-        ))
+            epoch,
+        );
+        if !replayed.rewrite.is_empty() {
+            // Written before the load is installed: once served, a later
+            // compaction can no longer leave a deposed owner's record as the
+            // only one of its key.
+            let keys = replayed.rewrite.len();
+            let home = GroupHome {
+                partition: p,
+                epoch,
+                load: 0,
+            };
+            let acks = self
+                .log
+                .append(p, super::writer::producer_records(home, replayed.rewrite))
+                .await?;
+            for ack in acks {
+                ack.await?;
+            }
+            info!(
+                partition = p,
+                epoch,
+                keys,
+                "rewrote keys whose latest record was a deposed coordinator's, so compaction keeps the valid ones"
+            );
+        }
+        Ok(replayed.groups)
     }
 }

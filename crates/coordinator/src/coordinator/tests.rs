@@ -613,7 +613,9 @@ async fn a_second_coordinator_takes_over_what_the_first_wrote() {
             .collect::<Vec<_>>(),
         GroupSettings::default(),
         Instant::now(),
-    );
+        9,
+    )
+    .groups;
     assert_eq!(reloaded["g"].offsets[&("t".into(), 0)].offset, 7);
     c1.close().await;
     c2.close().await;
