@@ -165,6 +165,13 @@ pub enum BrokerError {
         partition: i32,
         source: RecordsError,
     },
+    /// The replica's timer index of delayed records failed (its disk).
+    #[error("{topic}-{partition}: timer index: {source}")]
+    DelayIndex {
+        topic: String,
+        partition: i32,
+        source: sluice_delay::DelayError,
+    },
     /// A control batch in a produce request: only the broker writes those
     /// (Kafka refuses them from clients too).
     #[error("{topic}-{partition}: clients may not write control batches; only the broker does")]
@@ -429,6 +436,7 @@ impl BrokerError {
                 ErrorCode::CorruptMessage
             }
             E::ControlBatchFromClient { .. } => ErrorCode::InvalidRecord,
+            E::DelayIndex { .. } => ErrorCode::KafkaStorageError,
             E::NotEnoughReplicas { .. } => ErrorCode::NotEnoughReplicas,
             E::ReplicationTimedOut { .. } => ErrorCode::RequestTimedOut,
             E::UnknownProducer { .. }

@@ -365,7 +365,10 @@ mod tests {
         // Without the rewrite, compaction keeps only the deposed records and
         // the valid offsets are lost.
         let lost = run_with(compacted(&log));
-        assert!(lost.is_empty(), "valid offsets survived without the rewrite?");
+        assert!(
+            lost.is_empty(),
+            "valid offsets survived without the rewrite?"
+        );
 
         let r = replayed(&log, 3);
         assert_eq!(r.groups["g"].offsets.len(), 2);

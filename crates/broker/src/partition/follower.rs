@@ -45,12 +45,16 @@ impl Partition {
                 log.truncate_fully_and_start_at(first.base_offset)
                     .map_err(self.storage_err())?;
             }
-            log.append_as_follower(batches)
+            let mut delays = self.delays.lock();
+            delays.prepare(&batches).map_err(self.delay_err())?;
+            log.append_as_follower(batches.clone())
                 .map_err(self.storage_err())?;
             let mut producers = self.producers.lock();
             for h in &headers {
                 producers.update(h);
             }
+            drop(producers);
+            self.observe_delays(&mut delays, &batches, &headers);
         }
         let leo = log.log_end_offset();
         let log_start = log.log_start_offset();
@@ -79,6 +83,8 @@ impl Partition {
             // Producer state may describe removed batches: rebuild it from the log.
             let _ = std::fs::remove_file(log.dir().join(crate::producer_state::SNAPSHOT_FILE));
             *self.producers.lock() = load_producer_state(log);
+            let hw = self.offsets().hw.min(offset);
+            self.delays.lock().truncated(log, offset, hw);
         }
         let leo = log.log_end_offset();
         let log_start = log.log_start_offset();
@@ -173,6 +179,7 @@ impl Partition {
             .map_err(self.storage_err())?;
         let _ = std::fs::remove_file(log.dir().join(crate::producer_state::SNAPSHOT_FILE));
         *self.producers.lock() = load_producer_state(&log);
+        self.delays.lock().rebuild(&log, leader_log_start);
         self.offsets.send_modify(|o| {
             o.leo = leader_log_start;
             o.log_start = leader_log_start;

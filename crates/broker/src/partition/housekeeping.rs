@@ -121,6 +121,12 @@ impl Partition {
         if self.is_leader() {
             self.maybe_advance_hw();
         }
+        // The timer index's checkpoint goes with the log's flush: a restart
+        // replays the log from it.
+        let hw = self.offsets().hw;
+        if let Err(e) = self.delays.lock().checkpoint(hw) {
+            tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "cannot checkpoint the timer index");
+        }
         Ok(recovery_point)
     }
 

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use crate::error::BrokerError;
 use crate::producer_state::ProducerStateManager;
 
+mod delays;
 mod follower;
 mod housekeeping;
 pub use follower::Applied;
@@ -116,6 +117,9 @@ pub struct Partition {
     /// Held for a whole flush: flushes of one replica (periodic, checkpoint,
     /// `flush.messages`) run one at a time, without the log lock.
     flushing: parking_lot::Mutex<()>,
+    /// The timer index of delayed records, fed in log order (observations
+    /// are made under the log's write lock; lock order: log, then delays).
+    delays: parking_lot::Mutex<delays::Delays>,
 }
 
 /// The result of a leader append.
@@ -176,6 +180,7 @@ impl Partition {
             leo,
             hw: hw.clamp(log.log_start_offset(), leo),
         };
+        let delays = delays::Delays::open(&log, offsets.hw);
         Self {
             topic,
             partition,
@@ -187,6 +192,7 @@ impl Partition {
             followers: parking_lot::Mutex::new(HashMap::new()),
             producers: parking_lot::Mutex::new(producers),
             flushing: parking_lot::Mutex::new(()),
+            delays: parking_lot::Mutex::new(delays),
         }
     }
 
@@ -569,6 +575,28 @@ impl Partition {
         }
     }
 
+    fn delay_err(&self) -> impl Fn(sluice_delay::DelayError) -> BrokerError + '_ {
+        |source| BrokerError::DelayIndex {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            source,
+        }
+    }
+
+    /// Feeds the timer index what was just written. A failure here does not
+    /// undo the append: it is logged, and the index is rebuilt from the log
+    /// at the next start.
+    fn observe_delays(
+        &self,
+        delays: &mut delays::Delays,
+        batches: &[u8],
+        placed: &[sluice_records::RecordBatchHeader],
+    ) {
+        if let Err(e) = delays.observe(batches, placed, self.offsets().hw) {
+            tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "timer index not updated");
+        }
+    }
+
     /// A storage failure of this replica's log.
     fn storage_err(&self) -> impl Fn(StorageError) -> BrokerError + '_ {
         |source| BrokerError::Storage {
@@ -646,6 +674,8 @@ impl Partition {
                 flush_due: log.awaits_flush(last_offset),
             });
         }
+        let mut delays = self.delays.lock();
+        delays.prepare(batches).map_err(self.delay_err())?;
         let info = log
             .append_as_leader(batches, role.leader_epoch)
             .map_err(self.storage_err())?;
@@ -657,6 +687,8 @@ impl Partition {
             producers.update(h);
         }
         drop(producers);
+        self.observe_delays(&mut delays, batches, &headers);
+        drop(delays);
         let leo = log.log_end_offset();
         let log_start = log.log_start_offset();
         let flush_due = log.flush_due();
