@@ -97,6 +97,9 @@ impl Broker {
         broker.tasks.spawn(broker.clone().keep_registered(keeper));
         broker.tasks.spawn(broker.clone().periodic_tasks());
         broker.tasks.spawn(broker.clone().log_cleaner());
+        broker
+            .tasks
+            .spawn(crate::delayed::release_loop(broker.clone()));
         broker.tasks.spawn(broker.clone().report_metrics());
         broker
             .tasks

@@ -172,6 +172,14 @@ pub enum BrokerError {
         partition: i32,
         source: sluice_delay::DelayError,
     },
+    /// A record's delay request is malformed or out of range: the whole
+    /// batch is refused.
+    #[error("{topic}-{partition}: {source}")]
+    InvalidDelay {
+        topic: String,
+        partition: i32,
+        source: sluice_delay::DelayError,
+    },
     /// A control batch in a produce request: only the broker writes those
     /// (Kafka refuses them from clients too).
     #[error("{topic}-{partition}: clients may not write control batches; only the broker does")]
@@ -437,6 +445,7 @@ impl BrokerError {
             }
             E::ControlBatchFromClient { .. } => ErrorCode::InvalidRecord,
             E::DelayIndex { .. } => ErrorCode::KafkaStorageError,
+            E::InvalidDelay { .. } => ErrorCode::InvalidRecord,
             E::NotEnoughReplicas { .. } => ErrorCode::NotEnoughReplicas,
             E::ReplicationTimedOut { .. } => ErrorCode::RequestTimedOut,
             E::UnknownProducer { .. }

@@ -14,7 +14,11 @@
 //!   watch on the metadata store.
 //! - [`partition`]: [`Partition`], one local replica: its log, leader epoch and
 //!   the (log end offset, high watermark) watch that long polls wait on
-//!   (`partition::follower`: the follower side of it).
+//!   (`partition::follower`: the follower side of it; `partition::delays`:
+//!   its timer index of delayed records, their rewrite at produce and their
+//!   release).
+//! - `delayed`: the task that releases due delayed records on the
+//!   partitions this broker leads.
 //! - [`producer_state`]: idempotent-producer state per partition (dedup of
 //!   retried batches, sequence gap detection), snapshotted beside the log.
 //! - [`replica_manager`]: [`ReplicaManager`], every local replica: append, read,
@@ -31,6 +35,7 @@
 
 pub mod broker;
 pub mod config;
+mod delayed;
 pub mod error;
 pub mod kafka;
 pub mod metadata;

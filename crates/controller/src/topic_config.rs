@@ -45,6 +45,10 @@ const KEYS: &[(&str, Kind)] = &[
         "compression.type",
         Kind::OneOf(&["producer", "uncompressed"]),
     ),
+    // Delayed delivery (docs/delayed-delivery.md): the delay of records that
+    // name none (0: none), and the longest delay a record may ask for.
+    ("delivery.delay.ms", Kind::Long { min: 0 }),
+    ("delivery.delay.max.ms", Kind::Long { min: 1000 }),
 ];
 
 /// Validates topic config overrides; the error names the bad key.

@@ -33,9 +33,29 @@ pub enum Plan {
     Rewrite(Vec<Bytes>),
 }
 
+/// Whether a record header name is a delay request.
+pub fn is_delay_header(name: &[u8]) -> bool {
+    name == DELIVER_AT_HEADER.as_bytes() || name == DELIVER_AFTER_HEADER.as_bytes()
+}
+
+/// Whether any record of one whole batch names a delay (decompressing it,
+/// at most to `limit` bytes, when compressed). The produce path has a
+/// cheaper way for compressed batches: its decompressing check reports it
+/// (`sluice_records::check_compressed_for`).
+pub fn asks_for_delay(batch: &[u8], limit: usize) -> Result<bool, DelayError> {
+    let header = RecordBatchHeader::parse(batch).ok_or_else(|| corrupt("not a batch"))?;
+    let found = if header.compression() == Some(Compression::None) {
+        walk::any_header_name(&batch[HEADER_SIZE..header.total_size()], is_delay_header)
+    } else {
+        sluice_records::check_compressed_for(batch, limit, is_delay_header)
+    };
+    found.map_err(|e| corrupt(&e.to_string()))
+}
+
 /// Plans one whole producer batch (after the producer-state duplicate check:
 /// a retried batch must be answered as a duplicate before it is rewritten,
-/// or its immediate part would be appended twice).
+/// or its immediate part would be appended twice). `asks`: whether a record
+/// names a delay ([`asks_for_delay`]).
 ///
 /// - No record asks for a delay (and no topic default): [`Plan::Keep`].
 /// - Every record does: one control batch of [`Envelope`]s, with the
@@ -47,7 +67,7 @@ pub enum Plan {
 ///   range), in one append.
 ///
 /// A record's bad delay refuses the whole batch.
-pub fn plan(batch: &Bytes, now_ms: i64, policy: Policy) -> Result<Plan, DelayError> {
+pub fn plan(batch: &[u8], asks: bool, now_ms: i64, policy: Policy) -> Result<Plan, DelayError> {
     let header = RecordBatchHeader::parse(batch).ok_or_else(|| corrupt("not a batch"))?;
     if header.is_control() {
         return Err(DelayError::BadHeader {
@@ -55,19 +75,11 @@ pub fn plan(batch: &Bytes, now_ms: i64, policy: Policy) -> Result<Plan, DelayErr
             reason: "producers may not send control batches".into(),
         });
     }
-    let asks = |name: &[u8]| {
-        name == DELIVER_AT_HEADER.as_bytes() || name == DELIVER_AFTER_HEADER.as_bytes()
-    };
-    let compressed = header.compression() != Some(Compression::None);
-    // The cheap look first, for uncompressed batches: most ask for nothing.
-    if policy.default_ms <= 0
-        && !compressed
-        && !walk::any_header_name(&batch[HEADER_SIZE..header.total_size()], asks)
-            .map_err(|e| corrupt(&e.to_string()))?
-    {
+    if !asks && policy.default_ms <= 0 {
         return Ok(Plan::Keep);
     }
-    let decoded = decode_batches(batch.clone()).map_err(|e| corrupt(&e.to_string()))?;
+    let batch = Bytes::copy_from_slice(&batch[..header.total_size().min(batch.len())]);
+    let decoded = decode_batches(batch).map_err(|e| corrupt(&e.to_string()))?;
     let [decoded] = &decoded[..] else {
         return Err(corrupt("expected exactly one batch"));
     };
@@ -76,9 +88,9 @@ pub fn plan(batch: &Bytes, now_ms: i64, policy: Policy) -> Result<Plan, DelayErr
     for (i, r) in decoded.records.iter().enumerate() {
         let headers = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref()));
         let due = due_time(headers, now_ms, policy.default_ms, policy.limits).map_err(|e| {
-            DelayError::BadHeader {
-                header: "record",
-                reason: format!("record {i} of the batch: {e}"),
+            DelayError::InRecord {
+                index: i,
+                source: Box::new(e),
             }
         })?;
         let (control_type, value) = match due {
@@ -221,17 +233,28 @@ pub fn scan(batch: &Bytes, releases_possible: bool) -> Result<Vec<Seen>, DelayEr
 /// The pending record stored at `offset` in `batch` (read back from the log
 /// for a release or a cancellation).
 pub fn envelope_at(batch: &Bytes, offset: i64) -> Result<Option<Envelope>, DelayError> {
-    let decoded = decode_batches(batch.clone()).map_err(|e| corrupt(&e.to_string()))?;
+    Ok(envelopes_in(batch)?
+        .into_iter()
+        .find(|(o, _)| *o == offset)
+        .map(|(_, e)| e))
+}
+
+/// Every pending record in `data` (whole batches read from the log), with
+/// its offset.
+pub fn envelopes_in(data: &Bytes) -> Result<Vec<(i64, Envelope)>, DelayError> {
+    let decoded = decode_batches(data.clone()).map_err(|e| corrupt(&e.to_string()))?;
+    let mut out = Vec::new();
     for b in decoded.iter().filter(|b| b.header.is_control()) {
         for r in &b.records {
-            if r.offset == offset
-                && control_type(r.key.as_deref().unwrap_or_default()) == Some(DELAYED_TYPE)
-            {
-                return Envelope::decode(&r.value.clone().unwrap_or_default()).map(Some);
+            if control_type(r.key.as_deref().unwrap_or_default()) == Some(DELAYED_TYPE) {
+                out.push((
+                    r.offset,
+                    Envelope::decode(&r.value.clone().unwrap_or_default())?,
+                ));
             }
         }
     }
-    Ok(None)
+    Ok(out)
 }
 
 fn corrupt(reason: &str) -> DelayError {

@@ -11,12 +11,19 @@ pub enum DelayError {
         reason: String,
     },
     #[error(
-        "a delay of {delay_ms} ms is out of range: it must be between {min_ms} ms and {max_ms} ms"
+        "{asked_by}: a delay of {delay_ms} ms is out of range: it must be between {min_ms} ms and {max_ms} ms"
     )]
     OutOfRange {
+        /// The header that asked for it, or the topic's `delivery.delay.ms`.
+        asked_by: &'static str,
         delay_ms: i64,
         min_ms: i64,
         max_ms: i64,
+    },
+    #[error("record {index} of the batch: {source}")]
+    InRecord {
+        index: usize,
+        source: Box<DelayError>,
     },
     #[error("both {at} and {after} are set: use one")]
     BothHeaders {

@@ -61,38 +61,39 @@ pub fn due_time<'a>(
         }
         *slot = Some(parse_ms(header, value)?);
     }
-    let delay = match (at, after) {
+    let (delay, asked_by) = match (at, after) {
         (Some(_), Some(_)) => {
             return Err(DelayError::BothHeaders {
                 at: DELIVER_AT_HEADER,
                 after: DELIVER_AFTER_HEADER,
             });
         }
-        (Some(at), None) => at.checked_sub(now_ms).ok_or(DelayError::BadHeader {
-            header: DELIVER_AT_HEADER,
-            reason: format!("{at} is not a time"),
-        })?,
-        (None, Some(after)) => after,
-        (None, None) if topic_default_ms > 0 => topic_default_ms,
+        (Some(at), None) => (
+            at.checked_sub(now_ms).ok_or(DelayError::BadHeader {
+                header: DELIVER_AT_HEADER,
+                reason: format!("{at} is not a time"),
+            })?,
+            DELIVER_AT_HEADER,
+        ),
+        (None, Some(after)) => (after, DELIVER_AFTER_HEADER),
+        (None, None) if topic_default_ms > 0 => (topic_default_ms, TOPIC_DEFAULT),
         (None, None) => return Ok(None),
     };
+    let out_of_range = DelayError::OutOfRange {
+        asked_by,
+        delay_ms: delay,
+        min_ms: limits.min_ms,
+        max_ms: limits.max_ms,
+    };
     if delay < limits.min_ms || delay > limits.max_ms {
-        return Err(DelayError::OutOfRange {
-            delay_ms: delay,
-            min_ms: limits.min_ms,
-            max_ms: limits.max_ms,
-        });
+        return Err(out_of_range);
     }
     // In range, so no overflow for any real clock; checked all the same.
-    now_ms
-        .checked_add(delay)
-        .map(Some)
-        .ok_or(DelayError::OutOfRange {
-            delay_ms: delay,
-            min_ms: limits.min_ms,
-            max_ms: limits.max_ms,
-        })
+    now_ms.checked_add(delay).map(Some).ok_or(out_of_range)
 }
+
+/// The topic config that delays records naming no delay.
+pub const TOPIC_DEFAULT: &str = "delivery.delay.ms";
 
 /// A non-negative decimal number of ms: digits only (no sign, no spaces),
 /// at most 18 of them so it fits an i64.

@@ -330,6 +330,18 @@ pub fn retain_records(
 /// The section may inflate to at most `limit` bytes (a compression bomb is
 /// refused with [`RecordsError::TooLarge`] before it fills memory).
 pub fn check_compressed(batch: &[u8], limit: usize) -> Result<(), RecordsError> {
+    check_compressed_for(batch, limit, |_| false).map(|_| ())
+}
+
+/// [`check_compressed`], also telling whether `wanted` holds for the name of
+/// any record header on the way (the produce path's look for delay
+/// requests, without a second decompression). Uncompressed batches answer
+/// false: walk those with [`crate::walk::any_header_name`].
+pub fn check_compressed_for(
+    batch: &[u8],
+    limit: usize,
+    mut wanted: impl FnMut(&[u8]) -> bool,
+) -> Result<bool, RecordsError> {
     use crate::header::HEADER_SIZE;
     let corrupt = |reason: String| RecordsError::CorruptMessage {
         position: 0,
@@ -345,7 +357,7 @@ pub fn check_compressed(batch: &[u8], limit: usize) -> Result<(), RecordsError> 
         ))
     })?;
     if compression == Compression::None {
-        return Ok(());
+        return Ok(false);
     }
     let body = Bytes::copy_from_slice(&batch[HEADER_SIZE..header.total_size()]);
     let section = decompress(compression, body, limit).map_err(|e| match e {
@@ -354,8 +366,13 @@ pub fn check_compressed(batch: &[u8], limit: usize) -> Result<(), RecordsError> 
     })?;
     let mut rest = &section[..];
     let mut count = 0i64;
+    let mut found = false;
     while !rest.is_empty() {
-        next_record(&mut rest).map_err(|e| corrupt(format!("after decompression: {e}")))?;
+        let record =
+            next_record(&mut rest).map_err(|e| corrupt(format!("after decompression: {e}")))?;
+        if !found {
+            found = crate::walk::any_header_name(record, &mut wanted)?;
+        }
         count += 1;
     }
     if count != i64::from(header.records_count) {
@@ -364,7 +381,7 @@ pub fn check_compressed(batch: &[u8], limit: usize) -> Result<(), RecordsError> 
             header.records_count
         )));
     }
-    Ok(())
+    Ok(found)
 }
 
 /// Appends `section` to `out`, compressed.

@@ -28,8 +28,8 @@ pub mod split;
 pub mod walk;
 
 pub use codec::{
-    DecodedBatch, EncodeOptions, Layout, Record, check_compressed, decode_batches, decode_records,
-    encode_batch, encode_batch_with, retain_records,
+    DecodedBatch, EncodeOptions, Layout, Record, check_compressed, check_compressed_for,
+    decode_batches, decode_records, encode_batch, encode_batch_with, retain_records,
 };
 pub use error::RecordsError;
 pub use header::{

@@ -197,6 +197,19 @@ fn describe() {
     );
     describe_gauge!("sluice_controller_live_brokers", "Registered brokers");
     describe_counter!(
+        "sluice_delayed_released_total",
+        "Delayed records released (appended when due), by topic"
+    );
+    describe_counter!(
+        "sluice_delayed_dropped_total",
+        "Delayed records no longer in the log when due (deleted by retention first), by topic"
+    );
+    describe_histogram!(
+        "sluice_delayed_release_lateness_seconds",
+        Unit::Seconds,
+        "How long after its due time each delayed record was released"
+    );
+    describe_counter!(
         "sluice_controller_crashes_detected_total",
         "Registration leases revoked because the process was gone (its connection broke and its port refused connections), by kind"
     );

@@ -396,6 +396,11 @@ fn topic_configs(svc: &BrokerService, topic: &str) -> Entries {
             c.min_cleanable_dirty_ratio.to_string(),
         ),
         ("min.insync.replicas", min_insync),
+        ("delivery.delay.ms", "0".to_string()),
+        (
+            "delivery.delay.max.ms",
+            sluice_delay::DelayLimits::default().max_ms.to_string(),
+        ),
     ];
     let mut out: BTreeMap<String, (String, i8)> = defaults
         .into_iter()

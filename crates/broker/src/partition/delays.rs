@@ -7,13 +7,17 @@
 //! before the first batch holding one is written, so a restart that finds no
 //! directory knows the log holds none.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use sluice_delay::batch::{Seen, scan};
-use sluice_delay::{DelayError, Entry, TimerIndex};
+use sluice_delay::batch::{Plan, Policy, Seen, envelopes_in, plan, release_batch, scan};
+use sluice_delay::{DelayError, Entry, Envelope, TimerIndex};
 use sluice_records::{RecordBatchHeader, batch_headers, set_base_offset};
 use sluice_storage::PartitionLog;
+
+use super::Partition;
+use crate::error::BrokerError;
 
 /// The index directory inside the partition's log directory.
 pub const INDEX_DIR: &str = "delay-index";
@@ -128,14 +132,11 @@ impl Delays {
         }
     }
 
-    // Read by the release task (issue 14, next); by tests until then.
-    #[cfg(test)]
     pub fn pending(&self) -> usize {
         self.index.as_ref().map_or(0, TimerIndex::pending)
     }
 
     /// Pending entries due at `now_ms`, in release order.
-    #[cfg(test)]
     pub fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<Entry>, DelayError> {
         match &self.index {
             Some(index) => index.due(now_ms, limit),
@@ -151,6 +152,137 @@ impl Delays {
 
 #[cfg(test)]
 mod tests;
+
+/// Records taken at release from a log that no longer has them (a segment
+/// deleted by retention before they were due; carrying them forward is not
+/// built yet): marked done, as if released long ago.
+const GONE: i64 = -1;
+
+/// Records released (or dropped) per step: one release batch.
+pub const RELEASE_BATCH: usize = 2_000;
+
+impl Delays {
+    fn mark_gone(&mut self, ids: &[i64]) {
+        if let Some(index) = self.index.as_mut() {
+            for id in ids {
+                index.mark_done(*id, GONE);
+            }
+        }
+    }
+}
+
+impl Partition {
+    /// Pending delayed records on this replica.
+    pub fn delays_pending(&self) -> usize {
+        self.delays.lock().pending()
+    }
+
+    /// The produce path's rewrite of batches that ask for delays (`asks`:
+    /// per batch, whether a record names one); `None` when nothing changes.
+    pub(super) fn plan_delays(
+        &self,
+        batches: &[u8],
+        headers: &[RecordBatchHeader],
+        asks: &[bool],
+        policy: Policy,
+        now_ms: i64,
+    ) -> Result<Option<Vec<u8>>, BrokerError> {
+        if policy.default_ms <= 0 && !asks.iter().any(|a| *a) {
+            return Ok(None);
+        }
+        let mut out = Vec::with_capacity(batches.len() + 256);
+        let mut pos = 0;
+        for (h, asks) in headers.iter().zip(asks) {
+            let batch = &batches[pos..pos + h.total_size()];
+            pos += h.total_size();
+            let planned =
+                plan(batch, *asks, now_ms, policy).map_err(|source| BrokerError::InvalidDelay {
+                    topic: self.topic.clone(),
+                    partition: self.partition,
+                    source,
+                })?;
+            match planned {
+                Plan::Keep => out.extend_from_slice(batch),
+                Plan::Rewrite(parts) => parts.iter().for_each(|p| out.extend_from_slice(p)),
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Leader: appends the records due at `now_ms` (at most
+    /// [`RELEASE_BATCH`]) as one release batch. Returns how many were
+    /// released or dropped; 0 when nothing was due or this replica does not
+    /// lead. The only writer of releases for the partition: the broker's
+    /// release task calls it for one partition at a time.
+    pub fn release_due(&self, now_ms: i64) -> Result<usize, BrokerError> {
+        if !self.is_leader() {
+            return Ok(0);
+        }
+        let due = self
+            .delays
+            .lock()
+            .due(now_ms, RELEASE_BATCH)
+            .map_err(self.delay_err())?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let mut found: HashMap<i64, Envelope> = HashMap::new();
+        let mut released = Vec::with_capacity(due.len());
+        let mut gone = Vec::new();
+        {
+            let log = self.log.read();
+            for e in &due {
+                if !found.contains_key(&e.offset) && e.offset >= log.log_start_offset() {
+                    let data = log
+                        .read(e.offset, 1 << 20, log.log_end_offset(), true)
+                        .map_err(self.storage_err())?;
+                    found.extend(envelopes_in(&data).map_err(self.delay_err())?);
+                }
+                match found.remove(&e.offset) {
+                    Some(env) => released.push((e.offset, env)),
+                    None => gone.push(e.offset),
+                }
+            }
+        }
+        let mut log = self.log.write();
+        let role = self.role.read().clone();
+        if role.leader != self.broker_id {
+            return Ok(0);
+        }
+        let mut delays = self.delays.lock();
+        if !gone.is_empty() {
+            tracing::warn!(topic = %self.topic, partition = self.partition, records = gone.len(), "delayed records no longer in the log (deleted by retention before they were due): dropped");
+            metrics::counter!("sluice_delayed_dropped_total", "topic" => self.topic.clone())
+                .increment(gone.len() as u64);
+            delays.mark_gone(&gone);
+        }
+        if !released.is_empty() {
+            let batch = release_batch(&released).map_err(self.delay_err())?;
+            let info = log
+                .append_as_leader(&batch, role.leader_epoch)
+                .map_err(self.storage_err())?;
+            let mut placed: Vec<RecordBatchHeader> = batch_headers(&batch).collect();
+            if let Some(h) = placed.first_mut() {
+                h.base_offset = info.first_offset;
+                self.producers.lock().update(h);
+            }
+            self.observe_delays(&mut delays, &batch, &placed);
+            let topic = self.topic.clone();
+            metrics::counter!("sluice_delayed_released_total", "topic" => topic)
+                .increment(released.len() as u64);
+            let lateness = metrics::histogram!("sluice_delayed_release_lateness_seconds");
+            for (_, env) in &released {
+                lateness.record((now_ms - env.due_ms).max(0) as f64 / 1000.0);
+            }
+            let leo = log.log_end_offset();
+            drop(delays);
+            drop(log);
+            self.offsets.send_modify(|o| o.leo = leo);
+            self.maybe_advance_hw();
+        }
+        Ok(released.len() + gone.len())
+    }
+}
 
 fn apply(index: &mut TimerIndex, seen: &[Seen]) {
     for s in seen {

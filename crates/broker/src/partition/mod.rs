@@ -13,6 +13,7 @@ use crate::error::BrokerError;
 use crate::producer_state::ProducerStateManager;
 
 mod delays;
+pub use delays::RELEASE_BATCH;
 mod follower;
 mod housekeeping;
 pub use follower::Applied;
@@ -606,22 +607,38 @@ impl Partition {
         }
     }
 
-    /// Leader append. Checks leadership and `min.insync.replicas` for acks=all
-    /// before writing, so a refused write appends nothing.
+    /// Leader append of a producer's batches, without delayed delivery (see
+    /// [`Partition::append_produced`]).
     pub fn append_as_leader(
         &self,
         batches: impl AsRef<[u8]>,
         acks: i32,
         min_insync: i32,
     ) -> Result<Appended, BrokerError> {
+        self.append_produced(batches, acks, min_insync, None)
+    }
+
+    /// Leader append of a producer's batches. Checks leadership and
+    /// `min.insync.replicas` for acks=all before writing, so a refused write
+    /// appends nothing. `delays`: the topic's delay policy and the time now;
+    /// batches that ask for delays are rewritten (`delays.rs`).
+    pub fn append_produced(
+        &self,
+        batches: impl AsRef<[u8]>,
+        acks: i32,
+        min_insync: i32,
+        delays: Option<(sluice_delay::batch::Policy, i64)>,
+    ) -> Result<Appended, BrokerError> {
         let batches = batches.as_ref();
         // Headers only: the log validates every batch (CRC included) on append,
         // so each CRC is computed once on the produce path.
         let mut headers: Vec<_> = batch_headers(batches).collect();
+        // Which batches name a delay in a record header.
+        let mut asks = vec![false; headers.len()];
         // Compressed batches are decompressed once here, before the lock, so
         // one nobody could read later is refused now (Kafka's LogValidator).
         let mut pos = 0;
-        for h in &headers {
+        for (i, h) in headers.iter().enumerate() {
             if h.is_control() {
                 return Err(BrokerError::ControlBatchFromClient {
                     topic: self.topic.clone(),
@@ -629,20 +646,34 @@ impl Partition {
                 });
             }
             let end = pos + h.total_size();
+            let invalid = |source| BrokerError::InvalidBatch {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                source,
+            };
             if h.compression() != Some(sluice_records::Compression::None) {
                 // Only for compressed batches: the uncompressed produce path
                 // takes no extra lock.
                 let limit = inflation_limit(self.log.read().config().max_message_bytes);
-                sluice_records::check_compressed(&batches[pos..end], limit).map_err(|source| {
-                    BrokerError::InvalidBatch {
-                        topic: self.topic.clone(),
-                        partition: self.partition,
-                        source,
-                    }
-                })?;
+                asks[i] = sluice_records::check_compressed_for(
+                    &batches[pos..end],
+                    limit,
+                    sluice_delay::batch::is_delay_header,
+                )
+                .map_err(invalid)?;
+            } else if delays.is_some() {
+                asks[i] = sluice_records::walk::any_header_name(
+                    &batches[pos + sluice_records::HEADER_SIZE..end],
+                    sluice_delay::batch::is_delay_header,
+                )
+                .map_err(invalid)?;
             }
             pos = end;
         }
+        let rewritten = match delays {
+            Some((policy, now)) => self.plan_delays(batches, &headers, &asks, policy, now)?,
+            None => None,
+        };
         // The role is read under the log lock (the order `set_role` and
         // `apply_replica_fetch` use): a leadership change cannot slip in
         // between the check and the append, so no batch is written with an
@@ -674,6 +705,15 @@ impl Partition {
                 flush_due: log.awaits_flush(last_offset),
             });
         }
+        // The duplicate check above saw the batches as the producer sent
+        // them; what is written may be their delayed-delivery rewrite.
+        let batches = match &rewritten {
+            Some(b) => {
+                headers = batch_headers(b).collect();
+                &b[..]
+            }
+            None => batches,
+        };
         let mut delays = self.delays.lock();
         delays.prepare(batches).map_err(self.delay_err())?;
         let info = log

@@ -241,15 +241,33 @@ fn append_one(
             partition: data.partition,
         });
     };
-    let min_insync = broker.metadata.read(|v| {
-        v.topics
-            .get(topic)
-            .and_then(|t| t.record.configs.get("min.insync.replicas"))
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(broker.config.min_insync_replicas)
+    let (min_insync, delays) = broker.metadata.read(|v| {
+        let configs = v.topics.get(topic).map(|t| &t.record.configs);
+        let num = |key: &str| {
+            configs
+                .and_then(|c| c.get(key))
+                .and_then(|s| s.trim().parse::<i64>().ok())
+        };
+        let min_insync = num("min.insync.replicas")
+            .map(|n| n as i32)
+            .unwrap_or(broker.config.min_insync_replicas);
+        let defaults = sluice_delay::DelayLimits::default();
+        let policy = sluice_delay::batch::Policy {
+            default_ms: num("delivery.delay.ms").unwrap_or(0),
+            limits: sluice_delay::DelayLimits {
+                max_ms: num("delivery.delay.max.ms").unwrap_or(defaults.max_ms),
+                ..defaults
+            },
+        };
+        (min_insync, policy)
     });
     let bytes = batches.len() as u64;
-    let info = partition.append_as_leader(batches, acks, min_insync)?;
+    let info = partition.append_produced(
+        batches,
+        acks,
+        min_insync,
+        Some((delays, crate::broker::now_ms())),
+    )?;
     metrics::counter!("sluice_broker_topic_in_bytes_total", "topic" => topic.to_string())
         .increment(bytes);
     metrics::counter!("sluice_broker_topic_in_messages_total", "topic" => topic.to_string())

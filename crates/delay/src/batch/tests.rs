@@ -8,6 +8,11 @@ use super::*;
 
 const NOW: i64 = 1_800_000_000_000;
 
+fn plan_any(b: &Bytes, now: i64, policy: Policy) -> Result<Plan, DelayError> {
+    let asks = asks_for_delay(b, 1 << 24).unwrap_or(false);
+    plan(b, asks, now, policy)
+}
+
 fn policy(default_ms: i64) -> Policy {
     Policy {
         default_ms,
@@ -58,7 +63,7 @@ fn at(batch: &Bytes, base: i64) -> Bytes {
 fn batches_that_ask_for_nothing_are_kept() {
     for c in [Compression::None, Compression::Lz4] {
         let b = producer_batch(&[rec("a", None), rec("b", None)], c);
-        assert_eq!(plan(&b, NOW, policy(0)).unwrap(), Plan::Keep);
+        assert_eq!(plan_any(&b, NOW, policy(0)).unwrap(), Plan::Keep);
     }
 }
 
@@ -66,7 +71,7 @@ fn batches_that_ask_for_nothing_are_kept() {
 fn an_all_delayed_batch_becomes_one_control_batch_with_the_producers_identity() {
     for c in [Compression::None, Compression::Zstd] {
         let b = producer_batch(&[rec("a", Some("5000")), rec("b", Some("1000"))], c);
-        let Plan::Rewrite(out) = plan(&b, NOW, policy(0)).unwrap() else {
+        let Plan::Rewrite(out) = plan_any(&b, NOW, policy(0)).unwrap() else {
             panic!("not rewritten")
         };
         assert_eq!(out.len(), 1);
@@ -112,7 +117,7 @@ fn a_mixed_batch_appends_the_immediate_records_then_the_delayed_ones() {
         ],
         Compression::None,
     );
-    let Plan::Rewrite(out) = plan(&b, NOW, policy(0)).unwrap() else {
+    let Plan::Rewrite(out) = plan_any(&b, NOW, policy(0)).unwrap() else {
         panic!("not rewritten")
     };
     assert_eq!(out.len(), 2);
@@ -144,7 +149,7 @@ fn a_mixed_batch_appends_the_immediate_records_then_the_delayed_ones() {
 #[test]
 fn the_topic_default_delays_records_that_name_none() {
     let b = producer_batch(&[rec("a", None), rec("b", Some("3000"))], Compression::None);
-    let Plan::Rewrite(out) = plan(&b, NOW, policy(60_000)).unwrap() else {
+    let Plan::Rewrite(out) = plan_any(&b, NOW, policy(60_000)).unwrap() else {
         panic!("not rewritten")
     };
     assert_eq!(
@@ -168,13 +173,13 @@ fn one_bad_delay_refuses_the_whole_batch_and_control_batches_are_refused() {
         &[rec("a", Some("5000")), rec("b", Some("-1"))],
         Compression::None,
     );
-    let e = plan(&b, NOW, policy(0)).unwrap_err().to_string();
+    let e = plan_any(&b, NOW, policy(0)).unwrap_err().to_string();
     assert!(
         e.contains("record 1") && e.contains(DELIVER_AFTER_HEADER),
         "{e}"
     );
     let control = cancel_batch(7, NOW).unwrap();
-    assert!(plan(&control, NOW, policy(0)).is_err());
+    assert!(plan_any(&control, NOW, policy(0)).is_err());
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! start, cut back with its log.
 
 use bytes::{Bytes, BytesMut};
-use sluice_delay::batch::{Plan, Policy, plan, release_batch};
+use sluice_delay::batch::{Plan, Policy, asks_for_delay, plan, release_batch};
 use sluice_delay::{Entry, Envelope};
 use sluice_records::{
     EncodeOptions, Record, RecordBatchHeader, encode_batch, set_base_offset,
@@ -14,6 +14,10 @@ use super::INDEX_DIR;
 use crate::partition::Partition;
 
 const NOW: i64 = 1_800_000_000_000;
+
+fn plan_any(b: &Bytes, now: i64, policy: Policy) -> Result<Plan, sluice_delay::DelayError> {
+    plan(b, asks_for_delay(b, 1 << 24).unwrap(), now, policy)
+}
 
 fn rec(v: &str, after: Option<&str>) -> Record {
     Record {
@@ -62,7 +66,7 @@ fn with_delays() -> Bytes {
         EncodeOptions::default(),
     )
     .unwrap();
-    let Plan::Rewrite(parts) = plan(
+    let Plan::Rewrite(parts) = plan_any(
         &producer,
         NOW,
         Policy {

@@ -1,0 +1,183 @@
+//! Delayed delivery on a real standalone node, through the gRPC client:
+//! records asking for a delay appear when due (never before), with their
+//! original key, value and headers; a bad request is refused whole; the
+//! topic default applies; pending records survive a restart.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sluice_client::{
+    Admin, ClientConfig, Consumer, ConsumerRecord, ErrorCode, NewTopic, Producer, ProducerRecord,
+};
+use sluice_standalone::{Standalone, StandaloneOptions};
+
+const AFTER: &str = "sluice.deliver.after.ms";
+
+fn now_ms() -> i64 {
+    sluice_types::now_ms()
+}
+
+async fn start(dir: &std::path::Path) -> Standalone {
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    Standalone::start(StandaloneOptions::new(dir, addr))
+        .await
+        .unwrap()
+}
+
+fn config(node: &Standalone) -> ClientConfig {
+    ClientConfig::new(&node.addr.to_string())
+}
+
+fn header<'a>(r: &'a ConsumerRecord, name: &str) -> Option<&'a str> {
+    r.headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .and_then(|(_, v)| std::str::from_utf8(v.as_deref()?).ok())
+}
+
+fn delayed(topic: &str, value: &str, after_ms: &str) -> ProducerRecord {
+    let mut r = ProducerRecord::new(topic, value.to_string())
+        .with_key("order-17")
+        .with_partition(0);
+    r.headers = vec![
+        ("trace".into(), Some(Bytes::from_static(b"t-1"))),
+        (AFTER.into(), Some(Bytes::from(after_ms.to_string()))),
+    ];
+    r
+}
+
+/// Reads partition 0 from the start until `n` records came (or 30 s), and
+/// for a second more to see any extra, noting when each was first seen.
+async fn read(node: &Standalone, topic: &str, n: usize) -> Vec<(i64, ConsumerRecord)> {
+    let mut c = Consumer::new(config(node).with("auto.offset.reset", "earliest").unwrap()).unwrap();
+    let tps = c.assign_all(topic).await.unwrap();
+    c.seek_to_beginning(&tps).await.unwrap();
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while out.len() < n && tokio::time::Instant::now() < deadline {
+        for r in c.poll(Duration::from_millis(50)).await.unwrap() {
+            out.push((now_ms(), r));
+        }
+    }
+    for r in c.poll(Duration::from_secs(1)).await.unwrap() {
+        out.push((now_ms(), r));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_records_appear_when_due_with_their_headers_and_never_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let admin = Admin::new(config(&node)).unwrap();
+    admin
+        .create_topic(NewTopic::new("orders", 1, 1))
+        .await
+        .unwrap();
+    let producer = Producer::new(config(&node)).unwrap();
+    let sent = now_ms();
+    // Later first, then one due sooner, then an immediate one: they appear
+    // in due order, the immediate one at once.
+    for r in [
+        delayed("orders", "unpaid-late", "2500"),
+        delayed("orders", "unpaid-soon", "1500"),
+        ProducerRecord::new("orders", "placed").with_partition(0),
+    ] {
+        producer.send(r).await.unwrap().await.unwrap();
+    }
+    let got = read(&node, "orders", 3).await;
+    let values: Vec<String> = got
+        .iter()
+        .map(|(_, r)| String::from_utf8_lossy(r.value.as_deref().unwrap()).into_owned())
+        .collect();
+    assert_eq!(values, ["placed", "unpaid-soon", "unpaid-late"]);
+    for (seen, r) in &got[1..] {
+        let due: i64 = header(r, "sluice.delay.due.ms").unwrap().parse().unwrap();
+        let produced: i64 = header(r, "sluice.delay.produced.ms")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            produced >= sent && due >= produced + 1500,
+            "{due} {produced}"
+        );
+        assert!(*seen >= due, "seen at {seen}, before its due time {due}");
+        assert!(header(r, "sluice.delay.id").is_some());
+        assert_eq!(
+            header(r, "trace"),
+            Some("t-1"),
+            "the original headers are kept"
+        );
+        assert_eq!(header(r, AFTER), None, "the request itself is not");
+        assert_eq!(r.key.as_deref(), Some(&b"order-17"[..]));
+    }
+    // Each got its offset at release, after the immediate record.
+    assert!(got[1].1.offset > got[0].1.offset && got[2].1.offset > got[1].1.offset);
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_delay_refuses_the_batch_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let admin = Admin::new(config(&node)).unwrap();
+    admin
+        .create_topic(NewTopic::new("bad", 1, 1))
+        .await
+        .unwrap();
+    let producer = Producer::new(config(&node).with("retries", "0").unwrap()).unwrap();
+    for bad in ["-5", "500", "9223372036854775807", "soon"] {
+        let e = producer
+            .send(delayed("bad", "x", bad))
+            .await
+            .unwrap()
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidRecord, "{bad}: {e}");
+        assert!(e.to_string().contains(AFTER), "{e}");
+    }
+    producer
+        .send(ProducerRecord::new("bad", "ok").with_partition(0))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let got = read(&node, "bad", 1).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].1.offset, 0,
+        "nothing of the refused batches was stored"
+    );
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_topic_default_delays_and_pending_records_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let admin = Admin::new(config(&node)).unwrap();
+    let mut topic = NewTopic::new("reminders", 1, 1);
+    topic
+        .configs
+        .insert("delivery.delay.ms".into(), "3000".into());
+    admin.create_topic(topic).await.unwrap();
+    let producer = Producer::new(config(&node)).unwrap();
+    let sent = now_ms();
+    producer
+        .send(ProducerRecord::new("reminders", "review-me").with_partition(0))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    drop(producer);
+    // Stopped before it is due, started again: still released, once.
+    node.shutdown().await.unwrap();
+    let node = start(dir.path()).await;
+    let got = read(&node, "reminders", 1).await;
+    assert_eq!(got.len(), 1, "released exactly once");
+    let (seen, r) = &got[0];
+    assert_eq!(r.value.as_deref(), Some(&b"review-me"[..]));
+    assert!(*seen >= sent + 3000);
+    node.shutdown().await.unwrap();
+}
