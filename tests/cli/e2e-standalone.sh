@@ -109,6 +109,21 @@ if "$BIN" consumer-groups --bootstrap-server "$ADDR" --reset-offsets --group tou
   --to-datetime yesterday 2>"$WORK/err"; then fail "a bad --to-datetime must fail"; fi
 grep -q "to-datetime" "$WORK/err" || fail "bad datetime message: $(cat "$WORK/err")"
 
+# Delayed delivery (issue 14): an order handled after its delay, not before.
+"$BIN" topics --bootstrap-server "$ADDR" --create --topic orders --partitions 1 --replication-factor 1 >/dev/null \
+  || fail "create orders"
+echo "order-42 unpaid" | "$BIN" console-producer --bootstrap-server "$ADDR" --topic orders \
+  --property deliver.after.ms=3000 || fail "delayed console-producer"
+early="$("$BIN" console-consumer --bootstrap-server "$ADDR" --topic orders --from-beginning --timeout-ms 1000 2>/dev/null || true)"
+[ -z "$early" ] || fail "a delayed record was visible before its delay: $early"
+"$BIN" console-consumer --bootstrap-server "$ADDR" --topic orders --from-beginning --max-messages 1 \
+  --timeout-ms 15000 --property print.headers=true >"$WORK/delayed" 2>/dev/null || fail "the delayed record never came"
+grep -q "order-42 unpaid" "$WORK/delayed" && grep -q "sluice.delay.due.ms" "$WORK/delayed" \
+  || fail "delayed record: $(cat "$WORK/delayed")"
+if echo x | "$BIN" console-producer --bootstrap-server "$ADDR" --topic orders \
+  --property deliver.after.ms=10 2>"$WORK/err"; then fail "a 10 ms delay must be refused"; fi
+grep -q "INVALID_RECORD" "$WORK/err" || fail "bad delay code: $(cat "$WORK/err")"
+
 stop_node
 for f in 00000000000000000000.log 00000000000000000000.index 00000000000000000000.timeindex leader-epoch-checkpoint; do
   [ -f "$WORK/data/logs/demo-0/$f" ] || fail "missing $f in demo-0"
@@ -122,4 +137,4 @@ stop_node
 # Redirected to a file, the node logs plain text (no ANSI colour codes).
 grep -q "registered" "$WORK/node.log" || fail "the node log is empty"
 if grep -q $'\x1b\[' "$WORK/node.log"; then fail "ANSI escape codes in a redirected log"; fi
-echo "e2e: 4 passed, 0 failed"
+echo "e2e: 5 passed, 0 failed"

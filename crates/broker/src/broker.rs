@@ -437,6 +437,9 @@ impl Broker {
     /// replica, and under-replicated partitions among those this broker leads.
     async fn report_metrics(self: Arc<Self>) {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
+        // Topics whose pending gauge was set: set to 0 once they have none
+        // (not left at a stale count).
+        let mut with_pending: std::collections::BTreeSet<String> = Default::default();
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
@@ -444,7 +447,12 @@ impl Broker {
             }
             let (mut leaders, mut under) = (0u32, 0u32);
             let all = self.replicas.all();
+            // Pending delayed records per topic, counted by leaders only.
+            let mut pending: std::collections::BTreeMap<&str, usize> = Default::default();
             for p in &all {
+                if p.is_leader() {
+                    *pending.entry(p.topic.as_str()).or_default() += p.delays_pending();
+                }
                 let o = p.offsets();
                 let labels = [
                     ("topic", p.topic.clone()),
@@ -464,6 +472,17 @@ impl Broker {
                 under += u32::from(short);
                 metrics::gauge!("sluice_partition_under_replicated", &labels)
                     .set(f64::from(u8::from(short)));
+            }
+            for (topic, n) in pending {
+                if n > 0 || with_pending.contains(topic) {
+                    metrics::gauge!("sluice_delayed_pending", "topic" => topic.to_string())
+                        .set(n as f64);
+                }
+                if n > 0 {
+                    with_pending.insert(topic.to_string());
+                } else {
+                    with_pending.remove(topic);
+                }
             }
             metrics::gauge!("sluice_broker_partitions").set(all.len() as f64);
             metrics::gauge!("sluice_broker_leader_partitions").set(f64::from(leaders));

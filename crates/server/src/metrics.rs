@@ -196,6 +196,10 @@ fn describe() {
         "Partitions whose ISR is smaller than the replica set"
     );
     describe_gauge!("sluice_controller_live_brokers", "Registered brokers");
+    describe_gauge!(
+        "sluice_delayed_pending",
+        "Delayed records not yet due, by topic (on the partitions' leaders)"
+    );
     describe_counter!(
         "sluice_delayed_released_total",
         "Delayed records released (appended when due), by topic"

@@ -22,7 +22,9 @@ pub struct Args {
     #[arg(long)]
     pub topic: String,
     /// Line reader property `key=value` (repeatable): `parse.key=true`,
-    /// `key.separator=:` (default tab), `ignore.error=true`.
+    /// `key.separator=:` (default tab), `ignore.error=true`;
+    /// `deliver.after.ms=30000` or `deliver.at.ms=<unix ms>` delays every
+    /// record (delayed delivery: the `sluice.deliver.*` record headers).
     #[arg(long = "property", value_name = "KEY=VALUE")]
     pub property: Vec<String>,
     /// Producer property `key=value` (repeatable), for example `acks=all`.
@@ -37,6 +39,8 @@ struct LineReader {
     parse_key: bool,
     key_separator: String,
     ignore_error: bool,
+    /// Headers every record carries (a delay request).
+    headers: Vec<(String, Option<Bytes>)>,
 }
 
 impl LineReader {
@@ -45,12 +49,17 @@ impl LineReader {
             parse_key: false,
             key_separator: "\t".into(),
             ignore_error: false,
+            headers: Vec::new(),
         };
         for (k, v) in properties(list)? {
             match k.as_str() {
                 "parse.key" => r.parse_key = v == "true",
                 "key.separator" => r.key_separator = v,
                 "ignore.error" => r.ignore_error = v == "true",
+                // The broker checks the value (and refuses a bad one).
+                "deliver.after.ms" | "deliver.at.ms" => r
+                    .headers
+                    .push((format!("sluice.{k}"), Some(Bytes::from(v)))),
                 _ => return Err(usage(format!("unknown --property \"{k}\""))),
             }
         }
@@ -60,6 +69,7 @@ impl LineReader {
     fn record(&self, topic: &str, line: String) -> anyhow::Result<ProducerRecord> {
         let mut rec = ProducerRecord {
             topic: topic.to_string(),
+            headers: self.headers.clone(),
             ..Default::default()
         };
         if self.parse_key {
