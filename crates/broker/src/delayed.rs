@@ -26,7 +26,11 @@ pub(crate) async fn release_loop(broker: Arc<Broker>) {
         // Index and log reads and the append touch the disk: off the runtime.
         let _ = tokio::task::spawn_blocking(move || {
             for p in replicas.all() {
-                if !p.is_leader() || p.delays_pending() == 0 {
+                if p.delays_pending() == 0 {
+                    continue;
+                }
+                p.delays_upkeep();
+                if !p.is_leader() {
                     continue;
                 }
                 loop {

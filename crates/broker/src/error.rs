@@ -182,7 +182,9 @@ pub enum BrokerError {
     },
     /// A control batch in a produce request: only the broker writes those
     /// (Kafka refuses them from clients too).
-    #[error("{topic}-{partition}: clients may not write control batches; only the broker does")]
+    #[error(
+        "{topic}-{partition}: clients may not write control batches (or the reserved producer epoch -2 without a producer id); only the broker does"
+    )]
     ControlBatchFromClient { topic: String, partition: i32 },
     /// A compressed batch that is corrupt or inflates past the limit.
     #[error("{topic}-{partition}: {source}")]

@@ -78,6 +78,16 @@ pub fn validate(configs: &BTreeMap<String, String>) -> Result<()> {
             });
         }
     }
+    // A default delay below the shortest one would refuse every record.
+    if let Some(v) = configs.get("delivery.delay.ms")
+        && v.trim().parse::<i64>().is_ok_and(|d| d > 0 && d < 1000)
+    {
+        return Err(ControllerError::InvalidConfigValue {
+            key: "delivery.delay.ms".into(),
+            value: v.clone(),
+            expected: "0 (none) or at least 1000".into(),
+        });
+    }
     Ok(())
 }
 
@@ -212,6 +222,10 @@ mod tests {
         assert!(validate(&m("delete.retention.ms", "-1")).is_err());
         validate(&m("min.compaction.lag.ms", "0")).unwrap();
         assert!(validate(&m("min.compaction.lag.ms", "soon")).is_err());
+        validate(&m("delivery.delay.ms", "0")).unwrap();
+        validate(&m("delivery.delay.ms", "30000")).unwrap();
+        assert!(validate(&m("delivery.delay.ms", "500")).is_err());
+        assert!(validate(&m("delivery.delay.max.ms", "10")).is_err());
         validate(&m("min.cleanable.dirty.ratio", "0.5")).unwrap();
         validate(&m("min.cleanable.dirty.ratio", "1")).unwrap();
         for bad in ["1.5", "-0.1", "half", "NaN"] {

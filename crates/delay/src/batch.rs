@@ -10,8 +10,7 @@ use sluice_records::{
 };
 
 use crate::envelope::{
-    CANCEL_TYPE, DELAYED_TYPE, Envelope, ID_HEADER, PLACEHOLDER_TYPE, control_key, control_type,
-    released_id,
+    CANCEL_TYPE, DELAYED_TYPE, Envelope, PLACEHOLDER_TYPE, control_key, control_type, released_id,
 };
 use crate::error::DelayError;
 use crate::request::{DELIVER_AFTER_HEADER, DELIVER_AT_HEADER, DelayLimits, due_time};
@@ -22,6 +21,9 @@ pub struct Policy {
     /// `delivery.delay.ms`: the delay of records that name none (0: none).
     pub default_ms: i64,
     pub limits: DelayLimits,
+    /// Why this topic takes no delays, if it does not (a compacted topic:
+    /// compaction would drop released records and keep the pending ones).
+    pub refused: Option<&'static str>,
 }
 
 /// What to append for one producer batch.
@@ -77,6 +79,12 @@ pub fn plan(batch: &[u8], asks: bool, now_ms: i64, policy: Policy) -> Result<Pla
     }
     if !asks && policy.default_ms <= 0 {
         return Ok(Plan::Keep);
+    }
+    if let Some(why) = policy.refused {
+        return Err(DelayError::BadHeader {
+            header: "delayed delivery",
+            reason: format!("not available on this topic: {why}"),
+        });
     }
     let batch = Bytes::copy_from_slice(&batch[..header.total_size().min(batch.len())]);
     let decoded = decode_batches(batch).map_err(|e| corrupt(&e.to_string()))?;
@@ -142,12 +150,28 @@ pub fn plan(batch: &[u8], asks: bool, now_ms: i64, policy: Policy) -> Result<Pla
     Ok(Plan::Rewrite(out))
 }
 
+/// The producer epoch of a release batch (with no producer id): no client
+/// writes it (the produce path refuses it), so a release cannot be forged by
+/// a record that merely carries a `sluice.delay.id` header.
+pub const RELEASE_EPOCH: i16 = -2;
+
+/// Whether a batch header is that of a release batch.
+pub fn is_release(h: &RecordBatchHeader) -> bool {
+    !h.is_control()
+        && h.producer_id < 0
+        && h.producer_epoch == RELEASE_EPOCH
+        && h.compression() == Some(Compression::None)
+}
+
 /// The batch a release appends: each pending record (with its delay id) as
-/// the record it stood for, uncompressed and without a producer id so that
-/// [`scan`] recognises it cheaply.
+/// the record it stood for, uncompressed, marked by [`RELEASE_EPOCH`].
 pub fn release_batch(released: &[(i64, Envelope)]) -> Result<Bytes, DelayError> {
     let records: Vec<Record> = released.iter().map(|(id, e)| e.released(*id)).collect();
-    encode_batch(&records, EncodeOptions::default()).map_err(|e| corrupt(&e.to_string()))
+    let opts = EncodeOptions {
+        producer_epoch: RELEASE_EPOCH,
+        ..EncodeOptions::default()
+    };
+    encode_batch(&records, opts).map_err(|e| corrupt(&e.to_string()))
 }
 
 /// A cancellation of the pending record `id`, as a control batch.
@@ -175,24 +199,18 @@ pub enum Seen {
     Cancelled { id: i64, at: i64 },
 }
 
-/// What one whole appended batch (with its base offset assigned) means to
-/// the index. `releases_possible`: whether this partition has had pending
-/// records (a normal batch is only looked into then, and only if it could be
-/// a release batch: uncompressed, no producer id, and its first header is
-/// the delay id).
-pub fn scan(batch: &Bytes, releases_possible: bool) -> Result<Vec<Seen>, DelayError> {
+/// What one whole appended batch means to the index, the batch written at
+/// `base_offset` (its own base offset field may still be the producer's).
+/// Only control batches and release batches ([`is_release`]) are decoded;
+/// every other batch costs a header parse.
+pub fn scan(batch: &[u8], base_offset: i64) -> Result<Vec<Seen>, DelayError> {
     let header = RecordBatchHeader::parse(batch).ok_or_else(|| corrupt("not a batch"))?;
-    if !header.is_control() {
-        let candidate = releases_possible
-            && header.producer_id < 0
-            && header.compression() == Some(Compression::None)
-            && walk::first_header_name(&batch[HEADER_SIZE..header.total_size()])
-                == Some(ID_HEADER.as_bytes());
-        if !candidate {
-            return Ok(Vec::new());
-        }
+    if !header.is_control() && !is_release(&header) {
+        return Ok(Vec::new());
     }
-    let decoded = decode_batches(batch.clone()).map_err(|e| corrupt(&e.to_string()))?;
+    let mut owned = batch[..header.total_size().min(batch.len())].to_vec();
+    sluice_records::set_base_offset(&mut owned, base_offset);
+    let decoded = decode_batches(Bytes::from(owned)).map_err(|e| corrupt(&e.to_string()))?;
     let mut out = Vec::new();
     for b in &decoded {
         for r in &b.records {
@@ -206,10 +224,12 @@ pub fn scan(batch: &Bytes, releases_possible: bool) -> Result<Vec<Seen>, DelayEr
             let value = r.value.clone().unwrap_or_default();
             match control_type(key) {
                 Some(DELAYED_TYPE) => {
-                    let e = Envelope::decode(&value)?;
+                    // A damaged envelope is still indexed, due at once, and
+                    // dropped (with a warning) at release.
+                    let due_ms = Envelope::decode(&value).map_or(i64::MIN, |e| e.due_ms);
                     out.push(Seen::Delayed {
                         offset: r.offset,
-                        due_ms: e.due_ms,
+                        due_ms,
                     });
                 }
                 Some(CANCEL_TYPE) => {
@@ -240,17 +260,26 @@ pub fn envelope_at(batch: &Bytes, offset: i64) -> Result<Option<Envelope>, Delay
 }
 
 /// Every pending record in `data` (whole batches read from the log), with
-/// its offset.
+/// its offset. Only control batches are decoded; a damaged envelope is left
+/// out (its entry is then dropped, with a warning, instead of stopping every
+/// later release).
 pub fn envelopes_in(data: &Bytes) -> Result<Vec<(i64, Envelope)>, DelayError> {
-    let decoded = decode_batches(data.clone()).map_err(|e| corrupt(&e.to_string()))?;
+    let mut controls = bytes::BytesMut::new();
+    let mut pos = 0;
+    for h in sluice_records::batch_headers(data) {
+        if h.is_control() {
+            controls.extend_from_slice(&data[pos..pos + h.total_size()]);
+        }
+        pos += h.total_size();
+    }
+    let decoded = decode_batches(controls.freeze()).map_err(|e| corrupt(&e.to_string()))?;
     let mut out = Vec::new();
-    for b in decoded.iter().filter(|b| b.header.is_control()) {
+    for b in &decoded {
         for r in &b.records {
-            if control_type(r.key.as_deref().unwrap_or_default()) == Some(DELAYED_TYPE) {
-                out.push((
-                    r.offset,
-                    Envelope::decode(&r.value.clone().unwrap_or_default())?,
-                ));
+            if control_type(r.key.as_deref().unwrap_or_default()) == Some(DELAYED_TYPE)
+                && let Ok(e) = Envelope::decode(&r.value.clone().unwrap_or_default())
+            {
+                out.push((r.offset, e));
             }
         }
     }

@@ -71,6 +71,10 @@ pub struct TimerIndex {
     sealed_through: i64,
     next_run: u64,
     seal_at: usize,
+    /// The smallest offset ever added: a mark for an id below it names a
+    /// record this index never held (deleted by retention before this
+    /// replica indexed the log), and is ignored.
+    first_offset: i64,
 }
 
 /// Marks kept before the run heads they cover are skipped for good (which
@@ -92,6 +96,7 @@ impl TimerIndex {
             sealed_through: 0,
             next_run: 0,
             seal_at: SEAL_AT,
+            first_offset: i64::MAX,
         };
         let path = dir.join(CHECKPOINT);
         match fs::read_to_string(&path) {
@@ -122,18 +127,27 @@ impl TimerIndex {
 
     /// A pending record at `entry.offset` (fed in log order).
     pub fn add(&mut self, entry: Entry) {
+        self.first_offset = self.first_offset.min(entry.offset);
         self.tail.insert(entry);
     }
 
     /// The record at `at` released or cancelled the pending record at `id`.
     pub fn mark_done(&mut self, id: i64, at: i64) {
-        self.done.entry(id).or_insert(at);
+        if id >= self.first_offset {
+            self.done.entry(id).or_insert(at);
+        }
     }
 
-    /// The high watermark moved to `hw`: what lies below is committed. Seals
-    /// and merges when due.
-    pub fn commit(&mut self, hw: i64) -> Result<(), DelayError> {
+    /// The high watermark moved to `hw`: what lies below is committed. No
+    /// I/O: sealing is [`TimerIndex::upkeep`]'s.
+    pub fn commit(&mut self, hw: i64) {
         self.committed = self.committed.max(hw);
+    }
+
+    /// Seals the committed tail once it holds enough entries, and forgets
+    /// marks of consumed run heads once there are many: the disk work, for a
+    /// background task rather than the append path.
+    pub fn upkeep(&mut self) -> Result<(), DelayError> {
         if self.done.len() >= CONSUME_AT {
             self.consume_heads()?;
         }
@@ -170,14 +184,15 @@ impl TimerIndex {
 
     /// The log was cut back to `offset`: entries and marks from there on are
     /// gone. Runs hold committed entries only, so only memory changes;
-    /// cutting below the committed offset is refused (rebuild instead).
+    /// cutting below the committed offset is refused (marks below it may
+    /// have been applied to the runs: rebuild instead).
     pub fn truncate(&mut self, offset: i64) -> Result<(), DelayError> {
-        if offset < self.sealed_through {
+        if offset < self.committed.max(self.sealed_through) {
             return Err(DelayError::CorruptIndex {
                 path: self.dir.display().to_string(),
                 reason: format!(
-                    "truncation to {offset} is below what was sealed ({}): rebuild from the log",
-                    self.sealed_through
+                    "truncation to {offset} is below the committed offset {}: rebuild from the log",
+                    self.committed
                 ),
             });
         }
@@ -224,30 +239,48 @@ impl TimerIndex {
             .filter(|e| e.offset < committed)
             .copied()
             .collect();
-        let mut live = Vec::with_capacity(sealed.len());
-        for e in &sealed {
-            self.tail.remove(e);
-            match self.done.get(&e.offset) {
-                Some(&at) if at < committed => {
-                    self.done.remove(&e.offset);
-                }
-                _ => live.push(*e),
-            }
-        }
-        if !live.is_empty() {
+        let live: Vec<Entry> = sealed
+            .iter()
+            .filter(|e| !matches!(self.done.get(&e.offset), Some(&at) if at < committed))
+            .copied()
+            .collect();
+        // Written first, memory changed after: a failed write loses nothing.
+        let run = if live.is_empty() {
+            None
+        } else {
             let name = self.new_run_name();
             self.write_run(&name, &live)?;
-            self.runs.push(Run {
+            Some(Run {
                 name,
                 len: live.len(),
                 pos: 0,
-            });
+            })
+        };
+        // Final marks of the sealed entries go with them (not into the
+        // checkpoint: their entries are in no run).
+        let gone: std::collections::HashSet<i64> = sealed
+            .iter()
+            .filter(|e| matches!(self.done.get(&e.offset), Some(&at) if at < committed))
+            .map(|e| e.offset)
+            .collect();
+        let before = (self.runs.len(), self.sealed_through);
+        self.runs.extend(run);
+        self.sealed_through = committed;
+        if let Err(e) = self.write_checkpoint(&gone) {
+            self.runs.truncate(before.0);
+            self.sealed_through = before.1;
+            return Err(e);
+        }
+        for e in &sealed {
+            self.tail.remove(e);
+        }
+        for offset in &gone {
+            self.done.remove(offset);
         }
         if self.runs.len() > MAX_RUNS {
             self.merge_runs()?;
+            self.write_checkpoint(&Default::default())?;
         }
-        self.sealed_through = committed;
-        self.write_checkpoint()?;
         self.remove_stray_runs()
     }
 
@@ -305,12 +338,14 @@ impl TimerIndex {
     }
 
     /// Merges every run into one, dropping entries whose marks are final.
+    /// The caller writes the checkpoint after.
     fn merge_runs(&mut self) -> Result<(), DelayError> {
         let mut cursors = Vec::with_capacity(self.runs.len());
         for r in &self.runs {
             cursors.push(RunCursor::new(&self.dir.join(&r.name), r.pos, r.len)?);
         }
         let mut merged = Vec::new();
+        let mut dropped = Vec::new();
         loop {
             let mut best: Option<(Entry, usize)> = None;
             for (i, c) in cursors.iter_mut().enumerate() {
@@ -323,14 +358,15 @@ impl TimerIndex {
             let Some((e, i)) = best else { break };
             cursors[i].advance();
             match self.done.get(&e.offset) {
-                Some(&at) if at < self.committed => {
-                    self.done.remove(&e.offset);
-                }
+                Some(&at) if at < self.committed => dropped.push(e.offset),
                 _ => merged.push(e),
             }
         }
         let name = self.new_run_name();
         self.write_run(&name, &merged)?;
+        for offset in dropped {
+            self.done.remove(&offset);
+        }
         self.runs = vec![Run {
             name,
             len: merged.len(),
@@ -361,18 +397,19 @@ impl TimerIndex {
         fs::rename(&tmp, &path).map_err(io)
     }
 
-    fn write_checkpoint(&self) -> Result<(), DelayError> {
+    /// `skip`: marks not to write (their entries are going).
+    fn write_checkpoint(&self, skip: &std::collections::HashSet<i64>) -> Result<(), DelayError> {
         let path = self.dir.join(CHECKPOINT);
         let io = |e| DelayError::io(&path, e);
         let mut text = format!(
-            "{CHECKPOINT_HEADER}\nsealed_through {}\nnext_run {}\n",
-            self.sealed_through, self.next_run
+            "{CHECKPOINT_HEADER}\nsealed_through {}\nnext_run {}\nfirst_offset {}\n",
+            self.sealed_through, self.next_run, self.first_offset
         );
         for r in &self.runs {
             text.push_str(&format!("run {} {} {}\n", r.name, r.len, r.pos));
         }
         for (id, at) in &self.done {
-            if *at < self.sealed_through {
+            if *at < self.sealed_through && !skip.contains(id) {
                 text.push_str(&format!("done {id} {at}\n"));
             }
         }
@@ -404,6 +441,7 @@ impl TimerIndex {
             match f.first().copied() {
                 Some("sealed_through") => self.sealed_through = num(1)?,
                 Some("next_run") => self.next_run = num(1)? as u64,
+                Some("first_offset") => self.first_offset = num(1)?,
                 Some("run") => {
                     let name = f.get(1).ok_or_else(|| bad(format!("line {line:?}")))?;
                     let (len, pos) = (num(2)? as usize, num(3)? as usize);

@@ -181,3 +181,42 @@ async fn the_topic_default_delays_and_pending_records_survive_a_restart() {
     assert!(*seen >= sent + 3000);
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compacted_topics_refuse_delays_and_retention_caps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let admin = Admin::new(config(&node)).unwrap();
+    let mut compacted = NewTopic::new("state", 1, 1);
+    compacted
+        .configs
+        .insert("cleanup.policy".into(), "compact".into());
+    admin.create_topic(compacted).await.unwrap();
+    let mut short = NewTopic::new("short", 1, 1);
+    short.configs.insert("retention.ms".into(), "60000".into());
+    admin.create_topic(short).await.unwrap();
+    let producer = Producer::new(config(&node).with("retries", "0").unwrap()).unwrap();
+    let e = producer
+        .send(delayed("state", "x", "5000"))
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidRecord, "{e}");
+    assert!(e.to_string().contains("compacted"), "{e}");
+    // A delay past the topic's retention would lose the record: refused.
+    let e = producer
+        .send(delayed("short", "x", "120000"))
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidRecord, "{e}");
+    producer
+        .send(delayed("short", "x", "30000"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    node.shutdown().await.unwrap();
+}

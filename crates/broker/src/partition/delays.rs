@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use sluice_delay::batch::{Plan, Policy, Seen, envelopes_in, plan, release_batch, scan};
 use sluice_delay::{DelayError, Entry, Envelope, TimerIndex};
-use sluice_records::{RecordBatchHeader, batch_headers, set_base_offset};
+use sluice_records::{RecordBatchHeader, batch_headers};
 use sluice_storage::PartitionLog;
 
 use super::Partition;
@@ -59,7 +59,7 @@ impl Delays {
         }
         let from = index.replay_from().max(log.log_start_offset());
         replay(log, &mut index, from)?;
-        index.commit(hw)?;
+        index.commit(hw);
         self.index = Some(index);
         Ok(())
     }
@@ -103,12 +103,19 @@ impl Delays {
         let mut pos = 0;
         for h in placed {
             let end = pos + h.total_size();
-            let mut batch = batches[pos..end].to_vec();
+            apply(index, &scan(&batches[pos..end], h.base_offset)?);
             pos = end;
-            set_base_offset(&mut batch, h.base_offset);
-            apply(index, &scan(&Bytes::from(batch), true)?);
         }
-        index.commit(hw)
+        index.commit(hw);
+        Ok(())
+    }
+
+    /// Seals and forgets in the background (`TimerIndex::upkeep`).
+    pub fn upkeep(&mut self) -> Result<(), DelayError> {
+        match self.index.as_mut() {
+            Some(index) => index.upkeep(),
+            None => Ok(()),
+        }
     }
 
     /// The log was cut back to `offset` (or emptied and restarted there).
@@ -125,7 +132,7 @@ impl Delays {
     pub fn checkpoint(&mut self, hw: i64) -> Result<(), DelayError> {
         match self.index.as_mut() {
             Some(index) => {
-                index.commit(hw)?;
+                index.commit(hw);
                 index.checkpoint()
             }
             None => Ok(()),
@@ -210,12 +217,14 @@ impl Partition {
     }
 
     /// Leader: appends the records due at `now_ms` (at most
-    /// [`RELEASE_BATCH`]) as one release batch. Returns how many were
-    /// released or dropped; 0 when nothing was due or this replica does not
-    /// lead. The only writer of releases for the partition: the broker's
-    /// release task calls it for one partition at a time.
+    /// [`RELEASE_BATCH`], and under the topic's `max.message.bytes`) as one
+    /// release batch. Returns how many were released or dropped; 0 when
+    /// nothing was due or this replica does not lead. The only writer of
+    /// releases for the partition: the broker's release task calls it for one
+    /// partition at a time.
     pub fn release_due(&self, now_ms: i64) -> Result<usize, BrokerError> {
-        if !self.is_leader() {
+        let role = self.role.read().clone();
+        if role.leader != self.broker_id {
             return Ok(0);
         }
         let due = self
@@ -226,61 +235,93 @@ impl Partition {
         if due.is_empty() {
             return Ok(0);
         }
+        let max_bytes = self.log.read().config().max_message_bytes as usize;
+        let budget = (max_bytes / 4 * 3).max(1);
         let mut found: HashMap<i64, Envelope> = HashMap::new();
         let mut released = Vec::with_capacity(due.len());
         let mut gone = Vec::new();
-        {
-            let log = self.log.read();
-            for e in &due {
-                if !found.contains_key(&e.offset) && e.offset >= log.log_start_offset() {
+        let mut bytes = 0;
+        for e in &due {
+            if !found.contains_key(&e.offset) {
+                // One batch at a time, the lock taken per read: appends go on.
+                let log = self.log.read();
+                if e.offset >= log.log_start_offset() {
                     let data = log
-                        .read(e.offset, 1 << 20, log.log_end_offset(), true)
+                        .read(e.offset, 1, log.log_end_offset(), true)
                         .map_err(self.storage_err())?;
+                    drop(log);
                     found.extend(envelopes_in(&data).map_err(self.delay_err())?);
                 }
-                match found.remove(&e.offset) {
-                    Some(env) => released.push((e.offset, env)),
-                    None => gone.push(e.offset),
+            }
+            match found.remove(&e.offset) {
+                Some(env) => {
+                    let size = env.record.value.as_ref().map_or(0, |v| v.len())
+                        + env.record.key.as_ref().map_or(0, |k| k.len())
+                        + 128;
+                    if !released.is_empty() && bytes + size > budget {
+                        break;
+                    }
+                    bytes += size;
+                    released.push((e.offset, env));
                 }
+                None => gone.push(e.offset),
             }
         }
         let mut log = self.log.write();
-        let role = self.role.read().clone();
-        if role.leader != self.broker_id {
+        // Leadership may have moved away and back meanwhile (another leader
+        // released some of these, and this replica has that release now).
+        let now_role = self.role.read().clone();
+        if now_role.leader != self.broker_id || now_role.leader_epoch != role.leader_epoch {
             return Ok(0);
         }
         let mut delays = self.delays.lock();
+        if !released.is_empty() {
+            let batch = release_batch(&released).map_err(self.delay_err())?;
+            match log.append_as_leader(&batch, role.leader_epoch) {
+                Ok(info) => {
+                    let mut placed: Vec<RecordBatchHeader> = batch_headers(&batch).collect();
+                    if let Some(h) = placed.first_mut() {
+                        h.base_offset = info.first_offset;
+                        self.producers.lock().update(h);
+                    }
+                    self.observe_delays(&mut delays, &batch, &placed);
+                    metrics::counter!("sluice_delayed_released_total", "topic" => self.topic.clone())
+                        .increment(released.len() as u64);
+                    let lateness = metrics::histogram!("sluice_delayed_release_lateness_seconds");
+                    for (_, env) in &released {
+                        lateness.record((now_ms - env.due_ms).max(0) as f64 / 1000.0);
+                    }
+                }
+                // One record too large to release alone: it would block every
+                // later one. Dropped, loudly.
+                Err(sluice_storage::StorageError::MessageTooLarge { .. })
+                    if released.len() == 1 =>
+                {
+                    gone.push(released[0].0);
+                    released.clear();
+                }
+                Err(e) => return Err(self.storage_err()(e)),
+            }
+        }
         if !gone.is_empty() {
-            tracing::warn!(topic = %self.topic, partition = self.partition, records = gone.len(), "delayed records no longer in the log (deleted by retention before they were due): dropped");
+            tracing::warn!(topic = %self.topic, partition = self.partition, records = gone.len(), "delayed records dropped at release: gone from the log (retention) or unreadable");
             metrics::counter!("sluice_delayed_dropped_total", "topic" => self.topic.clone())
                 .increment(gone.len() as u64);
             delays.mark_gone(&gone);
         }
-        if !released.is_empty() {
-            let batch = release_batch(&released).map_err(self.delay_err())?;
-            let info = log
-                .append_as_leader(&batch, role.leader_epoch)
-                .map_err(self.storage_err())?;
-            let mut placed: Vec<RecordBatchHeader> = batch_headers(&batch).collect();
-            if let Some(h) = placed.first_mut() {
-                h.base_offset = info.first_offset;
-                self.producers.lock().update(h);
-            }
-            self.observe_delays(&mut delays, &batch, &placed);
-            let topic = self.topic.clone();
-            metrics::counter!("sluice_delayed_released_total", "topic" => topic)
-                .increment(released.len() as u64);
-            let lateness = metrics::histogram!("sluice_delayed_release_lateness_seconds");
-            for (_, env) in &released {
-                lateness.record((now_ms - env.due_ms).max(0) as f64 / 1000.0);
-            }
-            let leo = log.log_end_offset();
-            drop(delays);
-            drop(log);
-            self.offsets.send_modify(|o| o.leo = leo);
-            self.maybe_advance_hw();
-        }
+        let leo = log.log_end_offset();
+        drop(delays);
+        drop(log);
+        self.offsets.send_modify(|o| o.leo = leo);
+        self.maybe_advance_hw();
         Ok(released.len() + gone.len())
+    }
+
+    /// Background upkeep of the timer index (sealing, forgetting marks).
+    pub fn delays_upkeep(&self) {
+        if let Err(e) = self.delays.lock().upkeep() {
+            tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "timer index upkeep failed");
+        }
     }
 }
 
@@ -298,12 +339,19 @@ fn replay(log: &PartitionLog, index: &mut TimerIndex, from: i64) -> Result<(), D
     let end = log.log_end_offset();
     let mut offset = from;
     while offset < end {
-        let Ok(data) = log.read(offset, 8 << 20, end, true) else {
-            break;
-        };
+        // A read that fails leaves the index partial: the caller rebuilds.
+        let data = log
+            .read(offset, 8 << 20, end, true)
+            .map_err(|e| DelayError::CorruptIndex {
+                path: log.dir().display().to_string(),
+                reason: format!("cannot read the log at {offset}: {e}"),
+            })?;
         let before = offset;
         for (pos, h) in positions(&data) {
-            apply(index, &scan(&data.slice(pos..pos + h.total_size()), true)?);
+            apply(
+                index,
+                &scan(&data[pos..pos + h.total_size()], h.base_offset)?,
+            );
             offset = h.next_offset();
         }
         if offset == before {

@@ -639,7 +639,8 @@ impl Partition {
         // one nobody could read later is refused now (Kafka's LogValidator).
         let mut pos = 0;
         for (i, h) in headers.iter().enumerate() {
-            if h.is_control() {
+            // Control batches and release batches are the broker's own.
+            if h.is_control() || sluice_delay::batch::is_release(h) {
                 return Err(BrokerError::ControlBatchFromClient {
                     topic: self.topic.clone(),
                     partition: self.partition,
@@ -670,9 +671,15 @@ impl Partition {
             }
             pos = end;
         }
-        let rewritten = match delays {
-            Some((policy, now)) => self.plan_delays(batches, &headers, &asks, policy, now)?,
-            None => None,
+        // A bad delay is answered after the duplicate check: a retry of a
+        // batch already stored (its due time now under a second away, say)
+        // is a duplicate, not an error.
+        let (rewritten, refused) = match delays {
+            Some((policy, now)) => match self.plan_delays(batches, &headers, &asks, policy, now) {
+                Ok(r) => (r, None),
+                Err(e) => (None, Some(e)),
+            },
+            None => (None, None),
         };
         // The role is read under the log lock (the order `set_role` and
         // `apply_replica_fetch` use): a leadership change cannot slip in
@@ -704,6 +711,9 @@ impl Partition {
                 // its flush, if the topic asks for one.
                 flush_due: log.awaits_flush(last_offset),
             });
+        }
+        if let Some(e) = refused {
+            return Err(e);
         }
         // The duplicate check above saw the batches as the producer sent
         // them; what is written may be their delayed-delivery rewrite.

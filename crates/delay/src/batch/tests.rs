@@ -5,6 +5,7 @@ use sluice_records::{
 };
 
 use super::*;
+use crate::envelope::ID_HEADER;
 
 const NOW: i64 = 1_800_000_000_000;
 
@@ -17,6 +18,7 @@ fn policy(default_ms: i64) -> Policy {
     Policy {
         default_ms,
         limits: DelayLimits::default(),
+        refused: None,
     }
 }
 
@@ -87,7 +89,7 @@ fn an_all_delayed_batch_becomes_one_control_batch_with_the_producers_identity() 
             ),
             (42, 3, 10, original.last_offset_delta)
         );
-        let seen = scan(&at(&out[0], 100), false).unwrap();
+        let seen = scan(&out[0], 100).unwrap();
         assert_eq!(
             seen,
             [
@@ -102,6 +104,7 @@ fn an_all_delayed_batch_becomes_one_control_batch_with_the_producers_identity() 
             ]
         );
         let e = envelope_at(&at(&out[0], 100), 101).unwrap().unwrap();
+        assert_eq!(envelopes_in(&at(&out[0], 100)).unwrap().len(), 2);
         assert_eq!(e.record.value.as_deref(), Some(&b"b"[..]));
         assert_eq!(e.produced_ms, NOW);
     }
@@ -138,7 +141,7 @@ fn a_mixed_batch_appends_the_immediate_records_then_the_delayed_ones() {
         (42, 10, 2)
     );
     assert_eq!(
-        scan(&at(&out[1], 50), false).unwrap(),
+        scan(&out[1], 50).unwrap(),
         [Seen::Delayed {
             offset: 51,
             due_ms: NOW + 2000
@@ -153,7 +156,7 @@ fn the_topic_default_delays_records_that_name_none() {
         panic!("not rewritten")
     };
     assert_eq!(
-        scan(&at(&out[0], 0), false).unwrap(),
+        scan(&out[0], 0).unwrap(),
         [
             Seen::Delayed {
                 offset: 0,
@@ -191,9 +194,8 @@ fn release_and_cancel_batches_are_recognised_and_nothing_else_is() {
         record: rec(v, Some("1000")),
     };
     let release = release_batch(&[(7, envelope("x")), (9, envelope("y"))]).unwrap();
-    let release = at(&release, 20);
     assert_eq!(
-        scan(&release, true).unwrap(),
+        scan(&release, 20).unwrap(),
         [
             Seen::Released { id: 7, at: 20 },
             Seen::Released { id: 9, at: 21 }
@@ -203,17 +205,31 @@ fn release_and_cancel_batches_are_recognised_and_nothing_else_is() {
     let r = &decode_batches(release.clone()).unwrap()[0].records[0];
     assert_eq!(r.value.as_deref(), Some(&b"x"[..]));
     assert!(r.headers.iter().all(|(k, _)| k != DELIVER_AFTER_HEADER));
-    // Not looked into where no release is possible.
-    assert_eq!(scan(&release, false).unwrap(), []);
-    // A producer's batch is never one, whatever its headers say.
+    // A producer's batch is never one, whatever its headers say (a record
+    // copied from a released one, say).
     let mut spoof = rec("z", None);
     spoof.headers = vec![(ID_HEADER.to_string(), Some(Bytes::from_static(b"7")))];
+    let plain = encode_batch(std::slice::from_ref(&spoof), EncodeOptions::default()).unwrap();
+    assert_eq!(scan(&plain, 0).unwrap(), []);
     assert_eq!(
-        scan(&producer_batch(&[spoof], Compression::None), true).unwrap(),
+        scan(&producer_batch(&[spoof], Compression::None), 0).unwrap(),
         []
     );
     assert_eq!(
-        scan(&at(&cancel_batch(7, NOW).unwrap(), 30), true).unwrap(),
+        scan(&cancel_batch(7, NOW).unwrap(), 30).unwrap(),
         [Seen::Cancelled { id: 7, at: 30 }]
     );
+}
+
+#[test]
+fn a_topic_that_refuses_delays_refuses_records_asking_for_one() {
+    let refusing = Policy {
+        refused: Some("the topic is compacted"),
+        ..policy(0)
+    };
+    let b = producer_batch(&[rec("a", Some("5000"))], Compression::None);
+    let e = plan_any(&b, NOW, refusing).unwrap_err().to_string();
+    assert!(e.contains("compacted"), "{e}");
+    let plain = producer_batch(&[rec("a", None)], Compression::None);
+    assert_eq!(plan_any(&plain, NOW, refusing).unwrap(), Plan::Keep);
 }

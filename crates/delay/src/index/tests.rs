@@ -34,7 +34,8 @@ fn sealed_runs_survive_a_restart_and_only_the_tail_is_replayed() {
     for off in 0..250 {
         ix.add(e(10_000 - off, off));
     }
-    ix.commit(200).unwrap(); // 200 committed entries: sealed
+    ix.commit(200);
+    ix.upkeep().unwrap(); // 200 committed entries: sealed
     assert_eq!(ix.runs(), 1);
     assert_eq!(ix.in_memory(), 50);
     ix.mark_done(249, 250); // uncommitted: may still be truncated
@@ -62,7 +63,8 @@ fn truncation_drops_only_uncommitted_entries_and_marks() {
     for off in 0..10 {
         ix.add(e(100, off));
     }
-    ix.commit(6).unwrap();
+    ix.commit(6);
+    ix.upkeep().unwrap();
     ix.checkpoint().unwrap(); // entries 0..6 sealed
     ix.mark_done(2, 7); // a release at 7, not committed
     ix.mark_done(3, 5); // committed
@@ -83,7 +85,8 @@ fn many_runs_merge_into_one_without_the_released() {
             ix.add(e(1_000 + i * 7 + round, off));
             off += 1;
         }
-        ix.commit(off).unwrap();
+        ix.commit(off);
+        ix.upkeep().unwrap();
         ix.checkpoint().unwrap();
     }
     assert!(ix.runs() <= MAX_RUNS, "{} runs", ix.runs());
@@ -92,7 +95,8 @@ fn many_runs_merge_into_one_without_the_released() {
         ix.mark_done(x.offset, off);
     }
     off += 1;
-    ix.commit(off).unwrap();
+    ix.commit(off);
+    ix.upkeep().unwrap();
     ix.checkpoint().unwrap();
     assert_eq!(ix.pending(), before.len() - 30);
     assert_eq!(ix.due(i64::MAX, 1000).unwrap(), before[30..]);
@@ -110,7 +114,8 @@ fn a_million_pending_keep_memory_bounded() {
         // Due times spread over 30 days, in no order.
         ix.add(e((off * 7_919) % (30 * 86_400_000), off));
         if off % 10_000 == 9_999 {
-            ix.commit(off + 1).unwrap();
+            ix.commit(off + 1);
+            ix.upkeep().unwrap();
         }
         max_tail = max_tail.max(ix.in_memory());
     }
@@ -124,7 +129,8 @@ fn a_damaged_checkpoint_is_an_error_not_a_silent_empty_index() {
     let dir = tempfile::tempdir().unwrap();
     let mut ix = TimerIndex::open(dir.path()).unwrap();
     ix.add(e(1, 0));
-    ix.commit(1).unwrap();
+    ix.commit(1);
+    ix.upkeep().unwrap();
     ix.checkpoint().unwrap();
     fs::write(dir.path().join(CHECKPOINT), "something else\n").unwrap();
     assert!(TimerIndex::open(dir.path()).is_err());
@@ -179,7 +185,10 @@ proptest! {
                     log.push((next, Op::Release(0), vec![x.offset]));
                     next += 1;
                 }
-                Op::Commit => ix.commit(next).unwrap(),
+                Op::Commit => {
+                    ix.commit(next);
+                    ix.upkeep().unwrap();
+                }
                 Op::Checkpoint => ix.checkpoint().unwrap(),
                 Op::Restart => {
                     drop(ix);

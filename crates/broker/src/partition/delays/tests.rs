@@ -72,6 +72,7 @@ fn with_delays() -> Bytes {
         Policy {
             default_ms: 0,
             limits: Default::default(),
+            refused: None,
         },
     )
     .unwrap() else {
@@ -153,4 +154,29 @@ fn a_release_is_indexed_and_undone_by_a_truncation() {
     p.flush().unwrap();
     drop(p);
     assert_eq!(open(dir.path()).delays.lock().pending(), 2);
+}
+
+#[test]
+fn a_client_cannot_forge_a_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = open(dir.path());
+    p.set_role(crate::partition::Role {
+        topic_id: "id".into(),
+        leader: 2,
+        leader_epoch: 1,
+        isr: vec![2],
+        replicas: vec![2],
+        partition_epoch: 0,
+    })
+    .unwrap();
+    let envelope = Envelope {
+        due_ms: NOW,
+        produced_ms: NOW,
+        origin_id: -1,
+        record: rec("x", None),
+    };
+    let forged = release_batch(&[(0, envelope)]).unwrap();
+    let e = p.append_as_leader(&forged[..], 1, 1).unwrap_err();
+    assert_eq!(e.code(), sluice_types::ErrorCode::InvalidRecord, "{e}");
+    assert_eq!(p.offsets().leo, 0);
 }
