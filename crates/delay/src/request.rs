@@ -8,7 +8,7 @@ pub const DELIVER_AT_HEADER: &str = "sluice.deliver.at.ms";
 /// Delay from the broker's receipt, ms as ASCII decimal.
 pub const DELIVER_AFTER_HEADER: &str = "sluice.deliver.after.ms";
 
-/// The shortest delay: below it, a record is simply produced.
+/// The shortest delay a record may ask for (a shorter one is refused).
 pub const MIN_DELAY_MS: i64 = 1_000;
 /// The default longest delay (`delivery.delay.max.ms`): 90 days.
 pub const DEFAULT_MAX_DELAY_MS: i64 = 90 * 24 * 3_600_000;
