@@ -1,0 +1,122 @@
+//! Delayed delivery under failure, on a real 3-broker cluster: pending
+//! records are replicated like any record, so `kill -9` of the leader while
+//! they fall due loses none and releases none twice.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sluice_client::{Admin, Consumer, NewTopic, Producer, ProducerRecord};
+use sluice_testkit::{ClusterSpec, TestCluster};
+
+const TOPIC: &str = "delayed";
+const RECORDS: usize = 600;
+
+async fn leader(c: &TestCluster) -> i32 {
+    Admin::new(c.client_config())
+        .unwrap()
+        .describe_topics(&[TOPIC.to_string()])
+        .await
+        .map(|d| d[0].partitions[0].leader)
+        .unwrap_or(-1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_leader_while_records_fall_due_loses_and_doubles_none() {
+    let mut c = TestCluster::start(ClusterSpec {
+        min_insync_replicas: 2,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let admin = Admin::new(c.client_config()).unwrap();
+    admin
+        .create_topic(NewTopic::new(TOPIC, 1, 3))
+        .await
+        .unwrap();
+    let producer = Producer::new(
+        c.client_config()
+            .with("acks", "all")
+            .unwrap()
+            .with("enable.idempotence", "true")
+            .unwrap(),
+    )
+    .unwrap();
+    // Due over the next 1-4 s, in no order: releases run while the leader dies.
+    let mut acks = Vec::new();
+    for n in 0..RECORDS {
+        let mut r = ProducerRecord::new(TOPIC, format!("{n:06}")).with_partition(0);
+        let after = 1000 + (n * 7919) % 3000;
+        r.headers = vec![(
+            "sluice.deliver.after.ms".into(),
+            Some(Bytes::from(after.to_string())),
+        )];
+        acks.push(producer.send(r).await.unwrap());
+    }
+    for a in acks {
+        a.await.expect("every delayed record is acknowledged");
+    }
+    // Kill the leader once releases are under way.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let victim = leader(&c).await;
+    assert!(victim > 0, "no leader");
+    c.kill(&format!("broker-{victim}")).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let l = leader(&c).await;
+        if l > 0 && l != victim {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no new leader\n{}",
+            c.logs_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.restart(&format!("broker-{victim}")).unwrap();
+
+    // Everything is released by now or soon; read it all, and a little more.
+    let mut consumer = Consumer::new(
+        c.client_config()
+            .with("auto.offset.reset", "earliest")
+            .unwrap(),
+    )
+    .unwrap();
+    let tps = consumer.assign_all(TOPIC).await.unwrap();
+    consumer.seek_to_beginning(&tps).await.unwrap();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut quiet_since = tokio::time::Instant::now();
+    while tokio::time::Instant::now() < deadline {
+        let recs = consumer
+            .poll(Duration::from_millis(200))
+            .await
+            .unwrap_or_default();
+        if !recs.is_empty() {
+            quiet_since = tokio::time::Instant::now();
+        }
+        for r in recs {
+            let v = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned();
+            *seen.entry(v).or_default() += 1;
+        }
+        if seen.len() == RECORDS && quiet_since.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+    }
+    let lost: Vec<usize> = (0..RECORDS)
+        .filter(|n| !seen.contains_key(&format!("{n:06}")))
+        .collect();
+    let doubled: Vec<(&String, &usize)> = seen.iter().filter(|(_, k)| **k > 1).collect();
+    println!(
+        "delayed: acked={RECORDS} lost={} duplicated={}",
+        lost.len(),
+        doubled.len()
+    );
+    assert!(lost.is_empty(), "lost {lost:?}\n{}", c.logs_tail());
+    assert!(
+        doubled.is_empty(),
+        "released twice: {doubled:?}\n{}",
+        c.logs_tail()
+    );
+}
