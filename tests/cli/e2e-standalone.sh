@@ -114,6 +114,8 @@ grep -q "to-datetime" "$WORK/err" || fail "bad datetime message: $(cat "$WORK/er
   || fail "create orders"
 echo "order-42 unpaid" | "$BIN" console-producer --bootstrap-server "$ADDR" --topic orders \
   --property deliver.after.ms=3000 || fail "delayed console-producer"
+"$BIN" delayed --bootstrap-server "$ADDR" --describe --topic orders | awk '$1=="orders" && $3==1 {ok=1} END {exit !ok}' \
+  || fail "delayed --describe: $("$BIN" delayed --bootstrap-server "$ADDR" --describe 2>&1)"
 early="$("$BIN" console-consumer --bootstrap-server "$ADDR" --topic orders --from-beginning --timeout-ms 1000 2>/dev/null || true)"
 [ -z "$early" ] || fail "a delayed record was visible before its delay: $early"
 "$BIN" console-consumer --bootstrap-server "$ADDR" --topic orders --from-beginning --max-messages 1 \

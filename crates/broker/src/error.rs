@@ -180,6 +180,15 @@ pub enum BrokerError {
         partition: i32,
         source: sluice_delay::DelayError,
     },
+    /// A cancellation of a delayed record that is not pending.
+    #[error(
+        "{topic}-{partition}: delay id {id} is not pending (already released, cancelled, or never a delayed record)"
+    )]
+    NotPendingDelay {
+        topic: String,
+        partition: i32,
+        id: i64,
+    },
     /// A control batch in a produce request: only the broker writes those
     /// (Kafka refuses them from clients too).
     #[error(
@@ -448,6 +457,7 @@ impl BrokerError {
             E::ControlBatchFromClient { .. } => ErrorCode::InvalidRecord,
             E::DelayIndex { .. } => ErrorCode::KafkaStorageError,
             E::InvalidDelay { .. } => ErrorCode::InvalidRecord,
+            E::NotPendingDelay { .. } => ErrorCode::InvalidRequest,
             E::NotEnoughReplicas { .. } => ErrorCode::NotEnoughReplicas,
             E::ReplicationTimedOut { .. } => ErrorCode::RequestTimedOut,
             E::UnknownProducer { .. }

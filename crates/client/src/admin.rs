@@ -386,19 +386,7 @@ impl Admin {
     /// high watermark) on its leader, as `kafka-delete-records.sh` does;
     /// returns the partition's new log start (low watermark).
     pub async fn delete_records(&self, topic: &str, partition: i32, offset: i64) -> Result<i64> {
-        let count = self.cluster.partition_count(topic).await?;
-        if partition < 0 || partition >= count {
-            return Err(ApiError::unknown_partition(topic, partition).into());
-        }
-        let leader = self.cluster.leader(topic, partition).leader;
-        if leader < 0 {
-            return Err(ApiError::new(
-                ErrorCode::LeaderNotAvailable,
-                format!("{topic}-{partition} has no leader now"),
-            )
-            .into());
-        }
-        let (_, mut client) = self.cluster.broker(leader)?;
+        let mut client = self.leader_client(topic, partition).await?;
         let resp = client
             .delete_records(DeleteRecordsRequest {
                 topics: vec![DeleteRecordsTopic {
@@ -420,6 +408,27 @@ impl Admin {
             Some(e) => Err(e.into()),
             None => Ok(p.low_watermark),
         }
+    }
+
+    /// A Broker client for the leader of `topic`-`partition`.
+    pub(crate) async fn leader_client(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<sluice_proto::broker::broker_client::BrokerClient<Channel>> {
+        let count = self.cluster.partition_count(topic).await?;
+        if partition < 0 || partition >= count {
+            return Err(ApiError::unknown_partition(topic, partition).into());
+        }
+        let leader = self.cluster.leader(topic, partition).leader;
+        if leader < 0 {
+            return Err(ApiError::new(
+                ErrorCode::LeaderNotAvailable,
+                format!("{topic}-{partition} has no leader now"),
+            )
+            .into());
+        }
+        Ok(self.cluster.broker(leader)?.1)
     }
 
     /// Every topic, sorted by name.

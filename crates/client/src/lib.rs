@@ -28,6 +28,7 @@ pub mod cluster;
 pub mod config;
 pub mod consumer;
 pub mod consumer_protocol;
+pub mod delayed_admin;
 pub mod error;
 pub mod group_admin;
 pub mod group_consumer;
@@ -42,6 +43,7 @@ pub use config::{
     Acks, ClientConfig, IGNORED_PROPERTIES, IsolationLevel, OffsetReset, PartitionerKind,
 };
 pub use consumer::{Consumer, ConsumerRecord};
+pub use delayed_admin::DelayedPartition;
 pub use error::{ClientError, Result};
 pub use group_admin::{GroupDescription, GroupListing, MemberDescription};
 pub use group_consumer::{Committer, GroupConsumer, RebalanceListener};

@@ -49,6 +49,17 @@ pub struct Entry {
     pub offset: i64,
 }
 
+/// What [`TimerIndex::summary`] reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub pending: u64,
+    /// -1 when nothing is pending.
+    pub next_due_ms: i64,
+    pub last_due_ms: i64,
+    /// Due within a minute, an hour, a day, and later.
+    pub due_within: [u64; 4],
+}
+
 #[derive(Debug)]
 struct Run {
     name: String,
@@ -225,6 +236,43 @@ impl TimerIndex {
             false
         })?;
         Ok(first)
+    }
+
+    /// Pending entries by when they fall due, seen from `now_ms` (walks
+    /// them all: for an admin's look, not a hot path).
+    pub fn summary(&self, now_ms: i64) -> Result<Summary, DelayError> {
+        let mut s = Summary {
+            next_due_ms: -1,
+            last_due_ms: -1,
+            ..Summary::default()
+        };
+        self.merge(|e| {
+            if s.pending == 0 {
+                s.next_due_ms = e.due_ms;
+            }
+            s.pending += 1;
+            s.last_due_ms = e.due_ms;
+            let within = e.due_ms.saturating_sub(now_ms);
+            let slot = match within {
+                w if w <= 60_000 => 0,
+                w if w <= 3_600_000 => 1,
+                w if w <= 86_400_000 => 2,
+                _ => 3,
+            };
+            s.due_within[slot] += 1;
+            true
+        })?;
+        Ok(s)
+    }
+
+    /// Whether the record at `offset` is pending here (walks them all).
+    pub fn is_pending(&self, offset: i64) -> Result<bool, DelayError> {
+        let mut found = false;
+        self.merge(|e| {
+            found = e.offset == offset;
+            !found
+        })?;
+        Ok(found)
     }
 
     /// Seals the committed tail into a run (merging runs when there are too

@@ -27,5 +27,5 @@ pub mod request;
 
 pub use envelope::Envelope;
 pub use error::DelayError;
-pub use index::{Entry, TimerIndex};
+pub use index::{Entry, Summary, TimerIndex};
 pub use request::{DelayLimits, due_time};

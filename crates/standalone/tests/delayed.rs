@@ -50,11 +50,20 @@ fn delayed(topic: &str, value: &str, after_ms: &str) -> ProducerRecord {
 /// Reads partition 0 from the start until `n` records came (or 30 s), and
 /// for a second more to see any extra, noting when each was first seen.
 async fn read(node: &Standalone, topic: &str, n: usize) -> Vec<(i64, ConsumerRecord)> {
+    read_within(node, topic, n, Duration::from_secs(30)).await
+}
+
+async fn read_within(
+    node: &Standalone,
+    topic: &str,
+    n: usize,
+    timeout: Duration,
+) -> Vec<(i64, ConsumerRecord)> {
     let mut c = Consumer::new(config(node).with("auto.offset.reset", "earliest").unwrap()).unwrap();
     let tps = c.assign_all(topic).await.unwrap();
     c.seek_to_beginning(&tps).await.unwrap();
     let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + timeout;
     while out.len() < n && tokio::time::Instant::now() < deadline {
         for r in c.poll(Duration::from_millis(50)).await.unwrap() {
             out.push((now_ms(), r));
@@ -218,5 +227,54 @@ async fn compacted_topics_refuse_delays_and_retention_caps_them() {
         .unwrap()
         .await
         .unwrap();
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_records_are_described_and_one_is_cancelled_by_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let admin = Admin::new(config(&node)).unwrap();
+    admin
+        .create_topic(NewTopic::new("orders", 1, 1))
+        .await
+        .unwrap();
+    let producer = Producer::new(config(&node)).unwrap();
+    let soon = producer
+        .send(delayed("orders", "cancel-me", "1500"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        producer
+            .send(delayed("orders", "in-an-hour", "3600000"))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let d = admin.describe_delayed(&["orders".into()]).await.unwrap();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].pending, 3);
+    assert_eq!(d[0].due_within, [1, 2, 0, 0]);
+    assert!(d[0].next_due_ms <= d[0].last_due_ms);
+    // The delay id is the offset the produce answer gave.
+    admin
+        .cancel_delayed("orders", 0, soon.offset)
+        .await
+        .unwrap();
+    let again = admin
+        .cancel_delayed("orders", 0, soon.offset)
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), ErrorCode::InvalidRequest, "{again}");
+    assert_eq!(admin.describe_delayed(&[]).await.unwrap()[0].pending, 2);
+    // Past its due time: never released.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        read(&node, "orders", 1).await.is_empty(),
+        "a cancelled record came"
+    );
     node.shutdown().await.unwrap();
 }

@@ -11,8 +11,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use sluice_delay::batch::{Plan, Policy, Seen, envelopes_in, plan, release_batch, scan};
-use sluice_delay::{DelayError, Entry, Envelope, TimerIndex};
+use sluice_delay::batch::{
+    Plan, Policy, Seen, cancel_batch, envelopes_in, plan, release_batch, scan,
+};
+use sluice_delay::{DelayError, Entry, Envelope, Summary, TimerIndex};
 use sluice_records::{RecordBatchHeader, batch_headers};
 use sluice_storage::PartitionLog;
 
@@ -143,6 +145,12 @@ impl Delays {
         self.index.as_ref().map_or(0, TimerIndex::pending)
     }
 
+    /// Pending records by when they fall due (`None`: this replica never
+    /// held one).
+    pub fn summary(&self, now_ms: i64) -> Result<Option<Summary>, DelayError> {
+        self.index.as_ref().map(|i| i.summary(now_ms)).transpose()
+    }
+
     /// Pending entries due at `now_ms`, in release order.
     pub fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<Entry>, DelayError> {
         match &self.index {
@@ -169,6 +177,17 @@ const GONE: i64 = -1;
 pub const RELEASE_BATCH: usize = 2_000;
 
 impl Delays {
+    fn is_done(&self, id: i64) -> bool {
+        self.index.as_ref().is_some_and(|i| i.is_done(id))
+    }
+
+    fn is_pending(&self, id: i64) -> Result<bool, DelayError> {
+        match &self.index {
+            Some(i) => i.is_pending(id),
+            None => Ok(false),
+        }
+    }
+
     fn mark_gone(&mut self, ids: &[i64]) {
         if let Some(index) = self.index.as_mut() {
             for id in ids {
@@ -277,14 +296,8 @@ impl Partition {
         let mut delays = self.delays.lock();
         if !released.is_empty() {
             let batch = release_batch(&released).map_err(self.delay_err())?;
-            match log.append_as_leader(&batch, role.leader_epoch) {
-                Ok(info) => {
-                    let mut placed: Vec<RecordBatchHeader> = batch_headers(&batch).collect();
-                    if let Some(h) = placed.first_mut() {
-                        h.base_offset = info.first_offset;
-                        self.producers.lock().update(h);
-                    }
-                    self.observe_delays(&mut delays, &batch, &placed);
+            match self.append_own(&mut log, &mut delays, &batch, role.leader_epoch) {
+                Ok(()) => {
                     metrics::counter!("sluice_delayed_released_total", "topic" => self.topic.clone())
                         .increment(released.len() as u64);
                     let lateness = metrics::histogram!("sluice_delayed_release_lateness_seconds");
@@ -315,6 +328,78 @@ impl Partition {
         self.offsets.send_modify(|o| o.leo = leo);
         self.maybe_advance_hw();
         Ok(released.len() + gone.len())
+    }
+
+    /// Appends a batch the broker made (a release, a cancellation) as leader
+    /// in `epoch`, under the locks the caller holds, and feeds the index.
+    /// The caller moves the log end and the high watermark after.
+    fn append_own(
+        &self,
+        log: &mut PartitionLog,
+        delays: &mut Delays,
+        batch: &[u8],
+        epoch: i32,
+    ) -> Result<(), sluice_storage::StorageError> {
+        let info = log.append_as_leader(batch, epoch)?;
+        let mut placed: Vec<RecordBatchHeader> = batch_headers(batch).collect();
+        if let Some(h) = placed.first_mut() {
+            h.base_offset = info.first_offset;
+            self.producers.lock().update(h);
+        }
+        self.observe_delays(delays, batch, &placed);
+        Ok(())
+    }
+
+    /// Pending delayed records by when they fall due, if this replica leads
+    /// and holds any.
+    pub fn delays_summary(&self, now_ms: i64) -> Result<Option<Summary>, BrokerError> {
+        if !self.is_leader() {
+            return Ok(None);
+        }
+        let s = self
+            .delays
+            .lock()
+            .summary(now_ms)
+            .map_err(self.delay_err())?;
+        Ok(s.filter(|s| s.pending > 0))
+    }
+
+    /// Leader: cancels the pending delayed record `id` (a `CANCEL` record in
+    /// the log, so every replica and any later leader agree).
+    pub fn cancel_delayed(&self, id: i64, now_ms: i64) -> Result<(), BrokerError> {
+        let not_pending = || BrokerError::NotPendingDelay {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            id,
+        };
+        // The walk over the index happens before the log lock; a release
+        // meanwhile shows as a mark, checked again under the lock.
+        let pending = self
+            .delays
+            .lock()
+            .is_pending(id)
+            .map_err(self.delay_err())?;
+        if !pending {
+            return Err(not_pending());
+        }
+        let batch = cancel_batch(id, now_ms).map_err(self.delay_err())?;
+        let mut log = self.log.write();
+        let role = self.role.read().clone();
+        if role.leader != self.broker_id {
+            return Err(self.not_leader(&role));
+        }
+        let mut delays = self.delays.lock();
+        if delays.is_done(id) {
+            return Err(not_pending());
+        }
+        self.append_own(&mut log, &mut delays, &batch, role.leader_epoch)
+            .map_err(self.storage_err())?;
+        let leo = log.log_end_offset();
+        drop(delays);
+        drop(log);
+        self.offsets.send_modify(|o| o.leo = leo);
+        self.maybe_advance_hw();
+        Ok(())
     }
 
     /// Background upkeep of the timer index (sealing, forgetting marks).

@@ -2,6 +2,7 @@
 //! only routes and holds what they share.
 
 pub(crate) mod coordinators;
+mod delayed;
 pub(crate) mod delete_records;
 pub(crate) mod fetch;
 pub(crate) mod find_coordinator;
@@ -262,6 +263,24 @@ impl BrokerApi for BrokerService {
     ) -> Result<Response<pb::DeleteRecordsResponse>, Status> {
         Ok(Response::new(
             delete_records::delete_records_blocking(self, request.into_inner()).await?,
+        ))
+    }
+
+    async fn describe_delayed(
+        &self,
+        request: Request<pb::DescribeDelayedRequest>,
+    ) -> Result<Response<pb::DescribeDelayedResponse>, Status> {
+        Ok(Response::new(
+            delayed::describe_blocking(self, request.into_inner()).await?,
+        ))
+    }
+
+    async fn cancel_delayed(
+        &self,
+        request: Request<pb::CancelDelayedRequest>,
+    ) -> Result<Response<pb::CancelDelayedResponse>, Status> {
+        Ok(Response::new(
+            delayed::cancel_blocking(self, request.into_inner()).await?,
         ))
     }
 

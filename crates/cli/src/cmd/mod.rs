@@ -10,6 +10,7 @@ pub mod console_consumer;
 pub mod console_producer;
 pub mod consumer_groups;
 pub mod consumer_perf_test;
+pub mod delayed;
 pub mod delete_records;
 pub mod health;
 pub mod producer_perf_test;
@@ -45,6 +46,8 @@ pub enum Command {
     Configs(configs::Args),
     /// Delete records before an offset (kafka-delete-records.sh).
     DeleteRecords(delete_records::Args),
+    /// Pending delayed records and when they fall due; cancel one by id.
+    Delayed(delayed::Args),
     /// Run controller, broker and coordinator in one process (no etcd needed).
     Standalone(standalone::Args),
     /// List, describe (with lag), reset offsets of and delete consumer
@@ -65,6 +68,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Cluster(a) => cluster::run(a).await,
         Command::Configs(a) => configs::run(a).await,
         Command::DeleteRecords(a) => delete_records::run(a).await,
+        Command::Delayed(a) => delayed::run(a).await,
         Command::Standalone(a) => standalone::run(a).await,
         Command::ConsumerGroups(a) => consumer_groups::run(a).await,
         Command::Health(a) => health::run(a).await,

@@ -28,6 +28,35 @@ fn due_entries_come_in_due_then_produce_order() {
 }
 
 #[test]
+fn summary_and_lookup_see_only_pending_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ix = TimerIndex::open(dir.path()).unwrap();
+    let now = 1_000_000;
+    for (i, due) in [
+        now + 30_000,
+        now + 600_000,
+        now + 7_200_000,
+        now + 900_000_000,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        ix.add(e(due, i as i64));
+    }
+    ix.mark_done(1, 9);
+    let s = ix.summary(now).unwrap();
+    assert_eq!(s.pending, 3);
+    assert_eq!(
+        (s.next_due_ms, s.last_due_ms),
+        (now + 30_000, now + 900_000_000)
+    );
+    assert_eq!(s.due_within, [1, 0, 1, 1]);
+    assert!(ix.is_pending(2).unwrap());
+    assert!(!ix.is_pending(1).unwrap(), "released");
+    assert!(!ix.is_pending(7).unwrap(), "never there");
+}
+
+#[test]
 fn sealed_runs_survive_a_restart_and_only_the_tail_is_replayed() {
     let dir = tempfile::tempdir().unwrap();
     let mut ix = TimerIndex::open(dir.path()).unwrap().with_seal_at(100);
