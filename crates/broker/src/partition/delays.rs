@@ -69,6 +69,11 @@ impl Delays {
     /// Forgets the index and builds it again from the whole log (after the
     /// log was emptied and restarted, or when it cannot be trusted).
     pub fn rebuild(&mut self, log: &PartitionLog, hw: i64) {
+        // A replica that never held a delayed record has nothing to rebuild
+        // (and must not start an index for every partition it restarts).
+        if self.index.is_none() && !self.dir.exists() {
+            return;
+        }
         self.index = None;
         let _ = std::fs::remove_dir_all(&self.dir);
         if let Err(e) = self.load(log, hw) {
