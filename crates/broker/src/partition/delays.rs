@@ -203,6 +203,28 @@ impl Delays {
 }
 
 impl Partition {
+    pub(super) fn delay_err(&self) -> impl Fn(sluice_delay::DelayError) -> BrokerError + '_ {
+        |source| BrokerError::DelayIndex {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            source,
+        }
+    }
+
+    /// Feeds the timer index what was just written. A failure here does not
+    /// undo the append: it is logged, and the index is rebuilt from the log
+    /// at the next start.
+    pub(super) fn observe_delays(
+        &self,
+        delays: &mut Delays,
+        batches: &[u8],
+        placed: &[sluice_records::RecordBatchHeader],
+    ) {
+        if let Err(e) = delays.observe(batches, placed, self.offsets().hw) {
+            tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "timer index not updated");
+        }
+    }
+
     /// Pending delayed records on this replica.
     pub fn delays_pending(&self) -> usize {
         self.delays.lock().pending()

@@ -576,28 +576,6 @@ impl Partition {
         }
     }
 
-    fn delay_err(&self) -> impl Fn(sluice_delay::DelayError) -> BrokerError + '_ {
-        |source| BrokerError::DelayIndex {
-            topic: self.topic.clone(),
-            partition: self.partition,
-            source,
-        }
-    }
-
-    /// Feeds the timer index what was just written. A failure here does not
-    /// undo the append: it is logged, and the index is rebuilt from the log
-    /// at the next start.
-    fn observe_delays(
-        &self,
-        delays: &mut delays::Delays,
-        batches: &[u8],
-        placed: &[sluice_records::RecordBatchHeader],
-    ) {
-        if let Err(e) = delays.observe(batches, placed, self.offsets().hw) {
-            tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "timer index not updated");
-        }
-    }
-
     /// A storage failure of this replica's log.
     fn storage_err(&self) -> impl Fn(StorageError) -> BrokerError + '_ {
         |source| BrokerError::Storage {
