@@ -135,8 +135,7 @@ impl Envelope {
         } else {
             id
         };
-        // The id first: a replica recognises a release batch by its first
-        // record's first header, without decoding it.
+        // The id first, where a reader of the record sees it first.
         let mut headers: Vec<(String, Option<Bytes>)> = [
             (ID_HEADER, id),
             (PRODUCED_HEADER, self.produced_ms),

@@ -47,6 +47,16 @@ fn delayed(topic: &str, value: &str, after_ms: &str) -> ProducerRecord {
     r
 }
 
+/// Sends one record and returns the error it must fail with.
+async fn refused(producer: &Producer, record: ProducerRecord) -> sluice_client::ClientError {
+    producer
+        .send(record)
+        .await
+        .unwrap()
+        .await
+        .expect_err("the record was refused")
+}
+
 /// Reads partition 0 from the start until `n` records came (or 30 s), and
 /// for a second more to see any extra, noting when each was first seen.
 async fn read(node: &Standalone, topic: &str, n: usize) -> Vec<(i64, ConsumerRecord)> {
@@ -137,12 +147,7 @@ async fn a_bad_delay_refuses_the_batch_and_stores_nothing() {
         .unwrap();
     let producer = Producer::new(config(&node).with("retries", "0").unwrap()).unwrap();
     for bad in ["-5", "500", "9223372036854775807", "soon"] {
-        let e = producer
-            .send(delayed("bad", "x", bad))
-            .await
-            .unwrap()
-            .await
-            .unwrap_err();
+        let e = refused(&producer, delayed("bad", "x", bad)).await;
         assert_eq!(e.code(), ErrorCode::InvalidRecord, "{bad}: {e}");
         assert!(e.to_string().contains(AFTER), "{e}");
     }
@@ -205,21 +210,11 @@ async fn compacted_topics_refuse_delays_and_retention_caps_them() {
     short.configs.insert("retention.ms".into(), "60000".into());
     admin.create_topic(short).await.unwrap();
     let producer = Producer::new(config(&node).with("retries", "0").unwrap()).unwrap();
-    let e = producer
-        .send(delayed("state", "x", "5000"))
-        .await
-        .unwrap()
-        .await
-        .unwrap_err();
+    let e = refused(&producer, delayed("state", "x", "5000")).await;
     assert_eq!(e.code(), ErrorCode::InvalidRecord, "{e}");
     assert!(e.to_string().contains("compacted"), "{e}");
     // A delay past the topic's retention would lose the record: refused.
-    let e = producer
-        .send(delayed("short", "x", "120000"))
-        .await
-        .unwrap()
-        .await
-        .unwrap_err();
+    let e = refused(&producer, delayed("short", "x", "120000")).await;
     assert_eq!(e.code(), ErrorCode::InvalidRecord, "{e}");
     producer
         .send(delayed("short", "x", "30000"))

@@ -243,6 +243,23 @@ impl Partition {
         if policy.default_ms <= 0 && !asks.iter().any(|a| *a) {
             return Ok(None);
         }
+        // What the topic's log settings add, read here (only for batches
+        // that ask for a delay), not on every produce.
+        let mut policy = policy;
+        {
+            let log = self.log.read();
+            let config = log.config();
+            // No pending record may outlive its segment (carrying them past
+            // retention is not built): the longest delay is the retention.
+            if config.retention_ms > 0 {
+                policy.limits.max_ms = policy.limits.max_ms.min(config.retention_ms);
+            }
+            if config.cleanup_policy != sluice_storage::CleanupPolicy::Delete {
+                policy.refused = Some(
+                    "it is compacted (compaction would drop released records and keep pending ones)",
+                );
+            }
+        }
         let mut out = Vec::with_capacity(batches.len() + 256);
         let mut pos = 0;
         for (h, asks) in headers.iter().zip(asks) {

@@ -252,22 +252,15 @@ fn append_one(
             .map(|n| n as i32)
             .unwrap_or(broker.config.min_insync_replicas);
         let defaults = sluice_delay::DelayLimits::default();
-        let log = match configs {
-            Some(c) => crate::replica_manager::topic_log_config(&broker.config.log_config(), c),
-            None => broker.config.log_config(),
-        };
-        // No pending record may outlive its segment (carrying them past
-        // retention is not built): the longest delay is the retention.
-        let mut max_ms = num("delivery.delay.max.ms").unwrap_or(defaults.max_ms);
-        if log.retention_ms > 0 {
-            max_ms = max_ms.min(log.retention_ms);
-        }
+        // Retention and compaction are applied by the partition, from its
+        // log settings, when a batch asks for a delay.
         let policy = sluice_delay::batch::Policy {
             default_ms: num("delivery.delay.ms").unwrap_or(0),
-            limits: sluice_delay::DelayLimits { max_ms, ..defaults },
-            refused: (log.cleanup_policy != sluice_storage::CleanupPolicy::Delete).then_some(
-                "it is compacted (compaction would drop released records and keep pending ones)",
-            ),
+            limits: sluice_delay::DelayLimits {
+                max_ms: num("delivery.delay.max.ms").unwrap_or(defaults.max_ms),
+                ..defaults
+            },
+            refused: None,
         };
         (min_insync, policy)
     });
