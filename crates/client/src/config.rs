@@ -133,6 +133,20 @@ pub struct ClientConfig {
     pub max_poll_records: usize,
     /// `isolation.level` (`read_uncommitted`).
     pub isolation_level: IsolationLevel,
+    /// `max.delivery.attempts` (1): how often a group consumer's record is
+    /// handed to the application before a `nack` sends it to the dead-letter
+    /// topic. Above 1, the consumer also reads the retry topics, and a
+    /// `nack` before the last attempt re-publishes the record there, delayed.
+    pub max_delivery_attempts: u32,
+    /// `delivery.retry.backoff.ms` (1000): the delay before the second
+    /// attempt, doubled for each later one; 0 retries at once.
+    pub delivery_retry_backoff: Duration,
+    /// `delivery.retry.backoff.max.ms` (60000): the longest retry delay.
+    pub delivery_retry_backoff_max: Duration,
+    /// `retry.topic.suffix` (`.retry`): topic `T`'s retry topic is `T` plus this.
+    pub retry_topic_suffix: String,
+    /// `dead.letter.topic.suffix` (`.dlq`): topic `T`'s dead-letter topic.
+    pub dead_letter_topic_suffix: String,
 }
 
 impl Default for ClientConfig {
@@ -168,6 +182,11 @@ impl Default for ClientConfig {
             max_partition_fetch_bytes: 1024 * 1024,
             max_poll_records: 500,
             isolation_level: IsolationLevel::ReadUncommitted,
+            max_delivery_attempts: 1,
+            delivery_retry_backoff: Duration::from_millis(1000),
+            delivery_retry_backoff_max: Duration::from_millis(60_000),
+            retry_topic_suffix: ".retry".to_string(),
+            dead_letter_topic_suffix: ".dlq".to_string(),
         }
     }
 }
@@ -363,6 +382,28 @@ impl ClientConfig {
                     }
                 }
             }
+            "max.delivery.attempts" => {
+                self.max_delivery_attempts = number(key, value)?;
+                if self.max_delivery_attempts == 0 {
+                    return Err(ClientError::config(key, "must be at least 1"));
+                }
+            }
+            "delivery.retry.backoff.ms" => {
+                self.delivery_retry_backoff = millis(key, value)?;
+                // Retries go through delayed delivery, whose shortest delay is 1 s.
+                let ms = self.delivery_retry_backoff.as_millis();
+                if ms != 0 && ms < 1000 {
+                    return Err(ClientError::config(
+                        key,
+                        "must be 0 (retry at once) or at least 1000",
+                    ));
+                }
+            }
+            "delivery.retry.backoff.max.ms" => {
+                self.delivery_retry_backoff_max = millis(key, value)?
+            }
+            "retry.topic.suffix" => self.retry_topic_suffix = suffix(key, value)?,
+            "dead.letter.topic.suffix" => self.dead_letter_topic_suffix = suffix(key, value)?,
             k if IGNORED_PROPERTIES.contains(&k) => {}
             _ => return Err(ClientError::config(key, "unknown property")),
         }
@@ -411,6 +452,13 @@ fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T> {
     value
         .parse()
         .map_err(|_| ClientError::config(key, format!("\"{value}\" is not a valid number")))
+}
+
+fn suffix(key: &str, value: &str) -> Result<String> {
+    if value.is_empty() {
+        return Err(ClientError::config(key, "must not be empty"));
+    }
+    Ok(value.to_string())
 }
 
 fn millis(key: &str, value: &str) -> Result<Duration> {

@@ -16,7 +16,9 @@ use tonic::transport::Channel;
 
 use crate::admin::Admin;
 use crate::error::{ClientError, Result};
-use crate::group_consumer::{backoff, commit_topics, coordinator_client, find_coordinator};
+use crate::group_consumer::{
+    backoff, commit_topics_with_metadata, coordinator_client, find_coordinator,
+};
 use crate::types::TopicPartition;
 
 /// A group as ListGroups reports it.
@@ -159,6 +161,19 @@ impl Admin {
         &self,
         group: &str,
     ) -> Result<BTreeMap<TopicPartition, i64>> {
+        Ok(self
+            .group_offsets_with_metadata(group)
+            .await?
+            .into_iter()
+            .map(|(tp, (o, _))| (tp, o))
+            .collect())
+    }
+
+    /// Every offset the group has committed, with its metadata string.
+    pub(crate) async fn group_offsets_with_metadata(
+        &self,
+        group: &str,
+    ) -> Result<BTreeMap<TopicPartition, (i64, String)>> {
         self.with_group_coordinator(group, |addr, mut c| async move {
             let resp = c
                 .offset_fetch(pb::OffsetFetchRequest {
@@ -182,7 +197,7 @@ impl Admin {
                         .map(move |p| {
                             (
                                 TopicPartition::new(name.clone(), p.partition),
-                                p.committed_offset,
+                                (p.committed_offset, p.metadata),
                             )
                         })
                 })
@@ -198,7 +213,21 @@ impl Admin {
         group: &str,
         offsets: &BTreeMap<TopicPartition, i64>,
     ) -> Result<()> {
-        let topics = commit_topics(offsets);
+        let with_metadata = offsets
+            .iter()
+            .map(|(tp, o)| (tp.clone(), (*o, String::new())))
+            .collect();
+        self.alter_group_offsets_with_metadata(group, &with_metadata)
+            .await
+    }
+
+    /// [`Admin::alter_consumer_group_offsets`] with a metadata string per offset.
+    pub(crate) async fn alter_group_offsets_with_metadata(
+        &self,
+        group: &str,
+        offsets: &BTreeMap<TopicPartition, (i64, String)>,
+    ) -> Result<()> {
+        let topics = commit_topics_with_metadata(offsets);
         self.with_group_coordinator(group, |addr, mut c| {
             let topics = topics.clone();
             async move {

@@ -18,6 +18,8 @@
 //!   v2 batches, decoded off the poll path.
 //! - [`group_consumer`] - [`GroupConsumer`]: `subscribe`/`poll`/`commit` in a
 //!   consumer group (join/sync, heartbeats, assignors from [`assignor`]).
+//! - [`dead_letter`] - retry and dead-letter topics: the headers,
+//!   [`GroupConsumer::nack`]'s routing, and redriving a dead-letter topic.
 //! - [`consumer_protocol`] - member subscriptions and assignments in Kafka's
 //!   encoding, so Sluice and Kafka-client consumers can share one group.
 //! - [`types`] - [`TopicPartition`].
@@ -28,6 +30,7 @@ pub mod cluster;
 pub mod config;
 pub mod consumer;
 pub mod consumer_protocol;
+pub mod dead_letter;
 pub mod delayed_admin;
 pub mod error;
 pub mod group_admin;
@@ -46,7 +49,7 @@ pub use consumer::{Consumer, ConsumerRecord};
 pub use delayed_admin::DelayedPartition;
 pub use error::{ClientError, Result};
 pub use group_admin::{GroupDescription, GroupListing, MemberDescription};
-pub use group_consumer::{Committer, GroupConsumer, RebalanceListener};
+pub use group_consumer::{Committer, GroupConsumer, Nacked, RebalanceListener};
 pub use producer::{DeliveryFuture, Producer, ProducerRecord, RecordMetadata};
 pub use sluice_types::{ApiError, ErrorCode};
 pub use types::TopicPartition;

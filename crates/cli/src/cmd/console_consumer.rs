@@ -53,6 +53,14 @@ pub struct Args {
     /// does the same.
     #[arg(long)]
     pub group: Option<String>,
+    /// With a group: run this shell command for each record (its value on
+    /// stdin; SLUICE_TOPIC, SLUICE_PARTITION, SLUICE_OFFSET, SLUICE_KEY and
+    /// SLUICE_ATTEMPT in the environment). Exit 0 prints the record; any
+    /// other exit fails it (the last stderr line is the reason): it is
+    /// retried through `<topic>.retry` up to the consumer property
+    /// max.delivery.attempts, then moved to `<topic>.dlq`.
+    #[arg(long, value_name = "COMMAND")]
+    pub process: Option<String>,
 }
 
 /// Kafka's DefaultMessageFormatter.
@@ -141,7 +149,7 @@ impl Formatter {
 /// Where records come from: a group member or a plain (assigned) consumer.
 enum Source {
     Plain(Consumer),
-    Group(GroupConsumer),
+    Group(Box<GroupConsumer>),
 }
 
 impl Source {
@@ -167,6 +175,11 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         } else {
             "--partition cannot be used with group.id (a group member gets its partitions from the group)"
         }));
+    }
+    if a.process.is_some() && group.is_none() {
+        return Err(usage(
+            "--process needs --group (failed records are retried and dead-lettered by a group member)",
+        ));
     }
     if a.offset.is_some() && a.partition.is_none() {
         return Err(usage("--offset needs --partition"));
@@ -199,7 +212,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         config.set("group.id", g)?;
         let mut consumer = GroupConsumer::new(config)?;
         consumer.subscribe(&[a.topic.as_str()]);
-        let mut source = Source::Group(consumer);
+        let mut source = Source::Group(Box::new(consumer));
         let timeout = a.timeout_ms.map(Duration::from_millis);
         let mut processed: u64 = 0;
         let result = consume(&mut source, &formatter, &a, timeout, &mut processed).await;
@@ -274,6 +287,13 @@ async fn consume(
             continue;
         }
         last_record = Instant::now();
+        if let (Some(cmd), Source::Group(c)) = (&a.process, &mut *consumer) {
+            let failed = run_hooks(c, cmd, &records, formatter, a, processed).await?;
+            if failed {
+                return Ok(());
+            }
+            continue;
+        }
         let mut out = std::io::BufWriter::new(stdout.lock());
         for r in &records {
             if a.max_messages.is_some_and(|m| *processed >= m) {
@@ -294,6 +314,109 @@ async fn consume(
             }
             return Err(e.into());
         }
+    }
+}
+
+/// Runs `--process` for each record: a success prints it, a failure
+/// `nack`s it. Returns true when stdout was closed.
+async fn run_hooks(
+    consumer: &mut GroupConsumer,
+    cmd: &str,
+    records: &[ConsumerRecord],
+    formatter: &Formatter,
+    a: &Args,
+    processed: &mut u64,
+) -> anyhow::Result<bool> {
+    for r in records {
+        if a.max_messages.is_some_and(|m| *processed >= m) {
+            break;
+        }
+        match hook::run(cmd, r).await {
+            Ok(()) => {
+                let mut out = std::io::stdout().lock();
+                if let Err(e) = formatter.write(&mut out, r).and_then(|_| out.flush()) {
+                    if e.kind() == std::io::ErrorKind::BrokenPipe {
+                        return Ok(true);
+                    }
+                    return Err(e.into());
+                }
+            }
+            Err(reason) => {
+                let n = consumer.nack(r, &reason).await?;
+                eprintln!(
+                    "{}-{}@{} failed (attempt {}): {reason}; moved to {}-{}@{}{}",
+                    r.topic,
+                    r.partition,
+                    r.offset,
+                    n.attempt,
+                    n.written.topic,
+                    n.written.partition,
+                    n.written.offset,
+                    match &n.route {
+                        sluice_client::dead_letter::Route::Retry { after, .. } =>
+                            format!(", retried in {after:?}"),
+                        sluice_client::dead_letter::Route::DeadLetter { .. } => String::new(),
+                    }
+                );
+            }
+        }
+        *processed += 1;
+    }
+    Ok(false)
+}
+
+mod hook {
+    //! The `--process` command: one shell per record.
+
+    use std::process::Stdio;
+
+    use sluice_client::ConsumerRecord;
+    use sluice_client::dead_letter::failed_attempts;
+    use tokio::io::AsyncWriteExt;
+
+    /// Runs `cmd` with the record's value on stdin; `Err` carries why it failed.
+    pub async fn run(cmd: &str, r: &ConsumerRecord) -> Result<(), String> {
+        let key = r
+            .key
+            .as_deref()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .unwrap_or_default();
+        let mut child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .env("SLUICE_TOPIC", &*r.topic)
+            .env("SLUICE_PARTITION", r.partition.to_string())
+            .env("SLUICE_OFFSET", r.offset.to_string())
+            .env("SLUICE_KEY", key)
+            .env("SLUICE_ATTEMPT", (failed_attempts(r) + 1).to_string())
+            .stdin(Stdio::piped())
+            // The command's own output goes to stderr: stdout is for records.
+            .stdout(std::io::stderr())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run --process command: {e}"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            // A command that does not read its input closes the pipe early.
+            let _ = stdin
+                .write_all(r.value.as_deref().unwrap_or_default())
+                .await;
+        }
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(|e| format!("--process command: {e}"))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        eprint!("{stderr}");
+        Err(stderr
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("--process command exited with {}", out.status)))
     }
 }
 

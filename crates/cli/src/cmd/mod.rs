@@ -12,6 +12,7 @@ pub mod consumer_groups;
 pub mod consumer_perf_test;
 pub mod delayed;
 pub mod delete_records;
+pub mod dlq;
 pub mod health;
 pub mod producer_perf_test;
 pub mod standalone;
@@ -48,6 +49,8 @@ pub enum Command {
     DeleteRecords(delete_records::Args),
     /// Pending delayed records and when they fall due; cancel one by id.
     Delayed(delayed::Args),
+    /// List a dead-letter topic's records and redrive them.
+    Dlq(dlq::Args),
     /// Run controller, broker and coordinator in one process (no etcd needed).
     Standalone(standalone::Args),
     /// List, describe (with lag), reset offsets of and delete consumer
@@ -69,6 +72,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Configs(a) => configs::run(a).await,
         Command::DeleteRecords(a) => delete_records::run(a).await,
         Command::Delayed(a) => delayed::run(a).await,
+        Command::Dlq(a) => dlq::run(a).await,
         Command::Standalone(a) => standalone::run(a).await,
         Command::ConsumerGroups(a) => consumer_groups::run(a).await,
         Command::Health(a) => health::run(a).await,

@@ -55,6 +55,13 @@ impl Consumed {
         self.0.clone()
     }
 
+    /// Makes `tp`'s next offset to commit at most `offset` (a record to be
+    /// read again must not be committed past).
+    pub(super) fn rewind(&mut self, tp: &TopicPartition, offset: i64) {
+        let next = self.0.entry(tp.clone()).or_insert(offset);
+        *next = (*next).min(offset);
+    }
+
     /// Hands everything over (to a background commit).
     pub(super) fn take(&mut self) -> BTreeMap<TopicPartition, i64> {
         std::mem::take(&mut self.0)
@@ -78,16 +85,29 @@ impl Consumed {
 
 /// OffsetCommit's topics for `offsets` (the next offset per partition).
 pub(crate) fn commit_topics(offsets: &BTreeMap<TopicPartition, i64>) -> Vec<pb::OffsetCommitTopic> {
+    group_by_topic(offsets.iter().map(|(tp, o)| (tp, *o, String::new())))
+}
+
+/// [`commit_topics`] with a metadata string per offset.
+pub(crate) fn commit_topics_with_metadata(
+    offsets: &BTreeMap<TopicPartition, (i64, String)>,
+) -> Vec<pb::OffsetCommitTopic> {
+    group_by_topic(offsets.iter().map(|(tp, (o, m))| (tp, *o, m.clone())))
+}
+
+fn group_by_topic<'a>(
+    offsets: impl Iterator<Item = (&'a TopicPartition, i64, String)>,
+) -> Vec<pb::OffsetCommitTopic> {
     let mut by_topic: BTreeMap<&str, Vec<pb::OffsetCommitPartition>> = BTreeMap::new();
-    for (tp, o) in offsets {
+    for (tp, o, metadata) in offsets {
         by_topic
             .entry(&tp.topic)
             .or_default()
             .push(pb::OffsetCommitPartition {
                 partition: tp.partition,
-                committed_offset: *o,
+                committed_offset: o,
                 committed_leader_epoch: -1,
-                metadata: String::new(),
+                metadata,
             });
     }
     by_topic
@@ -314,6 +334,17 @@ mod tests {
         // Committing what is left empties it.
         c.committed(&want);
         assert!(c.snapshot().is_empty());
+    }
+
+    #[test]
+    fn rewind_never_moves_the_commit_point_forward() {
+        let mut c = Consumed::default();
+        c.record(&[record("t", 0, 9)]);
+        c.rewind(&tp("t", 0), 4);
+        c.rewind(&tp("t", 0), 7);
+        // A partition with nothing pending gets the rewound offset itself.
+        c.rewind(&tp("t", 1), 3);
+        assert_eq!(c.snapshot(), [(tp("t", 0), 4), (tp("t", 1), 3)].into());
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //!   assignment, and taking the new partitions at their committed offsets.
 //! - `commit`: OffsetCommit/OffsetFetch, [`Committer`] and the bookkeeping of
 //!   what `poll` returned.
+//! - `nack`: [`GroupConsumer::nack`], retry and dead-letter topics.
 //! - `tests`: the member's state handling through [`GroupConsumer`] itself,
 //!   without a coordinator.
 
@@ -36,22 +37,26 @@ use tracing::{debug, info, warn};
 use crate::cluster::Cluster;
 use crate::config::ClientConfig;
 use crate::consumer::{Consumer, ConsumerRecord};
+use crate::dead_letter::Policy;
 use crate::error::{ClientError, Result};
 use crate::types::TopicPartition;
 
 mod commit;
 mod coordinator;
 mod membership;
+mod nack;
 mod rebalance;
 #[cfg(test)]
 mod tests;
 
 pub use commit::Committer;
 use commit::Consumed;
-pub(crate) use commit::commit_topics;
+pub(crate) use commit::commit_topics_with_metadata;
 use coordinator::Shared;
 pub(crate) use coordinator::{coordinator_client, find_coordinator};
 use membership::{HeartbeatTick, heartbeat_tick};
+use nack::DeadLetters;
+pub use nack::Nacked;
 
 /// Called around rebalances, on the task that calls `poll`.
 pub trait RebalanceListener: Send {
@@ -108,6 +113,8 @@ pub struct GroupConsumer {
     /// The partitions given up at the last rebalance and their generation,
     /// sent as `owned_partitions` so the sticky assignor can keep them here.
     previous: (Vec<TopicPartition>, i32),
+    /// Where `nack`ed records go.
+    dead_letters: DeadLetters,
 }
 
 /// How often the group leader checks subscribed topics for new partitions.
@@ -126,6 +133,7 @@ impl GroupConsumer {
                 "must be lower than session.timeout.ms",
             ));
         }
+        let dead_letters = DeadLetters::new(Policy::from_config(&config));
         let inner = Consumer::new(config)?;
         let shared = Arc::new(Shared::new(inner.cluster().clone(), group));
         Ok(Self {
@@ -140,12 +148,17 @@ impl GroupConsumer {
             last_metadata_check: Instant::now(),
             leader: false,
             previous: (Vec::new(), -1),
+            dead_letters,
         })
     }
 
     /// Subscribes to `topics`; a change of subscription rebalances the group.
+    /// With `max.delivery.attempts` above 1, their retry topics too.
     pub fn subscribe(&mut self, topics: &[&str]) {
         let mut t: Vec<String> = topics.iter().map(|s| s.to_string()).collect();
+        let policy = &self.dead_letters.policy;
+        let retry: Vec<String> = t.iter().filter_map(|t| policy.retry_topic_of(t)).collect();
+        t.extend(retry);
         t.sort();
         t.dedup();
         if t != self.subscription {
@@ -291,6 +304,7 @@ impl GroupConsumer {
         } else {
             Ok(())
         };
+        self.dead_letters.close().await;
         self.shared.closed.store(true, Ordering::Relaxed);
         if let Some(h) = self.heartbeat.take() {
             h.abort();
