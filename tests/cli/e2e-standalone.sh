@@ -126,6 +126,34 @@ if echo x | "$BIN" console-producer --bootstrap-server "$ADDR" --topic orders \
   --property deliver.after.ms=10 2>"$WORK/err"; then fail "a 10 ms delay must be refused"; fi
 grep -q "INVALID_RECORD" "$WORK/err" || fail "bad delay code: $(cat "$WORK/err")"
 
+# Dead letters (issue 14): a handler that fails on bad payments; the failure
+# is retried once through payments.retry, then lands in payments.dlq with its
+# reason; a redrive brings it back to payments, once.
+"$BIN" topics --bootstrap-server "$ADDR" --create --topic payments --partitions 1 --replication-factor 1 >/dev/null \
+  || fail "create payments"
+printf 'pay-1 ok\npay-2 bad\npay-3 ok\n' | "$BIN" console-producer --bootstrap-server "$ADDR" --topic payments \
+  || fail "produce payments"
+HANDLER='if grep -q bad; then echo "card declined" >&2; exit 1; fi'
+"$BIN" console-consumer --bootstrap-server "$ADDR" --topic payments --group billing --from-beginning \
+  --consumer-property max.delivery.attempts=2 --process "$HANDLER" --timeout-ms 10000 \
+  >"$WORK/handled" 2>"$WORK/failures" || fail "console-consumer --process: $(cat "$WORK/failures")"
+[ "$(sort "$WORK/handled" | tr '\n' ' ')" = "pay-1 ok pay-3 ok " ] || fail "handled: $(cat "$WORK/handled")"
+grep -q "payments-0@1 failed (attempt 1): card declined; moved to payments.retry-0@0" "$WORK/failures" \
+  && grep -q "failed (attempt 2): card declined; moved to payments.dlq-0@0" "$WORK/failures" \
+  || fail "failures: $(cat "$WORK/failures")"
+"$BIN" dlq --bootstrap-server "$ADDR" --topic payments.dlq --list --print-value >"$WORK/dlq" 2>/dev/null \
+  || fail "dlq --list"
+grep -q "payments.dlq-0@0	from payments-0@1	attempts=2	.*	pending	error=\"card declined\"	key=null	value=pay-2 bad" \
+  "$WORK/dlq" || fail "dlq --list: $(cat "$WORK/dlq")"
+"$BIN" dlq --bootstrap-server "$ADDR" --topic payments.dlq --redrive | grep -q "Redrove 1 records from payments.dlq to payments" \
+  || fail "dlq --redrive"
+"$BIN" dlq --bootstrap-server "$ADDR" --topic payments.dlq --redrive | grep -q "Nothing to redrive" \
+  || fail "a second --redrive must find nothing"
+"$BIN" dlq --bootstrap-server "$ADDR" --topic payments.dlq --list | grep -q "	redriven	" || fail "dlq --list after redrive"
+"$BIN" console-consumer --bootstrap-server "$ADDR" --topic payments --group billing --process 'cat >/dev/null' --max-messages 1 \
+  --timeout-ms 15000 >"$WORK/again" 2>/dev/null || fail "consume the redriven payment"
+[ "$(cat "$WORK/again")" = "pay-2 bad" ] || fail "redriven: $(cat "$WORK/again")"
+
 stop_node
 for f in 00000000000000000000.log 00000000000000000000.index 00000000000000000000.timeindex leader-epoch-checkpoint; do
   [ -f "$WORK/data/logs/demo-0/$f" ] || fail "missing $f in demo-0"
