@@ -127,7 +127,12 @@ async fn failing_records_are_retried_then_dead_lettered_then_redriven_once() {
     // Each good order handled once; each bad one seen three times, in order.
     let mut good: Vec<u32> = handled.iter().map(|v| number(v)).collect();
     good.sort();
-    assert_eq!(good, (0..30u32).filter(|n| !n.is_multiple_of(3)).collect::<Vec<_>>());
+    assert_eq!(
+        good,
+        (0..30u32)
+            .filter(|n| !n.is_multiple_of(3))
+            .collect::<Vec<_>>()
+    );
     for (v, seen) in &attempts_seen {
         let want: Vec<u32> = if number(v).is_multiple_of(3) {
             vec![1, 2, 3]
@@ -223,7 +228,12 @@ async fn failing_records_are_retried_then_dead_lettered_then_redriven_once() {
     c.close().await.unwrap();
     let mut values: Vec<u32> = back.iter().map(|r| number(&value(r))).collect();
     values.sort();
-    assert_eq!(values, (0..30u32).filter(|n| n.is_multiple_of(3)).collect::<Vec<_>>());
+    assert_eq!(
+        values,
+        (0..30u32)
+            .filter(|n| n.is_multiple_of(3))
+            .collect::<Vec<_>>()
+    );
     for r in &back {
         assert_eq!(&*r.topic, "orders");
         assert_eq!(dead_letter::failed_attempts(r), 0);

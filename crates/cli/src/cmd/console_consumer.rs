@@ -409,14 +409,14 @@ mod hook {
             return Ok(());
         }
         let stderr = String::from_utf8_lossy(&out.stderr);
-        eprint!("{stderr}");
-        Err(stderr
-            .lines()
-            .rev()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("--process command exited with {}", out.status)))
+        let mut lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        // The last line is the reason (printed with the failure); the rest
+        // is shown as the command wrote it.
+        let reason = lines.pop().map(|l| l.trim().to_string());
+        for l in lines {
+            eprintln!("{l}");
+        }
+        Err(reason.unwrap_or_else(|| format!("--process command exited with {}", out.status)))
     }
 }
 
