@@ -138,7 +138,7 @@ HANDLER='if grep -q bad; then echo "card declined" >&2; exit 1; fi'
   --consumer-property max.delivery.attempts=2 --process "$HANDLER" --timeout-ms 10000 \
   >"$WORK/handled" 2>"$WORK/failures" || fail "console-consumer --process: $(cat "$WORK/failures")"
 [ "$(sort "$WORK/handled" | tr '\n' ' ')" = "pay-1 ok pay-3 ok " ] || fail "handled: $(cat "$WORK/handled")"
-grep -q "payments-0@1 failed (attempt 1): card declined; moved to payments.retry-0@0" "$WORK/failures" \
+grep -q "payments-0@1 failed (attempt 1): card declined; retry in 1s via payments.retry-0 (delay id 0)" "$WORK/failures" \
   && grep -q "failed (attempt 2): card declined; moved to payments.dlq-0@0" "$WORK/failures" \
   || fail "failures: $(cat "$WORK/failures")"
 "$BIN" dlq --bootstrap-server "$ADDR" --topic payments.dlq --list --print-value >"$WORK/dlq" 2>/dev/null \

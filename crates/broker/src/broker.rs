@@ -449,7 +449,11 @@ impl Broker {
             let all = self.replicas.all();
             // Pending delayed records per topic, counted by leaders only.
             let mut pending: std::collections::BTreeMap<&str, usize> = Default::default();
+            // Timer index entries in memory on every replica: bounded by the
+            // index's seal size per partition, whatever is pending.
+            let mut in_memory = 0usize;
             for p in &all {
+                in_memory += p.delays_in_memory();
                 if p.is_leader() {
                     *pending.entry(p.topic.as_str()).or_default() += p.delays_pending();
                 }
@@ -484,6 +488,7 @@ impl Broker {
                     with_pending.remove(topic);
                 }
             }
+            metrics::gauge!("sluice_delayed_index_memory_entries").set(in_memory as f64);
             metrics::gauge!("sluice_broker_partitions").set(all.len() as f64);
             metrics::gauge!("sluice_broker_leader_partitions").set(f64::from(leaders));
             metrics::gauge!("sluice_broker_under_replicated_partitions").set(f64::from(under));

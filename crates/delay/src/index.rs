@@ -183,9 +183,9 @@ impl TimerIndex {
         self
     }
 
-    /// Entries held in memory (the tail), for the memory bound.
+    /// Entries and done marks held in memory, for the memory bound.
     pub fn in_memory(&self) -> usize {
-        self.tail.len()
+        self.tail.len() + self.done.len()
     }
 
     /// Run files now.

@@ -101,6 +101,17 @@ async fn failing_records_are_retried_then_dead_lettered_then_redriven_once() {
         for r in c.poll(Duration::from_millis(100)).await.unwrap() {
             let v = value(&r);
             let attempt = dead_letter::failed_attempts(&r) + 1;
+            if attempt > 1 {
+                // A retry came through delayed delivery, and not early.
+                let due: i64 = header(&r, "sluice.delay.due.ms")
+                    .expect("a retry is released by delayed delivery")
+                    .parse()
+                    .unwrap();
+                let failed: i64 = header(&r, dead_letter::FAILED_MS).unwrap().parse().unwrap();
+                let backoff = 1000 << (attempt - 2);
+                assert!(due >= failed + backoff, "{v}: due {due}, failed {failed}");
+                assert!(sluice_types::now_ms() >= due, "{v} came before it was due");
+            }
             attempts_seen.entry(v.clone()).or_default().push(attempt);
             if !number(&v).is_multiple_of(3) {
                 handled.push(v);
@@ -178,7 +189,8 @@ async fn failing_records_are_retried_then_dead_lettered_then_redriven_once() {
         assert!(header(&d.record, "sluice.delay.id").is_none());
     }
 
-    // A redrive that stops after its first batch (3 records a batch here)...
+    // A redrive stopped (Ctrl-C) after its first batch (3 records a batch
+    // here) commits what it published...
     let small_batches = config(&node).with("max.poll.records", "3").unwrap();
     let first = dead_letter::redrive(
         small_batches.clone(),
@@ -191,7 +203,29 @@ async fn failing_records_are_retried_then_dead_lettered_then_redriven_once() {
     .unwrap();
     assert!(!first.finished);
     assert!((1..10).contains(&first.published), "{}", first.published);
-    // ...then runs again: the rest is published, nothing twice.
+    let mut marked = 0;
+    dead_letter::list(
+        config(&node),
+        "orders.dlq",
+        dead_letter::DEFAULT_GROUP,
+        |d| marked += u64::from(d.redriven),
+    )
+    .await
+    .unwrap();
+    assert_eq!(marked, first.published);
+    // ...one that dies after sending its next batch commits nothing...
+    let crashed = tokio::spawn(dead_letter::redrive(
+        small_batches.clone(),
+        "orders.dlq",
+        None,
+        dead_letter::DEFAULT_GROUP,
+        |_| panic!("the redrive process dies here"),
+    ));
+    assert!(crashed.await.unwrap_err().is_panic());
+    // (Its producer, dropped, still sends what it holds: let that land, as
+    // it would have before a real process died.)
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // ...and the next run publishes the rest, skipping what the dead one sent.
     let second = dead_letter::redrive(
         small_batches,
         "orders.dlq",
@@ -202,8 +236,11 @@ async fn failing_records_are_retried_then_dead_lettered_then_redriven_once() {
     .await
     .unwrap();
     assert!(second.finished);
-    assert_eq!(second.already_published, first.published);
-    assert_eq!(first.published + second.published, 10);
+    assert!(second.already_published > 0, "{second:?}");
+    assert_eq!(
+        first.published + second.already_published + second.published,
+        10
+    );
     assert_eq!(second.targets, BTreeSet::from(["orders".to_string()]));
     let third = dead_letter::redrive(
         config(&node),
@@ -313,4 +350,60 @@ async fn one_attempt_sends_a_failure_straight_to_the_dead_letter_topic() {
     assert_eq!(dlq.len(), 1);
     assert_eq!(header(&dlq[0], dead_letter::ERROR), Some("no such account"));
     assert_eq!(header(&dlq[0], dead_letter::ATTEMPTS), Some("1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nack_that_cannot_be_written_rewinds_so_the_record_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let admin = Admin::new(config(&node)).unwrap();
+    admin
+        .create_topic(NewTopic::new("refunds", 1, 1))
+        .await
+        .unwrap();
+    let producer = Producer::new(config(&node)).unwrap();
+    for v in ["r-0", "r-1", "r-2"] {
+        producer
+            .send(ProducerRecord::new("refunds", v))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    // A dead-letter topic name the cluster refuses: every nack fails.
+    let mut c = GroupConsumer::new(
+        config(&node)
+            .with("group.id", "refunder")
+            .unwrap()
+            .with("auto.offset.reset", "earliest")
+            .unwrap()
+            .with("dead.letter.topic.suffix", "/dead")
+            .unwrap(),
+    )
+    .unwrap();
+    c.subscribe(&["refunds"]);
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        got.extend(c.poll(Duration::from_millis(100)).await.unwrap());
+    }
+    let failed = c.nack(&got[1], "bank offline").await.unwrap_err();
+    assert_eq!(
+        failed.code(),
+        sluice_client::ErrorCode::InvalidTopicException,
+        "{failed}"
+    );
+    // Committing now must not pass r-1, and poll hands it out again.
+    c.commit_sync().await.unwrap();
+    let tp = sluice_client::TopicPartition::new("refunds", 0);
+    let committed = c.committed(std::slice::from_ref(&tp)).await.unwrap();
+    assert_eq!(committed[&tp], got[1].offset);
+    let again = loop {
+        let r = c.poll(Duration::from_millis(100)).await.unwrap();
+        if !r.is_empty() {
+            break r;
+        }
+    };
+    assert_eq!(value(&again[0]), "r-1");
+    assert_eq!(again[0].offset, got[1].offset);
+    c.close().await.unwrap();
 }

@@ -412,6 +412,40 @@ impl TestCluster {
         Ok(())
     }
 
+    /// A running process's pid.
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.procs.get(name)?.child.as_ref().map(|c| c.id())
+    }
+
+    /// A process's resident memory in KiB (Linux `VmRSS`).
+    pub fn rss_kib(&self, name: &str) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid(name)?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    /// The value of an unlabelled Prometheus gauge or counter of a process
+    /// (or of the series whose labels contain `labels`, as `k="v"`).
+    pub async fn metric(&self, name: &str, metric: &str, labels: &str) -> Option<f64> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let p = self.procs.get(name)?;
+        let host = format!("127.0.0.1:{}", p.metrics_port);
+        let mut s = tokio::net::TcpStream::connect(&host).await.ok()?;
+        s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+            .await
+            .ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).await.ok()?;
+        body.lines().find_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let matches = series == metric
+                || (series.starts_with(&format!("{metric}{{")) && series.contains(labels));
+            matches.then(|| value.parse().ok()).flatten()
+        })
+    }
+
     /// A broker's log directory (`log.dirs`).
     pub fn broker_data_dir(&self, id: i32) -> PathBuf {
         self.dir.path().join(format!("data/broker-{id}"))

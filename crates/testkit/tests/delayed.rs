@@ -120,3 +120,121 @@ async fn kill_9_of_the_leader_while_records_fall_due_loses_and_doubles_none() {
         c.logs_tail()
     );
 }
+
+/// 100,000 pending records, kill -9 of their broker, a restart: the timer
+/// index comes back from its sealed runs on disk (memory holds only the
+/// unsealed tail), every record is still pending, and the few due soon are
+/// released, in due order, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_100k_pending_keeps_them_on_disk_not_in_memory() {
+    const FAR: usize = 100_000;
+    const SOON: usize = 5;
+    let mut c = TestCluster::start(ClusterSpec {
+        brokers: 1,
+        controllers: 1,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let admin = Admin::new(c.client_config()).unwrap();
+    admin
+        .create_topic(NewTopic::new("far", 1, 1))
+        .await
+        .unwrap();
+    let producer = Producer::new(
+        c.client_config()
+            .with("batch.size", "262144")
+            .unwrap()
+            .with("linger.ms", "20")
+            .unwrap(),
+    )
+    .unwrap();
+    let delayed = |value: String, after_ms: u64| {
+        let mut r = ProducerRecord::new("far", value).with_partition(0);
+        r.headers = vec![(
+            "sluice.deliver.after.ms".into(),
+            Some(Bytes::from(after_ms.to_string())),
+        )];
+        r
+    };
+    let mut acks = Vec::with_capacity(FAR);
+    for n in 0..FAR {
+        // Due over the next days, in no order.
+        let after = 3_600_000 + (n as u64 * 7_919) % (5 * 86_400_000);
+        acks.push(
+            producer
+                .send(delayed(format!("far-{n}"), after))
+                .await
+                .unwrap(),
+        );
+    }
+    for a in acks {
+        a.await.expect("acknowledged");
+    }
+    // A few due soon, later ones first.
+    let mut soon = Vec::new();
+    for n in 0..SOON {
+        let after = 12_000 - 1_000 * n as u64;
+        soon.push(
+            producer
+                .send(delayed(format!("soon-{n}"), after))
+                .await
+                .unwrap(),
+        );
+    }
+    for a in soon {
+        a.await.unwrap();
+    }
+    let before_kib = c.rss_kib("broker-1").unwrap_or(0);
+
+    c.restart("broker-1").unwrap(); // kill -9, then start again
+    c.wait_ready(1).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let (pending, in_memory) = loop {
+        let pending = c
+            .metric("broker-1", "sluice_delayed_pending", "topic=\"far\"")
+            .await;
+        let in_memory = c
+            .metric("broker-1", "sluice_delayed_index_memory_entries", "")
+            .await;
+        if let (Some(p), Some(m)) = (pending, in_memory)
+            && p > 0.0
+        {
+            break (p as usize, m as usize);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no delayed metrics after the restart\n{}",
+            c.logs_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let after_kib = c.rss_kib("broker-1").unwrap_or(0);
+    println!(
+        "restart with {pending} pending: {in_memory} index entries in memory, \
+         broker RSS {before_kib} KiB before the kill, {after_kib} KiB after the restart"
+    );
+    assert!(pending >= FAR, "pending after restart: {pending}");
+    // The index seals every 64 Ki committed entries into a sorted run on
+    // disk (sluice_delay::index::SEAL_AT); only the unsealed rest is in memory.
+    assert!(
+        in_memory <= FAR - 64 * 1024 + SOON,
+        "{in_memory} entries in memory"
+    );
+
+    let mut consumer = Consumer::new(c.client_config()).unwrap();
+    let tps = consumer.assign_all("far").await.unwrap();
+    consumer.seek_to_beginning(&tps).await.unwrap();
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while got.len() < SOON && tokio::time::Instant::now() < deadline {
+        for r in consumer.poll(Duration::from_millis(200)).await.unwrap() {
+            got.push(String::from_utf8_lossy(r.value.as_deref().unwrap()).into_owned());
+        }
+    }
+    for r in consumer.poll(Duration::from_secs(2)).await.unwrap() {
+        got.push(String::from_utf8_lossy(r.value.as_deref().unwrap()).into_owned());
+    }
+    let want: Vec<String> = (0..SOON).rev().map(|n| format!("soon-{n}")).collect();
+    assert_eq!(got, want, "\n{}", c.logs_tail());
+}

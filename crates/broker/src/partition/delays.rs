@@ -150,6 +150,11 @@ impl Delays {
         self.index.as_ref().map_or(0, TimerIndex::pending)
     }
 
+    /// Index entries held in memory (the rest are in sorted runs on disk).
+    pub fn in_memory(&self) -> usize {
+        self.index.as_ref().map_or(0, TimerIndex::in_memory)
+    }
+
     /// Pending records by when they fall due (`None`: this replica never
     /// held one).
     pub fn summary(&self, now_ms: i64) -> Result<Option<Summary>, DelayError> {
@@ -228,6 +233,11 @@ impl Partition {
     /// Pending delayed records on this replica.
     pub fn delays_pending(&self) -> usize {
         self.delays.lock().pending()
+    }
+
+    /// Timer index entries this replica holds in memory.
+    pub fn delays_in_memory(&self) -> usize {
+        self.delays.lock().in_memory()
     }
 
     /// The produce path's rewrite of batches that ask for delays (`asks`:

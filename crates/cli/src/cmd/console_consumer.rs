@@ -3,10 +3,12 @@
 //! consumer group (auto-commit on, commits and leaves on exit); otherwise it
 //! reads every partition (or one) without a group.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use sluice_client::dead_letter::Route;
 use sluice_client::{Consumer, ConsumerRecord, GroupConsumer, TopicPartition};
 
 use super::common::{
@@ -210,6 +212,11 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     }
     if let Some(g) = &group {
         config.set("group.id", g)?;
+        if a.process.is_some() {
+            // Offsets are committed for records the command has handled, not
+            // for everything polled (see `run_hooks`).
+            config.set("enable.auto.commit", "false")?;
+        }
         let mut consumer = GroupConsumer::new(config)?;
         consumer.subscribe(&[a.topic.as_str()]);
         let mut source = Source::Group(Box::new(consumer));
@@ -318,7 +325,8 @@ async fn consume(
 }
 
 /// Runs `--process` for each record: a success prints it, a failure
-/// `nack`s it. Returns true when stdout was closed.
+/// `nack`s it. Commits the records handled (and only those), also when it
+/// stops early. Returns true when stdout was closed.
 async fn run_hooks(
     consumer: &mut GroupConsumer,
     cmd: &str,
@@ -326,6 +334,33 @@ async fn run_hooks(
     formatter: &Formatter,
     a: &Args,
     processed: &mut u64,
+) -> anyhow::Result<bool> {
+    let mut handled: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+    let result = handle_each(
+        consumer,
+        cmd,
+        records,
+        formatter,
+        a,
+        processed,
+        &mut handled,
+    )
+    .await;
+    if let Err(e) = consumer.commit_offsets(&handled).await {
+        // A rebalance took the partitions: their next owner reads them again.
+        tracing::warn!(error = %e, "commit failed");
+    }
+    result
+}
+
+async fn handle_each(
+    consumer: &mut GroupConsumer,
+    cmd: &str,
+    records: &[ConsumerRecord],
+    formatter: &Formatter,
+    a: &Args,
+    processed: &mut u64,
+    handled: &mut BTreeMap<TopicPartition, i64>,
 ) -> anyhow::Result<bool> {
     for r in records {
         if a.max_messages.is_some_and(|m| *processed >= m) {
@@ -343,23 +378,28 @@ async fn run_hooks(
             }
             Err(reason) => {
                 let n = consumer.nack(r, &reason).await?;
+                let next = match &n.route {
+                    Route::Retry { after, .. } if after.is_zero() => format!(
+                        "retry at once via {}-{}@{}",
+                        n.written.topic, n.written.partition, n.written.offset
+                    ),
+                    // A delayed record's produce answer is its delay id.
+                    Route::Retry { after, .. } => format!(
+                        "retry in {after:?} via {}-{} (delay id {})",
+                        n.written.topic, n.written.partition, n.written.offset
+                    ),
+                    Route::DeadLetter { .. } => format!(
+                        "moved to {}-{}@{}",
+                        n.written.topic, n.written.partition, n.written.offset
+                    ),
+                };
                 eprintln!(
-                    "{}-{}@{} failed (attempt {}): {reason}; moved to {}-{}@{}{}",
-                    r.topic,
-                    r.partition,
-                    r.offset,
-                    n.attempt,
-                    n.written.topic,
-                    n.written.partition,
-                    n.written.offset,
-                    match &n.route {
-                        sluice_client::dead_letter::Route::Retry { after, .. } =>
-                            format!(", retried in {after:?}"),
-                        sluice_client::dead_letter::Route::DeadLetter { .. } => String::new(),
-                    }
+                    "{}-{}@{} failed (attempt {}): {reason}; {next}",
+                    r.topic, r.partition, r.offset, n.attempt
                 );
             }
         }
+        handled.insert(TopicPartition::new(&*r.topic, r.partition), r.offset + 1);
         *processed += 1;
     }
     Ok(false)

@@ -222,6 +222,8 @@ impl Consumer {
                 Err(e) => return Err(e),
             }
         }
+        // A fetch that found only control batches still moves the position.
+        self.skip_gaps();
         Ok(())
     }
 }

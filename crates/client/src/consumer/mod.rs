@@ -186,8 +186,14 @@ impl Consumer {
             }
             i = j + 1;
         }
-        // Partitions whose buffered records are all returned: the position
-        // may jump past gaps (control batches, compaction).
+        self.skip_gaps();
+        out
+    }
+
+    /// Partitions with nothing buffered: the position jumps to the next
+    /// fetch offset, past gaps (control batches, compaction) a fetch moved
+    /// over without returning records.
+    pub(super) fn skip_gaps(&mut self) {
         for s in self.assignment.values_mut() {
             if let (Some(pos), Some(fetch)) = (s.position, s.fetch_offset)
                 && pos < fetch
@@ -196,7 +202,6 @@ impl Consumer {
                 s.position = Some(fetch);
             }
         }
-        out
     }
 
     /// Waits up to `timeout` for records and returns at most

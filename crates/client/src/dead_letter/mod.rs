@@ -204,7 +204,9 @@ fn clip(s: &str, max: usize) -> &str {
 }
 
 /// The record `nack` publishes for `r`, its `failed`-th failure: `r`'s key,
-/// value, timestamp and own headers, plus where it started and why it failed.
+/// value and own headers, plus where it started and why it failed. It gets a
+/// fresh timestamp (the original is a header): retention of the retry and
+/// dead-letter topics counts from the failure, not from the first produce.
 /// `partition` keeps it on the partition it came from when the target has one.
 pub fn failed_record(
     r: &ConsumerRecord,
@@ -243,7 +245,7 @@ pub fn failed_record(
         key: r.key.clone(),
         value: r.value.clone(),
         headers,
-        timestamp: Some(r.timestamp),
+        timestamp: None,
     }
 }
 

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use sluice_types::ErrorCode;
 
-use super::{ERROR, FAILED_MS, GROUP, Origin, REDRIVE_ID, header, redriven_record};
+use super::{ERROR, FAILED_MS, GROUP, ORIGINAL_TOPIC, Origin, REDRIVE_ID, header, redriven_record};
 use crate::admin::Admin;
 use crate::config::ClientConfig;
 use crate::consumer::{Consumer, ConsumerRecord};
@@ -29,8 +29,19 @@ use crate::types::TopicPartition;
 /// The group whose offsets remember what has been redriven.
 pub const DEFAULT_GROUP: &str = "sluice-dlq-redrive";
 
-/// Offset metadata of a redrive in progress: `<MARKER><start ms>`.
+/// Offset metadata of a redrive in progress: `<MARKER><start ms> to=<--to>`.
 const MARKER: &str = "sluice.redrive started.ms=";
+
+fn marker(since: i64, to: Option<&str>) -> String {
+    format!("{MARKER}{since} to={}", to.unwrap_or(""))
+}
+
+/// A marker's start time and `--to` (empty: each record's own topic).
+fn parse_marker(meta: &str) -> Option<(i64, String)> {
+    let rest = meta.strip_prefix(MARKER)?;
+    let (ms, to) = rest.split_once(" to=").unwrap_or((rest, ""));
+    Some((ms.parse().ok()?, to.to_string()))
+}
 
 /// Clock difference allowed between this client and the brokers when a
 /// recovering redrive looks records up by time (LogAppendTime topics).
@@ -95,7 +106,8 @@ struct Position {
     /// From the log start to the end.
     whole: Ranges,
     committed: BTreeMap<TopicPartition, i64>,
-    unfinished_since: Option<i64>,
+    /// An unfinished redrive's earliest start time and its `--to`.
+    unfinished: Option<(i64, String)>,
 }
 
 async fn position(
@@ -112,20 +124,34 @@ async fn position(
         ranges: Ranges::new(),
         whole: Ranges::new(),
         committed: BTreeMap::new(),
-        unfinished_since: None,
+        unfinished: None,
     };
     for tp in tps {
         let first = begin.get(&tp).copied().unwrap_or(0);
         let last = end.get(&tp).copied().unwrap_or(first);
         let mut start = first;
         if let Some((o, meta)) = offsets.get(&tp) {
-            start = start.max(*o);
-            p.committed.insert(tp.clone(), *o);
-            if let Some(ms) = meta
-                .strip_prefix(MARKER)
-                .and_then(|v| v.parse::<i64>().ok())
-            {
-                p.unfinished_since = Some(p.unfinished_since.map_or(ms, |s| s.min(ms)));
+            if *o > last {
+                // Past the end: the topic was re-created or cut back. What is
+                // there now was never redriven.
+                tracing::warn!(%tp, committed = o, end = last, group, "redrive offset past the end of the topic; starting from its beginning");
+            } else {
+                start = start.max(*o);
+                p.committed.insert(tp.clone(), *o);
+            }
+            if let Some((ms, to)) = parse_marker(meta) {
+                if let Some((_, other)) = &p.unfinished
+                    && *other != to
+                {
+                    return Err(ClientError::api(
+                        ErrorCode::InvalidRequest,
+                        format!(
+                            "unfinished redrives of {topic} with different --to ({other:?}, {to:?}) in group {group}"
+                        ),
+                    ));
+                }
+                let since = p.unfinished.as_ref().map_or(ms, |(s, _)| (*s).min(ms));
+                p.unfinished = Some((since, to));
             }
         }
         p.whole.insert(tp.clone(), (first, last.max(first)));
@@ -200,7 +226,7 @@ pub async fn list(
     mut f: impl FnMut(DeadLetter),
 ) -> Result<u64> {
     let admin = Admin::new(config.clone())?;
-    let mut consumer = Consumer::new(config)?;
+    let mut consumer = Consumer::new(reader_config(&config)?)?;
     let pos = position(&mut consumer, &admin, topic, group).await?;
     let mut reader = Reader::start(&mut consumer, &pos.whole)?;
     let mut n = 0;
@@ -230,8 +256,26 @@ pub async fn redrive(
     mut progress: impl FnMut(RedriveProgress) -> ControlFlow<()>,
 ) -> Result<RedriveSummary> {
     let admin = Admin::new(config.clone())?;
-    let mut consumer = Consumer::new(config.clone())?;
+    let mut consumer = Consumer::new(reader_config(&config)?)?;
     let pos = position(&mut consumer, &admin, topic, group).await?;
+    if let Some((_, earlier)) = &pos.unfinished
+        && earlier.as_str() != to.unwrap_or("")
+    {
+        let named = |t: &str| {
+            if t.is_empty() {
+                "no --to".to_string()
+            } else {
+                format!("--to {t}")
+            }
+        };
+        return Err(ClientError::api(
+            ErrorCode::InvalidRequest,
+            format!(
+                "an earlier redrive of {topic} with {} did not finish; run it again with the same target first",
+                named(earlier)
+            ),
+        ));
+    }
     let total: u64 = pos.ranges.values().map(|(s, e)| (e - s) as u64).sum();
     let mut summary = RedriveSummary {
         finished: true,
@@ -240,27 +284,36 @@ pub async fn redrive(
     if total == 0 {
         return Ok(summary);
     }
-    let since = pos.unfinished_since.unwrap_or_else(sluice_types::now_ms);
-    let marked: BTreeMap<TopicPartition, (i64, String)> = pos
-        .ranges
-        .iter()
-        .filter(|(_, (s, e))| s < e)
-        .map(|(tp, (s, _))| (tp.clone(), (*s, format!("{MARKER}{since}"))))
-        .collect();
-    admin
-        .alter_group_offsets_with_metadata(group, &marked)
-        .await?;
 
-    // Which topics the dead letters go to, and how many partitions each has.
+    // Which topics the dead letters go to, and how many partitions each has;
+    // checked before anything is marked or sent.
     let mut targets = BTreeSet::new();
     match to {
         Some(t) => {
             targets.insert(t.to_string());
         }
         None => {
+            let mut orphans = 0;
             let mut reader = Reader::start(&mut consumer, &pos.ranges)?;
             while let Some(records) = reader.next(&mut consumer).await? {
-                targets.extend(records.iter().map(|r| Origin::of(r).topic));
+                for r in &records {
+                    match header(r, ORIGINAL_TOPIC) {
+                        Some(t) => targets.insert(t.to_string()),
+                        None => {
+                            orphans += 1;
+                            false
+                        }
+                    };
+                }
+            }
+            if orphans > 0 {
+                return Err(ClientError::api(
+                    ErrorCode::InvalidRequest,
+                    format!(
+                        "{orphans} records of {topic} do not say which topic they failed in \
+                         (no {ORIGINAL_TOPIC} header); name the target with --to"
+                    ),
+                ));
             }
         }
     }
@@ -276,19 +329,44 @@ pub async fn redrive(
         })?;
         partitions.insert(t.clone(), info.partitions.len() as i32);
     }
-    let seen = match pos.unfinished_since {
-        Some(since) => already_published(&config, topic, &names, since).await?,
+    let seen = match &pos.unfinished {
+        Some((since, _)) => already_published(&config, topic, &names, *since).await?,
         None => HashSet::new(),
     };
+    let since = pos
+        .unfinished
+        .as_ref()
+        .map_or_else(sluice_types::now_ms, |(s, _)| *s);
+    let mark = marker(since, to);
+    let open: Vec<&TopicPartition> = pos
+        .ranges
+        .iter()
+        .filter(|(_, (s, e))| s < e)
+        .map(|(tp, _)| tp)
+        .collect();
+    let commit_at = |next: &BTreeMap<TopicPartition, i64>, meta: &str| {
+        open.iter()
+            .map(|tp| {
+                let at = next.get(*tp).copied().unwrap_or(pos.ranges[*tp].0);
+                ((*tp).clone(), (at, meta.to_string()))
+            })
+            .collect::<BTreeMap<_, _>>()
+    };
+    admin
+        .alter_group_offsets_with_metadata(group, &commit_at(&BTreeMap::new(), &mark))
+        .await?;
 
     let producer = Producer::new(config.clone().with("enable.idempotence", "true")?)?;
     let failed: Arc<parking_lot::Mutex<Option<ClientError>>> = Arc::default();
     let acked = Arc::new(AtomicU64::new(0));
     let mut handled = 0;
+    // Per partition, the offset after the last record handed to the producer.
+    let mut next: BTreeMap<TopicPartition, i64> = BTreeMap::new();
     let mut reader = Reader::start(&mut consumer, &pos.ranges)?;
     while let Some(records) = reader.next(&mut consumer).await? {
         for r in records {
             handled += 1;
+            next.insert(TopicPartition::new(&*r.topic, r.partition), r.offset + 1);
             if seen.contains(&super::redrive_id(&r)) {
                 summary.already_published += 1;
                 continue;
@@ -334,19 +412,27 @@ pub async fn redrive(
     }
     summary.published = acked.load(Ordering::Relaxed);
     if !summary.finished {
-        // The marker stays: the next redrive looks for what this one sent.
+        // What was sent is acknowledged: commit that far, keeping the marker
+        // (records sent from this run on may be in the targets already).
+        admin
+            .alter_group_offsets_with_metadata(group, &commit_at(&next, &mark))
+            .await?;
         return Ok(summary);
     }
-    let finished: BTreeMap<TopicPartition, (i64, String)> = pos
-        .ranges
+    let finished: BTreeMap<TopicPartition, (i64, String)> = open
         .iter()
-        .filter(|(_, (s, e))| s < e)
-        .map(|(tp, (_, e))| (tp.clone(), (*e, String::new())))
+        .map(|tp| ((*tp).clone(), (pos.ranges[*tp].1, String::new())))
         .collect();
     admin
         .alter_group_offsets_with_metadata(group, &finished)
         .await?;
     Ok(summary)
+}
+
+/// Readers start where they are told and never jump to the end: a log start
+/// moving past them (retention) must not skip what is left.
+fn reader_config(config: &ClientConfig) -> Result<ClientConfig> {
+    config.clone().with("auto.offset.reset", "earliest")
 }
 
 /// The redrive ids of `dead_letter_topic`'s records found in `targets` from
@@ -360,7 +446,7 @@ async fn already_published(
     let prefix = format!("{dead_letter_topic}/");
     let mut seen = HashSet::new();
     for t in targets {
-        let mut c = Consumer::new(config.clone())?;
+        let mut c = Consumer::new(reader_config(config)?)?;
         let tps = c.assign_all(t).await?;
         let from = c.offsets_for_times(&tps, since - SKEW_MS).await?;
         let end = c.end_offsets(&tps).await?;
@@ -385,4 +471,21 @@ async fn already_published(
         }
     }
     Ok(seen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_round_trip_with_and_without_a_target() {
+        assert_eq!(parse_marker(&marker(17, None)), Some((17, String::new())));
+        assert_eq!(
+            parse_marker(&marker(17, Some("orders-v2"))),
+            Some((17, "orders-v2".to_string()))
+        );
+        assert_eq!(parse_marker(""), None);
+        assert_eq!(parse_marker("some other tool's metadata"), None);
+        assert_eq!(parse_marker(&format!("{MARKER}soon to=")), None);
+    }
 }

@@ -103,7 +103,7 @@ fn a_first_failure_records_where_the_record_came_from() {
     assert_eq!(out.partition, Some(2));
     assert_eq!(out.key, r.key);
     assert_eq!(out.value, r.value);
-    assert_eq!(out.timestamp, Some(r.timestamp));
+    assert_eq!(out.timestamp, None);
     assert_eq!(value_of(&out, "trace"), ["t-9"]);
     assert_eq!(value_of(&out, ORIGINAL_TOPIC), ["orders"]);
     assert_eq!(value_of(&out, ORIGINAL_PARTITION), ["2"]);

@@ -61,7 +61,9 @@ impl GroupConsumer {
     /// topic's partitions and replication) when missing. Returns once the
     /// copy is acknowledged (`acks=all`), so committing past `record`
     /// afterwards loses nothing. On failure the partition is rewound to
-    /// `record`, which `poll` then returns again.
+    /// `record`, which `poll` then returns again. A record of a partition
+    /// given up since it was polled cannot be rewound (the rebalance
+    /// committed past it): that failure is an error saying so.
     pub async fn nack(&mut self, record: &ConsumerRecord, error: &str) -> Result<Nacked> {
         let attempt = failed_attempts(record).saturating_add(1);
         let origin = Origin::of(record);
@@ -87,9 +89,15 @@ impl GroupConsumer {
             }
             Err(e) => {
                 let tp = TopicPartition::new(&*record.topic, record.partition);
-                // A partition given up since cannot be sought; its next owner
-                // starts from the committed offset, which is not past `record`.
-                let _ = self.inner.seek(&tp, record.offset);
+                if self.inner.seek(&tp, record.offset).is_err() {
+                    return Err(ClientError::api(
+                        e.code(),
+                        format!(
+                            "{e}; {tp} was given up in a rebalance after offset {} was polled, so it cannot be read again here",
+                            record.offset
+                        ),
+                    ));
+                }
                 self.consumed.rewind(&tp, record.offset);
                 Err(e)
             }
