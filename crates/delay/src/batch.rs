@@ -20,6 +20,9 @@ use crate::request::{DELIVER_AFTER_HEADER, DELIVER_AT_HEADER, DelayLimits, due_t
 pub struct Policy {
     /// `delivery.delay.ms`: the delay of records that name none (0: none).
     pub default_ms: i64,
+    /// What set `default_ms`, for errors: the topic config, or the
+    /// request's `deliver_at_ms`.
+    pub default_from: &'static str,
     pub limits: DelayLimits,
     /// Why this topic takes no delays, if it does not (a compacted topic:
     /// compaction would drop released records and keep the pending ones).
@@ -95,11 +98,15 @@ pub fn plan(batch: &[u8], asks: bool, now_ms: i64, policy: Policy) -> Result<Pla
     let mut control = Vec::with_capacity(decoded.records.len());
     for (i, r) in decoded.records.iter().enumerate() {
         let headers = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref()));
-        let due = due_time(headers, now_ms, policy.default_ms, policy.limits).map_err(|e| {
-            DelayError::InRecord {
-                index: i,
-                source: Box::new(e),
-            }
+        let due = due_time(
+            headers,
+            now_ms,
+            (policy.default_ms, policy.default_from),
+            policy.limits,
+        )
+        .map_err(|e| DelayError::InRecord {
+            index: i,
+            source: Box::new(e),
         })?;
         let (control_type, value) = match due {
             None => {

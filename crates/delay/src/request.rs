@@ -31,16 +31,17 @@ impl Default for DelayLimits {
 
 /// The due time (Unix ms) a record asks for, or `None` to produce it now.
 ///
-/// `headers` are the record's (name, value) pairs; `topic_default_ms` is the
-/// topic's `delivery.delay.ms` (0: none), used when the record names no
-/// delay. The delay (the due time less `now_ms`) must lie within `limits`.
+/// `headers` are the record's (name, value) pairs; `default` is the delay
+/// used when the record names none (0: none) and what set it (the topic's
+/// `delivery.delay.ms`, [`TOPIC_DEFAULT`], or a request field). The delay (the due time less `now_ms`) must lie within `limits`.
 /// Every sum is checked: a huge delay must not wrap around into "now".
 pub fn due_time<'a>(
     headers: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
     now_ms: i64,
-    topic_default_ms: i64,
+    default: (i64, &'static str),
     limits: DelayLimits,
 ) -> Result<Option<i64>, DelayError> {
+    let (default_ms, default_from) = default;
     let (mut at, mut after) = (None, None);
     for (name, value) in headers {
         let slot = match name {
@@ -76,7 +77,7 @@ pub fn due_time<'a>(
             DELIVER_AT_HEADER,
         ),
         (None, Some(after)) => (after, DELIVER_AFTER_HEADER),
-        (None, None) if topic_default_ms > 0 => (topic_default_ms, TOPIC_DEFAULT),
+        (None, None) if default_ms > 0 => (default_ms, default_from),
         (None, None) => return Ok(None),
     };
     let out_of_range = DelayError::OutOfRange {
@@ -119,7 +120,7 @@ mod tests {
         due_time(
             headers.iter().map(|(k, v)| (*k, v.map(str::as_bytes))),
             NOW,
-            default,
+            (default, TOPIC_DEFAULT),
             DelayLimits::default(),
         )
     }

@@ -271,3 +271,76 @@ async fn pending_records_are_described_and_one_is_cancelled_by_its_id() {
     assert!(got.is_empty(), "a cancelled record came");
     node.shutdown().await.unwrap();
 }
+
+/// gRPC clients in any language can also ask for a delay with the Produce
+/// field `deliver_at_ms`: it applies to the partition's records that name no
+/// delay of their own, and a time out of range is refused whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grpc_deliver_at_field_delays_records_without_their_own_header() {
+    use sluice_proto::broker::broker_client::BrokerClient;
+    use sluice_proto::broker::{self as pb};
+    use sluice_proto::common::{Record, RecordHeader};
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    Admin::new(config(&node))
+        .unwrap()
+        .create_topic(NewTopic::new("reminders", 1, 1))
+        .await
+        .unwrap();
+    let mut raw = BrokerClient::connect(format!("http://{}", node.addr))
+        .await
+        .unwrap();
+    let produce = |records: Vec<Record>, at: i64| pb::ProduceRequest {
+        acks: -1,
+        timeout_ms: 5000,
+        topics: vec![pb::TopicProduceData {
+            name: "reminders".into(),
+            partitions: vec![pb::PartitionProduceData {
+                partition: 0,
+                records,
+                deliver_at_ms: Some(at),
+                ..Default::default()
+            }],
+        }],
+    };
+    let record = |v: &str, headers: Vec<RecordHeader>| Record {
+        value: Some(Bytes::from(v.to_string())),
+        headers,
+        ..Default::default()
+    };
+    // In the past: refused, nothing stored.
+    let resp = raw
+        .produce(produce(vec![record("late", vec![])], now_ms() - 5_000))
+        .await
+        .unwrap()
+        .into_inner();
+    let err = resp.topics[0].partitions[0].error.clone().unwrap();
+    assert_eq!(err.code, ErrorCode::InvalidRecord as i32, "{err:?}");
+    assert!(err.message.contains("deliver_at_ms"), "{}", err.message);
+
+    let sent = now_ms();
+    let own = RecordHeader {
+        key: AFTER.into(),
+        value: Some(Bytes::from_static(b"1000")),
+    };
+    let resp = raw
+        .produce(produce(
+            vec![record("at-field", vec![]), record("own-header", vec![own])],
+            sent + 2_500,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(resp.topics[0].partitions[0].error.is_none(), "{resp:?}");
+    let got = read(&node, "reminders", 2).await;
+    let values: Vec<&str> = got
+        .iter()
+        .map(|(_, r)| std::str::from_utf8(r.value.as_deref().unwrap()).unwrap())
+        .collect();
+    assert_eq!(values, ["own-header", "at-field"]);
+    let (seen, r) = &got[1];
+    let due: i64 = header(r, "sluice.delay.due.ms").unwrap().parse().unwrap();
+    assert_eq!(due, sent + 2_500);
+    assert!(*seen >= due);
+}

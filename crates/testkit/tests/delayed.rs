@@ -1,6 +1,8 @@
-//! Delayed delivery under failure, on a real 3-broker cluster: pending
-//! records are replicated like any record, so `kill -9` of the leader while
-//! they fall due loses none and releases none twice.
+//! Delayed delivery under failure, on real clusters: pending records are
+//! replicated like any record, so `kill -9` of the leader, or a paused
+//! leader with the active controller killed, while they fall due loses none
+//! and releases none twice; a broker restarted with 100,000 pending keeps
+//! them on disk, not in memory.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -34,28 +36,7 @@ async fn kill_9_of_the_leader_while_records_fall_due_loses_and_doubles_none() {
         .create_topic(NewTopic::new(TOPIC, 1, 3))
         .await
         .unwrap();
-    let producer = Producer::new(
-        c.client_config()
-            .with("acks", "all")
-            .unwrap()
-            .with("enable.idempotence", "true")
-            .unwrap(),
-    )
-    .unwrap();
-    // Due over the next 1-4 s, in no order: releases run while the leader dies.
-    let mut acks = Vec::new();
-    for n in 0..RECORDS {
-        let mut r = ProducerRecord::new(TOPIC, format!("{n:06}")).with_partition(0);
-        let after = 1000 + (n * 7919) % 3000;
-        r.headers = vec![(
-            "sluice.deliver.after.ms".into(),
-            Some(Bytes::from(after.to_string())),
-        )];
-        acks.push(producer.send(r).await.unwrap());
-    }
-    for a in acks {
-        a.await.expect("every delayed record is acknowledged");
-    }
+    produce_delayed(&c).await;
     // Kill the leader once releases are under way.
     tokio::time::sleep(Duration::from_millis(2000)).await;
     let victim = leader(&c).await;
@@ -77,6 +58,35 @@ async fn kill_9_of_the_leader_while_records_fall_due_loses_and_doubles_none() {
     c.restart(&format!("broker-{victim}")).unwrap();
 
     // Everything is released by now or soon; read it all, and a little more.
+    check_each_released_once(&c, "kill -9 of the leader").await;
+}
+
+/// Produces [`RECORDS`] delayed records due 1-4 s from now, in no order.
+async fn produce_delayed(c: &TestCluster) {
+    let producer = Producer::new(
+        c.client_config()
+            .with("acks", "all")
+            .unwrap()
+            .with("enable.idempotence", "true")
+            .unwrap(),
+    )
+    .unwrap();
+    let mut acks = Vec::new();
+    for n in 0..RECORDS {
+        let after = 1000 + (n * 7919) % 3000;
+        let r = ProducerRecord::new(TOPIC, format!("{n:06}"))
+            .with_partition(0)
+            .deliver_after(Duration::from_millis(after as u64));
+        acks.push(producer.send(r).await.unwrap());
+    }
+    for a in acks {
+        a.await.expect("every delayed record is acknowledged");
+    }
+}
+
+/// Reads the topic until every record came and nothing more arrived for
+/// 3 s; fails on any record missing or seen twice.
+async fn check_each_released_once(c: &TestCluster, what: &str) {
     let mut consumer = Consumer::new(
         c.client_config()
             .with("auto.offset.reset", "earliest")
@@ -109,7 +119,7 @@ async fn kill_9_of_the_leader_while_records_fall_due_loses_and_doubles_none() {
         .collect();
     let doubled: Vec<(&String, &usize)> = seen.iter().filter(|(_, k)| **k > 1).collect();
     println!(
-        "delayed: acked={RECORDS} lost={} duplicated={}",
+        "delayed, {what}: acked={RECORDS} lost={} duplicated={}",
         lost.len(),
         doubled.len()
     );
@@ -119,6 +129,51 @@ async fn kill_9_of_the_leader_while_records_fall_due_loses_and_doubles_none() {
         "released twice: {doubled:?}\n{}",
         c.logs_tail()
     );
+}
+
+/// The leader is paused (SIGSTOP: it holds its connections, so only its
+/// lease expiring moves leadership) while records fall due, and the active
+/// controller is killed at the same moment. The paused leader, resumed after
+/// a new one took over, must not release anything again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_and_a_killed_controller_lose_and_double_none() {
+    let mut c = TestCluster::start(ClusterSpec {
+        min_insync_replicas: 2,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let admin = Admin::new(c.client_config()).unwrap();
+    admin
+        .create_topic(NewTopic::new(TOPIC, 1, 3))
+        .await
+        .unwrap();
+    produce_delayed(&c).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let victim = leader(&c).await;
+    assert!(victim > 0, "no leader");
+    let active = admin.describe_cluster().await.unwrap().controller_id;
+    let controller = format!("controller-{}", active - 1000);
+    c.pause(&format!("broker-{victim}")).unwrap();
+    c.kill(&controller).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let l = leader(&c).await;
+        if l > 0 && l != victim {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no new leader\n{}",
+            c.logs_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Let the new leader release for a while, then wake the old one.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    c.resume(&format!("broker-{victim}")).unwrap();
+    c.restart(&controller).unwrap();
+    check_each_released_once(&c, "paused leader, killed controller").await;
 }
 
 /// 100,000 pending records, kill -9 of their broker, a restart: the timer

@@ -58,6 +58,8 @@ pub(super) async fn produce(svc: &BrokerService, req: ProduceRequest, version: i
                         partition: p.index,
                         records: Vec::new(),
                         record_batches: p.records.clone().unwrap_or_default(),
+                        // Kafka clients ask for delays by record header.
+                        deliver_at_ms: None,
                     })
                     .collect(),
             })

@@ -256,6 +256,7 @@ fn append_one(
         // log settings, when a batch asks for a delay.
         let policy = sluice_delay::batch::Policy {
             default_ms: num("delivery.delay.ms").unwrap_or(0),
+            default_from: sluice_delay::request::TOPIC_DEFAULT,
             limits: sluice_delay::DelayLimits {
                 max_ms: num("delivery.delay.max.ms").unwrap_or(defaults.max_ms),
                 ..defaults
@@ -264,13 +265,17 @@ fn append_one(
         };
         (min_insync, policy)
     });
+    let now = crate::broker::now_ms();
+    let delays = match data.deliver_at_ms {
+        Some(at) => request_delay(at, now, delays).map_err(|source| BrokerError::InvalidDelay {
+            topic: topic.to_string(),
+            partition: data.partition,
+            source,
+        })?,
+        None => delays,
+    };
     let bytes = batches.len() as u64;
-    let info = partition.append_produced(
-        batches,
-        acks,
-        min_insync,
-        Some((delays, crate::broker::now_ms())),
-    )?;
+    let info = partition.append_produced(batches, acks, min_insync, Some((delays, now)))?;
     metrics::counter!("sluice_broker_topic_in_bytes_total", "topic" => topic.to_string())
         .increment(bytes);
     metrics::counter!("sluice_broker_topic_in_messages_total", "topic" => topic.to_string())
@@ -282,4 +287,28 @@ fn append_one(
         leader_epoch: info.leader_epoch,
         flush_due: info.flush_due,
     })
+}
+
+/// The request's `deliver_at_ms` as the delay of records naming none,
+/// checked against the topic's limits here: a default delay of 0 or less
+/// would otherwise mean "no delay" and hide a time in the past.
+fn request_delay(
+    at_ms: i64,
+    now_ms: i64,
+    mut policy: sluice_delay::batch::Policy,
+) -> Result<sluice_delay::batch::Policy, sluice_delay::DelayError> {
+    const FIELD: &str = "deliver_at_ms";
+    let limits = policy.limits;
+    let delay = at_ms.saturating_sub(now_ms);
+    if delay < limits.min_ms || delay > limits.max_ms {
+        return Err(sluice_delay::DelayError::OutOfRange {
+            asked_by: FIELD,
+            delay_ms: delay,
+            min_ms: limits.min_ms,
+            max_ms: limits.max_ms,
+        });
+    }
+    policy.default_ms = delay;
+    policy.default_from = FIELD;
+    Ok(policy)
 }

@@ -64,6 +64,28 @@ impl ProducerRecord {
         self.partition = Some(partition);
         self
     }
+
+    /// Delayed delivery: the broker holds the record and appends it to its
+    /// partition after `delay` (1 s up to the topic's `delivery.delay.max.ms`).
+    /// Sets the `sluice.deliver.after.ms` header.
+    pub fn deliver_after(self, delay: std::time::Duration) -> Self {
+        self.with_header(
+            "sluice.deliver.after.ms",
+            delay.as_millis().min(i64::MAX as u128).to_string(),
+        )
+    }
+
+    /// Delayed delivery at `at_ms` (ms since the Unix epoch), by the
+    /// `sluice.deliver.at.ms` header.
+    pub fn deliver_at(self, at_ms: i64) -> Self {
+        self.with_header("sluice.deliver.at.ms", at_ms.to_string())
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.headers.push((name.into(), Some(value.into())));
+        self
+    }
 }
 
 /// Where a record was written.

@@ -17,6 +17,7 @@ fn plan_any(b: &Bytes, now: i64, policy: Policy) -> Result<Plan, DelayError> {
 fn policy(default_ms: i64) -> Policy {
     Policy {
         default_ms,
+        default_from: crate::request::TOPIC_DEFAULT,
         limits: DelayLimits::default(),
         refused: None,
     }

@@ -71,6 +71,7 @@ fn with_delays() -> Bytes {
         NOW,
         Policy {
             default_ms: 0,
+            default_from: sluice_delay::request::TOPIC_DEFAULT,
             limits: Default::default(),
             refused: None,
         },

@@ -97,6 +97,8 @@ pub(super) fn produce_request(
                 partition: tp.partition,
                 records: Vec::new(),
                 record_batches,
+                // Delays travel per record, in headers.
+                deliver_at_ms: None,
             });
         i = j;
     }
