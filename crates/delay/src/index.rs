@@ -265,6 +265,17 @@ impl TimerIndex {
         Ok(s)
     }
 
+    /// The smallest offset still pending, which retention must keep (walks
+    /// them all: for the retention check, not a hot path).
+    pub fn oldest_pending(&self) -> Result<Option<i64>, DelayError> {
+        let mut oldest: Option<i64> = None;
+        self.merge(|e| {
+            oldest = Some(oldest.map_or(e.offset, |o| o.min(e.offset)));
+            true
+        })?;
+        Ok(oldest)
+    }
+
     /// Whether the record at `offset` is pending here (walks them all).
     pub fn is_pending(&self, offset: i64) -> Result<bool, DelayError> {
         let mut found = false;

@@ -197,7 +197,7 @@ async fn the_topic_default_delays_and_pending_records_survive_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compacted_topics_refuse_delays_and_retention_caps_them() {
+async fn compacted_topics_refuse_delays_and_the_topic_maximum_caps_them() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path()).await;
     let admin = Admin::new(config(&node)).unwrap();
@@ -208,16 +208,21 @@ async fn compacted_topics_refuse_delays_and_retention_caps_them() {
     admin.create_topic(compacted).await.unwrap();
     let mut short = NewTopic::new("short", 1, 1);
     short.configs.insert("retention.ms".into(), "60000".into());
+    short
+        .configs
+        .insert("delivery.delay.max.ms".into(), "100000".into());
     admin.create_topic(short).await.unwrap();
     let producer = Producer::new(config(&node).with("retries", "0").unwrap()).unwrap();
     let e = refused(&producer, delayed("state", "x", "5000")).await;
     assert_eq!(e.code(), ErrorCode::InvalidRecord, "{e}");
     assert!(e.to_string().contains("compacted"), "{e}");
-    // A delay past the topic's retention would lose the record: refused.
+    // Past delivery.delay.max.ms: refused, naming the limit.
     let e = refused(&producer, delayed("short", "x", "120000")).await;
     assert_eq!(e.code(), ErrorCode::InvalidRecord, "{e}");
+    assert!(e.to_string().contains("100000"), "{e}");
+    // Past retention.ms but within the maximum: retention waits for it.
     producer
-        .send(delayed("short", "x", "30000"))
+        .send(delayed("short", "x", "90000"))
         .await
         .unwrap()
         .await
@@ -343,4 +348,91 @@ async fn the_grpc_deliver_at_field_delays_records_without_their_own_header() {
     let due: i64 = header(r, "sluice.delay.due.ms").unwrap().parse().unwrap();
     assert_eq!(due, sent + 2_500);
     assert!(*seen >= due);
+}
+
+/// A delay longer than the topic's retention: retention keeps the segment
+/// holding the pending record (deleting only older ones) until it is
+/// released, then goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delay_longer_than_retention_keeps_its_segment_until_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let mut o = StandaloneOptions::new(dir.path(), addr);
+    o.broker.log_retention_check_interval_ms = 100;
+    let node = Standalone::start(o).await.unwrap();
+    let mut topic = NewTopic::new("short", 1, 1);
+    topic.configs = [
+        ("retention.ms".to_string(), "500".to_string()),
+        ("segment.bytes".to_string(), "400".to_string()),
+    ]
+    .into();
+    Admin::new(config(&node))
+        .unwrap()
+        .create_topic(topic)
+        .await
+        .unwrap();
+    let producer = Producer::new(config(&node).with("linger.ms", "0").unwrap()).unwrap();
+    let send = |r: ProducerRecord| {
+        let producer = &producer;
+        async move { producer.send(r).await.unwrap().await.unwrap().offset }
+    };
+    for i in 0..10 {
+        // About two batches a segment.
+        let v = format!("before-{i:03}-{}", "x".repeat(120));
+        send(ProducerRecord::new("short", v).with_partition(0)).await;
+    }
+    let pending = send(
+        ProducerRecord::new("short", "reminder")
+            .with_partition(0)
+            .deliver_after(Duration::from_millis(4_000)),
+    )
+    .await;
+    for i in 0..10 {
+        send(ProducerRecord::new("short", format!("after-{i:03}")).with_partition(0)).await;
+    }
+    let mut c = Consumer::new(config(&node)).unwrap();
+    let tp = c.assign_all("short").await.unwrap();
+    let start = || async { c.beginning_offsets(&tp).await.unwrap()[&tp[0]] };
+    // Retention runs: older segments go, the pending record's stays.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let mut held = 0;
+    while tokio::time::Instant::now() < deadline {
+        held = start().await;
+        assert!(
+            held <= pending,
+            "log start {held} passed the pending record at {pending}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let files: Vec<String> = std::fs::read_dir(dir.path().join("logs/short-0"))
+        .map(|d| {
+            d.filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        held > 0,
+        "retention deleted nothing before the pending record at {pending}: {files:?}"
+    );
+    // Released when due, then retention moves on past it.
+    let mut reader =
+        Consumer::new(config(&node).with("auto.offset.reset", "earliest").unwrap()).unwrap();
+    reader.assign_all("short").await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    'wait: loop {
+        assert!(tokio::time::Instant::now() < deadline, "never released");
+        for r in reader.poll(Duration::from_millis(100)).await.unwrap() {
+            if r.value.as_deref() == Some(&b"reminder"[..]) {
+                break 'wait;
+            }
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while start().await <= pending {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "retention stayed held"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

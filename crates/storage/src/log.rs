@@ -539,12 +539,28 @@ impl PartitionLog {
     /// returns how many were deleted. Does nothing unless `cleanup.policy`
     /// includes delete.
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, StorageError> {
+        self.enforce_retention_keeping(now_ms, None)
+    }
+
+    /// [`Self::enforce_retention`], except that no segment holding an offset
+    /// at or above `keep_from` is deleted (a pending delayed record there
+    /// must stay until it is released).
+    pub fn enforce_retention_keeping(
+        &mut self,
+        now_ms: i64,
+        keep_from: Option<i64>,
+    ) -> Result<usize, StorageError> {
         if !self.config.cleanup_policy.deletes() {
             return Ok(0);
         }
+        // The oldest segment may go only if the next one starts at or below
+        // `keep_from`: then every offset it holds is below it.
+        let held = |segments: &BTreeMap<i64, LogSegment>| {
+            keep_from.is_some_and(|k| segments.keys().nth(1).is_some_and(|next| *next > k))
+        };
         let mut deleted = 0;
         if self.config.retention_ms >= 0 {
-            while self.segments.len() > 1 {
+            while self.segments.len() > 1 && !held(&self.segments) {
                 let first = self.segments.values().next().expect("non-empty");
                 if now_ms - first.largest_timestamp() <= self.config.retention_ms {
                     break;
@@ -555,7 +571,7 @@ impl PartitionLog {
         }
         if self.config.retention_bytes >= 0 {
             let mut excess = self.size_bytes() as i64 - self.config.retention_bytes;
-            while self.segments.len() > 1 {
+            while self.segments.len() > 1 && !held(&self.segments) {
                 let first = self.segments.values().next().expect("non-empty");
                 if excess < first.size as i64 {
                     break;

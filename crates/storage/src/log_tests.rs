@@ -216,6 +216,42 @@ fn rolls_by_time() {
 }
 
 #[test]
+fn retention_keeps_every_segment_from_a_pinned_offset_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = batch(2, 0).len() as u64;
+    let mut log = PartitionLog::open(
+        dir.path().join("t-0"),
+        LogConfig {
+            segment_bytes: one * 2,
+            retention_ms: 10_000,
+            retention_bytes: 1,
+            ..small_config()
+        },
+        0,
+    )
+    .unwrap();
+    // Segments [0,4) [4,8) [8,12) [12,14), all old and over the size limit.
+    for _ in 0..7 {
+        log.append_as_leader(batch(2, 1000), 0).unwrap();
+    }
+    // A pending record at offset 5: [0,4) may go, [4,8) and later stay.
+    assert_eq!(
+        log.enforce_retention_keeping(1_000_000, Some(5)).unwrap(),
+        1
+    );
+    assert_eq!(log.log_start_offset(), 4);
+    // At a segment's first offset the segment before it may go.
+    assert_eq!(
+        log.enforce_retention_keeping(1_000_000, Some(8)).unwrap(),
+        1
+    );
+    assert_eq!(log.log_start_offset(), 8);
+    // Released: retention goes on as usual.
+    assert_eq!(log.enforce_retention_keeping(1_000_000, None).unwrap(), 1);
+    assert_eq!(log.log_start_offset(), 12);
+}
+
+#[test]
 fn retention_by_time_and_size() {
     let dir = tempfile::tempdir().unwrap();
     let one = batch(2, 0).len() as u64;

@@ -150,6 +150,14 @@ impl Delays {
         self.index.as_ref().map_or(0, TimerIndex::pending)
     }
 
+    /// The smallest pending offset (`None`: nothing pending).
+    pub fn oldest_pending(&self) -> Result<Option<i64>, DelayError> {
+        match &self.index {
+            Some(i) if i.pending() > 0 => i.oldest_pending(),
+            _ => Ok(None),
+        }
+    }
+
     /// Index entries held in memory (the rest are in sorted runs on disk).
     pub fn in_memory(&self) -> usize {
         self.index.as_ref().map_or(0, TimerIndex::in_memory)
@@ -259,11 +267,8 @@ impl Partition {
         {
             let log = self.log.read();
             let config = log.config();
-            // No pending record may outlive its segment (carrying them past
-            // retention is not built): the longest delay is the retention.
-            if config.retention_ms > 0 {
-                policy.limits.max_ms = policy.limits.max_ms.min(config.retention_ms);
-            }
+            // Delays may outlast `retention.ms`: retention keeps the segments
+            // holding pending records (see `enforce_retention`).
             if config.cleanup_policy != sluice_storage::CleanupPolicy::Delete {
                 policy.refused = Some(
                     "it is compacted (compaction would drop released records and keep pending ones)",

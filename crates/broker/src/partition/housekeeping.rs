@@ -49,9 +49,22 @@ impl Partition {
         (dir, log.size_bytes())
     }
 
+    /// Deletes old segments by `retention.ms` / `retention.bytes`, keeping
+    /// every segment from the oldest pending delayed record on: a delay may
+    /// be longer than the retention, and its record must be there when due.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, BrokerError> {
+        let keep_from = self
+            .delays
+            .lock()
+            .oldest_pending()
+            .map_err(self.delay_err())?;
         let mut log = self.log.write();
-        let n = log.enforce_retention(now_ms).map_err(self.storage_err())?;
+        let n = log
+            .enforce_retention_keeping(now_ms, keep_from)
+            .map_err(self.storage_err())?;
+        if n == 0 && keep_from.is_some() {
+            tracing::debug!(topic = %self.topic, partition = self.partition, ?keep_from, "retention holds segments with pending delayed records");
+        }
         let log_start = log.log_start_offset();
         drop(log);
         if n > 0 {

@@ -135,6 +135,29 @@ fn many_runs_merge_into_one_without_the_released() {
 }
 
 #[test]
+fn the_oldest_pending_offset_spans_runs_and_tail_and_skips_done_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ix = TimerIndex::open(dir.path()).unwrap().with_seal_at(2);
+    assert_eq!(ix.oldest_pending().unwrap(), None);
+    // Offset 0 is due last: a run sorted by due time still yields it.
+    for (due, off) in [(900, 0), (100, 1), (200, 2)] {
+        ix.add(e(due, off));
+    }
+    ix.commit(3);
+    ix.upkeep().unwrap();
+    assert_eq!(ix.runs(), 1);
+    ix.add(e(50, 3));
+    assert_eq!(ix.oldest_pending().unwrap(), Some(0));
+    ix.mark_done(0, 4);
+    assert_eq!(ix.oldest_pending().unwrap(), Some(1));
+    ix.mark_done(1, 4);
+    ix.mark_done(2, 4);
+    assert_eq!(ix.oldest_pending().unwrap(), Some(3));
+    ix.mark_done(3, 4);
+    assert_eq!(ix.oldest_pending().unwrap(), None);
+}
+
+#[test]
 fn a_million_pending_keep_memory_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let mut ix = TimerIndex::open(dir.path()).unwrap();
