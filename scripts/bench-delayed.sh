@@ -71,11 +71,12 @@ echo "== 3. lateness: $N records at $RATE/s, each due 3 s after it was produced"
 topic due --config delivery.delay.ms=3000
 "$venv/bin/python" - "$ADDR" "$N" >"$WORK/lateness" <<'PY' &
 import sys, time
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 addr, n = sys.argv[1], int(sys.argv[2])
-c = Consumer({"bootstrap.servers": addr, "group.id": "lateness", "auto.offset.reset": "earliest",
-              "fetch.wait.max.ms": 20, "enable.auto.commit": False})
-c.subscribe(["due"])
+# Assigned, not subscribed: no group join in the way of the first records.
+c = Consumer({"bootstrap.servers": addr, "group.id": "lateness", "enable.auto.commit": False,
+              "fetch.wait.max.ms": 20})
+c.assign([TopicPartition("due", 0, 0)])
 late, deadline = [], time.time() + 120
 while len(late) < n and time.time() < deadline:
     for m in c.consume(num_messages=1000, timeout=0.05):
