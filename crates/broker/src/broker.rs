@@ -449,8 +449,8 @@ impl Broker {
             let all = self.replicas.all();
             // Pending delayed records per topic, counted by leaders only.
             let mut pending: std::collections::BTreeMap<&str, usize> = Default::default();
-            // Timer index entries in memory on every replica: bounded by the
-            // index's seal size per partition, whatever is pending.
+            // Timer index entries and done marks in memory on every replica
+            // (the unsealed tail, and marks not yet applied to the runs).
             let mut in_memory = 0usize;
             for p in &all {
                 in_memory += p.delays_in_memory();

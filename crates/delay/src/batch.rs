@@ -27,6 +27,9 @@ pub struct Policy {
     /// Why this topic takes no delays, if it does not (a compacted topic:
     /// compaction would drop released records and keep the pending ones).
     pub refused: Option<&'static str>,
+    /// A delay the request asked for that is out of range (the delay, and
+    /// what asked): refused after the duplicate check, like a bad header.
+    pub out_of_range: Option<(i64, &'static str)>,
 }
 
 /// What to append for one producer batch.

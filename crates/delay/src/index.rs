@@ -265,12 +265,16 @@ impl TimerIndex {
         Ok(s)
     }
 
-    /// The smallest offset still pending, which retention must keep (walks
-    /// them all: for the retention check, not a hot path).
-    pub fn oldest_pending(&self) -> Result<Option<i64>, DelayError> {
+    /// The smallest offset at or above `from` still pending, which
+    /// retention must keep (walks them all: for the retention check, not a
+    /// hot path). Entries below `from` (the log start) are gone already and
+    /// must not hold what follows.
+    pub fn oldest_pending(&self, from: i64) -> Result<Option<i64>, DelayError> {
         let mut oldest: Option<i64> = None;
         self.merge(|e| {
-            oldest = Some(oldest.map_or(e.offset, |o| o.min(e.offset)));
+            if e.offset >= from {
+                oldest = Some(oldest.map_or(e.offset, |o| o.min(e.offset)));
+            }
             true
         })?;
         Ok(oldest)

@@ -224,7 +224,24 @@ async fn failing_records_are_retried_then_dead_lettered_then_redriven_once() {
     assert!(crashed.await.unwrap_err().is_panic());
     // (Its producer, dropped, still sends what it holds: let that land, as
     // it would have before a real process died.)
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // At least one of its records, then no change for a second.
+    let at_least = 30 + first.published as usize + 1;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (mut seen, mut steady_since) = (0, tokio::time::Instant::now());
+    loop {
+        let n = read_all(&node, "orders").await.len();
+        if n != seen {
+            (seen, steady_since) = (n, tokio::time::Instant::now());
+        }
+        if seen >= at_least && steady_since.elapsed() >= Duration::from_secs(1) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dead run's records never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // ...and the next run publishes the rest, skipping what the dead one sent.
     let second = dead_letter::redrive(
         small_batches,
@@ -252,6 +269,18 @@ async fn failing_records_are_retried_then_dead_lettered_then_redriven_once() {
     .await
     .unwrap();
     assert_eq!((third.published, third.already_published), (0, 0));
+    // No marker is left behind: a redrive elsewhere is not taken for the
+    // rest of an unfinished one.
+    let elsewhere = dead_letter::redrive(
+        config(&node),
+        "orders.dlq",
+        Some("orders"),
+        dead_letter::DEFAULT_GROUP,
+        |_| ControlFlow::Continue(()),
+    )
+    .await
+    .unwrap();
+    assert_eq!((elsewhere.published, elsewhere.already_published), (0, 0));
 
     // The group, now healthy, gets the ten back, once each, as fresh records.
     let mut c = member(&node);

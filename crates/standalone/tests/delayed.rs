@@ -384,7 +384,7 @@ async fn a_delay_longer_than_retention_keeps_its_segment_until_released() {
     let pending = send(
         ProducerRecord::new("short", "reminder")
             .with_partition(0)
-            .deliver_after(Duration::from_millis(4_000)),
+            .deliver_after(Duration::from_millis(10_000)),
     )
     .await;
     for i in 0..10 {
@@ -393,7 +393,8 @@ async fn a_delay_longer_than_retention_keeps_its_segment_until_released() {
     let mut c = Consumer::new(config(&node)).unwrap();
     let tp = c.assign_all("short").await.unwrap();
     let start = || async { c.beginning_offsets(&tp).await.unwrap()[&tp[0]] };
-    // Retention runs: older segments go, the pending record's stays.
+    // Retention runs: older segments go, the pending record's stays (looked
+    // at for 3 s, well before the record is due).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     let mut held = 0;
     while tokio::time::Instant::now() < deadline {

@@ -542,6 +542,20 @@ impl PartitionLog {
         self.enforce_retention_keeping(now_ms, None)
     }
 
+    /// Whether retention would delete the oldest segment now (by time or
+    /// size, ignoring what [`Self::enforce_retention_keeping`] keeps).
+    pub fn retention_due(&self, now_ms: i64) -> bool {
+        if !self.config.cleanup_policy.deletes() || self.segments.len() < 2 {
+            return false;
+        }
+        let first = self.segments.values().next().expect("non-empty");
+        let by_time = self.config.retention_ms >= 0
+            && now_ms - first.largest_timestamp() > self.config.retention_ms;
+        let by_size = self.config.retention_bytes >= 0
+            && self.size_bytes() as i64 - self.config.retention_bytes >= first.size as i64;
+        by_time || by_size
+    }
+
     /// [`Self::enforce_retention`], except that no segment holding an offset
     /// at or above `keep_from` is deleted (a pending delayed record there
     /// must stay until it is released).

@@ -234,6 +234,7 @@ fn retention_keeps_every_segment_from_a_pinned_offset_on() {
     for _ in 0..7 {
         log.append_as_leader(batch(2, 1000), 0).unwrap();
     }
+    assert!(log.retention_due(1_000_000));
     // A pending record at offset 5: [0,4) may go, [4,8) and later stay.
     assert_eq!(
         log.enforce_retention_keeping(1_000_000, Some(5)).unwrap(),
@@ -249,6 +250,8 @@ fn retention_keeps_every_segment_from_a_pinned_offset_on() {
     // Released: retention goes on as usual.
     assert_eq!(log.enforce_retention_keeping(1_000_000, None).unwrap(), 1);
     assert_eq!(log.log_start_offset(), 12);
+    // Only the active segment is left: nothing is due.
+    assert!(!log.retention_due(1_000_000));
 }
 
 #[test]

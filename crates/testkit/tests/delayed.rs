@@ -241,6 +241,24 @@ async fn a_restart_with_100k_pending_keeps_them_on_disk_not_in_memory() {
         a.await.unwrap();
     }
     let before_kib = c.rss_kib("broker-1").unwrap_or(0);
+    // The memory bound below needs a seal to have happened: wait for a run
+    // file in the index directory.
+    let index_dir = c.broker_data_dir(1).join("far-0/delay-index");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_dir(&index_dir)
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("run"))
+        })
+        .unwrap_or(false)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no run sealed in {}",
+            index_dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     c.restart("broker-1").unwrap(); // kill -9, then start again
     c.wait_ready(1).await.unwrap();

@@ -27,6 +27,9 @@ pub const INDEX_DIR: &str = "delay-index";
 pub(crate) struct Delays {
     dir: PathBuf,
     index: Option<TimerIndex>,
+    /// The index could not be built or fed: what is pending is unknown, so
+    /// retention keeps everything until a rebuild succeeds.
+    degraded: bool,
 }
 
 impl Delays {
@@ -35,7 +38,11 @@ impl Delays {
     /// rebuilt from the whole log.
     pub fn open(log: &PartitionLog, hw: i64) -> Delays {
         let dir = log.dir().join(INDEX_DIR);
-        let mut d = Delays { dir, index: None };
+        let mut d = Delays {
+            dir,
+            index: None,
+            degraded: false,
+        };
         if d.dir.exists()
             && let Err(e) = d.load(log, hw)
         {
@@ -63,6 +70,7 @@ impl Delays {
         replay(log, &mut index, from)?;
         index.commit(hw);
         self.index = Some(index);
+        self.degraded = false;
         Ok(())
     }
 
@@ -79,7 +87,8 @@ impl Delays {
         if let Err(e) = self.load(log, hw) {
             // Delayed records of this replica stay pending until a restart
             // or a truncation rebuilds the index again: say so loudly.
-            tracing::error!(dir = %self.dir.display(), error = %e, "cannot rebuild the timer index");
+            tracing::error!(dir = %self.dir.display(), error = %e, "cannot rebuild the timer index; retention keeps this partition's segments until it can");
+            self.degraded = true;
         }
     }
 
@@ -110,7 +119,14 @@ impl Delays {
         let mut pos = 0;
         for h in placed {
             let end = pos + h.total_size();
-            apply(index, &scan(&batches[pos..end], h.base_offset)?);
+            match scan(&batches[pos..end], h.base_offset) {
+                Ok(seen) => apply(index, &seen),
+                Err(e) => {
+                    // The index misses what this batch meant.
+                    self.degraded = true;
+                    return Err(e);
+                }
+            }
             pos = end;
         }
         index.commit(hw);
@@ -150,10 +166,14 @@ impl Delays {
         self.index.as_ref().map_or(0, TimerIndex::pending)
     }
 
-    /// The smallest pending offset (`None`: nothing pending).
-    pub fn oldest_pending(&self) -> Result<Option<i64>, DelayError> {
+    /// The smallest pending offset at or above `log_start` (`None`: nothing
+    /// pending); `log_start` itself while the index is degraded.
+    pub fn oldest_pending(&self, log_start: i64) -> Result<Option<i64>, DelayError> {
+        if self.degraded {
+            return Ok(Some(log_start));
+        }
         match &self.index {
-            Some(i) if i.pending() > 0 => i.oldest_pending(),
+            Some(i) if i.pending() > 0 => i.oldest_pending(log_start),
             _ => Ok(None),
         }
     }
@@ -258,6 +278,18 @@ impl Partition {
         policy: Policy,
         now_ms: i64,
     ) -> Result<Option<Vec<u8>>, BrokerError> {
+        if let Some((delay_ms, asked_by)) = policy.out_of_range {
+            return Err(BrokerError::InvalidDelay {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                source: DelayError::OutOfRange {
+                    asked_by,
+                    delay_ms,
+                    min_ms: policy.limits.min_ms,
+                    max_ms: policy.limits.max_ms,
+                },
+            });
+        }
         if policy.default_ms <= 0 && !asks.iter().any(|a| *a) {
             return Ok(None);
         }

@@ -53,10 +53,19 @@ impl Partition {
     /// every segment from the oldest pending delayed record on: a delay may
     /// be longer than the retention, and its record must be there when due.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, BrokerError> {
+        // The pending set is walked (under the delays mutex, which appends
+        // wait for) only when retention has something to delete.
+        let log_start = {
+            let log = self.log.read();
+            if !log.retention_due(now_ms) {
+                return Ok(0);
+            }
+            log.log_start_offset()
+        };
         let keep_from = self
             .delays
             .lock()
-            .oldest_pending()
+            .oldest_pending(log_start)
             .map_err(self.delay_err())?;
         let mut log = self.log.write();
         let n = log

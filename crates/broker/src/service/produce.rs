@@ -252,8 +252,8 @@ fn append_one(
             .map(|n| n as i32)
             .unwrap_or(broker.config.min_insync_replicas);
         let defaults = sluice_delay::DelayLimits::default();
-        // Retention and compaction are applied by the partition, from its
-        // log settings, when a batch asks for a delay.
+        // Compaction's refusal is added by the partition, from its log
+        // settings, when a batch asks for a delay.
         let policy = sluice_delay::batch::Policy {
             default_ms: num("delivery.delay.ms").unwrap_or(0),
             default_from: sluice_delay::request::TOPIC_DEFAULT,
@@ -262,16 +262,13 @@ fn append_one(
                 ..defaults
             },
             refused: None,
+            out_of_range: None,
         };
         (min_insync, policy)
     });
     let now = crate::broker::now_ms();
     let delays = match data.deliver_at_ms {
-        Some(at) => request_delay(at, now, delays).map_err(|source| BrokerError::InvalidDelay {
-            topic: topic.to_string(),
-            partition: data.partition,
-            source,
-        })?,
+        Some(at) => request_delay(at, now, delays),
         None => delays,
     };
     let bytes = batches.len() as u64;
@@ -289,26 +286,24 @@ fn append_one(
     })
 }
 
-/// The request's `deliver_at_ms` as the delay of records naming none,
-/// checked against the topic's limits here: a default delay of 0 or less
-/// would otherwise mean "no delay" and hide a time in the past.
+/// The request's `deliver_at_ms` as the delay of records naming none. Out
+/// of the topic's limits it is noted, not raised: the partition refuses the
+/// batch after its duplicate check (a retry of a stored batch whose time is
+/// now too close is a duplicate, not an error), and a default of 0 or less
+/// would otherwise silently mean "no delay".
 fn request_delay(
     at_ms: i64,
     now_ms: i64,
     mut policy: sluice_delay::batch::Policy,
-) -> Result<sluice_delay::batch::Policy, sluice_delay::DelayError> {
+) -> sluice_delay::batch::Policy {
     const FIELD: &str = "deliver_at_ms";
     let limits = policy.limits;
     let delay = at_ms.saturating_sub(now_ms);
     if delay < limits.min_ms || delay > limits.max_ms {
-        return Err(sluice_delay::DelayError::OutOfRange {
-            asked_by: FIELD,
-            delay_ms: delay,
-            min_ms: limits.min_ms,
-            max_ms: limits.max_ms,
-        });
+        policy.out_of_range = Some((delay, FIELD));
+    } else {
+        policy.default_ms = delay;
+        policy.default_from = FIELD;
     }
-    policy.default_ms = delay;
-    policy.default_from = FIELD;
-    Ok(policy)
+    policy
 }

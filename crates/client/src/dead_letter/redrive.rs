@@ -108,6 +108,29 @@ struct Position {
     committed: BTreeMap<TopicPartition, i64>,
     /// An unfinished redrive's earliest start time and its `--to`.
     unfinished: Option<(i64, String)>,
+    /// Partitions whose offset carries a marker (cleared when a redrive
+    /// finishes, also where nothing was left to send).
+    marked: Vec<TopicPartition>,
+}
+
+impl Position {
+    /// Offsets to commit when done: each open partition at its end, each
+    /// other marked one where it is, all without a marker.
+    fn finished(&self) -> BTreeMap<TopicPartition, (i64, String)> {
+        let mut out: BTreeMap<TopicPartition, (i64, String)> = self
+            .ranges
+            .iter()
+            .filter(|(_, (s, e))| s < e)
+            .map(|(tp, (_, e))| (tp.clone(), (*e, String::new())))
+            .collect();
+        for tp in &self.marked {
+            if !out.contains_key(tp) {
+                let at = self.ranges.get(tp).map_or(0, |(s, _)| *s);
+                out.insert(tp.clone(), (at, String::new()));
+            }
+        }
+        out
+    }
 }
 
 async fn position(
@@ -125,6 +148,7 @@ async fn position(
         whole: Ranges::new(),
         committed: BTreeMap::new(),
         unfinished: None,
+        marked: Vec::new(),
     };
     for tp in tps {
         let first = begin.get(&tp).copied().unwrap_or(0);
@@ -152,6 +176,7 @@ async fn position(
                 }
                 let since = p.unfinished.as_ref().map_or(ms, |(s, _)| (*s).min(ms));
                 p.unfinished = Some((since, to));
+                p.marked.push(tp.clone());
             }
         }
         p.whole.insert(tp.clone(), (first, last.max(first)));
@@ -282,6 +307,12 @@ pub async fn redrive(
         ..Default::default()
     };
     if total == 0 {
+        // A run stopped after its last batch left markers: clear them.
+        if !pos.marked.is_empty() {
+            admin
+                .alter_group_offsets_with_metadata(group, &pos.finished())
+                .await?;
+        }
         return Ok(summary);
     }
 
@@ -419,12 +450,8 @@ pub async fn redrive(
             .await?;
         return Ok(summary);
     }
-    let finished: BTreeMap<TopicPartition, (i64, String)> = open
-        .iter()
-        .map(|tp| ((*tp).clone(), (pos.ranges[*tp].1, String::new())))
-        .collect();
     admin
-        .alter_group_offsets_with_metadata(group, &finished)
+        .alter_group_offsets_with_metadata(group, &pos.finished())
         .await?;
     Ok(summary)
 }

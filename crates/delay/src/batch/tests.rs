@@ -20,6 +20,7 @@ fn policy(default_ms: i64) -> Policy {
         default_from: crate::request::TOPIC_DEFAULT,
         limits: DelayLimits::default(),
         refused: None,
+        out_of_range: None,
     }
 }
 

@@ -74,6 +74,7 @@ fn with_delays() -> Bytes {
             default_from: sluice_delay::request::TOPIC_DEFAULT,
             limits: Default::default(),
             refused: None,
+            out_of_range: None,
         },
     )
     .unwrap() else {
