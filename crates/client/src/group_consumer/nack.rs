@@ -62,8 +62,9 @@ impl GroupConsumer {
     /// copy is acknowledged (`acks=all`), so committing past `record`
     /// afterwards loses nothing. On failure the partition is rewound to
     /// `record`, which `poll` then returns again. A record of a partition
-    /// given up since it was polled cannot be rewound (the rebalance
-    /// committed past it): that failure is an error saying so.
+    /// given up since it was polled cannot be rewound here: its next owner
+    /// reads from the group's committed offset, which auto-commit may have
+    /// moved past it at the rebalance. That failure is an error saying so.
     pub async fn nack(&mut self, record: &ConsumerRecord, error: &str) -> Result<Nacked> {
         let attempt = failed_attempts(record).saturating_add(1);
         let origin = Origin::of(record);
@@ -93,7 +94,7 @@ impl GroupConsumer {
                     return Err(ClientError::api(
                         e.code(),
                         format!(
-                            "{e}; {tp} was given up in a rebalance after offset {} was polled, so it cannot be read again here",
+                            "{e}; {tp} was given up in a rebalance after offset {} was polled: its next owner reads from the committed offset",
                             record.offset
                         ),
                     ));
