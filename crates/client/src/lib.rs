@@ -35,6 +35,7 @@ pub mod delayed_admin;
 pub mod error;
 pub mod group_admin;
 pub mod group_consumer;
+pub mod log_dirs;
 pub mod producer;
 pub mod types;
 
@@ -50,6 +51,7 @@ pub use delayed_admin::DelayedPartition;
 pub use error::{ClientError, Result};
 pub use group_admin::{GroupDescription, GroupListing, MemberDescription};
 pub use group_consumer::{Committer, GroupConsumer, Nacked, RebalanceListener};
+pub use log_dirs::{BrokerLogDirs, LogDirDescription, ReplicaSize};
 pub use producer::{DeliveryFuture, Producer, ProducerRecord, RecordMetadata};
 pub use sluice_types::{ApiError, ErrorCode};
 pub use types::TopicPartition;

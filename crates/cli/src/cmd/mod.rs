@@ -8,6 +8,7 @@ pub mod compat;
 pub mod configs;
 pub mod console_consumer;
 pub mod console_producer;
+pub mod console;
 pub mod consumer_groups;
 pub mod consumer_perf_test;
 pub mod delayed;
@@ -49,6 +50,8 @@ pub enum Command {
     DeleteRecords(delete_records::Args),
     /// Pending delayed records and when they fall due; cancel one by id.
     Delayed(delayed::Args),
+    /// The web console for a cluster (`sluice standalone` serves one too).
+    Console(console::Args),
     /// List a dead-letter topic's records and redrive them.
     Dlq(dlq::Args),
     /// Run controller, broker and coordinator in one process (no etcd needed).
@@ -73,6 +76,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::DeleteRecords(a) => delete_records::run(a).await,
         Command::Delayed(a) => delayed::run(a).await,
         Command::Dlq(a) => dlq::run(a).await,
+        Command::Console(a) => console::run(a).await,
         Command::Standalone(a) => standalone::run(a).await,
         Command::ConsumerGroups(a) => consumer_groups::run(a).await,
         Command::Health(a) => health::run(a).await,
@@ -95,7 +99,7 @@ pub async fn main(args: Vec<std::ffi::OsString>) -> std::process::ExitCode {
     let cli = Cli::parse_from(args);
     // A server logs its lifecycle; client commands stay quiet unless asked.
     let default_level = match cli.command {
-        Command::Standalone(_) => "info",
+        Command::Standalone(_) | Command::Console(_) => "info",
         _ => "warn",
     };
     sluice_server::runtime::init_tracing_at(default_level);

@@ -27,6 +27,15 @@ pub struct Args {
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
+    /// Serve the web console here (`sluice console`'s pages for this node).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub console_listen: SocketAddr,
+    /// Do not serve the web console.
+    #[arg(long)]
+    pub no_console: bool,
+    /// Serve the console read-only (no changes from the browser).
+    #[arg(long)]
+    pub console_read_only: bool,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -47,6 +56,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         node.addr,
         args.data_dir.display()
     );
+    if !args.no_console {
+        let mut console = sluice_console::ConsoleOptions::new(&node.addr.to_string());
+        console.read_only = args.console_read_only;
+        // The node serves without its console when the port is taken (a
+        // second node on one machine): said, not fatal.
+        match sluice_console::serve(console, args.console_listen, shutdown.clone()).await {
+            Ok(addr) => eprintln!("Web console on http://{addr}/"),
+            Err(e) => tracing::warn!(error = %e, "web console not started (--console-listen ADDR picks another port, --no-console turns it off)"),
+        }
+    }
     tokio::select! {
         _ = shutdown.cancelled() => node.shutdown().await,
         stopped = node.stopped() => stopped,

@@ -1,0 +1,106 @@
+// The console's script: every page works without it; it adds live refresh,
+// filtering tables as you type, and streamed message searches with progress
+// and a cancel button. No libraries, no network beyond this console.
+"use strict";
+
+// Live pages: re-fetch the page every N seconds and swap <main>, unless paused
+// or the user is typing in a form.
+function liveRefresh() {
+  const live = document.querySelector(".live[data-refresh]");
+  if (!live) return;
+  const every = Number(live.dataset.refresh) * 1000;
+  let paused = false;
+  const button = live.querySelector("button.pause");
+  button.addEventListener("click", () => {
+    paused = !paused;
+    button.textContent = paused ? "resume" : "pause";
+  });
+  setInterval(async () => {
+    const active = document.activeElement;
+    if (paused || (active && active.closest("main form"))) return;
+    const url = new URL(location.href);
+    url.searchParams.delete("msg");
+    try {
+      const resp = await fetch(url, { headers: { "X-Refresh": "1" } });
+      if (!resp.ok) return;
+      const doc = new DOMParser().parseFromString(await resp.text(), "text/html");
+      const fresh = doc.querySelector("main");
+      if (fresh) {
+        document.querySelector("main").replaceChildren(...fresh.childNodes);
+        wireFilters();
+      }
+    } catch (e) { /* the next tick tries again */ }
+  }, every);
+}
+
+// <input data-filter="#table">: hide rows whose data-name lacks the text.
+function wireFilters() {
+  for (const input of document.querySelectorAll("input[data-filter]")) {
+    const apply = () => {
+      const table = document.querySelector(input.dataset.filter);
+      if (!table) return;
+      const needle = input.value.trim();
+      for (const row of table.querySelectorAll("tbody tr")) {
+        row.hidden = needle !== "" && !(row.dataset.name || "").includes(needle);
+      }
+    };
+    input.oninput = apply;
+    apply();
+  }
+}
+
+// The message search, streamed: progress as it reads, rows as it finds them,
+// and Cancel to stop it (closing the stream stops the search on the server).
+function streamedSearch() {
+  const form = document.querySelector("form#search[data-stream]");
+  if (!form || !window.EventSource) return;
+  const cancel = form.querySelector("button.cancel");
+  const status = document.getElementById("search-status");
+  const body = document.querySelector("table#messages tbody");
+  let source = null;
+  const stop = (text) => {
+    if (source) source.close();
+    source = null;
+    cancel.hidden = true;
+    status.innerHTML = "";
+    const p = document.createElement("p");
+    p.className = "muted";
+    p.id = "summary";
+    p.textContent = text;
+    status.appendChild(p);
+  };
+  cancel.addEventListener("click", () => stop("Cancelled."));
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    if (source) source.close();
+    const params = new URLSearchParams(new FormData(form));
+    history.replaceState(null, "", form.action + "?" + params);
+    body.replaceChildren();
+    status.innerHTML = '<p class="muted" id="progress"><progress></progress> <span>searching</span></p>';
+    cancel.hidden = false;
+    source = new EventSource(form.dataset.stream + "?" + params);
+    source.addEventListener("progress", (e) => {
+      const span = status.querySelector("#progress span");
+      if (span) span.textContent = e.data;
+    });
+    source.addEventListener("row", (e) => body.insertAdjacentHTML("beforeend", e.data));
+    source.addEventListener("done", (e) => stop(e.data));
+    source.addEventListener("failed", (e) => stop("Failed: " + e.data));
+    source.onerror = () => {
+      // A bad query is answered with an error page, not a stream: show it.
+      if (source && source.readyState === EventSource.CLOSED) {
+        fetch(form.dataset.stream + "?" + params).then(async (r) => {
+          const doc = new DOMParser().parseFromString(await r.text(), "text/html");
+          const err = doc.querySelector("#error");
+          stop(err ? err.textContent : "The search stopped.");
+        });
+      }
+    };
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  liveRefresh();
+  wireFilters();
+  streamedSearch();
+});

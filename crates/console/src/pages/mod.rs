@@ -1,0 +1,61 @@
+//! One module per page family; each handler reads the snapshot (or asks the
+//! cluster) and renders with [`crate::layout::page`].
+
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use maud::Markup;
+
+use crate::error::ConsoleError;
+use crate::layout::Page;
+
+pub mod groups;
+pub mod messages;
+pub mod overview;
+pub mod topic;
+pub mod topics;
+
+/// The `msg` query parameter a change redirects with.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Flash {
+    pub msg: Option<String>,
+}
+
+pub fn html(m: Markup) -> Response {
+    Html(m.into_string()).into_response()
+}
+
+/// After a change: back to `to` with a message.
+pub fn done(to: &str, msg: &str) -> Response {
+    let sep = if to.contains('?') { '&' } else { '?' };
+    Redirect::to(&format!("{to}{sep}msg={}", encode(msg))).into_response()
+}
+
+/// Percent-encodes a query or path component.
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+pub async fn not_found() -> Response {
+    ConsoleError::NotFound("page".into()).into_response()
+}
+
+/// A page with no refresh, for forms' results.
+pub fn plain<'a>(title: &'a str, nav: &'a str, read_only: bool) -> Page<'a> {
+    Page {
+        title,
+        nav,
+        refresh: None,
+        read_only,
+        flash: None,
+        snapshot: None,
+    }
+}
+
