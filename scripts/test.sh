@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every Sluice test: formatting, lints, the Rust suites (unit, property,
 # real etcd, real standalone node), the CLI end-to-end script, the Python
-# any-language test and the Kafka-client tests. Installs what a fresh Debian machine lacks.
+# any-language test, the Kafka-client tests and the console's browser tests. Installs what a fresh Debian machine lacks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +14,9 @@ command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 # kcat: one of the real Kafka clients the Kafka-protocol tests drive.
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+# The web console's browser tests: Debian's headless Chromium and its driver.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "==> installing ${missing[*]}"
   $sudo_cmd apt-get update -qq
@@ -38,6 +41,8 @@ echo "==> Python any-language test"
 tests/python/run.sh
 echo "==> Kafka clients (confluent-kafka, kafka-python, kcat) against standalone and a 3-broker cluster"
 tests/kafka/run.sh
+echo "==> the web console in headless Chromium against a 3-broker cluster (screenshots in target/console-screenshots)"
+tests/console/run.sh
 echo "==> deployment files: compose spec, Kubernetes --strict, kustomize (offline)"
 scripts/validate-deploy.sh
 echo "==> the docker-compose topology as processes (grpcurl, health, metrics)"

@@ -77,7 +77,10 @@ impl SearchQuery {
                 _ => {
                     return Err(ConsoleError::bad(
                         "partition",
-                        format!("\"{p}\" is not a partition of {topic} (0 to {})", partitions - 1),
+                        format!(
+                            "\"{p}\" is not a partition of {topic} (0 to {})",
+                            partitions - 1
+                        ),
                     ));
                 }
             },
@@ -154,7 +157,10 @@ pub fn parse_time(v: &str) -> Result<i64> {
     let civil = v
         .replace('T', " ")
         .parse::<jiff::civil::DateTime>()
-        .or_else(|_| v.parse::<jiff::civil::Date>().map(|d| d.to_datetime(jiff::civil::Time::midnight())))
+        .or_else(|_| {
+            v.parse::<jiff::civil::Date>()
+                .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
+        })
         .map_err(|_| bad())?;
     civil
         .to_zoned(jiff::tz::TimeZone::UTC)
@@ -165,17 +171,23 @@ pub fn parse_time(v: &str) -> Result<i64> {
 /// What a running search reports.
 #[derive(Debug, Clone)]
 pub enum Event {
-    Progress { scanned: u64, matched: usize },
+    Progress {
+        scanned: u64,
+        matched: usize,
+    },
     Found(Box<ConsumerRecord>),
-    Done { scanned: u64, matched: usize, why: String },
+    Done {
+        scanned: u64,
+        matched: usize,
+        why: String,
+    },
 }
 
 fn matches(r: &ConsumerRecord, needle: &[u8]) -> bool {
     let has = |b: &[u8]| b.windows(needle.len()).any(|w| w == needle);
     r.key.as_deref().is_some_and(has)
         || r.value.as_deref().is_some_and(has)
-        || r
-            .headers
+        || r.headers
             .iter()
             .any(|(k, v)| has(k.as_bytes()) || v.as_deref().is_some_and(has))
 }
@@ -216,7 +228,11 @@ pub async fn run(config: ClientConfig, search: Search, tx: mpsc::Sender<Event>) 
             Start::Oldest => begin[tp],
             Start::Newest => (end[tp] - search.limit as i64).max(begin[tp]),
             Start::Offset(o) => o.clamp(begin[tp], end[tp]),
-            Start::Timestamp(_) => times.get(tp).copied().filter(|o| *o >= 0).unwrap_or(end[tp]),
+            Start::Timestamp(_) => times
+                .get(tp)
+                .copied()
+                .filter(|o| *o >= 0)
+                .unwrap_or(end[tp]),
         };
         c.seek(tp, from)?;
     }
@@ -259,11 +275,7 @@ pub async fn run(config: ClientConfig, search: Search, tx: mpsc::Sender<Event>) 
         }
         // Partitions whose position passed the end without a record (gaps).
         open.retain(|tp, stop| c.position(tp).is_none_or(|p| p < *stop));
-        if tx
-            .send(Event::Progress { scanned, matched })
-            .await
-            .is_err()
-        {
+        if tx.send(Event::Progress { scanned, matched }).await.is_err() {
             return Ok(());
         }
     };
@@ -322,9 +334,15 @@ mod tests {
     #[test]
     fn times_parse_as_ms_or_dates_and_junk_is_refused() {
         assert_eq!(parse_time("1700000000000").unwrap(), 1_700_000_000_000);
-        assert_eq!(parse_time("2026-12-02 00:00:00").unwrap(), 1_796_169_600_000);
+        assert_eq!(
+            parse_time("2026-12-02 00:00:00").unwrap(),
+            1_796_169_600_000
+        );
         assert_eq!(parse_time("2026-12-02").unwrap(), 1_796_169_600_000);
-        assert_eq!(parse_time("2026-12-02T00:00:00Z").unwrap(), 1_796_169_600_000);
+        assert_eq!(
+            parse_time("2026-12-02T00:00:00Z").unwrap(),
+            1_796_169_600_000
+        );
         for bad in ["", "-5", "yesterday", "2026-13-40"] {
             assert!(parse_time(bad).is_err(), "{bad}");
         }
@@ -347,13 +365,21 @@ mod tests {
             }
             s.parse("t", 3)
         };
-        assert_eq!(q(&[("from", "offset"), ("offset", "7")]).unwrap().start, Start::Offset(7));
+        assert_eq!(
+            q(&[("from", "offset"), ("offset", "7")]).unwrap().start,
+            Start::Offset(7)
+        );
         let e = q(&[("from", "offset"), ("offset", "-1")]).unwrap_err();
         assert!(e.to_string().contains("offset"), "{e}");
         assert!(q(&[("from", "oldest"), ("limit", "100000")]).is_err());
         assert!(q(&[("from", "oldest"), ("partition", "3")]).is_err());
         assert!(q(&[("from", "timestamp"), ("timestamp", "soon")]).is_err());
-        assert_eq!(q(&[("from", "oldest"), ("partition", "all")]).unwrap().partition, None);
+        assert_eq!(
+            q(&[("from", "oldest"), ("partition", "all")])
+                .unwrap()
+                .partition,
+            None
+        );
     }
 
     #[test]

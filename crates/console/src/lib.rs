@@ -64,13 +64,25 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(pages::overview::page))
         .route("/assets/style.css", get(layout::stylesheet))
         .route("/assets/console.js", get(layout::script))
-        .route("/topics", get(pages::topics::list).post(pages::topics::create))
+        .route(
+            "/topics",
+            get(pages::topics::list).post(pages::topics::create),
+        )
         .route("/topics/{topic}", get(pages::topic::detail))
         .route("/topics/{topic}/delete", post(pages::topics::delete))
-        .route("/topics/{topic}/partitions", post(pages::topics::add_partitions))
-        .route("/topics/{topic}/configs", post(pages::topics::alter_configs))
+        .route(
+            "/topics/{topic}/partitions",
+            post(pages::topics::add_partitions),
+        )
+        .route(
+            "/topics/{topic}/configs",
+            post(pages::topics::alter_configs),
+        )
         .route("/topics/{topic}/messages", get(pages::messages::browse))
-        .route("/topics/{topic}/messages/stream", get(pages::messages::stream))
+        .route(
+            "/topics/{topic}/messages/stream",
+            get(pages::messages::stream),
+        )
         .route("/topics/{topic}/produce", post(pages::messages::produce))
         .route("/groups", get(pages::groups::list))
         .route("/groups/{group}", get(pages::groups::detail))

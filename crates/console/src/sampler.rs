@@ -237,10 +237,7 @@ impl Sampler {
         let mut groups = Vec::new();
         for g in self.admin.list_consumer_groups().await? {
             let d = self.admin.describe_consumer_group(&g.group_id).await?;
-            let committed = self
-                .admin
-                .list_consumer_group_offsets(&g.group_id)
-                .await?;
+            let committed = self.admin.list_consumer_group_offsets(&g.group_id).await?;
             let lag = committed
                 .iter()
                 .map(|(tp, c)| (ends.get(tp).copied().unwrap_or(*c) - c).max(0))

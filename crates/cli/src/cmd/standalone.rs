@@ -63,7 +63,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         // second node on one machine): said, not fatal.
         match sluice_console::serve(console, args.console_listen, shutdown.clone()).await {
             Ok(addr) => eprintln!("Web console on http://{addr}/"),
-            Err(e) => tracing::warn!(error = %e, "web console not started (--console-listen ADDR picks another port, --no-console turns it off)"),
+            Err(e) => {
+                tracing::warn!(error = %e, "web console not started (--console-listen ADDR picks another port, --no-console turns it off)")
+            }
         }
     }
     tokio::select! {

@@ -58,13 +58,19 @@ pub async fn detail(
     let s = state.snapshot().await;
     let d = state.admin.describe_consumer_group(&group).await?;
     if d.state == "Dead" && s.group(&group).is_none() {
-        return Err(ConsoleError::NotFound(format!("consumer group \"{group}\"")));
+        return Err(ConsoleError::NotFound(format!(
+            "consumer group \"{group}\""
+        )));
     }
     let committed = state.admin.list_consumer_group_offsets(&group).await?;
     let owner: BTreeMap<&TopicPartition, &str> = d
         .members
         .iter()
-        .flat_map(|m| m.assignment.iter().map(move |tp| (tp, m.client_id.as_str())))
+        .flat_map(|m| {
+            m.assignment
+                .iter()
+                .map(move |tp| (tp, m.client_id.as_str()))
+        })
         .collect();
     let history: Vec<(i64, f64)> = s
         .lag_history
@@ -184,7 +190,10 @@ async fn plan(state: &AppState, f: &ResetForm) -> Result<BTreeMap<TopicPartition
             let o = v.parse::<i64>().ok().filter(|o| *o >= 0).ok_or_else(|| {
                 ConsoleError::bad("value", format!("\"{v}\" is not an offset (0 or more)"))
             })?;
-            out.extend(tps.iter().map(|tp| (tp.clone(), o.clamp(begin[tp], end[tp]))));
+            out.extend(
+                tps.iter()
+                    .map(|tp| (tp.clone(), o.clamp(begin[tp], end[tp]))),
+            );
         }
         "timestamp" => {
             let ts = parse_time(&f.value)?;

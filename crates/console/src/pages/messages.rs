@@ -48,9 +48,11 @@ pub async fn browse(
         while let Some(e) = rx.recv().await {
             match e {
                 Event::Found(r) => results.push(*r),
-                Event::Done { scanned, matched, why } => {
-                    summary = Some(format!("{matched} found, {scanned} read: {why}."))
-                }
+                Event::Done {
+                    scanned,
+                    matched,
+                    why,
+                } => summary = Some(format!("{matched} found, {scanned} read: {why}.")),
                 Event::Progress { .. } => {}
             }
         }
@@ -186,7 +188,11 @@ pub async fn stream(
                 Event::Found(r) => SseEvent::default()
                     .event("row")
                     .data(row(&r, format).into_string().replace('\n', "&#10;")),
-                Event::Done { scanned, matched, why } => SseEvent::default()
+                Event::Done {
+                    scanned,
+                    matched,
+                    why,
+                } => SseEvent::default()
                     .event("done")
                     .data(format!("{matched} found, {scanned} read: {why}.")),
             };
@@ -196,7 +202,9 @@ pub async fn stream(
         }
     });
     let body = ReceiverStream::new(out_rx).map(Ok::<_, Infallible>);
-    Ok(Sse::new(body).keep_alive(KeepAlive::default()).into_response())
+    Ok(Sse::new(body)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -235,11 +243,13 @@ pub async fn produce(
         },
     }
     for line in f.headers.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let (k, v) = line.split_once('=').ok_or_else(|| {
-            ConsoleError::bad("headers", format!("\"{line}\" is not name=value"))
-        })?;
-        r.headers
-            .push((k.trim().to_string(), Some(Bytes::from(v.trim().to_string()))));
+        let (k, v) = line
+            .split_once('=')
+            .ok_or_else(|| ConsoleError::bad("headers", format!("\"{line}\" is not name=value")))?;
+        r.headers.push((
+            k.trim().to_string(),
+            Some(Bytes::from(v.trim().to_string())),
+        ));
     }
     let producer = state
         .producer
@@ -254,6 +264,9 @@ pub async fn produce(
     );
     Ok(done(
         &to,
-        &format!("Produced to partition {} at offset {}.", written.partition, written.offset),
+        &format!(
+            "Produced to partition {} at offset {}.",
+            written.partition, written.offset
+        ),
     ))
 }

@@ -58,4 +58,3 @@ pub fn plain<'a>(title: &'a str, nav: &'a str, read_only: bool) -> Page<'a> {
         snapshot: None,
     }
 }
-

@@ -27,10 +27,10 @@ pub struct ListQuery {
 /// Sort keys of the list, by their column name.
 fn sort(rows: &mut [&TopicRow], key: &str) {
     match key {
-        "partitions" => rows.sort_by(|a, b| b.partitions.len().cmp(&a.partitions.len())),
-        "size" => rows.sort_by(|a, b| b.size_bytes.cmp(&a.size_bytes)),
+        "partitions" => rows.sort_by_key(|t| std::cmp::Reverse(t.partitions.len())),
+        "size" => rows.sort_by_key(|t| std::cmp::Reverse(t.size_bytes)),
         "in" => rows.sort_by(|a, b| b.in_bytes_per_s.total_cmp(&a.in_bytes_per_s)),
-        "records" => rows.sort_by(|a, b| b.records.cmp(&a.records)),
+        "records" => rows.sort_by_key(|t| std::cmp::Reverse(t.records)),
         "urp" => rows.sort_by_key(|t| std::cmp::Reverse(t.under_replicated())),
         _ => rows.sort_by(|a, b| a.name.cmp(&b.name)),
     }
@@ -48,7 +48,13 @@ pub async fn list(State(state): State<Arc<AppState>>, Query(q): Query<ListQuery>
         .collect();
     let key = q.sort.clone().unwrap_or_else(|| "name".into());
     sort(&mut rows, &key);
-    let link = |k: &str| format!("/topics?sort={k}&q={}{}", encode(&needle), if internal { "&internal=on" } else { "" });
+    let link = |k: &str| {
+        format!(
+            "/topics?sort={k}&q={}{}",
+            encode(&needle),
+            if internal { "&internal=on" } else { "" }
+        )
+    };
     let body = html! {
         h1 { "Topics" }
         form.inline method="get" action="/topics" {
@@ -119,7 +125,10 @@ pub struct CreateForm {
 pub(crate) fn count(field: &'static str, v: &str) -> Result<i32> {
     match v.trim().parse::<i32>() {
         Ok(n) if n >= 1 => Ok(n),
-        _ => Err(ConsoleError::bad(field, format!("\"{v}\" is not a whole number of at least 1"))),
+        _ => Err(ConsoleError::bad(
+            field,
+            format!("\"{v}\" is not a whole number of at least 1"),
+        )),
     }
 }
 
@@ -154,7 +163,10 @@ pub async fn create(
     topic.configs = config_lines(&f.configs)?;
     state.admin.create_topic(topic).await?;
     state.resample().await;
-    Ok(done(&format!("/topics/{}", encode(&name)), &format!("Created topic {name}.")))
+    Ok(done(
+        &format!("/topics/{}", encode(&name)),
+        &format!("Created topic {name}."),
+    ))
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -226,12 +238,18 @@ pub async fn alter_configs(
     state.writable()?;
     let lines = config_lines(&f.configs)?;
     if lines.is_empty() {
-        return Err(ConsoleError::bad("configs", "give at least one key=value line"));
+        return Err(ConsoleError::bad(
+            "configs",
+            "give at least one key=value line",
+        ));
     }
     let (set, delete): (Vec<_>, Vec<_>) = lines.into_iter().partition(|(_, v)| !v.is_empty());
     let set: BTreeMap<String, String> = set.into_iter().collect();
     let delete: Vec<String> = delete.into_iter().map(|(k, _)| k).collect();
-    state.admin.alter_topic_configs(&topic, &set, &delete).await?;
+    state
+        .admin
+        .alter_topic_configs(&topic, &set, &delete)
+        .await?;
     state.resample().await;
     Ok(done(
         &format!("/topics/{}", encode(&topic)),
