@@ -21,6 +21,9 @@ topology on this machine, with no Docker:
     127.0.0.1:<port>`), with the address mapped;
   - the one-shot `create-topics` service's script runs with `sh -c` (compose's
     `$$` unescaped, service addresses mapped);
+  - the web console (`entrypoint: [sluice]`, `command: [console, ...,
+    --listen, 0.0.0.0:<port>]`, restarted like a server) runs as `sluice
+    console` with addresses mapped, ready when its page answers;
 
 and checks the running cluster: records produced with `sluice console-producer`
 come back through `sluice console-consumer --group`, `sluice consumer-groups
@@ -138,7 +141,7 @@ class Service:
     def __init__(self, name: str, spec: dict):
         self.name = name
         self.spec = spec
-        self.role = ""  # etcd | server | oneshot
+        self.role = ""  # etcd | server | oneshot | web
         self.depends: dict[str, str] = {}  # dependency -> condition
         # servers
         self.binary = ""
@@ -152,6 +155,8 @@ class Service:
         self.health_argv: list[str] = []
         # etcd
         self.etcd_port = 0
+        # web (the console)
+        self.web_port_in_container = 0
         # runtime
         self.argv: list[str] = []
         self.proc: subprocess.Popen | None = None
@@ -260,6 +265,18 @@ def read_compose(path: Path) -> dict[str, Service]:
                 services[name] = svc
                 continue
             raise Drift(f"{where}: image {spec.get('image')!r} is neither sluice nor etcd: no process stands in for it")
+        if spec.get("entrypoint") is not None and spec.get("restart", "no") not in ("no", None):
+            # A long-running client of the cluster: the web console.
+            cmd = command if isinstance(command, list) else shlex.split(str(command or ""))
+            if spec.get("entrypoint") != ["sluice"] or not cmd or cmd[0] != "console" or "--listen" not in cmd:
+                raise Drift(f"{where}: a restarted service with an entrypoint must be [sluice] console ... --listen 0.0.0.0:<port>")
+            listen = str(cmd[cmd.index("--listen") + 1])
+            lhost, svc.web_port_in_container = split_host_port(listen, f"{where} --listen")
+            if lhost != "0.0.0.0":
+                raise Drift(f"{where}: --listen must be 0.0.0.0 in a container (is {listen})")
+            svc.role = "web"
+            services[name] = svc
+            continue
         if spec.get("entrypoint") is not None:
             svc.role = "oneshot"
             if spec.get("restart", "no") not in ("no", None):
@@ -526,6 +543,16 @@ class Cluster:
                 svc.last_health = json.dumps(body)
                 return str(body.get("health")) == "true"
             except (OSError, ValueError) as e:
+                svc.last_health = str(e)
+                return False
+        if svc.role == "web":
+            try:
+                url = f"http://{LOCAL}:{PORTS[(svc.name, svc.web_port_in_container)]}/"
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    body = r.read().decode(errors="replace")
+                svc.last_health = f"GET / -> {r.status}"
+                return r.status == 200 and "brokers alive" in body
+            except OSError as e:
                 svc.last_health = str(e)
                 return False
         r = subprocess.run(svc.health_argv, capture_output=True, text=True, env=self.env, timeout=10)
@@ -890,6 +917,8 @@ def main(argv: list[str]) -> int:
                 wanted += [(s.name, s.etcd_port)]
             elif s.role == "server":
                 wanted += [(s.name, s.grpc_port_in_container), (s.name, s.metrics_port_in_container)]
+            elif s.role == "web":
+                wanted += [(s.name, s.web_port_in_container)]
         *ports, etcd_peer_port = free_ports(len(wanted) + 1)
         for key, port in zip(wanted, ports):
             PORTS[key] = port
@@ -920,6 +949,11 @@ def main(argv: list[str]) -> int:
                     f"from the file: {', '.join(untouched)}")
             elif s.role == "oneshot":
                 s.argv = oneshot_argv(s, bin_dir)
+            elif s.role == "web":
+                argv = oneshot_argv(s, bin_dir)
+                at = argv.index("--listen") + 1
+                argv[at] = f"{LOCAL}:{PORTS[(s.name, s.web_port_in_container)]}"
+                s.argv = argv
         c.check(True, "docker-compose.yml and deploy/compose/*.yaml map onto processes")
 
         cluster = Cluster(services, bin_dir, tmp)
@@ -934,6 +968,14 @@ def main(argv: list[str]) -> int:
                 c.check(f"metrics listening on {addr}" in text, f"{s.name}: logs `metrics listening on {addr}`",
                         "no such line in its log")
 
+        for s in services.values():
+            if s.role == "web":
+                url = f"http://{LOCAL}:{PORTS[(s.name, s.web_port_in_container)]}/"
+                with urllib.request.urlopen(url, timeout=10) as r:
+                    page = r.read().decode(errors="replace")
+                n = sum(1 for x in services.values() if x.kind == "broker")
+                c.check(f"<b>{n}</b> brokers alive" in page, f"{s.name}: the overview page shows {n} brokers alive",
+                        page[:500])
         sluice = str(bin_dir / "sluice")
         env = cluster.env
         brokers = [s for s in services.values() if s.kind == "broker"]
