@@ -117,7 +117,13 @@ def test_a_group_lag_falls_to_zero_and_its_offsets_reset(console, browser):
     browser.find_element(By.CSS_SELECTOR, "#apply-reset button").click()
     wait(browser).until(EC.text_to_be_present_in_element((By.ID, "flash"), "reset to earliest"))
     assert text_of(browser, "#total-lag") == "201"
-    shot(browser, "groups-after-reset")
+    # The lag chart draws once the console has sampled the group twice.
+    wait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "figure.chart polyline"))
+    shot(browser, "group-after-reset")
+    browser.get(f"{console.url}/topics/{TOPIC}")
+    shot(browser, "topic-with-records")
+    browser.get(f"{console.url}/topics")
+    shot(browser, "topics")
 
 
 def test_read_only_mode_hides_and_refuses_changes(console, browser):

@@ -149,6 +149,14 @@ pub fn ago(ms: i64) -> String {
     }
 }
 
+fn span(ms: i64) -> String {
+    if ms < 120_000 {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{} min", ms / 60_000)
+    }
+}
+
 /// A line chart of `series` (each a name and its points, x in ms) as inline
 /// SVG; no points, a note instead.
 pub fn chart(series: &[(&str, Vec<(i64, f64)>)], unit: &str) -> Markup {
@@ -180,7 +188,7 @@ pub fn chart(series: &[(&str, Vec<(i64, f64)>)], unit: &str) -> Markup {
                 }
             }
             figcaption {
-                "max " (format!("{ymax:.1}")) " " (unit) " · last " ((x1 - x0) / 60_000) " min · "
+                "max " (format!("{ymax:.1}")) " " (unit) " · last " (span(x1 - x0)) " · "
                 @for (i, (name, _)) in series.iter().enumerate() {
                     span style=(format!("color:{}", colors[i % colors.len()])) { "■ " (name) " " }
                 }

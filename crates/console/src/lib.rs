@@ -78,6 +78,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/topics/{topic}/configs",
             post(pages::topics::alter_configs),
         )
+        .route("/topics/{topic}/redrive", post(pages::topics::redrive))
         .route("/topics/{topic}/messages", get(pages::messages::browse))
         .route(
             "/topics/{topic}/messages/stream",

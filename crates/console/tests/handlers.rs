@@ -336,3 +336,36 @@ async fn a_streamed_search_reports_progress_and_rows() {
     assert_eq!(body.matches("event: row").count(), 5, "{body}");
     assert!(body.contains("5 found"), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_topic_is_redriven_from_its_page() {
+    let f = fixture().await;
+    let admin = Admin::new(config(&f.node)).unwrap();
+    admin
+        .create_topic(NewTopic::new("pay", 1, 1))
+        .await
+        .unwrap();
+    admin
+        .create_topic(NewTopic::new("pay.dlq", 1, 1))
+        .await
+        .unwrap();
+    let producer = Producer::new(config(&f.node)).unwrap();
+    let mut dead = ProducerRecord::new("pay.dlq", "p-7");
+    dead.headers = vec![(
+        sluice_client::dead_letter::ORIGINAL_TOPIC.into(),
+        Some("pay".into()),
+    )];
+    producer.send(dead).await.unwrap().await.unwrap();
+    let (_, page) = get(&f.app, "/topics/pay.dlq").await;
+    assert!(page.contains("id=\"redrive\""), "{page}");
+    let (s, _, to) = post(&f.app, "/topics/pay.dlq/redrive", "to=").await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert!(to.unwrap().contains("Redrove%201%20records"));
+    let (_, again, to) = post(&f.app, "/topics/pay.dlq/redrive", "to=").await;
+    assert!(to.unwrap().contains("Nothing%20to%20redrive"), "{again}");
+    let (_, found) = get(&f.app, "/topics/pay/messages?from=oldest").await;
+    assert!(
+        found.contains("p-7") && found.contains("sluice.redrive.id"),
+        "{found}"
+    );
+}

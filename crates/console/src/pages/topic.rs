@@ -72,6 +72,14 @@ pub async fn detail(
                 tbody { @for (k, v) in &t.configs { tr { td { code { (k) } } td { code { (v) } } } } }
             }
         }
+        @if !state.read_only && t.name.ends_with(".dlq") {
+            h2 { "Dead letters" }
+            p.muted { "Re-publish the records not yet redriven to the topic each failed in (or another), once each even if a redrive is interrupted (as " code { "sluice dlq --redrive" } ")." }
+            form.inline method="post" action=(format!("{path}/redrive")) id="redrive" {
+                label { "To " input name="to" placeholder="each record's own topic"; }
+                button type="submit" { "Redrive" }
+            }
+        }
         @if !state.read_only && !t.internal {
             form.stack method="post" action=(format!("{path}/configs")) id="alter-configs" {
                 label { "Set configs (key=value, one a line; key= resets to the default) "

@@ -205,6 +205,42 @@ pub async fn delete(
 }
 
 #[derive(Debug, serde::Deserialize)]
+pub struct RedriveForm {
+    #[serde(default)]
+    pub to: String,
+}
+
+/// Re-publishes a dead-letter topic's records (`sluice dlq --redrive`).
+pub async fn redrive(
+    State(state): State<Arc<AppState>>,
+    Path(topic): Path<String>,
+    Form(f): Form<RedriveForm>,
+) -> Result<Response> {
+    state.writable()?;
+    let to = Some(f.to.trim()).filter(|t| !t.is_empty());
+    let summary = sluice_client::dead_letter::redrive(
+        state.config.clone(),
+        &topic,
+        to,
+        sluice_client::dead_letter::DEFAULT_GROUP,
+        |_| std::ops::ControlFlow::Continue(()),
+    )
+    .await?;
+    state.resample().await;
+    let targets: Vec<&str> = summary.targets.iter().map(String::as_str).collect();
+    let msg = if summary.published + summary.already_published == 0 {
+        format!("Nothing to redrive in {topic}.")
+    } else {
+        format!(
+            "Redrove {} records from {topic} to {}.",
+            summary.published,
+            targets.join(", ")
+        )
+    };
+    Ok(done(&format!("/topics/{}", encode(&topic)), &msg))
+}
+
+#[derive(Debug, serde::Deserialize)]
 pub struct PartitionsForm {
     pub total: String,
 }
