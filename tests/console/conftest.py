@@ -61,6 +61,8 @@ def start_console(bootstrap: str, workdir: Path, name: str, *extra: str):
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited: {(workdir / f'{name}.log').read_text()}")
         try:
             with urllib.request.urlopen(url + "/", timeout=5) as r:
                 if r.status == 200 and b"brokers alive" in r.read():
@@ -78,13 +80,13 @@ def console():
         pytest.fail(f"{SLUICE} missing: cargo build --workspace --bins")
     workdir = Path(tempfile.mkdtemp(prefix="sluice-console-"))
     script = REPO / "scripts" / "local-cluster.sh"
-    res = subprocess.run([str(script), "up", "--brokers", "3", "--dir", str(workdir), "--debug"],
-                         capture_output=True, text=True, timeout=300)
-    if res.returncode != 0:
-        raise RuntimeError(f"local-cluster.sh up failed:\n{res.stdout}\n{res.stderr}")
-    bootstrap = (workdir / "bootstrap").read_text().strip()
     procs = []
     try:
+        res = subprocess.run([str(script), "up", "--brokers", "3", "--dir", str(workdir), "--debug"],
+                             capture_output=True, text=True, timeout=300)
+        if res.returncode != 0:
+            raise RuntimeError(f"local-cluster.sh up failed:\n{res.stdout}\n{res.stderr}")
+        bootstrap = (workdir / "bootstrap").read_text().strip()
         p, url = start_console(bootstrap, workdir, "console")
         procs.append(p)
         p, ro_url = start_console(bootstrap, workdir, "console-ro", "--read-only")

@@ -3,8 +3,26 @@
 // and a cancel button. No libraries, no network beyond this console.
 "use strict";
 
+// Whether the user is busy with a field in <main>: focused on one, or has
+// changed one (a refresh would throw the text away).
+function editing() {
+  const active = document.activeElement;
+  if (active && active.closest("main") && active.matches("input, textarea, select")) return true;
+  for (const el of document.querySelectorAll("main input, main textarea")) {
+    if (el.type === "checkbox" || el.type === "radio") {
+      if (el.checked !== el.defaultChecked) return true;
+    } else if (el.type !== "hidden" && el.value !== el.defaultValue) {
+      return true;
+    }
+  }
+  for (const opt of document.querySelectorAll("main select option")) {
+    if (opt.selected !== opt.defaultSelected) return true;
+  }
+  return false;
+}
+
 // Live pages: re-fetch the page every N seconds and swap <main>, unless paused
-// or the user is typing in a form.
+// or the user is working in a field.
 function liveRefresh() {
   const live = document.querySelector(".live[data-refresh]");
   if (!live) return;
@@ -16,8 +34,7 @@ function liveRefresh() {
     button.textContent = paused ? "resume" : "pause";
   });
   setInterval(async () => {
-    const active = document.activeElement;
-    if (paused || (active && active.closest("main form"))) return;
+    if (paused || editing()) return;
     const url = new URL(location.href);
     url.searchParams.delete("msg");
     try {
@@ -78,7 +95,10 @@ function streamedSearch() {
     body.replaceChildren();
     status.innerHTML = '<p class="muted" id="progress"><progress></progress> <span>searching</span></p>';
     cancel.hidden = false;
-    source = new EventSource(form.dataset.stream + "?" + params);
+    const url = form.dataset.stream + "?" + params;
+    let opened = false;
+    source = new EventSource(url);
+    source.onopen = () => { opened = true; };
     source.addEventListener("progress", (e) => {
       const span = status.querySelector("#progress span");
       if (span) span.textContent = e.data;
@@ -87,14 +107,25 @@ function streamedSearch() {
     source.addEventListener("done", (e) => stop(e.data));
     source.addEventListener("failed", (e) => stop("Failed: " + e.data));
     source.onerror = () => {
-      // A bad query is answered with an error page, not a stream: show it.
-      if (source && source.readyState === EventSource.CLOSED) {
-        fetch(form.dataset.stream + "?" + params).then(async (r) => {
-          const doc = new DOMParser().parseFromString(await r.text(), "text/html");
-          const err = doc.querySelector("#error");
-          stop(err ? err.textContent : "The search stopped.");
-        });
+      // Never let the browser reconnect: that would run the search again.
+      if (source) source.close();
+      if (opened) {
+        stop("The search stopped: the connection was lost.");
+        return;
       }
+      // It never opened: a bad query is answered with an error page. Read
+      // its status and message, and drop the connection if it is a stream.
+      const abort = new AbortController();
+      fetch(url, { signal: abort.signal }).then(async (r) => {
+        if (r.ok) {
+          abort.abort();
+          stop("The search could not be streamed.");
+          return;
+        }
+        const doc = new DOMParser().parseFromString(await r.text(), "text/html");
+        const err = doc.querySelector("#error");
+        stop(err ? err.textContent : "The search failed.");
+      }).catch(() => stop("The search failed."));
     };
   });
 }

@@ -15,6 +15,11 @@ use crate::error::{ConsoleError, Result};
 pub const MAX_RESULTS: usize = 500;
 /// The most records one search reads.
 pub const MAX_SCAN: u64 = 200_000;
+/// The longest one search runs, and the longest it waits with nothing new.
+pub const MAX_TIME: Duration = Duration::from_secs(60);
+pub const MAX_IDLE: Duration = Duration::from_secs(10);
+/// Text and JSON shown of one key, value or header.
+const MAX_SHOWN: usize = 64 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Start {
@@ -208,34 +213,31 @@ pub async fn run(config: ClientConfig, search: Search, tx: mpsc::Sender<Event>) 
         Start::Timestamp(ts) => c.offsets_for_times(&tps, ts).await?,
         _ => HashMap::new(),
     };
-    let mut open: HashMap<TopicPartition, i64> = HashMap::new();
+    // Where each partition's scan starts and stops. Start and end come from
+    // two lookups: a leader change between them may put the start past the
+    // end, and then there is nothing to read there.
+    let mut bounds: HashMap<TopicPartition, (i64, i64)> = HashMap::new();
     for tp in &tps {
-        let (b, e) = (begin[tp], end[tp]);
+        let b = begin.get(tp).copied().unwrap_or(0);
+        let e = end.get(tp).copied().unwrap_or(b);
         let from = match search.start {
             Start::Oldest => b,
-            Start::Newest => (e - search.limit as i64).max(b),
-            Start::Offset(o) => o.clamp(b, e),
+            Start::Newest => e.saturating_sub(search.limit as i64).max(b),
+            Start::Offset(o) => o.max(b),
             Start::Timestamp(_) => times.get(tp).copied().filter(|o| *o >= 0).unwrap_or(e),
         };
         if from < e {
-            c.seek(tp, from)?;
-            open.insert(tp.clone(), e);
+            bounds.insert(tp.clone(), (from, e));
         }
     }
-    c.assign(open.keys().cloned().collect());
-    for (tp, _) in open.iter() {
-        let from = match search.start {
-            Start::Oldest => begin[tp],
-            Start::Newest => (end[tp] - search.limit as i64).max(begin[tp]),
-            Start::Offset(o) => o.clamp(begin[tp], end[tp]),
-            Start::Timestamp(_) => times
-                .get(tp)
-                .copied()
-                .filter(|o| *o >= 0)
-                .unwrap_or(end[tp]),
-        };
-        c.seek(tp, from)?;
+    c.assign(bounds.keys().cloned().collect());
+    for (tp, (from, _)) in &bounds {
+        c.seek(tp, *from)?;
     }
+    let mut open: HashMap<TopicPartition, i64> =
+        bounds.into_iter().map(|(tp, (_, e))| (tp, e)).collect();
+    let started = tokio::time::Instant::now();
+    let mut last_record = started;
     let needle = search.filter.as_deref().map(str::as_bytes);
     let (mut scanned, mut matched) = (0u64, 0usize);
     let mut newest: Vec<ConsumerRecord> = Vec::new();
@@ -249,7 +251,19 @@ pub async fn run(config: ClientConfig, search: Search, tx: mpsc::Sender<Event>) 
         if search.start != Start::Newest && matched >= search.limit {
             break format!("found {} (the limit)", search.limit);
         }
+        if started.elapsed() >= MAX_TIME {
+            break format!("ran for the most one search may ({} s)", MAX_TIME.as_secs());
+        }
+        if last_record.elapsed() >= MAX_IDLE {
+            break format!(
+                "nothing more came for {} s (a partition without a leader?)",
+                MAX_IDLE.as_secs()
+            );
+        }
         let records = c.poll(Duration::from_millis(200)).await?;
+        if !records.is_empty() {
+            last_record = tokio::time::Instant::now();
+        }
         for r in records {
             let tp = TopicPartition::new(&*r.topic, r.partition);
             let Some(stop) = open.get(&tp).copied() else {
@@ -269,6 +283,10 @@ pub async fn run(config: ClientConfig, search: Search, tx: mpsc::Sender<Event>) 
             matched += 1;
             if search.start == Start::Newest {
                 newest.push(r);
+                // Only the newest `limit` are kept: trim now and then.
+                if newest.len() >= 2 * search.limit {
+                    keep_newest(&mut newest, search.limit);
+                }
             } else if matched <= search.limit && tx.send(Event::Found(Box::new(r))).await.is_err() {
                 return Ok(());
             }
@@ -280,10 +298,9 @@ pub async fn run(config: ClientConfig, search: Search, tx: mpsc::Sender<Event>) 
         }
     };
     if search.start == Start::Newest {
-        newest.sort_by_key(|r| (r.timestamp, r.partition, r.offset));
-        let skip = newest.len().saturating_sub(search.limit);
+        keep_newest(&mut newest, search.limit);
         matched = matched.min(search.limit);
-        for r in newest.into_iter().skip(skip) {
+        for r in newest {
             if tx.send(Event::Found(Box::new(r))).await.is_err() {
                 return Ok(());
             }
@@ -297,6 +314,25 @@ pub async fn run(config: ClientConfig, search: Search, tx: mpsc::Sender<Event>) 
         })
         .await;
     Ok(())
+}
+
+/// Keeps the `limit` newest records, oldest first.
+fn keep_newest(records: &mut Vec<ConsumerRecord>, limit: usize) {
+    records.sort_by_key(|r| (r.timestamp, r.partition, r.offset));
+    let skip = records.len().saturating_sub(limit);
+    records.drain(..skip);
+}
+
+/// Text cut to [`MAX_SHOWN`] bytes, saying how much was left out.
+fn cut(s: String) -> String {
+    if s.len() <= MAX_SHOWN {
+        return s;
+    }
+    let mut end = MAX_SHOWN;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}\n... {} more bytes", &s[..end], s.len() - end)
 }
 
 /// A key, value or header as the page shows it.
@@ -319,11 +355,11 @@ pub fn show(b: Option<&[u8]>, format: Format) -> String {
             }
             s
         }
-        Format::Json => match serde_json::from_slice::<serde_json::Value>(b) {
+        Format::Json => cut(match serde_json::from_slice::<serde_json::Value>(b) {
             Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_default(),
             Err(_) => String::from_utf8_lossy(b).into_owned(),
-        },
-        Format::Text => String::from_utf8_lossy(b).into_owned(),
+        }),
+        Format::Text => cut(String::from_utf8_lossy(b).into_owned()),
     }
 }
 

@@ -19,6 +19,9 @@ pub enum ConsoleError {
     ReadOnly,
     #[error("{0} not found")]
     NotFound(String),
+    /// Refused by the guard (a cross-site change, a foreign host name).
+    #[error("{0}")]
+    Forbidden(String),
     /// The console could not listen.
     #[error("console cannot listen on {addr}: {source}")]
     Bind {
@@ -39,7 +42,7 @@ impl ConsoleError {
     pub fn status(&self) -> StatusCode {
         match self {
             ConsoleError::BadInput { .. } => StatusCode::BAD_REQUEST,
-            ConsoleError::ReadOnly => StatusCode::FORBIDDEN,
+            ConsoleError::ReadOnly | ConsoleError::Forbidden(_) => StatusCode::FORBIDDEN,
             ConsoleError::NotFound(_) => StatusCode::NOT_FOUND,
             ConsoleError::Bind { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             ConsoleError::Cluster(e) => match e.code() {
@@ -48,7 +51,9 @@ impl ConsoleError {
                 }
                 ErrorCode::TopicAlreadyExists | ErrorCode::NonEmptyGroup => StatusCode::CONFLICT,
                 c if sluice_types::error::is_retriable(c) => StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::RequestTimedOut => StatusCode::GATEWAY_TIMEOUT,
+                ErrorCode::UnknownServerError | ErrorCode::CorruptMessage => {
+                    StatusCode::BAD_GATEWAY
+                }
                 // The cluster refused what was asked: the request's fault.
                 _ => StatusCode::BAD_REQUEST,
             },

@@ -18,6 +18,8 @@
 //! - `browse`: message searches (bounded scans, filters, formats).
 //! - `pages/*`: one module per page family.
 //! - `error`: [`ConsoleError`], rendered as a page with a readable message.
+//! - `guard`: refuses cross-site changes, foreign host names (DNS
+//!   rebinding) and, in read-only mode, every change.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 mod browse;
 mod error;
+mod guard;
 mod layout;
 mod pages;
 mod sampler;
@@ -46,6 +49,9 @@ pub struct ConsoleOptions {
     pub read_only: bool,
     /// How often the snapshot is refreshed.
     pub sample_interval: std::time::Duration,
+    /// Host names (besides IP addresses and `localhost`) the console answers
+    /// to: the name a proxy or ingress serves it under.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl ConsoleOptions {
@@ -54,6 +60,7 @@ impl ConsoleOptions {
             client: ClientConfig::new(bootstrap),
             read_only: false,
             sample_interval: std::time::Duration::from_secs(5),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -93,6 +100,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/groups/{group}/delete", post(pages::groups::delete))
         .fallback(pages::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::check,
+        ))
         .with_state(state)
 }
 

@@ -10,6 +10,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
+use futures::{StreamExt, stream};
+
 use sluice_client::{
     Admin, ClientConfig, ClusterDescription, Consumer, ErrorCode, TopicDescription, TopicPartition,
 };
@@ -227,30 +229,61 @@ impl Sampler {
             row.size_bytes = row.partitions.iter().map(|p| p.size_bytes.max(0)).sum();
             row.records = row.partitions.iter().map(|p| p.log_end.max(0)).sum();
             if let (Some(dt), Some(old)) = (dt, before.and_then(|b| b.topic(&row.name))) {
-                row.in_records_per_s = (row.records - old.records).max(0) as f64 / dt;
-                row.in_bytes_per_s = (row.size_bytes - old.size_bytes).max(0) as f64 / dt;
+                // Per partition, and only where both samples know the value:
+                // an unknown one counted as 0 would show as a burst.
+                let (mut records, mut bytes) = (0i64, 0i64);
+                for p in &row.partitions {
+                    if let Some(o) = old.partitions.iter().find(|o| o.partition == p.partition) {
+                        if p.log_end >= 0 && o.log_end >= 0 {
+                            records += (p.log_end - o.log_end).max(0);
+                        }
+                        if p.size_bytes >= 0 && o.size_bytes >= 0 && p.leader == o.leader {
+                            bytes += (p.size_bytes - o.size_bytes).max(0);
+                        }
+                    }
+                }
+                row.in_records_per_s = records as f64 / dt;
+                row.in_bytes_per_s = bytes as f64 / dt;
             }
             topics.push(row);
         }
         topics.sort_by(|a, b| a.name.cmp(&b.name));
 
-        let mut groups = Vec::new();
-        for g in self.admin.list_consumer_groups().await? {
-            let d = self.admin.describe_consumer_group(&g.group_id).await?;
-            let committed = self.admin.list_consumer_group_offsets(&g.group_id).await?;
-            let lag = committed
-                .iter()
-                .map(|(tp, c)| (ends.get(tp).copied().unwrap_or(*c) - c).max(0))
-                .sum();
-            groups.push(GroupRow {
-                id: g.group_id,
-                state: d.state,
-                protocol: d.protocol,
-                members: d.members.len(),
-                committed,
-                lag,
-            });
-        }
+        // A few groups at a time; one that does not answer (its coordinator
+        // moving) is left out of this sample, not the whole sample.
+        let listing = self.admin.list_consumer_groups().await?;
+        let admin = &self.admin;
+        let mut groups: Vec<GroupRow> = stream::iter(listing)
+            .map(|g| async move {
+                let d = admin.describe_consumer_group(&g.group_id).await;
+                let committed = admin.list_consumer_group_offsets(&g.group_id).await;
+                match (d, committed) {
+                    (Ok(d), Ok(committed)) => Some((g.group_id, d, committed)),
+                    (Err(e), _) | (_, Err(e)) => {
+                        tracing::debug!(group = %g.group_id, error = %e, "group left out of the sample");
+                        None
+                    }
+                }
+            })
+            .buffer_unordered(8)
+            .filter_map(|g| async move { g })
+            .map(|(id, d, committed)| {
+                let lag = committed
+                    .iter()
+                    .map(|(tp, c)| (ends.get(tp).copied().unwrap_or(*c) - c).max(0))
+                    .sum();
+                GroupRow {
+                    id,
+                    state: d.state,
+                    protocol: d.protocol,
+                    members: d.members.len(),
+                    committed,
+                    lag,
+                }
+            })
+            .collect()
+            .await;
+        groups.sort_by(|a, b| a.id.cmp(&b.id));
 
         let mut s = Snapshot {
             taken_ms: now,

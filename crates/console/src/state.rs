@@ -14,6 +14,7 @@ pub struct AppState {
     pub(crate) config: ClientConfig,
     pub(crate) admin: Admin,
     pub(crate) read_only: bool,
+    pub(crate) allowed_hosts: Vec<String>,
     pub(crate) sampler: Sampler,
     /// For test records produced from the message browser (made on first use).
     pub(crate) producer: tokio::sync::OnceCell<Producer>,
@@ -28,6 +29,7 @@ impl AppState {
             config: options.client,
             admin,
             read_only: options.read_only,
+            allowed_hosts: options.allowed_hosts,
             producer: tokio::sync::OnceCell::new(),
         });
         let s = state.clone();

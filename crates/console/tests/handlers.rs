@@ -283,6 +283,38 @@ async fn bad_input_gets_a_readable_page_and_read_only_refuses_changes() {
     let (s, _) = get(&f.app, "/no/such/page").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
+    // Another site's page posting a form, or a page reaching the console
+    // under a foreign name (DNS rebinding): refused.
+    let cross = Request::post("/topics")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("host", "127.0.0.1:8080")
+        .header("origin", "https://evil.example")
+        .body(Body::from("name=x&partitions=1&replication_factor=1"))
+        .unwrap();
+    let (s, body, _) = call(&f.app, cross).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    let same = Request::post("/topics")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("host", "127.0.0.1:8080")
+        .header("origin", "http://127.0.0.1:8080")
+        .header("sec-fetch-site", "same-origin")
+        .body(Body::from(
+            "name=from-the-page&partitions=1&replication_factor=1",
+        ))
+        .unwrap();
+    let (s, body, _) = call(&f.app, same).await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
+    let rebound = Request::get("/topics")
+        .header("host", "evil.example:8080")
+        .body(Body::empty())
+        .unwrap();
+    let (s, body, _) = call(&f.app, rebound).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    // A malformed form is a page too, not axum's plain text.
+    let (s, body, _) = post(&f.app, "/groups/g/reset", "to=earliest").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body.contains("id=\"error\""), "{body}");
+
     // Read-only: no forms, and a crafted POST is refused.
     let (_, page) = get(&f.read_only, "/topics/t").await;
     assert!(

@@ -16,6 +16,10 @@ pub struct Args {
     /// Hide and refuse every change (create, delete, produce, reset, ...).
     #[arg(long = "read-only")]
     pub read_only: bool,
+    /// A host name the console answers to besides IP addresses and
+    /// localhost (the name a proxy or ingress serves it under; repeatable).
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    pub allowed_host: Vec<String>,
     /// Client properties `key=value` (repeatable).
     #[arg(long = "command-property", value_name = "KEY=VALUE")]
     pub command_property: Vec<String>,
@@ -29,6 +33,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         None,
     )?;
     options.read_only = a.read_only;
+    options.allowed_hosts = a.allowed_host;
     let shutdown = sluice_server::runtime::shutdown_token();
     let addr = sluice_console::serve(options, a.listen, shutdown.clone()).await?;
     eprintln!(

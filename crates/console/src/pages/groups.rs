@@ -4,19 +4,18 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use maud::html;
 use sluice_client::{Consumer, TopicPartition};
 
-use super::{Flash, done, encode, html};
+use super::{Flash, FormData, Params, done, encode, html};
 use crate::browse::parse_time;
 use crate::error::{ConsoleError, Result};
 use crate::layout::{self, Page, chart};
 use crate::state::AppState;
 
-pub async fn list(State(state): State<Arc<AppState>>, Query(f): Query<Flash>) -> Response {
+pub async fn list(State(state): State<Arc<AppState>>, Params(f): Params<Flash>) -> Response {
     let s = state.snapshot().await;
     let body = html! {
         h1 { "Consumer groups" }
@@ -53,7 +52,7 @@ pub async fn list(State(state): State<Arc<AppState>>, Query(f): Query<Flash>) ->
 pub async fn detail(
     State(state): State<Arc<AppState>>,
     Path(group): Path<String>,
-    Query(f): Query<Flash>,
+    Params(f): Params<Flash>,
 ) -> Result<Response> {
     let s = state.snapshot().await;
     let d = state.admin.describe_consumer_group(&group).await?;
@@ -63,6 +62,16 @@ pub async fn detail(
         )));
     }
     let committed = state.admin.list_consumer_group_offsets(&group).await?;
+    // Log ends now, not from the snapshot: lag against fresh commits.
+    let tps: Vec<TopicPartition> = committed.keys().cloned().collect();
+    let ends = if tps.is_empty() {
+        Default::default()
+    } else {
+        let mut c = Consumer::new(state.config.clone())?;
+        c.assign(tps.clone());
+        c.end_offsets(&tps).await.unwrap_or_default()
+    };
+    let end_of = |tp: &TopicPartition| ends.get(tp).copied().unwrap_or_else(|| s.log_end(tp));
     let owner: BTreeMap<&TopicPartition, &str> = d
         .members
         .iter()
@@ -90,7 +99,7 @@ pub async fn detail(
             div.card { "Assignor " b { (if d.protocol.is_empty() { "-" } else { d.protocol.as_str() }) } }
             div.card { "Generation " b { (d.generation) } }
             div.card { "Coordinator " b { (d.coordinator) } }
-            div.card { "Lag " b id="total-lag" { (committed.iter().map(|(tp, c)| (s.log_end(tp) - c).max(0)).sum::<i64>()) } }
+            div.card { "Lag " b id="total-lag" { (committed.iter().map(|(tp, c)| (end_of(tp) - c).max(0)).sum::<i64>()) } }
         }
         h2 { "Lag over time" }
         (chart(&[("lag", history)], "records"))
@@ -114,7 +123,7 @@ pub async fn detail(
             thead { tr { th { "Topic" } th.num { "Partition" } th.num { "Committed" } th.num { "Log end" } th.num { "Lag" } th { "Consumer" } } }
             tbody {
                 @for (tp, c) in &committed {
-                    @let end = s.log_end(tp);
+                    @let end = end_of(tp);
                     tr {
                         td { a href=(format!("/topics/{}", encode(&tp.topic))) { (tp.topic) } }
                         td.num { (tp.partition) }
@@ -128,7 +137,7 @@ pub async fn detail(
         }
         @if !state.read_only {
             h2 { "Reset offsets" }
-            @if d.members.is_empty() {
+            @if d.members.is_empty() && !topics.is_empty() {
                 form.inline method="get" action=(format!("{path}/reset")) id="reset" {
                     label { "Topic "
                         select name="topic" {
@@ -169,6 +178,7 @@ pub async fn detail(
 
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct ResetForm {
+    #[serde(default)]
     pub topic: String,
     pub to: String,
     #[serde(default)]
@@ -177,6 +187,12 @@ pub struct ResetForm {
 
 /// The new committed offset of every partition of the form's topic.
 async fn plan(state: &AppState, f: &ResetForm) -> Result<BTreeMap<TopicPartition, i64>> {
+    if f.topic.trim().is_empty() {
+        return Err(ConsoleError::bad(
+            "topic",
+            "choose a topic the group has offsets in",
+        ));
+    }
     let mut c = Consumer::new(state.config.clone())?;
     let tps = c.assign_all(&f.topic).await?;
     let begin = c.beginning_offsets(&tps).await?;
@@ -192,7 +208,9 @@ async fn plan(state: &AppState, f: &ResetForm) -> Result<BTreeMap<TopicPartition
             })?;
             out.extend(
                 tps.iter()
-                    .map(|tp| (tp.clone(), o.clamp(begin[tp], end[tp]))),
+                    // max then min: a start past the end (two lookups apart)
+                    // must not panic.
+                    .map(|tp| (tp.clone(), o.max(begin[tp]).min(end[tp]))),
             );
         }
         "timestamp" => {
@@ -216,7 +234,7 @@ async fn plan(state: &AppState, f: &ResetForm) -> Result<BTreeMap<TopicPartition
 pub async fn reset_preview(
     State(state): State<Arc<AppState>>,
     Path(group): Path<String>,
-    Query(f): Query<ResetForm>,
+    Params(f): Params<ResetForm>,
 ) -> Result<Response> {
     state.writable()?;
     let planned = plan(&state, &f).await?;
@@ -254,7 +272,7 @@ pub async fn reset_preview(
 pub async fn reset_apply(
     State(state): State<Arc<AppState>>,
     Path(group): Path<String>,
-    Form(f): Form<ResetForm>,
+    FormData(f): FormData<ResetForm>,
 ) -> Result<Response> {
     state.writable()?;
     let planned = plan(&state, &f).await?;
@@ -277,7 +295,7 @@ pub struct DeleteForm {
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Path(group): Path<String>,
-    Form(f): Form<DeleteForm>,
+    FormData(f): FormData<DeleteForm>,
 ) -> Result<Response> {
     state.writable()?;
     if f.confirm.trim() != group {

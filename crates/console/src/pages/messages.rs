@@ -5,8 +5,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -16,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{done, encode};
+use super::{FormData, Params, done, encode};
 use crate::browse::{self, Event, Format, MAX_RESULTS, MAX_SCAN, SearchQuery};
 use crate::error::{ConsoleError, Result};
 use crate::layout::{self, Page};
@@ -36,7 +35,7 @@ async fn partitions(state: &AppState, topic: &str) -> Result<i32> {
 pub async fn browse(
     State(state): State<Arc<AppState>>,
     Path(topic): Path<String>,
-    Query(q): Query<SearchQuery>,
+    Params(q): Params<SearchQuery>,
 ) -> Result<Response> {
     let count = partitions(&state, &topic).await?;
     let mut results = Vec::new();
@@ -56,8 +55,15 @@ pub async fn browse(
                 Event::Progress { .. } => {}
             }
         }
-        run.await
-            .map_err(|e| ConsoleError::bad("search", e.to_string()))??;
+        run.await.map_err(|e| {
+            tracing::error!(error = %e, "message search task failed");
+            ConsoleError::Cluster(sluice_client::ClientError::Api(
+                sluice_client::ApiError::new(
+                    sluice_client::ErrorCode::UnknownServerError,
+                    "the search stopped unexpectedly",
+                ),
+            ))
+        })??;
     }
     let format = q.format();
     let body = html! {
@@ -162,7 +168,7 @@ fn results_table(rows: &[ConsumerRecord], format: Format) -> Markup {
 pub async fn stream(
     State(state): State<Arc<AppState>>,
     Path(topic): Path<String>,
-    Query(q): Query<SearchQuery>,
+    Params(q): Params<SearchQuery>,
 ) -> Result<Response> {
     let count = partitions(&state, &topic).await?;
     let search = q.parse(&topic, count)?;
@@ -222,7 +228,7 @@ pub struct ProduceForm {
 pub async fn produce(
     State(state): State<Arc<AppState>>,
     Path(topic): Path<String>,
-    Form(f): Form<ProduceForm>,
+    FormData(f): FormData<ProduceForm>,
 ) -> Result<Response> {
     state.writable()?;
     let count = partitions(&state, &topic).await?;

@@ -58,3 +58,42 @@ pub fn plain<'a>(title: &'a str, nav: &'a str, read_only: bool) -> Page<'a> {
         snapshot: None,
     }
 }
+
+/// A form body (axum's `Form`), whose rejection is a console page.
+pub struct FormData<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for FormData<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = ConsoleError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ConsoleError> {
+        axum::Form::<T>::from_request(req, state)
+            .await
+            .map(|f| FormData(f.0))
+            .map_err(|e| ConsoleError::bad("form", e.body_text()))
+    }
+}
+
+/// Query parameters (axum's `Query`), whose rejection is a console page.
+pub struct Params<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for Params<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ConsoleError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Params(q.0))
+            .map_err(|e| ConsoleError::bad("query", e.body_text()))
+    }
+}

@@ -4,15 +4,15 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use maud::html;
 
-use super::{Flash, html};
+use super::{Flash, Params, html};
 use crate::layout::{self, Page, chart, rate};
 use crate::state::AppState;
 
-pub async fn page(State(state): State<Arc<AppState>>, Query(f): Query<Flash>) -> Response {
+pub async fn page(State(state): State<Arc<AppState>>, Params(f): Params<Flash>) -> Response {
     let s = state.snapshot().await;
     let live: BTreeSet<i32> = s
         .cluster

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use maud::html;
 
-use super::{Flash, encode, html};
+use super::{Flash, Params, encode, html};
 use crate::error::{ConsoleError, Result};
 use crate::layout::{self, Page, bytes, rate};
 use crate::state::AppState;
@@ -19,11 +19,17 @@ fn ids(v: &[i32]) -> String {
 pub async fn detail(
     State(state): State<Arc<AppState>>,
     Path(topic): Path<String>,
-    Query(f): Query<Flash>,
+    Params(f): Params<Flash>,
 ) -> Result<Response> {
     let mut s = state.snapshot().await;
-    if s.topic(&topic).is_none() {
-        // Created a moment ago by someone else: look again before saying no.
+    if s.topic(&topic).is_none()
+        && state
+            .admin
+            .describe_topics(std::slice::from_ref(&topic))
+            .await
+            .is_ok()
+    {
+        // Created a moment ago by someone else: sample again to show it.
         state.resample().await;
         s = state.snapshot().await;
     }

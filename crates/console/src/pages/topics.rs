@@ -4,13 +4,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use maud::html;
 use sluice_client::NewTopic;
 
-use super::{done, encode, html};
+use super::{FormData, Params, done, encode, html};
 use crate::error::{ConsoleError, Result};
 use crate::layout::{self, Page, bytes, rate};
 use crate::sampler::TopicRow;
@@ -29,14 +28,14 @@ fn sort(rows: &mut [&TopicRow], key: &str) {
     match key {
         "partitions" => rows.sort_by_key(|t| std::cmp::Reverse(t.partitions.len())),
         "size" => rows.sort_by_key(|t| std::cmp::Reverse(t.size_bytes)),
-        "in" => rows.sort_by(|a, b| b.in_bytes_per_s.total_cmp(&a.in_bytes_per_s)),
+        "in" => rows.sort_by(|a, b| b.in_records_per_s.total_cmp(&a.in_records_per_s)),
         "records" => rows.sort_by_key(|t| std::cmp::Reverse(t.records)),
         "urp" => rows.sort_by_key(|t| std::cmp::Reverse(t.under_replicated())),
         _ => rows.sort_by(|a, b| a.name.cmp(&b.name)),
     }
 }
 
-pub async fn list(State(state): State<Arc<AppState>>, Query(q): Query<ListQuery>) -> Response {
+pub async fn list(State(state): State<Arc<AppState>>, Params(q): Params<ListQuery>) -> Response {
     let s = state.snapshot().await;
     let needle = q.q.clone().unwrap_or_default();
     let internal = q.internal.as_deref() == Some("on");
@@ -58,7 +57,7 @@ pub async fn list(State(state): State<Arc<AppState>>, Query(q): Query<ListQuery>
     let body = html! {
         h1 { "Topics" }
         form.inline method="get" action="/topics" {
-            input type="search" name="q" value=(needle) placeholder="search topics" data-filter="#topics" autofocus;
+            input type="search" name="q" value=(needle) placeholder="search topics" data-filter="#topics";
             input type="hidden" name="sort" value=(key);
             label { input type="checkbox" name="internal" checked[internal] onchange="this.form.submit()"; " internal" }
             button type="submit" { "Search" }
@@ -149,7 +148,7 @@ pub(crate) fn config_lines(text: &str) -> Result<BTreeMap<String, String>> {
 
 pub async fn create(
     State(state): State<Arc<AppState>>,
-    Form(f): Form<CreateForm>,
+    FormData(f): FormData<CreateForm>,
 ) -> Result<Response> {
     state.writable()?;
     let name = f.name.trim().to_string();
@@ -178,7 +177,7 @@ pub struct DeleteForm {
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Path(topic): Path<String>,
-    Form(f): Form<DeleteForm>,
+    FormData(f): FormData<DeleteForm>,
 ) -> Result<Response> {
     state.writable()?;
     if f.confirm.trim() != topic {
@@ -214,7 +213,7 @@ pub struct RedriveForm {
 pub async fn redrive(
     State(state): State<Arc<AppState>>,
     Path(topic): Path<String>,
-    Form(f): Form<RedriveForm>,
+    FormData(f): FormData<RedriveForm>,
 ) -> Result<Response> {
     state.writable()?;
     let to = Some(f.to.trim()).filter(|t| !t.is_empty());
@@ -248,7 +247,7 @@ pub struct PartitionsForm {
 pub async fn add_partitions(
     State(state): State<Arc<AppState>>,
     Path(topic): Path<String>,
-    Form(f): Form<PartitionsForm>,
+    FormData(f): FormData<PartitionsForm>,
 ) -> Result<Response> {
     state.writable()?;
     let total = count("partitions", &f.total)?;
@@ -269,7 +268,7 @@ pub struct ConfigsForm {
 pub async fn alter_configs(
     State(state): State<Arc<AppState>>,
     Path(topic): Path<String>,
-    Form(f): Form<ConfigsForm>,
+    FormData(f): FormData<ConfigsForm>,
 ) -> Result<Response> {
     state.writable()?;
     let lines = config_lines(&f.configs)?;
