@@ -164,4 +164,5 @@ def test_bad_input_gets_a_readable_page(console, browser):
     browser.execute_script("arguments[0].removeAttribute('pattern')", form.find_element(By.NAME, "name"))
     fill(form, "name", "bad name!")
     form.find_element(By.TAG_NAME, "button").click()
+    wait(browser).until(EC.presence_of_element_located((By.ID, "error")))
     assert "invalid topic name" in text_of(browser, "#error")

@@ -15,8 +15,10 @@ function editing() {
       return true;
     }
   }
-  for (const opt of document.querySelectorAll("main select option")) {
-    if (opt.selected !== opt.defaultSelected) return true;
+  for (const sel of document.querySelectorAll("main select")) {
+    // Without a `selected` option the first one is the default.
+    const marked = [...sel.options].findIndex((o) => o.defaultSelected);
+    if (sel.selectedIndex !== Math.max(marked, 0)) return true;
   }
   return false;
 }
