@@ -18,6 +18,7 @@ fi
 WORK="$(mktemp -d)"
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 ADDR="127.0.0.1:$PORT"
+CONSOLE="127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 NODE_PID=""
 
 cleanup() {
@@ -28,7 +29,7 @@ trap cleanup EXIT
 fail() { echo "e2e FAILED: $*" >&2; echo "--- node log" >&2; tail -50 "$WORK/node.log" >&2 || true; exit 1; }
 
 start_node() {
-  "$BIN" standalone --data-dir "$WORK/data" --listen "$ADDR" >>"$WORK/node.log" 2>&1 &
+  "$BIN" standalone --data-dir "$WORK/data" --listen "$ADDR" --console-listen "$CONSOLE" >>"$WORK/node.log" 2>&1 &
   NODE_PID=$!
   for _ in $(seq 1 100); do
     if "$BIN" topics --bootstrap-server "$ADDR" --list >/dev/null 2>&1; then return 0; fi
@@ -160,6 +161,23 @@ for f in 00000000000000000000.log 00000000000000000000.index 0000000000000000000
 done
 
 start_node
+# The node's web console shows it and its topics.
+python3 - "$CONSOLE" <<'PY' || fail "the node's web console"
+import sys, time, urllib.request
+base = f"http://{sys.argv[1]}"
+deadline = time.time() + 30
+while True:
+    try:
+        page = urllib.request.urlopen(base + "/", timeout=5).read().decode()
+        topics = urllib.request.urlopen(base + "/topics", timeout=5).read().decode()
+        if "<b>1</b> brokers alive" in page and 'data-name="demo"' in topics:
+            break
+    except OSError:
+        pass
+    if time.time() > deadline:
+        sys.exit("console: no page showing the node and topic demo")
+    time.sleep(0.5)
+PY
 "$BIN" console-consumer --bootstrap-server "$ADDR" --topic demo --from-beginning --max-messages 10000 \
   --timeout-ms 10000 --property print.partition=true >"$WORK/out2" 2>/dev/null || fail "console-consumer after restart"
 check_consumed "$WORK/out2"
