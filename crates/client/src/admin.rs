@@ -280,7 +280,9 @@ impl Admin {
         r.pop().expect("one result per topic")
     }
 
-    /// Deletes topics; each succeeds or fails on its own.
+    /// Deletes topics; each succeeds or fails on its own. Waits (bounded by
+    /// `request.timeout.ms`) until the brokers no longer list the deleted
+    /// ones, so what is read right after does not show them.
     pub async fn delete_topics(&self, names: &[String]) -> Result<Vec<Result<(), ClientError>>> {
         let req = DeleteTopicsRequest {
             names: names.to_vec(),
@@ -292,7 +294,7 @@ impl Admin {
                 async move { c.delete_topics(req).await.map(|r| r.into_inner()) }
             })
             .await?;
-        Ok(names
+        let results: Vec<Result<(), ClientError>> = names
             .iter()
             .map(|n| match resp.topics.iter().find(|r| &r.name == n) {
                 None => Err(ClientError::api(
@@ -304,7 +306,33 @@ impl Admin {
                     None => Ok(()),
                 },
             })
-            .collect())
+            .collect();
+        let deleted: Vec<&String> = names
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.is_ok())
+            .map(|(n, _)| n)
+            .collect();
+        self.wait_until_gone(&deleted).await;
+        Ok(results)
+    }
+
+    /// Until the brokers' metadata lists none of `names` (or the request
+    /// timeout passes: the deletion itself has succeeded either way).
+    async fn wait_until_gone(&self, names: &[&String]) {
+        if names.is_empty() {
+            return;
+        }
+        let deadline = Instant::now() + self.timeout();
+        let mut backoff = Duration::from_millis(10);
+        while Instant::now() < deadline {
+            match self.list_topics(true).await {
+                Ok(listed) if !listed.iter().any(|t| names.contains(&&t.name)) => return,
+                _ => {}
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(200));
+        }
     }
 
     /// Grows a topic to `total_count` partitions and waits for their leaders.
@@ -451,7 +479,9 @@ impl Admin {
     /// Describes the named topics (empty: every non-internal topic). A named
     /// topic that does not exist fails the call with its code.
     pub async fn describe_topics(&self, names: &[String]) -> Result<Vec<TopicDescription>> {
-        let resp = self.cluster.metadata(names, false).await?;
+        // Describing a topic must not create it, whatever the brokers'
+        // `auto.create.topics.enable`.
+        let resp = self.cluster.metadata_for(names, false, false).await?;
         let mut out = Vec::with_capacity(resp.topics.len());
         for t in resp.topics {
             if let Some(e) = ApiError::from_proto(t.error.as_ref()) {

@@ -148,6 +148,21 @@ impl Cluster {
         topics: &[String],
         include_internal: bool,
     ) -> Result<MetadataResponse> {
+        // As Kafka's producers and consumers do: the broker creates missing
+        // topics only when its `auto.create.topics.enable` is on (off by
+        // default in Sluice).
+        self.metadata_for(topics, include_internal, !topics.is_empty())
+            .await
+    }
+
+    /// [`Cluster::metadata`], saying whether a missing topic may be
+    /// auto-created: admin calls never do (Kafka's describeTopics neither).
+    pub async fn metadata_for(
+        &self,
+        topics: &[String],
+        include_internal: bool,
+        auto_create: bool,
+    ) -> Result<MetadataResponse> {
         let mut candidates: Vec<String> = self.cache.lock().brokers.values().cloned().collect();
         candidates.sort();
         for b in &self.config.bootstrap_servers {
@@ -164,9 +179,7 @@ impl Cluster {
         }
         let req = MetadataRequest {
             topics: topics.to_vec(),
-            // As Kafka's clients do: the broker creates missing topics only when
-            // its `auto.create.topics.enable` is on (off by default in Sluice).
-            allow_auto_topic_creation: !topics.is_empty(),
+            allow_auto_topic_creation: auto_create,
             include_internal,
         };
         let mut last: Option<ClientError> = None;

@@ -61,6 +61,15 @@ fn is_sluice_header(name: &str) -> bool {
         || name == REDRIVE_ID
 }
 
+/// The application's headers of `r`, without Sluice's own.
+fn own_headers(r: &ConsumerRecord) -> Vec<(String, Option<Bytes>)> {
+    r.headers
+        .iter()
+        .filter(|(k, _)| !is_sluice_header(k))
+        .cloned()
+        .collect()
+}
+
 /// A record's first position, from its headers or, for a record read from
 /// its own topic, itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,12 +227,7 @@ pub fn failed_record(
     partition: Option<i32>,
 ) -> ProducerRecord {
     let origin = Origin::of(r);
-    let mut headers: Vec<(String, Option<Bytes>)> = r
-        .headers
-        .iter()
-        .filter(|(k, _)| !is_sluice_header(k))
-        .cloned()
-        .collect();
+    let mut headers = own_headers(r);
     headers.extend([
         (ORIGINAL_TOPIC.to_string(), text(&origin.topic)),
         (ORIGINAL_PARTITION.to_string(), text(origin.partition)),
@@ -260,12 +264,7 @@ pub fn redrive_id(r: &ConsumerRecord) -> String {
 pub fn redriven_record(r: &ConsumerRecord, to: Option<&str>) -> ProducerRecord {
     let origin = Origin::of(r);
     let topic = to.unwrap_or(&origin.topic).to_string();
-    let mut headers: Vec<(String, Option<Bytes>)> = r
-        .headers
-        .iter()
-        .filter(|(k, _)| !is_sluice_header(k))
-        .cloned()
-        .collect();
+    let mut headers = own_headers(r);
     headers.push((REDRIVE_ID.to_string(), text(redrive_id(r))));
     ProducerRecord {
         topic,

@@ -144,7 +144,11 @@ impl GroupConsumer {
             return Ok(*n);
         }
         let cluster = self.shared.cluster.clone();
-        cluster.refresh(&[topic.to_string()]).await?;
+        // Asked without auto-creation: a missing topic is created below like
+        // `like`, not with the brokers' defaults.
+        cluster
+            .metadata_for(&[topic.to_string()], false, false)
+            .await?;
         if let Some(info) = cluster.topic(topic) {
             let n = info.partitions.len() as i32;
             self.dead_letters.partitions.insert(topic.to_string(), n);

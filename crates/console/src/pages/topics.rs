@@ -186,19 +186,8 @@ pub async fn delete(
             format!("type the topic's name ({topic}) to delete it"),
         ));
     }
+    // Returns once the brokers no longer list it.
     state.admin.delete_topic(&topic).await?;
-    // The brokers learn of the deletion a moment later: wait for it (a
-    // while at most), so the next page no longer lists the topic.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while tokio::time::Instant::now() < deadline
-        && state
-            .admin
-            .describe_topics(std::slice::from_ref(&topic))
-            .await
-            .is_ok()
-    {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
     state.resample().await;
     Ok(done("/topics", &format!("Deleted topic {topic}.")))
 }
