@@ -27,6 +27,9 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
+# A clean run needs about 6 GB under target/ (debug builds with line tables
+# only); say what is free so a full disk is seen before the linker dies of it.
+echo "==> disk: $(df -h . | awk 'NR==2 {print $4 " free of " $2}')"
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"

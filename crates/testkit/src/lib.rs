@@ -153,20 +153,30 @@ impl TestCluster {
             self.spawn(&n).map_err(StartError::Other)?;
         }
         let brokers = self.broker_ports.len();
-        match self.wait_ready(brokers).await {
-            Ok(()) => Ok(self),
-            Err(e) => {
-                let exited = self.procs.values_mut().any(|p| {
-                    p.child
-                        .as_mut()
-                        .is_some_and(|c| c.try_wait().ok().flatten().is_some())
-                });
-                Err(if exited {
-                    StartError::Exited(e)
-                } else {
-                    StartError::Other(e)
-                })
-            }
+        let ready = self.wait_ready(brokers).await;
+        // A standby controller or coordinator whose bind failed is not
+        // something wait_ready sees, but a test that kills the active one
+        // needs it: any process gone counts as a failed start.
+        let exited: Vec<String> = self
+            .procs
+            .iter_mut()
+            .filter_map(|(n, p)| {
+                let gone = p
+                    .child
+                    .as_mut()
+                    .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+                gone.then(|| n.clone())
+            })
+            .collect();
+        match ready {
+            Ok(()) if exited.is_empty() => Ok(self),
+            Ok(()) => Err(StartError::Exited(anyhow::anyhow!(
+                "{} exited at start\n{}",
+                exited.join(", "),
+                self.logs_tail()
+            ))),
+            Err(e) if !exited.is_empty() => Err(StartError::Exited(e)),
+            Err(e) => Err(StartError::Other(e)),
         }
     }
 
@@ -489,7 +499,16 @@ impl TestCluster {
         let mut out = String::new();
         for (name, p) in &self.procs {
             let text = std::fs::read_to_string(&p.log).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
+            // Backtrace frames would push the error itself out of the tail.
+            let lines: Vec<&str> = text
+                .lines()
+                .filter(|l| {
+                    let t = l.trim_start();
+                    !(t.starts_with("at ")
+                        || t.split_once(": ")
+                            .is_some_and(|(n, _)| n.chars().all(|c| c.is_ascii_digit())))
+                })
+                .collect();
             let start = lines.len().saturating_sub(40);
             out.push_str(&format!("--- {name}\n{}\n", lines[start..].join("\n")));
         }
