@@ -1,0 +1,246 @@
+//! [`ClientTls`]: the rustls configuration a client (or a service reaching
+//! another) connects with, reloaded from disk; tonic channels over it.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use tokio::net::TcpStream;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::reload::{RELOAD_INTERVAL, Reloading};
+use crate::settings::TlsFiles;
+use crate::{ALPN_H2, TlsError, load, provider};
+
+/// A client's TLS configuration (cheap to clone; every clone sees reloads).
+#[derive(Clone)]
+pub struct ClientTls {
+    config: Arc<Reloading<ClientConfig>>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls").finish_non_exhaustive()
+    }
+}
+
+impl ClientTls {
+    /// Trusts `files.ca` (the system's CAs when unset), presents
+    /// `files.certificate` when set (mTLS), and checks that the server's
+    /// certificate names the host when `verify_hostname`.
+    pub fn new(files: &TlsFiles, verify_hostname: bool) -> Result<Self, TlsError> {
+        Self::with_reload_interval(files, verify_hostname, RELOAD_INTERVAL)
+    }
+
+    pub fn with_reload_interval(
+        files: &TlsFiles,
+        verify_hostname: bool,
+        interval: Duration,
+    ) -> Result<Self, TlsError> {
+        let identity = match (files.certificate.clone(), files.key.clone()) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(TlsError::setting(
+                    "ssl.key.location",
+                    "ssl.certificate.location is set but not the key of that certificate",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(TlsError::setting(
+                    "ssl.certificate.location",
+                    "ssl.key.location is set but not the certificate it belongs to",
+                ));
+            }
+        };
+        let ca = files.ca.clone();
+        let config = Reloading::start(
+            "client",
+            files.paths(),
+            interval,
+            Box::new(move || {
+                build(
+                    ca.as_deref(),
+                    identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+                    verify_hostname,
+                )
+            }),
+        )?;
+        Ok(ClientTls { config })
+    }
+
+    /// The configuration new connections use now.
+    pub fn current(&self) -> Arc<ClientConfig> {
+        self.config.current()
+    }
+
+    /// Compares the files with the loaded ones now; true when it reloaded.
+    pub fn reload_now(&self) -> Result<bool, TlsError> {
+        self.config.check()
+    }
+
+    /// TCP, then the TLS handshake, to `host:port` (the certificate must name
+    /// `host` when host names are checked).
+    pub async fn connect(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let name = ServerName::try_from(host.to_string()).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{host:?} is not a host name or address: {e}"),
+            )
+        })?;
+        let tcp = TcpStream::connect((host, port)).await?;
+        // Small responses must not wait for Nagle's timer (see sluice_server).
+        tcp.set_nodelay(true)?;
+        tokio_rustls::TlsConnector::from(self.current())
+            .connect(name, tcp)
+            .await
+    }
+}
+
+fn build(
+    ca: Option<&Path>,
+    identity: Option<(&Path, &Path)>,
+    verify_hostname: bool,
+) -> Result<ClientConfig, TlsError> {
+    let provider = provider();
+    let roots = match ca {
+        Some(ca) => load::roots("ssl.ca.location", ca)?,
+        None => load::system_roots()?,
+    };
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| TlsError::rustls("ssl.ca.location", e))?;
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::rustls("TLS protocol versions", e))?;
+    let builder = if verify_hostname {
+        builder.with_webpki_verifier(webpki)
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyHostName(webpki)))
+    };
+    let mut config = match identity {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                load::certs("ssl.certificate.location", cert)?,
+                load::key("ssl.key.location", key)?,
+            )
+            .map_err(|e| {
+                TlsError::rustls(
+                    "ssl.certificate.location and ssl.key.location do not make a usable pair",
+                    e,
+                )
+            })?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(config)
+}
+
+/// `ssl.endpoint.identification.algorithm=` (empty): the chain must still
+/// lead to a trusted CA and be in date; only the name check is skipped.
+/// webpki checks the chain before the name, so "not valid for name" means
+/// everything else passed.
+#[derive(Debug)]
+struct AnyHostName(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for AnyHostName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+fn connector(
+    tls: ClientTls,
+) -> impl tower::Service<
+    http::Uri,
+    Response = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>,
+    Error = std::io::Error,
+    Future = impl Future<Output = std::io::Result<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>>
+             + Send,
+> + Clone
++ Send
++ 'static {
+    tower::service_fn(move |uri: http::Uri| {
+        let tls = tls.clone();
+        async move {
+            let host = uri.host().unwrap_or_default().to_string();
+            let port = uri.port_u16().unwrap_or(9092);
+            Ok(TokioIo::new(tls.connect(&host, port).await?))
+        }
+    })
+}
+
+/// A channel that connects on first use: plaintext, or TLS through `tls`
+/// (the endpoint's `http://` URI names host and port; TLS is ours, so the
+/// configuration reloaded from disk applies to every reconnection).
+pub fn lazy_channel(endpoint: Endpoint, tls: Option<&ClientTls>) -> Channel {
+    match tls {
+        None => endpoint.connect_lazy(),
+        Some(tls) => endpoint.connect_with_connector_lazy(connector(tls.clone())),
+    }
+}
+
+/// Like [`lazy_channel`], connected now.
+pub async fn connect_channel(
+    endpoint: Endpoint,
+    tls: Option<&ClientTls>,
+) -> Result<Channel, tonic::transport::Error> {
+    match tls {
+        None => endpoint.connect().await,
+        Some(tls) => {
+            endpoint
+                .connect_with_connector(connector(tls.clone()))
+                .await
+        }
+    }
+}

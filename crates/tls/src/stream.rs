@@ -1,0 +1,144 @@
+//! [`Stream`]: an accepted connection, plaintext or TLS, and [`ConnInfo`],
+//! what the request layer learns of it.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use rustls::pki_types::CertificateDer;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tonic::transport::server::Connected;
+
+/// An accepted connection.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    /// The protocol the TLS handshake agreed on (ALPN), if any.
+    pub fn alpn(&self) -> Option<&[u8]> {
+        match self {
+            Stream::Plain(_) => None,
+            Stream::Tls(t) => t.get_ref().1.alpn_protocol(),
+        }
+    }
+
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(t) => t.get_ref().0,
+        }
+    }
+
+    pub fn info(&self) -> ConnInfo {
+        let tcp = self.tcp();
+        let peer_certificates = match self {
+            Stream::Plain(_) => None,
+            Stream::Tls(t) => t
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|c| Arc::from(c.to_vec())),
+        };
+        ConnInfo {
+            remote: tcp.peer_addr().ok(),
+            local: tcp.local_addr().ok(),
+            tls: matches!(self, Stream::Tls(_)),
+            peer_certificates,
+        }
+    }
+}
+
+/// What a request knows of its connection (in a gRPC request's extensions;
+/// see [`ConnInfo::of`]).
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub remote: Option<SocketAddr>,
+    pub local: Option<SocketAddr>,
+    pub tls: bool,
+    /// The client's certificate chain (leaf first) when it presented one.
+    pub peer_certificates: Option<Arc<[CertificateDer<'static>]>>,
+}
+
+impl ConnInfo {
+    /// The connection a gRPC request came on (tonic puts it in the
+    /// request's extensions).
+    pub fn of(extensions: &http::Extensions) -> Option<&ConnInfo> {
+        extensions.get::<ConnInfo>()
+    }
+
+    /// The peer address of a gRPC request (tonic's `remote_addr` knows only
+    /// its own connection types).
+    pub fn remote_addr<T>(req: &tonic::Request<T>) -> Option<SocketAddr> {
+        Self::of(req.extensions()).and_then(|c| c.remote)
+    }
+}
+
+impl Connected for Stream {
+    type ConnectInfo = ConnInfo;
+    fn connect_info(&self) -> ConnInfo {
+        self.info()
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
