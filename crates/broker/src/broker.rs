@@ -35,6 +35,8 @@ pub struct Broker {
     /// Fired by [`Broker::controlled_shutdown`]: give up the registration
     /// (and so every leadership) while still serving.
     deregister: CancellationToken,
+    /// TLS to the other services (`security.inter.broker.protocol=SSL`).
+    pub(crate) tls: Option<sluice_tls::ClientTls>,
 }
 
 impl Broker {
@@ -47,6 +49,7 @@ impl Broker {
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, BrokerError> {
         config.validate()?;
+        let tls = config.security.inter_service()?;
         let replicas = {
             let config = config.clone();
             tokio::task::spawn_blocking(move || ReplicaManager::open(config))
@@ -68,6 +71,7 @@ impl Broker {
             registered: AtomicBool::new(false),
             epoch: AtomicI64::new(0),
             deregister: CancellationToken::new(),
+            tls,
         });
         let keeper = tokio::select! {
             k = broker.register() => k?,

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use sluice_server::config::ConfigError;
+use sluice_server::security::SecurityConfig;
 use sluice_storage::LogConfig;
 
 /// Settings of one broker. Every field defaults to Kafka's default unless noted.
@@ -21,7 +22,8 @@ pub struct BrokerConfig {
     pub broker_id: i32,
     /// `listeners`: where the gRPC server binds, `HOST:PORT` (a Kafka-style
     /// `PLAINTEXT://HOST:PORT` is accepted too). One listener: gRPC and Kafka's
-    /// protocol share it; `SSL://` and `SASL_*://` are refused (no TLS yet).
+    /// protocol share it. `SSL://HOST:PORT` serves TLS (see `security`);
+    /// `SASL_*://` is refused (no SASL yet).
     pub listeners: String,
     /// `advertised.listeners`: what clients are told to connect to; defaults to
     /// `listeners`.
@@ -116,12 +118,17 @@ pub struct BrokerConfig {
     /// connection may send (100 MiB); a larger size prefix closes it.
     #[serde(rename = "socket.request.max.bytes")]
     pub socket_request_max_bytes: u32,
+    /// TLS: the listener's (`SSL://` in `listeners`) and the one this
+    /// service reaches the others with; see [`SecurityConfig`].
+    #[serde(flatten)]
+    pub security: SecurityConfig,
 }
 
 impl Default for BrokerConfig {
     fn default() -> Self {
         let log = LogConfig::default();
         Self {
+            security: SecurityConfig::default(),
             broker_id: 1,
             listeners: "127.0.0.1:9092".into(),
             socket_request_max_bytes: 104_857_600,
@@ -194,6 +201,7 @@ impl BrokerConfig {
             return Err(ConfigError::invalid("broker.id", "must be >= 0"));
         }
         sluice_server::config::parse_listener("listeners", &self.listeners)?;
+        self.security.validate(&self.listeners)?;
         self.advertised()?;
         if self.log_dir_paths().is_empty() {
             return Err(ConfigError::invalid(
@@ -447,7 +455,7 @@ mod tests {
         let e = load(&text).unwrap_err().to_string();
         for want in [
             "line 17: unknown key `brokr.rack`; did you mean `broker.rack`?",
-            "line 18: `ssl.keystore.location`: Sluice has no TLS or SASL yet",
+            "line 18: `ssl.keystore.location`: Sluice reads PEM files, not Java keystores",
             "line 19: `unclean.leader.election.enable=true`: Sluice never elects a replica that is out of sync",
         ] {
             assert!(e.contains(want), "{want:?} not in {e}");
@@ -470,7 +478,8 @@ mod tests {
         with("INTERNAL://10.0.0.1:9092").validate().unwrap();
         let e = |l: &str| with(l).validate().unwrap_err().to_string();
         assert!(e("PLAINTEXT://:9092,SSL://:9093").contains("several listeners"));
-        assert!(e("SSL://h:9093").contains("SSL:// needs TLS or SASL"));
+        with("SSL://h:9093").validate().unwrap();
+        assert!(e("SASL_SSL://h:9093").contains("SASL is not supported yet"));
         assert!(e("PLAINTEXT://:9092").contains("has no host: write 0.0.0.0:PORT"));
         let c = BrokerConfig {
             advertised_listeners: Some("SASL_SSL://h:9092".into()),

@@ -25,7 +25,12 @@ async fn main() -> anyhow::Result<()> {
     let (config, shutdown) = Args::parse().service.start::<BrokerConfig>().await?;
     config.validate()?;
     // Bound first: health answers while etcd is still being reached.
-    let host = Host::bind(&config.listeners, &[names::BROKER]).await?;
+    let host = Host::bind(
+        &config.listeners,
+        &[names::BROKER],
+        config.security.listener(&config.listeners)?,
+    )
+    .await?;
     let store = tokio::select! {
         s = EtcdMetadataStore::connect_cluster(&config.etcd_endpoints, &config.cluster_name) => s?,
         _ = shutdown.cancelled() => return Ok(()),

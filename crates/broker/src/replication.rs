@@ -25,14 +25,14 @@ use crate::Broker;
 use crate::error::{BrokerError, ControllerCall, Peer};
 use crate::partition::{Applied, Partition};
 
-fn channel(peer: Peer, url: String) -> Result<Channel, BrokerError> {
-    Ok(tonic::transport::Endpoint::from_shared(url.clone())
+fn channel(broker: &Broker, peer: Peer, url: String) -> Result<Channel, BrokerError> {
+    let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
         .map_err(|source| BrokerError::BadEndpoint { peer, url, source })?
         .tcp_nodelay(true)
         .initial_stream_window_size(Some(16 << 20))
         .initial_connection_window_size(Some(64 << 20))
-        .connect_timeout(Duration::from_secs(3))
-        .connect_lazy())
+        .connect_timeout(Duration::from_secs(3));
+    Ok(sluice_tls::lazy_channel(endpoint, broker.tls.as_ref()))
 }
 
 /// Starts and stops one fetcher per leader this broker follows, as metadata changes.
@@ -85,7 +85,7 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32) {
             }
         };
         if client.as_ref().is_none_or(|(a, _)| *a != addr) {
-            match channel(Peer::Broker(leader), addr.clone()) {
+            match channel(&broker, Peer::Broker(leader), addr.clone()) {
                 Ok(ch) => {
                     client = Some((
                         addr.clone(),
@@ -281,7 +281,7 @@ pub(crate) async fn maintain_isr(broker: Arc<Broker>) {
                 .collect(),
         };
         let res = async {
-            let mut c = ControllerClient::new(channel(Peer::Controller, url)?);
+            let mut c = ControllerClient::new(channel(&broker, Peer::Controller, url)?);
             c.alter_partition(req)
                 .await
                 .map_err(|s| BrokerError::Downstream {

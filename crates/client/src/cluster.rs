@@ -54,6 +54,8 @@ struct Cache {
 /// Shared connection and metadata state of one client.
 pub struct Cluster {
     pub(crate) config: ClientConfig,
+    /// TLS for every channel (`security.protocol=SSL`), built once.
+    tls: Option<sluice_tls::ClientTls>,
     // A std-style lock: nothing awaits while holding it.
     cache: parking_lot::Mutex<Cache>,
     /// Rotates which broker a metadata refresh asks first, so a broker with
@@ -65,8 +67,10 @@ pub struct Cluster {
 impl Cluster {
     pub fn new(config: ClientConfig) -> Result<Arc<Self>> {
         config.validate()?;
+        let tls = config.client_tls()?;
         Ok(Arc::new(Cluster {
             config,
+            tls,
             cache: parking_lot::Mutex::new(Cache::default()),
             next_metadata: std::sync::atomic::AtomicUsize::new(0),
         }))
@@ -74,6 +78,11 @@ impl Cluster {
 
     pub fn config(&self) -> &ClientConfig {
         &self.config
+    }
+
+    /// The TLS configuration of this client's connections, if any.
+    pub fn tls(&self) -> Option<&sluice_tls::ClientTls> {
+        self.tls.as_ref()
     }
 
     fn channel(&self, addr: &str) -> Result<Channel> {
@@ -89,13 +98,13 @@ impl Cluster {
         let endpoint = Endpoint::from_shared(uri).map_err(|e| {
             ClientError::config("bootstrap.servers", format!("bad address \"{addr}\": {e}"))
         })?;
-        let channel = endpoint
+        let endpoint = endpoint
             .tcp_nodelay(true)
             .connect_timeout(self.config.request_timeout.min(Duration::from_secs(10)))
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .connect_lazy();
+            .http2_keep_alive_interval(Duration::from_secs(30));
+        let channel = sluice_tls::lazy_channel(endpoint, self.tls.as_ref());
         cache.channels.insert(addr.to_string(), channel.clone());
         Ok(channel)
     }

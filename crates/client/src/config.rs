@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use sluice_records::Compression;
+use sluice_tls::{ClientTls, SecurityProtocol, TlsFiles};
 
 use crate::error::{ClientError, Result};
 
@@ -147,6 +148,18 @@ pub struct ClientConfig {
     pub retry_topic_suffix: String,
     /// `dead.letter.topic.suffix` (`.dlq`): topic `T`'s dead-letter topic.
     pub dead_letter_topic_suffix: String,
+    /// `security.protocol` (`PLAINTEXT`): `SSL` connects over TLS.
+    pub security_protocol: SecurityProtocol,
+    /// `ssl.ca.location`, `ssl.certificate.location`, `ssl.key.location`:
+    /// the CA that signed the brokers' certificates (the system's CAs when
+    /// unset), and this client's own certificate and key for mTLS.
+    pub ssl_files: TlsFiles,
+    /// `ssl.endpoint.identification.algorithm` (`https`): check that a
+    /// broker's certificate names the host connected to; empty skips it.
+    pub ssl_verify_hostname: bool,
+    /// A TLS configuration built by the program (a service passes the one it
+    /// reloads), used instead of building one from the settings above.
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for ClientConfig {
@@ -187,6 +200,10 @@ impl Default for ClientConfig {
             delivery_retry_backoff_max: Duration::from_millis(60_000),
             retry_topic_suffix: ".retry".to_string(),
             dead_letter_topic_suffix: ".dlq".to_string(),
+            security_protocol: SecurityProtocol::Plaintext,
+            ssl_files: TlsFiles::default(),
+            ssl_verify_hostname: true,
+            tls: None,
         }
     }
 }
@@ -204,10 +221,56 @@ pub const IGNORED_PROPERTIES: &[&str] = &[
     "reconnect.backoff.ms",
     "reconnect.backoff.max.ms",
     "connections.max.idle.ms",
-    "security.protocol",
 ];
 
+/// A TLS error's reason without the key (the client error names it).
+fn tls_reason(e: sluice_tls::TlsError) -> String {
+    match e {
+        sluice_tls::TlsError::Setting { message, .. } => message,
+        other => other.to_string(),
+    }
+}
+
+fn path(value: &str) -> Option<std::path::PathBuf> {
+    Some(std::path::PathBuf::from(value)).filter(|_| !value.is_empty())
+}
+
 impl ClientConfig {
+    /// The TLS configuration connections use: none for `PLAINTEXT`; the
+    /// program's own ([`ClientConfig::tls`]) or one built from the `ssl.*`
+    /// settings (read now, reloaded when the files change).
+    pub fn client_tls(&self) -> Result<Option<ClientTls>> {
+        if self.security_protocol != SecurityProtocol::Ssl {
+            return Ok(None);
+        }
+        if let Some(t) = &self.tls {
+            return Ok(Some(t.clone()));
+        }
+        ClientTls::new(&self.ssl_files, self.ssl_verify_hostname)
+            .map(Some)
+            .map_err(|e| {
+                let key = match &e {
+                    sluice_tls::TlsError::Setting { key, .. }
+                    | sluice_tls::TlsError::Read { key, .. }
+                    | sluice_tls::TlsError::Pem { key, .. } => key.clone(),
+                    sluice_tls::TlsError::Rustls { .. } => "ssl.certificate.location".into(),
+                };
+                ClientError::config(&key, tls_reason(e))
+            })
+    }
+
+    /// Uses `tls` for every connection (a service's own, reloaded
+    /// configuration); `None` keeps plaintext.
+    pub fn with_tls(mut self, tls: Option<ClientTls>) -> Self {
+        self.security_protocol = if tls.is_some() {
+            SecurityProtocol::Ssl
+        } else {
+            SecurityProtocol::Plaintext
+        };
+        self.tls = tls;
+        self
+    }
+
     /// A config with defaults and the given bootstrap servers.
     pub fn new(bootstrap_servers: &str) -> Self {
         ClientConfig {
@@ -364,6 +427,17 @@ impl ClientConfig {
                         ));
                     }
                 }
+            }
+            "security.protocol" => {
+                self.security_protocol = SecurityProtocol::parse(key, value)
+                    .map_err(|e| ClientError::config(key, tls_reason(e)))?
+            }
+            "ssl.ca.location" => self.ssl_files.ca = path(value),
+            "ssl.certificate.location" => self.ssl_files.certificate = path(value),
+            "ssl.key.location" => self.ssl_files.key = path(value),
+            "ssl.endpoint.identification.algorithm" => {
+                self.ssl_verify_hostname = sluice_tls::settings::verify_hostname(key, value)
+                    .map_err(|e| ClientError::config(key, tls_reason(e)))?
             }
             "fetch.min.bytes" => self.fetch_min_bytes = number(key, value)?,
             "fetch.max.wait.ms" => self.fetch_max_wait = millis(key, value)?,

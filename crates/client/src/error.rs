@@ -58,6 +58,12 @@ impl ClientError {
     /// keep it; transport failures (connection refused, reset) become
     /// retriable `LEADER_NOT_AVAILABLE` naming the endpoint.
     pub(crate) fn from_status(endpoint: &str, status: &tonic::Status) -> Self {
+        if let Some(reason) = sluice_tls::tls_failure(status) {
+            return ClientError::Api(ApiError::new(
+                ErrorCode::SslHandshakeFailed,
+                format!("{endpoint}: {reason}"),
+            ));
+        }
         let mut e = ApiError::from_status(status);
         if status
             .metadata()

@@ -96,7 +96,7 @@ impl Admin {
         let mut out = Vec::new();
         for c in cluster.coordinators {
             let addr = format!("{}:{}", c.host, c.port);
-            let resp = coordinator_client(&addr)?
+            let resp = coordinator_client(&addr, self.cluster().tls())?
                 .list_groups(pb::ListGroupsRequest::default())
                 .await
                 .map_err(|s| ClientError::from_status(&addr, &s))?

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use sluice_server::config::ConfigError;
+use sluice_server::security::SecurityConfig;
 
 /// Settings of one controller. Every field has Kafka's default.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -63,11 +64,16 @@ pub struct ControllerConfig {
     /// `cluster.name`: namespace of this cluster's keys in etcd.
     #[serde(rename = "cluster.name")]
     pub cluster_name: String,
+    /// TLS: the listener's (`SSL://` in `listeners`) and the one this
+    /// service reaches the others with; see [`SecurityConfig`].
+    #[serde(flatten)]
+    pub security: SecurityConfig,
 }
 
 impl Default for ControllerConfig {
     fn default() -> Self {
         Self {
+            security: SecurityConfig::default(),
             controller_id: 1,
             advertised_listeners: None,
             num_partitions: 1,
@@ -99,6 +105,7 @@ impl ControllerConfig {
     /// Checks ranges; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         sluice_server::config::parse_listener("listeners", &self.listeners)?;
+        self.security.validate(&self.listeners)?;
         self.advertised()?;
         if self.num_partitions < 1 {
             return Err(ConfigError::invalid("num.partitions", "must be at least 1"));

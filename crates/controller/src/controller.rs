@@ -119,10 +119,23 @@ impl Controller {
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let ttl = Duration::from_millis(self.config.lease_ms);
         let watching = shutdown.child_token();
-        if self.config.crash_detection_enable {
+        // The crash watch reaches the other processes' health services; the
+        // lease still decides without it.
+        let tls = self.config.security.inter_service().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "crash detection off: no TLS configuration to reach the other processes with");
+            None
+        });
+        let reachable = tls.is_some()
+            || !self
+                .config
+                .security
+                .inter_service
+                .eq_ignore_ascii_case("SSL");
+        if self.config.crash_detection_enable && reachable {
             let me = self.clone();
             tokio::spawn(crate::crash_watch::run(
                 self.store.clone(),
+                tls,
                 move || me.is_active(),
                 {
                     let me = self.clone();

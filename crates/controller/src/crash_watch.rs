@@ -28,6 +28,7 @@
 //! The active controller watches brokers and coordinators; a standby watches
 //! the active controller (whose death it would otherwise wait a lease for).
 
+use sluice_tls::ClientTls;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,6 +63,7 @@ struct Target {
 /// active one now (it decides what to watch).
 pub(crate) async fn run(
     store: Arc<dyn MetadataStore>,
+    tls: Option<ClientTls>,
     active: impl Fn() -> bool + Send + 'static,
     own_lease: impl Fn() -> LeaseId + Send + 'static,
     stop: CancellationToken,
@@ -98,7 +100,12 @@ pub(crate) async fn run(
                 continue;
             }
             let token = stop.child_token();
-            tokio::spawn(watch_one(store.clone(), t.clone(), token.clone()));
+            tokio::spawn(watch_one(
+                store.clone(),
+                t.clone(),
+                tls.clone(),
+                token.clone(),
+            ));
             watching.insert(t.lease, (t, token));
         }
     }
@@ -166,7 +173,12 @@ fn push(out: &mut Vec<Target>, kv: &KeyValue, kind: &'static str, id: i32, host:
 }
 
 /// Follows one process until its lease is revoked or `stop` fires.
-async fn watch_one(store: Arc<dyn MetadataStore>, target: Target, stop: CancellationToken) {
+async fn watch_one(
+    store: Arc<dyn MetadataStore>,
+    target: Target,
+    tls: Option<ClientTls>,
+    stop: CancellationToken,
+) {
     // The last status seen through its advertised address was SERVING (see
     // the module docs). A process that said anything else is alive and on its
     // way up or down: its port closing then is a shutdown, not a crash.
@@ -174,7 +186,7 @@ async fn watch_one(store: Arc<dyn MetadataStore>, target: Target, stop: Cancella
     loop {
         let seen = tokio::select! {
             _ = stop.cancelled() => return,
-            s = follow(&target, &mut serving) => s,
+            s = follow(&target, tls.as_ref(), &mut serving) => s,
         };
         if seen == Seen::Lost && serving && refuses_connections(&target).await {
             if stop.is_cancelled() {
@@ -219,7 +231,7 @@ enum Seen {
 
 /// Opens a health Watch and reads it while the process reports SERVING;
 /// `serving` tracks the last status seen.
-async fn follow(target: &Target, serving: &mut bool) -> Seen {
+async fn follow(target: &Target, tls: Option<&ClientTls>, serving: &mut bool) -> Seen {
     let host = if target.host.contains(':') {
         format!("[{}]", target.host) // an IPv6 literal
     } else {
@@ -237,7 +249,8 @@ async fn follow(target: &Target, serving: &mut bool) -> Seen {
     else {
         return Seen::Unreachable;
     };
-    let channel = match endpoint.connect_timeout(CONNECT_TIMEOUT).connect().await {
+    let endpoint = endpoint.connect_timeout(CONNECT_TIMEOUT);
+    let channel = match sluice_tls::connect_channel(endpoint, tls).await {
         Ok(c) => c,
         Err(_) => return lost(serving),
     };

@@ -25,7 +25,12 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let (config, shutdown) = Args::parse().service.start::<ControllerConfig>().await?;
     config.validate()?;
-    let host = Host::bind(&config.listeners, &[names::CONTROLLER]).await?;
+    let host = Host::bind(
+        &config.listeners,
+        &[names::CONTROLLER],
+        config.security.listener(&config.listeners)?,
+    )
+    .await?;
     let store = tokio::select! {
         s = EtcdMetadataStore::connect_cluster(&config.etcd_endpoints, &config.cluster_name) => s?,
         _ = shutdown.cancelled() => return Ok(()),

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sluice_server::config::ConfigError;
+use sluice_server::security::SecurityConfig;
 
 use crate::group::GroupSettings;
 
@@ -45,11 +46,16 @@ pub struct CoordinatorConfig {
     /// may take before the request fails (5000).
     #[serde(rename = "offsets.commit.timeout.ms")]
     pub offsets_commit_timeout_ms: u64,
+    /// TLS: the listener's (`SSL://` in `listeners`) and the one this
+    /// service reaches the others with; see [`SecurityConfig`].
+    #[serde(flatten)]
+    pub security: SecurityConfig,
 }
 
 impl Default for CoordinatorConfig {
     fn default() -> Self {
         Self {
+            security: SecurityConfig::default(),
             coordinator_id: 1,
             listeners: "127.0.0.1:9094".into(),
             advertised_listeners: None,
@@ -86,6 +92,7 @@ impl CoordinatorConfig {
             ));
         }
         sluice_server::config::parse_listener("listeners", &self.listeners)?;
+        self.security.validate(&self.listeners)?;
         self.advertised()?;
         Ok(())
     }

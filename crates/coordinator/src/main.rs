@@ -29,7 +29,12 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let (config, shutdown) = Args::parse().service.start::<CoordinatorConfig>().await?;
     config.validate()?;
-    let host = Host::bind(&config.listeners, &[names::COORDINATOR]).await?;
+    let host = Host::bind(
+        &config.listeners,
+        &[names::COORDINATOR],
+        config.security.listener(&config.listeners)?,
+    )
+    .await?;
     let store = tokio::select! {
         s = EtcdMetadataStore::connect_cluster(&config.etcd_endpoints, &config.cluster_name) => s?,
         _ = shutdown.cancelled() => return Ok(()),

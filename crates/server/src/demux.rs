@@ -1,15 +1,23 @@
-//! One port, two protocols. A gRPC connection opens with the HTTP/2 client
-//! preface (`PRI * HTTP/2.0\r\n...`); a Kafka connection opens with its first
-//! request's 4-byte big-endian size. `P` (0x50) as the first size byte would
-//! announce a request of at least 1.3 GB, far above any legal Kafka request
-//! (`socket.request.max.bytes`, 100 MiB by default), so the first byte alone
-//! tells them apart. Both protocols have the client speak first, so peeking
-//! costs no round trip.
+//! One port, two protocols, plaintext or TLS. A gRPC connection opens with
+//! the HTTP/2 client preface (`PRI * HTTP/2.0\r\n...`); a Kafka connection
+//! opens with its first request's 4-byte big-endian size. `P` (0x50) as the
+//! first size byte would announce a request of at least 1.3 GB, far above any
+//! legal Kafka request (`socket.request.max.bytes`, 100 MiB by default), so
+//! the first byte alone tells them apart. Both protocols have the client
+//! speak first, so peeking costs no round trip.
+//!
+//! A TLS connection opens with a handshake record (0x16, a 350 MiB Kafka
+//! request): on an `SSL://` listener it is accepted, and after the handshake
+//! ALPN tells the protocols apart (gRPC clients ask for `h2`; Kafka clients
+//! ask for nothing). Plaintext on a TLS listener is refused unless the
+//! listener still accepts it (`ssl.accept.plaintext`, during a move to TLS),
+//! and TLS on a plaintext listener is refused; both are logged with the peer.
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use sluice_tls::{ListenerTls, Stream, TLS_HANDSHAKE_RECORD};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -23,11 +31,14 @@ const HTTP2_PREFACE_FIRST: u8 = b'P';
 /// protocol has the server speak first, so a silent peer is no client.
 const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Accepted connections for the gRPC server (tonic's `serve_with_incoming`).
-pub type GrpcIncoming = ReceiverStream<io::Result<TcpStream>>;
+pub type GrpcIncoming = ReceiverStream<io::Result<Stream>>;
 
 /// Accepted Kafka-protocol connections, with the peer address.
-pub type KafkaIncoming = mpsc::Receiver<(TcpStream, SocketAddr)>;
+pub type KafkaIncoming = mpsc::Receiver<(Stream, SocketAddr)>;
 
 /// Which protocol a connection's first byte announces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,13 +56,18 @@ pub fn classify(first: u8) -> Protocol {
     }
 }
 
-/// Splits `listener` into the gRPC connection stream and the Kafka one. The
-/// accept loop runs until `stop` fires. Every accepted socket gets
-/// TCP_NODELAY (small responses must not wait for Nagle's timer).
+/// Splits `listener` into the gRPC connection stream and the Kafka one,
+/// doing the TLS handshake first when `tls` is given. The accept loop runs
+/// until `stop` fires. Every accepted socket gets TCP_NODELAY (small
+/// responses must not wait for Nagle's timer).
 ///
 /// Kafka connections queue until someone receives them (a broker still
 /// starting); the queue is bounded and further ones are closed.
-pub fn split(listener: TcpListener, stop: CancellationToken) -> (GrpcIncoming, KafkaIncoming) {
+pub fn split(
+    listener: TcpListener,
+    tls: Option<ListenerTls>,
+    stop: CancellationToken,
+) -> (GrpcIncoming, KafkaIncoming) {
     let (grpc_tx, grpc_rx) = mpsc::channel(1024);
     let (kafka_tx, kafka_rx) = mpsc::channel(1024);
     tokio::spawn(async move {
@@ -70,34 +86,115 @@ pub fn split(listener: TcpListener, stop: CancellationToken) -> (GrpcIncoming, K
                 }
             };
             let _ = stream.set_nodelay(true);
-            let (grpc_tx, kafka_tx) = (grpc_tx.clone(), kafka_tx.clone());
+            let (grpc_tx, kafka_tx, tls) = (grpc_tx.clone(), kafka_tx.clone(), tls.clone());
             tokio::spawn(async move {
-                let mut first = [0u8; 1];
-                let peeked =
-                    tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.peek(&mut first)).await;
-                match peeked {
-                    Ok(Ok(1)) => match classify(first[0]) {
-                        Protocol::Grpc => {
-                            let _ = grpc_tx.send(Ok(stream)).await;
-                        }
-                        Protocol::Kafka => {
-                            if kafka_tx.try_send((stream, peer)).is_err() {
-                                warn!(%peer, "Kafka connection refused: too many waiting or no Kafka listener");
-                            }
-                        }
-                    },
-                    Ok(Ok(_)) => debug!(%peer, "connection closed before its first byte"),
-                    Ok(Err(e)) => {
-                        debug!(%peer, error = %e, "connection failed before its first byte")
+                let Some((stream, protocol)) = open(stream, peer, tls.as_ref()).await else {
+                    return;
+                };
+                match protocol {
+                    Protocol::Grpc => {
+                        let _ = grpc_tx.send(Ok(stream)).await;
                     }
-                    Err(_) => {
-                        debug!(%peer, "connection sent nothing for {FIRST_BYTE_TIMEOUT:?}; closed")
+                    Protocol::Kafka => {
+                        if kafka_tx.try_send((stream, peer)).is_err() {
+                            warn!(%peer, "Kafka connection refused: too many waiting or no Kafka listener");
+                        }
                     }
                 }
             });
         }
     });
     (ReceiverStream::new(grpc_rx), kafka_rx)
+}
+
+/// Reads (peeks) the connection's first byte, does the TLS handshake when
+/// it is one, and says which protocol the connection speaks; `None` when
+/// it is refused or goes away.
+async fn open(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<&ListenerTls>,
+) -> Option<(Stream, Protocol)> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => {}
+        Ok(Ok(_)) => {
+            debug!(%peer, "connection closed before its first byte");
+            return None;
+        }
+        Ok(Err(e)) => {
+            debug!(%peer, error = %e, "connection failed before its first byte");
+            return None;
+        }
+        Err(_) => {
+            debug!(%peer, "connection sent nothing for {FIRST_BYTE_TIMEOUT:?}; closed");
+            return None;
+        }
+    }
+    match (first[0] == TLS_HANDSHAKE_RECORD, tls) {
+        (true, Some(tls)) => {
+            let handshake =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.server.accept(stream)).await;
+            match handshake {
+                Ok(Ok(s)) => {
+                    let protocol = if s.alpn() == Some(sluice_tls::ALPN_H2) {
+                        Protocol::Grpc
+                    } else {
+                        Protocol::Kafka
+                    };
+                    Some((s, protocol))
+                }
+                Ok(Err(e)) => {
+                    warn!(%peer, error = %e, "TLS handshake failed; connection refused");
+                    None
+                }
+                Err(_) => {
+                    warn!(%peer, "TLS handshake took over {HANDSHAKE_TIMEOUT:?}; connection refused");
+                    None
+                }
+            }
+        }
+        (true, None) => {
+            warn!(%peer, "a TLS client connected to this plaintext listener; refused (connect with security.protocol=PLAINTEXT, or give the listener SSL://)");
+            None
+        }
+        (false, Some(tls)) if !tls.accept_plaintext => {
+            warn!(%peer, "a plaintext client connected to this TLS listener; refused (connect with security.protocol=SSL)");
+            if classify(first[0]) == Protocol::Grpc {
+                tokio::spawn(refuse_plaintext_grpc(stream));
+            }
+            None
+        }
+        (false, _) => Some((Stream::Plain(stream), classify(first[0]))),
+    }
+}
+
+/// Tells a plaintext gRPC client why: HTTP/2's own refusal, a GOAWAY with
+/// INADEQUATE_SECURITY and a reason (after the server's SETTINGS, which a
+/// client expects first). gRPC clients show the reason; without it they see
+/// only a closed connection. The client's bytes are drained before closing,
+/// or the kernel would reset the connection and lose the GOAWAY.
+async fn refuse_plaintext_grpc(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const REASON: &[u8] =
+        b"this listener requires TLS: connect with security.protocol=SSL (https://)";
+    const INADEQUATE_SECURITY: u32 = 0xc;
+    let mut frames = vec![0, 0, 0, 0x4, 0, 0, 0, 0, 0]; // empty SETTINGS
+    let len = (8 + REASON.len()) as u32;
+    frames.extend_from_slice(&len.to_be_bytes()[1..]);
+    frames.extend_from_slice(&[0x7, 0, 0, 0, 0, 0]); // GOAWAY on stream 0
+    frames.extend_from_slice(&0u32.to_be_bytes()); // last stream id
+    frames.extend_from_slice(&INADEQUATE_SECURITY.to_be_bytes());
+    frames.extend_from_slice(REASON);
+    if stream.write_all(&frames).await.is_err() {
+        return;
+    }
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -62,16 +62,22 @@ struct Inner {
 }
 
 impl Host {
-    /// Binds `listen` (`host:port`, an optional `scheme://` ignored) for
-    /// `services` (fully qualified gRPC names, [`crate::names`]).
-    pub async fn bind(listen: &str, services: &[&'static str]) -> anyhow::Result<Self> {
+    /// Binds `listen` (`host:port`, an optional `scheme://`) for `services`
+    /// (fully qualified gRPC names, [`crate::names`]); TLS when `tls` is
+    /// given ([`crate::security::SecurityConfig::listener`]).
+    pub async fn bind(
+        listen: &str,
+        services: &[&'static str],
+        tls: Option<sluice_tls::ListenerTls>,
+    ) -> anyhow::Result<Self> {
         let addr = crate::config::bind_address(listen);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("bind {addr}"))?;
         let local = listener.local_addr()?;
         let stop = CancellationToken::new();
-        let (grpc, kafka) = crate::demux::split(listener, stop.clone());
+        let secure = tls.is_some();
+        let (grpc, kafka) = crate::demux::split(listener, tls, stop.clone());
         let mut builder = crate::server_builder();
         let (mut router, ops) = Ops::router(&mut builder, services).await?;
         let mut slots = Vec::with_capacity(services.len());
@@ -107,7 +113,7 @@ impl Host {
         host.start(
             router.serve_with_incoming_shutdown(grpc, host.inner.stop.clone().cancelled_owned()),
         );
-        tracing::info!(listen = %local, services = ?services, "listening");
+        tracing::info!(listen = %local, services = ?services, tls = secure, "listening");
         Ok(host)
     }
 

@@ -12,6 +12,7 @@
 //! - [`host`]: the port a process serves on, shared by the services it runs
 //!   (each service crate's `run` takes one);
 //! - [`config`]: YAML config loading with errors that name the bad key;
+//! - [`security`]: the TLS settings every service takes;
 //! - [`runtime`]: logging setup and the Ctrl-C / SIGTERM shutdown token.
 
 pub mod config;
@@ -21,6 +22,7 @@ pub mod late;
 pub mod metrics;
 pub mod rpc_metrics;
 pub mod runtime;
+pub mod security;
 
 use std::sync::Arc;
 use std::time::Duration;

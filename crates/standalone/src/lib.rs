@@ -39,6 +39,10 @@ pub struct StandaloneOptions {
     /// Group coordinator settings (`group.initial.rebalance.delay.ms`, ...);
     /// its id, listener and metadata store are set by standalone mode.
     pub coordinator: CoordinatorConfig,
+    /// Serve TLS (`--listen SSL://...`): the certificate and the rest come
+    /// from the `ssl.*` keys of the file's `broker:` section, and the node's
+    /// own services reach each other over TLS too.
+    pub listen_tls: bool,
 }
 
 /// The standalone YAML file: a `broker:` section and a `controller:` section,
@@ -70,6 +74,7 @@ impl StandaloneOptions {
             broker: BrokerConfig::default(),
             controller: standalone_controller_defaults(),
             coordinator: CoordinatorConfig::default(),
+            listen_tls: false,
         }
     }
 }
@@ -87,6 +92,8 @@ fn standalone_controller_defaults() -> ControllerConfig {
 pub struct Standalone {
     /// The bound address (useful with port 0).
     pub addr: SocketAddr,
+    /// A client config that reaches this node (its address, and its TLS).
+    pub client: sluice_client::ClientConfig,
     shutdown: CancellationToken,
     node: JoinHandle<anyhow::Result<()>>,
 }
@@ -98,9 +105,21 @@ impl Standalone {
     pub async fn start(mut opts: StandaloneOptions) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&opts.data_dir)
             .with_context(|| format!("create data dir {}", opts.data_dir.display()))?;
+        // One process: its services reach each other (through its own
+        // port) the way its listener speaks.
+        let mut security = opts.broker.security.clone();
+        let scheme = if opts.listen_tls { "SSL" } else { "PLAINTEXT" };
+        security.inter_service = scheme.into();
+        let listener = format!("{scheme}://{}", opts.listen);
+        let tls = security.listener(&listener)?;
+        let client_tls = security.inter_service()?;
+        opts.broker.security = security.clone();
+        opts.controller.security = security.clone();
+        opts.coordinator.security = security;
         let host = Host::bind(
-            &opts.listen.to_string(),
+            &listener,
             &[names::BROKER, names::CONTROLLER, names::COORDINATOR],
+            tls,
         )
         .await?;
         let addr = host.local_addr();
@@ -196,10 +215,12 @@ impl Standalone {
         // On a restart the partitions come back leaderless until the
         // controller sees this broker again; a node that says "ready" should
         // take produce requests at once.
-        wait_for_leaders(addr).await;
+        wait_for_leaders(addr, client_tls.as_ref()).await;
+        let client = sluice_client::ClientConfig::new(&addr.to_string()).with_tls(client_tls);
         info!(%addr, data_dir = %opts.data_dir.display(), "sluice standalone node ready");
         Ok(Self {
             addr,
+            client,
             shutdown,
             node,
         })
@@ -221,13 +242,15 @@ impl Standalone {
 }
 
 /// Waits (at most 30 s) until Metadata shows a leader for every partition.
-async fn wait_for_leaders(addr: SocketAddr) {
+async fn wait_for_leaders(addr: SocketAddr, tls: Option<&sluice_tls::ClientTls>) {
     use sluice_proto::broker::MetadataRequest;
     use sluice_proto::broker::broker_client::BrokerClient;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while tokio::time::Instant::now() < deadline {
         let leaderless = async {
-            let mut c = BrokerClient::connect(format!("http://{addr}")).await.ok()?;
+            let endpoint =
+                tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?;
+            let mut c = BrokerClient::new(sluice_tls::connect_channel(endpoint, tls).await.ok()?);
             let md = c
                 .metadata(MetadataRequest {
                     include_internal: true,

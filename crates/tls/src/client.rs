@@ -104,7 +104,60 @@ impl ClientTls {
         tokio_rustls::TlsConnector::from(self.current())
             .connect(name, tcp)
             .await
+            .map_err(|e| {
+                let hint = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    " (the server closed the connection: is its listener plaintext? then \
+                     use security.protocol=PLAINTEXT)"
+                } else {
+                    ""
+                };
+                std::io::Error::new(
+                    e.kind(),
+                    HandshakeError {
+                        peer: format!("{host}:{port}"),
+                        reason: format!("{e}{hint}"),
+                    },
+                )
+            })
     }
+}
+
+/// A TLS handshake that failed, carried in the `io::Error` a connection
+/// attempt returns (see [`tls_failure`]).
+#[derive(Debug, thiserror::Error)]
+#[error("TLS handshake with {peer} failed: {reason}")]
+pub struct HandshakeError {
+    pub peer: String,
+    pub reason: String,
+}
+
+/// Whether an error (a gRPC status and its sources) comes from TLS: a failed
+/// handshake, or a TLS listener refusing a plaintext client (HTTP/2's
+/// INADEQUATE_SECURITY). The reason, for a message a person can act on.
+pub fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<HandshakeError>() {
+            return Some(h.to_string());
+        }
+        if let Some(h) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<HandshakeError>())
+        {
+            return Some(h.to_string());
+        }
+        if err
+            .downcast_ref::<h2::Error>()
+            .is_some_and(|h| h.reason() == Some(h2::Reason::INADEQUATE_SECURITY))
+        {
+            return Some(
+                "the server's listener requires TLS: connect with security.protocol=SSL".into(),
+            );
+        }
+        cur = err.source();
+    }
+    None
 }
 
 fn build(

@@ -26,7 +26,7 @@ mod tests;
 
 use std::sync::Arc;
 
-pub use client::{ClientTls, connect_channel, lazy_channel};
+pub use client::{ClientTls, HandshakeError, connect_channel, lazy_channel, tls_failure};
 pub use error::TlsError;
 pub use server::{ListenerTls, ServerTls};
 pub use settings::{ClientAuth, SecurityProtocol, TlsFiles};

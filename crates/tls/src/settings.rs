@@ -37,11 +37,16 @@ impl SecurityProtocol {
         }
     }
 
-    /// The protocol a listener value's `scheme://` names (none: plaintext).
+    /// The protocol a listener value's `scheme://` names: `SSL` is TLS,
+    /// `SASL_*` is refused, and anything else (none, `PLAINTEXT`, a Kafka
+    /// listener name such as `INTERNAL`) is plaintext.
     pub fn of_listener(key: &str, listener: &str) -> Result<Self, TlsError> {
         match listener.trim().split_once("://") {
-            Some((scheme, _)) => Self::parse(key, scheme),
-            None => Ok(SecurityProtocol::Plaintext),
+            Some((scheme, _)) if scheme.eq_ignore_ascii_case("SSL") => Ok(SecurityProtocol::Ssl),
+            Some((scheme, _)) if scheme.to_ascii_uppercase().starts_with("SASL_") => {
+                Self::parse(key, scheme)
+            }
+            _ => Ok(SecurityProtocol::Plaintext),
         }
     }
 
@@ -163,6 +168,11 @@ mod tests {
             SecurityProtocol::parse("security.protocol", "ssl").unwrap(),
             SecurityProtocol::Ssl
         );
+        assert_eq!(
+            SecurityProtocol::of_listener("listeners", "INTERNAL://h:1").unwrap(),
+            SecurityProtocol::Plaintext
+        );
+        assert!(SecurityProtocol::of_listener("listeners", "SASL_SSL://h:1").is_err());
         let e = SecurityProtocol::parse("security.protocol", "TLS").unwrap_err();
         assert!(e.to_string().contains("security.protocol"), "{e}");
         assert!(

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseKind};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::TcpStream;
+use sluice_tls::Stream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -56,13 +56,36 @@ enum Incoming {
 
 pub(super) async fn serve(
     svc: BrokerService,
-    stream: TcpStream,
+    stream: Stream,
     peer: SocketAddr,
     budget: Arc<Semaphore>,
     stop: CancellationToken,
 ) {
+    match stream {
+        // Owned halves: no lock between the reader and the writer.
+        Stream::Plain(tcp) => {
+            let (read, write) = tcp.into_split();
+            serve_halves(svc, read, write, peer, budget, stop).await
+        }
+        Stream::Tls(tls) => {
+            let (read, write) = tokio::io::split(*tls);
+            serve_halves(svc, read, write, peer, budget, stop).await
+        }
+    }
+}
+
+async fn serve_halves<R, W>(
+    svc: BrokerService,
+    read: R,
+    write: W,
+    peer: SocketAddr,
+    budget: Arc<Semaphore>,
+    stop: CancellationToken,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin,
+{
     let max = svc.broker.config.socket_request_max_bytes as usize;
-    let (read, write) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Incoming>(READ_AHEAD);
     let reader_stop = stop.clone();
     let reader = tokio::spawn(async move {
@@ -156,8 +179,8 @@ pub(super) async fn serve(
     reader.abort();
 }
 
-async fn write_response(
-    write: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+async fn write_response<W: AsyncWrite + Unpin>(
+    write: &mut BufWriter<W>,
     bytes: &Bytes,
 ) -> std::io::Result<()> {
     write.write_all(bytes).await?;
@@ -167,8 +190,8 @@ async fn write_response(
 /// Reads one frame; `None` at a clean end of stream between frames. A frame
 /// over [`SMALL_FRAME`] takes its bytes from `budget` (KiB permits) before
 /// its body is read, so large requests together hold at most the budget.
-async fn read_frame(
-    read: &mut tokio::net::tcp::OwnedReadHalf,
+async fn read_frame<R: AsyncRead + Unpin>(
+    read: &mut R,
     max: usize,
     budget: &Arc<Semaphore>,
 ) -> Result<Option<(Bytes, Option<OwnedSemaphorePermit>)>, FrameReadError> {

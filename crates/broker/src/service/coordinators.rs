@@ -20,16 +20,26 @@ use crate::error::{BrokerError, Peer};
 
 /// Channels to coordinators by URL, reused across requests. A std mutex:
 /// nothing awaits while it is held (channels connect lazily).
-#[derive(Default, Clone)]
-pub struct CoordinatorChannels(Arc<Mutex<HashMap<String, Channel>>>);
+#[derive(Clone)]
+pub struct CoordinatorChannels {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    tls: Option<sluice_tls::ClientTls>,
+}
 
 impl CoordinatorChannels {
+    pub fn new(tls: Option<sluice_tls::ClientTls>) -> Self {
+        CoordinatorChannels {
+            channels: Default::default(),
+            tls,
+        }
+    }
+
     fn get(&self, url: &str, group: Option<&str>) -> Result<Channel, BrokerError> {
-        let mut map = self.0.lock();
+        let mut map = self.channels.lock();
         if let Some(c) = map.get(url) {
             return Ok(c.clone());
         }
-        let channel = Endpoint::from_shared(url.to_string())
+        let endpoint = Endpoint::from_shared(url.to_string())
             .map_err(|source| BrokerError::BadEndpoint {
                 peer: coordinator(group),
                 url: url.to_string(),
@@ -41,8 +51,8 @@ impl CoordinatorChannels {
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(20))
             .keep_alive_while_idle(true)
-            .tcp_nodelay(true)
-            .connect_lazy();
+            .tcp_nodelay(true);
+        let channel = sluice_tls::lazy_channel(endpoint, self.tls.as_ref());
         map.insert(url.to_string(), channel.clone());
         Ok(channel)
     }

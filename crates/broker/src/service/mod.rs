@@ -39,8 +39,8 @@ pub struct BrokerService {
 impl BrokerService {
     pub fn new(broker: Arc<Broker>) -> Self {
         Self {
+            coordinators: coordinators::CoordinatorChannels::new(broker.tls.clone()),
             broker,
-            coordinators: Default::default(),
         }
     }
 
@@ -75,16 +75,14 @@ impl BrokerService {
             })?
             .connect_timeout(std::time::Duration::from_secs(3))
             .timeout(std::time::Duration::from_secs(30));
-        let channel =
-            endpoint
-                .connect()
-                .await
-                .map_err(|source| BrokerError::ControllerUnreachable {
-                    call,
-                    controller: controller.controller_id,
-                    url,
-                    source,
-                })?;
+        let channel = sluice_tls::connect_channel(endpoint, self.broker.tls.as_ref())
+            .await
+            .map_err(|source| BrokerError::ControllerUnreachable {
+                call,
+                controller: controller.controller_id,
+                url,
+                source,
+            })?;
         Ok(ControllerClient::new(channel))
     }
 

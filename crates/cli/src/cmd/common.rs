@@ -18,6 +18,11 @@ pub struct Bootstrap {
     /// The server(s) to connect to: `host:port[,host:port...]`.
     #[arg(long = "bootstrap-server", value_name = "HOST:PORT")]
     pub bootstrap_server: String,
+    /// A client `.properties` file (Kafka's `--command-config`): TLS
+    /// (`security.protocol=SSL`, `ssl.ca.location`, ...) and other client
+    /// settings; `--command-property` flags override it.
+    #[arg(long = "command-config", value_name = "FILE")]
+    pub command_config: Option<std::path::PathBuf>,
 }
 
 /// `--bootstrap-server`, also under Kafka's older name `--broker-list`, for

@@ -30,7 +30,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     options.client = client_config(
         Some(&a.bootstrap.bootstrap_server),
         &a.command_property,
-        None,
+        a.bootstrap.command_config.as_deref(),
     )?;
     options.read_only = a.read_only;
     options.allowed_hosts = a.allowed_host;

@@ -33,7 +33,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let config = client_config(
         Some(&a.bootstrap.bootstrap_server),
         &a.command_property,
-        None,
+        a.bootstrap.command_config.as_deref(),
     )?;
     let admin = Admin::new(config)?;
     match (a.describe, a.cancel) {

@@ -22,11 +22,21 @@ pub struct Args {
     /// Give up after this many milliseconds.
     #[arg(long, default_value_t = 3000)]
     pub timeout_ms: u64,
+    /// A client `.properties` file for TLS (`security.protocol=SSL`,
+    /// `ssl.ca.location`, and for mTLS `ssl.certificate.location` and
+    /// `ssl.key.location`).
+    #[arg(long = "command-config", value_name = "FILE")]
+    pub command_config: Option<std::path::PathBuf>,
 }
 
 pub async fn run(a: Args) -> anyhow::Result<()> {
     let timeout = Duration::from_millis(a.timeout_ms);
-    let status = tokio::time::timeout(timeout, check(&a.server, &a.service))
+    let tls = match &a.command_config {
+        Some(_) => super::common::client_config(Some(&a.server), &[], a.command_config.as_deref())?
+            .client_tls()?,
+        None => None,
+    };
+    let status = tokio::time::timeout(timeout, check(&a.server, &a.service, tls.as_ref()))
         .await
         .with_context(|| format!("{} did not answer within {timeout:?}", a.server))??;
     let name = status.as_str_name();
@@ -42,14 +52,18 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn check(server: &str, service: &str) -> anyhow::Result<ServingStatus> {
+async fn check(
+    server: &str,
+    service: &str,
+    tls: Option<&sluice_tls::ClientTls>,
+) -> anyhow::Result<ServingStatus> {
     let url = if server.contains("://") {
         server.to_string()
     } else {
         format!("http://{server}")
     };
-    let channel = tonic::transport::Endpoint::from_shared(url)?
-        .connect()
+    let endpoint = tonic::transport::Endpoint::from_shared(url)?;
+    let channel = sluice_tls::connect_channel(endpoint, tls)
         .await
         .with_context(|| format!("connect to {server}"))?;
     let resp = HealthClient::new(channel)

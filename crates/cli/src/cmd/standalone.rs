@@ -13,9 +13,15 @@ pub struct Args {
     /// Directory for partition logs (`logs/`) and metadata (`meta/`).
     #[arg(long, default_value = ".sluice-data")]
     pub data_dir: PathBuf,
-    /// Address the gRPC server binds (broker, controller and coordinator).
-    #[arg(long, default_value = "127.0.0.1:9092")]
-    pub listen: SocketAddr,
+    /// Address the server binds (gRPC and Kafka's protocol, for the broker,
+    /// controller and coordinator): `HOST:PORT`, or `SSL://HOST:PORT` for TLS
+    /// with the `ssl.*` keys of the config file's `broker:` section.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:9092",
+        value_name = "[SSL://]HOST:PORT"
+    )]
+    pub listen: String,
     /// Address clients are told to connect to (advertised.listeners); defaults
     /// to the bound address.
     #[arg(long)]
@@ -39,7 +45,13 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let mut opts = StandaloneOptions::new(&args.data_dir, args.listen);
+    let protocol = sluice_tls::SecurityProtocol::of_listener("--listen", &args.listen)?;
+    let addr = sluice_server::config::bind_address(&args.listen);
+    let listen: SocketAddr = addr
+        .parse()
+        .with_context(|| format!("--listen {addr:?} is not IP:PORT"))?;
+    let mut opts = StandaloneOptions::new(&args.data_dir, listen);
+    opts.listen_tls = protocol.is_tls();
     if let Some(path) = &args.config {
         opts = opts
             .with_file(path)
@@ -58,6 +70,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     if !args.no_console {
         let mut console = sluice_console::ConsoleOptions::new(&node.addr.to_string());
+        console.client = node.client.clone();
         console.read_only = args.console_read_only;
         // The node serves without its console when the port is taken (a
         // second node on one machine): said, not fatal.

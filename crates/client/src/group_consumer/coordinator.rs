@@ -227,7 +227,7 @@ pub(crate) async fn find_coordinator(
             return Err(e.into());
         }
         let addr = format!("{}:{}", c.host, c.port);
-        return Ok((addr.clone(), coordinator_client(&addr)?));
+        return Ok((addr.clone(), coordinator_client(&addr, cluster.tls())?));
     }
     Err(last.unwrap_or_else(|| {
         api(
@@ -238,8 +238,11 @@ pub(crate) async fn find_coordinator(
 }
 
 /// A lazily connected client of the coordinator at `addr` (`HOST:PORT`).
-pub(crate) fn coordinator_client(addr: &str) -> Result<GroupCoordinatorClient<Channel>> {
-    let channel = Channel::from_shared(format!("http://{addr}"))
+pub(crate) fn coordinator_client(
+    addr: &str,
+    tls: Option<&sluice_tls::ClientTls>,
+) -> Result<GroupCoordinatorClient<Channel>> {
+    let endpoint = Channel::from_shared(format!("http://{addr}"))
         .map_err(|e| {
             api(
                 ErrorCode::InvalidConfig,
@@ -250,9 +253,10 @@ pub(crate) fn coordinator_client(addr: &str) -> Result<GroupCoordinatorClient<Ch
         .tcp_nodelay(true)
         // Notice a coordinator host that vanished without closing the socket.
         .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .connect_lazy();
-    Ok(GroupCoordinatorClient::new(channel))
+        .keep_alive_timeout(Duration::from_secs(5));
+    Ok(GroupCoordinatorClient::new(sluice_tls::lazy_channel(
+        endpoint, tls,
+    )))
 }
 
 #[cfg(test)]
@@ -265,7 +269,7 @@ mod tests {
     fn shared_with_coordinator() -> Shared {
         let cluster = Cluster::new(ClientConfig::new("127.0.0.1:1")).unwrap();
         let shared = Shared::new(cluster, "g".into());
-        let c = coordinator_client("127.0.0.1:1").unwrap();
+        let c = coordinator_client("127.0.0.1:1", None).unwrap();
         *shared.coordinator.lock() = Some(("127.0.0.1:1".into(), c));
         shared
     }

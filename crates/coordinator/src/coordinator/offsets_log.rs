@@ -123,6 +123,17 @@ impl ClusterLog {
                     ),
                 ])
                 .map_err(failed(LogOp::Open))?;
+                // The brokers are reached like any other service is.
+                let tls = self
+                    .config
+                    .security
+                    .inter_service()
+                    .map_err(|e| ClientError::Config {
+                        property: "security.inter.broker.protocol".into(),
+                        reason: e.to_string(),
+                    })
+                    .map_err(failed(LogOp::Open))?;
+                let config = config.with_tls(tls);
                 let producer = Producer::new(config.clone()).map_err(failed(LogOp::Open))?;
                 Ok(Clients { producer, config })
             })

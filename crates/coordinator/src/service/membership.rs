@@ -13,7 +13,7 @@ use crate::group::{JoinOutcome, JoinRequest};
 
 /// The caller's address as Kafka shows it (`/IP`), if known.
 pub(super) fn client_host<T>(req: &Request<T>) -> String {
-    req.remote_addr()
+    sluice_tls::ConnInfo::remote_addr(req)
         .map(|a| format!("/{}", a.ip()))
         .unwrap_or_default()
 }

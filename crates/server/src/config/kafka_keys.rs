@@ -56,8 +56,11 @@ const IDS: &str = "Sluice does not generate broker ids: set broker.id";
 const METRICS: &str = "Sluice serves Prometheus metrics at --metrics-listen ADDR";
 const ONE_FORMAT: &str =
     "Sluice stores RecordBatch v2 only and has one inter-broker protocol (gRPC)";
-const NO_TLS: &str = "Sluice has no TLS or SASL yet: it serves PLAINTEXT only; remove the key \
-     (and keep the cluster on a trusted network)";
+const NO_SASL: &str = "Sluice has no SASL yet: use an SSL:// listener, with client \
+     certificates (ssl.client.auth=required) for identity";
+const PEM_ONLY: &str = "Sluice reads PEM files, not Java keystores: set ssl.certificate.location, \
+     ssl.key.location and ssl.ca.location (scripts/gen-certs.sh makes them; `openssl pkcs12` \
+     converts a keystore)";
 const NO_ACLS: &str = "Sluice has no ACLs yet: every client may do everything; remove the key";
 const OLD_LISTENER: &str = "Kafka's pre-listeners keys are not read: write \
      listeners=PLAINTEXT://HOST:PORT (and advertised.listeners=PLAINTEXT://HOST:PORT for the \
@@ -163,7 +166,9 @@ pub const KAFKA_KEYS: &[(&str, KafkaKey)] = {
         ("transactional.id.expiration.ms", Unused(NO_TRANSACTIONS)),
         (
             "listener.security.protocol.map",
-            Unused("Sluice serves PLAINTEXT only, on the one address in listeners"),
+            Unused(
+                "Sluice serves one listener; its scheme (PLAINTEXT:// or SSL://) is its protocol",
+            ),
         ),
         (
             "inter.broker.listener.name",
@@ -206,11 +211,14 @@ pub const KAFKA_KEYS: &[(&str, KafkaKey)] = {
                 "a Sluice broker keeps the producer's timestamps",
             ),
         ),
-        ("security.inter.broker.protocol", Fixed("PLAINTEXT", NO_TLS)),
-        // Security Sluice does not have yet, and Kafka's old listener keys.
-        ("ssl.*", Refused(NO_TLS)),
-        ("sasl.*", Refused(NO_TLS)),
-        ("listener.name.*", Refused(NO_TLS)),
+        // Keystores Sluice does not read, security it does not have yet, and
+        // Kafka's old listener keys.
+        ("ssl.*", Refused(PEM_ONLY)),
+        ("sasl.*", Refused(NO_SASL)),
+        (
+            "listener.name.*",
+            Refused("Sluice has one listener per service: its ssl.* keys are the listener's"),
+        ),
         ("authorizer.class.name", Refused(NO_ACLS)),
         ("super.users", Refused(NO_ACLS)),
         ("allow.everyone.if.no.acl.found", Refused(NO_ACLS)),

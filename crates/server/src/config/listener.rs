@@ -1,5 +1,6 @@
 //! `listeners` and `advertised.listeners`, parsed one way for every service:
-//! one `HOST:PORT`, optionally `PLAINTEXT://HOST:PORT` (Kafka's form), an
+//! one `HOST:PORT`, optionally `PLAINTEXT://HOST:PORT` or `SSL://HOST:PORT`
+//! (Kafka's forms; the scheme picks TLS, see `crate::security`), an
 //! IPv6 host in brackets; the advertised endpoint is `advertised.listeners`
 //! when set, else `listeners` (Kafka's rule).
 
@@ -23,17 +24,10 @@ pub fn parse_listener(key: &str, value: &str) -> Result<(String, u16), ConfigErr
             ),
         ));
     }
-    if let Some((scheme, _)) = v.split_once("://")
-        && ["SSL", "SASL_PLAINTEXT", "SASL_SSL"].contains(&scheme.to_ascii_uppercase().as_str())
-    {
-        return Err(ConfigError::invalid(
-            key,
-            format!(
-                "{scheme}:// needs TLS or SASL, which Sluice does not have yet: use \
-                 PLAINTEXT://HOST:PORT (and keep the cluster on a trusted network)"
-            ),
-        ));
-    }
+    sluice_tls::SecurityProtocol::of_listener(key, v).map_err(|e| match e {
+        sluice_tls::TlsError::Setting { message, .. } => ConfigError::invalid(key, message),
+        other => ConfigError::invalid(key, other.to_string()),
+    })?;
     let addr = bind_address(v);
     let (host, port) = addr
         .rsplit_once(':')
@@ -89,7 +83,7 @@ mod tests {
             ("pod".into(), 1)
         );
         assert_eq!(advertised_endpoint("h:1", None).unwrap(), ("h".into(), 1));
-        for bad in ["h:1,h:2", "SSL://h:1", "h", "h:x", ":9092"] {
+        for bad in ["h:1,h:2", "SASL_SSL://h:1", "h", "h:x", ":9092"] {
             let e = parse_listener("listeners", bad).unwrap_err().to_string();
             assert!(e.contains("listeners"), "{bad}: {e}");
         }

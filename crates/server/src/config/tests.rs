@@ -318,7 +318,7 @@ fn kafka_keys_sluice_does_not_use_are_named() {
         .unwrap_err()
         .to_string();
     for want in [
-        "line 1: `ssl.keystore.location`: Sluice has no TLS",
+        "line 1: `ssl.keystore.location`: Sluice reads PEM files, not Java keystores",
         "line 2: `delete.topic.enable=false`: Sluice topics can always be deleted (only true is possible)",
         "line 3: unknown key `brokr.id`; did you mean `broker.id`?",
         "line 4: `port`: Kafka's pre-listeners keys are not read",

@@ -1,0 +1,134 @@
+//! [`SecurityConfig`]: the TLS settings every service takes, flattened into
+//! its config with Kafka's (and librdkafka's) key names, and what they build:
+//! the listener's [`ListenerTls`] and the [`ClientTls`] a service reaches the
+//! others with.
+
+use serde::{Deserialize, Serialize};
+use sluice_tls::settings::verify_hostname;
+use sluice_tls::{ClientAuth, ClientTls, ListenerTls, SecurityProtocol, ServerTls, TlsFiles};
+
+use crate::config::ConfigError;
+
+/// A service's TLS settings. The listener is TLS when `listeners` says
+/// `SSL://`; the files are PEM (a Java keystore is not read).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct SecurityConfig {
+    /// `ssl.certificate.location`: this node's certificate chain (leaf
+    /// first). It serves it on an `SSL://` listener and presents it when it
+    /// connects to other services over TLS (mTLS).
+    #[serde(rename = "ssl.certificate.location")]
+    pub certificate: Option<String>,
+    /// `ssl.key.location`: the certificate's private key.
+    #[serde(rename = "ssl.key.location")]
+    pub key: Option<String>,
+    /// `ssl.ca.location`: the CA bundle peers' certificates must chain to.
+    #[serde(rename = "ssl.ca.location")]
+    pub ca: Option<String>,
+    /// `ssl.client.auth`: `none`, `requested` or `required` (mTLS): whether
+    /// the listener asks clients for a certificate signed by the CA.
+    #[serde(rename = "ssl.client.auth")]
+    pub client_auth: String,
+    /// `ssl.accept.plaintext`: an `SSL://` listener also takes plaintext
+    /// connections (on the same port), so a cluster moves to TLS by rolling
+    /// restarts with no client cut off; false once every client uses TLS.
+    #[serde(rename = "ssl.accept.plaintext")]
+    pub accept_plaintext: bool,
+    /// `security.inter.broker.protocol`: `PLAINTEXT` or `SSL`, how this
+    /// service connects to the others (brokers, controllers, coordinators).
+    #[serde(rename = "security.inter.broker.protocol")]
+    pub inter_service: String,
+    /// `ssl.endpoint.identification.algorithm`: `https` (check that a
+    /// peer's certificate names the host connected to) or empty (any host
+    /// name, still signed by the CA).
+    #[serde(rename = "ssl.endpoint.identification.algorithm")]
+    pub endpoint_identification: String,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            certificate: None,
+            key: None,
+            ca: None,
+            client_auth: "none".into(),
+            accept_plaintext: false,
+            inter_service: "PLAINTEXT".into(),
+            endpoint_identification: "https".into(),
+        }
+    }
+}
+
+fn invalid(e: sluice_tls::TlsError) -> ConfigError {
+    match e {
+        sluice_tls::TlsError::Setting { key, message } => ConfigError::Invalid { key, message },
+        other => ConfigError::invalid("ssl", other.to_string()),
+    }
+}
+
+impl SecurityConfig {
+    pub fn files(&self) -> TlsFiles {
+        TlsFiles::new(
+            self.certificate.as_deref(),
+            self.key.as_deref(),
+            self.ca.as_deref(),
+        )
+    }
+
+    /// Checks the values (not the files: [`SecurityConfig::listener`] and
+    /// [`SecurityConfig::inter_service`] read those).
+    pub fn validate(&self, listeners: &str) -> Result<(), ConfigError> {
+        let tls = SecurityProtocol::of_listener("listeners", listeners).map_err(invalid)?;
+        ClientAuth::parse("ssl.client.auth", &self.client_auth).map_err(invalid)?;
+        SecurityProtocol::parse("security.inter.broker.protocol", &self.inter_service)
+            .map_err(invalid)?;
+        verify_hostname(
+            "ssl.endpoint.identification.algorithm",
+            &self.endpoint_identification,
+        )
+        .map_err(invalid)?;
+        if self.accept_plaintext && !tls.is_tls() {
+            return Err(ConfigError::invalid(
+                "ssl.accept.plaintext",
+                "only means something on an SSL:// listener (this one is plaintext)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The listener's TLS: `None` for a `PLAINTEXT` listener. Reads the
+    /// files (and keeps reloading them when they change).
+    pub fn listener(&self, listeners: &str) -> Result<Option<ListenerTls>, ConfigError> {
+        self.validate(listeners)?;
+        if !SecurityProtocol::of_listener("listeners", listeners)
+            .map_err(invalid)?
+            .is_tls()
+        {
+            return Ok(None);
+        }
+        let auth = ClientAuth::parse("ssl.client.auth", &self.client_auth).map_err(invalid)?;
+        let server = ServerTls::new(&self.files(), auth).map_err(invalid)?;
+        Ok(Some(ListenerTls {
+            server,
+            accept_plaintext: self.accept_plaintext,
+        }))
+    }
+
+    /// How this service connects to the others: `None` for plaintext.
+    pub fn inter_service(&self) -> Result<Option<ClientTls>, ConfigError> {
+        let protocol =
+            SecurityProtocol::parse("security.inter.broker.protocol", &self.inter_service)
+                .map_err(invalid)?;
+        if !protocol.is_tls() {
+            return Ok(None);
+        }
+        let check_names = verify_hostname(
+            "ssl.endpoint.identification.algorithm",
+            &self.endpoint_identification,
+        )
+        .map_err(invalid)?;
+        ClientTls::new(&self.files(), check_names)
+            .map(Some)
+            .map_err(invalid)
+    }
+}
