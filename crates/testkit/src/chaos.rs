@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -89,7 +89,32 @@ struct Stream {
     acks: Arc<parking_lot::Mutex<Vec<Ack>>>,
     failed: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
+    /// The last number sent.
+    last: Arc<AtomicU64>,
     writer: tokio::task::JoinHandle<()>,
+}
+
+/// What a stopped stream leaves for the checker.
+#[derive(Default)]
+struct Written {
+    acks: Vec<Ack>,
+    failed: usize,
+    last: u64,
+}
+
+impl Stream {
+    /// Stops writing and waits for every record's outcome.
+    async fn stop(self) -> anyhow::Result<Written> {
+        self.stop.store(true, Ordering::Release);
+        self.writer.await?;
+        self.producer.flush().await;
+        self.producer.close().await;
+        Ok(Written {
+            acks: self.acks.lock().clone(),
+            failed: self.failed.load(Ordering::Relaxed),
+            last: self.last.load(Ordering::Acquire),
+        })
+    }
 }
 
 /// Creates the topic, waits for full ISRs and starts writing.
@@ -101,7 +126,12 @@ async fn start_stream(c: &TestCluster) -> anyhow::Result<Stream> {
         .insert("min.insync.replicas".into(), "2".into());
     admin.create_topic(topic).await?;
     wait_for(c, "full ISRs", |ps| ps.iter().all(|p| p.isr.len() == 3)).await?;
+    start_writer(c, 0)
+}
 
+/// Starts writing numbers after `after` with a new producer (the cluster's
+/// client config as it is now: plaintext or TLS).
+fn start_writer(c: &TestCluster, after: u64) -> anyhow::Result<Stream> {
     let producer = Arc::new(Producer::new(
         c.client_config()
             .with("acks", "all")?
@@ -113,17 +143,20 @@ async fn start_stream(c: &TestCluster) -> anyhow::Result<Stream> {
     let acks: Arc<parking_lot::Mutex<Vec<Ack>>> = Arc::default();
     let failed: Arc<AtomicUsize> = Arc::default();
     let stop: Arc<AtomicBool> = Arc::default();
+    let last = Arc::new(AtomicU64::new(after));
     let writer = {
         let producer = producer.clone();
         let acks = acks.clone();
         let failed = failed.clone();
         let stop = stop.clone();
+        let last = last.clone();
         tokio::spawn(async move {
-            let mut n: u64 = 0;
+            let mut n: u64 = after;
             while !stop.load(Ordering::Acquire) {
                 // About 2,000 records a second: steady load, bounded memory.
                 for _ in 0..20 {
                     n += 1;
+                    last.store(n, Ordering::Release);
                     let sent = Instant::now();
                     let acks = acks.clone();
                     let failed_ack = failed.clone();
@@ -159,6 +192,7 @@ async fn start_stream(c: &TestCluster) -> anyhow::Result<Stream> {
         acks,
         failed,
         stop,
+        last,
         writer,
     })
 }
@@ -259,14 +293,18 @@ async fn finish(
     stream: Stream,
     disruptions: &[(i32, Instant)],
 ) -> anyhow::Result<ChaosReport> {
-    let mut report = ChaosReport::default();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    stream.stop.store(true, Ordering::Release);
-    stream.writer.await?;
-    stream.producer.flush().await;
-    stream.producer.close().await;
+    check(c, stream.stop().await?, disruptions).await
+}
 
-    let acks = stream.acks.lock().clone();
+/// Reads the topic back and compares it with what was written.
+async fn check(
+    c: &TestCluster,
+    written: Written,
+    disruptions: &[(i32, Instant)],
+) -> anyhow::Result<ChaosReport> {
+    let mut report = ChaosReport::default();
+    let acks = written.acks;
     report.acked = acks.len();
     // Failover time: from the disruption to the first acknowledged write,
     // sent after it, on the partition whose leader went away.
@@ -321,6 +359,76 @@ async fn finish(
         }
     }
     report.lost = acks.iter().filter(|a| !seen.contains(&a.n)).count();
-    report.unacknowledged = stream.failed.load(Ordering::Relaxed);
+    report.unacknowledged = written.failed;
     Ok(report)
+}
+
+/// Moves a running plaintext cluster to mTLS by rolling restarts (SIGTERM,
+/// a controlled shutdown each), under an acks=all stream, as an operator
+/// would: (1) every process serves TLS and still takes plaintext; (2) every
+/// process reaches the others over TLS; the clients move to TLS; (3) no
+/// process takes plaintext any more. The stream's producer must see no
+/// error (`unacknowledged` counts them) and nothing may be lost.
+pub async fn tls_rolling_switch(c: &mut TestCluster) -> anyhow::Result<ChaosReport> {
+    let plaintext = start_stream(c).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut names = c.process_names();
+    // Controllers first: a broker moved to TLS for its own connections must
+    // find the controller listening for it.
+    names.sort_by_key(|n| !n.starts_with("controller"));
+    for (phase, accept_plaintext, inter_tls) in [(1, true, false), (2, true, true)] {
+        rolling_phase(c, &names, phase, accept_plaintext, inter_tls).await?;
+    }
+    // The clients move: the plaintext producer finishes, a TLS one goes on.
+    let mut written = plaintext.stop().await?;
+    c.use_tls_clients(true);
+    let tls = start_writer(c, written.last)?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    rolling_phase(c, &names, 3, false, true).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let more = tls.stop().await?;
+    written.acks.extend(more.acks);
+    written.failed += more.failed;
+    check(c, written, &[]).await
+}
+
+async fn rolling_phase(
+    c: &mut TestCluster,
+    names: &[String],
+    phase: u32,
+    accept_plaintext: bool,
+    inter_tls: bool,
+) -> anyhow::Result<()> {
+    for name in names {
+        let settings = c.tls_settings(name, accept_plaintext, inter_tls)?;
+        c.set_overrides(name, &settings)?;
+        c.restart_gracefully(name).await?;
+        c.wait_serving(name, true).await?;
+        wait_for(c, &format!("{name} back (phase {phase})"), |ps| {
+            ps.iter().all(|d| d.isr.len() == 3 && d.leader >= 0)
+        })
+        .await?;
+        if name.starts_with("controller") {
+            // Back in the election: wait until a controller answers again.
+            let admin = Admin::new(c.client_config())?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while admin
+                .describe_cluster()
+                .await
+                .map(|d| d.controller_id)
+                .unwrap_or(-1)
+                < 0
+            {
+                if Instant::now() > deadline {
+                    bail!(
+                        "no active controller after restarting {name}\n{}",
+                        c.logs_tail()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        eprintln!("tls switch: phase {phase}: {name} restarted");
+    }
+    Ok(())
 }

@@ -12,6 +12,7 @@
 //! looked up next to the test executable's `deps/` directory.
 
 pub mod chaos;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -48,6 +49,9 @@ pub struct ClusterSpec {
     /// Controllers' `crash.detection.enable` (on, as in production): a
     /// killed process's lease is revoked at once instead of expiring.
     pub crash_detection: bool,
+    /// Every process serves mTLS (`SSL://`, `ssl.client.auth=required`) and
+    /// reaches the others over TLS; the test's clients use TLS too.
+    pub tls: bool,
 }
 
 impl Default for ClusterSpec {
@@ -64,6 +68,7 @@ impl Default for ClusterSpec {
             leader_imbalance_check_interval_seconds: 300,
             log_flush_interval_ms: None,
             crash_detection: true,
+            tls: false,
         }
     }
 }
@@ -92,6 +97,10 @@ pub struct TestCluster {
     pub dir: tempfile::TempDir,
     procs: BTreeMap<String, Proc>,
     broker_ports: BTreeMap<usize, u16>,
+    /// The test CA and every process's certificate (see [`tls`]).
+    certs: PathBuf,
+    /// Whether [`TestCluster::client_config`] uses TLS.
+    tls_clients: bool,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -299,12 +308,22 @@ impl TestCluster {
                 },
             );
         }
-        Ok(Self {
+        let certs = tls::issue_all(&dir.path().join("certs"), procs.keys());
+        let mut c = Self {
             etcd,
             dir,
             procs,
             broker_ports,
-        })
+            certs,
+            tls_clients: spec.tls,
+        };
+        if spec.tls {
+            for name in c.process_names() {
+                let settings = c.tls_settings(&name, false, true)?;
+                c.set_overrides(&name, &settings)?;
+            }
+        }
+        Ok(c)
     }
 
     fn spawn(&mut self, name: &str) -> anyhow::Result<()> {
@@ -338,7 +357,7 @@ impl TestCluster {
     }
 
     pub fn client_config(&self) -> ClientConfig {
-        ClientConfig::new(&self.bootstrap())
+        self.with_client_tls(ClientConfig::new(&self.bootstrap()))
     }
 
     /// Waits until `brokers` brokers are registered and a controller is active.
