@@ -169,32 +169,36 @@ async fn open(
     }
 }
 
-/// Tells a plaintext gRPC client why: HTTP/2's own refusal, a GOAWAY with
-/// INADEQUATE_SECURITY and a reason (after the server's SETTINGS, which a
-/// client expects first). gRPC clients show the reason; without it they see
-/// only a closed connection. The client's bytes are drained before closing,
-/// or the kernel would reset the connection and lose the GOAWAY.
-async fn refuse_plaintext_grpc(mut stream: TcpStream) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    const REASON: &[u8] =
-        b"this listener requires TLS: connect with security.protocol=SSL (https://)";
-    const INADEQUATE_SECURITY: u32 = 0xc;
-    let mut frames = vec![0, 0, 0, 0x4, 0, 0, 0, 0, 0]; // empty SETTINGS
-    let len = (8 + REASON.len()) as u32;
-    frames.extend_from_slice(&len.to_be_bytes()[1..]);
-    frames.extend_from_slice(&[0x7, 0, 0, 0, 0, 0]); // GOAWAY on stream 0
-    frames.extend_from_slice(&0u32.to_be_bytes()); // last stream id
-    frames.extend_from_slice(&INADEQUATE_SECURITY.to_be_bytes());
-    frames.extend_from_slice(REASON);
-    if stream.write_all(&frames).await.is_err() {
-        return;
-    }
-    let _ = stream.shutdown().await;
-    let mut sink = [0u8; 4096];
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
-    })
-    .await;
+/// Tells a plaintext gRPC client why it is refused: its requests are
+/// answered (for a few seconds) with a gRPC error, `SSL_HANDSHAKE_FAILED`
+/// and a reason, so every gRPC client shows the cause and ours does not
+/// retry. (A bare close, or an HTTP/2 GOAWAY, reaches the caller as an
+/// anonymous broken connection.)
+async fn refuse_plaintext_grpc(stream: TcpStream) {
+    const REASON: &str =
+        "SSL_HANDSHAKE_FAILED: this listener requires TLS: connect with security.protocol=SSL";
+    let code = sluice_proto::common::ErrorCode::SslHandshakeFailed;
+    let answer = async move {
+        let mut conn = h2::server::handshake(stream).await.ok()?;
+        while let Some(Ok((_req, mut respond))) = conn.accept().await {
+            let refusal = http::Response::builder()
+                .status(200)
+                .header("content-type", "application/grpc")
+                // UNAUTHENTICATED: the connection lacks the security asked for.
+                .header("grpc-status", "16")
+                .header("grpc-message", REASON)
+                .header(
+                    sluice_types::error::ERROR_CODE_HEADER,
+                    (code as i32).to_string(),
+                )
+                .header(sluice_types::error::ERROR_NAME_HEADER, code.as_str_name())
+                .body(())
+                .ok()?;
+            let _ = respond.send_response(refusal, true);
+        }
+        Some(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), answer).await;
 }
 
 #[cfg(test)]

@@ -10,12 +10,19 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::reload::{RELOAD_INTERVAL, Reloading};
 use crate::settings::TlsFiles;
+use crate::stream::ClientStream;
 use crate::{ALPN_H2, TlsError, load, provider};
+
+/// How long [`ClientTls::connect`] waits for the server's first bytes after
+/// the handshake (a server that does not speak first costs this, once per
+/// connection).
+const FIRST_BYTE_WAIT: Duration = Duration::from_secs(1);
 
 /// A client's TLS configuration (cheap to clone; every clone sees reloads).
 #[derive(Clone)]
@@ -86,11 +93,7 @@ impl ClientTls {
 
     /// TCP, then the TLS handshake, to `host:port` (the certificate must name
     /// `host` when host names are checked).
-    pub async fn connect(
-        &self,
-        host: &str,
-        port: u16,
-    ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    pub async fn connect(&self, host: &str, port: u16) -> std::io::Result<ClientStream> {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let name = ServerName::try_from(host.to_string()).map_err(|e| {
             std::io::Error::new(
@@ -101,24 +104,47 @@ impl ClientTls {
         let tcp = TcpStream::connect((host, port)).await?;
         // Small responses must not wait for Nagle's timer (see sluice_server).
         tcp.set_nodelay(true)?;
-        tokio_rustls::TlsConnector::from(self.current())
+        let failed = |e: std::io::Error| {
+            let closed = matches!(
+                e.kind(),
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+            );
+            let hint = if closed {
+                " (the server closed the connection: is its listener plaintext? then \
+                 use security.protocol=PLAINTEXT)"
+            } else {
+                ""
+            };
+            std::io::Error::new(
+                e.kind(),
+                HandshakeError {
+                    peer: format!("{host}:{port}"),
+                    reason: format!("{e}{hint}"),
+                },
+            )
+        };
+        let mut tls = tokio_rustls::TlsConnector::from(self.current())
             .connect(name, tcp)
             .await
-            .map_err(|e| {
-                let hint = if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                    " (the server closed the connection: is its listener plaintext? then \
-                     use security.protocol=PLAINTEXT)"
-                } else {
-                    ""
-                };
-                std::io::Error::new(
-                    e.kind(),
-                    HandshakeError {
-                        peer: format!("{host}:{port}"),
-                        reason: format!("{e}{hint}"),
-                    },
-                )
-            })
+            .map_err(failed)?;
+        // In TLS 1.3 the client finishes first: a server that refuses our
+        // certificate (or its absence) says so after the handshake, and the
+        // alert would surface later as a broken connection with its reason
+        // lost. HTTP/2 servers speak first (SETTINGS), so wait for their
+        // first byte here and make a refusal a handshake error.
+        let mut first = [0u8; 1];
+        let first = match tokio::time::timeout(FIRST_BYTE_WAIT, tls.read(&mut first)).await {
+            Ok(Ok(1)) => Some(first[0]),
+            Ok(Ok(_)) => {
+                return Err(failed(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection right after the handshake",
+                )));
+            }
+            Ok(Err(e)) => return Err(failed(e)),
+            Err(_) => None,
+        };
+        Ok(ClientStream::new(tls, first))
     }
 }
 
@@ -132,8 +158,9 @@ pub struct HandshakeError {
 }
 
 /// Whether an error (a gRPC status and its sources) comes from TLS: a failed
-/// handshake, or a TLS listener refusing a plaintext client (HTTP/2's
-/// INADEQUATE_SECURITY). The reason, for a message a person can act on.
+/// handshake, or a session the server ended with an alert. The reason, for a
+/// message a person can act on. (A TLS listener answers a plaintext client's
+/// requests with `SSL_HANDSHAKE_FAILED` itself.)
 pub fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut cur = Some(e);
     while let Some(err) = cur {
@@ -147,13 +174,21 @@ pub fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
         {
             return Some(h.to_string());
         }
-        if err
-            .downcast_ref::<h2::Error>()
-            .is_some_and(|h| h.reason() == Some(h2::Reason::INADEQUATE_SECURITY))
-        {
-            return Some(
-                "the server's listener requires TLS: connect with security.protocol=SSL".into(),
-            );
+        // After the handshake: the server refused our certificate (TLS 1.3
+        // clients finish first and hear of it on the first read). The error
+        // reaches us as text (tokio-rustls and h2 keep only the message), so
+        // rustls's alert is known by its words.
+        let io = err
+            .downcast_ref::<std::io::Error>()
+            .or_else(|| err.downcast_ref::<h2::Error>().and_then(|h| h.get_io()));
+        if let Some(io) = io {
+            let text = io.to_string();
+            if ["fatal alert", "peer certificate", "sent no certificates"]
+                .iter()
+                .any(|w| text.contains(w))
+            {
+                return Some(format!("the server refused the TLS session: {text}"));
+            }
         }
         cur = err.source();
     }
@@ -256,10 +291,9 @@ fn connector(
     tls: ClientTls,
 ) -> impl tower::Service<
     http::Uri,
-    Response = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>,
+    Response = TokioIo<ClientStream>,
     Error = std::io::Error,
-    Future = impl Future<Output = std::io::Result<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>>
-             + Send,
+    Future = impl Future<Output = std::io::Result<TokioIo<ClientStream>>> + Send,
 > + Clone
 + Send
 + 'static {

@@ -30,7 +30,7 @@ pub use client::{ClientTls, HandshakeError, connect_channel, lazy_channel, tls_f
 pub use error::TlsError;
 pub use server::{ListenerTls, ServerTls};
 pub use settings::{ClientAuth, SecurityProtocol, TlsFiles};
-pub use stream::{ConnInfo, Stream};
+pub use stream::{ClientStream, ConnInfo, Stream};
 
 /// The ALPN name gRPC speaks (HTTP/2). A TLS connection that negotiated it
 /// is gRPC; one that negotiated nothing is Kafka's protocol (Kafka clients

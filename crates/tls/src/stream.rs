@@ -142,3 +142,67 @@ impl AsyncWrite for Stream {
         }
     }
 }
+
+/// A client's TLS connection, with the server's first byte read ahead
+/// (see [`crate::ClientTls::connect`]) and handed back on the first read.
+pub struct ClientStream {
+    inner: tokio_rustls::client::TlsStream<TcpStream>,
+    first: Option<u8>,
+}
+
+impl ClientStream {
+    pub(crate) fn new(
+        inner: tokio_rustls::client::TlsStream<TcpStream>,
+        first: Option<u8>,
+    ) -> Self {
+        ClientStream { inner, first }
+    }
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let me = self.get_mut();
+        if let Some(b) = me.first
+            && buf.remaining() > 0
+        {
+            buf.put_slice(&[b]);
+            me.first = None;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut me.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}

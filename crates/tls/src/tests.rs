@@ -11,8 +11,9 @@ use crate::{ClientAuth, ClientTls, ConnInfo, ServerTls, Stream, TlsFiles};
 
 const LOCAL: &[&str] = &["localhost", "127.0.0.1"];
 
-/// Serves one connection: handshake, then echo one byte. Returns what the
-/// server saw (its handshake error, or the connection's info).
+/// Serves one connection: handshake, a byte first (as HTTP/2 servers speak
+/// first), then echo one byte. Returns what the server saw (its handshake
+/// error, or the connection's info).
 async fn serve_once(tls: ServerTls) -> (u16, tokio::task::JoinHandle<Result<ConnInfo, String>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -22,6 +23,8 @@ async fn serve_once(tls: ServerTls) -> (u16, tokio::task::JoinHandle<Result<Conn
         assert!(matches!(s, Stream::Tls(_)));
         assert_eq!(s.alpn(), Some(crate::ALPN_H2));
         let info = s.info();
+        s.write_all(b"s").await.map_err(|e| e.to_string())?;
+        s.flush().await.map_err(|e| e.to_string())?;
         let mut b = [0u8; 1];
         s.read_exact(&mut b).await.map_err(|e| e.to_string())?;
         s.write_all(&b).await.map_err(|e| e.to_string())?;
@@ -36,8 +39,13 @@ async fn talk(client: &ClientTls, host: &str, port: u16) -> Result<(), String> {
         .connect(host, port)
         .await
         .map_err(|e| e.to_string())?;
-    s.write_all(b"x").await.map_err(|e| e.to_string())?;
     let mut b = [0u8; 1];
+    s.read_exact(&mut b).await.map_err(|e| e.to_string())?;
+    assert_eq!(
+        &b, b"s",
+        "the server's first byte, read ahead and handed back"
+    );
+    s.write_all(b"x").await.map_err(|e| e.to_string())?;
     s.read_exact(&mut b).await.map_err(|e| e.to_string())?;
     assert_eq!(&b, b"x");
     Ok(())
@@ -149,9 +157,15 @@ async fn mtls_refuses_clients_without_a_certificate_from_the_ca() {
 
     for client in [trust(&ca), forged] {
         let (port, seen) = serve_once(ServerTls::new(&server, ClientAuth::Required).unwrap()).await;
-        // TLS 1.3: the client finishes first, so its error may come on the
-        // first read rather than the handshake.
-        let _ = talk(&ClientTls::new(&client, true).unwrap(), "127.0.0.1", port).await;
+        // TLS 1.3: the client finishes first; the server's refusal still
+        // reaches it from connect, with the reason.
+        let client_side = talk(&ClientTls::new(&client, true).unwrap(), "127.0.0.1", port)
+            .await
+            .unwrap_err();
+        assert!(
+            client_side.contains("TLS handshake") && client_side.contains("alert"),
+            "{client_side}"
+        );
         let e = seen.await.unwrap().unwrap_err();
         assert!(
             e.contains("sent no certificates") || e.contains("UnknownIssuer"),
