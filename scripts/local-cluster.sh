@@ -2,26 +2,30 @@
 # A real Sluice cluster on this machine: etcd, two controllers, one coordinator
 # and N brokers as background processes on free 127.0.0.1 ports.
 #
-#   scripts/local-cluster.sh up [--brokers N] [--dir DIR] [--debug]
+#   scripts/local-cluster.sh up [--brokers N] [--dir DIR] [--debug] [--tls]
 #   scripts/local-cluster.sh down [--dir DIR]
 #   scripts/local-cluster.sh restart NAME [--dir DIR]     (NAME: broker-2, controller-1, ...)
 #   scripts/local-cluster.sh status [--dir DIR]
 #
 # Layout of DIR (default ./.sluice-cluster): pids/<name>.pid, logs/<name>.log,
 # data/<name>/, config/<name>.yaml, cmd/<name> (the command line), bootstrap,
-# metrics (each process's Prometheus endpoint).
+# metrics (each process's Prometheus endpoint). With --tls every process serves
+# mTLS (SSL://, ssl.client.auth=required) and reaches the others over TLS, with
+# certificates from scripts/gen-certs.sh in DIR/certs; clients use
+# DIR/client.properties (`--command-config`, or librdkafka's ssl.* settings).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cmd="${1:-}"; shift || true
 name=""
 if [ "$cmd" = "restart" ]; then name="${1:?restart needs a process name}"; shift; fi
-brokers=3; dir=".sluice-cluster"; profile="release"
+brokers=3; dir=".sluice-cluster"; profile="release"; tls=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --brokers) brokers="$2"; shift 2 ;;
     --dir) dir="$2"; shift 2 ;;
     --debug) profile="debug"; shift ;;
+    --tls) tls=1; shift ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -63,6 +67,25 @@ stop_proc() { # name [signal]
 
 bin() { echo "$PWD/target/$profile/$1"; }
 
+# The TLS keys of process $1 on port $2 (nothing without --tls).
+listener() {
+  if [ "$tls" = 1 ]; then
+    cat <<EOT
+listeners: SSL://127.0.0.1:$2
+ssl.certificate.location: $dir/certs/$1.pem
+ssl.key.location: $dir/certs/$1.key
+ssl.ca.location: $dir/certs/ca.pem
+ssl.client.auth: required
+security.inter.broker.protocol: SSL
+EOT
+  else
+    echo "listeners: 127.0.0.1:$2"
+  fi
+}
+
+# `--command-config` for the CLI when the cluster speaks TLS.
+client_flags() { [ -f "$dir/client.properties" ] && echo "--command-config $dir/client.properties"; true; }
+
 metrics_flag() { # name: a free metrics port for it, recorded in DIR/metrics
   local port; port=$(free_port)
   echo "$1 http://127.0.0.1:$port/metrics" >>"$dir/metrics"
@@ -92,6 +115,18 @@ up)
   else
   cluster="local"
   : >"$dir/metrics"
+  if [ "$tls" = 1 ]; then
+    names=(controller-1 controller-2 coordinator-1 admin)
+    for i in $(seq 1 "$brokers"); do names+=("broker-$i"); done
+    scripts/gen-certs.sh --dir "$dir/certs" "${names[@]}" >/dev/null
+    cat >"$dir/client.properties" <<EOT
+# Client settings for this cluster (sluice --command-config, librdkafka, kafka-python).
+security.protocol=SSL
+ssl.ca.location=$dir/certs/ca.pem
+ssl.certificate.location=$dir/certs/admin.pem
+ssl.key.location=$dir/certs/admin.key
+EOT
+  fi
   etcd_client=$(free_port); etcd_peer=$(free_port)
   cat >"$dir/cmd/etcd" <<EOT
 exec etcd --name local --data-dir "$dir/data/etcd" \
@@ -107,7 +142,7 @@ EOT
     cat >"$dir/config/controller-$i.yaml" <<EOT
 # See deploy/config/controller.yaml for every key.
 controller.id: $((1000 + i))
-listeners: 127.0.0.1:$port
+$(listener "controller-$i" "$port")
 advertised.listeners: 127.0.0.1:$port
 etcd.endpoints: $endpoints
 cluster.name: $cluster
@@ -119,7 +154,7 @@ EOT
   cat >"$dir/config/coordinator-1.yaml" <<EOT
 # See deploy/config/coordinator.yaml for every key.
 coordinator.id: 1
-listeners: 127.0.0.1:$port
+$(listener coordinator-1 "$port")
 etcd.endpoints: $endpoints
 cluster.name: $cluster
 EOT
@@ -131,7 +166,7 @@ EOT
     cat >"$dir/config/broker-$i.yaml" <<EOT
 # See deploy/config/broker.yaml for every key.
 broker.id: $i
-listeners: 127.0.0.1:$port
+$(listener "broker-$i" "$port")
 log.dirs: $dir/data/broker-$i
 etcd.endpoints: $endpoints
 cluster.name: $cluster
@@ -143,10 +178,12 @@ EOT
   echo "$bootstrap" >"$dir/bootstrap"
   fi
   for _ in $(seq 1 150); do
-    if out=$("$(bin sluice)" cluster --bootstrap-server "$bootstrap" --describe 2>/dev/null) \
+    # shellcheck disable=SC2046
+    if out=$("$(bin sluice)" cluster --bootstrap-server "$bootstrap" $(client_flags) --describe 2>/dev/null) \
       && [ "$(grep -c 'Status: alive' <<<"$out" || true)" -ge "$brokers" ] && ! grep -q 'Controller: none' <<<"$out"; then
       echo "Sluice cluster up: $brokers brokers, 2 controllers, 1 coordinator (files in $dir)"
       echo "bootstrap: $bootstrap"
+      [ -f "$dir/client.properties" ] && echo "TLS: clients use $dir/client.properties (sluice ... --command-config $dir/client.properties)"
       echo "Prometheus metrics (also in $dir/metrics):"
       sed 's/^/  /' "$dir/metrics"
       exit 0

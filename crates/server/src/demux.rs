@@ -160,13 +160,28 @@ async fn open(
         }
         (false, Some(tls)) if !tls.accept_plaintext => {
             warn!(%peer, "a plaintext client connected to this TLS listener; refused (connect with security.protocol=SSL)");
-            if classify(first[0]) == Protocol::Grpc {
-                tokio::spawn(refuse_plaintext_grpc(stream));
-            }
+            match classify(first[0]) {
+                Protocol::Grpc => tokio::spawn(refuse_plaintext_grpc(stream)),
+                Protocol::Kafka => tokio::spawn(refuse_plaintext_kafka(stream)),
+            };
             None
         }
         (false, _) => Some((Stream::Plain(stream), classify(first[0]))),
     }
+}
+
+/// Closes a plaintext Kafka connection cleanly: its first request is read
+/// before the close, so the client sees the server hang up (librdkafka then
+/// says "connecting to a SSL listener?") rather than a reset.
+async fn refuse_plaintext_kafka(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let read_first = async {
+        let size = stream.read_u32().await.ok()? as usize;
+        let mut sink = vec![0u8; size.min(64 << 10)];
+        stream.read_exact(&mut sink).await.ok()
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), read_first).await;
+    let _ = stream.shutdown().await;
 }
 
 /// Tells a plaintext gRPC client why it is refused: its requests are
