@@ -35,7 +35,9 @@ dir="$(cd "$dir" && pwd)"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 wait_etcd() { # waits until etcd answers its health endpoint
-  local url; url="$(grep -o 'advertise-client-urls [^ ]*' "$dir/cmd/etcd" | cut -d' ' -f2)"
+  # Health over plain HTTP on the metrics port (the client port may be TLS).
+  local url; url="$(grep -o 'listen-metrics-urls [^ ]*' "$dir/cmd/etcd" | cut -d' ' -f2)"
+  [ -n "$url" ] || url="$(grep -o 'advertise-client-urls [^ ]*' "$dir/cmd/etcd" | cut -d' ' -f2)"
   for _ in $(seq 1 100); do
     python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1] + '/health', timeout=1)" "$url" 2>/dev/null && return 0
     sleep 0.1
@@ -77,6 +79,9 @@ ssl.key.location: $dir/certs/$1.key
 ssl.ca.location: $dir/certs/ca.pem
 ssl.client.auth: required
 security.inter.broker.protocol: SSL
+etcd.ssl.ca.location: $dir/certs/ca.pem
+etcd.ssl.certificate.location: $dir/certs/$1.pem
+etcd.ssl.key.location: $dir/certs/$1.key
 EOT
   else
     echo "listeners: 127.0.0.1:$2"
@@ -116,7 +121,7 @@ up)
   cluster="local"
   : >"$dir/metrics"
   if [ "$tls" = 1 ]; then
-    names=(controller-1 controller-2 coordinator-1 admin)
+    names=(etcd controller-1 controller-2 coordinator-1 admin)
     for i in $(seq 1 "$brokers"); do names+=("broker-$i"); done
     scripts/gen-certs.sh --dir "$dir/certs" "${names[@]}" >/dev/null
     cat >"$dir/client.properties" <<EOT
@@ -127,16 +132,22 @@ ssl.certificate.location=$dir/certs/admin.pem
 ssl.key.location=$dir/certs/admin.key
 EOT
   fi
-  etcd_client=$(free_port); etcd_peer=$(free_port)
+  etcd_client=$(free_port); etcd_peer=$(free_port); etcd_metrics=$(free_port)
+  scheme=http; etcd_tls=""
+  if [ "$tls" = 1 ]; then
+    scheme=https
+    etcd_tls="--cert-file $dir/certs/etcd.pem --key-file $dir/certs/etcd.key --trusted-ca-file $dir/certs/ca.pem --client-cert-auth"
+  fi
   cat >"$dir/cmd/etcd" <<EOT
-exec etcd --name local --data-dir "$dir/data/etcd" \
-  --listen-client-urls http://127.0.0.1:$etcd_client --advertise-client-urls http://127.0.0.1:$etcd_client \
+exec etcd --name local --data-dir "$dir/data/etcd" $etcd_tls \
+  --listen-metrics-urls http://127.0.0.1:$etcd_metrics \
+  --listen-client-urls $scheme://127.0.0.1:$etcd_client --advertise-client-urls $scheme://127.0.0.1:$etcd_client \
   --listen-peer-urls http://127.0.0.1:$etcd_peer --initial-advertise-peer-urls http://127.0.0.1:$etcd_peer \
   --initial-cluster local=http://127.0.0.1:$etcd_peer --log-level warn
 EOT
   start_proc etcd
   wait_etcd
-  endpoints="http://127.0.0.1:$etcd_client"
+  endpoints="$scheme://127.0.0.1:$etcd_client"
   for i in 1 2; do
     port=$(free_port)
     cat >"$dir/config/controller-$i.yaml" <<EOT

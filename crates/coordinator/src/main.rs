@@ -35,8 +35,13 @@ async fn main() -> anyhow::Result<()> {
         config.security.listener(&config.listeners)?,
     )
     .await?;
+    let etcd_tls = config.security.etcd_tls();
     let store = tokio::select! {
-        s = EtcdMetadataStore::connect_cluster(&config.etcd_endpoints, &config.cluster_name) => s?,
+        s = EtcdMetadataStore::connect_cluster(
+            &config.etcd_endpoints,
+            &config.cluster_name,
+            etcd_tls.as_ref(),
+        ) => s?,
         _ = shutdown.cancelled() => return Ok(()),
     };
     sluice_coordinator::run(config, Arc::new(store), host, shutdown).await

@@ -39,6 +39,10 @@ pub enum MetaError {
     /// The store (or the watch feeding this stream) has shut down.
     #[error("metadata store is closed")]
     Closed,
+
+    /// The TLS settings for etcd (`etcd.ssl.*`) cannot be used.
+    #[error("invalid config key `{key}`: {message}")]
+    TlsConfig { key: String, message: String },
     /// etcd refused the request for a reason not covered above.
     #[error("etcd request failed: {0}")]
     Etcd(#[source] etcd_client::Error),

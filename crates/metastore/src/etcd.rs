@@ -3,11 +3,12 @@
 //! cluster), added on the way in and stripped on the way out.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use etcd_client::{
-    Client, CompareOp, ConnectOptions, DeleteOptions, GetOptions, LeaseKeepAliveStream, PutOptions,
-    TxnOp, WatchOptions,
+    Certificate, Client, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Identity,
+    LeaseKeepAliveStream, PutOptions, TlsOptions, TxnOp, WatchOptions,
 };
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -37,11 +38,57 @@ impl std::fmt::Debug for EtcdMetadataStore {
     }
 }
 
+/// TLS to etcd (`etcd.ssl.*`, PEM files): the CA that signed etcd's
+/// certificate, and this service's client certificate for etcd's
+/// `--client-cert-auth`. Used with `https://` endpoints.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EtcdTls {
+    pub ca: Option<PathBuf>,
+    pub certificate: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+impl EtcdTls {
+    fn options(&self) -> Result<TlsOptions, MetaError> {
+        let read = |key: &str, p: &PathBuf| {
+            std::fs::read(p).map_err(|e| MetaError::TlsConfig {
+                key: key.to_string(),
+                message: format!("cannot read {}: {e}", p.display()),
+            })
+        };
+        let mut tls = TlsOptions::new();
+        if let Some(ca) = &self.ca {
+            tls = tls.ca_certificate(Certificate::from_pem(read("etcd.ssl.ca.location", ca)?));
+        }
+        match (&self.certificate, &self.key) {
+            (Some(c), Some(k)) => {
+                tls = tls.identity(Identity::from_pem(
+                    read("etcd.ssl.certificate.location", c)?,
+                    read("etcd.ssl.key.location", k)?,
+                ));
+            }
+            (None, None) => {}
+            _ => {
+                return Err(MetaError::TlsConfig {
+                    key: "etcd.ssl.certificate.location".into(),
+                    message: "etcd.ssl.certificate.location and etcd.ssl.key.location go together"
+                        .into(),
+                });
+            }
+        }
+        Ok(tls)
+    }
+}
+
 impl EtcdMetadataStore {
     /// Connects the way every Sluice service does: `endpoints` is the
-    /// comma-separated `etcd.endpoints` value, and the cluster's keys live under
-    /// `/sluice/<cluster_name>/`.
-    pub async fn connect_cluster(endpoints: &str, cluster_name: &str) -> Result<Self, MetaError> {
+    /// comma-separated `etcd.endpoints` value (`https://` with `tls`), and
+    /// the cluster's keys live under `/sluice/<cluster_name>/`.
+    pub async fn connect_cluster(
+        endpoints: &str,
+        cluster_name: &str,
+        tls: Option<&EtcdTls>,
+    ) -> Result<Self, MetaError> {
         let endpoints: Vec<String> = endpoints
             .split(',')
             .map(|s| s.trim().to_string())
@@ -51,10 +98,11 @@ impl EtcdMetadataStore {
         // etcd restarting): keep trying for a while, like Kafka with ZooKeeper.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
-            match Self::connect(
+            match Self::connect_with(
                 &endpoints,
                 &format!("/sluice/{cluster_name}/"),
                 Duration::from_secs(5),
+                tls,
             )
             .await
             {
@@ -77,6 +125,16 @@ impl EtcdMetadataStore {
         namespace_prefix: &str,
         connect_timeout: Duration,
     ) -> Result<Self, MetaError> {
+        Self::connect_with(endpoints, namespace_prefix, connect_timeout, None).await
+    }
+
+    /// [`EtcdMetadataStore::connect`], over TLS when `tls` is given.
+    pub async fn connect_with(
+        endpoints: &[String],
+        namespace_prefix: &str,
+        connect_timeout: Duration,
+        tls: Option<&EtcdTls>,
+    ) -> Result<Self, MetaError> {
         let joined = endpoints.join(",");
         let unavailable = |source: crate::error::BoxError| MetaError::Unavailable {
             endpoints: joined.clone(),
@@ -93,6 +151,10 @@ impl EtcdMetadataStore {
             .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5))
             .with_keep_alive_while_idle(true)
             .with_require_leader(true);
+        let options = match tls {
+            Some(tls) => options.with_tls(tls.options()?),
+            None => options,
+        };
         let client =
             match tokio::time::timeout(connect_timeout, Client::connect(endpoints, Some(options)))
                 .await

@@ -37,7 +37,7 @@ pub mod types;
 
 pub use embedded::{EmbeddedMetadataStore, EmbeddedOptions};
 pub use error::{MetaError, is_retriable};
-pub use etcd::EtcdMetadataStore;
+pub use etcd::{EtcdMetadataStore, EtcdTls};
 pub use store::{LeaseKeeper, MetadataStore, register_ephemeral};
 pub use types::{
     CmpOp, Compare, EventKind, KeyValue, LeaderKey, LeaseId, Op, Txn, TxnResult, WatchEvent,

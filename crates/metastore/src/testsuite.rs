@@ -438,11 +438,22 @@ impl EtcdServer {
                  Run scripts/test.sh or `apt-get install etcd-server`"
             )
         });
+        Self::start_with(&etcd, None)
+    }
+
+    /// Starts etcd serving TLS with `--client-cert-auth`: `cert` and `key`
+    /// are its own, `ca` signs the clients' certificates (PEM files).
+    pub fn start_tls(cert: &Path, key: &Path, ca: &Path) -> Self {
+        let etcd = find_on_path("etcd").expect("etcd on PATH (scripts/test.sh installs it)");
+        Self::start_with(&etcd, Some((cert, key, ca)))
+    }
+
+    fn start_with(etcd: &Path, tls: Option<(&Path, &Path, &Path)>) -> Self {
         let mut last_error = String::new();
         // Free ports are found by binding port 0 and releasing it; another process can
         // grab one in between, so try a few times.
         for _ in 0..3 {
-            match Self::try_start(&etcd) {
+            match Self::try_start(etcd, tls) {
                 Ok(server) => return server,
                 Err(e) => last_error = e,
             }
@@ -456,7 +467,7 @@ impl EtcdServer {
         SERVER.get_or_init(EtcdServer::start)
     }
 
-    fn try_start(etcd: &Path) -> Result<Self, String> {
+    fn try_start(etcd: &Path, tls: Option<(&Path, &Path, &Path)>) -> Result<Self, String> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         // Prefer tmpfs: etcd fsyncs every write and the test machines are small.
         let base = Path::new("/dev/shm");
@@ -471,9 +482,24 @@ impl EtcdServer {
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-        let (client_port, peer_port) = (free_port()?, free_port()?);
-        let client_url = format!("http://127.0.0.1:{client_port}");
+        let (client_port, peer_port, health_port) = (free_port()?, free_port()?, free_port()?);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let client_url = format!("{scheme}://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
+        // Health is asked over plain HTTP on a port of its own, TLS or not.
+        let health_url = format!("http://127.0.0.1:{health_port}");
+        let tls_args: Vec<std::ffi::OsString> = match tls {
+            Some((cert, key, ca)) => vec![
+                "--cert-file".into(),
+                cert.into(),
+                "--key-file".into(),
+                key.into(),
+                "--trusted-ca-file".into(),
+                ca.into(),
+                "--client-cert-auth".into(),
+            ],
+            None => Vec::new(),
+        };
         let mut child = Command::new("/bin/sh")
             .arg("-c")
             .arg(WATCHDOG)
@@ -487,6 +513,8 @@ impl EtcdServer {
             .args(["--listen-peer-urls", &peer_url])
             .args(["--initial-advertise-peer-urls", &peer_url])
             .args(["--initial-cluster", &format!("default={peer_url}")])
+            .args(["--listen-metrics-urls", &health_url])
+            .args(&tls_args)
             .args(["--logger", "zap", "--log-level", "warn"])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -502,7 +530,7 @@ impl EtcdServer {
         };
         let deadline = std::time::Instant::now() + PATIENCE;
         while std::time::Instant::now() < deadline {
-            if health_ok(client_port) {
+            if health_ok(health_port) {
                 return Ok(server);
             }
             std::thread::sleep(Duration::from_millis(50));

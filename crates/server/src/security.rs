@@ -43,6 +43,15 @@ pub struct SecurityConfig {
     /// name, still signed by the CA).
     #[serde(rename = "ssl.endpoint.identification.algorithm")]
     pub endpoint_identification: String,
+    /// `etcd.ssl.ca.location`, `etcd.ssl.certificate.location`,
+    /// `etcd.ssl.key.location`: TLS to etcd (`https://` endpoints; the
+    /// client certificate for etcd's `--client-cert-auth`).
+    #[serde(rename = "etcd.ssl.ca.location")]
+    pub etcd_ca: Option<String>,
+    #[serde(rename = "etcd.ssl.certificate.location")]
+    pub etcd_certificate: Option<String>,
+    #[serde(rename = "etcd.ssl.key.location")]
+    pub etcd_key: Option<String>,
 }
 
 impl Default for SecurityConfig {
@@ -55,6 +64,9 @@ impl Default for SecurityConfig {
             accept_plaintext: false,
             inter_service: "PLAINTEXT".into(),
             endpoint_identification: "https".into(),
+            etcd_ca: None,
+            etcd_certificate: None,
+            etcd_key: None,
         }
     }
 }
@@ -112,6 +124,22 @@ impl SecurityConfig {
             server,
             accept_plaintext: self.accept_plaintext,
         }))
+    }
+
+    /// TLS to etcd: `None` unless an `etcd.ssl.*` key is set.
+    pub fn etcd_tls(&self) -> Option<sluice_metastore::EtcdTls> {
+        let path = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(std::path::PathBuf::from)
+        };
+        let tls = sluice_metastore::EtcdTls {
+            ca: path(&self.etcd_ca),
+            certificate: path(&self.etcd_certificate),
+            key: path(&self.etcd_key),
+        };
+        (tls != sluice_metastore::EtcdTls::default()).then_some(tls)
     }
 
     /// How this service connects to the others: `None` for plaintext.

@@ -14,6 +14,7 @@
 pub mod chaos;
 pub mod tls;
 
+use sluice_tls::testing::Validity;
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -191,8 +192,20 @@ impl TestCluster {
 
     /// Writes the configs and the process table (nothing started yet).
     async fn build(spec: ClusterSpec) -> anyhow::Result<Self> {
-        let etcd = EtcdServer::start();
         let dir = tempfile::tempdir()?;
+        let ca = tls::new_ca(&dir.path().join("certs"));
+        let etcd = if spec.tls {
+            let f = ca.issue(
+                "etcd",
+                "etcd",
+                &["127.0.0.1", "localhost"],
+                Validity::Current,
+            );
+            let path = |p: Option<PathBuf>| p.expect("issued");
+            EtcdServer::start_tls(&path(f.certificate), &path(f.key), &path(f.ca))
+        } else {
+            EtcdServer::start()
+        };
         let broker_bin = binary("sluice-broker")?;
         let controller_bin = binary("sluice-controller")?;
         let cluster_name = format!("t{}", std::process::id());
@@ -308,7 +321,7 @@ impl TestCluster {
                 },
             );
         }
-        let certs = tls::issue_all(&dir.path().join("certs"), procs.keys());
+        let certs = tls::issue_all(&ca, &dir.path().join("certs"), procs.keys());
         let mut c = Self {
             etcd,
             dir,
@@ -319,7 +332,16 @@ impl TestCluster {
         };
         if spec.tls {
             for name in c.process_names() {
-                let settings = c.tls_settings(&name, false, true)?;
+                let mut settings = c.tls_settings(&name, false, true)?;
+                // etcd too: its own certificate, the process's as the client's.
+                let f = tls::files(&c.certs, &name);
+                for (key, p) in [
+                    ("etcd.ssl.ca.location", f.ca),
+                    ("etcd.ssl.certificate.location", f.certificate),
+                    ("etcd.ssl.key.location", f.key),
+                ] {
+                    settings.push((key.into(), p.expect("issued").display().to_string()));
+                }
                 c.set_overrides(&name, &settings)?;
             }
         }

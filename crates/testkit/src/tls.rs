@@ -16,10 +16,18 @@ use crate::TestCluster;
 /// The name of the clients' certificate (CN) in the cluster's CA.
 pub const CLIENT: &str = "client";
 
-/// Issues a certificate for each name (and the clients') under `dir`.
-pub(crate) fn issue_all<'a>(dir: &Path, names: impl Iterator<Item = &'a String>) -> PathBuf {
+/// The cluster's CA, in `dir`.
+pub(crate) fn new_ca(dir: &Path) -> TestCa {
     std::fs::create_dir_all(dir).expect("certs dir");
-    let ca = TestCa::new(dir, "cluster");
+    TestCa::new(dir, "cluster")
+}
+
+/// Issues a certificate for each name (and the clients') from `ca`.
+pub(crate) fn issue_all<'a>(
+    ca: &TestCa,
+    dir: &Path,
+    names: impl Iterator<Item = &'a String>,
+) -> PathBuf {
     for n in names.map(String::as_str).chain([CLIENT]) {
         ca.issue(n, n, &["127.0.0.1", "localhost"], Validity::Current);
     }

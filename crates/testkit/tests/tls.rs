@@ -179,6 +179,50 @@ async fn every_service_speaks_mtls_and_a_forged_broker_is_refused() {
         .unwrap();
     assert_eq!(ends.values().sum::<i64>(), 60);
 
+    // etcd serves TLS with client certificates: the services got in with
+    // theirs; no certificate, or another CA's, does not.
+    assert!(c.etcd.endpoint().starts_with("https://"));
+    let endpoints = [c.etcd.endpoint().to_string()];
+    let etcd = |tls: sluice_metastore::EtcdTls| {
+        let endpoints = endpoints.clone();
+        async move {
+            sluice_metastore::EtcdMetadataStore::connect_with(
+                &endpoints,
+                "/probe/",
+                Duration::from_secs(3),
+                Some(&tls),
+            )
+            .await
+            .map(|_| ())
+        }
+    };
+    let ca_only = sluice_metastore::EtcdTls {
+        ca: Some(c.certs_dir().join("cluster-ca.pem")),
+        ..Default::default()
+    };
+    let own = sluice_testkit::tls::files(c.certs_dir(), "client");
+    etcd(sluice_metastore::EtcdTls {
+        certificate: own.certificate.clone(),
+        key: own.key.clone(),
+        ..ca_only.clone()
+    })
+    .await
+    .unwrap();
+    assert!(
+        etcd(ca_only.clone()).await.is_err(),
+        "etcd took a client without a certificate"
+    );
+    assert!(
+        etcd(sluice_metastore::EtcdTls {
+            certificate: forged.certificate.clone(),
+            key: forged.key.clone(),
+            ..ca_only
+        })
+        .await
+        .is_err(),
+        "etcd took another CA's certificate"
+    );
+
     // A plaintext client is told why, at once.
     let plain = ClientConfig::new(&c.bootstrap());
     let e = Admin::new(plain)
