@@ -74,6 +74,9 @@ check "Dockerfile and .dockerignore" "$py" scripts/validate_deploy.py dockerfile
 check "docker-compose.yml: Compose specification schema" \
   "$venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yml
 check "docker-compose.yml: services, deploy/compose/ files, keys" "$py" scripts/validate_deploy.py compose
+check "docker-compose.tls.yml: Compose specification schema" \
+  "$venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.tls.yml
+check "docker-compose.tls.yml: services, variables, health checks" "$py" scripts/validate_deploy.py compose-tls
 for v in $k8s_versions; do
   check "deploy/k8s: kubernetes-validate --strict (Kubernetes $v)" \
     "$venv/bin/kubernetes-validate" --strict --quiet -k "$v" "${manifests[@]}"

@@ -357,12 +357,43 @@ def check_dockerfile():
             fail(f".dockerignore: does not exclude {ign}/")
 
 
+def check_compose_tls():
+    """docker-compose.tls.yml overlays docker-compose.yml: its services exist
+    there, its SLUICE_* variables name keys of the service's config, its
+    health checks pass the client file, its ./deploy mounts exist."""
+    base = load_yaml(os.path.join(REPO, "docker-compose.yml")).get("services") or {}
+    overlay = load_yaml(os.path.join(REPO, "docker-compose.tls.yml")).get("services") or {}
+    for name, svc in overlay.items():
+        where = f"docker-compose.tls.yml services.{name}"
+        if name not in base:
+            fail(f"{where}: no such service in docker-compose.yml")
+            continue
+        for vol in svc.get("volumes") or []:
+            source = vol.split(":")[0]
+            if source.startswith("./deploy/") and not os.path.exists(os.path.join(REPO, source)):
+                fail(f"{where}: volume source {source} does not exist")
+        command = base[name].get("command")
+        binary = command[0] if isinstance(command, list) and command else None
+        if binary not in SERVICES:
+            continue
+        keys = documented_keys(SERVICES[binary][0])
+        for var in svc.get("environment") or {}:
+            key = var.removeprefix("SLUICE_").lower().replace("_", ".")
+            if not var.startswith("SLUICE_") or key not in keys:
+                fail(f"{where}: {var} names no key of deploy/config/{SERVICES[binary][0]}")
+        test = (svc.get("healthcheck") or {}).get("test") or []
+        if "--command-config" not in test:
+            fail(f"{where}: the health check must pass --command-config (the port is TLS)")
+
+
 def main(argv):
     if not argv:
         sys.exit(__doc__)
     what, args = argv[0], argv[1:]
     if what == "compose":
         check_compose()
+    elif what == "compose-tls":
+        check_compose_tls()
     elif what == "k8s":
         check_k8s(args, plain=True)
     elif what == "k8s-rendered":

@@ -43,7 +43,20 @@ pub const ALPN_H2: &[u8] = b"h2";
 /// from plaintext by it.
 pub const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
-/// The one crypto provider every Sluice TLS configuration uses.
+/// The one crypto provider every Sluice TLS configuration uses: ring's, with
+/// AES-128-GCM first. Both ends of a Sluice connection spend CPU on every
+/// byte, and AES-128 runs about a third faster than AES-256 on AES-NI
+/// (rustls puts AES-256 first); both are the suites TLS 1.3 mandates.
 pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    let mut p = rustls::crypto::ring::default_provider();
+    use rustls::CipherSuite as C;
+    p.cipher_suites.sort_by_key(|s| {
+        !matches!(
+            s.suite(),
+            C::TLS13_AES_128_GCM_SHA256
+                | C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+                | C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+        )
+    });
+    Arc::new(p)
 }

@@ -124,6 +124,9 @@ fn build(
         )
     })?;
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    // Our suite order (AES-128 first, see `provider`) over the client's:
+    // OpenSSL-based clients (librdkafka, kafka-python) list AES-256 first.
+    config.ignore_client_order = true;
     Ok(config)
 }
 
