@@ -8,7 +8,9 @@
 #     each service's command is the plain list tests/compose/topology.py reads);
 #   - every manifest under deploy/k8s/ (examples too) with strict schemas;
 #   - `kubectl kustomize deploy/k8s` renders, and its output passes the same;
-#   - the ConfigMap equals deploy/config/ byte for byte, plain and rendered.
+#   - the ConfigMap equals deploy/config/ byte for byte, plain and rendered;
+#   - docker-compose.tls.yml and the deploy/k8s-tls overlay (rendered): TLS
+#     keys that services know, probes that speak TLS, the Secret mounted.
 #
 #   scripts/validate-deploy.sh                    run every check; exit 1 on any failure
 #   scripts/validate-deploy.sh --write-configmap  regenerate deploy/k8s/configmap.yaml
@@ -95,6 +97,19 @@ if [[ -s "$tmp/rendered.yaml" ]]; then
   check "rendered kustomization: ConfigMap equals deploy/config/" \
     "$py" scripts/validate_deploy.py configmap "$tmp/rendered.yaml"
 fi
+
+render_tls() { "$kubectl" kustomize deploy/k8s-tls >"$tmp/rendered-tls.yaml"; }
+check "kubectl kustomize deploy/k8s-tls" render_tls
+if [[ -s "$tmp/rendered-tls.yaml" ]]; then
+  for v in $k8s_versions; do
+    check "rendered TLS kustomization: kubernetes-validate --strict (Kubernetes $v)" \
+      "$venv/bin/kubernetes-validate" --strict --quiet -k "$v" "$tmp/rendered-tls.yaml"
+  done
+  check "rendered TLS kustomization: TLS keys, probes, mounts" \
+    "$py" scripts/validate_deploy.py k8s-tls "$tmp/rendered-tls.yaml"
+fi
+check "deploy/k8s-tls/cert-manager.yaml: parses, names the Secret the overlay mounts" \
+  "$py" scripts/validate_deploy.py cert-manager deploy/k8s-tls/cert-manager.yaml
 
 if [[ "${#failed[@]}" -gt 0 ]]; then
   echo "validate-deploy: ${#failed[@]} check(s) failed:" >&2

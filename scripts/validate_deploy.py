@@ -386,6 +386,65 @@ def check_compose_tls():
             fail(f"{where}: the health check must pass --command-config (the port is TLS)")
 
 
+def check_k8s_tls(paths):
+    """The rendered TLS overlay: every Sluice container listens SSL://, knows
+    each SLUICE_* key it is given, probes through `sluice health
+    --command-config` (kubelet's gRPC probes speak no TLS), and mounts the
+    Secret sluice-tls; etcd serves https with client certificates."""
+    keys_of = {"broker": "broker.yaml", "controller": "controller.yaml", "coordinator": "coordinator.yaml"}
+    seen = set()
+    for path in paths:
+        for _, doc in k8s_docs([path]):
+            spec = pod_spec(doc)
+            if not spec:
+                continue
+            secrets = {v.get("secret", {}).get("secretName") for v in spec.get("volumes") or []}
+            for c in spec.get("containers") or []:
+                where = f"{doc['kind']}/{doc['metadata']['name']} container {c['name']}"
+                seen.add(c["name"])
+                if "sluice-tls" not in secrets:
+                    fail(f"{where}: the pod does not mount the Secret sluice-tls")
+                if c["name"] == "etcd":
+                    args = c.get("args") or []
+                    for want in ("--client-cert-auth", "--listen-client-urls=https://0.0.0.0:2379"):
+                        if want not in args:
+                            fail(f"{where}: etcd lacks {want}")
+                    continue
+                if c["name"] == "console":
+                    if "--command-config" not in (c.get("args") or []):
+                        fail(f"{where}: the console needs --command-config")
+                    continue
+                env = {e["name"]: e.get("value") for e in c.get("env") or []}
+                defined = set()
+                for e in c.get("env") or []:
+                    for ref in re.findall(r"\$\(([A-Z_]+)\)", str(e.get("value") or "")):
+                        if ref not in defined:
+                            fail(f"{where}: {e['name']} uses $({ref}) before it is defined")
+                    defined.add(e["name"])
+                if not str(env.get("SLUICE_LISTENERS", "")).startswith("SSL://"):
+                    fail(f"{where}: SLUICE_LISTENERS is not SSL://")
+                keys = documented_keys(keys_of[c["name"]])
+                for var in env:
+                    if var.startswith("SLUICE_"):
+                        key = var.removeprefix("SLUICE_").lower().replace("_", ".")
+                        if key not in keys:
+                            fail(f"{where}: {var} names no key of deploy/config/{keys_of[c['name']]}")
+                for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+                    probe = c.get(kind) or {}
+                    cmd = (probe.get("exec") or {}).get("command") or []
+                    if "grpc" in probe or cmd[:3] != ["sluice", "health", "--server"] or "--command-config" not in cmd:
+                        fail(f"{where}: {kind} must run `sluice health --command-config` (TLS)")
+    for want in ("etcd", "broker", "controller", "coordinator", "console"):
+        if want not in seen:
+            fail(f"rendered TLS kustomization: no {want} container")
+
+
+def check_cert_manager(paths):
+    secrets = {d["spec"].get("secretName") for _, d in k8s_docs(paths) if d.get("kind") == "Certificate"}
+    if "sluice-tls" not in secrets:
+        fail("cert-manager.yaml: no Certificate writes the Secret sluice-tls")
+
+
 def main(argv):
     if not argv:
         sys.exit(__doc__)
@@ -394,6 +453,10 @@ def main(argv):
         check_compose()
     elif what == "compose-tls":
         check_compose_tls()
+    elif what == "k8s-tls":
+        check_k8s_tls(args)
+    elif what == "cert-manager":
+        check_cert_manager(args)
     elif what == "k8s":
         check_k8s(args, plain=True)
     elif what == "k8s-rendered":
