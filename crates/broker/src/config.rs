@@ -202,6 +202,7 @@ impl BrokerConfig {
         }
         sluice_server::config::parse_listener("listeners", &self.listeners)?;
         self.security.validate(&self.listeners)?;
+        self.security.validate_etcd(&self.etcd_endpoints)?;
         self.advertised()?;
         if self.log_dir_paths().is_empty() {
             return Err(ConfigError::invalid(

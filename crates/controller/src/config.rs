@@ -106,6 +106,7 @@ impl ControllerConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         sluice_server::config::parse_listener("listeners", &self.listeners)?;
         self.security.validate(&self.listeners)?;
+        self.security.validate_etcd(&self.etcd_endpoints)?;
         self.advertised()?;
         if self.num_partitions < 1 {
             return Err(ConfigError::invalid("num.partitions", "must be at least 1"));

@@ -93,6 +93,7 @@ impl CoordinatorConfig {
         }
         sluice_server::config::parse_listener("listeners", &self.listeners)?;
         self.security.validate(&self.listeners)?;
+        self.security.validate_etcd(&self.etcd_endpoints)?;
         self.advertised()?;
         Ok(())
     }

@@ -29,6 +29,8 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let (config, shutdown) = Args::parse().service.start::<CoordinatorConfig>().await?;
     config.validate()?;
+    // Reads the TLS files now: a bad one stops the start, not a later call.
+    config.security.inter_service()?;
     let host = Host::bind(
         &config.listeners,
         &[names::COORDINATOR],

@@ -156,6 +156,7 @@ async fn open(
         }
         (true, None) => {
             warn!(%peer, "a TLS client connected to this plaintext listener; refused (connect with security.protocol=PLAINTEXT, or give the listener SSL://)");
+            tokio::spawn(refuse_tls(stream));
             None
         }
         (false, Some(tls)) if !tls.accept_plaintext => {
@@ -168,6 +169,24 @@ async fn open(
         }
         (false, _) => Some((Stream::Plain(stream), classify(first[0]))),
     }
+}
+
+/// Answers a TLS client on a plaintext listener with a fatal
+/// `protocol_version` alert (TLS's own refusal, which every TLS client
+/// reports; ours adds that the listener may be plaintext), after reading its
+/// ClientHello so the close is not a reset.
+async fn refuse_tls(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An alert record: type 21, TLS 1.2 framing, 2 bytes: fatal (2), 70.
+    const PROTOCOL_VERSION_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 70];
+    let mut hello = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut hello)).await;
+    let _ = stream.write_all(&PROTOCOL_VERSION_ALERT).await;
+    let _ = stream.shutdown().await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while matches!(stream.read(&mut hello).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 /// Closes a plaintext Kafka connection cleanly: its first request is read

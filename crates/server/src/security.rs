@@ -105,6 +105,43 @@ impl SecurityConfig {
                 "only means something on an SSL:// listener (this one is plaintext)",
             ));
         }
+        // Asking for client certificates on a plaintext port would leave it
+        // open while the config reads as locked.
+        let auth = ClientAuth::parse("ssl.client.auth", &self.client_auth).map_err(invalid)?;
+        if auth != ClientAuth::None && !tls.is_tls() {
+            return Err(ConfigError::invalid(
+                "ssl.client.auth",
+                format!(
+                    "is {} but the listener is plaintext: write listeners as SSL://HOST:PORT",
+                    self.client_auth
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks `etcd.endpoints` against the `etcd.ssl.*` keys: TLS needs
+    /// `https://` endpoints and a CA, and `https://` needs the CA.
+    pub fn validate_etcd(&self, endpoints: &str) -> Result<(), ConfigError> {
+        let tls = self.etcd_tls();
+        let list: Vec<&str> = endpoints
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .collect();
+        let https = list.iter().filter(|e| e.starts_with("https://")).count();
+        if tls.is_some() && https < list.len() {
+            return Err(ConfigError::invalid(
+                "etcd.endpoints",
+                "etcd.ssl.* is set: every endpoint must be https://",
+            ));
+        }
+        if https > 0 && tls.as_ref().is_none_or(|t| t.ca.is_none()) {
+            return Err(ConfigError::invalid(
+                "etcd.ssl.ca.location",
+                "https:// etcd endpoints need the CA that signed etcd's certificate",
+            ));
+        }
         Ok(())
     }
 
@@ -158,5 +195,46 @@ impl SecurityConfig {
         ClientTls::new(&self.files(), check_names)
             .map(Some)
             .map_err(invalid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_that_would_leave_a_port_open_are_refused() {
+        let c = |f: fn(&mut SecurityConfig)| {
+            let mut s = SecurityConfig::default();
+            f(&mut s);
+            s
+        };
+        // Client certificates asked for on a plaintext port.
+        let e = c(|s| s.client_auth = "required".into())
+            .validate("h:1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ssl.client.auth") && e.contains("SSL://"), "{e}");
+        c(|s| s.client_auth = "required".into())
+            .validate("SSL://h:1")
+            .unwrap();
+        assert!(c(|s| s.accept_plaintext = true).validate("h:1").is_err());
+        // etcd: TLS keys with http://, https:// without a CA.
+        let tls = c(|s| s.etcd_ca = Some("ca.pem".into()));
+        let e = tls
+            .validate_etcd("https://e1:2379,http://e2:2379")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("etcd.endpoints"), "{e}");
+        tls.validate_etcd("https://e1:2379,https://e2:2379")
+            .unwrap();
+        let e = SecurityConfig::default()
+            .validate_etcd("https://e1:2379")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("etcd.ssl.ca.location"), "{e}");
+        SecurityConfig::default()
+            .validate_etcd("http://e1:2379")
+            .unwrap();
     }
 }

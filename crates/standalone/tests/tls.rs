@@ -180,7 +180,7 @@ async fn a_plaintext_node_refuses_tls_and_a_moving_node_takes_both() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("SSL_HANDSHAKE_FAILED") && e.contains("listener plaintext"),
+        e.contains("SSL_HANDSHAKE_FAILED") && e.contains("is it plaintext"),
         "{e}"
     );
     plain.shutdown().await.unwrap();

@@ -22,7 +22,7 @@ use crate::{ALPN_H2, TlsError, load, provider};
 /// How long [`ClientTls::connect`] waits for the server's first bytes after
 /// the handshake (a server that does not speak first costs this, once per
 /// connection).
-const FIRST_BYTE_WAIT: Duration = Duration::from_secs(1);
+const FIRST_BYTE_WAIT: Duration = Duration::from_secs(3);
 
 /// A client's TLS configuration (cheap to clone; every clone sees reloads).
 #[derive(Clone)]
@@ -104,14 +104,23 @@ impl ClientTls {
         let tcp = TcpStream::connect((host, port)).await?;
         // Small responses must not wait for Nagle's timer (see sluice_server).
         tcp.set_nodelay(true)?;
+        // A TLS verdict (a certificate refused, an alert) is permanent and
+        // becomes a HandshakeError; a connection that merely broke (a server
+        // stopping, a timeout) stays a plain I/O error, which callers retry.
         let failed = |e: std::io::Error| {
-            let closed = matches!(
-                e.kind(),
-                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
-            );
-            let hint = if closed {
-                " (the server closed the connection: is its listener plaintext? then \
-                 use security.protocol=PLAINTEXT)"
+            let Some(verdict) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
+                return std::io::Error::new(
+                    e.kind(),
+                    format!("TLS handshake with {host}:{port} broke off: {e}"),
+                );
+            };
+            // A plaintext Sluice listener answers a ClientHello with this alert.
+            let hint = if matches!(
+                verdict,
+                rustls::Error::AlertReceived(rustls::AlertDescription::ProtocolVersion)
+            ) {
+                " (a Sluice listener without TLS answers this: is it plaintext? then use \
+                 security.protocol=PLAINTEXT)"
             } else {
                 ""
             };
@@ -119,7 +128,7 @@ impl ClientTls {
                 e.kind(),
                 HandshakeError {
                     peer: format!("{host}:{port}"),
-                    reason: format!("{e}{hint}"),
+                    reason: format!("{verdict}{hint}"),
                 },
             )
         };
@@ -141,6 +150,7 @@ impl ClientTls {
                     "the server closed the connection right after the handshake",
                 )));
             }
+            // A server that does not speak first, or is slow to: go on.
             Ok(Err(e)) => return Err(failed(e)),
             Err(_) => None,
         };

@@ -62,9 +62,16 @@ pub(crate) fn roots(key: &str, path: &Path) -> Result<RootCertStore, TlsError> {
 /// The operating system's trust store (when no `ssl.ca.location` is given,
 /// like librdkafka).
 pub(crate) fn system_roots() -> Result<RootCertStore, TlsError> {
-    let found = rustls_native_certs::load_native_certs();
-    let mut roots = RootCertStore::empty();
-    roots.add_parsable_certificates(found.certs);
+    // Read once per process: every client without a CA would otherwise parse
+    // the whole system bundle.
+    static SYSTEM: std::sync::OnceLock<RootCertStore> = std::sync::OnceLock::new();
+    let roots = SYSTEM
+        .get_or_init(|| {
+            let mut roots = RootCertStore::empty();
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            roots
+        })
+        .clone();
     if roots.is_empty() {
         return Err(TlsError::setting(
             "ssl.ca.location",

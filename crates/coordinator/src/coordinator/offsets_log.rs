@@ -128,9 +128,17 @@ impl ClusterLog {
                     .config
                     .security
                     .inter_service()
-                    .map_err(|e| ClientError::Config {
-                        property: "security.inter.broker.protocol".into(),
-                        reason: e.to_string(),
+                    .map_err(|e| match e {
+                        sluice_server::config::ConfigError::Invalid { key, message } => {
+                            ClientError::Config {
+                                property: key,
+                                reason: message,
+                            }
+                        }
+                        other => ClientError::Config {
+                            property: "ssl".into(),
+                            reason: other.to_string(),
+                        },
                     })
                     .map_err(failed(LogOp::Open))?;
                 let config = config.with_tls(tls);
