@@ -85,6 +85,12 @@ pub fn client_config(
 /// Every property [`ClientConfig`] accepts, for "did you mean" (the unit
 /// test checks that each is known to it).
 const CLIENT_PROPERTIES: &[&str] = &[
+    // TLS, every client.
+    "security.protocol",
+    "ssl.ca.location",
+    "ssl.certificate.location",
+    "ssl.key.location",
+    "ssl.endpoint.identification.algorithm",
     "bootstrap.servers",
     "client.id",
     "request.timeout.ms",
@@ -461,7 +467,8 @@ mod tests {
                 "fetch.min.bytes",
             ]),
         );
-        assert_eq!(w.len(), 3, "{w:?}");
+        // security.protocol is a setting of every client now (TLS).
+        assert_eq!(w.len(), 2, "{w:?}");
         assert!(
             w.iter()
                 .any(|w| w.contains("\"acks\" is a producer property"))
@@ -469,10 +476,6 @@ mod tests {
         assert!(
             w.iter()
                 .any(|w| w.contains("\"enable.auto.commit\" only applies"))
-        );
-        assert!(
-            w.iter()
-                .any(|w| w.contains("\"security.protocol\" is accepted"))
         );
         assert!(
             ignored_properties(
