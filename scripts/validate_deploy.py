@@ -399,6 +399,9 @@ def check_k8s_tls(paths):
             if not spec:
                 continue
             secrets = {v.get("secret", {}).get("secretName") for v in spec.get("volumes") or []}
+            if "sluice-tls" in secrets and not (spec.get("securityContext") or {}).get("fsGroup"):
+                fail(f"{doc['kind']}/{doc['metadata']['name']}: mounts the Secret sluice-tls (mode 0440) "
+                     "without a pod fsGroup: the non-root user cannot read the keys")
             for c in spec.get("containers") or []:
                 where = f"{doc['kind']}/{doc['metadata']['name']} container {c['name']}"
                 seen.add(c["name"])

@@ -1,7 +1,8 @@
 //! [`Authorizer`]: one request's decision, from an index of the ACLs built
 //! when they change. A check is a few hash lookups (the resource's literal
 //! name, `*`, and each prefix length some PREFIXED ACL of that type has),
-//! never a scan of every ACL; its cost does not grow with the ACL count.
+//! never a scan of every ACL: its cost grows with the ACLs on the matched
+//! patterns and the number of distinct prefix lengths, not with the total.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -54,14 +55,21 @@ struct Index {
 }
 
 impl Index {
-    fn build(acls: &[AclBinding]) -> Index {
+    /// Builds the index of the valid bindings; returns the ones left out.
+    fn build(acls: &[AclBinding]) -> (Index, Vec<AclBinding>) {
         let mut ix = Index::default();
+        let mut invalid = Vec::new();
         for a in acls {
-            let principal = a
-                .principal
-                .strip_prefix("User:")
-                .filter(|n| *n != "*")
-                .map(str::to_string);
+            // Parsed, not stripped: a principal that does not parse must
+            // never become the wildcard.
+            let principal = match (a.validate(), Principal::parse(&a.principal)) {
+                (Ok(()), Ok(p)) => p,
+                _ => {
+                    invalid.push(a.clone());
+                    continue;
+                }
+            };
+            let principal = (!principal.is_wildcard()).then(|| principal.name().to_string());
             let entry = Entry {
                 principal,
                 host: Some(a.host.clone()).filter(|h| h != "*"),
@@ -80,7 +88,7 @@ impl Index {
                 }
             }
         }
-        ix
+        (ix, invalid)
     }
 
     /// Every entry whose pattern matches the resource.
@@ -130,9 +138,13 @@ impl Authorizer {
         }
     }
 
-    /// Replaces every ACL (as read from the metadata store).
-    pub fn set_acls(&self, acls: &[AclBinding]) {
-        *self.index.write() = Arc::new(Index::build(acls));
+    /// Replaces every ACL (as read from the metadata store). Bindings that
+    /// do not validate are left out (they could only widen or blur what is
+    /// allowed) and returned, for the caller to log.
+    pub fn set_acls(&self, acls: &[AclBinding]) -> Vec<AclBinding> {
+        let (index, invalid) = Index::build(acls);
+        *self.index.write() = Arc::new(index);
+        invalid
     }
 
     /// May `principal`, connected from `host`, do `op` on the resource?
@@ -287,49 +299,101 @@ mod tests {
         );
     }
 
+    #[test]
+    fn bindings_that_do_not_validate_are_left_out_never_widened() {
+        let a = Authorizer::new([], false);
+        let left_out = a.set_acls(&[
+            acl(Topic, Literal, "t", "alice", All, Allow),
+            acl(Topic, Literal, "t", "Group:x", All, Allow),
+            acl(Topic, Literal, "t", " User:bob ", Read, Allow),
+        ]);
+        assert_eq!(left_out.len(), 2);
+        assert_eq!(
+            a.authorize(&alice(), "h", Read, Topic, "t"),
+            Decision::DeniedNoAllow
+        );
+        assert!(
+            a.authorize(&Principal::user("bob"), "h", Read, Topic, "t")
+                .allowed()
+        );
+    }
+
+    /// Kafka's table of what an allowed operation permits, written out
+    /// rather than computed (the scan below must not share code with the
+    /// authorizer).
+    fn kafka_allows(granted: Operation, asked: Operation) -> bool {
+        const IMPLIES: &[(Operation, &[Operation])] = &[
+            (Read, &[Read, Describe]),
+            (Write, &[Write, Describe]),
+            (Delete, &[Delete, Describe]),
+            (Alter, &[Alter, Describe]),
+            (Describe, &[Describe]),
+            (AlterConfigs, &[AlterConfigs, DescribeConfigs]),
+            (DescribeConfigs, &[DescribeConfigs]),
+        ];
+        granted == All
+            || IMPLIES
+                .iter()
+                .any(|(g, asks)| *g == granted && asks.contains(&asked))
+    }
+
     proptest! {
         /// The index gives what a plain scan of every ACL would.
         #[test]
         fn the_index_agrees_with_a_scan(
             acls in prop::collection::vec(
-                (0..2usize, 0..2usize, "[ab]{0,3}", 0..3usize, 0..4usize, any::<bool>()), 0..12),
-            name in "[ab]{1,4}",
+                (0..2usize, 0..2usize, "[aé]{0,3}", 0..4usize, 0..6usize, any::<bool>(), 0..2usize),
+                0..12),
+            name in "[aé]{1,4}",
             who in 0..3usize,
-            op in 0..4usize,
+            op in 0..6usize,
+            from in 0..2usize,
+            allow_if_no_acl in any::<bool>(),
         ) {
-            let ops = [Read, Write, Describe, All];
-            let users = ["User:alice", "User:bob", "User:*"];
-            let bindings: Vec<AclBinding> = acls.iter().map(|(rt, pt, n, u, o, allow)| AclBinding {
+            let ops = [Read, Write, Describe, All, AlterConfigs, DescribeConfigs];
+            let users = ["User:alice", "User:bob", "User:*", "bob"];
+            let hosts = ["*", "10.0.0.1"];
+            let bindings: Vec<AclBinding> = acls.iter().map(|(rt, pt, n, u, o, allow, h)| AclBinding {
                 resource_type: [Topic, Group][*rt],
                 pattern_type: [Literal, Prefixed][*pt],
                 resource_name: if n.is_empty() { "*".into() } else { n.clone() },
                 principal: users[*u].into(),
-                host: "*".into(),
+                host: hosts[*h].into(),
                 operation: ops[*o],
                 permission: if *allow { Allow } else { Deny },
-            }).filter(|b| b.validate().is_ok()).collect();
-            let a = Authorizer::new([], false);
+            }).collect();
+            let a = Authorizer::new([], allow_if_no_acl);
             a.set_acls(&bindings);
-            let principal = Principal::user(["alice", "bob", "carol"][who]);
-            let asked = [Read, Write, Describe, Delete][op];
+            let principal = ["alice", "bob", "carol"][who];
+            let host = ["10.0.0.1", "10.0.0.2"][from];
+            let asked = [Read, Write, Describe, Delete, AlterConfigs, DescribeConfigs][op];
             let scan = {
-                let matching: Vec<&AclBinding> = bindings.iter().filter(|b| {
+                let valid = bindings.iter().filter(|b| {
+                    b.principal.starts_with("User:")
+                        && !(b.pattern_type == Prefixed && b.resource_name == "*")
+                });
+                let on_resource: Vec<&AclBinding> = valid.filter(|b| {
                     b.resource_type == Topic
                         && match b.pattern_type {
                             Literal => b.resource_name == name || b.resource_name == "*",
                             Prefixed => name.starts_with(&b.resource_name),
                         }
-                        && (b.principal == "User:*" || b.principal == principal.to_string())
                 }).collect();
-                if matching.iter().any(|b| b.permission == Deny && (b.operation == asked || b.operation == All)) {
+                let applies = |b: &&&AclBinding| {
+                    (b.principal == "User:*" || b.principal == format!("User:{principal}"))
+                        && (b.host == "*" || b.host == host)
+                };
+                if on_resource.iter().filter(applies).any(|b| b.permission == Deny && (b.operation == asked || b.operation == All)) {
                     Decision::DeniedByAcl
-                } else if matching.iter().any(|b| b.permission == Allow && b.operation.implies(asked)) {
+                } else if on_resource.iter().filter(applies).any(|b| b.permission == Allow && kafka_allows(b.operation, asked)) {
                     Decision::Allowed
+                } else if on_resource.is_empty() && allow_if_no_acl {
+                    Decision::AllowedNoAcl
                 } else {
                     Decision::DeniedNoAllow
                 }
             };
-            prop_assert_eq!(a.authorize(&principal, "h", asked, Topic, &name), scan);
+            prop_assert_eq!(a.authorize(&Principal::user(principal), host, asked, Topic, &name), scan);
         }
     }
 }

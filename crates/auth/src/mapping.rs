@@ -103,6 +103,7 @@ impl MappingRules {
                 // Java's matches(): the pattern must cover the whole name.
                 let pattern = Regex::new(&format!("^(?:{pattern})$"))
                     .map_err(|e| bad(format!("pattern {pattern:?}: {e}")))?;
+                let replacement = java_replacement(&replacement, pattern.captures_len() - 1);
                 rules.push(Rule::Replace {
                     pattern,
                     replacement,
@@ -148,9 +149,48 @@ impl MappingRules {
     }
 }
 
-/// The subject of a DER certificate as RFC 2253 writes it (Java's
-/// `X500Principal.getName()`): relative names from the most specific
-/// (`CN`) to the least (`C`), short names for the usual attributes.
+/// A Java replacement string (Kafka's rules use `String.replaceAll`) in the
+/// regex crate's syntax: `$12` is group 12 only if the pattern has 12
+/// groups (else group 1 then `2`), a group the pattern lacks is literal
+/// text, and `\x` is a literal `x`.
+fn java_replacement(java: &str, groups: usize) -> String {
+    let mut out = String::new();
+    let mut chars = java.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('$') => out.push_str("$$"),
+                Some(other) => out.push(other),
+                None => {}
+            },
+            '$' => {
+                let mut n: Option<usize> = None;
+                while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
+                    let next = n.unwrap_or(0) * 10 + d as usize;
+                    if n.is_some() && next > groups {
+                        break;
+                    }
+                    n = Some(next);
+                    chars.next();
+                }
+                match n {
+                    Some(g) if g <= groups => out.push_str(&format!("${{{g}}}")),
+                    Some(g) => out.push_str(&format!("$${g}")),
+                    None => out.push_str("$$"),
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The subject of a DER certificate in RFC 2253's form, close to Java's
+/// `X500Principal.getName()`: relative names from the most specific (`CN`)
+/// to the least (`C`), short names for the usual attributes, RFC 2253
+/// escapes. Differences from Java: an attribute without a short name is
+/// written `OID=value`, not `OID=#<hex DER>`, and `=` is not escaped; rules
+/// and ACLs that name such subjects may need adjusting.
 pub fn subject_dn(der: &[u8]) -> Result<String, AuthError> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| AuthError::Certificate(format!("cannot parse it: {e}")))?;
@@ -240,6 +280,10 @@ mod tests {
         // An escaped slash stays in the pattern.
         let r = MappingRules::parse(r"RULE:^CN=a\/b$/ab/").unwrap();
         assert_eq!(r.apply("CN=a/b"), Some("ab".into()));
+        // Java's replacement syntax: $1x is group 1 then x; a group the
+        // pattern lacks is literal; \$ is a dollar.
+        let r = MappingRules::parse(r"RULE:^CN=(.*),O=(.*)$/$1x-$3-\$$2/").unwrap();
+        assert_eq!(r.apply("CN=svc,O=acme"), Some("svcx-$3-$acme".into()));
         for bad in ["RULE:^CN=(.*)$/$1", "RULE:(/x/", "NOPE", "DEFAULT DEFAULT"] {
             let e = MappingRules::parse(bad).unwrap_err().to_string();
             assert!(e.contains(KEY), "{bad}: {e}");

@@ -201,6 +201,13 @@ async fn refuse_plaintext_kafka(mut stream: TcpStream) {
     };
     let _ = tokio::time::timeout(Duration::from_secs(2), read_first).await;
     let _ = stream.shutdown().await;
+    // Whatever else it sent (a larger or pipelined request): read it, or the
+    // close would be a reset.
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 /// Tells a plaintext gRPC client why it is refused: its requests are

@@ -129,8 +129,10 @@ impl SecurityConfig {
             .map(str::trim)
             .filter(|e| !e.is_empty())
             .collect();
+        // Without a scheme, etcd-client picks https when TLS is configured.
+        let http = list.iter().filter(|e| e.starts_with("http://")).count();
         let https = list.iter().filter(|e| e.starts_with("https://")).count();
-        if tls.is_some() && https < list.len() {
+        if tls.is_some() && http > 0 {
             return Err(ConfigError::invalid(
                 "etcd.endpoints",
                 "etcd.ssl.* is set: every endpoint must be https://",
@@ -228,6 +230,7 @@ mod tests {
         assert!(e.contains("etcd.endpoints"), "{e}");
         tls.validate_etcd("https://e1:2379,https://e2:2379")
             .unwrap();
+        tls.validate_etcd("e1:2379").unwrap();
         let e = SecurityConfig::default()
             .validate_etcd("https://e1:2379")
             .unwrap_err()

@@ -113,6 +113,10 @@ impl Standalone {
         // They dial the node's own listener: the chain still counts, but the
         // certificate need not name the bind address.
         security.endpoint_identification = String::new();
+        // No etcd in a standalone node: its etcd.ssl.* keys mean nothing.
+        security.etcd_ca = None;
+        security.etcd_certificate = None;
+        security.etcd_key = None;
         let listener = format!("{scheme}://{}", opts.listen);
         let tls = security.listener(&listener)?;
         let client_tls = security.inter_service()?;
