@@ -1,11 +1,8 @@
 //! `sluice-broker --config broker.yaml`: one broker of a cluster, with metadata
 //! in etcd. Thin: flags, config, then [`sluice_broker::run`] until SIGTERM.
 
-use std::sync::Arc;
-
 use clap::Parser;
 use sluice_broker::BrokerConfig;
-use sluice_metastore::EtcdMetadataStore;
 use sluice_server::runtime::ServiceArgs;
 use sluice_server::{Host, names};
 
@@ -24,21 +21,17 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let (config, shutdown) = Args::parse().service.start::<BrokerConfig>().await?;
     config.validate()?;
-    // Bound first: health answers while etcd is still being reached.
-    let host = Host::bind(
+    let Some((host, store)) = Host::bind_for_cluster(
+        names::BROKER,
         &config.listeners,
-        &[names::BROKER],
-        config.security.listener(&config.listeners)?,
+        &config.security,
+        &config.etcd_endpoints,
+        &config.cluster_name,
+        &shutdown,
     )
-    .await?;
-    let etcd_tls = config.security.etcd_tls();
-    let store = tokio::select! {
-        s = EtcdMetadataStore::connect_cluster(
-            &config.etcd_endpoints,
-            &config.cluster_name,
-            etcd_tls.as_ref(),
-        ) => s?,
-        _ = shutdown.cancelled() => return Ok(()),
+    .await?
+    else {
+        return Ok(());
     };
-    sluice_broker::run(config, Arc::new(store), host, shutdown).await
+    sluice_broker::run(config, store, host, shutdown).await
 }

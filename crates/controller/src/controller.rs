@@ -120,18 +120,16 @@ impl Controller {
         let ttl = Duration::from_millis(self.config.lease_ms);
         let watching = shutdown.child_token();
         // The crash watch reaches the other processes' health services; the
-        // lease still decides without it.
-        let tls = self.config.security.inter_service().unwrap_or_else(|e| {
-            tracing::error!(error = %e, "crash detection off: no TLS configuration to reach the other processes with");
-            None
-        });
-        let reachable = tls.is_some()
-            || !self
-                .config
-                .security
-                .inter_service
-                .eq_ignore_ascii_case("SSL");
-        if self.config.crash_detection_enable && reachable {
+        // lease still decides without it. (The files were read at startup;
+        // one broken since turns the watch off, not the controller.)
+        let tls = match self.config.security.inter_service() {
+            Ok(tls) => Some(tls),
+            Err(e) => {
+                tracing::error!(error = %e, "crash detection off: no TLS configuration to reach the other processes with");
+                None
+            }
+        };
+        if let (true, Some(tls)) = (self.config.crash_detection_enable, tls) {
             let me = self.clone();
             tokio::spawn(crate::crash_watch::run(
                 self.store.clone(),

@@ -2,11 +2,8 @@
 //! Several may run; one wins the etcd election. Thin: flags, config, then
 //! [`sluice_controller::run`] until SIGTERM.
 
-use std::sync::Arc;
-
 use clap::Parser;
 use sluice_controller::ControllerConfig;
-use sluice_metastore::EtcdMetadataStore;
 use sluice_server::runtime::ServiceArgs;
 use sluice_server::{Host, names};
 
@@ -25,22 +22,17 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let (config, shutdown) = Args::parse().service.start::<ControllerConfig>().await?;
     config.validate()?;
-    // Reads the TLS files now: a bad one stops the start, not a later call.
-    config.security.inter_service()?;
-    let host = Host::bind(
+    let Some((host, store)) = Host::bind_for_cluster(
+        names::CONTROLLER,
         &config.listeners,
-        &[names::CONTROLLER],
-        config.security.listener(&config.listeners)?,
+        &config.security,
+        &config.etcd_endpoints,
+        &config.cluster_name,
+        &shutdown,
     )
-    .await?;
-    let etcd_tls = config.security.etcd_tls();
-    let store = tokio::select! {
-        s = EtcdMetadataStore::connect_cluster(
-            &config.etcd_endpoints,
-            &config.cluster_name,
-            etcd_tls.as_ref(),
-        ) => s?,
-        _ = shutdown.cancelled() => return Ok(()),
+    .await?
+    else {
+        return Ok(());
     };
-    sluice_controller::run(config, Arc::new(store), host, shutdown).await
+    sluice_controller::run(config, store, host, shutdown).await
 }

@@ -2,11 +2,8 @@
 //! cluster, with metadata in etcd. Thin: flags, config, then
 //! [`sluice_coordinator::run`] until SIGTERM.
 
-use std::sync::Arc;
-
 use clap::Parser;
 use sluice_coordinator::CoordinatorConfig;
-use sluice_metastore::EtcdMetadataStore;
 use sluice_server::runtime::ServiceArgs;
 use sluice_server::{Host, names};
 
@@ -29,22 +26,17 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let (config, shutdown) = Args::parse().service.start::<CoordinatorConfig>().await?;
     config.validate()?;
-    // Reads the TLS files now: a bad one stops the start, not a later call.
-    config.security.inter_service()?;
-    let host = Host::bind(
+    let Some((host, store)) = Host::bind_for_cluster(
+        names::COORDINATOR,
         &config.listeners,
-        &[names::COORDINATOR],
-        config.security.listener(&config.listeners)?,
+        &config.security,
+        &config.etcd_endpoints,
+        &config.cluster_name,
+        &shutdown,
     )
-    .await?;
-    let etcd_tls = config.security.etcd_tls();
-    let store = tokio::select! {
-        s = EtcdMetadataStore::connect_cluster(
-            &config.etcd_endpoints,
-            &config.cluster_name,
-            etcd_tls.as_ref(),
-        ) => s?,
-        _ = shutdown.cancelled() => return Ok(()),
+    .await?
+    else {
+        return Ok(());
     };
-    sluice_coordinator::run(config, Arc::new(store), host, shutdown).await
+    sluice_coordinator::run(config, store, host, shutdown).await
 }

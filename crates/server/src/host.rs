@@ -117,6 +117,33 @@ impl Host {
         Ok(host)
     }
 
+    /// What a service of a cluster (a separate binary) does before it runs:
+    /// reads its TLS files (a bad one stops the start, not a later call),
+    /// binds its port for `service` (health answers while etcd is still
+    /// being reached), then connects to etcd. `None` when `shutdown` fires
+    /// first.
+    pub async fn bind_for_cluster(
+        service: &'static str,
+        listeners: &str,
+        security: &crate::security::SecurityConfig,
+        etcd_endpoints: &str,
+        cluster_name: &str,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Option<(Host, Arc<dyn sluice_metastore::MetadataStore>)>> {
+        security.inter_service()?;
+        let host = Host::bind(listeners, &[service], security.listener(listeners)?).await?;
+        let etcd_tls = security.etcd_tls();
+        let connect = sluice_metastore::EtcdMetadataStore::connect_cluster(
+            etcd_endpoints,
+            cluster_name,
+            etcd_tls.as_ref(),
+        );
+        tokio::select! {
+            s = connect => Ok(Some((host, Arc::new(s?)))),
+            _ = shutdown.cancelled() => Ok(None),
+        }
+    }
+
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.inner.addr

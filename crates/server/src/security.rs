@@ -91,7 +91,7 @@ impl SecurityConfig {
     /// [`SecurityConfig::inter_service`] read those).
     pub fn validate(&self, listeners: &str) -> Result<(), ConfigError> {
         let tls = SecurityProtocol::of_listener("listeners", listeners).map_err(invalid)?;
-        ClientAuth::parse("ssl.client.auth", &self.client_auth).map_err(invalid)?;
+        let auth = ClientAuth::parse("ssl.client.auth", &self.client_auth).map_err(invalid)?;
         SecurityProtocol::parse("security.inter.broker.protocol", &self.inter_service)
             .map_err(invalid)?;
         verify_hostname(
@@ -107,7 +107,6 @@ impl SecurityConfig {
         }
         // Asking for client certificates on a plaintext port would leave it
         // open while the config reads as locked.
-        let auth = ClientAuth::parse("ssl.client.auth", &self.client_auth).map_err(invalid)?;
         if auth != ClientAuth::None && !tls.is_tls() {
             return Err(ConfigError::invalid(
                 "ssl.client.auth",

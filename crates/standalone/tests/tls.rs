@@ -52,6 +52,24 @@ fn client(node: &Standalone, files: Option<&TlsFiles>, check_host: bool) -> Clie
     c
 }
 
+/// Whether a client with `config` reaches the node (a metadata call).
+async fn reach(config: ClientConfig) -> Result<(), String> {
+    Admin::new(config)
+        .map_err(|e| e.to_string())?
+        .describe_cluster()
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Client files that trust `ca` and present no certificate.
+fn trusting(ca: &Path) -> TlsFiles {
+    TlsFiles {
+        ca: Some(ca.to_path_buf()),
+        ..Default::default()
+    }
+}
+
 async fn produce(config: ClientConfig, topic: &str) -> Result<i64, String> {
     let p = Producer::new(config).map_err(|e| e.to_string())?;
     let sent = p.send(ProducerRecord::new(topic, "x")).await;
@@ -85,10 +103,6 @@ async fn mtls_lets_in_certified_clients_and_tells_the_rest_why() {
         .unwrap();
     assert_eq!(produce(client(&node, Some(&alice), true), "t").await, Ok(0));
 
-    let trusts = |ca_path| TlsFiles {
-        ca: Some(ca_path),
-        ..Default::default()
-    };
     let with_ca = |f: TlsFiles| TlsFiles {
         ca: Some(ca.ca_path()),
         ..f
@@ -97,12 +111,12 @@ async fn mtls_lets_in_certified_clients_and_tells_the_rest_why() {
         ("plaintext", None, "requires TLS"),
         (
             "no client certificate",
-            Some(trusts(ca.ca_path())),
+            Some(trusting(&ca.ca_path())),
             "fatal alert",
         ),
         (
             "another CA's server trust",
-            Some(trusts(other.ca_path())),
+            Some(trusting(&other.ca_path())),
             "UnknownIssuer",
         ),
         (
@@ -141,10 +155,7 @@ async fn a_certificate_for_another_host_is_refused_by_the_client() {
     let ca = TestCa::new(dir.path(), "cluster");
     let elsewhere = ca.issue("node", "node", &["kafka.example"], Validity::Current);
     let node = tls_node(dir.path(), &elsewhere, "none", false).await;
-    let trust = TlsFiles {
-        ca: Some(ca.ca_path()),
-        ..Default::default()
-    };
+    let trust = trusting(&ca.ca_path());
     let e = produce(client(&node, Some(&trust), true), "t")
         .await
         .unwrap_err();
@@ -153,11 +164,7 @@ async fn a_certificate_for_another_host_is_refused_by_the_client() {
         "{e}"
     );
     // ssl.endpoint.identification.algorithm= (empty): the CA still counts.
-    Admin::new(client(&node, Some(&trust), false))
-        .unwrap()
-        .describe_cluster()
-        .await
-        .unwrap();
+    reach(client(&node, Some(&trust), false)).await.unwrap();
     node.shutdown().await.unwrap();
 }
 
@@ -165,20 +172,12 @@ async fn a_certificate_for_another_host_is_refused_by_the_client() {
 async fn a_plaintext_node_refuses_tls_and_a_moving_node_takes_both() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new(dir.path(), "cluster");
-    let trust = TlsFiles {
-        ca: Some(ca.ca_path()),
-        ..Default::default()
-    };
+    let trust = trusting(&ca.ca_path());
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let plain = Standalone::start(StandaloneOptions::new(dir.path().join("plain"), addr))
         .await
         .unwrap();
-    let e = Admin::new(client(&plain, Some(&trust), true))
-        .unwrap()
-        .describe_cluster()
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = reach(client(&plain, Some(&trust), true)).await.unwrap_err();
     assert!(
         e.contains("SSL_HANDSHAKE_FAILED") && e.contains("is it plaintext"),
         "{e}"
@@ -188,11 +187,7 @@ async fn a_plaintext_node_refuses_tls_and_a_moving_node_takes_both() {
     let server = ca.issue("node", "node", LOCAL, Validity::Current);
     let node = tls_node(dir.path(), &server, "none", true).await;
     for files in [None, Some(&trust)] {
-        Admin::new(client(&node, files, true))
-            .unwrap()
-            .describe_cluster()
-            .await
-            .unwrap();
+        reach(client(&node, files, true)).await.unwrap();
     }
     node.shutdown().await.unwrap();
 }
@@ -218,24 +213,16 @@ async fn a_rotated_certificate_is_served_without_a_restart() {
         ..server
     };
     let node = tls_node(dir.path(), &server, "none", false).await;
-    let trusts_new = TlsFiles {
-        ca: Some(next.ca_path()),
-        ..Default::default()
-    };
-    let e = Admin::new(client(&node, Some(&trusts_new), true))
-        .unwrap()
-        .describe_cluster()
+    let trusts_new = trusting(&next.ca_path());
+    let e = reach(client(&node, Some(&trusts_new), true))
         .await
         .unwrap_err();
-    assert!(e.to_string().contains("UnknownIssuer"), "{e}");
+    assert!(e.contains("UnknownIssuer"), "{e}");
 
     next.issue("node", "node", LOCAL, Validity::Current);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let r = Admin::new(client(&node, Some(&trusts_new), true))
-            .unwrap()
-            .describe_cluster()
-            .await;
+        let r = reach(client(&node, Some(&trusts_new), true)).await;
         if r.is_ok() {
             break;
         }
