@@ -187,6 +187,63 @@ impl Authorizer {
     }
 }
 
+impl Authorizer {
+    /// May `principal` do `op` on some resource of type `rtype` (Kafka's
+    /// `authorizeByResourceType`, KIP-679)? True when an allow of it on some
+    /// pattern is not covered by a deny (a deny on `*`, on the same name, or
+    /// on a prefix of it). A scan of that type's ACLs: only for rare
+    /// requests (InitProducerId), never per record.
+    pub fn authorize_any(
+        &self,
+        principal: &Principal,
+        host: &str,
+        op: Operation,
+        rtype: ResourceType,
+    ) -> bool {
+        if self.super_users.contains(principal.name()) {
+            return true;
+        }
+        let index = self.index.read().clone();
+        let applies = |e: &Entry| {
+            e.principal.as_deref().is_none_or(|p| p == principal.name())
+                && e.host.as_deref().is_none_or(|h| h == host)
+        };
+        let patterns = |map: &HashMap<(ResourceType, String), Vec<Entry>>, permission| {
+            map.iter()
+                .filter(|((t, _), _)| *t == rtype)
+                .filter(|(_, es)| {
+                    es.iter().any(|e| {
+                        applies(e)
+                            && e.permission == permission
+                            && match permission {
+                                Permission::Allow => e.operation.implies(op),
+                                Permission::Deny => {
+                                    e.operation == op || e.operation == Operation::All
+                                }
+                            }
+                    })
+                })
+                .map(|((_, n), _)| n.clone())
+                .collect::<Vec<_>>()
+        };
+        let deny_literal = patterns(&index.literal, Permission::Deny);
+        if deny_literal.iter().any(|n| n == "*") {
+            return false;
+        }
+        let deny_prefixed = patterns(&index.prefixed, Permission::Deny);
+        let covered = |name: &str, prefixed: bool| {
+            deny_prefixed.iter().any(|d| name.starts_with(d.as_str()))
+                || (!prefixed && deny_literal.iter().any(|d| d == name))
+        };
+        patterns(&index.literal, Permission::Allow)
+            .iter()
+            .any(|n| n == "*" || !covered(n, false))
+            || patterns(&index.prefixed, Permission::Allow)
+                .iter()
+                .any(|n| !covered(n, true))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -395,5 +452,34 @@ mod tests {
             };
             prop_assert_eq!(a.authorize(&Principal::user(principal), host, asked, Topic, &name), scan);
         }
+    }
+
+    #[test]
+    fn authorize_any_follows_kip_679() {
+        let alice = Principal::user("alice");
+        let a = Authorizer::new([Principal::user("admin")], false);
+        assert!(!a.authorize_any(&alice, "h", Write, Topic));
+        assert!(a.authorize_any(&Principal::user("admin"), "h", Write, Topic));
+        a.set_acls(&[acl(Topic, Prefixed, "orders-", "User:alice", Write, Allow)]);
+        assert!(a.authorize_any(&alice, "h", Write, Topic));
+        assert!(!a.authorize_any(&alice, "h", Write, Group));
+        assert!(!a.authorize_any(&Principal::user("bob"), "h", Write, Topic));
+        // A deny on a shorter prefix covers the allow.
+        a.set_acls(&[
+            acl(Topic, Prefixed, "orders-", "User:alice", Write, Allow),
+            acl(Topic, Prefixed, "ord", "User:*", Write, Deny),
+        ]);
+        assert!(!a.authorize_any(&alice, "h", Write, Topic));
+        // A literal allow beside it still counts; a deny of everything does not.
+        a.set_acls(&[
+            acl(Topic, Literal, "payments", "User:alice", All, Allow),
+            acl(Topic, Prefixed, "ord", "User:*", Write, Deny),
+        ]);
+        assert!(a.authorize_any(&alice, "h", Write, Topic));
+        a.set_acls(&[
+            acl(Topic, Literal, "payments", "User:alice", All, Allow),
+            acl(Topic, Literal, "*", "User:alice", Write, Deny),
+        ]);
+        assert!(!a.authorize_any(&alice, "h", Write, Topic));
     }
 }

@@ -1,4 +1,5 @@
-//! [`AuthError`]: a principal, rule or ACL that cannot be read.
+//! [`AuthError`]: a principal, rule or ACL that cannot be read, or a SASL
+//! exchange or credential that fails.
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -14,6 +15,14 @@ pub enum AuthError {
     /// A client certificate whose subject cannot be read.
     #[error("client certificate: {0}")]
     Certificate(String),
+    /// A SASL exchange that failed (malformed, out of order, or bad
+    /// credentials); the message names the mechanism, e.g. `SCRAM: ...`.
+    #[error("{0}")]
+    Sasl(String),
+    /// A SCRAM credential that cannot be created (iterations out of range,
+    /// empty password).
+    #[error("invalid SCRAM credential: {0}")]
+    Credential(String),
 }
 
 impl AuthError {

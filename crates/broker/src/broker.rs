@@ -115,8 +115,8 @@ impl Broker {
         Ok(broker)
     }
 
-    pub fn service(self: &Arc<Self>) -> BrokerService {
-        BrokerService::new(self.clone())
+    pub fn service(self: &Arc<Self>, access: &sluice_server::access::Access) -> BrokerService {
+        BrokerService::new(self.clone(), access.clone())
     }
 
     /// Ready to serve (the health service's SERVING): registered under a live

@@ -23,7 +23,8 @@ pub struct BrokerConfig {
     /// `listeners`: where the gRPC server binds, `HOST:PORT` (a Kafka-style
     /// `PLAINTEXT://HOST:PORT` is accepted too). One listener: gRPC and Kafka's
     /// protocol share it. `SSL://HOST:PORT` serves TLS (see `security`);
-    /// `SASL_*://` is refused (no SASL yet).
+    /// `SASL_SSL://` and `SASL_PLAINTEXT://` make Kafka clients authenticate
+    /// with SASL first (`sasl.enabled.mechanisms`).
     pub listeners: String,
     /// `advertised.listeners`: what clients are told to connect to; defaults to
     /// `listeners`.
@@ -480,14 +481,17 @@ mod tests {
         let e = |l: &str| with(l).validate().unwrap_err().to_string();
         assert!(e("PLAINTEXT://:9092,SSL://:9093").contains("several listeners"));
         with("SSL://h:9093").validate().unwrap();
-        assert!(e("SASL_SSL://h:9093").contains("SASL is not supported yet"));
+        with("SASL_SSL://h:9093").validate().unwrap();
+        with("SASL_PLAINTEXT://h:9093").validate().unwrap();
         assert!(e("PLAINTEXT://:9092").contains("has no host: write 0.0.0.0:PORT"));
-        let c = BrokerConfig {
-            advertised_listeners: Some("SASL_SSL://h:9092".into()),
+        let c = |a: &str| BrokerConfig {
+            advertised_listeners: Some(a.into()),
             ..BrokerConfig::default()
         };
+        c("SASL_SSL://h:9092").validate().unwrap();
         assert!(
-            c.validate()
+            c("PLAINTEXT://h")
+                .validate()
                 .unwrap_err()
                 .to_string()
                 .contains("advertised.listeners")

@@ -372,6 +372,9 @@ pub enum BrokerError {
     /// failure) is NOT_COORDINATOR, so the client finds it again.
     #[error("{}", .source.message)]
     Forwarded { to: Peer, source: ApiError },
+    /// The caller may not (ACLs): TOPIC/GROUP/CLUSTER_AUTHORIZATION_FAILED.
+    #[error("{}", .0.message)]
+    Denied(ApiError),
 
     // The broker's own life (startup); these never reach a client.
     #[error(transparent)]
@@ -495,6 +498,7 @@ impl BrokerError {
                 source,
             } if is_transport_failure(source.code) => ErrorCode::NotCoordinator,
             E::Forwarded { source, .. } => source.code,
+            E::Denied(e) => e.code,
             E::BadEndpoint { .. } | E::ShutDown { .. } | E::TaskFailed { .. } => {
                 ErrorCode::UnknownServerError
             }

@@ -32,7 +32,7 @@ fn channel(broker: &Broker, peer: Peer, url: String) -> Result<Channel, BrokerEr
         .initial_stream_window_size(Some(16 << 20))
         .initial_connection_window_size(Some(64 << 20))
         .connect_timeout(Duration::from_secs(3));
-    Ok(sluice_tls::lazy_channel(endpoint, broker.tls.as_ref()))
+    Ok(sluice_tls::internal_channel(endpoint, broker.tls.as_ref()))
 }
 
 /// Starts and stops one fetcher per leader this broker follows, as metadata changes.

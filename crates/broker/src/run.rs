@@ -45,10 +45,10 @@ pub async fn run(
             return host.release().await;
         }
     };
-    host.serve(broker.service().into_server());
+    host.serve(broker.service(host.access()).into_server());
     let kafka = kafka_incoming.map(|incoming| {
         tokio::spawn(crate::kafka::serve(
-            broker.service(),
+            broker.service(host.access()),
             incoming,
             host.stop_token(),
         ))

@@ -141,7 +141,7 @@ impl Admin {
 
     /// Runs `call` against the active controller, refreshing metadata and
     /// retrying on retriable whole-request failures until the request timeout.
-    async fn with_controller<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T>
+    pub(crate) async fn with_controller<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T>
     where
         F: FnMut(ControllerClient<Channel>) -> Fut,
         Fut: Future<Output = std::result::Result<T, tonic::Status>>,

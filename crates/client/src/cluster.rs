@@ -104,7 +104,11 @@ impl Cluster {
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .http2_keep_alive_interval(Duration::from_secs(30));
-        let channel = sluice_tls::lazy_channel(endpoint, self.tls.as_ref());
+        let channel = if self.config.internal {
+            sluice_tls::internal_channel(endpoint, self.tls.as_ref())
+        } else {
+            sluice_tls::lazy_channel(endpoint, self.tls.as_ref())
+        };
         cache.channels.insert(addr.to_string(), channel.clone());
         Ok(channel)
     }

@@ -160,6 +160,10 @@ pub struct ClientConfig {
     /// A TLS configuration built by the program (a service passes the one it
     /// reloads), used instead of building one from the settings above.
     pub tls: Option<ClientTls>,
+    /// Set by a Sluice service for its own client (never from properties):
+    /// a connection to the service's own process is known there as the
+    /// process's own ([`sluice_tls::internal_channel`]).
+    pub internal: bool,
 }
 
 impl Default for ClientConfig {
@@ -204,6 +208,7 @@ impl Default for ClientConfig {
             ssl_files: TlsFiles::default(),
             ssl_verify_hostname: true,
             tls: None,
+            internal: false,
         }
     }
 }
@@ -240,7 +245,7 @@ impl ClientConfig {
     /// program's own ([`ClientConfig::tls`]) or one built from the `ssl.*`
     /// settings (read now, reloaded when the files change).
     pub fn client_tls(&self) -> Result<Option<ClientTls>> {
-        if self.security_protocol != SecurityProtocol::Ssl {
+        if !self.security_protocol.is_tls() {
             return Ok(None);
         }
         if let Some(t) = &self.tls {
@@ -268,6 +273,13 @@ impl ClientConfig {
             SecurityProtocol::Plaintext
         };
         self.tls = tls;
+        self
+    }
+
+    /// Marks the client as a Sluice service's own (see
+    /// [`ClientConfig::internal`]).
+    pub fn as_service(mut self) -> Self {
+        self.internal = true;
         self
     }
 
@@ -429,8 +441,18 @@ impl ClientConfig {
                 }
             }
             "security.protocol" => {
-                self.security_protocol = SecurityProtocol::parse(key, value)
-                    .map_err(|e| ClientError::config(key, tls_reason(e)))?
+                let protocol = SecurityProtocol::parse(key, value)
+                    .map_err(|e| ClientError::config(key, tls_reason(e)))?;
+                if protocol.is_sasl() {
+                    return Err(ClientError::config(
+                        key,
+                        format!(
+                            "{value}: this client speaks gRPC, where SASL does not apply; use SSL \
+                             (with ssl.certificate.location for a client certificate) or PLAINTEXT"
+                        ),
+                    ));
+                }
+                self.security_protocol = protocol
             }
             "ssl.ca.location" => self.ssl_files.ca = path(value),
             "ssl.certificate.location" => self.ssl_files.certificate = path(value),

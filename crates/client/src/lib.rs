@@ -37,6 +37,7 @@ pub mod group_admin;
 pub mod group_consumer;
 pub mod log_dirs;
 pub mod producer;
+pub mod security_admin;
 pub mod types;
 
 pub use admin::{

@@ -24,8 +24,10 @@ mod alter_partition;
 pub use alter_partition::{IsrChange, IsrMember};
 mod partition_writes;
 use partition_writes::KEYS_PER_TXN;
+mod security_admin;
 #[cfg(test)]
 mod tests;
+pub use security_admin::ScramChange;
 mod topic_admin;
 pub use topic_admin::NewTopic;
 

@@ -124,6 +124,17 @@ pub enum ControllerError {
     /// A malformed request (the message names the field).
     #[error("{0}")]
     InvalidRequest(String),
+    /// The caller may not (ACLs).
+    #[error("{0}")]
+    Denied(ApiError),
+    /// An ACL binding or filter that does not parse or validate.
+    #[error("{0}")]
+    InvalidAcl(sluice_auth::AuthError),
+    /// A SCRAM credential refused as given.
+    #[error("{0}")]
+    UnacceptableCredential(String),
+    #[error("user {user:?} has no {mechanism} credential")]
+    NoCredential { user: String, mechanism: String },
 }
 
 pub type Result<T, E = ControllerError> = std::result::Result<T, E>;
@@ -161,7 +172,10 @@ impl ControllerError {
             FencedLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
             StaleBrokerEpoch { .. } => ErrorCode::StaleBrokerEpoch,
             IneligibleReplica { .. } => ErrorCode::IneligibleReplica,
-            InvalidIsr { .. } | InvalidRequest(_) => ErrorCode::InvalidRequest,
+            InvalidIsr { .. } | InvalidRequest(_) | InvalidAcl(_) => ErrorCode::InvalidRequest,
+            Denied(e) => e.code,
+            UnacceptableCredential(_) => ErrorCode::UnacceptableCredential,
+            NoCredential { .. } => ErrorCode::ResourceNotFound,
             NoBrokerForOffsets { .. } => ErrorCode::CoordinatorNotAvailable,
         }
     }

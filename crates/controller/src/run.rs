@@ -26,7 +26,7 @@ pub async fn run(
     let controller = Controller::new(store, config);
     let campaigning = CancellationToken::new();
     let task = tokio::spawn(controller.clone().run(campaigning.clone()));
-    host.serve(ControllerService::new(controller.clone()).into_server());
+    host.serve(ControllerService::new(controller.clone(), host.access().clone()).into_server());
     host.ready_when(names::CONTROLLER, move || {
         let c = controller.clone();
         async move { c.is_ready().await }

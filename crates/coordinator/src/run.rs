@@ -31,7 +31,7 @@ pub async fn run(
         _ = shutdown.cancelled() => return host.release().await,
         _ = host.stopping() => return host.release().await,
     };
-    host.serve(CoordinatorService::new(coordinator.clone()).into_server());
+    host.serve(CoordinatorService::new(coordinator.clone(), host.access().clone()).into_server());
     let c = coordinator.clone();
     host.ready_when(names::COORDINATOR, move || {
         let ready = c.is_ready();

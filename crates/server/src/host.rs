@@ -29,6 +29,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tonic::body::Body;
 use tonic::server::NamedService;
 
+use crate::access::Access;
 use crate::demux::KafkaIncoming;
 use crate::late::{BrokerApi, Cell, ControllerApi, CoordinatorApi, Slot};
 use crate::{DRAIN_TIMEOUT, Ops};
@@ -47,6 +48,7 @@ struct Inner {
     ops: Ops,
     /// Each service's slot, by its gRPC name.
     slots: Vec<(&'static str, Cell)>,
+    access: Access,
     kafka: Mutex<Option<KafkaIncoming>>,
     /// Per-service readiness checks, and extra named checks.
     ready: Mutex<Vec<(&'static str, Check)>>,
@@ -69,6 +71,7 @@ impl Host {
         listen: &str,
         services: &[&'static str],
         tls: Option<sluice_tls::ListenerTls>,
+        access: Access,
     ) -> anyhow::Result<Self> {
         let addr = crate::config::bind_address(listen);
         let listener = tokio::net::TcpListener::bind(addr)
@@ -84,12 +87,14 @@ impl Host {
         for &name in services {
             let cell = Cell::default();
             router = match name {
-                crate::names::BROKER => router.add_service(Slot::<BrokerApi>::new(cell.clone())),
+                crate::names::BROKER => {
+                    router.add_service(Slot::<BrokerApi>::new(cell.clone(), access.clone()))
+                }
                 crate::names::CONTROLLER => {
-                    router.add_service(Slot::<ControllerApi>::new(cell.clone()))
+                    router.add_service(Slot::<ControllerApi>::new(cell.clone(), access.clone()))
                 }
                 crate::names::COORDINATOR => {
-                    router.add_service(Slot::<CoordinatorApi>::new(cell.clone()))
+                    router.add_service(Slot::<CoordinatorApi>::new(cell.clone(), access.clone()))
                 }
                 other => anyhow::bail!("no gRPC service is named {other}"),
             };
@@ -101,6 +106,7 @@ impl Host {
                 services: services.to_vec(),
                 ops,
                 slots,
+                access,
                 kafka: Mutex::new(Some(kafka)),
                 ready: Mutex::new(Vec::new()),
                 checks: Mutex::new(Vec::new()),
@@ -131,17 +137,31 @@ impl Host {
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Option<(Host, Arc<dyn sluice_metastore::MetadataStore>)>> {
         security.inter_service()?;
-        let host = Host::bind(listeners, &[service], security.listener(listeners)?).await?;
+        let access = Access::from_config(security, listeners)?;
+        let host = Host::bind(
+            listeners,
+            &[service],
+            security.listener(listeners)?,
+            access.clone(),
+        )
+        .await?;
         let etcd_tls = security.etcd_tls();
         let connect = sluice_metastore::EtcdMetadataStore::connect_cluster(
             etcd_endpoints,
             cluster_name,
             etcd_tls.as_ref(),
         );
-        tokio::select! {
-            s = connect => Ok(Some((host, Arc::new(s?)))),
-            _ = shutdown.cancelled() => Ok(None),
-        }
+        let store: Arc<dyn sluice_metastore::MetadataStore> = tokio::select! {
+            s = connect => Arc::new(s?),
+            _ = shutdown.cancelled() => return Ok(None),
+        };
+        crate::access::follow(&access, store.clone(), host.stop_token());
+        Ok(Some((host, store)))
+    }
+
+    /// Who may do what, for the services on this host.
+    pub fn access(&self) -> &Access {
+        &self.inner.access
     }
 
     /// The bound address (useful with port 0).

@@ -7,6 +7,7 @@
 //! it binds, before the service crate has built its implementation, and the
 //! service fills it in later ([`crate::Host::serve`]).
 
+use crate::access::Access;
 use std::convert::Infallible;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -50,6 +51,8 @@ apis! {
 /// forwards every call to the service it holds.
 pub struct Slot<A> {
     cell: Cell,
+    /// The front door every request passes ([`crate::access::admit`]).
+    access: Access,
     api: PhantomData<fn() -> A>,
 }
 
@@ -57,15 +60,17 @@ impl<A> Clone for Slot<A> {
     fn clone(&self) -> Self {
         Self {
             cell: self.cell.clone(),
+            access: self.access.clone(),
             api: PhantomData,
         }
     }
 }
 
 impl<A: Api> Slot<A> {
-    pub(crate) fn new(cell: Cell) -> Self {
+    pub(crate) fn new(cell: Cell, access: Access) -> Self {
         Self {
             cell,
+            access,
             api: PhantomData,
         }
     }
@@ -88,9 +93,12 @@ impl<A: Api> Service<http::Request<Body>> for Slot<A> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
         match self.cell.get() {
             Some(s) => {
+                if let Err(status) = crate::access::admit::admit(&self.access, &mut req) {
+                    return Box::pin(async move { Ok(status.into_http()) });
+                }
                 let mut s = s.clone();
                 Box::pin(async move { s.call(req).await })
             }

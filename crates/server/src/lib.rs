@@ -15,6 +15,7 @@
 //! - [`security`]: the TLS settings every service takes;
 //! - [`runtime`]: logging setup and the Ctrl-C / SIGTERM shutdown token.
 
+pub mod access;
 pub mod config;
 pub mod demux;
 pub mod host;

@@ -52,6 +52,27 @@ pub struct SecurityConfig {
     pub etcd_certificate: Option<String>,
     #[serde(rename = "etcd.ssl.key.location")]
     pub etcd_key: Option<String>,
+    /// `authorizer.class.name`: any value turns ACLs on (Kafka names a Java
+    /// class here; Sluice has one authorizer and takes any name, so Kafka
+    /// configs carry over). Unset: every request is allowed.
+    #[serde(rename = "authorizer.class.name")]
+    pub authorizer: String,
+    /// `super.users`: `User:a;User:b`, allowed everything.
+    #[serde(rename = "super.users")]
+    pub super_users: String,
+    /// `allow.everyone.if.no.acl.found` (false): a resource no ACL names is
+    /// open to all.
+    #[serde(rename = "allow.everyone.if.no.acl.found")]
+    pub allow_if_no_acl: bool,
+    /// `ssl.principal.mapping.rules` (`DEFAULT`): a client certificate's
+    /// subject to a principal name.
+    #[serde(rename = "ssl.principal.mapping.rules")]
+    pub principal_mapping: String,
+    /// `sasl.enabled.mechanisms`: what a `SASL_*://` listener offers Kafka
+    /// clients (SCRAM-SHA-256, SCRAM-SHA-512, PLAIN; PLAIN is checked
+    /// against the user's SCRAM credential).
+    #[serde(rename = "sasl.enabled.mechanisms")]
+    pub sasl_mechanisms: String,
 }
 
 impl Default for SecurityConfig {
@@ -67,6 +88,11 @@ impl Default for SecurityConfig {
             etcd_ca: None,
             etcd_certificate: None,
             etcd_key: None,
+            authorizer: String::new(),
+            super_users: String::new(),
+            allow_if_no_acl: false,
+            principal_mapping: "DEFAULT".into(),
+            sasl_mechanisms: "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN".into(),
         }
     }
 }
@@ -92,8 +118,15 @@ impl SecurityConfig {
     pub fn validate(&self, listeners: &str) -> Result<(), ConfigError> {
         let tls = SecurityProtocol::of_listener("listeners", listeners).map_err(invalid)?;
         let auth = ClientAuth::parse("ssl.client.auth", &self.client_auth).map_err(invalid)?;
-        SecurityProtocol::parse("security.inter.broker.protocol", &self.inter_service)
+        let inter = SecurityProtocol::parse("security.inter.broker.protocol", &self.inter_service)
             .map_err(invalid)?;
+        if inter.is_sasl() {
+            return Err(ConfigError::invalid(
+                "security.inter.broker.protocol",
+                "services reach each other over gRPC and prove who they are with \
+                 certificates: use SSL (or PLAINTEXT)",
+            ));
+        }
         verify_hostname(
             "ssl.endpoint.identification.algorithm",
             &self.endpoint_identification,
@@ -111,7 +144,7 @@ impl SecurityConfig {
             return Err(ConfigError::invalid(
                 "ssl.client.auth",
                 format!(
-                    "is {} but the listener is plaintext: write listeners as SSL://HOST:PORT",
+                    "is {} but the listener is plaintext: write listeners as SSL://HOST:PORT (or SASL_SSL://)",
                     self.client_auth
                 ),
             ));

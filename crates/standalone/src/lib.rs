@@ -7,6 +7,7 @@
 //! - [`StandaloneOptions`]: data dir, listen address, config overrides.
 //! - [`Standalone`]: a running node ([`Standalone::start`], [`Standalone::shutdown`]).
 
+use sluice_tls::SecurityProtocol;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,10 +40,11 @@ pub struct StandaloneOptions {
     /// Group coordinator settings (`group.initial.rebalance.delay.ms`, ...);
     /// its id, listener and metadata store are set by standalone mode.
     pub coordinator: CoordinatorConfig,
-    /// Serve TLS (`--listen SSL://...`): the certificate and the rest come
-    /// from the `ssl.*` keys of the file's `broker:` section, and the node's
-    /// own services reach each other over TLS too.
-    pub listen_tls: bool,
+    /// The listener's protocol (`--listen SSL://...`, `SASL_SSL://...`):
+    /// with TLS the certificate and the rest come from the `ssl.*` keys of
+    /// the file's `broker:` section, and the node's own services reach each
+    /// other over TLS too; with SASL Kafka clients authenticate first.
+    pub listen_protocol: SecurityProtocol,
 }
 
 /// The standalone YAML file: a `broker:` section and a `controller:` section,
@@ -74,7 +76,7 @@ impl StandaloneOptions {
             broker: BrokerConfig::default(),
             controller: standalone_controller_defaults(),
             coordinator: CoordinatorConfig::default(),
-            listen_tls: false,
+            listen_protocol: SecurityProtocol::Plaintext,
         }
     }
 }
@@ -108,8 +110,13 @@ impl Standalone {
         // One process: its services reach each other (through its own
         // port) the way its listener speaks.
         let mut security = opts.broker.security.clone();
-        let scheme = if opts.listen_tls { "SSL" } else { "PLAINTEXT" };
-        security.inter_service = scheme.into();
+        let scheme = opts.listen_protocol.to_string();
+        security.inter_service = if opts.listen_protocol.is_tls() {
+            "SSL"
+        } else {
+            "PLAINTEXT"
+        }
+        .into();
         // They dial the node's own listener: the chain still counts, but the
         // certificate need not name the bind address.
         security.endpoint_identification = String::new();
@@ -122,11 +129,13 @@ impl Standalone {
         let client_tls = security.inter_service()?;
         opts.broker.security = security.clone();
         opts.controller.security = security.clone();
+        let access = sluice_server::access::Access::from_config(&security, &listener)?;
         opts.coordinator.security = security;
         let host = Host::bind(
             &listener,
             &[names::BROKER, names::CONTROLLER, names::COORDINATOR],
             tls,
+            access,
         )
         .await?;
         let addr = host.local_addr();
@@ -158,6 +167,7 @@ impl Standalone {
                 return Err(e);
             }
         };
+        sluice_server::access::follow(host.access(), store.clone(), host.stop_token());
 
         let shutdown = CancellationToken::new();
         let node = {

@@ -26,7 +26,7 @@ async fn tls_node(
 ) -> Standalone {
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let mut opts = StandaloneOptions::new(dir.join("node"), addr);
-    opts.listen_tls = true;
+    opts.listen_protocol = sluice_tls::SecurityProtocol::Ssl;
     let s = &mut opts.broker.security;
     let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
     s.certificate = path(&server.certificate);

@@ -298,7 +298,8 @@ impl ServerCertVerifier for AnyHostName {
 }
 
 fn connector(
-    tls: ClientTls,
+    tls: Option<ClientTls>,
+    own: bool,
 ) -> impl tower::Service<
     http::Uri,
     Response = TokioIo<ClientStream>,
@@ -312,7 +313,16 @@ fn connector(
         async move {
             let host = uri.host().unwrap_or_default().to_string();
             let port = uri.port_u16().unwrap_or(9092);
-            Ok(TokioIo::new(tls.connect(&host, port).await?))
+            let stream = match tls {
+                Some(tls) => tls.connect(&host, port).await?,
+                None => {
+                    let host = host.trim_start_matches('[').trim_end_matches(']');
+                    let tcp = TcpStream::connect((host, port)).await?;
+                    tcp.set_nodelay(true)?;
+                    ClientStream::plain(tcp)
+                }
+            };
+            Ok(TokioIo::new(if own { stream.own() } else { stream }))
         }
     })
 }
@@ -323,7 +333,7 @@ fn connector(
 pub fn lazy_channel(endpoint: Endpoint, tls: Option<&ClientTls>) -> Channel {
     match tls {
         None => endpoint.connect_lazy(),
-        Some(tls) => endpoint.connect_with_connector_lazy(connector(tls.clone())),
+        Some(tls) => endpoint.connect_with_connector_lazy(connector(Some(tls.clone()), false)),
     }
 }
 
@@ -336,8 +346,27 @@ pub async fn connect_channel(
         None => endpoint.connect().await,
         Some(tls) => {
             endpoint
-                .connect_with_connector(connector(tls.clone()))
+                .connect_with_connector(connector(Some(tls.clone()), false))
                 .await
         }
     }
+}
+
+/// Like [`lazy_channel`], for a service calling another: a connection that
+/// reaches this same process is known there as its own
+/// ([`crate::is_own_connection`]), so services sharing one process (`sluice
+/// standalone`) trust each other with no credential; between processes the
+/// certificate (mTLS) says who is calling.
+pub fn internal_channel(endpoint: Endpoint, tls: Option<&ClientTls>) -> Channel {
+    endpoint.connect_with_connector_lazy(connector(tls.cloned(), true))
+}
+
+/// Like [`internal_channel`], connected now.
+pub async fn connect_internal(
+    endpoint: Endpoint,
+    tls: Option<&ClientTls>,
+) -> Result<Channel, tonic::transport::Error> {
+    endpoint
+        .connect_with_connector(connector(tls.cloned(), true))
+        .await
 }

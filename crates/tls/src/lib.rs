@@ -15,6 +15,7 @@
 mod client;
 mod error;
 mod load;
+mod own;
 mod reload;
 mod server;
 pub mod settings;
@@ -26,8 +27,12 @@ mod tests;
 
 use std::sync::Arc;
 
-pub use client::{ClientTls, HandshakeError, connect_channel, lazy_channel, tls_failure};
+pub use client::{
+    ClientTls, HandshakeError, connect_channel, connect_internal, internal_channel, lazy_channel,
+    tls_failure,
+};
 pub use error::TlsError;
+pub use own::is_own_connection;
 pub use server::{ListenerTls, ServerTls};
 pub use settings::{ClientAuth, SecurityProtocol, TlsFiles};
 pub use stream::{ClientStream, ConnInfo, Stream};

@@ -15,6 +15,11 @@ pub enum SecurityProtocol {
     #[default]
     Plaintext,
     Ssl,
+    /// SASL on Kafka's protocol over plaintext TCP (gRPC requests on such
+    /// a listener authenticate by token or not at all).
+    SaslPlaintext,
+    /// SASL on Kafka's protocol over TLS.
+    SaslSsl,
 }
 
 impl SecurityProtocol {
@@ -23,23 +28,20 @@ impl SecurityProtocol {
         match value.trim().to_ascii_uppercase().as_str() {
             "" | "PLAINTEXT" => Ok(SecurityProtocol::Plaintext),
             "SSL" => Ok(SecurityProtocol::Ssl),
-            "SASL_PLAINTEXT" | "SASL_SSL" => Err(TlsError::setting(
-                key,
-                format!(
-                    "{value}: SASL is not supported yet; use SSL (TLS, with client \
-                     certificates for identity) or PLAINTEXT"
-                ),
-            )),
+            "SASL_PLAINTEXT" => Ok(SecurityProtocol::SaslPlaintext),
+            "SASL_SSL" => Ok(SecurityProtocol::SaslSsl),
             _ => Err(TlsError::setting(
                 key,
-                format!("{value:?} is not a security protocol: PLAINTEXT or SSL"),
+                format!(
+                    "{value:?} is not a security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+                ),
             )),
         }
     }
 
-    /// The protocol a listener value's `scheme://` names: `SSL` is TLS,
-    /// `SASL_*` is refused, and anything else (none, `PLAINTEXT`, a Kafka
-    /// listener name such as `INTERNAL`) is plaintext.
+    /// The protocol a listener value's `scheme://` names: `SSL`,
+    /// `SASL_SSL`, `SASL_PLAINTEXT`, and anything else (none, `PLAINTEXT`,
+    /// a Kafka listener name such as `INTERNAL`) is plaintext.
     pub fn of_listener(key: &str, listener: &str) -> Result<Self, TlsError> {
         match listener.trim().split_once("://") {
             Some((scheme, _)) if scheme.eq_ignore_ascii_case("SSL") => Ok(SecurityProtocol::Ssl),
@@ -51,7 +53,15 @@ impl SecurityProtocol {
     }
 
     pub fn is_tls(self) -> bool {
-        self == SecurityProtocol::Ssl
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+
+    /// Whether Kafka clients must authenticate with SASL first.
+    pub fn is_sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
     }
 }
 
@@ -60,6 +70,8 @@ impl fmt::Display for SecurityProtocol {
         f.write_str(match self {
             SecurityProtocol::Plaintext => "PLAINTEXT",
             SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
         })
     }
 }
@@ -172,15 +184,13 @@ mod tests {
             SecurityProtocol::of_listener("listeners", "INTERNAL://h:1").unwrap(),
             SecurityProtocol::Plaintext
         );
-        assert!(SecurityProtocol::of_listener("listeners", "SASL_SSL://h:1").is_err());
+        let sasl = SecurityProtocol::of_listener("listeners", "SASL_SSL://h:1").unwrap();
+        assert!(sasl.is_tls() && sasl.is_sasl());
+        let sasl = SecurityProtocol::parse("x", "sasl_plaintext").unwrap();
+        assert!(!sasl.is_tls() && sasl.is_sasl());
+        assert_eq!(sasl.to_string(), "SASL_PLAINTEXT");
         let e = SecurityProtocol::parse("security.protocol", "TLS").unwrap_err();
         assert!(e.to_string().contains("security.protocol"), "{e}");
-        assert!(
-            SecurityProtocol::parse("x", "SASL_SSL")
-                .unwrap_err()
-                .to_string()
-                .contains("SASL")
-        );
         assert_eq!(
             ClientAuth::parse("ssl.client.auth", "Required").unwrap(),
             ClientAuth::Required

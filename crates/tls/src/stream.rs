@@ -143,11 +143,20 @@ impl AsyncWrite for Stream {
     }
 }
 
-/// A client's TLS connection, with the server's first byte read ahead
-/// (see [`crate::ClientTls::connect`]) and handed back on the first read.
+/// A client's connection: TLS, with the server's first byte read ahead (see
+/// [`crate::ClientTls::connect`]) and handed back on the first read, or
+/// plaintext (a service's connection to its own process, see
+/// [`crate::internal_channel`]). Marked as this process's own while open
+/// when a service opened it.
 pub struct ClientStream {
-    inner: tokio_rustls::client::TlsStream<TcpStream>,
+    inner: ClientInner,
     first: Option<u8>,
+    _own: Option<crate::own::OwnMark>,
+}
+
+enum ClientInner {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
 impl ClientStream {
@@ -155,8 +164,47 @@ impl ClientStream {
         inner: tokio_rustls::client::TlsStream<TcpStream>,
         first: Option<u8>,
     ) -> Self {
-        ClientStream { inner, first }
+        ClientStream {
+            inner: ClientInner::Tls(Box::new(inner)),
+            first,
+            _own: None,
+        }
     }
+
+    pub(crate) fn plain(tcp: TcpStream) -> Self {
+        ClientStream {
+            inner: ClientInner::Plain(tcp),
+            first: None,
+            _own: None,
+        }
+    }
+
+    /// Marks the connection as this process's own while it is open.
+    pub(crate) fn own(mut self) -> Self {
+        let tcp = match &self.inner {
+            ClientInner::Plain(t) => t,
+            ClientInner::Tls(t) => t.get_ref().0,
+        };
+        if let Ok(local) = tcp.local_addr() {
+            self._own = Some(crate::own::OwnMark::new(local));
+        }
+        self
+    }
+}
+
+macro_rules! client_inner {
+    ($me:expr, $s:ident => $e:expr) => {
+        match &mut $me.inner {
+            ClientInner::Plain($s) => {
+                let $s = Pin::new($s);
+                $e
+            }
+            ClientInner::Tls($s) => {
+                let $s = Pin::new($s.as_mut());
+                $e
+            }
+        }
+    };
 }
 
 impl AsyncRead for ClientStream {
@@ -173,7 +221,7 @@ impl AsyncRead for ClientStream {
             me.first = None;
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut me.inner).poll_read(cx, buf)
+        client_inner!(me, s => s.poll_read(cx, buf))
     }
 }
 
@@ -183,7 +231,7 @@ impl AsyncWrite for ClientStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        client_inner!(self.get_mut(), s => s.poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -191,18 +239,21 @@ impl AsyncWrite for ClientStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        client_inner!(self.get_mut(), s => s.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        match &self.inner {
+            ClientInner::Plain(s) => s.is_write_vectored(),
+            ClientInner::Tls(s) => s.is_write_vectored(),
+        }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        client_inner!(self.get_mut(), s => s.poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        client_inner!(self.get_mut(), s => s.poll_shutdown(cx))
     }
 }

@@ -108,6 +108,8 @@ impl ApiError {
             | tonic::Code::Aborted
             | tonic::Code::Internal => ErrorCode::NetworkException,
             tonic::Code::NotFound => ErrorCode::UnknownTopicOrPartition,
+            tonic::Code::PermissionDenied => ErrorCode::ClusterAuthorizationFailed,
+            tonic::Code::Unauthenticated => ErrorCode::SaslAuthenticationFailed,
             _ => ErrorCode::UnknownServerError,
         };
         Self::new(code, format!("{} ({:?})", status.message(), status.code()))
@@ -133,6 +135,10 @@ impl ApiError {
             ErrorCode::OffsetOutOfRange => tonic::Code::OutOfRange,
             ErrorCode::NotImplemented => tonic::Code::Unimplemented,
             ErrorCode::RequestTimedOut => tonic::Code::DeadlineExceeded,
+            ErrorCode::TopicAuthorizationFailed
+            | ErrorCode::GroupAuthorizationFailed
+            | ErrorCode::ClusterAuthorizationFailed => tonic::Code::PermissionDenied,
+            ErrorCode::SaslAuthenticationFailed => tonic::Code::Unauthenticated,
             c if is_retriable(c) => tonic::Code::Unavailable,
             ErrorCode::UnknownServerError => tonic::Code::Internal,
             _ => tonic::Code::FailedPrecondition,

@@ -13,6 +13,8 @@
 //! | `coordinators/<id>` | [`CoordinatorRegistration`], bound to the coordinator's lease |
 //! | `offsets-owners/<p>` | [`OffsetsOwner`] of `__consumer_offsets` partition p |
 //! | `cluster-id` | the cluster id, a UUID string |
+//! | `security/acls/<type>/<pattern>/<name>` | the ACL bindings on one resource pattern (JSON list, `sluice_auth::AclBinding`) |
+//! | `security/scram/<user>/<mechanism>` | a user's SCRAM credential (`sluice_auth::scram::ScramCredential`; never the password) |
 
 use std::collections::BTreeMap;
 
@@ -27,6 +29,25 @@ pub const PRODUCER_IDS_KEY: &str = "producer-ids";
 pub const CLUSTER_ID_KEY: &str = "cluster-id";
 pub const COORDINATORS_PREFIX: &str = "coordinators/";
 pub const OFFSETS_OWNERS_PREFIX: &str = "offsets-owners/";
+/// Everything the access layer follows (ACLs, credentials).
+pub const SECURITY_PREFIX: &str = "security/";
+pub const ACLS_PREFIX: &str = "security/acls/";
+pub const SCRAM_PREFIX: &str = "security/scram/";
+
+/// The key of the ACLs on one resource pattern (`Topic`, `LITERAL`, `orders`).
+pub fn acl_key(resource_type: &str, pattern_type: &str, name: &str) -> String {
+    format!("{ACLS_PREFIX}{resource_type}/{pattern_type}/{name}")
+}
+
+/// The key of a user's SCRAM credential for one mechanism.
+pub fn scram_key(user: &str, mechanism: &str) -> String {
+    format!("{SCRAM_PREFIX}{user}/{mechanism}")
+}
+
+/// Parses `security/scram/<user>/<mechanism>` (a user name may hold `/`).
+pub fn parse_scram_key(key: &str) -> Option<(&str, &str)> {
+    key.strip_prefix(SCRAM_PREFIX)?.rsplit_once('/')
+}
 
 pub fn coordinator_key(id: i32) -> String {
     format!("{COORDINATORS_PREFIX}{id}")

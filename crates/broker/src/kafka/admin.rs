@@ -21,15 +21,20 @@ use super::{api_code, code, codes, message, str_bytes, topic_uuid};
 use crate::BrokerService;
 use crate::error::{BrokerError, ControllerCall, Peer};
 use crate::replica_manager::topic_log_config;
+use sluice_auth::Operation;
+use sluice_server::access::Rights;
 
 /// Calls `$method` on the active controller (as the broker's own gRPC calls
 /// do): no controller to call is NOT_CONTROLLER; what the controller (or the
 /// way to it) answers is relayed ([`BrokerError::Forwarded`]).
 macro_rules! on_controller {
-    ($svc:expr, $method:ident($req:expr)) => {
+    ($svc:expr, $rights:expr, $method:ident($req:expr)) => {
         async {
             let mut c = $svc.controller(ControllerCall::ForwardAdmin).await?;
-            c.$method($req)
+            // The controller checks the client's rights, not the broker's.
+            let mut req = tonic::Request::new($req);
+            $rights.caller().forward(&mut req);
+            c.$method(req)
                 .await
                 .map(|r| r.into_inner())
                 .map_err(|s| BrokerError::forwarded(Peer::Controller, &s))
@@ -40,6 +45,7 @@ macro_rules! on_controller {
 
 pub(super) async fn init_producer_id(
     svc: &BrokerService,
+    rights: &Rights,
     req: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
     if req.transactional_id.is_some() {
@@ -48,7 +54,7 @@ pub(super) async fn init_producer_id(
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1);
     }
-    let r = crate::service::init_producer_id::init_producer_id(svc).await;
+    let r = crate::service::init_producer_id::init_producer_id(svc, rights).await;
     InitProducerIdResponse::default()
         .with_error_code(code(r.error.as_ref()))
         .with_producer_id(ProducerId(r.producer_id))
@@ -57,6 +63,7 @@ pub(super) async fn init_producer_id(
 
 pub(super) async fn create_topics(
     svc: &BrokerService,
+    rights: &Rights,
     req: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
     let core = ctl::CreateTopicsRequest {
@@ -85,7 +92,7 @@ pub(super) async fn create_topics(
         timeout_ms: req.timeout_ms,
         validate_only: req.validate_only,
     };
-    let resp: Result<_, BrokerError> = on_controller!(svc, create_topics(core));
+    let resp: Result<_, BrokerError> = on_controller!(svc, rights, create_topics(core));
     if let Ok(r) = &resp
         && !req.validate_only
     {
@@ -136,6 +143,7 @@ pub(super) async fn create_topics(
 
 pub(super) async fn delete_topics(
     svc: &BrokerService,
+    rights: &Rights,
     req: DeleteTopicsRequest,
 ) -> DeleteTopicsResponse {
     // v0-5 name topics in `topic_names`, v6+ in `topics` (by name or id).
@@ -154,7 +162,7 @@ pub(super) async fn delete_topics(
         names: names.clone(),
         timeout_ms: req.timeout_ms,
     };
-    let resp: Result<_, BrokerError> = on_controller!(svc, delete_topics(delete));
+    let resp: Result<_, BrokerError> = on_controller!(svc, rights, delete_topics(delete));
     let responses = match resp {
         Err(e) => names
             .into_iter()
@@ -181,6 +189,7 @@ pub(super) async fn delete_topics(
 
 pub(super) async fn create_partitions(
     svc: &BrokerService,
+    rights: &Rights,
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let core = ctl::CreatePartitionsRequest {
@@ -207,7 +216,7 @@ pub(super) async fn create_partitions(
         timeout_ms: req.timeout_ms,
         validate_only: req.validate_only,
     };
-    let resp: Result<_, BrokerError> = on_controller!(svc, create_partitions(core));
+    let resp: Result<_, BrokerError> = on_controller!(svc, rights, create_partitions(core));
     let results = match resp {
         Err(e) => req
             .topics
@@ -235,6 +244,7 @@ pub(super) async fn create_partitions(
 
 pub(super) async fn incremental_alter_configs(
     svc: &BrokerService,
+    rights: &Rights,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     // Kafka's numbers: resource 2 topic, 4 broker; ops 0 set, 1 delete,
@@ -279,7 +289,7 @@ pub(super) async fn incremental_alter_configs(
             }
         }
     }
-    let resp: Result<_, BrokerError> = on_controller!(svc, alter_configs(core));
+    let resp: Result<_, BrokerError> = on_controller!(svc, rights, alter_configs(core));
     let (mut results, failure) = match resp {
         Ok(r) => (r.results.into_iter(), None),
         Err(e) => (Vec::new().into_iter(), Some(e)),
@@ -316,6 +326,7 @@ const SOURCE_DEFAULT: i8 = 5;
 
 pub(super) fn describe_configs(
     svc: &BrokerService,
+    rights: &Rights,
     req: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
     let results = req
@@ -323,7 +334,13 @@ pub(super) fn describe_configs(
         .iter()
         .map(|r| {
             let name = r.resource_name.to_string();
+            let denied = match r.resource_type {
+                RESOURCE_TOPIC => rights.topic(Operation::DescribeConfigs, &name).err(),
+                RESOURCE_BROKER => rights.cluster(Operation::DescribeConfigs).err(),
+                _ => None,
+            };
             let entries = match r.resource_type {
+                _ if let Some(e) = &denied => Err((e.code as i16, e.message.clone())),
                 RESOURCE_TOPIC => topic_configs(svc, &name),
                 RESOURCE_BROKER => broker_configs(svc, &name),
                 other => Err((

@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 
 use super::dispatch;
 use super::frame::{self, FrameError, Request};
+use super::session::Session;
 use super::versions;
 use crate::BrokerService;
 
@@ -40,6 +41,9 @@ const SMALL_FRAME: usize = 1 << 20;
 /// out after 30 s by default.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a new connection waits for the ACLs to be read at startup.
+const ACLS_WAIT: Duration = Duration::from_secs(10);
+
 /// `connections.max.idle.ms`: a connection silent this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -61,21 +65,28 @@ pub(super) async fn serve(
     budget: Arc<Semaphore>,
     stop: CancellationToken,
 ) {
+    // Who the connection is (its certificate, or SASL still to come).
+    let session = Session::new(&svc.access, &stream.info(), peer);
+    if svc.access.enabled() && !svc.access.is_loaded() {
+        // Before the ACLs are read every check would fail.
+        let _ = tokio::time::timeout(ACLS_WAIT, svc.access.wait_loaded()).await;
+    }
     match stream {
         // Owned halves: no lock between the reader and the writer.
         Stream::Plain(tcp) => {
             let (read, write) = tcp.into_split();
-            serve_halves(svc, read, write, peer, budget, stop).await
+            serve_halves(svc, session, read, write, peer, budget, stop).await
         }
         Stream::Tls(tls) => {
             let (read, write) = tokio::io::split(*tls);
-            serve_halves(svc, read, write, peer, budget, stop).await
+            serve_halves(svc, session, read, write, peer, budget, stop).await
         }
     }
 }
 
 async fn serve_halves<R, W>(
     svc: BrokerService,
+    mut session: Session,
     read: R,
     write: W,
     peer: SocketAddr,
@@ -151,12 +162,17 @@ async fn serve_halves<R, W>(
             ),
             Incoming::Request(req, permit) => {
                 let (id, key, version) = (req.header.correlation_id, req.api_key, req.version);
-                let outcome = dispatch::handle(&svc, *req, peer).await;
+                let outcome = dispatch::handle(&svc, &mut session, *req, peer).await;
                 (id, key, version, outcome, permit)
             }
         };
+        let mut close_after = false;
         let response = match response {
             dispatch::Outcome::Respond(r) => r,
+            dispatch::Outcome::RespondAndClose(r) => {
+                close_after = true;
+                r
+            }
             dispatch::Outcome::Nothing => continue,
             dispatch::Outcome::Close(why) => {
                 debug!(%peer, why, "closing the Kafka connection");
@@ -173,6 +189,10 @@ async fn serve_halves<R, W>(
         drop(response);
         if let Err(e) = write_response(&mut write, &bytes).await {
             debug!(%peer, error = %e, "Kafka connection write failed");
+            break;
+        }
+        if close_after {
+            debug!(%peer, "closing the Kafka connection after its answer");
             break;
         }
     }

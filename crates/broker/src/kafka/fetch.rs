@@ -11,8 +11,14 @@ use sluice_types::ErrorCode;
 
 use super::{api_code, code, codes, str_bytes};
 use crate::BrokerService;
+use sluice_server::access::Rights;
 
-pub(super) async fn fetch(svc: &BrokerService, req: FetchRequest, version: i16) -> FetchResponse {
+pub(super) async fn fetch(
+    svc: &BrokerService,
+    rights: &Rights,
+    req: FetchRequest,
+    version: i16,
+) -> FetchResponse {
     // An incremental fetch names a session we never created.
     if req.session_id != 0 {
         return FetchResponse::default().with_error_code(codes::FETCH_SESSION_ID_NOT_FOUND);
@@ -63,7 +69,7 @@ pub(super) async fn fetch(svc: &BrokerService, req: FetchRequest, version: i16) 
         format: RecordFormat::RecordBatches as i32,
         topics: topics.into_iter().map(|(_, t)| t).collect(),
     };
-    let resp = match crate::service::fetch::fetch(svc, core).await {
+    let resp = match crate::service::fetch::fetch(svc, rights, core).await {
         Ok(r) => r,
         Err(e) => return FetchResponse::default().with_error_code(api_code(&e)),
     };

@@ -31,12 +31,14 @@ use super::{NO_TRANSACTIONS, api_code, code, codes, message, str_bytes};
 use crate::metadata::ClusterView;
 use crate::service::coordinators::Forward;
 use crate::{BrokerError, BrokerService};
+use sluice_server::access::Rights;
 
 /// FindCoordinator key types.
 const KEY_GROUP: i8 = 0;
 
 pub(super) async fn find_coordinator(
     svc: &BrokerService,
+    rights: &Rights,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
@@ -58,6 +60,7 @@ pub(super) async fn find_coordinator(
     } else {
         let core = crate::service::find_coordinator::find_coordinator(
             svc,
+            rights,
             pb::FindCoordinatorRequest {
                 key_type: pb::CoordinatorKeyType::Group as i32,
                 keys: keys.clone(),
@@ -118,6 +121,7 @@ fn group_error<T>(e: BrokerError, f: impl FnOnce(i16) -> T) -> T {
 
 pub(super) async fn join(
     svc: &BrokerService,
+    rights: &Rights,
     req: JoinGroupRequest,
     version: i16,
     client_id: &str,
@@ -152,7 +156,9 @@ pub(super) async fn join(
             .unwrap_or_default(),
         client_host: peer.ip().to_string(),
     };
-    let mut resp = Forward::new(svc, &group).join_group(core.clone()).await;
+    let mut resp = Forward::new(svc, rights, &group)
+        .join_group(core.clone())
+        .await;
     // Before v4 clients knew no MEMBER_ID_REQUIRED (KIP-394): join again
     // with the id the coordinator handed out, on their behalf.
     if version < 4
@@ -162,7 +168,7 @@ pub(super) async fn join(
             .is_some_and(|e| e.code == ErrorCode::MemberIdRequired as i32)
     {
         core.member_id = r.member_id.clone();
-        resp = Forward::new(svc, &group).join_group(core).await;
+        resp = Forward::new(svc, rights, &group).join_group(core).await;
     }
     match resp {
         Err(e) => group_error(e, |c| {
@@ -191,7 +197,11 @@ pub(super) async fn join(
     }
 }
 
-pub(super) async fn sync(svc: &BrokerService, req: SyncGroupRequest) -> SyncGroupResponse {
+pub(super) async fn sync(
+    svc: &BrokerService,
+    rights: &Rights,
+    req: SyncGroupRequest,
+) -> SyncGroupResponse {
     let group = req.group_id.to_string();
     let core = cpb::SyncGroupRequest {
         group_id: group.clone(),
@@ -209,7 +219,7 @@ pub(super) async fn sync(svc: &BrokerService, req: SyncGroupRequest) -> SyncGrou
             })
             .collect(),
     };
-    match Forward::new(svc, &group).sync_group(core).await {
+    match Forward::new(svc, rights, &group).sync_group(core).await {
         Err(e) => group_error(e, |c| SyncGroupResponse::default().with_error_code(c)),
         Ok(r) => SyncGroupResponse::default()
             .with_error_code(code(r.error.as_ref()))
@@ -223,7 +233,11 @@ fn opt(s: &Option<StrBytes>) -> String {
     s.as_ref().map(|s| s.to_string()).unwrap_or_default()
 }
 
-pub(super) async fn heartbeat(svc: &BrokerService, req: HeartbeatRequest) -> HeartbeatResponse {
+pub(super) async fn heartbeat(
+    svc: &BrokerService,
+    rights: &Rights,
+    req: HeartbeatRequest,
+) -> HeartbeatResponse {
     let group = req.group_id.to_string();
     let core = cpb::HeartbeatRequest {
         group_id: group.clone(),
@@ -231,7 +245,7 @@ pub(super) async fn heartbeat(svc: &BrokerService, req: HeartbeatRequest) -> Hea
         member_id: req.member_id.to_string(),
         group_instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
     };
-    match Forward::new(svc, &group).heartbeat(core).await {
+    match Forward::new(svc, rights, &group).heartbeat(core).await {
         Err(e) => group_error(e, |c| HeartbeatResponse::default().with_error_code(c)),
         Ok(r) => HeartbeatResponse::default().with_error_code(code(r.error.as_ref())),
     }
@@ -239,6 +253,7 @@ pub(super) async fn heartbeat(svc: &BrokerService, req: HeartbeatRequest) -> Hea
 
 pub(super) async fn leave(
     svc: &BrokerService,
+    rights: &Rights,
     req: LeaveGroupRequest,
     version: i16,
 ) -> LeaveGroupResponse {
@@ -263,7 +278,7 @@ pub(super) async fn leave(
         group_id: group.clone(),
         members,
     };
-    match Forward::new(svc, &group).leave_group(core).await {
+    match Forward::new(svc, rights, &group).leave_group(core).await {
         Err(e) => group_error(e, |c| LeaveGroupResponse::default().with_error_code(c)),
         Ok(r) => {
             let mut out = LeaveGroupResponse::default().with_error_code(code(r.error.as_ref()));
@@ -290,6 +305,7 @@ pub(super) async fn leave(
 
 pub(super) async fn offset_commit(
     svc: &BrokerService,
+    rights: &Rights,
     req: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
     let group = req.group_id.to_string();
@@ -316,7 +332,7 @@ pub(super) async fn offset_commit(
             })
             .collect(),
     };
-    let resp = Forward::new(svc, &group).offset_commit(core).await;
+    let resp = Forward::new(svc, rights, &group).offset_commit(core).await;
     let topics = req
         .topics
         .iter()
@@ -353,6 +369,7 @@ pub(super) async fn offset_commit(
 
 pub(super) async fn offset_fetch(
     svc: &BrokerService,
+    rights: &Rights,
     req: OffsetFetchRequest,
     version: i16,
 ) -> OffsetFetchResponse {
@@ -364,7 +381,7 @@ pub(super) async fn offset_fetch(
                     .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
                     .collect()
             });
-            let (error_code, topics) = fetch_one(svc, g.group_id.to_string(), topics).await;
+            let (error_code, topics) = fetch_one(svc, rights, g.group_id.to_string(), topics).await;
             groups.push(
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id.clone())
@@ -402,7 +419,7 @@ pub(super) async fn offset_fetch(
             .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
             .collect()
     });
-    let (error_code, topics) = fetch_one(svc, req.group_id.to_string(), topics).await;
+    let (error_code, topics) = fetch_one(svc, rights, req.group_id.to_string(), topics).await;
     OffsetFetchResponse::default()
         .with_error_code(error_code)
         .with_topics(
@@ -433,6 +450,7 @@ pub(super) async fn offset_fetch(
 /// for every committed partition.
 async fn fetch_one(
     svc: &BrokerService,
+    rights: &Rights,
     group: String,
     topics: Option<Vec<(String, Vec<i32>)>>,
 ) -> (i16, Vec<cpb::OffsetFetchTopicResponse>) {
@@ -444,7 +462,7 @@ async fn fetch_one(
             .map(|(name, partitions)| cpb::OffsetFetchTopic { name, partitions })
             .collect(),
     };
-    match Forward::new(svc, &group).offset_fetch(core).await {
+    match Forward::new(svc, rights, &group).offset_fetch(core).await {
         Err(e) => (api_code(&e), Vec::new()),
         Ok(r) => (code(r.error.as_ref()), r.topics),
     }
@@ -452,10 +470,14 @@ async fn fetch_one(
 
 /// ListGroups: the groups this broker is the Kafka-side coordinator of (see
 /// [`group_node`]), gathered from every coordinator service.
-pub(super) async fn list(svc: &BrokerService, req: ListGroupsRequest) -> ListGroupsResponse {
+pub(super) async fn list(
+    svc: &BrokerService,
+    rights: &Rights,
+    req: ListGroupsRequest,
+) -> ListGroupsResponse {
     let states: Vec<String> = req.states_filter.iter().map(|s| s.to_string()).collect();
     let types: Vec<String> = req.types_filter.iter().map(|s| s.to_lowercase()).collect();
-    let (groups, error) = crate::service::coordinators::list_all(svc, states).await;
+    let (groups, error) = crate::service::coordinators::list_all(svc, rights, states).await;
     let me = svc.broker.config.broker_id;
     let mine: Vec<ListedGroup> = svc.broker.metadata.read(|v| {
         let n = v
@@ -487,12 +509,13 @@ pub(super) async fn list(svc: &BrokerService, req: ListGroupsRequest) -> ListGro
 
 pub(super) async fn describe(
     svc: &BrokerService,
+    rights: &Rights,
     req: DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
     let mut out = Vec::with_capacity(req.groups.len());
     for g in &req.groups {
         let group = g.to_string();
-        let resp = Forward::new(svc, &group)
+        let resp = Forward::new(svc, rights, &group)
             .describe_groups(cpb::DescribeGroupsRequest {
                 group_ids: vec![group.clone()],
             })
@@ -533,11 +556,15 @@ pub(super) async fn describe(
     DescribeGroupsResponse::default().with_groups(out)
 }
 
-pub(super) async fn delete(svc: &BrokerService, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+pub(super) async fn delete(
+    svc: &BrokerService,
+    rights: &Rights,
+    req: DeleteGroupsRequest,
+) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(req.groups_names.len());
     for g in &req.groups_names {
         let group = g.to_string();
-        let resp = Forward::new(svc, &group)
+        let resp = Forward::new(svc, rights, &group)
             .delete_groups(cpb::DeleteGroupsRequest {
                 group_ids: vec![group.clone()],
             })

@@ -14,6 +14,7 @@ use sluice_proto::{broker as pb, common};
 
 use super::{code, str_bytes};
 use crate::BrokerService;
+use sluice_server::access::Rights;
 
 pub(super) fn describe_log_dirs(
     svc: &BrokerService,
@@ -66,10 +67,12 @@ pub(super) fn describe_log_dirs(
 
 pub(super) async fn delete_records(
     svc: &BrokerService,
+    rights: &Rights,
     req: DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
     let core = crate::service::delete_records::delete_records_blocking(
         svc,
+        rights,
         pb::DeleteRecordsRequest {
             timeout_ms: req.timeout_ms,
             topics: req

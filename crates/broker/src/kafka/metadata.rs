@@ -9,9 +9,11 @@ use sluice_proto::broker as pb;
 
 use super::{code, codes, str_bytes, topic_uuid};
 use crate::BrokerService;
+use sluice_server::access::Rights;
 
 pub(super) async fn metadata(
     svc: &BrokerService,
+    rights: &Rights,
     req: MetadataRequest,
     version: i16,
 ) -> MetadataResponse {
@@ -27,6 +29,7 @@ pub(super) async fn metadata(
         Some(
             crate::service::metadata::metadata(
                 svc,
+                rights,
                 pb::MetadataRequest {
                     topics: names,
                     // Before v4 the request had no flag and brokers created

@@ -13,7 +13,9 @@
 //!   responses to frames.
 //! - [`versions`]: the APIs and version ranges served (ApiVersions' table).
 //! - `connection`: one connection's read/handle/write loop.
-//! - `dispatch`: API key to handler.
+//! - `dispatch`: API key to handler; `session`: the connection's identity
+//!   (certificate or SASL); `acls`: the front door (the access table's
+//!   cluster-level rights) and the ACL and SCRAM credential APIs.
 //! - `metadata`, `produce`, `fetch`, `offsets` (ListOffsets,
 //!   OffsetForLeaderEpoch), `groups` (FindCoordinator and the group APIs),
 //!   `admin` (topics, partitions, configs, cluster, producer ids), `log_dirs`
@@ -27,6 +29,7 @@
 //! "controller", as KRaft brokers do, and admin requests sent there are
 //! forwarded to the active controller.
 
+mod acls;
 mod admin;
 mod connection;
 mod dispatch;
@@ -37,6 +40,7 @@ mod log_dirs;
 mod metadata;
 mod offsets;
 mod produce;
+mod session;
 pub mod versions;
 
 use kafka_protocol::protocol::StrBytes;
@@ -157,7 +161,6 @@ fn topic_uuid(id: &str) -> uuid::Uuid {
 mod codes {
     /// The request is not valid for this broker (transactions, for one).
     pub const INVALID_REQUEST: i16 = 42;
-    pub const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
     pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;

@@ -16,6 +16,8 @@ use sluice_proto::broker::{self as pb, OffsetSpec};
 
 use super::{api_code, code, codes};
 use crate::{BrokerError, BrokerService};
+use sluice_auth::Operation;
+use sluice_server::access::Rights;
 
 /// Kafka's special timestamps in ListOffsets.
 const LATEST: i64 = -1;
@@ -26,6 +28,7 @@ const EARLIEST_LOCAL: i64 = -4;
 
 pub(super) fn list_offsets(
     svc: &BrokerService,
+    rights: &Rights,
     req: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
@@ -59,6 +62,7 @@ pub(super) fn list_offsets(
             }
             let core = crate::service::list_offsets::list_offsets(
                 svc,
+                rights,
                 pb::ListOffsetsRequest {
                     isolation_level: req.isolation_level as i32,
                     topics: vec![pb::ListOffsetsTopic {
@@ -110,6 +114,7 @@ fn fence(svc: &BrokerService, topic: &str, partition: i32, epoch: i32) -> Option
 
 pub(super) fn offset_for_leader_epoch(
     svc: &BrokerService,
+    rights: &Rights,
     req: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
     let topics = req
@@ -117,11 +122,13 @@ pub(super) fn offset_for_leader_epoch(
         .into_iter()
         .map(|t| {
             let name = t.topic.to_string();
+            let denied = rights.topic(Operation::Describe, &name).err();
             let partitions = t
                 .partitions
                 .iter()
                 .map(|p| {
                     let answer = match svc.broker.replicas.get(&name, p.partition) {
+                        _ if let Some(e) = &denied => Err(e.code as i16),
                         None => Err(codes::UNKNOWN_TOPIC_OR_PARTITION),
                         Some(part) => part
                             .end_offset_for_epoch(p.current_leader_epoch, p.leader_epoch)

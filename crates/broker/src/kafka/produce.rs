@@ -11,6 +11,7 @@ use sluice_types::ErrorCode;
 
 use super::{NO_TRANSACTIONS, api_code, code, codes, message, str_bytes};
 use crate::BrokerService;
+use sluice_server::access::Rights;
 
 /// A produce's outcome; acks=0 gets no response, and a failed one closes
 /// the connection.
@@ -20,7 +21,12 @@ pub(super) enum Answer {
     Failed,
 }
 
-pub(super) async fn produce(svc: &BrokerService, req: ProduceRequest, version: i16) -> Answer {
+pub(super) async fn produce(
+    svc: &BrokerService,
+    rights: &Rights,
+    req: ProduceRequest,
+    version: i16,
+) -> Answer {
     let acks = req.acks;
     let answer = |resp: ProduceResponse| {
         if acks != 0 {
@@ -65,7 +71,7 @@ pub(super) async fn produce(svc: &BrokerService, req: ProduceRequest, version: i
             })
             .collect(),
     };
-    let resp = match crate::service::produce::produce(svc, core).await {
+    let resp = match crate::service::produce::produce(svc, rights, core).await {
         Ok(r) => r,
         Err(e) => {
             // A request-level refusal (bad acks): every partition gets it.

@@ -22,7 +22,11 @@ pub const TABLE: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SyncGroup, 0, 5),
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::ListGroups, 0, 4),
+    // v0 is advertised because librdkafka's feature check asks for it, but
+    // clients pick v1 (SaslAuthenticate framing, KIP-152); a v0 client's
+    // raw tokens would not parse and its connection closes.
     (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 5),
@@ -35,6 +39,11 @@ pub const TABLE: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// The served range of `key`, if it is served at all.
@@ -75,6 +84,26 @@ mod tests {
             assert!(
                 min <= max && min >= valid.min && max <= valid.max,
                 "{key:?} {min}..={max} outside the codec's {valid}"
+            );
+        }
+    }
+
+    /// The access table (sluice_auth::table) names every served API, and
+    /// only served ones: an API without an entry would be refused when ACLs
+    /// are on, or served unchecked if the front door missed it.
+    #[test]
+    fn every_served_api_has_an_access_rule() {
+        for &(key, _, _) in TABLE {
+            let name = format!("{key:?}");
+            assert!(
+                sluice_auth::table::kafka(&name).is_some(),
+                "{name} has no entry in sluice_auth::table::KAFKA"
+            );
+        }
+        for (name, _) in sluice_auth::table::KAFKA {
+            assert!(
+                TABLE.iter().any(|(k, _, _)| format!("{k:?}") == *name),
+                "{name} is in the access table but not served"
             );
         }
     }

@@ -15,6 +15,8 @@ use sluice_types::hash::group_offsets_partition;
 use sluice_types::names::CONSUMER_OFFSETS_TOPIC;
 use tonic::transport::{Channel, Endpoint};
 
+use sluice_server::access::Rights;
+
 use super::BrokerService;
 use crate::error::{BrokerError, Peer};
 
@@ -52,7 +54,7 @@ impl CoordinatorChannels {
             .keep_alive_timeout(Duration::from_secs(20))
             .keep_alive_while_idle(true)
             .tcp_nodelay(true);
-        let channel = sluice_tls::lazy_channel(endpoint, self.tls.as_ref());
+        let channel = sluice_tls::internal_channel(endpoint, self.tls.as_ref());
         map.insert(url.to_string(), channel.clone());
         Ok(channel)
     }
@@ -61,6 +63,8 @@ impl CoordinatorChannels {
 /// Forwards one group's requests to its coordinator.
 pub(crate) struct Forward<'a> {
     svc: &'a BrokerService,
+    /// The client's: the coordinator checks them (see `Caller::forward`).
+    rights: &'a Rights,
     group: &'a str,
 }
 
@@ -79,6 +83,8 @@ macro_rules! forward {
         $(
             pub(crate) async fn $name(&self, req: $req) -> Result<$resp, BrokerError> {
                 let mut client = self.client()?;
+                let mut req = tonic::Request::new(req);
+                self.rights.caller().forward(&mut req);
                 client
                     .$name(req)
                     .await
@@ -90,8 +96,8 @@ macro_rules! forward {
 }
 
 impl<'a> Forward<'a> {
-    pub(crate) fn new(svc: &'a BrokerService, group: &'a str) -> Self {
-        Self { svc, group }
+    pub(crate) fn new(svc: &'a BrokerService, rights: &'a Rights, group: &'a str) -> Self {
+        Self { svc, rights, group }
     }
 
     fn client(&self) -> Result<GroupCoordinatorClient<Channel>, BrokerError> {
@@ -130,6 +136,7 @@ impl<'a> Forward<'a> {
 /// coordinator could not answer.
 pub(crate) async fn list_all(
     svc: &BrokerService,
+    rights: &Rights,
     states_filter: Vec<String>,
 ) -> (Vec<cpb::ListedGroup>, Option<BrokerError>) {
     let urls: Vec<String> = svc.broker.metadata.read(|v| {
@@ -143,8 +150,12 @@ pub(crate) async fn list_all(
     for url in urls {
         let answer = match svc.coordinators.get(&url, None) {
             Ok(ch) => GroupCoordinatorClient::new(ch)
-                .list_groups(cpb::ListGroupsRequest {
-                    states_filter: states_filter.clone(),
+                .list_groups({
+                    let mut req = tonic::Request::new(cpb::ListGroupsRequest {
+                        states_filter: states_filter.clone(),
+                    });
+                    rights.caller().forward(&mut req);
+                    req
                 })
                 .await
                 .map(|r| r.into_inner())

@@ -3,15 +3,31 @@
 
 use sluice_proto::broker as pb;
 
+use sluice_auth::Operation;
+use sluice_server::access::Rights;
+
 use super::BrokerService;
 use crate::broker::now_ms;
 use crate::error::BrokerError;
 
-fn describe(svc: &BrokerService, req: pb::DescribeDelayedRequest) -> pb::DescribeDelayedResponse {
+fn describe(
+    svc: &BrokerService,
+    rights: &Rights,
+    req: pb::DescribeDelayedRequest,
+) -> Result<pb::DescribeDelayedResponse, BrokerError> {
+    // Named topics must be describable; "all" shows what the caller sees.
+    for t in &req.topics {
+        rights
+            .topic(Operation::Describe, t)
+            .map_err(BrokerError::Denied)?;
+    }
     let now = now_ms();
     let mut partitions = Vec::new();
     for p in svc.broker.replicas.all() {
         if !req.topics.is_empty() && !req.topics.contains(&p.topic) {
+            continue;
+        }
+        if req.topics.is_empty() && !rights.sees_topic(&p.topic) {
             continue;
         }
         let s = match p.delays_summary(now) {
@@ -36,14 +52,21 @@ fn describe(svc: &BrokerService, req: pb::DescribeDelayedRequest) -> pb::Describ
         });
     }
     partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-    pb::DescribeDelayedResponse { partitions }
+    Ok(pb::DescribeDelayedResponse { partitions })
 }
 
-fn cancel(svc: &BrokerService, req: pb::CancelDelayedRequest) -> pb::CancelDelayedResponse {
+fn cancel(
+    svc: &BrokerService,
+    rights: &Rights,
+    req: pb::CancelDelayedRequest,
+) -> pb::CancelDelayedResponse {
     let broker = &svc.broker;
-    let result = match broker.replicas.get(&req.topic, req.partition) {
-        None => Err(super::not_hosted(broker, &req.topic, req.partition)),
-        Some(p) => p.cancel_delayed(req.id, now_ms()),
+    let result = match rights.topic(Operation::Write, &req.topic) {
+        Err(e) => Err(BrokerError::Denied(e)),
+        Ok(()) => match broker.replicas.get(&req.topic, req.partition) {
+            None => Err(super::not_hosted(broker, &req.topic, req.partition)),
+            Some(p) => p.cancel_delayed(req.id, now_ms()),
+        },
     };
     if result.is_ok() {
         tracing::info!(topic = %req.topic, partition = req.partition, id = req.id, "delayed record cancelled");
@@ -55,23 +78,27 @@ fn cancel(svc: &BrokerService, req: pb::CancelDelayedRequest) -> pb::CancelDelay
 
 pub(crate) async fn describe_blocking(
     svc: &BrokerService,
+    rights: &Rights,
     req: pb::DescribeDelayedRequest,
 ) -> Result<pb::DescribeDelayedResponse, BrokerError> {
     let svc = svc.clone();
-    tokio::task::spawn_blocking(move || describe(&svc, req))
+    let rights = rights.clone();
+    tokio::task::spawn_blocking(move || describe(&svc, &rights, req))
         .await
         .map_err(|source| BrokerError::TaskFailed {
             task: "DescribeDelayed",
             source,
-        })
+        })?
 }
 
 pub(crate) async fn cancel_blocking(
     svc: &BrokerService,
+    rights: &Rights,
     req: pb::CancelDelayedRequest,
 ) -> Result<pb::CancelDelayedResponse, BrokerError> {
     let svc = svc.clone();
-    tokio::task::spawn_blocking(move || cancel(&svc, req))
+    let rights = rights.clone();
+    tokio::task::spawn_blocking(move || cancel(&svc, &rights, req))
         .await
         .map_err(|source| BrokerError::TaskFailed {
             task: "CancelDelayed",

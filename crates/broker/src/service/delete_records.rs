@@ -3,25 +3,33 @@
 use sluice_proto::broker as pb;
 use tracing::{info, warn};
 
+use sluice_auth::Operation;
+use sluice_server::access::Rights;
+
 use super::BrokerService;
 use crate::error::BrokerError;
 
 pub(crate) fn delete_records(
     svc: &BrokerService,
+    rights: &Rights,
     req: pb::DeleteRecordsRequest,
 ) -> pb::DeleteRecordsResponse {
     let broker = &svc.broker;
     let mut topics: Vec<pb::DeleteRecordsTopicResult> = req
         .topics
         .into_iter()
-        .map(|t| pb::DeleteRecordsTopicResult {
+        .map(|t| (rights.topic(Operation::Delete, &t.name).err(), t))
+        .map(|(denied, t)| pb::DeleteRecordsTopicResult {
             partitions: t
                 .partitions
                 .iter()
                 .map(|p| {
-                    let result = match broker.replicas.get(&t.name, p.partition) {
-                        None => Err(super::not_hosted(broker, &t.name, p.partition)),
-                        Some(part) => part.delete_records(p.offset),
+                    let result = match &denied {
+                        Some(e) => Err(BrokerError::Denied(e.clone())),
+                        None => match broker.replicas.get(&t.name, p.partition) {
+                            None => Err(super::not_hosted(broker, &t.name, p.partition)),
+                            Some(part) => part.delete_records(p.offset),
+                        },
                     };
                     match result {
                         Ok(low) => {
@@ -61,10 +69,12 @@ pub(crate) fn delete_records(
 /// fsyncs a checkpoint, which must not stall a runtime worker.
 pub(crate) async fn delete_records_blocking(
     svc: &BrokerService,
+    rights: &Rights,
     req: pb::DeleteRecordsRequest,
 ) -> Result<pb::DeleteRecordsResponse, BrokerError> {
     let svc = svc.clone();
-    tokio::task::spawn_blocking(move || delete_records(&svc, req))
+    let rights = rights.clone();
+    tokio::task::spawn_blocking(move || delete_records(&svc, &rights, req))
         .await
         .map_err(|source| BrokerError::TaskFailed {
             task: "DeleteRecords",

@@ -13,6 +13,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::instrument;
 
+use sluice_auth::Operation;
+use sluice_server::access::Rights;
+use sluice_types::ApiError;
+
 use super::BrokerService;
 use crate::error::BrokerError;
 use crate::partition::{LogOffsets, Partition};
@@ -23,6 +27,7 @@ const DEFAULT_PARTITION_MAX_BYTES: usize = 1 << 20;
 #[instrument(skip_all, fields(topics = req.topics.len(), max_wait_ms = req.max_wait_ms))]
 pub(crate) async fn fetch(
     svc: &BrokerService,
+    rights: &Rights,
     req: pb::FetchRequest,
 ) -> Result<pb::FetchResponse, BrokerError> {
     if req.max_bytes < 0 || req.min_bytes < 0 || req.max_wait_ms < 0 {
@@ -47,11 +52,15 @@ pub(crate) async fn fetch(
         .topics
         .iter()
         .map(|t| {
+            let denied = rights.topic(Operation::Read, &t.name).err();
             (
                 t.name.clone(),
                 t.partitions
                     .iter()
-                    .map(|p| (*p, svc.broker.replicas.get(&t.name, p.partition)))
+                    .map(|p| match &denied {
+                        Some(e) => (*p, Err(e.clone())),
+                        None => (*p, Ok(svc.broker.replicas.get(&t.name, p.partition))),
+                    })
                     .collect(),
             )
         })
@@ -60,7 +69,7 @@ pub(crate) async fn fetch(
         .iter()
         .flat_map(|(_, ps)| {
             ps.iter()
-                .filter_map(|(_, p)| p.as_ref().map(|p| p.subscribe()))
+                .filter_map(|(_, p)| p.as_ref().ok()?.as_ref().map(|p| p.subscribe()))
         })
         .collect();
     loop {
@@ -87,8 +96,12 @@ pub(crate) async fn fetch(
     }
 }
 
-/// A requested topic with its partitions, resolved to local replicas.
-type Target = (String, Vec<(pb::FetchPartition, Option<Arc<Partition>>)>);
+/// A requested topic with its partitions, resolved to local replicas (or
+/// refused to the caller).
+type Target = (
+    String,
+    Vec<(pb::FetchPartition, Result<Option<Arc<Partition>>, ApiError>)>,
+);
 type Targets = [Target];
 
 fn read_all(
@@ -111,8 +124,9 @@ fn read_all(
                 ..Default::default()
             };
             let result = match partition {
-                None => Err(unknown(svc, name, req.partition)),
-                Some(p) => {
+                Err(e) => Err(BrokerError::Denied(e.clone())),
+                Ok(None) => Err(unknown(svc, name, req.partition)),
+                Ok(Some(p)) => {
                     let limit = if req.partition_max_bytes > 0 {
                         req.partition_max_bytes as usize
                     } else {
@@ -151,7 +165,7 @@ fn read_all(
                 }
                 Err(e) => {
                     any_error = true;
-                    if let Some(p) = partition {
+                    if let Ok(Some(p)) = partition {
                         let o = p.offsets();
                         resp.high_watermark = o.hw;
                         resp.last_stable_offset = o.hw;

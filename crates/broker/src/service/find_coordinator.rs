@@ -13,6 +13,9 @@ use sluice_types::hash::group_offsets_partition;
 use sluice_types::names::CONSUMER_OFFSETS_TOPIC;
 use tracing::warn;
 
+use sluice_auth::Operation;
+use sluice_server::access::Rights;
+
 use super::BrokerService;
 use crate::error::{BrokerError, ControllerCall};
 use crate::metadata::ClusterView;
@@ -22,6 +25,7 @@ const FIRST_NEED_WAIT: Duration = Duration::from_secs(5);
 
 pub(crate) async fn find_coordinator(
     svc: &BrokerService,
+    rights: &Rights,
     req: pb::FindCoordinatorRequest,
 ) -> pb::FindCoordinatorResponse {
     let metadata = &svc.broker.metadata;
@@ -54,8 +58,27 @@ pub(crate) async fn find_coordinator(
         })
         .await;
     }
+    let denied: Vec<_> = req
+        .keys
+        .iter()
+        .map(|k| rights.group(Operation::Describe, k).err())
+        .collect();
     metadata.read(|v| pb::FindCoordinatorResponse {
-        coordinators: req.keys.iter().map(|k| answer(v, k)).collect(),
+        coordinators: req
+            .keys
+            .iter()
+            .zip(denied)
+            .map(|(k, denied)| match denied {
+                Some(e) => pb::Coordinator {
+                    key: k.clone(),
+                    error: Some(e.to_proto()),
+                    node_id: -1,
+                    offsets_partition: -1,
+                    ..Default::default()
+                },
+                None => answer(v, k),
+            })
+            .collect(),
     })
 }
 

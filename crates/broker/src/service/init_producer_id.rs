@@ -5,11 +5,20 @@ use sluice_proto::broker as pb;
 use sluice_proto::controller::AllocateProducerIdsRequest;
 use sluice_types::ApiError;
 
+use sluice_server::access::Rights;
+
 use super::BrokerService;
 use crate::error::{BrokerError, ControllerCall};
 
-pub(crate) async fn init_producer_id(svc: &BrokerService) -> pb::InitProducerIdResponse {
-    match next_id(svc).await {
+pub(crate) async fn init_producer_id(
+    svc: &BrokerService,
+    rights: &Rights,
+) -> pb::InitProducerIdResponse {
+    let id = match rights.idempotent_producer() {
+        Err(e) => Err(BrokerError::Denied(e)),
+        Ok(()) => next_id(svc).await,
+    };
+    match id {
         Ok(id) => pb::InitProducerIdResponse {
             error: None,
             producer_id: id,

@@ -3,21 +3,33 @@
 use sluice_proto::broker as pb;
 use sluice_proto::broker::OffsetSpec;
 
+use sluice_auth::Operation;
+use sluice_server::access::Rights;
+
 use super::BrokerService;
 use crate::error::BrokerError;
 
 pub(crate) fn list_offsets(
     svc: &BrokerService,
+    rights: &Rights,
     req: pb::ListOffsetsRequest,
 ) -> pb::ListOffsetsResponse {
     let topics = req
         .topics
         .into_iter()
-        .map(|t| pb::ListOffsetsTopicResponse {
+        .map(|t| {
+            let denied = rights.topic(Operation::Describe, &t.name).err();
+            (t, denied)
+        })
+        .map(|(t, denied)| pb::ListOffsetsTopicResponse {
             partitions: t
                 .partitions
                 .iter()
-                .map(|p| match lookup(svc, &t.name, p) {
+                .map(|p| match &denied {
+                    Some(e) => (Err(BrokerError::Denied(e.clone())), p),
+                    None => (lookup(svc, &t.name, p), p),
+                })
+                .map(|(r, p)| match r {
                     Ok((offset, timestamp_ms, leader_epoch)) => pb::ListOffsetsPartitionResponse {
                         partition: p.partition,
                         error: None,

@@ -4,6 +4,9 @@ use sluice_proto::{broker as pb, common};
 use sluice_types::names::{is_internal_topic, validate_topic_name};
 use tracing::instrument;
 
+use sluice_auth::Operation;
+use sluice_server::access::Rights;
+
 use super::BrokerService;
 use crate::error::BrokerError;
 use crate::metadata::{ClusterView, TopicView};
@@ -11,15 +14,30 @@ use crate::metadata::{ClusterView, TopicView};
 #[instrument(skip_all, fields(topics = req.topics.len()))]
 pub(crate) async fn metadata(
     svc: &BrokerService,
+    rights: &Rights,
     req: pb::MetadataRequest,
 ) -> pb::MetadataResponse {
     let broker = &svc.broker;
+    // A topic named but not describable is refused whether or not it
+    // exists, so the answer reveals nothing about it.
+    let refused: std::collections::HashMap<&str, common::Error> = req
+        .topics
+        .iter()
+        .filter_map(|t| {
+            let e = rights.topic(Operation::Describe, t).err()?;
+            Some((t.as_str(), e.to_proto()))
+        })
+        .collect();
     let mut auto_create_error = None;
     if req.allow_auto_topic_creation && broker.config.auto_create_topics_enable {
         let missing: Vec<String> = broker.metadata.read(|v| {
             req.topics
                 .iter()
                 .filter(|t| !v.topics.contains_key(*t) && validate_topic_name(t).is_ok())
+                .filter(|t| !refused.contains_key(t.as_str()))
+                .filter(|t| {
+                    rights.has_cluster(Operation::Create) || rights.may_topic(Operation::Create, t)
+                })
                 .cloned()
                 .collect()
         });
@@ -36,12 +54,18 @@ pub(crate) async fn metadata(
             view.topics
                 .values()
                 .filter(|t| req.include_internal || !t.record.internal)
+                .filter(|t| rights.sees_topic(&t.record.name))
                 .map(|t| topic_metadata(view, t))
                 .collect()
         } else {
             req.topics
                 .iter()
                 .map(|name| match view.topics.get(name) {
+                    _ if refused.contains_key(name.as_str()) => pb::TopicMetadata {
+                        error: refused.get(name.as_str()).cloned(),
+                        name: name.clone(),
+                        ..Default::default()
+                    },
                     Some(t) => topic_metadata(view, t),
                     None => {
                         let error = match validate_topic_name(name) {

@@ -24,6 +24,8 @@ use sluice_types::{ApiError, ErrorCode};
 use tonic::{Request, Response, Status};
 use tracing::info;
 
+use sluice_server::access::{Access, Rights};
+
 use crate::Broker;
 use crate::error::{BrokerError, ControllerCall, Peer};
 
@@ -34,14 +36,22 @@ pub struct BrokerService {
     /// Channels to coordinators, for group requests forwarded on behalf of
     /// Kafka clients.
     pub(crate) coordinators: coordinators::CoordinatorChannels,
+    /// Who may do what (both faces ask it).
+    pub(crate) access: Access,
 }
 
 impl BrokerService {
-    pub fn new(broker: Arc<Broker>) -> Self {
+    pub fn new(broker: Arc<Broker>, access: Access) -> Self {
         Self {
             coordinators: coordinators::CoordinatorChannels::new(broker.tls.clone()),
             broker,
+            access,
         }
+    }
+
+    /// The rights of a gRPC request's caller.
+    fn rights<T>(&self, req: &Request<T>) -> Rights {
+        Rights::of(&self.access, req)
     }
 
     /// The tonic server. Message limits leave room for a full fetch response
@@ -75,7 +85,7 @@ impl BrokerService {
             })?
             .connect_timeout(std::time::Duration::from_secs(3))
             .timeout(std::time::Duration::from_secs(30));
-        let channel = sluice_tls::connect_channel(endpoint, self.broker.tls.as_ref())
+        let channel = sluice_tls::connect_internal(endpoint, self.broker.tls.as_ref())
             .await
             .map_err(|source| BrokerError::ControllerUnreachable {
                 call,
@@ -205,7 +215,7 @@ impl BrokerApi for BrokerService {
         request: Request<pb::MetadataRequest>,
     ) -> Result<Response<pb::MetadataResponse>, Status> {
         Ok(Response::new(
-            metadata::metadata(self, request.into_inner()).await,
+            metadata::metadata(self, &self.rights(&request), request.into_inner()).await,
         ))
     }
 
@@ -214,7 +224,7 @@ impl BrokerApi for BrokerService {
         request: Request<pb::ProduceRequest>,
     ) -> Result<Response<pb::ProduceResponse>, Status> {
         Ok(Response::new(
-            produce::produce(self, request.into_inner()).await?,
+            produce::produce(self, &self.rights(&request), request.into_inner()).await?,
         ))
     }
 
@@ -223,7 +233,7 @@ impl BrokerApi for BrokerService {
         request: Request<pb::FetchRequest>,
     ) -> Result<Response<pb::FetchResponse>, Status> {
         Ok(Response::new(
-            fetch::fetch(self, request.into_inner()).await?,
+            fetch::fetch(self, &self.rights(&request), request.into_inner()).await?,
         ))
     }
 
@@ -233,6 +243,7 @@ impl BrokerApi for BrokerService {
     ) -> Result<Response<pb::ListOffsetsResponse>, Status> {
         Ok(Response::new(list_offsets::list_offsets(
             self,
+            &self.rights(&request),
             request.into_inner(),
         )))
     }
@@ -248,10 +259,10 @@ impl BrokerApi for BrokerService {
 
     async fn init_producer_id(
         &self,
-        _request: Request<pb::InitProducerIdRequest>,
+        request: Request<pb::InitProducerIdRequest>,
     ) -> Result<Response<pb::InitProducerIdResponse>, Status> {
         Ok(Response::new(
-            init_producer_id::init_producer_id(self).await,
+            init_producer_id::init_producer_id(self, &self.rights(&request)).await,
         ))
     }
 
@@ -260,7 +271,12 @@ impl BrokerApi for BrokerService {
         request: Request<pb::DeleteRecordsRequest>,
     ) -> Result<Response<pb::DeleteRecordsResponse>, Status> {
         Ok(Response::new(
-            delete_records::delete_records_blocking(self, request.into_inner()).await?,
+            delete_records::delete_records_blocking(
+                self,
+                &self.rights(&request),
+                request.into_inner(),
+            )
+            .await?,
         ))
     }
 
@@ -269,7 +285,7 @@ impl BrokerApi for BrokerService {
         request: Request<pb::DescribeDelayedRequest>,
     ) -> Result<Response<pb::DescribeDelayedResponse>, Status> {
         Ok(Response::new(
-            delayed::describe_blocking(self, request.into_inner()).await?,
+            delayed::describe_blocking(self, &self.rights(&request), request.into_inner()).await?,
         ))
     }
 
@@ -278,7 +294,7 @@ impl BrokerApi for BrokerService {
         request: Request<pb::CancelDelayedRequest>,
     ) -> Result<Response<pb::CancelDelayedResponse>, Status> {
         Ok(Response::new(
-            delayed::cancel_blocking(self, request.into_inner()).await?,
+            delayed::cancel_blocking(self, &self.rights(&request), request.into_inner()).await?,
         ))
     }
 
@@ -297,7 +313,8 @@ impl BrokerApi for BrokerService {
         request: Request<pb::FindCoordinatorRequest>,
     ) -> Result<Response<pb::FindCoordinatorResponse>, Status> {
         Ok(Response::new(
-            find_coordinator::find_coordinator(self, request.into_inner()).await,
+            find_coordinator::find_coordinator(self, &self.rights(&request), request.into_inner())
+                .await,
         ))
     }
 }

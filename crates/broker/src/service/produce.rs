@@ -7,6 +7,9 @@ use sluice_proto::broker as pb;
 use sluice_records::{EncodeOptions, Record, encode_batch};
 use tracing::instrument;
 
+use sluice_auth::Operation;
+use sluice_server::access::Rights;
+
 use super::BrokerService;
 use crate::broker::now_ms;
 use crate::error::BrokerError;
@@ -15,6 +18,7 @@ use crate::partition::Partition;
 #[instrument(skip_all, fields(acks = req.acks, topics = req.topics.len()))]
 pub(crate) async fn produce(
     svc: &BrokerService,
+    rights: &Rights,
     req: pb::ProduceRequest,
 ) -> Result<pb::ProduceResponse, BrokerError> {
     if !(-1..=1).contains(&req.acks) {
@@ -26,6 +30,12 @@ pub(crate) async fn produce(
             req.topics
                 .iter()
                 .filter(|t| !v.topics.contains_key(&t.name))
+                // Only what the caller could write and may create.
+                .filter(|t| {
+                    rights.may_topic(Operation::Write, &t.name)
+                        && (rights.has_cluster(Operation::Create)
+                            || rights.may_topic(Operation::Create, &t.name))
+                })
                 .map(|t| t.name.clone())
                 .collect()
         });
@@ -39,10 +49,14 @@ pub(crate) async fn produce(
     // would cost one follower round trip per partition in the request.
     let mut appended = Vec::with_capacity(req.topics.len());
     for topic in req.topics {
+        let denied = rights.topic(Operation::Write, &topic.name).err();
         let results: Vec<(i32, Result<Appended, BrokerError>)> = topic
             .partitions
             .into_iter()
-            .map(|p| (p.partition, append_one(svc, &topic.name, p, req.acks)))
+            .map(|p| match &denied {
+                Some(e) => (p.partition, Err(BrokerError::Denied(e.clone()))),
+                None => (p.partition, append_one(svc, &topic.name, p, req.acks)),
+            })
             .collect();
         appended.push((topic.name, results));
     }

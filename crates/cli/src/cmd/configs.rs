@@ -1,6 +1,8 @@
-//! `sluice configs`: kafka-configs.sh for topics. `--describe` shows a
-//! topic's overrides; `--alter --add-config k=v,k2=[a,b] --delete-config k3`
-//! changes them, live on every replica.
+//! `sluice configs`: kafka-configs.sh for topics and users. `--describe`
+//! shows a topic's overrides; `--alter --add-config k=v,k2=[a,b]
+//! --delete-config k3` changes them, live on every replica. For users,
+//! `--add-config 'SCRAM-SHA-256=[iterations=8192,password=...]'` sets a
+//! SCRAM credential and `--delete-config SCRAM-SHA-256` removes it.
 
 use std::collections::BTreeMap;
 
@@ -14,13 +16,13 @@ use super::common::{Bootstrap, client_config, usage};
 pub struct Args {
     #[command(flatten)]
     pub bootstrap: Bootstrap,
-    /// What the configs belong to; only `topics` (broker configs are static:
-    /// the broker's config file).
+    /// What the configs belong to: `topics`, or `users` (SCRAM
+    /// credentials; broker configs are static: the broker's config file).
     #[arg(long = "entity-type", default_value = "topics")]
     pub entity_type: String,
-    /// The topic.
+    /// The topic (or user).
     #[arg(long = "entity-name")]
-    pub entity_name: String,
+    pub entity_name: Option<String>,
     /// Show the topic's config overrides.
     #[arg(long)]
     pub describe: bool,
@@ -39,9 +41,9 @@ pub struct Args {
 }
 
 pub async fn run(a: Args) -> anyhow::Result<()> {
-    if a.entity_type != "topics" {
+    if a.entity_type != "topics" && a.entity_type != "users" {
         return Err(usage(format!(
-            "--entity-type {}: only topics have configs to change (broker configs are the broker's config file)",
+            "--entity-type {}: topics and users have configs to change (broker configs are the broker's config file)",
             a.entity_type
         )));
     }
@@ -51,7 +53,13 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         a.bootstrap.command_config.as_deref(),
     )?;
     let admin = Admin::new(config)?;
-    let topic = &a.entity_name;
+    if a.entity_type == "users" {
+        return users(&admin, &a).await;
+    }
+    let topic = a
+        .entity_name
+        .as_ref()
+        .ok_or_else(|| usage("--entity-name names the topic"))?;
     if a.alter {
         let set = parse_add_config(a.add_config.as_deref().unwrap_or(""))?;
         let delete: Vec<String> = a
@@ -76,6 +84,66 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             println!("  {k}={v} sensitive=false synonyms={{DYNAMIC_TOPIC_CONFIG:{k}={v}}}");
         }
     }
+    Ok(())
+}
+
+/// `--entity-type users`: SCRAM credentials, Kafka's way.
+async fn users(admin: &Admin, a: &Args) -> anyhow::Result<()> {
+    use sluice_auth::scram::Mechanism;
+    if a.describe {
+        let names: Vec<String> = a.entity_name.iter().cloned().collect();
+        for u in admin.describe_users(&names).await? {
+            let creds: Vec<String> = u
+                .credentials
+                .iter()
+                .map(|(m, i)| format!("{m}=iterations={i}"))
+                .collect();
+            println!(
+                "SCRAM credential configs for user-principal '{}' are {}",
+                u.user,
+                creds.join(", ")
+            );
+        }
+        return Ok(());
+    }
+    let user = a
+        .entity_name
+        .as_ref()
+        .ok_or_else(|| usage("--entity-name names the user"))?;
+    let mechanism = |name: &str| {
+        Mechanism::parse(name.trim()).ok_or_else(|| {
+            usage(format!(
+                "{name}: users have SCRAM-SHA-256 and SCRAM-SHA-512 configs"
+            ))
+        })
+    };
+    for (name, value) in parse_add_config(a.add_config.as_deref().unwrap_or(""))? {
+        let m = mechanism(&name)?;
+        // `[iterations=8192,password=secret]`, as kafka-configs.sh takes it.
+        let mut password = None;
+        let mut iterations = sluice_client::security_admin::DEFAULT_ITERATIONS;
+        for part in value.split(',') {
+            match part.split_once('=') {
+                Some(("password", p)) => password = Some(p.to_string()),
+                Some(("iterations", i)) => {
+                    iterations = i
+                        .trim()
+                        .parse()
+                        .map_err(|_| usage(format!("iterations={i} is not a number")))?
+                }
+                _ => return Err(usage(format!("{name}: expected [iterations=N,password=P]"))),
+            }
+        }
+        let password = password.ok_or_else(|| usage(format!("{name}: no password=")))?;
+        super::users::set_password(admin, user, m, &password, iterations).await?;
+    }
+    for name in a.delete_config.as_deref().unwrap_or("").split(',') {
+        if name.trim().is_empty() {
+            continue;
+        }
+        admin.delete_scram(user, mechanism(name)?).await?;
+    }
+    println!("Completed updating config for user {user}.");
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! (clap `Args` derive) and `pub async fn run(args: Args) -> anyhow::Result<()>`,
 //! then add one variant to [`Command`] and one arm to [`run`].
 
+pub mod acls;
 pub mod cluster;
 pub mod common;
 pub mod compat;
@@ -18,6 +19,7 @@ pub mod health;
 pub mod producer_perf_test;
 pub mod standalone;
 pub mod topics;
+pub mod users;
 
 use clap::{Parser, Subcommand};
 
@@ -61,12 +63,19 @@ pub enum Command {
     ConsumerGroups(consumer_groups::Args),
     /// Ask a server whether it serves (grpc.health.v1); exit 0 when SERVING.
     Health(health::Args),
+    /// Add, remove and list ACLs (kafka-acls.sh).
+    Acls(acls::Args),
+    /// SCRAM users for SASL on the Kafka listener (kafka-configs.sh
+    /// --entity-type users).
+    Users(users::Args),
 }
 
 /// Runs one subcommand.
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Topics(a) => topics::run(a).await,
+        Command::Acls(a) => acls::run(a).await,
+        Command::Users(a) => users::run(a).await,
         Command::ConsoleProducer(a) => console_producer::run(a).await,
         Command::ConsoleConsumer(a) => console_consumer::run(a).await,
         Command::ProducerPerfTest(a) => producer_perf_test::run(a).await,

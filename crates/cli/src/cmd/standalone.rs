@@ -51,7 +51,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .parse()
         .with_context(|| format!("--listen {addr:?} is not IP:PORT"))?;
     let mut opts = StandaloneOptions::new(&args.data_dir, listen);
-    opts.listen_tls = protocol.is_tls();
+    opts.listen_protocol = protocol;
     if let Some(path) = &args.config {
         opts = opts
             .with_file(path)

@@ -4,6 +4,8 @@
 use sluice_proto::controller as pb;
 use sluice_proto::controller::{ConfigOperation, ConfigResourceType};
 
+use sluice_auth::Operation;
+use sluice_server::access::Rights;
 use tracing::instrument;
 
 use crate::topic_config::ConfigOp;
@@ -12,11 +14,20 @@ use crate::{Controller, ControllerError};
 #[instrument(skip_all, fields(resources = req.resources.len()))]
 pub(super) async fn alter_configs(
     controller: &Controller,
+    rights: &Rights,
     req: pb::AlterConfigsRequest,
 ) -> pb::AlterConfigsResponse {
     let mut results = Vec::with_capacity(req.resources.len());
     for r in req.resources {
+        let denied = match ConfigResourceType::try_from(r.resource_type) {
+            Ok(ConfigResourceType::Topic) => rights
+                .topic(Operation::AlterConfigs, &r.resource_name)
+                .err(),
+            Ok(ConfigResourceType::Broker) => rights.cluster(Operation::AlterConfigs).err(),
+            Err(_) => None,
+        };
         let outcome = match ConfigResourceType::try_from(r.resource_type) {
+            _ if denied.is_some() => Err(ControllerError::Denied(denied.expect("checked"))),
             Ok(ConfigResourceType::Topic) => match ops(&r.configs) {
                 Ok(ops) => {
                     controller

@@ -4,6 +4,7 @@
 mod broker_requests;
 mod cluster;
 mod configs;
+mod security;
 mod topics;
 
 use std::sync::Arc;
@@ -12,17 +13,22 @@ use sluice_proto::controller as pb;
 use sluice_proto::controller::controller_server::{Controller as ControllerApi, ControllerServer};
 use tonic::{Request, Response, Status};
 
+use sluice_server::access::{Access, Caller, Rights};
+
 use crate::Controller;
 
 /// Serves the controller API for one [`Controller`].
 #[derive(Clone)]
 pub struct ControllerService {
     controller: Arc<Controller>,
+    /// Who may do what (the front door checked the cluster-level rights;
+    /// per-topic ones are checked here).
+    access: Access,
 }
 
 impl ControllerService {
-    pub fn new(controller: Arc<Controller>) -> Self {
-        Self { controller }
+    pub fn new(controller: Arc<Controller>, access: Access) -> Self {
+        Self { controller, access }
     }
 
     /// The tonic server, with message limits large enough for big admin requests.
@@ -39,8 +45,9 @@ impl ControllerApi for ControllerService {
         &self,
         request: Request<pb::CreateTopicsRequest>,
     ) -> Result<Response<pb::CreateTopicsResponse>, Status> {
+        let rights = Rights::of(&self.access, &request);
         Ok(Response::new(
-            topics::create_topics(&self.controller, request.into_inner()).await,
+            topics::create_topics(&self.controller, &rights, request.into_inner()).await,
         ))
     }
 
@@ -48,8 +55,9 @@ impl ControllerApi for ControllerService {
         &self,
         request: Request<pb::DeleteTopicsRequest>,
     ) -> Result<Response<pb::DeleteTopicsResponse>, Status> {
+        let rights = Rights::of(&self.access, &request);
         Ok(Response::new(
-            topics::delete_topics(&self.controller, request.into_inner()).await,
+            topics::delete_topics(&self.controller, &rights, request.into_inner()).await,
         ))
     }
 
@@ -57,8 +65,9 @@ impl ControllerApi for ControllerService {
         &self,
         request: Request<pb::CreatePartitionsRequest>,
     ) -> Result<Response<pb::CreatePartitionsResponse>, Status> {
+        let rights = Rights::of(&self.access, &request);
         Ok(Response::new(
-            topics::create_partitions(&self.controller, request.into_inner()).await,
+            topics::create_partitions(&self.controller, &rights, request.into_inner()).await,
         ))
     }
 
@@ -75,8 +84,9 @@ impl ControllerApi for ControllerService {
         &self,
         request: Request<pb::AlterConfigsRequest>,
     ) -> Result<Response<pb::AlterConfigsResponse>, Status> {
+        let rights = Rights::of(&self.access, &request);
         Ok(Response::new(
-            configs::alter_configs(&self.controller, request.into_inner()).await,
+            configs::alter_configs(&self.controller, &rights, request.into_inner()).await,
         ))
     }
 
@@ -113,6 +123,54 @@ impl ControllerApi for ControllerService {
     ) -> Result<Response<pb::AllocateProducerIdsResponse>, Status> {
         Ok(Response::new(
             broker_requests::allocate_producer_ids(&self.controller, request.into_inner()).await,
+        ))
+    }
+
+    async fn create_acls(
+        &self,
+        request: Request<pb::CreateAclsRequest>,
+    ) -> Result<Response<pb::CreateAclsResponse>, Status> {
+        let caller = Caller::of(&request);
+        Ok(Response::new(
+            security::create_acls(&self.controller, &caller, request.into_inner()).await?,
+        ))
+    }
+
+    async fn describe_acls(
+        &self,
+        request: Request<pb::DescribeAclsRequest>,
+    ) -> Result<Response<pb::DescribeAclsResponse>, Status> {
+        Ok(Response::new(
+            security::describe_acls(&self.controller, request.into_inner()).await?,
+        ))
+    }
+
+    async fn delete_acls(
+        &self,
+        request: Request<pb::DeleteAclsRequest>,
+    ) -> Result<Response<pb::DeleteAclsResponse>, Status> {
+        let caller = Caller::of(&request);
+        Ok(Response::new(
+            security::delete_acls(&self.controller, &caller, request.into_inner()).await?,
+        ))
+    }
+
+    async fn alter_user_scram_credentials(
+        &self,
+        request: Request<pb::AlterUserScramCredentialsRequest>,
+    ) -> Result<Response<pb::AlterUserScramCredentialsResponse>, Status> {
+        let caller = Caller::of(&request);
+        Ok(Response::new(
+            security::alter_scram(&self.controller, &caller, request.into_inner()).await,
+        ))
+    }
+
+    async fn describe_user_scram_credentials(
+        &self,
+        request: Request<pb::DescribeUserScramCredentialsRequest>,
+    ) -> Result<Response<pb::DescribeUserScramCredentialsResponse>, Status> {
+        Ok(Response::new(
+            security::describe_scram(&self.controller, request.into_inner()).await?,
         ))
     }
 }

@@ -5,6 +5,9 @@ use sluice_proto::controller as pb;
 
 use tracing::instrument;
 
+use sluice_auth::Operation;
+use sluice_server::access::Rights;
+
 use crate::controller::NewTopic;
 use crate::{Controller, ControllerError};
 
@@ -20,11 +23,20 @@ fn explicit_assignment(a: &[pb::ReplicaAssignment]) -> Option<Vec<Vec<i32>>> {
 #[instrument(skip_all, fields(topics = req.topics.len()))]
 pub(super) async fn create_topics(
     controller: &Controller,
+    rights: &Rights,
     req: pb::CreateTopicsRequest,
 ) -> pb::CreateTopicsResponse {
     let mut out = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let name = t.name.clone();
+        if let Err(e) = rights.create_topic(&name) {
+            out.push(pb::CreatableTopicResult {
+                name,
+                error: Some(e.to_proto()),
+                ..Default::default()
+            });
+            continue;
+        }
         let new = NewTopic {
             name: t.name,
             num_partitions: t.num_partitions,
@@ -56,15 +68,19 @@ pub(super) async fn create_topics(
 #[instrument(skip_all, fields(topics = req.names.len()))]
 pub(super) async fn delete_topics(
     controller: &Controller,
+    rights: &Rights,
     req: pb::DeleteTopicsRequest,
 ) -> pb::DeleteTopicsResponse {
     let mut out = Vec::with_capacity(req.names.len());
     for name in req.names {
-        let error = controller
-            .delete_topic(&name)
-            .await
-            .err()
-            .map(|e| e.to_proto());
+        let error = match rights.topic(Operation::Delete, &name) {
+            Err(e) => Some(e.to_proto()),
+            Ok(()) => controller
+                .delete_topic(&name)
+                .await
+                .err()
+                .map(|e| e.to_proto()),
+        };
         out.push(pb::DeletableTopicResult { name, error });
     }
     pb::DeleteTopicsResponse { topics: out }
@@ -73,10 +89,18 @@ pub(super) async fn delete_topics(
 #[instrument(skip_all, fields(topics = req.topics.len()))]
 pub(super) async fn create_partitions(
     controller: &Controller,
+    rights: &Rights,
     req: pb::CreatePartitionsRequest,
 ) -> pb::CreatePartitionsResponse {
     let mut out = Vec::with_capacity(req.topics.len());
     for t in req.topics {
+        if let Err(e) = rights.topic(Operation::Alter, &t.name) {
+            out.push(pb::CreatePartitionsTopicResult {
+                name: t.name,
+                error: Some(e.to_proto()),
+            });
+            continue;
+        }
         let assignment = if t.assignments.is_empty() {
             None
         } else {

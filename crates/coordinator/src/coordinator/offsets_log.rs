@@ -141,7 +141,7 @@ impl ClusterLog {
                         },
                     })
                     .map_err(failed(LogOp::Open))?;
-                let config = config.with_tls(tls);
+                let config = config.with_tls(tls).as_service();
                 let producer = Producer::new(config.clone()).map_err(failed(LogOp::Open))?;
                 Ok(Clients { producer, config })
             })

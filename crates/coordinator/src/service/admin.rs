@@ -3,6 +3,9 @@
 
 use sluice_proto::coordinator as pb;
 
+use sluice_auth::Operation;
+use sluice_server::access::Rights;
+
 use super::{CoordinatorService, err_proto};
 use crate::error::CoordinatorError;
 use crate::group::GroupState;
@@ -10,12 +13,19 @@ use crate::records::RecordKey;
 
 pub(super) fn list_groups(
     svc: &CoordinatorService,
+    rights: &Rights,
     req: pb::ListGroupsRequest,
 ) -> pb::ListGroupsResponse {
     let filter = req.states_filter;
+    // Kafka: Describe on the cluster lists every group, else only the
+    // groups the caller may describe.
+    let all = rights.has_cluster(Operation::Describe);
     let mut groups = Vec::new();
     svc.coordinator.for_each_group(|g| {
         let state = g.state.name();
+        if !all && !rights.sees_group(&g.id) {
+            return;
+        }
         if filter.is_empty() || filter.iter().any(|f| f.eq_ignore_ascii_case(state)) {
             groups.push(pb::ListedGroup {
                 group_id: g.id.clone(),
@@ -33,12 +43,20 @@ pub(super) fn list_groups(
 
 pub(super) fn describe_groups(
     svc: &CoordinatorService,
+    rights: &Rights,
     req: pb::DescribeGroupsRequest,
 ) -> pb::DescribeGroupsResponse {
     let groups = req
         .group_ids
         .into_iter()
         .map(|id| {
+            if let Err(e) = rights.group(Operation::Describe, &id) {
+                return pb::DescribedGroup {
+                    error: Some(e.to_proto()),
+                    group_id: id,
+                    ..Default::default()
+                };
+            }
             let res = svc.coordinator.with_group(&id, false, |g, _| match g {
                 Some(g) => {
                     let protocol = g.protocol.clone().unwrap_or_default();
@@ -87,14 +105,22 @@ pub(super) fn describe_groups(
 
 pub(super) async fn delete_groups(
     svc: &CoordinatorService,
+    rights: &Rights,
     req: pb::DeleteGroupsRequest,
 ) -> pb::DeleteGroupsResponse {
     let mut results = Vec::with_capacity(req.group_ids.len());
     for id in req.group_ids {
-        let res = delete_group(svc, &id).await;
+        let error = match rights.group(Operation::Delete, &id) {
+            Err(e) => Some(e.to_proto()),
+            Ok(()) => delete_group(svc, &id)
+                .await
+                .err()
+                .as_ref()
+                .and_then(err_proto),
+        };
         results.push(pb::DeletableGroupResult {
             group_id: id,
-            error: res.err().as_ref().and_then(err_proto),
+            error,
         });
     }
     pb::DeleteGroupsResponse { results }

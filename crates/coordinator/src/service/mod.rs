@@ -26,17 +26,39 @@ use sluice_proto::coordinator::group_coordinator_server::{
 };
 use tonic::{Request, Response, Status};
 
+use sluice_auth::Operation;
+use sluice_server::access::{Access, Rights};
+
 use crate::coordinator::Coordinator;
 use crate::error::CoordinatorError;
 
 #[derive(Clone)]
 pub struct CoordinatorService {
     coordinator: Arc<Coordinator>,
+    /// Who may do what to which group (a broker forwards its Kafka
+    /// clients' requests with their identity; see `Caller::forward`).
+    access: Access,
 }
 
 impl CoordinatorService {
-    pub fn new(coordinator: Arc<Coordinator>) -> Self {
-        Self { coordinator }
+    pub fn new(coordinator: Arc<Coordinator>, access: Access) -> Self {
+        Self {
+            coordinator,
+            access,
+        }
+    }
+
+    /// The caller's rights, with `op` on `group` required first (a refusal
+    /// is the request's status: GROUP_AUTHORIZATION_FAILED).
+    fn rights_on<T>(
+        &self,
+        request: &Request<T>,
+        op: Operation,
+        group: &str,
+    ) -> Result<Rights, Status> {
+        let rights = Rights::of(&self.access, request);
+        rights.group(op, group).map_err(|e| e.to_status())?;
+        Ok(rights)
     }
 
     pub fn into_server(self) -> GroupCoordinatorServer<Self> {
@@ -71,6 +93,7 @@ impl GroupCoordinator for CoordinatorService {
         request: Request<pb::JoinGroupRequest>,
     ) -> Result<Response<pb::JoinGroupResponse>, Status> {
         let host = membership::client_host(&request);
+        self.rights_on(&request, Operation::Read, &request.get_ref().group_id)?;
         Ok(Response::new(
             membership::join_group(self, request.into_inner(), host).await,
         ))
@@ -80,6 +103,7 @@ impl GroupCoordinator for CoordinatorService {
         &self,
         request: Request<pb::SyncGroupRequest>,
     ) -> Result<Response<pb::SyncGroupResponse>, Status> {
+        self.rights_on(&request, Operation::Read, &request.get_ref().group_id)?;
         Ok(Response::new(
             membership::sync_group(self, request.into_inner()).await,
         ))
@@ -89,6 +113,7 @@ impl GroupCoordinator for CoordinatorService {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        self.rights_on(&request, Operation::Read, &request.get_ref().group_id)?;
         Ok(Response::new(membership::heartbeat(
             self,
             request.into_inner(),
@@ -99,6 +124,7 @@ impl GroupCoordinator for CoordinatorService {
         &self,
         request: Request<pb::LeaveGroupRequest>,
     ) -> Result<Response<pb::LeaveGroupResponse>, Status> {
+        self.rights_on(&request, Operation::Read, &request.get_ref().group_id)?;
         Ok(Response::new(membership::leave_group(
             self,
             request.into_inner(),
@@ -109,8 +135,9 @@ impl GroupCoordinator for CoordinatorService {
         &self,
         request: Request<pb::OffsetCommitRequest>,
     ) -> Result<Response<pb::OffsetCommitResponse>, Status> {
+        let rights = self.rights_on(&request, Operation::Read, &request.get_ref().group_id)?;
         Ok(Response::new(
-            offsets::offset_commit(self, request.into_inner()).await,
+            offsets::offset_commit(self, &rights, request.into_inner()).await,
         ))
     }
 
@@ -118,8 +145,10 @@ impl GroupCoordinator for CoordinatorService {
         &self,
         request: Request<pb::OffsetFetchRequest>,
     ) -> Result<Response<pb::OffsetFetchResponse>, Status> {
+        let rights = self.rights_on(&request, Operation::Describe, &request.get_ref().group_id)?;
         Ok(Response::new(offsets::offset_fetch(
             self,
+            &rights,
             request.into_inner(),
         )))
     }
@@ -128,8 +157,10 @@ impl GroupCoordinator for CoordinatorService {
         &self,
         request: Request<pb::ListGroupsRequest>,
     ) -> Result<Response<pb::ListGroupsResponse>, Status> {
+        let rights = Rights::of(&self.access, &request);
         Ok(Response::new(admin::list_groups(
             self,
+            &rights,
             request.into_inner(),
         )))
     }
@@ -138,8 +169,10 @@ impl GroupCoordinator for CoordinatorService {
         &self,
         request: Request<pb::DescribeGroupsRequest>,
     ) -> Result<Response<pb::DescribeGroupsResponse>, Status> {
+        let rights = Rights::of(&self.access, &request);
         Ok(Response::new(admin::describe_groups(
             self,
+            &rights,
             request.into_inner(),
         )))
     }
@@ -148,8 +181,9 @@ impl GroupCoordinator for CoordinatorService {
         &self,
         request: Request<pb::DeleteGroupsRequest>,
     ) -> Result<Response<pb::DeleteGroupsResponse>, Status> {
+        let rights = Rights::of(&self.access, &request);
         Ok(Response::new(
-            admin::delete_groups(self, request.into_inner()).await,
+            admin::delete_groups(self, &rights, request.into_inner()).await,
         ))
     }
 }

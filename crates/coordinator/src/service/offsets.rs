@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 
 use sluice_proto::coordinator as pb;
 
+use sluice_auth::Operation;
+use sluice_server::access::Rights;
+
 use super::{CoordinatorService, check_group_id, err_proto};
 use crate::coordinator::now_ms;
 use crate::error::CoordinatorError;
@@ -14,23 +17,41 @@ use crate::records::{self, OffsetValue, RecordKey};
 
 pub(super) async fn offset_commit(
     svc: &CoordinatorService,
-    req: pb::OffsetCommitRequest,
+    rights: &Rights,
+    mut req: pb::OffsetCommitRequest,
 ) -> pb::OffsetCommitResponse {
     let topics = req.topics.clone();
-    let error = commit(svc, req).await.err();
+    // Offsets of topics the caller may not read are not committed (Kafka:
+    // TOPIC_AUTHORIZATION_FAILED for those, the rest go through).
+    let refused: BTreeMap<String, sluice_proto::common::Error> = topics
+        .iter()
+        .filter_map(|t| {
+            let e = rights.topic(Operation::Read, &t.name).err()?;
+            Some((t.name.clone(), e.to_proto()))
+        })
+        .collect();
+    req.topics.retain(|t| !refused.contains_key(&t.name));
+    let error = if req.topics.is_empty() && !refused.is_empty() {
+        None
+    } else {
+        commit(svc, req).await.err()
+    };
     pb::OffsetCommitResponse {
         topics: topics
             .into_iter()
             .map(|t| pb::OffsetCommitTopicResponse {
-                name: t.name,
                 partitions: t
                     .partitions
                     .into_iter()
                     .map(|p| pb::OffsetCommitPartitionResponse {
                         partition: p.partition,
-                        error: error.as_ref().and_then(err_proto),
+                        error: match refused.get(&t.name) {
+                            Some(e) => Some(e.clone()),
+                            None => error.as_ref().and_then(err_proto),
+                        },
                     })
                     .collect(),
+                name: t.name,
             })
             .collect(),
     }
@@ -108,6 +129,7 @@ async fn commit(
 
 pub(super) fn offset_fetch(
     svc: &CoordinatorService,
+    rights: &Rights,
     req: pb::OffsetFetchRequest,
 ) -> pb::OffsetFetchResponse {
     let res = check_group_id(&req.group_id).and_then(|()| {
@@ -141,6 +163,8 @@ pub(super) fn offset_fetch(
         }
         by_topic
             .into_iter()
+            // All topics: only those the caller may describe.
+            .filter(|(t, _)| rights.sees_topic(t))
             .map(|(t, ps)| pb::OffsetFetchTopicResponse {
                 name: t.to_string(),
                 partitions: ps.into_iter().map(|p| part(t, p)).collect(),
@@ -149,9 +173,25 @@ pub(super) fn offset_fetch(
     } else {
         req.topics
             .iter()
-            .map(|t| pb::OffsetFetchTopicResponse {
-                name: t.name.clone(),
-                partitions: t.partitions.iter().map(|p| part(&t.name, *p)).collect(),
+            .map(|t| match rights.topic(Operation::Describe, &t.name) {
+                Ok(()) => pb::OffsetFetchTopicResponse {
+                    name: t.name.clone(),
+                    partitions: t.partitions.iter().map(|p| part(&t.name, *p)).collect(),
+                },
+                Err(e) => pb::OffsetFetchTopicResponse {
+                    name: t.name.clone(),
+                    partitions: t
+                        .partitions
+                        .iter()
+                        .map(|p| pb::OffsetFetchPartitionResponse {
+                            partition: *p,
+                            committed_offset: -1,
+                            committed_leader_epoch: -1,
+                            metadata: String::new(),
+                            error: Some(e.to_proto()),
+                        })
+                        .collect(),
+                },
             })
             .collect()
     };

@@ -23,7 +23,10 @@ async fn serving(cl: &TestCluster, id: i32) -> (Arc<Coordinator>, CoordinatorSer
     let c = cl.start(TestCluster::config(id)).await;
     cl.set_owner(0, id, 1).await;
     eventually("partition 0 loads", || c.is_ready() && c.home("g").is_ok()).await;
-    (c.clone(), CoordinatorService::new(c))
+    (
+        c.clone(),
+        CoordinatorService::new(c, sluice_server::access::Access::open()),
+    )
 }
 
 fn join_req(group: &str, member_id: &str, session_ms: i32) -> pb::JoinGroupRequest {
@@ -252,7 +255,7 @@ async fn a_group_joins_syncs_commits_and_is_deleted() {
 async fn requests_for_groups_served_elsewhere_or_unnamed_are_refused() {
     let cl = TestCluster::new(1).await;
     let c = cl.start(TestCluster::config(1)).await;
-    let svc = CoordinatorService::new(c.clone());
+    let svc = CoordinatorService::new(c.clone(), sluice_server::access::Access::open());
     let j = svc
         .join_group(Request::new(join_req("g", "m-1", 10_000)))
         .await
@@ -306,7 +309,7 @@ async fn committed_offsets_move_with_their_partition() {
     assert_eq!(commit(&svc1, commit_req("", -1, 42)).await, ErrorCode::None);
 
     let c2 = cl.start(TestCluster::config(2)).await;
-    let svc2 = CoordinatorService::new(c2.clone());
+    let svc2 = CoordinatorService::new(c2.clone(), sluice_server::access::Access::open());
     cl.set_owner(0, 2, 2).await;
     eventually("coordinator 2 loads", || c2.home("g").is_ok()).await;
     assert_eq!(fetch(&svc2, false).await, Ok(42));

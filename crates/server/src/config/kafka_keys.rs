@@ -56,12 +56,12 @@ const IDS: &str = "Sluice does not generate broker ids: set broker.id";
 const METRICS: &str = "Sluice serves Prometheus metrics at --metrics-listen ADDR";
 const ONE_FORMAT: &str =
     "Sluice stores RecordBatch v2 only and has one inter-broker protocol (gRPC)";
-const NO_SASL: &str = "Sluice has no SASL yet: use an SSL:// listener, with client \
-     certificates (ssl.client.auth=required) for identity";
+const NO_SASL: &str = "Sluice's SASL users live in the cluster (sluice users, or \
+     kafka-configs.sh --entity-type users), not in JAAS files; a SASL_SSL:// or SASL_PLAINTEXT:// \
+     listener offers sasl.enabled.mechanisms";
 const PEM_ONLY: &str = "Sluice reads PEM files, not Java keystores: set ssl.certificate.location, \
      ssl.key.location and ssl.ca.location (scripts/gen-certs.sh makes them; `openssl pkcs12` \
      converts a keystore)";
-const NO_ACLS: &str = "Sluice has no ACLs yet: every client may do everything; remove the key";
 const OLD_LISTENER: &str = "Kafka's pre-listeners keys are not read: write \
      listeners=PLAINTEXT://HOST:PORT (and advertised.listeners=PLAINTEXT://HOST:PORT for the \
      address clients are told)";
@@ -219,9 +219,6 @@ pub const KAFKA_KEYS: &[(&str, KafkaKey)] = {
             "listener.name.*",
             Refused("Sluice has one listener per service: its ssl.* keys are the listener's"),
         ),
-        ("authorizer.class.name", Refused(NO_ACLS)),
-        ("super.users", Refused(NO_ACLS)),
-        ("allow.everyone.if.no.acl.found", Refused(NO_ACLS)),
         ("host.name", Refused(OLD_LISTENER)),
         ("port", Refused(OLD_LISTENER)),
         ("advertised.host.name", Refused(OLD_LISTENER)),

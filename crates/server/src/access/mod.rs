@@ -1,0 +1,528 @@
+//! Who is calling and what they may do, for every service of a process.
+//!
+//! [`Access`] is the process's one view of it: the authorizer (ACLs and
+//! super users, `sluice_auth`), the certificate-to-principal rules, and the
+//! SCRAM credentials, followed from the metadata store ([`follow`]) so a
+//! change applies everywhere within one watch event. Each face asks it in
+//! one place: the gRPC front door ([`admit`], in every service's slot) and
+//! the Kafka dispatcher; the request logic asks it per topic or group with
+//! the names it parsed ([`Access::require`]).
+//!
+//! Without `authorizer.class.name` every request is allowed (Kafka without
+//! an authorizer), and nothing here costs more than a branch.
+
+pub(crate) mod admit;
+mod follow;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use sluice_auth::scram::{Mechanism, ScramCredential};
+use sluice_auth::{
+    AclBinding, Authorizer, Decision, MappingRules, Operation, Principal, ResourceType,
+};
+use sluice_tls::ConnInfo;
+use sluice_types::{ApiError, ErrorCode};
+use tokio::sync::watch;
+
+use crate::config::ConfigError;
+use crate::security::SecurityConfig;
+
+pub use admit::{CLIENT_HOST_HEADER, ON_BEHALF_OF_HEADER};
+
+/// The principal Sluice's own services act as when they call each other
+/// within one process (see [`sluice_tls::is_own_connection`]).
+pub const INTERNAL_USER: &str = "sluice-internal";
+
+/// The tracing target of the audit log: every denied request and every
+/// change to who may do what.
+pub const AUDIT_TARGET: &str = "sluice::audit";
+
+/// Who a request acts as, and from where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub principal: Principal,
+    /// The client's address (no port), as ACL hosts name it.
+    pub host: String,
+    /// One of this process's own services (allowed everything).
+    pub internal: bool,
+}
+
+impl Caller {
+    pub fn anonymous(host: impl Into<String>) -> Self {
+        Caller {
+            principal: Principal::anonymous(),
+            host: host.into(),
+            internal: false,
+        }
+    }
+
+    pub fn user(principal: Principal, host: impl Into<String>) -> Self {
+        Caller {
+            principal,
+            host: host.into(),
+            internal: false,
+        }
+    }
+
+    /// This process's own services.
+    pub fn internal() -> Self {
+        Caller {
+            principal: Principal::user(INTERNAL_USER),
+            host: "127.0.0.1".into(),
+            internal: true,
+        }
+    }
+
+    /// The caller of a gRPC request, as the front door identified it
+    /// (anonymous when no front door ran, as in unit tests of a service).
+    pub fn of<T>(req: &tonic::Request<T>) -> Caller {
+        req.extensions()
+            .get::<Caller>()
+            .cloned()
+            .unwrap_or_else(|| Caller::anonymous("unknown"))
+    }
+
+    /// Marks `req` (a service's call made for this caller, as a broker
+    /// forwards a Kafka client's group and admin requests) so the service
+    /// it reaches checks this caller's rights, not the forwarding
+    /// service's. Honoured only from callers allowed `ClusterAction`.
+    pub fn forward<T>(&self, req: &mut tonic::Request<T>) {
+        if self.internal {
+            return;
+        }
+        let md = req.metadata_mut();
+        if let Ok(v) = self.principal.to_string().parse() {
+            md.insert(ON_BEHALF_OF_HEADER, v);
+        }
+        if let Ok(v) = self.host.parse() {
+            md.insert(CLIENT_HOST_HEADER, v);
+        }
+    }
+}
+
+/// The process's access control (cheap to clone).
+#[derive(Clone)]
+pub struct Access {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// `None`: no authorizer configured, everything allowed.
+    authorizer: Option<Authorizer>,
+    mapping: MappingRules,
+    /// The bindings as stored, for DescribeAcls.
+    acls: RwLock<Arc<Vec<AclBinding>>>,
+    scram: RwLock<HashMap<(String, Mechanism), ScramCredential>>,
+    /// `Some`: the listener is `SASL_*://`, and these mechanisms are
+    /// offered (Kafka's names).
+    sasl: Option<Vec<String>>,
+    /// Turns true once the store has been read (a service is not ready
+    /// before, or it would refuse everything it should allow).
+    loaded: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("enabled", &self.enabled())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Access {
+    fn default() -> Self {
+        Access::open()
+    }
+}
+
+impl Access {
+    /// No authorizer: every request allowed, certificates still mapped to
+    /// principals (for logs and SASL).
+    pub fn open() -> Self {
+        Access::build(None, MappingRules::default(), None)
+    }
+
+    /// From a service's security settings, for its listener (`listeners`).
+    pub fn from_config(config: &SecurityConfig, listeners: &str) -> Result<Self, ConfigError> {
+        let mapping = MappingRules::parse(&config.principal_mapping)
+            .map_err(|e| ConfigError::invalid("ssl.principal.mapping.rules", e.to_string()))?;
+        let protocol = sluice_tls::SecurityProtocol::of_listener("listeners", listeners)
+            .map_err(|e| ConfigError::invalid("listeners", e.to_string()))?;
+        let sasl = if protocol.is_sasl() {
+            Some(sasl_mechanisms(&config.sasl_mechanisms)?)
+        } else {
+            None
+        };
+        if config.authorizer.trim().is_empty() {
+            return Ok(Access::build(None, mapping, sasl));
+        }
+        let mut supers = Vec::new();
+        for s in config
+            .super_users
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            let p = Principal::parse(s)
+                .map_err(|e| ConfigError::invalid("super.users", format!("{s:?}: {e}")))?;
+            supers.push(p);
+        }
+        let authorizer = Authorizer::new(supers, config.allow_if_no_acl);
+        Ok(Access::build(Some(authorizer), mapping, sasl))
+    }
+
+    fn build(
+        authorizer: Option<Authorizer>,
+        mapping: MappingRules,
+        sasl: Option<Vec<String>>,
+    ) -> Self {
+        Access {
+            inner: Arc::new(Inner {
+                authorizer,
+                mapping,
+                sasl,
+                acls: RwLock::new(Arc::new(Vec::new())),
+                scram: RwLock::new(HashMap::new()),
+                loaded: watch::Sender::new(false),
+            }),
+        }
+    }
+
+    /// The SASL mechanisms Kafka clients must authenticate with first
+    /// (`None`: the listener is not `SASL_*://`).
+    pub fn sasl_mechanisms(&self) -> Option<&[String]> {
+        self.inner.sasl.as_deref()
+    }
+
+    /// Whether ACLs are enforced.
+    pub fn enabled(&self) -> bool {
+        self.inner.authorizer.is_some()
+    }
+
+    /// Who a connection is before any credential it sends: this process's
+    /// own services, the client certificate's principal, or anonymous.
+    pub fn identify(&self, conn: Option<&ConnInfo>) -> Caller {
+        let host = conn
+            .and_then(|c| c.remote)
+            .map(|a| a.ip().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let Some(conn) = conn else {
+            return Caller::anonymous(host);
+        };
+        if conn.remote.is_some_and(sluice_tls::is_own_connection) {
+            return Caller::internal();
+        }
+        let leaf = conn.peer_certificates.as_ref().and_then(|c| c.first());
+        if let Some(leaf) = leaf {
+            match sluice_auth::mapping::subject_dn(leaf.as_ref()) {
+                Ok(dn) => match self.inner.mapping.apply(&dn) {
+                    Some(name) => return Caller::user(Principal::user(name), host),
+                    None => tracing::warn!(
+                        subject = dn,
+                        "no ssl.principal.mapping.rules rule matches the client certificate; treating it as anonymous"
+                    ),
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the client certificate's subject")
+                }
+            }
+        }
+        Caller::anonymous(host)
+    }
+
+    /// The decision on one operation, with a line in the audit log when
+    /// it is a denial.
+    pub fn decide(&self, caller: &Caller, op: Operation, rtype: ResourceType, name: &str) -> bool {
+        let Some(authorizer) = &self.inner.authorizer else {
+            return true;
+        };
+        if caller.internal {
+            return true;
+        }
+        let decision = authorizer.authorize(&caller.principal, &caller.host, op, rtype, name);
+        if !decision.allowed() {
+            audit_denied(caller, op, rtype, name, decision);
+        }
+        decision.allowed()
+    }
+
+    /// Like [`Access::decide`] without the audit line: for filtering what a
+    /// listing shows (a topic left out of "all topics" is not a denial).
+    pub fn allows(&self, caller: &Caller, op: Operation, rtype: ResourceType, name: &str) -> bool {
+        match &self.inner.authorizer {
+            None => true,
+            Some(_) if caller.internal => true,
+            Some(a) => a
+                .authorize(&caller.principal, &caller.host, op, rtype, name)
+                .allowed(),
+        }
+    }
+
+    /// [`Access::decide`] as a result with Kafka's code for the resource.
+    pub fn require(
+        &self,
+        caller: &Caller,
+        op: Operation,
+        rtype: ResourceType,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        if self.decide(caller, op, rtype, name) {
+            return Ok(());
+        }
+        Err(denied(caller, op, rtype, name))
+    }
+
+    /// `op` on the cluster.
+    pub fn require_cluster(&self, caller: &Caller, op: Operation) -> Result<(), ApiError> {
+        self.require(
+            caller,
+            op,
+            ResourceType::Cluster,
+            sluice_auth::acl::CLUSTER_NAME,
+        )
+    }
+
+    /// May the caller do `op` on some resource of `rtype` (KIP-679's check
+    /// for idempotent producers)?
+    pub fn allows_any(&self, caller: &Caller, op: Operation, rtype: ResourceType) -> bool {
+        match &self.inner.authorizer {
+            None => true,
+            Some(_) if caller.internal => true,
+            Some(a) => a.authorize_any(&caller.principal, &caller.host, op, rtype),
+        }
+    }
+
+    /// The ACLs as stored (DescribeAcls filters them).
+    pub fn acls(&self) -> Arc<Vec<AclBinding>> {
+        self.inner.acls.read().clone()
+    }
+
+    /// A user's SCRAM credential for `mechanism`.
+    pub fn credential(&self, user: &str, mechanism: Mechanism) -> Option<ScramCredential> {
+        self.inner
+            .scram
+            .read()
+            .get(&(user.to_string(), mechanism))
+            .cloned()
+    }
+
+    /// The users with a credential, and their mechanisms.
+    pub fn users(&self) -> Vec<(String, Vec<ScramCredential>)> {
+        let mut by_user: std::collections::BTreeMap<String, Vec<ScramCredential>> =
+            Default::default();
+        for ((user, _), c) in self.inner.scram.read().iter() {
+            by_user.entry(user.clone()).or_default().push(c.clone());
+        }
+        by_user.into_iter().collect()
+    }
+
+    /// Resolves once the ACLs and credentials were read from the store.
+    pub async fn wait_loaded(&self) {
+        let mut rx = self.inner.loaded.subscribe();
+        let _ = rx.wait_for(|l| *l).await;
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        *self.inner.loaded.borrow()
+    }
+
+    fn install(&self, acls: Vec<AclBinding>, scram: HashMap<(String, Mechanism), ScramCredential>) {
+        if let Some(a) = &self.inner.authorizer {
+            for bad in a.set_acls(&acls) {
+                tracing::warn!(acl = %bad, "ignoring an ACL that does not validate");
+            }
+        }
+        *self.inner.acls.write() = Arc::new(acls);
+        *self.inner.scram.write() = scram;
+        self.inner.loaded.send_replace(true);
+    }
+}
+
+/// One request's rights: the caller and the process's access control, as
+/// the request logic of either face asks them with the names it parsed.
+#[derive(Clone, Debug)]
+pub struct Rights {
+    access: Access,
+    caller: Caller,
+}
+
+impl Rights {
+    pub fn new(access: &Access, caller: Caller) -> Self {
+        Rights {
+            access: access.clone(),
+            caller,
+        }
+    }
+
+    /// The rights of a gRPC request's caller ([`Caller::of`]).
+    pub fn of<T>(access: &Access, req: &tonic::Request<T>) -> Self {
+        Rights::new(access, Caller::of(req))
+    }
+
+    /// Everything allowed (a service's own work, unit tests).
+    pub fn internal() -> Self {
+        Rights::new(&Access::open(), Caller::internal())
+    }
+
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    pub fn access(&self) -> &Access {
+        &self.access
+    }
+
+    pub fn topic(&self, op: Operation, name: &str) -> Result<(), ApiError> {
+        self.access
+            .require(&self.caller, op, ResourceType::Topic, name)
+    }
+
+    pub fn group(&self, op: Operation, name: &str) -> Result<(), ApiError> {
+        self.access
+            .require(&self.caller, op, ResourceType::Group, name)
+    }
+
+    pub fn cluster(&self, op: Operation) -> Result<(), ApiError> {
+        self.access.require_cluster(&self.caller, op)
+    }
+
+    /// Whether the caller may `op` the topic, with no audit line (to pick
+    /// what to do before the audited check refuses it).
+    pub fn may_topic(&self, op: Operation, name: &str) -> bool {
+        self.access
+            .allows(&self.caller, op, ResourceType::Topic, name)
+    }
+
+    /// Whether a listing shows this topic to the caller (no audit line: a
+    /// topic left out of "all topics" is not a refused request).
+    pub fn sees_topic(&self, name: &str) -> bool {
+        self.access
+            .allows(&self.caller, Operation::Describe, ResourceType::Topic, name)
+    }
+
+    pub fn sees_group(&self, name: &str) -> bool {
+        self.access
+            .allows(&self.caller, Operation::Describe, ResourceType::Group, name)
+    }
+
+    /// `op` on the cluster, without an audit line (for "the cluster, or
+    /// else each resource" rules such as CreateTopics).
+    pub fn has_cluster(&self, op: Operation) -> bool {
+        self.access.allows(
+            &self.caller,
+            op,
+            ResourceType::Cluster,
+            sluice_auth::acl::CLUSTER_NAME,
+        )
+    }
+
+    /// KIP-679: an idempotent producer needs `IdempotentWrite` on the
+    /// cluster or `Write` on some topic.
+    pub fn idempotent_producer(&self) -> Result<(), ApiError> {
+        if self.has_cluster(Operation::IdempotentWrite)
+            || self
+                .access
+                .allows_any(&self.caller, Operation::Write, ResourceType::Topic)
+        {
+            return Ok(());
+        }
+        self.cluster(Operation::IdempotentWrite)
+    }
+
+    /// CreateTopics' rule: `Create` on the cluster, or on the topic.
+    pub fn create_topic(&self, name: &str) -> Result<(), ApiError> {
+        if self.has_cluster(Operation::Create) {
+            return Ok(());
+        }
+        self.topic(Operation::Create, name)
+    }
+}
+
+/// Parses `sasl.enabled.mechanisms`.
+fn sasl_mechanisms(value: &str) -> Result<Vec<String>, ConfigError> {
+    let mut out = Vec::new();
+    for m in value.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        let m = m.to_ascii_uppercase();
+        if m != "PLAIN" && Mechanism::parse(&m).is_none() {
+            return Err(ConfigError::invalid(
+                "sasl.enabled.mechanisms",
+                format!("{m} is not offered: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN"),
+            ));
+        }
+        out.push(m);
+    }
+    if out.is_empty() {
+        return Err(ConfigError::invalid(
+            "sasl.enabled.mechanisms",
+            "a SASL listener needs at least one mechanism",
+        ));
+    }
+    Ok(out)
+}
+
+/// Kafka's code for a denial on a resource of `rtype`.
+pub fn denied(caller: &Caller, op: Operation, rtype: ResourceType, name: &str) -> ApiError {
+    let code = match rtype {
+        ResourceType::Topic => ErrorCode::TopicAuthorizationFailed,
+        ResourceType::Group => ErrorCode::GroupAuthorizationFailed,
+        ResourceType::Cluster | ResourceType::TransactionalId => {
+            ErrorCode::ClusterAuthorizationFailed
+        }
+    };
+    let what = match rtype {
+        ResourceType::Cluster => "the cluster".to_string(),
+        _ => format!("{rtype} {name:?}"),
+    };
+    ApiError::new(code, format!("{} may not {op} {what}", caller.principal))
+}
+
+fn audit_denied(caller: &Caller, op: Operation, rtype: ResourceType, name: &str, why: Decision) {
+    tracing::info!(
+        target: AUDIT_TARGET,
+        event = "denied",
+        principal = %caller.principal,
+        host = %caller.host,
+        operation = %op,
+        resource_type = %rtype,
+        resource = name,
+        reason = ?why,
+    );
+    metrics::counter!(
+        "sluice_authorization_denied_total",
+        "operation" => op.as_str(),
+        "resource_type" => rtype.as_str(),
+    )
+    .increment(1);
+}
+
+/// An audit line for a failed authentication (a bad password, an unknown
+/// user: the line does not say which, as the client is not told).
+pub fn audit_authentication_failed(host: &str, mechanism: &str, user: &str, reason: &str) {
+    tracing::info!(
+        target: AUDIT_TARGET,
+        event = "authentication-failed",
+        host,
+        mechanism,
+        user,
+        reason,
+    );
+    metrics::counter!("sluice_authentication_failed_total", "mechanism" => mechanism.to_string())
+        .increment(1);
+}
+
+/// An audit line for a change to who may do what (ACLs, users) or to the
+/// cluster (topics, configs), by `caller`.
+pub fn audit_change(caller: &Caller, action: &str, detail: &str) {
+    tracing::info!(
+        target: AUDIT_TARGET,
+        event = "change",
+        principal = %caller.principal,
+        host = %caller.host,
+        action,
+        detail,
+    );
+}
+
+pub use follow::follow;
