@@ -11,7 +11,8 @@
 //! - [`filter`]: which bindings a DescribeAcls or DeleteAcls means;
 //! - [`scram`]: SASL/SCRAM credentials and the server's side of the
 //!   exchange (and SASL/PLAIN checked against the same credential);
-//! - [`table`]: what every gRPC method and Kafka API needs.
+//! - [`table`]: what every gRPC method and Kafka API needs;
+//! - [`token`]: API tokens for gRPC clients (stored hashed).
 
 pub mod acl;
 mod authorizer;
@@ -21,6 +22,7 @@ pub mod mapping;
 mod principal;
 pub mod scram;
 pub mod table;
+pub mod token;
 
 pub use acl::{AclBinding, Operation, PatternType, Permission, ResourceType};
 pub use authorizer::{Authorizer, Decision};

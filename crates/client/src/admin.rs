@@ -9,6 +9,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::cluster::Channel;
 use sluice_proto::broker::{DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic};
 use sluice_proto::controller::controller_client::ControllerClient;
 use sluice_proto::controller::{
@@ -17,7 +18,6 @@ use sluice_proto::controller::{
     CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest,
 };
 use sluice_types::{ApiError, ErrorCode};
-use tonic::transport::Channel;
 
 use crate::cluster::Cluster;
 use crate::config::ClientConfig;

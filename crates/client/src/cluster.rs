@@ -12,7 +12,49 @@ use sluice_proto::broker::broker_client::BrokerClient;
 use sluice_proto::broker::{MetadataRequest, MetadataResponse};
 use sluice_proto::controller::controller_client::ControllerClient;
 use sluice_types::{ApiError, ErrorCode};
-use tonic::transport::{Channel, Endpoint};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Endpoint;
+
+/// A connection to a Sluice server, sending this client's credentials (if
+/// any) with every request.
+pub type Channel = InterceptedService<tonic::transport::Channel, Credentials>;
+
+/// The `authorization` header of every request: `Bearer <token>` or
+/// `Basic <user:password>` (`sluice.token`, `sasl.username`), or nothing.
+#[derive(Clone, Default)]
+pub struct Credentials(Option<MetadataValue<Ascii>>);
+
+impl Credentials {
+    pub fn of(config: &ClientConfig) -> Result<Self> {
+        use base64::Engine as _;
+        let value = match (&config.token, &config.sasl_username, &config.sasl_password) {
+            (Some(t), _, _) => format!("Bearer {}", t.0),
+            (None, Some(u), Some(p)) => format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{}", p.0))
+            ),
+            _ => return Ok(Credentials(None)),
+        };
+        let value = value.parse().map_err(|_| {
+            ClientError::config("sasl.username", "credentials must be printable ASCII")
+        })?;
+        Ok(Credentials(Some(value)))
+    }
+}
+
+impl Interceptor for Credentials {
+    fn call(
+        &mut self,
+        mut req: tonic::Request<()>,
+    ) -> std::result::Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
 
 use crate::TopicPartition;
 use crate::config::ClientConfig;
@@ -56,6 +98,8 @@ pub struct Cluster {
     pub(crate) config: ClientConfig,
     /// TLS for every channel (`security.protocol=SSL`), built once.
     tls: Option<sluice_tls::ClientTls>,
+    /// What every request carries to say who the client is.
+    credentials: Credentials,
     // A std-style lock: nothing awaits while holding it.
     cache: parking_lot::Mutex<Cache>,
     /// Rotates which broker a metadata refresh asks first, so a broker with
@@ -68,9 +112,11 @@ impl Cluster {
     pub fn new(config: ClientConfig) -> Result<Arc<Self>> {
         config.validate()?;
         let tls = config.client_tls()?;
+        let credentials = Credentials::of(&config)?;
         Ok(Arc::new(Cluster {
             config,
             tls,
+            credentials,
             cache: parking_lot::Mutex::new(Cache::default()),
             next_metadata: std::sync::atomic::AtomicUsize::new(0),
         }))
@@ -104,13 +150,20 @@ impl Cluster {
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .http2_keep_alive_interval(Duration::from_secs(30));
+        let channel = self.connect_lazy(endpoint);
+        cache.channels.insert(addr.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    /// A channel to `endpoint` that connects on first use, with this
+    /// client's TLS and credentials.
+    pub(crate) fn connect_lazy(&self, endpoint: Endpoint) -> Channel {
         let channel = if self.config.internal {
             sluice_tls::internal_channel(endpoint, self.tls.as_ref())
         } else {
             sluice_tls::lazy_channel(endpoint, self.tls.as_ref())
         };
-        cache.channels.insert(addr.to_string(), channel.clone());
-        Ok(channel)
+        InterceptedService::new(channel, self.credentials.clone())
     }
 
     /// A Broker client for `host:port`.

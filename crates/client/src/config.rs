@@ -160,6 +160,14 @@ pub struct ClientConfig {
     /// A TLS configuration built by the program (a service passes the one it
     /// reloads), used instead of building one from the settings above.
     pub tls: Option<ClientTls>,
+    /// `sasl.username` / `sasl.password` with `security.protocol`
+    /// `SASL_SSL` (or `SASL_PLAINTEXT`): the SCRAM user the client acts as
+    /// (sent with each request, checked against the user's credential).
+    pub sasl_username: Option<String>,
+    pub sasl_password: Option<Secret>,
+    /// `sluice.token`: an API token (`sluice tokens --create`), sent as
+    /// `authorization: Bearer` with each request instead of a password.
+    pub token: Option<Secret>,
     /// Set by a Sluice service for its own client (never from properties):
     /// a connection to the service's own process is known there as the
     /// process's own ([`sluice_tls::internal_channel`]).
@@ -208,6 +216,9 @@ impl Default for ClientConfig {
             ssl_files: TlsFiles::default(),
             ssl_verify_hostname: true,
             tls: None,
+            sasl_username: None,
+            sasl_password: None,
+            token: None,
             internal: false,
         }
     }
@@ -443,17 +454,24 @@ impl ClientConfig {
             "security.protocol" => {
                 let protocol = SecurityProtocol::parse(key, value)
                     .map_err(|e| ClientError::config(key, tls_reason(e)))?;
-                if protocol.is_sasl() {
-                    return Err(ClientError::config(
-                        key,
-                        format!(
-                            "{value}: this client speaks gRPC, where SASL does not apply; use SSL \
-                             (with ssl.certificate.location for a client certificate) or PLAINTEXT"
-                        ),
-                    ));
-                }
                 self.security_protocol = protocol
             }
+            // gRPC carries the password (or token) with each request, checked
+            // against the user's SCRAM credential whatever the mechanism.
+            "sasl.mechanism" | "sasl.mechanisms" => {
+                if !matches!(
+                    value.to_ascii_uppercase().as_str(),
+                    "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512"
+                ) {
+                    return Err(ClientError::config(
+                        key,
+                        "expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+                    ));
+                }
+            }
+            "sasl.username" => self.sasl_username = Some(value.to_string()),
+            "sasl.password" => self.sasl_password = Some(Secret(value.to_string())),
+            "sluice.token" => self.token = Some(Secret(value.to_string())),
             "ssl.ca.location" => self.ssl_files.ca = path(value),
             "ssl.certificate.location" => self.ssl_files.certificate = path(value),
             "ssl.key.location" => self.ssl_files.key = path(value),
@@ -514,6 +532,25 @@ impl ClientConfig {
                 "no bootstrap server given",
             ));
         }
+        let credentials = self.sasl_username.is_some() || self.token.is_some();
+        if credentials && !self.security_protocol.is_sasl() {
+            return Err(ClientError::config(
+                "security.protocol",
+                "sasl.username or sluice.token is set: use SASL_SSL (or SASL_PLAINTEXT) to send it",
+            ));
+        }
+        if self.security_protocol.is_sasl() && !credentials {
+            return Err(ClientError::config(
+                "sasl.username",
+                "security.protocol is SASL_*: set sasl.username and sasl.password (or sluice.token)",
+            ));
+        }
+        if self.sasl_username.is_some() != self.sasl_password.is_some() {
+            return Err(ClientError::config(
+                "sasl.password",
+                "sasl.username and sasl.password go together",
+            ));
+        }
         if self.enable_idempotence == Some(true) && self.acks != Acks::All {
             return Err(ClientError::config(
                 "enable.idempotence",
@@ -527,6 +564,16 @@ impl ClientConfig {
     /// `acks=all` (Kafka 3 turns the default off when other settings conflict).
     pub fn idempotence(&self) -> bool {
         self.enable_idempotence.unwrap_or(self.acks == Acks::All)
+    }
+}
+
+/// A password or token: kept out of `Debug` output (logs).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
     }
 }
 

@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Instant;
 
+use crate::cluster::Channel;
 use sluice_proto::coordinator as pb;
 use sluice_proto::coordinator::group_coordinator_client::GroupCoordinatorClient;
 use sluice_types::{ApiError, ErrorCode};
-use tonic::transport::Channel;
 
 use crate::admin::Admin;
 use crate::error::{ClientError, Result};
@@ -96,7 +96,7 @@ impl Admin {
         let mut out = Vec::new();
         for c in cluster.coordinators {
             let addr = format!("{}:{}", c.host, c.port);
-            let resp = coordinator_client(&addr, self.cluster().tls())?
+            let resp = coordinator_client(&addr, self.cluster())?
                 .list_groups(pb::ListGroupsRequest::default())
                 .await
                 .map_err(|s| ClientError::from_status(&addr, &s))?

@@ -8,13 +8,14 @@ use sluice_auth::AclBinding;
 use sluice_auth::scram::{Mechanism, ScramCredential};
 use sluice_proto::controller::{
     AclBinding as PbBinding, AlterUserScramCredentialsRequest, CreateAclsRequest,
-    DeleteAclsRequest, DescribeAclsRequest, DescribeUserScramCredentialsRequest,
-    ScramCredentialDeletion, ScramCredentialUpsertion,
+    CreateTokenRequest, DeleteAclsRequest, DescribeAclsRequest, DescribeTokensRequest,
+    DescribeUserScramCredentialsRequest, RevokeTokenRequest, ScramCredentialDeletion,
+    ScramCredentialUpsertion,
 };
 use sluice_types::{ApiError, ErrorCode};
 
 /// Which ACLs: each field unset matches anything (Kafka's filters).
-pub use sluice_proto::controller::AclFilter;
+pub use sluice_proto::controller::{AclFilter, TokenInfo};
 
 use crate::admin::Admin;
 use crate::error::{ClientError, Result};
@@ -27,6 +28,15 @@ pub const DEFAULT_ITERATIONS: u32 = 4096;
 pub struct UserCredentials {
     pub user: String,
     pub credentials: Vec<(String, i32)>,
+}
+
+/// A token just created: `token` is shown this once.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub id: String,
+    pub token: String,
+    /// Unix ms; `None`: never.
+    pub expires_ms: Option<i64>,
 }
 
 fn to_pb(b: &AclBinding) -> PbBinding {
@@ -200,5 +210,57 @@ impl Admin {
                 })
             })
             .collect()
+    }
+
+    /// Creates an API token acting as `principal` (`User:<name>`).
+    pub async fn create_token(
+        &self,
+        principal: &str,
+        expires_in: Option<std::time::Duration>,
+        description: &str,
+    ) -> Result<NewToken> {
+        let req = CreateTokenRequest {
+            principal: principal.to_string(),
+            expires_in_ms: expires_in.map_or(0, |d| d.as_millis().min(i64::MAX as u128) as i64),
+            description: description.to_string(),
+        };
+        let resp = self
+            .with_controller("create a token", |mut c| {
+                let req = req.clone();
+                async move { c.create_token(req).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        entry(resp.error.as_ref())?;
+        Ok(NewToken {
+            id: resp.token_id,
+            token: resp.token,
+            expires_ms: (resp.expires_ms >= 0).then_some(resp.expires_ms),
+        })
+    }
+
+    /// Revokes token `id`.
+    pub async fn revoke_token(&self, id: &str) -> Result<()> {
+        let req = RevokeTokenRequest {
+            token_id: id.to_string(),
+        };
+        let resp = self
+            .with_controller("revoke a token", |mut c| {
+                let req = req.clone();
+                async move { c.revoke_token(req).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        entry(resp.error.as_ref())
+    }
+
+    /// Every token (never the secrets).
+    pub async fn describe_tokens(&self) -> Result<Vec<TokenInfo>> {
+        let resp = self
+            .with_controller("describe tokens", |mut c| async move {
+                c.describe_tokens(DescribeTokensRequest {})
+                    .await
+                    .map(|r| r.into_inner())
+            })
+            .await?;
+        Ok(resp.tokens)
     }
 }

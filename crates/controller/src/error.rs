@@ -135,6 +135,8 @@ pub enum ControllerError {
     UnacceptableCredential(String),
     #[error("user {user:?} has no {mechanism} credential")]
     NoCredential { user: String, mechanism: String },
+    #[error("no token {id:?} (revoked already, or never created)")]
+    NoToken { id: String },
 }
 
 pub type Result<T, E = ControllerError> = std::result::Result<T, E>;
@@ -175,7 +177,7 @@ impl ControllerError {
             InvalidIsr { .. } | InvalidRequest(_) | InvalidAcl(_) => ErrorCode::InvalidRequest,
             Denied(e) => e.code,
             UnacceptableCredential(_) => ErrorCode::UnacceptableCredential,
-            NoCredential { .. } => ErrorCode::ResourceNotFound,
+            NoCredential { .. } | NoToken { .. } => ErrorCode::ResourceNotFound,
             NoBrokerForOffsets { .. } => ErrorCode::CoordinatorNotAvailable,
         }
     }

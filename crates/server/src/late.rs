@@ -100,7 +100,27 @@ impl<A: Api> Service<http::Request<Body>> for Slot<A> {
                     return Box::pin(async move { Ok(status.into_http()) });
                 }
                 let mut s = s.clone();
-                Box::pin(async move { s.call(req).await })
+                let token = req
+                    .extensions()
+                    .get::<crate::access::Caller>()
+                    .and_then(|c| c.token.clone());
+                let Some(token) = token else {
+                    return Box::pin(async move { s.call(req).await });
+                };
+                // A request made with a token ends when the token is revoked
+                // or expires (an open Fetch long poll, a heartbeat waiting).
+                let access = self.access.clone();
+                Box::pin(async move {
+                    tokio::select! {
+                        r = s.call(req) => r,
+                        _ = access.token_gone(&token) => Ok(sluice_types::ApiError::new(
+                            sluice_types::ErrorCode::SaslAuthenticationFailed,
+                            "the token was revoked or expired",
+                        )
+                        .to_status()
+                        .into_http()),
+                    }
+                })
             }
             None => Box::pin(async {
                 Ok(tonic::Status::unavailable(format!("{} is starting", A::NAME)).into_http())

@@ -15,6 +15,7 @@
 //! | `cluster-id` | the cluster id, a UUID string |
 //! | `security/acls/<type>/<pattern>/<name>` | the ACL bindings on one resource pattern (JSON list, `sluice_auth::AclBinding`) |
 //! | `security/scram/<user>/<mechanism>` | a user's SCRAM credential (`sluice_auth::scram::ScramCredential`; never the password) |
+//! | `security/tokens/<id>` | an API token (`sluice_auth::token::TokenRecord`: principal, SHA-256 of the secret, expiry) |
 
 use std::collections::BTreeMap;
 
@@ -33,6 +34,12 @@ pub const OFFSETS_OWNERS_PREFIX: &str = "offsets-owners/";
 pub const SECURITY_PREFIX: &str = "security/";
 pub const ACLS_PREFIX: &str = "security/acls/";
 pub const SCRAM_PREFIX: &str = "security/scram/";
+pub const TOKENS_PREFIX: &str = "security/tokens/";
+
+/// The key of an API token's record (`sluice_auth::token::TokenRecord`).
+pub fn token_key(id: &str) -> String {
+    format!("{TOKENS_PREFIX}{id}")
+}
 
 /// The key of the ACLs on one resource pattern (`Topic`, `LITERAL`, `orders`).
 pub fn acl_key(resource_type: &str, pattern_type: &str, name: &str) -> String {

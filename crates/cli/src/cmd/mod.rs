@@ -18,6 +18,7 @@ pub mod dlq;
 pub mod health;
 pub mod producer_perf_test;
 pub mod standalone;
+pub mod tokens;
 pub mod topics;
 pub mod users;
 
@@ -68,6 +69,8 @@ pub enum Command {
     /// SCRAM users for SASL on the Kafka listener (kafka-configs.sh
     /// --entity-type users).
     Users(users::Args),
+    /// API tokens for gRPC clients (created, listed, revoked).
+    Tokens(tokens::Args),
 }
 
 /// Runs one subcommand.
@@ -76,6 +79,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Topics(a) => topics::run(a).await,
         Command::Acls(a) => acls::run(a).await,
         Command::Users(a) => users::run(a).await,
+        Command::Tokens(a) => tokens::run(a).await,
         Command::ConsoleProducer(a) => console_producer::run(a).await,
         Command::ConsoleConsumer(a) => console_consumer::run(a).await,
         Command::ProducerPerfTest(a) => producer_perf_test::run(a).await,

@@ -14,12 +14,14 @@ pub struct Args {
     #[arg(long, default_value = ".sluice-data")]
     pub data_dir: PathBuf,
     /// Address the server binds (gRPC and Kafka's protocol, for the broker,
-    /// controller and coordinator): `HOST:PORT`, or `SSL://HOST:PORT` for TLS
-    /// with the `ssl.*` keys of the config file's `broker:` section.
+    /// controller and coordinator): `HOST:PORT`, `SSL://HOST:PORT` for TLS
+    /// with the `ssl.*` keys of the config file's `broker:` section, and
+    /// `SASL_PLAINTEXT://` or `SASL_SSL://` for Kafka clients to
+    /// authenticate (`sluice users`, `--add-scram`).
     #[arg(
         long,
         default_value = "127.0.0.1:9092",
-        value_name = "[SSL://]HOST:PORT"
+        value_name = "[PROTOCOL://]HOST:PORT"
     )]
     pub listen: String,
     /// Address clients are told to connect to (advertised.listeners); defaults
@@ -42,6 +44,70 @@ pub struct Args {
     /// Serve the console read-only (no changes from the browser).
     #[arg(long)]
     pub console_read_only: bool,
+    /// A SCRAM user to have from the start (Kafka's `kafka-storage.sh format
+    /// --add-scram`): `SCRAM-SHA-256=[name=admin,password=admin-secret]`.
+    /// Set when the user has no credential of that mechanism yet (a changed
+    /// password is kept across restarts). Repeatable. With an authorizer,
+    /// name the user in `super.users` to have a first administrator.
+    #[arg(long = "add-scram", value_name = "MECHANISM=[name=U,password=P]")]
+    pub add_scram: Vec<String>,
+}
+
+/// One `--add-scram` value: (mechanism, user, password, iterations).
+fn parse_add_scram(
+    value: &str,
+) -> anyhow::Result<(sluice_auth::scram::Mechanism, String, String, u32)> {
+    let bad = || {
+        anyhow::anyhow!(
+            "--add-scram {value:?}: expected SCRAM-SHA-256=[name=USER,password=PASSWORD(,iterations=N)]"
+        )
+    };
+    let (mech, rest) = value.split_once('=').ok_or_else(bad)?;
+    let mechanism = sluice_auth::scram::Mechanism::parse(mech.trim()).ok_or_else(bad)?;
+    let inner = rest
+        .trim()
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .ok_or_else(bad)?;
+    let (mut name, mut password) = (None, None);
+    let mut iterations = sluice_client::security_admin::DEFAULT_ITERATIONS;
+    for part in inner.split(',') {
+        match part.split_once('=') {
+            Some(("name", v)) => name = Some(v.to_string()),
+            Some(("password", v)) => password = Some(v.to_string()),
+            Some(("iterations", v)) => iterations = v.trim().parse().map_err(|_| bad())?,
+            _ => return Err(bad()),
+        }
+    }
+    Ok((
+        mechanism,
+        name.ok_or_else(bad)?,
+        password.ok_or_else(bad)?,
+        iterations,
+    ))
+}
+
+/// Creates the `--add-scram` users that do not exist yet, as the node itself
+/// (its own connections are trusted, so this works with ACLs on).
+async fn add_scram(node: &Standalone, values: &[String]) -> anyhow::Result<()> {
+    if values.is_empty() {
+        return Ok(());
+    }
+    let admin = sluice_client::Admin::new(node.client.clone().as_service())?;
+    for v in values {
+        let (mechanism, user, password, iterations) = parse_add_scram(v)?;
+        let has =
+            admin.describe_users(&[]).await?.iter().any(|u| {
+                u.user == user && u.credentials.iter().any(|(m, _)| m == mechanism.name())
+            });
+        if !has {
+            admin
+                .set_scram_password(&user, mechanism, &password, iterations)
+                .await?;
+            eprintln!("Created {} credential for user {user}.", mechanism.name());
+        }
+    }
+    Ok(())
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -62,7 +128,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(addr) = &args.metrics_listen {
         sluice_server::metrics::serve(addr, shutdown.clone()).await?;
     }
+    for v in &args.add_scram {
+        parse_add_scram(v)?;
+    }
     let mut node = Standalone::start(opts).await?;
+    add_scram(&node, &args.add_scram).await?;
     eprintln!(
         "Sluice standalone node listening on {} (data in {}). Ctrl-C to stop.",
         node.addr,

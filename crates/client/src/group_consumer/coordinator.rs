@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use crate::cluster::Channel;
 use parking_lot::Mutex;
 use sluice_proto::broker::{CoordinatorKeyType, FindCoordinatorRequest};
 use sluice_proto::coordinator as pb;
 use sluice_proto::coordinator::group_coordinator_client::GroupCoordinatorClient;
 use sluice_types::{ApiError, ErrorCode};
-use tonic::transport::Channel;
 use tracing::{debug, info, warn};
 
 use super::membership::Membership;
@@ -227,7 +227,7 @@ pub(crate) async fn find_coordinator(
             return Err(e.into());
         }
         let addr = format!("{}:{}", c.host, c.port);
-        return Ok((addr.clone(), coordinator_client(&addr, cluster.tls())?));
+        return Ok((addr.clone(), coordinator_client(&addr, cluster)?));
     }
     Err(last.unwrap_or_else(|| {
         api(
@@ -240,9 +240,9 @@ pub(crate) async fn find_coordinator(
 /// A lazily connected client of the coordinator at `addr` (`HOST:PORT`).
 pub(crate) fn coordinator_client(
     addr: &str,
-    tls: Option<&sluice_tls::ClientTls>,
+    cluster: &Cluster,
 ) -> Result<GroupCoordinatorClient<Channel>> {
-    let endpoint = Channel::from_shared(format!("http://{addr}"))
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| {
             api(
                 ErrorCode::InvalidConfig,
@@ -254,9 +254,7 @@ pub(crate) fn coordinator_client(
         // Notice a coordinator host that vanished without closing the socket.
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(5));
-    Ok(GroupCoordinatorClient::new(sluice_tls::lazy_channel(
-        endpoint, tls,
-    )))
+    Ok(GroupCoordinatorClient::new(cluster.connect_lazy(endpoint)))
 }
 
 #[cfg(test)]
@@ -268,8 +266,8 @@ mod tests {
     /// nothing listens on: these tests never send a request).
     fn shared_with_coordinator() -> Shared {
         let cluster = Cluster::new(ClientConfig::new("127.0.0.1:1")).unwrap();
+        let c = coordinator_client("127.0.0.1:1", &cluster).unwrap();
         let shared = Shared::new(cluster, "g".into());
-        let c = coordinator_client("127.0.0.1:1", None).unwrap();
         *shared.coordinator.lock() = Some(("127.0.0.1:1".into(), c));
         shared
     }

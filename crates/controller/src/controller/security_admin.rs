@@ -1,4 +1,4 @@
-//! ACLs and SCRAM credentials in the metadata store: the controller writes
+//! ACLs, SCRAM credentials and API tokens in the metadata store: the controller writes
 //! them (fenced by its election, as it writes topics) and every service
 //! follows `security/` by watch (`sluice_server::access`).
 //!
@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use sluice_auth::scram::{Mechanism, ScramCredential};
+use sluice_auth::token::TokenRecord;
 use sluice_auth::{AclBinding, AclFilter};
 use sluice_metastore::{Compare, KeyValue, Op, Txn};
 use sluice_types::meta;
@@ -235,6 +236,73 @@ impl Controller {
             }
         }
     }
+}
+
+impl Controller {
+    /// Stores a new token for `principal`; returns (id, token, record).
+    pub async fn create_token(
+        &self,
+        principal: &str,
+        expires_in_ms: Option<i64>,
+        description: &str,
+    ) -> Result<(String, String, TokenRecord)> {
+        sluice_auth::Principal::parse(principal).map_err(ControllerError::InvalidAcl)?;
+        let now = now_ms();
+        let (id, token, record) = sluice_auth::token::generate(
+            principal,
+            now,
+            expires_in_ms.map(|ms| now.saturating_add(ms)),
+            description,
+        );
+        let leader = self.leader_key()?;
+        let key = meta::token_key(&id);
+        let value = serde_json::to_vec(&record).expect("token record serializes");
+        self.commit(
+            Txn::fenced(&leader)
+                .when(Compare::absent(key.clone()))
+                .and_then(Op::put(key, value)),
+            || ControllerError::Raced {
+                what: "a new token id".into(),
+            },
+        )
+        .await?;
+        Ok((id, token, record))
+    }
+
+    /// Deletes token `id`.
+    pub async fn revoke_token(&self, id: &str) -> Result<()> {
+        let leader = self.leader_key()?;
+        let key = meta::token_key(id);
+        self.commit(
+            Txn::fenced(&leader)
+                .when(Compare::present(key.clone()))
+                .and_then(Op::delete(key)),
+            || ControllerError::NoToken { id: id.to_string() },
+        )
+        .await
+    }
+
+    /// Every token, by id.
+    pub async fn tokens(&self) -> Result<BTreeMap<String, TokenRecord>> {
+        let (kvs, _) = self
+            .store
+            .range(meta::TOKENS_PREFIX)
+            .await
+            .map_err(meta_err)?;
+        kvs.into_iter()
+            .map(|kv| {
+                let id = kv.key.trim_start_matches(meta::TOKENS_PREFIX).to_string();
+                let t = serde_json::from_slice(&kv.value).map_err(|e| corrupt(&kv.key, e))?;
+                Ok((id, t))
+            })
+            .collect()
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn decode_acls(kv: &KeyValue) -> Result<Vec<AclBinding>> {

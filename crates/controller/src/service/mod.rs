@@ -173,4 +173,33 @@ impl ControllerApi for ControllerService {
             security::describe_scram(&self.controller, request.into_inner()).await?,
         ))
     }
+
+    async fn create_token(
+        &self,
+        request: Request<pb::CreateTokenRequest>,
+    ) -> Result<Response<pb::CreateTokenResponse>, Status> {
+        let caller = Caller::of(&request);
+        Ok(Response::new(
+            security::create_token(&self.controller, &caller, request.into_inner()).await,
+        ))
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<pb::RevokeTokenRequest>,
+    ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
+        let caller = Caller::of(&request);
+        Ok(Response::new(
+            security::revoke_token(&self.controller, &caller, request.into_inner()).await,
+        ))
+    }
+
+    async fn describe_tokens(
+        &self,
+        _request: Request<pb::DescribeTokensRequest>,
+    ) -> Result<Response<pb::DescribeTokensResponse>, Status> {
+        Ok(Response::new(
+            security::describe_tokens(&self.controller).await?,
+        ))
+    }
 }

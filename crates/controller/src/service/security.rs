@@ -289,3 +289,66 @@ pub(super) async fn describe_scram(
     };
     Ok(pb::DescribeUserScramCredentialsResponse { users })
 }
+
+pub(super) async fn create_token(
+    controller: &Controller,
+    caller: &Caller,
+    req: pb::CreateTokenRequest,
+) -> pb::CreateTokenResponse {
+    let expires = (req.expires_in_ms > 0).then_some(req.expires_in_ms);
+    match controller
+        .create_token(&req.principal, expires, &req.description)
+        .await
+    {
+        Ok((id, token, record)) => {
+            audit_change(
+                caller,
+                "create-token",
+                &format!("{id} for {}", record.principal),
+            );
+            pb::CreateTokenResponse {
+                error: None,
+                token_id: id,
+                token,
+                expires_ms: record.expires_ms.unwrap_or(-1),
+            }
+        }
+        Err(e) => pb::CreateTokenResponse {
+            error: Some(e.to_proto()),
+            ..Default::default()
+        },
+    }
+}
+
+pub(super) async fn revoke_token(
+    controller: &Controller,
+    caller: &Caller,
+    req: pb::RevokeTokenRequest,
+) -> pb::RevokeTokenResponse {
+    let result = controller.revoke_token(&req.token_id).await;
+    if result.is_ok() {
+        audit_change(caller, "revoke-token", &req.token_id);
+    }
+    pb::RevokeTokenResponse {
+        error: result.err().map(|e| e.to_proto()),
+    }
+}
+
+pub(super) async fn describe_tokens(
+    controller: &Controller,
+) -> Result<pb::DescribeTokensResponse, ControllerError> {
+    Ok(pb::DescribeTokensResponse {
+        tokens: controller
+            .tokens()
+            .await?
+            .into_iter()
+            .map(|(id, t)| pb::TokenInfo {
+                token_id: id,
+                principal: t.principal,
+                created_ms: t.created_ms,
+                expires_ms: t.expires_ms.unwrap_or(-1),
+                description: t.description,
+            })
+            .collect(),
+    })
+}

@@ -17,7 +17,19 @@ pub const CLIENT_HOST_HEADER: &str = "sluice-client-host";
 
 /// Admits `req` or says why not.
 pub(crate) fn admit<B>(access: &Access, req: &mut http::Request<B>) -> Result<(), tonic::Status> {
-    let direct = access.identify(ConnInfo::of(req.extensions()));
+    let conn = access.identify(ConnInfo::of(req.extensions()));
+    // Credentials in the request (a token, a password) say who it is; else
+    // the connection does (certificate, own process, anonymous).
+    let direct = match req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| access.authenticate(v, &conn.host))
+    {
+        None => conn,
+        Some(Ok(caller)) => caller,
+        Some(Err(e)) => return Err(e.to_status()),
+    };
     let caller = match forwarded(req.headers()) {
         None => direct,
         Some(fwd) => {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use sluice_auth::AclBinding;
 use sluice_auth::scram::{Mechanism, ScramCredential};
+use sluice_auth::token::TokenRecord;
 use sluice_metastore::{EventKind, MetadataStore};
 use sluice_types::meta;
 use tokio_util::sync::CancellationToken;
@@ -67,11 +68,19 @@ async fn follow_once(
 fn apply(access: &Access, entries: &BTreeMap<String, Vec<u8>>) {
     let mut acls = Vec::new();
     let mut scram = HashMap::new();
+    let mut tokens = HashMap::new();
     for (key, value) in entries {
         if key.starts_with(meta::ACLS_PREFIX) {
             match serde_json::from_slice::<Vec<AclBinding>>(value) {
                 Ok(list) => acls.extend(list),
                 Err(e) => tracing::warn!(%key, error = %e, "ignoring unreadable ACLs"),
+            }
+        } else if let Some(id) = key.strip_prefix(meta::TOKENS_PREFIX) {
+            match serde_json::from_slice::<TokenRecord>(value) {
+                Ok(t) => {
+                    tokens.insert(id.to_string(), t);
+                }
+                Err(e) => tracing::warn!(%key, error = %e, "ignoring an unreadable token"),
             }
         } else if let Some((user, mech)) = meta::parse_scram_key(key) {
             let parsed = Mechanism::parse(mech)
@@ -89,5 +98,5 @@ fn apply(access: &Access, entries: &BTreeMap<String, Vec<u8>>) {
             }
         }
     }
-    access.install(acls, scram);
+    access.install(acls, scram, tokens);
 }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use sluice_auth::scram::{Mechanism, ScramCredential};
+use sluice_auth::token::TokenRecord;
 use sluice_auth::{
     AclBinding, Authorizer, Decision, MappingRules, Operation, Principal, ResourceType,
 };
@@ -47,6 +48,8 @@ pub struct Caller {
     pub host: String,
     /// One of this process's own services (allowed everything).
     pub internal: bool,
+    /// The API token the request came with: revoking it ends the request.
+    pub token: Option<String>,
 }
 
 impl Caller {
@@ -55,6 +58,7 @@ impl Caller {
             principal: Principal::anonymous(),
             host: host.into(),
             internal: false,
+            token: None,
         }
     }
 
@@ -63,6 +67,7 @@ impl Caller {
             principal,
             host: host.into(),
             internal: false,
+            token: None,
         }
     }
 
@@ -72,6 +77,7 @@ impl Caller {
             principal: Principal::user(INTERNAL_USER),
             host: "127.0.0.1".into(),
             internal: true,
+            token: None,
         }
     }
 
@@ -115,6 +121,13 @@ struct Inner {
     /// The bindings as stored, for DescribeAcls.
     acls: RwLock<Arc<Vec<AclBinding>>>,
     scram: RwLock<HashMap<(String, Mechanism), ScramCredential>>,
+    tokens: RwLock<HashMap<String, TokenRecord>>,
+    /// Passwords already checked (PBKDF2 costs milliseconds; gRPC sends the
+    /// password with every request): SHA-256 of user and password to the
+    /// StoredKey it matched, valid while the credential is unchanged.
+    checked: parking_lot::Mutex<HashMap<[u8; 32], Vec<u8>>>,
+    /// Bumped on every change read from the store (tokens revoked).
+    changes: watch::Sender<u64>,
     /// `Some`: the listener is `SASL_*://`, and these mechanisms are
     /// offered (Kafka's names).
     sasl: Option<Vec<String>>,
@@ -185,6 +198,9 @@ impl Access {
                 sasl,
                 acls: RwLock::new(Arc::new(Vec::new())),
                 scram: RwLock::new(HashMap::new()),
+                tokens: RwLock::new(HashMap::new()),
+                checked: parking_lot::Mutex::new(HashMap::new()),
+                changes: watch::Sender::new(0),
                 loaded: watch::Sender::new(false),
             }),
         }
@@ -328,7 +344,12 @@ impl Access {
         *self.inner.loaded.borrow()
     }
 
-    fn install(&self, acls: Vec<AclBinding>, scram: HashMap<(String, Mechanism), ScramCredential>) {
+    fn install(
+        &self,
+        acls: Vec<AclBinding>,
+        scram: HashMap<(String, Mechanism), ScramCredential>,
+        tokens: HashMap<String, TokenRecord>,
+    ) {
         if let Some(a) = &self.inner.authorizer {
             for bad in a.set_acls(&acls) {
                 tracing::warn!(acl = %bad, "ignoring an ACL that does not validate");
@@ -336,7 +357,104 @@ impl Access {
         }
         *self.inner.acls.write() = Arc::new(acls);
         *self.inner.scram.write() = scram;
+        *self.inner.tokens.write() = tokens;
+        self.inner.changes.send_modify(|n| *n += 1);
         self.inner.loaded.send_replace(true);
+    }
+
+    /// The caller a request's `authorization` header names: a token
+    /// (`Bearer`) or a SCRAM user's password (`Basic`). `None` when the
+    /// request carries none; an error (SASL_AUTHENTICATION_FAILED) when it
+    /// carries one that is refused.
+    pub fn authenticate(&self, header: &str, host: &str) -> Option<Result<Caller, ApiError>> {
+        let refused = |mechanism: &str, user: &str, why: &str| {
+            audit_authentication_failed(host, mechanism, user, why);
+            Err(ApiError::new(
+                ErrorCode::SaslAuthenticationFailed,
+                format!("authentication failed ({mechanism}): invalid credentials"),
+            ))
+        };
+        let (scheme, value) = header.trim().split_once(' ')?;
+        if scheme.eq_ignore_ascii_case("bearer") {
+            let Ok((id, secret)) = sluice_auth::token::parse(value) else {
+                return Some(refused("token", "", "not a Sluice token"));
+            };
+            let record = self.inner.tokens.read().get(id).cloned();
+            let Some(record) = record else {
+                return Some(refused("token", id, "unknown or revoked token"));
+            };
+            if !record.accepts(secret, now_ms()) {
+                return Some(refused("token", id, "wrong secret or expired"));
+            }
+            return Some(match Principal::parse(&record.principal) {
+                Ok(p) => {
+                    let mut caller = Caller::user(p, host);
+                    caller.token = Some(id.to_string());
+                    Ok(caller)
+                }
+                Err(_) => refused("token", id, "the token's principal does not parse"),
+            });
+        }
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return Some(refused(scheme, "", "unknown authorization scheme"));
+        }
+        use base64::Engine as _;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(value.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok());
+        let Some((user, password)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
+            return Some(refused("PLAIN", "", "malformed Basic credentials"));
+        };
+        if self.password_ok(user, password) {
+            Some(Ok(Caller::user(Principal::user(user), host)))
+        } else {
+            Some(refused("PLAIN", user, "unknown user or wrong password"))
+        }
+    }
+
+    /// A user's password against any of its SCRAM credentials, remembering
+    /// a success while that credential stays the same.
+    fn password_ok(&self, user: &str, password: &str) -> bool {
+        let key = sha256(&[user.as_bytes(), b"\0", password.as_bytes()]);
+        let credentials: Vec<ScramCredential> = Mechanism::ALL
+            .iter()
+            .filter_map(|m| self.credential(user, *m))
+            .collect();
+        if let Some(stored) = self.inner.checked.lock().get(&key)
+            && credentials.iter().any(|c| &c.stored_key == stored)
+        {
+            return true;
+        }
+        let Some(ok) = credentials.iter().find(|c| c.verify_password(password)) else {
+            return false;
+        };
+        let mut checked = self.inner.checked.lock();
+        if checked.len() > 10_000 {
+            checked.clear();
+        }
+        checked.insert(key, ok.stored_key.clone());
+        true
+    }
+
+    /// Resolves once token `id` is no longer valid (revoked or expired): a
+    /// request made with it ends then.
+    pub async fn token_gone(&self, id: &str) {
+        let mut rx = self.inner.changes.subscribe();
+        loop {
+            let expires = match self.inner.tokens.read().get(id) {
+                None => return,
+                Some(t) => t.expires_ms,
+            };
+            let wait = expires.map(|e| (e - now_ms()).max(0) as u64);
+            if wait == Some(0) {
+                return;
+            }
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { std::future::pending::<()>().await },
+                _ = tokio::time::sleep(std::time::Duration::from_millis(wait.unwrap_or(u64::MAX / 4))) => return,
+            }
+        }
     }
 }
 
@@ -438,6 +556,20 @@ impl Rights {
         }
         self.topic(Operation::Create, name)
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for p in parts {
+        ctx.update(p);
+    }
+    ctx.finish().as_ref().try_into().expect("32 bytes")
 }
 
 /// Parses `sasl.enabled.mechanisms`.
