@@ -53,6 +53,9 @@ pub struct ClusterSpec {
     /// Every process serves mTLS (`SSL://`, `ssl.client.auth=required`) and
     /// reaches the others over TLS; the test's clients use TLS too.
     pub tls: bool,
+    /// With `tls`: ACLs on in every process, and the processes' and the
+    /// clients' certificates (`User:CN=<name>`) the only super users.
+    pub acls: bool,
 }
 
 impl Default for ClusterSpec {
@@ -70,6 +73,7 @@ impl Default for ClusterSpec {
             log_flush_interval_ms: None,
             crash_detection: true,
             tls: false,
+            acls: false,
         }
     }
 }
@@ -100,6 +104,8 @@ pub struct TestCluster {
     broker_ports: BTreeMap<usize, u16>,
     /// The test CA and every process's certificate (see [`tls`]).
     certs: PathBuf,
+    /// The CA itself, for tests that need another certificate from it.
+    ca: std::sync::Arc<sluice_tls::testing::TestCa>,
     /// Whether [`TestCluster::client_config`] uses TLS.
     tls_clients: bool,
 }
@@ -328,11 +334,25 @@ impl TestCluster {
             procs,
             broker_ports,
             certs,
+            ca: std::sync::Arc::new(ca),
             tls_clients: spec.tls,
         };
         if spec.tls {
+            let super_users: Vec<String> = c
+                .process_names()
+                .into_iter()
+                .chain([tls::CLIENT.to_string()])
+                .map(|n| format!("User:CN={n}"))
+                .collect();
             for name in c.process_names() {
                 let mut settings = c.tls_settings(&name, false, true)?;
+                if spec.acls {
+                    settings.push((
+                        "authorizer.class.name".into(),
+                        "kafka.security.authorizer.AclAuthorizer".into(),
+                    ));
+                    settings.push(("super.users".into(), super_users.join(";")));
+                }
                 // etcd too: its own certificate, the process's as the client's.
                 let f = tls::files(&c.certs, &name);
                 for (key, p) in [

@@ -49,6 +49,13 @@ impl TestCluster {
         &self.certs
     }
 
+    /// A new certificate from the cluster's CA (a client, or an intruder
+    /// with a valid certificate that is not a service's).
+    pub fn issue_certificate(&self, name: &str) -> TlsFiles {
+        self.ca
+            .issue(name, name, &["127.0.0.1", "localhost"], Validity::Current)
+    }
+
     /// The settings that make `name` serve mTLS on its port and reach the
     /// others over TLS; `accept_plaintext` keeps plaintext clients too (the
     /// middle of a move to TLS), `inter_tls` picks how it reaches the others.

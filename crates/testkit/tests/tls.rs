@@ -86,6 +86,7 @@ async fn every_service_speaks_mtls_and_a_forged_broker_is_refused() {
         controllers: 2,
         coordinators: 1,
         tls: true,
+        acls: true,
         ..Default::default()
     })
     .await
@@ -162,12 +163,23 @@ async fn every_service_speaks_mtls_and_a_forged_broker_is_refused() {
             );
         }
     }
-    // The cluster's own certificate gets through the TLS layer (what it may
-    // do is the authorizer's business).
+    // A certificate from the cluster's own CA gets through TLS, but one
+    // that is not a service's (not a super user) may not act as a broker.
+    let intruder = ClientTls::new(&c.issue_certificate("intruder"), true).unwrap();
+    let (fetch, alter) = impersonate(&c, Some(&intruder)).await;
+    for (call, e) in [("ReplicaFetch", &fetch), ("AlterPartition", &alter)] {
+        assert!(
+            e.contains("CLUSTER_AUTHORIZATION_FAILED"),
+            "a CA-signed non-service certificate: {call} was not refused by ACLs: {e:?}"
+        );
+    }
+    // The service's own certificate gets through both.
     let own = sluice_testkit::tls::files(c.certs_dir(), "broker-2");
     let (fetch, _) = impersonate(&c, Some(&ClientTls::new(&own, true).unwrap())).await;
     assert!(
-        !fetch.contains("handshake") && !fetch.contains("transport"),
+        !fetch.contains("handshake")
+            && !fetch.contains("transport")
+            && !fetch.contains("AUTHORIZATION"),
         "{fetch}"
     );
     // Nothing the forgers sent changed the ISR.
