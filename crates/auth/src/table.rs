@@ -80,6 +80,11 @@ pub const GRPC: &[(&str, Requirement)] = &[
     ("Controller/CreateToken", R::Cluster(Alter)),
     ("Controller/RevokeToken", R::Cluster(Alter)),
     ("Controller/DescribeTokens", R::Cluster(Describe)),
+    ("Controller/AlterClientQuotas", R::Cluster(AlterConfigs)),
+    (
+        "Controller/DescribeClientQuotas",
+        R::Cluster(DescribeConfigs),
+    ),
     ("GroupCoordinator/JoinGroup", R::Group(Read)),
     ("GroupCoordinator/SyncGroup", R::Group(Read)),
     ("GroupCoordinator/Heartbeat", R::Group(Read)),

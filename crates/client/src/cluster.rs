@@ -21,10 +21,14 @@ use tonic::transport::Endpoint;
 /// any) with every request.
 pub type Channel = InterceptedService<tonic::transport::Channel, Credentials>;
 
-/// The `authorization` header of every request: `Bearer <token>` or
-/// `Basic <user:password>` (`sluice.token`, `sasl.username`), or nothing.
+/// What every request says of its client: the `authorization` header
+/// (`Bearer <token>` or `Basic <user:password>`, from `sluice.token` or
+/// `sasl.username`; none without them) and `client.id` (for quotas).
 #[derive(Clone, Default)]
-pub struct Credentials(Option<MetadataValue<Ascii>>);
+pub struct Credentials {
+    authorization: Option<MetadataValue<Ascii>>,
+    client_id: Option<MetadataValue<Ascii>>,
+}
 
 impl Credentials {
     pub fn of(config: &ClientConfig) -> Result<Self> {
@@ -35,12 +39,20 @@ impl Credentials {
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD.encode(format!("{u}:{}", p.0))
             ),
-            _ => return Ok(Credentials(None)),
+            _ => String::new(),
         };
-        let value = value.parse().map_err(|_| {
-            ClientError::config("sasl.username", "credentials must be printable ASCII")
-        })?;
-        Ok(Credentials(Some(value)))
+        let authorization = if value.is_empty() {
+            None
+        } else {
+            Some(value.parse().map_err(|_| {
+                ClientError::config("sasl.username", "credentials must be printable ASCII")
+            })?)
+        };
+        Ok(Credentials {
+            authorization,
+            // A client id that is not a header value is simply not sent.
+            client_id: config.client_id.parse().ok(),
+        })
     }
 }
 
@@ -49,8 +61,11 @@ impl Interceptor for Credentials {
         &mut self,
         mut req: tonic::Request<()>,
     ) -> std::result::Result<tonic::Request<()>, tonic::Status> {
-        if let Some(v) = &self.0 {
+        if let Some(v) = &self.authorization {
             req.metadata_mut().insert("authorization", v.clone());
+        }
+        if let Some(v) = &self.client_id {
+            req.metadata_mut().insert("sluice-client-id", v.clone());
         }
         Ok(req)
     }

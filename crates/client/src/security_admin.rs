@@ -7,15 +7,16 @@
 use sluice_auth::AclBinding;
 use sluice_auth::scram::{Mechanism, ScramCredential};
 use sluice_proto::controller::{
-    AclBinding as PbBinding, AlterUserScramCredentialsRequest, CreateAclsRequest,
-    CreateTokenRequest, DeleteAclsRequest, DescribeAclsRequest, DescribeTokensRequest,
-    DescribeUserScramCredentialsRequest, RevokeTokenRequest, ScramCredentialDeletion,
+    AclBinding as PbBinding, AlterClientQuotasRequest, AlterUserScramCredentialsRequest,
+    CreateAclsRequest, CreateTokenRequest, DeleteAclsRequest, DescribeAclsRequest,
+    DescribeClientQuotasRequest, DescribeTokensRequest, DescribeUserScramCredentialsRequest,
+    QuotaAlteration, QuotaEntity, RevokeTokenRequest, ScramCredentialDeletion,
     ScramCredentialUpsertion,
 };
 use sluice_types::{ApiError, ErrorCode};
 
 /// Which ACLs: each field unset matches anything (Kafka's filters).
-pub use sluice_proto::controller::{AclFilter, TokenInfo};
+pub use sluice_proto::controller::{AclFilter, ClientQuota, TokenInfo};
 
 use crate::admin::Admin;
 use crate::error::{ClientError, Result};
@@ -262,5 +263,50 @@ impl Admin {
             })
             .await?;
         Ok(resp.tokens)
+    }
+
+    /// Sets (`Some`) or removes (`None`) quota `key` (producer_byte_rate,
+    /// consumer_byte_rate, request_percentage) of a user or client id
+    /// (`entity_type` `user` or `client-id`; `name` `<default>` for the
+    /// default).
+    pub async fn alter_quota(
+        &self,
+        entity_type: &str,
+        name: &str,
+        key: &str,
+        value: Option<f64>,
+    ) -> Result<()> {
+        let req = AlterClientQuotasRequest {
+            alterations: vec![QuotaAlteration {
+                entity: Some(QuotaEntity {
+                    entity_type: entity_type.to_string(),
+                    name: name.to_string(),
+                }),
+                key: key.to_string(),
+                value,
+            }],
+        };
+        let resp = self
+            .with_controller("alter quotas", |mut c| {
+                let req = req.clone();
+                async move { c.alter_client_quotas(req).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        for r in &resp.results {
+            entry(Some(r))?;
+        }
+        Ok(())
+    }
+
+    /// Every quota set.
+    pub async fn describe_quotas(&self) -> Result<Vec<ClientQuota>> {
+        let resp = self
+            .with_controller("describe quotas", |mut c| async move {
+                c.describe_client_quotas(DescribeClientQuotasRequest {})
+                    .await
+                    .map(|r| r.into_inner())
+            })
+            .await?;
+        Ok(resp.quotas)
     }
 }

@@ -24,6 +24,7 @@ mod alter_partition;
 pub use alter_partition::{IsrChange, IsrMember};
 mod partition_writes;
 use partition_writes::KEYS_PER_TXN;
+mod quota_admin;
 mod security_admin;
 #[cfg(test)]
 mod tests;

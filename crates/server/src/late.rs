@@ -100,26 +100,44 @@ impl<A: Api> Service<http::Request<Body>> for Slot<A> {
                     return Box::pin(async move { Ok(status.into_http()) });
                 }
                 let mut s = s.clone();
-                let token = req
-                    .extensions()
-                    .get::<crate::access::Caller>()
-                    .and_then(|c| c.token.clone());
-                let Some(token) = token else {
-                    return Box::pin(async move { s.call(req).await });
-                };
-                // A request made with a token ends when the token is revoked
-                // or expires (an open Fetch long poll, a heartbeat waiting).
+                // request_percentage: handling time, but not a fetch's long
+                // poll (waiting for data is not work done for the client).
+                let quotas = self.access.quotas().clone();
+                let path = req.uri().path();
+                let timed = !quotas.is_empty()
+                    && !path.ends_with("/Fetch")
+                    && !path.ends_with("/ReplicaFetch");
+                let caller = req.extensions().get::<crate::access::Caller>();
+                let token = caller.and_then(|c| c.token.clone());
+                let caller = caller.filter(|c| timed && !c.internal).cloned();
                 let access = self.access.clone();
                 Box::pin(async move {
-                    tokio::select! {
-                        r = s.call(req) => r,
-                        _ = access.token_gone(&token) => Ok(sluice_types::ApiError::new(
-                            sluice_types::ErrorCode::SaslAuthenticationFailed,
-                            "the token was revoked or expired",
-                        )
-                        .to_status()
-                        .into_http()),
+                    let started = std::time::Instant::now();
+                    let resp = match token {
+                        None => s.call(req).await,
+                        // A request made with a token ends when the token is
+                        // revoked or expires (an open Fetch long poll).
+                        Some(token) => tokio::select! {
+                            r = s.call(req) => r,
+                            _ = access.token_gone(&token) => Ok(sluice_types::ApiError::new(
+                                sluice_types::ErrorCode::SaslAuthenticationFailed,
+                                "the token was revoked or expired",
+                            )
+                            .to_status()
+                            .into_http()),
+                        },
+                    };
+                    if let Some(c) = caller {
+                        let spent = started.elapsed().as_secs_f64();
+                        let held = quotas.record(
+                            crate::quota::QuotaKind::Request,
+                            c.principal.name(),
+                            &c.client_id,
+                            spent,
+                        );
+                        tokio::time::sleep(held).await;
                     }
+                    resp
                 })
             }
             None => Box::pin(async {

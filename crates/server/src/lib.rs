@@ -21,6 +21,7 @@ pub mod demux;
 pub mod host;
 pub mod late;
 pub mod metrics;
+pub mod quota;
 pub mod rpc_metrics;
 pub mod runtime;
 pub mod security;

@@ -15,6 +15,7 @@
 //! | `cluster-id` | the cluster id, a UUID string |
 //! | `security/acls/<type>/<pattern>/<name>` | the ACL bindings on one resource pattern (JSON list, `sluice_auth::AclBinding`) |
 //! | `security/scram/<user>/<mechanism>` | a user's SCRAM credential (`sluice_auth::scram::ScramCredential`; never the password) |
+//! | `security/quotas/<users\|clients>/<name>` | client quotas (`sluice_server::quota::Limits`) |
 //! | `security/tokens/<id>` | an API token (`sluice_auth::token::TokenRecord`: principal, SHA-256 of the secret, expiry) |
 
 use std::collections::BTreeMap;
@@ -35,6 +36,12 @@ pub const SECURITY_PREFIX: &str = "security/";
 pub const ACLS_PREFIX: &str = "security/acls/";
 pub const SCRAM_PREFIX: &str = "security/scram/";
 pub const TOKENS_PREFIX: &str = "security/tokens/";
+pub const QUOTAS_PREFIX: &str = "security/quotas/";
+
+/// The key of a user's (`users`) or client id's (`clients`) quotas.
+pub fn quota_key(entity_type: &str, name: &str) -> String {
+    format!("{QUOTAS_PREFIX}{entity_type}/{name}")
+}
 
 /// The key of an API token's record (`sluice_auth::token::TokenRecord`).
 pub fn token_key(id: &str) -> String {

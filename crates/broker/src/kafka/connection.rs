@@ -21,6 +21,7 @@ use super::frame::{self, FrameError, Request};
 use super::session::Session;
 use super::versions;
 use crate::BrokerService;
+use sluice_server::quota::QuotaKind;
 
 /// Kafka's UNSUPPORTED_VERSION.
 const UNSUPPORTED_VERSION: i16 = 35;
@@ -139,6 +140,10 @@ async fn serve_halves<R, W>(
         }
     });
     let mut write = BufWriter::with_capacity(64 << 10, write);
+    // How long to leave the connection muted after this answer (a client
+    // over its quota, KIP-219: the answer goes out at once, with
+    // throttle_time_ms, and nothing more is read or served meanwhile).
+    let mut mute = Duration::ZERO;
     loop {
         // Between requests, a stopping broker closes the connection; the
         // request being handled is finished first.
@@ -162,7 +167,21 @@ async fn serve_halves<R, W>(
             ),
             Incoming::Request(req, permit) => {
                 let (id, key, version) = (req.header.correlation_id, req.api_key, req.version);
+                // request_percentage: handling time, but not a Fetch's long
+                // poll (waiting for data is not work done for the client).
+                let timed = key != ApiKey::Fetch && !svc.access.quotas().is_empty();
+                let client =
+                    timed.then(|| req.header.client_id.as_deref().unwrap_or("").to_string());
+                let started = std::time::Instant::now();
                 let outcome = dispatch::handle(&svc, &mut session, *req, peer).await;
+                if let Some(client) = client {
+                    let spent = started.elapsed().as_secs_f64();
+                    let held = session
+                        .rights()
+                        .with_client_id(&client)
+                        .quota(QuotaKind::Request, || spent);
+                    mute = mute.max(held);
+                }
                 (id, key, version, outcome, permit)
             }
         };
@@ -173,7 +192,13 @@ async fn serve_halves<R, W>(
                 close_after = true;
                 r
             }
-            dispatch::Outcome::Nothing => continue,
+            dispatch::Outcome::Nothing(throttle) => {
+                mute = mute.max(Duration::from_millis(throttle.max(0) as u64));
+                if !mute_for(&mut mute, &stop).await {
+                    break;
+                }
+                continue;
+            }
             dispatch::Outcome::Close(why) => {
                 debug!(%peer, why, "closing the Kafka connection");
                 break;
@@ -186,6 +211,11 @@ async fn serve_halves<R, W>(
                 break;
             }
         };
+        let throttle_ms = match response.as_ref() {
+            ResponseKind::Produce(r) => r.throttle_time_ms,
+            ResponseKind::Fetch(r) => r.throttle_time_ms,
+            _ => 0,
+        };
         drop(response);
         if let Err(e) = write_response(&mut write, &bytes).await {
             debug!(%peer, error = %e, "Kafka connection write failed");
@@ -195,8 +225,24 @@ async fn serve_halves<R, W>(
             debug!(%peer, "closing the Kafka connection after its answer");
             break;
         }
+        mute = mute.max(Duration::from_millis(throttle_ms.max(0) as u64));
+        if !mute_for(&mut mute, &stop).await {
+            break;
+        }
     }
     reader.abort();
+}
+
+/// Waits out `mute` (resetting it); false when the broker stops meanwhile.
+async fn mute_for(mute: &mut Duration, stop: &CancellationToken) -> bool {
+    let d = std::mem::take(mute);
+    if d.is_zero() {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = stop.cancelled() => false,
+    }
 }
 
 async fn write_response<W: AsyncWrite + Unpin>(

@@ -17,8 +17,8 @@ pub(super) enum Outcome {
     Respond(Box<ResponseKind>),
     /// Respond, then close (a failed SASL authentication).
     RespondAndClose(Box<ResponseKind>),
-    /// acks=0 produce: no response.
-    Nothing,
+    /// acks=0 produce: no response (its quota throttle, ms).
+    Nothing(i32),
     /// acks=0 produce that failed: Kafka closes the connection so the client
     /// notices (and refreshes metadata), since it gets no response.
     Close(&'static str),
@@ -50,7 +50,11 @@ pub(super) async fn handle(
                 Next::Close => Outcome::RespondAndClose(resp),
             }
         }
-        body => handle_api(svc, session.rights(), req.api_key, v, body, &client, peer).await,
+        body => {
+            // The client id counts for its quotas.
+            let rights = session.rights().with_client_id(&client);
+            handle_api(svc, &rights, req.api_key, v, body, &client, peer).await
+        }
     }
 }
 
@@ -82,7 +86,7 @@ async fn handle_api(
         RequestKind::Produce(r) => {
             return match produce::produce(svc, rights, r, v).await {
                 produce::Answer::Respond(r) => Outcome::Respond(Box::new(ResponseKind::Produce(r))),
-                produce::Answer::Nothing => Outcome::Nothing,
+                produce::Answer::Nothing(throttle) => Outcome::Nothing(throttle),
                 produce::Answer::Failed => Outcome::Close("an acks=0 produce failed"),
             };
         }

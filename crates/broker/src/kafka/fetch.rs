@@ -136,6 +136,7 @@ pub(super) async fn fetch(
     }
     FetchResponse::default()
         .with_session_id(0)
+        .with_throttle_time_ms(resp.throttle_time_ms)
         .with_responses(responses)
         .with_node_endpoints(node_endpoints(svc, leaders))
 }

@@ -17,7 +17,8 @@ use sluice_server::access::Rights;
 /// the connection.
 pub(super) enum Answer {
     Respond(ProduceResponse),
-    Nothing,
+    /// acks=0: no answer (the quota throttle still mutes the connection).
+    Nothing(i32),
     Failed,
 }
 
@@ -39,7 +40,7 @@ pub(super) async fn produce(
         {
             Answer::Failed
         } else {
-            Answer::Nothing
+            Answer::Nothing(resp.throttle_time_ms)
         }
     };
     if req.transactional_id.is_some() {
@@ -117,6 +118,7 @@ pub(super) async fn produce(
         .collect();
     answer(
         ProduceResponse::default()
+            .with_throttle_time_ms(resp.throttle_time_ms)
             .with_responses(topics)
             .with_node_endpoints(node_endpoints(svc, leaders)),
     )

@@ -15,6 +15,7 @@ use tracing::instrument;
 
 use sluice_auth::Operation;
 use sluice_server::access::Rights;
+use sluice_server::quota::QuotaKind;
 use sluice_types::ApiError;
 
 use super::BrokerService;
@@ -78,6 +79,11 @@ pub(crate) async fn fetch(
         }
         let (resp, bytes, errors) = read_all(svc, &targets, max_bytes, format)?;
         if bytes >= min_bytes || errors || Instant::now() >= deadline || receivers.is_empty() {
+            let mut resp = resp;
+            let throttle = rights.quota(QuotaKind::Fetch, || {
+                prost::Message::encoded_len(&resp) as f64
+            });
+            resp.throttle_time_ms = throttle.as_millis().min(i32::MAX as u128) as i32;
             super::count_errors(
                 "Fetch",
                 resp.topics
@@ -181,7 +187,14 @@ fn read_all(
             partitions: out,
         });
     }
-    Ok((pb::FetchResponse { topics }, total, any_error))
+    Ok((
+        pb::FetchResponse {
+            topics,
+            throttle_time_ms: 0,
+        },
+        total,
+        any_error,
+    ))
 }
 
 fn unknown(svc: &BrokerService, topic: &str, partition: i32) -> BrokerError {

@@ -189,6 +189,15 @@ pub(crate) fn invalid_topic_name(topic: &str, e: ApiError) -> BrokerError {
     }
 }
 
+/// Holds a gRPC answer for its quota throttle: a client over its quota gets
+/// its answers late, which slows it to the quota (it may also read
+/// `throttle_time_ms`). The Kafka face mutes the connection instead.
+async fn hold(throttle_time_ms: i32) {
+    if throttle_time_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(throttle_time_ms as u64)).await;
+    }
+}
+
 /// Per-partition errors travel in the response body (the gRPC status is OK),
 /// so `grpc_server_handled_total` cannot show them: NOT_LEADER_OR_FOLLOWER
 /// during a failover, say. Kafka's ErrorsPerSec by request and error.
@@ -223,18 +232,18 @@ impl BrokerApi for BrokerService {
         &self,
         request: Request<pb::ProduceRequest>,
     ) -> Result<Response<pb::ProduceResponse>, Status> {
-        Ok(Response::new(
-            produce::produce(self, &self.rights(&request), request.into_inner()).await?,
-        ))
+        let resp = produce::produce(self, &self.rights(&request), request.into_inner()).await?;
+        hold(resp.throttle_time_ms).await;
+        Ok(Response::new(resp))
     }
 
     async fn fetch(
         &self,
         request: Request<pb::FetchRequest>,
     ) -> Result<Response<pb::FetchResponse>, Status> {
-        Ok(Response::new(
-            fetch::fetch(self, &self.rights(&request), request.into_inner()).await?,
-        ))
+        let resp = fetch::fetch(self, &self.rights(&request), request.into_inner()).await?;
+        hold(resp.throttle_time_ms).await;
+        Ok(Response::new(resp))
     }
 
     async fn list_offsets(

@@ -9,6 +9,7 @@ use tracing::instrument;
 
 use sluice_auth::Operation;
 use sluice_server::access::Rights;
+use sluice_server::quota::QuotaKind;
 
 use super::BrokerService;
 use crate::broker::now_ms;
@@ -24,6 +25,10 @@ pub(crate) async fn produce(
     if !(-1..=1).contains(&req.acks) {
         return Err(BrokerError::InvalidRequiredAcks { acks: req.acks });
     }
+    // Counted as sent, appended or not (Kafka's produce quota).
+    let throttle = rights.quota(QuotaKind::Produce, || {
+        prost::Message::encoded_len(&req) as f64
+    });
     let broker = &svc.broker;
     if broker.config.auto_create_topics_enable {
         let missing: Vec<String> = broker.metadata.read(|v| {
@@ -121,7 +126,10 @@ pub(crate) async fn produce(
             .flat_map(|t| &t.partitions)
             .map(|p| p.error.as_ref()),
     );
-    Ok(pb::ProduceResponse { topics: out })
+    Ok(pb::ProduceResponse {
+        topics: out,
+        throttle_time_ms: throttle.as_millis().min(i32::MAX as u128) as i32,
+    })
 }
 
 /// A batch appended on the leader, maybe still waiting for followers.

@@ -16,13 +16,18 @@ use super::common::{Bootstrap, client_config, usage};
 pub struct Args {
     #[command(flatten)]
     pub bootstrap: Bootstrap,
-    /// What the configs belong to: `topics`, or `users` (SCRAM
-    /// credentials; broker configs are static: the broker's config file).
+    /// What the configs belong to: `topics`, `users` (SCRAM credentials and
+    /// quotas) or `clients` (quotas by client id); broker configs are
+    /// static (the broker's config file).
     #[arg(long = "entity-type", default_value = "topics")]
     pub entity_type: String,
-    /// The topic (or user).
+    /// The topic (or user, or client id).
     #[arg(long = "entity-name")]
     pub entity_name: Option<String>,
+    /// The default user (or client id): its quotas apply to every user
+    /// (client) without its own.
+    #[arg(long = "entity-default")]
+    pub entity_default: bool,
     /// Show the topic's config overrides.
     #[arg(long)]
     pub describe: bool,
@@ -41,9 +46,9 @@ pub struct Args {
 }
 
 pub async fn run(a: Args) -> anyhow::Result<()> {
-    if a.entity_type != "topics" && a.entity_type != "users" {
+    if !["topics", "users", "clients"].contains(&a.entity_type.as_str()) {
         return Err(usage(format!(
-            "--entity-type {}: topics and users have configs to change (broker configs are the broker's config file)",
+            "--entity-type {}: topics, users and clients have configs to change (broker configs are the broker's config file)",
             a.entity_type
         )));
     }
@@ -53,8 +58,8 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         a.bootstrap.command_config.as_deref(),
     )?;
     let admin = Admin::new(config)?;
-    if a.entity_type == "users" {
-        return users(&admin, &a).await;
+    if a.entity_type != "topics" {
+        return principals(&admin, &a).await;
     }
     let topic = a
         .entity_name
@@ -87,29 +92,62 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--entity-type users`: SCRAM credentials, Kafka's way.
-async fn users(admin: &Admin, a: &Args) -> anyhow::Result<()> {
+/// `--entity-type users|clients`: SCRAM credentials (users) and quotas,
+/// Kafka's way.
+async fn principals(admin: &Admin, a: &Args) -> anyhow::Result<()> {
     use sluice_auth::scram::Mechanism;
+    let quota_entity = if a.entity_type == "users" {
+        "user"
+    } else {
+        "client-id"
+    };
+    let name = match (&a.entity_name, a.entity_default) {
+        (Some(n), false) => Some(n.clone()),
+        (None, true) => Some(DEFAULT_ENTITY.to_string()),
+        (None, false) => None,
+        (Some(_), true) => return Err(usage("--entity-name or --entity-default, not both")),
+    };
     if a.describe {
-        let names: Vec<String> = a.entity_name.iter().cloned().collect();
-        for u in admin.describe_users(&names).await? {
-            let creds: Vec<String> = u
-                .credentials
-                .iter()
-                .map(|(m, i)| format!("{m}=iterations={i}"))
-                .collect();
+        for q in admin.describe_quotas().await? {
+            let e = q.entity.unwrap_or_default();
+            if e.entity_type != quota_entity || name.as_ref().is_some_and(|n| *n != e.name) {
+                continue;
+            }
+            let values: Vec<String> = q.values.iter().map(|(k, v)| format!("{k}={v}")).collect();
             println!(
-                "SCRAM credential configs for user-principal '{}' are {}",
-                u.user,
-                creds.join(", ")
+                "Quota configs for {quota_entity} '{}' are {}",
+                e.name,
+                values.join(", ")
             );
+        }
+        if a.entity_type == "users" {
+            let names: Vec<String> = name.iter().cloned().collect();
+            for u in admin.describe_users(&names).await.unwrap_or_default() {
+                let creds: Vec<String> = u
+                    .credentials
+                    .iter()
+                    .map(|(m, i)| format!("{m}=iterations={i}"))
+                    .collect();
+                println!(
+                    "SCRAM credential configs for user-principal '{}' are {}",
+                    u.user,
+                    creds.join(", ")
+                );
+            }
         }
         return Ok(());
     }
-    let user = a
-        .entity_name
+    let user = name
         .as_ref()
-        .ok_or_else(|| usage("--entity-name names the user"))?;
+        .ok_or_else(|| usage("--entity-name (or --entity-default) names the user or client"))?;
+    let is_quota = |k: &str| {
+        [
+            "producer_byte_rate",
+            "consumer_byte_rate",
+            "request_percentage",
+        ]
+        .contains(&k)
+    };
     let mechanism = |name: &str| {
         Mechanism::parse(name.trim()).ok_or_else(|| {
             usage(format!(
@@ -118,6 +156,20 @@ async fn users(admin: &Admin, a: &Args) -> anyhow::Result<()> {
         })
     };
     for (name, value) in parse_add_config(a.add_config.as_deref().unwrap_or(""))? {
+        if is_quota(&name) {
+            let v: f64 = value
+                .parse()
+                .map_err(|_| usage(format!("{name}={value} is not a number")))?;
+            admin
+                .alter_quota(quota_entity, user, &name, Some(v))
+                .await?;
+            continue;
+        }
+        if a.entity_type != "users" {
+            return Err(usage(format!(
+                "{name}: clients have producer_byte_rate, consumer_byte_rate and request_percentage"
+            )));
+        }
         let m = mechanism(&name)?;
         // `[iterations=8192,password=secret]`, as kafka-configs.sh takes it.
         let mut password = None;
@@ -138,14 +190,27 @@ async fn users(admin: &Admin, a: &Args) -> anyhow::Result<()> {
         super::users::set_password(admin, user, m, &password, iterations).await?;
     }
     for name in a.delete_config.as_deref().unwrap_or("").split(',') {
-        if name.trim().is_empty() {
+        let name = name.trim();
+        if name.is_empty() {
+            continue;
+        }
+        if is_quota(name) {
+            admin.alter_quota(quota_entity, user, name, None).await?;
             continue;
         }
         admin.delete_scram(user, mechanism(name)?).await?;
     }
-    println!("Completed updating config for user {user}.");
+    let what = if a.entity_type == "users" {
+        "user"
+    } else {
+        "client-id"
+    };
+    println!("Completed updating config for {what} {user}.");
     Ok(())
 }
+
+/// Kafka's name for the default user or client id.
+const DEFAULT_ENTITY: &str = "<default>";
 
 /// Kafka's `--add-config` syntax: comma-separated `k=v`, where a value in
 /// square brackets may itself contain commas.

@@ -202,4 +202,23 @@ impl ControllerApi for ControllerService {
             security::describe_tokens(&self.controller).await?,
         ))
     }
+
+    async fn alter_client_quotas(
+        &self,
+        request: Request<pb::AlterClientQuotasRequest>,
+    ) -> Result<Response<pb::AlterClientQuotasResponse>, Status> {
+        let caller = Caller::of(&request);
+        Ok(Response::new(
+            security::alter_quotas(&self.controller, &caller, request.into_inner()).await,
+        ))
+    }
+
+    async fn describe_client_quotas(
+        &self,
+        _request: Request<pb::DescribeClientQuotasRequest>,
+    ) -> Result<Response<pb::DescribeClientQuotasResponse>, Status> {
+        Ok(Response::new(
+            security::describe_quotas(&self.controller).await?,
+        ))
+    }
 }

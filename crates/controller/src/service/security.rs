@@ -352,3 +352,49 @@ pub(super) async fn describe_tokens(
             .collect(),
     })
 }
+
+pub(super) async fn alter_quotas(
+    controller: &Controller,
+    caller: &Caller,
+    req: pb::AlterClientQuotasRequest,
+) -> pb::AlterClientQuotasResponse {
+    let mut results = Vec::with_capacity(req.alterations.len());
+    for a in req.alterations {
+        let entity = a.entity.unwrap_or_default();
+        let outcome = controller
+            .alter_quota(&entity.entity_type, &entity.name, &a.key, a.value)
+            .await;
+        results.push(match outcome {
+            Ok(()) => {
+                let value = a.value.map_or("(removed)".to_string(), |v| v.to_string());
+                audit_change(
+                    caller,
+                    "alter-quota",
+                    &format!("{} {}: {}={value}", entity.entity_type, entity.name, a.key),
+                );
+                sluice_proto::common::Error::default()
+            }
+            Err(e) => e.to_proto(),
+        });
+    }
+    pb::AlterClientQuotasResponse { results }
+}
+
+pub(super) async fn describe_quotas(
+    controller: &Controller,
+) -> Result<pb::DescribeClientQuotasResponse, ControllerError> {
+    use sluice_server::quota::QuotaKind;
+    let quotas = controller
+        .quotas()
+        .await?
+        .into_iter()
+        .map(|((entity_type, name), limits)| pb::ClientQuota {
+            entity: Some(pb::QuotaEntity { entity_type, name }),
+            values: [QuotaKind::Produce, QuotaKind::Fetch, QuotaKind::Request]
+                .into_iter()
+                .filter_map(|k| limits.get(k).map(|v| (k.key().to_string(), v)))
+                .collect(),
+        })
+        .collect();
+    Ok(pb::DescribeClientQuotasResponse { quotas })
+}

@@ -14,6 +14,8 @@ use super::{Access, Caller};
 pub const ON_BEHALF_OF_HEADER: &str = "sluice-on-behalf-of";
 /// With [`ON_BEHALF_OF_HEADER`]: that client's address.
 pub const CLIENT_HOST_HEADER: &str = "sluice-client-host";
+/// The client's `client.id` (for client quotas; Kafka's request header).
+pub const CLIENT_ID_HEADER: &str = "sluice-client-id";
 
 /// Admits `req` or says why not.
 pub(crate) fn admit<B>(access: &Access, req: &mut http::Request<B>) -> Result<(), tonic::Status> {
@@ -65,6 +67,14 @@ pub(crate) fn admit<B>(access: &Access, req: &mut http::Request<B>) -> Result<()
                 }
             }
         }
+    }
+    let mut caller = caller;
+    if let Some(id) = req
+        .headers()
+        .get(CLIENT_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        caller.client_id = id.to_string();
     }
     req.extensions_mut().insert(caller);
     Ok(())

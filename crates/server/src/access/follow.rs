@@ -15,6 +15,7 @@ use sluice_types::meta;
 use tokio_util::sync::CancellationToken;
 
 use super::Access;
+use crate::quota::{Limits, QuotaConfigs};
 
 /// Keeps `access` in step with the store until `stop` fires (a task).
 pub fn follow(
@@ -69,11 +70,23 @@ fn apply(access: &Access, entries: &BTreeMap<String, Vec<u8>>) {
     let mut acls = Vec::new();
     let mut scram = HashMap::new();
     let mut tokens = HashMap::new();
+    let mut quotas = QuotaConfigs::default();
     for (key, value) in entries {
         if key.starts_with(meta::ACLS_PREFIX) {
             match serde_json::from_slice::<Vec<AclBinding>>(value) {
                 Ok(list) => acls.extend(list),
                 Err(e) => tracing::warn!(%key, error = %e, "ignoring unreadable ACLs"),
+            }
+        } else if let Some(rest) = key.strip_prefix(meta::QUOTAS_PREFIX) {
+            let parsed = serde_json::from_slice::<Limits>(value);
+            match (rest.split_once('/'), parsed) {
+                (Some(("users", name)), Ok(l)) => {
+                    quotas.users.insert(name.to_string(), l);
+                }
+                (Some(("clients", name)), Ok(l)) => {
+                    quotas.clients.insert(name.to_string(), l);
+                }
+                _ => tracing::warn!(%key, "ignoring an unreadable quota"),
             }
         } else if let Some(id) = key.strip_prefix(meta::TOKENS_PREFIX) {
             match serde_json::from_slice::<TokenRecord>(value) {
@@ -98,5 +111,6 @@ fn apply(access: &Access, entries: &BTreeMap<String, Vec<u8>>) {
             }
         }
     }
+    access.quotas().set_configs(quotas);
     access.install(acls, scram, tokens);
 }

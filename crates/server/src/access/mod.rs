@@ -30,7 +30,7 @@ use tokio::sync::watch;
 use crate::config::ConfigError;
 use crate::security::SecurityConfig;
 
-pub use admit::{CLIENT_HOST_HEADER, ON_BEHALF_OF_HEADER};
+pub use admit::{CLIENT_HOST_HEADER, CLIENT_ID_HEADER, ON_BEHALF_OF_HEADER};
 
 /// The principal Sluice's own services act as when they call each other
 /// within one process (see [`sluice_tls::is_own_connection`]).
@@ -50,6 +50,9 @@ pub struct Caller {
     pub internal: bool,
     /// The API token the request came with: revoking it ends the request.
     pub token: Option<String>,
+    /// The client id it gave (Kafka's header; gRPC's `sluice-client-id`),
+    /// for client quotas.
+    pub client_id: String,
 }
 
 impl Caller {
@@ -59,6 +62,7 @@ impl Caller {
             host: host.into(),
             internal: false,
             token: None,
+            client_id: String::new(),
         }
     }
 
@@ -68,6 +72,7 @@ impl Caller {
             host: host.into(),
             internal: false,
             token: None,
+            client_id: String::new(),
         }
     }
 
@@ -78,6 +83,7 @@ impl Caller {
             host: "127.0.0.1".into(),
             internal: true,
             token: None,
+            client_id: String::new(),
         }
     }
 
@@ -105,6 +111,9 @@ impl Caller {
         if let Ok(v) = self.host.parse() {
             md.insert(CLIENT_HOST_HEADER, v);
         }
+        if let Ok(v) = self.client_id.parse() {
+            md.insert(CLIENT_ID_HEADER, v);
+        }
     }
 }
 
@@ -122,6 +131,7 @@ struct Inner {
     acls: RwLock<Arc<Vec<AclBinding>>>,
     scram: RwLock<HashMap<(String, Mechanism), ScramCredential>>,
     tokens: RwLock<HashMap<String, TokenRecord>>,
+    quotas: crate::quota::Quotas,
     /// Passwords already checked (PBKDF2 costs milliseconds; gRPC sends the
     /// password with every request): SHA-256 of user and password to the
     /// StoredKey it matched, valid while the credential is unchanged.
@@ -199,11 +209,17 @@ impl Access {
                 acls: RwLock::new(Arc::new(Vec::new())),
                 scram: RwLock::new(HashMap::new()),
                 tokens: RwLock::new(HashMap::new()),
+                quotas: Default::default(),
                 checked: parking_lot::Mutex::new(HashMap::new()),
                 changes: watch::Sender::new(0),
                 loaded: watch::Sender::new(false),
             }),
         }
+    }
+
+    /// The client quotas and the rates measured against them.
+    pub fn quotas(&self) -> &crate::quota::Quotas {
+        &self.inner.quotas
     }
 
     /// The SASL mechanisms Kafka clients must authenticate with first
@@ -486,6 +502,34 @@ impl Rights {
 
     pub fn caller(&self) -> &Caller {
         &self.caller
+    }
+
+    /// These rights for a request that named `client_id` (Kafka's header).
+    pub fn with_client_id(&self, client_id: &str) -> Rights {
+        let mut r = self.clone();
+        r.caller.client_id = client_id.to_string();
+        r
+    }
+
+    /// Records `amount` against the caller's quota of `kind`; how long its
+    /// answer must be held (zero within the quota). This process's own
+    /// services have no quota.
+    /// (`amount` is only computed when some quota is set.)
+    pub fn quota(
+        &self,
+        kind: crate::quota::QuotaKind,
+        amount: impl FnOnce() -> f64,
+    ) -> std::time::Duration {
+        let quotas = self.access.quotas();
+        if self.caller.internal || quotas.is_empty() {
+            return std::time::Duration::ZERO;
+        }
+        quotas.record(
+            kind,
+            self.caller.principal.name(),
+            &self.caller.client_id,
+            amount(),
+        )
     }
 
     pub fn access(&self) -> &Access {

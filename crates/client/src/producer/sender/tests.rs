@@ -294,7 +294,10 @@ fn answer(parts: &[(&str, PartitionProduceResponse)]) -> ProduceResponse {
             }),
         }
     }
-    ProduceResponse { topics }
+    ProduceResponse {
+        topics,
+        throttle_time_ms: 0,
+    }
 }
 
 fn ok(partition: i32, base_offset: i64, log_append_time_ms: i64) -> PartitionProduceResponse {
@@ -353,7 +356,10 @@ fn acks_zero_completes_without_offsets() {
     let i = inner(config(&[("acks", "0")]));
     let (a, ra) = batch(&i, &tp("t", 0), 2);
     // With acks=0 the answer carries nothing for the partition.
-    let resp = ProduceResponse { topics: Vec::new() };
+    let resp = ProduceResponse {
+        topics: Vec::new(),
+        throttle_time_ms: 0,
+    };
     handle_response(&i, vec![a], &resp, &mut Vec::new(), &mut Vec::new());
     assert_eq!(offsets(ra), [-1, -1]);
     assert_eq!(i.pending.load(Ordering::Acquire), 0);
