@@ -11,8 +11,10 @@
 # data/<name>/, config/<name>.yaml, cmd/<name> (the command line), bootstrap,
 # metrics (each process's Prometheus endpoint). With --tls every process serves
 # mTLS (SSL://, ssl.client.auth=required) and reaches the others over TLS, with
-# certificates from scripts/gen-certs.sh in DIR/certs; clients use
-# DIR/client.properties (`--command-config`, or librdkafka's ssl.* settings).
+# certificates from scripts/gen-certs.sh in DIR/certs, and ACLs are on: the
+# processes and the admin certificate are the super users; clients use
+# DIR/client.properties (the admin's: `--command-config`, or librdkafka's
+# ssl.* settings) and get rights with `sluice acls`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -82,10 +84,23 @@ security.inter.broker.protocol: SSL
 etcd.ssl.ca.location: $dir/certs/ca.pem
 etcd.ssl.certificate.location: $dir/certs/$1.pem
 etcd.ssl.key.location: $dir/certs/$1.key
+# ACLs on: a certificate's CN is its principal (User:broker-1, User:admin);
+# the cluster's own processes and the admin certificate are super users.
+authorizer.class.name: kafka.security.authorizer.AclAuthorizer
+ssl.principal.mapping.rules: 'RULE:^CN=([^,]+)\$/\$1/,DEFAULT'
+super.users: '$(super_users)'
 EOT
   else
     echo "listeners: 127.0.0.1:$2"
   fi
+}
+
+# Every process's certificate and the admin's: the super users of a --tls
+# cluster (User:<CN>; see ssl.principal.mapping.rules above).
+super_users() {
+  local s="User:admin;User:controller-1;User:controller-2;User:coordinator-1" i
+  for i in $(seq 1 "$brokers"); do s="$s;User:broker-$i"; done
+  echo "$s"
 }
 
 # `--command-config` for the CLI when the cluster speaks TLS.
@@ -194,7 +209,7 @@ EOT
       && [ "$(grep -c 'Status: alive' <<<"$out" || true)" -ge "$brokers" ] && ! grep -q 'Controller: none' <<<"$out"; then
       echo "Sluice cluster up: $brokers brokers, 2 controllers, 1 coordinator (files in $dir)"
       echo "bootstrap: $bootstrap"
-      [ -f "$dir/client.properties" ] && echo "TLS: clients use $dir/client.properties (sluice ... --command-config $dir/client.properties)"
+      [ -f "$dir/client.properties" ] && echo "TLS and ACLs: the admin (a super user) uses $dir/client.properties (sluice ... --command-config $dir/client.properties); give others rights with sluice acls"
       echo "Prometheus metrics (also in $dir/metrics):"
       sed 's/^/  /' "$dir/metrics"
       exit 0

@@ -5,7 +5,7 @@ use sluice_proto::controller as pb;
 use sluice_proto::controller::{ConfigOperation, ConfigResourceType};
 
 use sluice_auth::Operation;
-use sluice_server::access::Rights;
+use sluice_server::access::{Rights, audit_change};
 use tracing::instrument;
 
 use crate::topic_config::ConfigOp;
@@ -45,6 +45,16 @@ pub(super) async fn alter_configs(
                 r.resource_type
             ))),
         };
+        if outcome.is_ok() && !req.validate_only {
+            let keys: Vec<&str> = r.configs.iter().map(|c| c.name.as_str()).collect();
+            let detail = format!(
+                "{} {}: {}",
+                r.resource_type,
+                r.resource_name,
+                keys.join(",")
+            );
+            audit_change(rights.caller(), "alter-configs", &detail);
+        }
         results.push(pb::AlterConfigsResourceResult {
             resource_type: r.resource_type,
             resource_name: r.resource_name,

@@ -6,7 +6,7 @@ use sluice_proto::controller as pb;
 use tracing::instrument;
 
 use sluice_auth::Operation;
-use sluice_server::access::Rights;
+use sluice_server::access::{Rights, audit_change};
 
 use crate::controller::NewTopic;
 use crate::{Controller, ControllerError};
@@ -44,23 +44,25 @@ pub(super) async fn create_topics(
             assignment: explicit_assignment(&t.assignments),
             configs: t.configs.into_iter().collect(),
         };
-        out.push(
-            match controller.create_topic(new, req.validate_only).await {
-                Ok(r) => pb::CreatableTopicResult {
-                    name,
-                    error: None,
-                    topic_id: r.topic_id.clone(),
-                    num_partitions: r.num_partitions(),
-                    replication_factor: r.replication_factor(),
-                    configs: r.configs.into_iter().collect(),
-                },
-                Err(e) => pb::CreatableTopicResult {
-                    name,
-                    error: Some(e.to_proto()),
-                    ..Default::default()
-                },
+        let created = controller.create_topic(new, req.validate_only).await;
+        if created.is_ok() && !req.validate_only {
+            audit_change(rights.caller(), "create-topic", &name);
+        }
+        out.push(match created {
+            Ok(r) => pb::CreatableTopicResult {
+                name,
+                error: None,
+                topic_id: r.topic_id.clone(),
+                num_partitions: r.num_partitions(),
+                replication_factor: r.replication_factor(),
+                configs: r.configs.into_iter().collect(),
             },
-        );
+            Err(e) => pb::CreatableTopicResult {
+                name,
+                error: Some(e.to_proto()),
+                ..Default::default()
+            },
+        });
     }
     pb::CreateTopicsResponse { topics: out }
 }
@@ -75,11 +77,13 @@ pub(super) async fn delete_topics(
     for name in req.names {
         let error = match rights.topic(Operation::Delete, &name) {
             Err(e) => Some(e.to_proto()),
-            Ok(()) => controller
-                .delete_topic(&name)
-                .await
-                .err()
-                .map(|e| e.to_proto()),
+            Ok(()) => match controller.delete_topic(&name).await {
+                Ok(()) => {
+                    audit_change(rights.caller(), "delete-topic", &name);
+                    None
+                }
+                Err(e) => Some(e.to_proto()),
+            },
         };
         out.push(pb::DeletableTopicResult { name, error });
     }
@@ -106,11 +110,19 @@ pub(super) async fn create_partitions(
         } else {
             Some(t.assignments.iter().map(|a| a.broker_ids.clone()).collect())
         };
-        let error = controller
+        let error = match controller
             .create_partitions(&t.name, t.count, assignment, req.validate_only)
             .await
-            .err()
-            .map(|e: ControllerError| e.to_proto());
+        {
+            Ok(()) => {
+                if !req.validate_only {
+                    let detail = format!("{} to {} partitions", t.name, t.count);
+                    audit_change(rights.caller(), "create-partitions", &detail);
+                }
+                None
+            }
+            Err(e) => Some(ControllerError::to_proto(&e)),
+        };
         out.push(pb::CreatePartitionsTopicResult {
             name: t.name,
             error,
