@@ -64,7 +64,9 @@ pub const GRPC: &[(&str, Requirement)] = &[
     ("Controller/CreateTopics", R::CreateTopics),
     ("Controller/DeleteTopics", R::Topics(Delete)),
     ("Controller/CreatePartitions", R::Topics(Alter)),
-    ("Controller/DescribeCluster", R::Cluster(Describe)),
+    // Brokers and the controller, as Metadata shows them (Kafka answers
+    // DescribeCluster to anyone).
+    ("Controller/DescribeCluster", R::None),
     ("Controller/AlterConfigs", R::Configs(AlterConfigs)),
     ("Controller/AlterPartition", R::Internal),
     ("Controller/AllocateProducerIds", R::Internal),
@@ -125,7 +127,7 @@ pub const KAFKA: &[(&str, Requirement)] = &[
     ("IncrementalAlterConfigs", R::Configs(AlterConfigs)),
     ("DeleteRecords", R::Topics(Delete)),
     ("DescribeLogDirs", R::Cluster(Describe)),
-    ("DescribeCluster", R::Cluster(Describe)),
+    ("DescribeCluster", R::None),
     ("CreateAcls", R::Cluster(Alter)),
     ("DescribeAcls", R::Cluster(Describe)),
     ("DeleteAcls", R::Cluster(Alter)),

@@ -96,17 +96,25 @@ impl<A: Api> Service<http::Request<Body>> for Slot<A> {
     fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
         match self.cell.get() {
             Some(s) => {
+                // A broker forwarding its Kafka client's request has charged
+                // that client's request time already.
+                let forwarded = req
+                    .headers()
+                    .contains_key(crate::access::ON_BEHALF_OF_HEADER);
                 if let Err(status) = crate::access::admit::admit(&self.access, &mut req) {
                     return Box::pin(async move { Ok(status.into_http()) });
                 }
                 let mut s = s.clone();
-                // request_percentage: handling time, but not a fetch's long
-                // poll (waiting for data is not work done for the client).
+                // request_percentage: handling time, but not waiting (a
+                // fetch's long poll, a rebalance, replication for acks=all,
+                // a produce held for its byte quota) that is not work done.
                 let quotas = self.access.quotas().clone();
                 let path = req.uri().path();
                 let timed = !quotas.is_empty()
-                    && !path.ends_with("/Fetch")
-                    && !path.ends_with("/ReplicaFetch");
+                    && !forwarded
+                    && !crate::quota::WAITING_METHODS
+                        .iter()
+                        .any(|m| path.ends_with(m));
                 let caller = req.extensions().get::<crate::access::Caller>();
                 let token = caller.and_then(|c| c.token.clone());
                 let caller = caller.filter(|c| timed && !c.internal).cloned();

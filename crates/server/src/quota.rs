@@ -30,6 +30,18 @@ const SAMPLES: usize = 11;
 const SAMPLE: Duration = Duration::from_secs(1);
 /// The longest a single answer is held (Kafka caps at the window).
 const MAX_THROTTLE: Duration = Duration::from_secs(11);
+/// Sensors kept before idle ones are dropped.
+const MAX_SENSORS: usize = 10_000;
+
+/// The methods whose answers mostly wait (long polls, rebalances, acks=all
+/// replication, byte-quota holds): request time is not charged for them.
+pub const WAITING_METHODS: &[&str] = &[
+    "/Fetch",
+    "/ReplicaFetch",
+    "/Produce",
+    "/JoinGroup",
+    "/SyncGroup",
+];
 
 /// What a quota limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -129,6 +141,13 @@ impl Sensor {
         }
     }
 
+    /// Whether it saw anything within the window.
+    fn active(&self, now: Instant) -> bool {
+        self.samples
+            .last()
+            .is_some_and(|(start, _)| now.duration_since(*start) < SAMPLE * SAMPLES as u32)
+    }
+
     /// Adds `amount` now; returns the rate (per second) over the window.
     fn record(&mut self, now: Instant, amount: f64) -> (f64, Duration) {
         match self.samples.last_mut() {
@@ -202,23 +221,30 @@ impl Quotas {
             QuotaKind::Request => quota / 100.0,
             _ => quota,
         };
+        let now = Instant::now();
         let (rate, window) = {
             let mut sensors = self.inner.sensors.lock();
+            // Forget entities idle for a whole window (client ids come and
+            // go; each would otherwise keep a sensor forever).
+            if sensors.len() > MAX_SENSORS {
+                sensors.retain(|_, s| s.active(now));
+            }
             sensors
                 .entry((kind, owner))
                 .or_insert_with(Sensor::new)
-                .record(Instant::now(), amount)
+                .record(now, amount)
         };
-        let labels = [
-            ("user", user.to_string()),
-            ("client_id", client.to_string()),
-            ("type", kind.key().to_string()),
-        ];
+        // Per user, not per client id: client ids are whatever clients send,
+        // and every new one would be a new series.
+        let labels = [("user", user.to_string()), ("type", kind.key().to_string())];
         metrics::counter!("sluice_quota_amount_total", &labels).increment(amount as u64);
         if quota <= 0.0 || rate <= quota {
             return Duration::ZERO;
         }
-        let throttle = window.mul_f64((rate - quota) / quota).min(MAX_THROTTLE);
+        // In f64 and clamped before it becomes a Duration: a tiny quota
+        // makes the ratio huge (Duration::mul_f64 would panic).
+        let secs = window.as_secs_f64() * (rate - quota) / quota;
+        let throttle = Duration::from_secs_f64(secs.clamp(0.0, MAX_THROTTLE.as_secs_f64()));
         metrics::counter!("sluice_quota_throttle_milliseconds_total", &labels)
             .increment(throttle.as_millis() as u64);
         throttle
@@ -297,5 +323,11 @@ mod tests {
         assert_eq!(held, Duration::from_secs(2));
         let held = q.record(QuotaKind::Produce, "alice", "c", 1e9);
         assert_eq!(held, MAX_THROTTLE);
+        // A tiny quota: clamped, no overflow.
+        let q = quotas(Some(1e-20), None, None);
+        assert_eq!(
+            q.record(QuotaKind::Produce, "alice", "c", 1e12),
+            MAX_THROTTLE
+        );
     }
 }

@@ -315,7 +315,7 @@ async fn every_method_is_refused_to_a_user_without_acls_and_changes_nothing() {
     );
     case!(
         "Controller/DescribeCluster",
-        C,
+        ErrorCode::None,
         controller.describe_cluster(cpb::DescribeClusterRequest::default()),
         |_r| vec![]
     );
@@ -420,6 +420,27 @@ async fn every_method_is_refused_to_a_user_without_acls_and_changes_nothing() {
         "Controller/DescribeTokens",
         C,
         controller.describe_tokens(cpb::DescribeTokensRequest {}),
+        |_r| vec![]
+    );
+    case!(
+        "Controller/AlterClientQuotas",
+        C,
+        controller.alter_client_quotas(cpb::AlterClientQuotasRequest {
+            alterations: vec![cpb::QuotaAlteration {
+                entity: Some(cpb::QuotaEntity {
+                    entity_type: "user".into(),
+                    name: "nobody".into(),
+                }),
+                key: "producer_byte_rate".into(),
+                value: Some(1e12),
+            }],
+        }),
+        |r| r.results.into_iter().map(Some).collect()
+    );
+    case!(
+        "Controller/DescribeClientQuotas",
+        C,
+        controller.describe_client_quotas(cpb::DescribeClientQuotasRequest {}),
         |_r| vec![]
     );
     case!(
@@ -535,6 +556,7 @@ async fn every_method_is_refused_to_a_user_without_acls_and_changes_nothing() {
             .is_empty()
     );
     assert!(a.describe_tokens().await.unwrap().is_empty());
+    assert!(a.describe_quotas().await.unwrap().is_empty());
     let users = a.describe_users(&["admin".to_string()]).await.unwrap();
     assert_eq!(users[0].credentials.len(), 1);
     // Listings reveal nothing: all topics shows none, and a topic that does
@@ -587,7 +609,7 @@ async fn passwords_and_tokens_say_who_calls_and_a_revoked_token_ends_a_long_poll
     p.close().await;
     let e = Admin::new(with_token.clone())
         .unwrap()
-        .describe_cluster()
+        .describe_acls(AclFilter::default())
         .await
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::ClusterAuthorizationFailed, "{e}");

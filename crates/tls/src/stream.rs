@@ -49,6 +49,7 @@ impl Stream {
             local: tcp.local_addr().ok(),
             tls: matches!(self, Stream::Tls(_)),
             peer_certificates,
+            principal: Arc::default(),
         }
     }
 }
@@ -62,6 +63,9 @@ pub struct ConnInfo {
     pub tls: bool,
     /// The client's certificate chain (leaf first) when it presented one.
     pub peer_certificates: Option<Arc<[CertificateDer<'static>]>>,
+    /// The principal name the access layer mapped the certificate to, kept
+    /// for the connection's later requests (shared by every clone).
+    pub principal: Arc<std::sync::OnceLock<Option<String>>>,
 }
 
 impl ConnInfo {
@@ -185,8 +189,8 @@ impl ClientStream {
             ClientInner::Plain(t) => t,
             ClientInner::Tls(t) => t.get_ref().0,
         };
-        if let Ok(local) = tcp.local_addr() {
-            self._own = Some(crate::own::OwnMark::new(local));
+        if let (Ok(local), Ok(peer)) = (tcp.local_addr(), tcp.peer_addr()) {
+            self._own = Some(crate::own::OwnMark::new(local, peer));
         }
         self
     }

@@ -37,13 +37,14 @@ pub(super) fn front_door(
     body: &RequestKind,
     _version: i16,
 ) -> Option<Outcome> {
+    // Without ACLs every request is allowed: nothing to look up.
+    if !rights.access().enabled() {
+        return None;
+    }
     let name = format!("{api:?}");
     let Some(requirement) = table::kafka(&name) else {
-        if rights.access().enabled() {
-            tracing::error!(api = name, "a Kafka API with no access entry; closing");
-            return Some(Outcome::Close("an API with no access rule"));
-        }
-        return None;
+        tracing::error!(api = name, "a Kafka API with no access entry; closing");
+        return Some(Outcome::Close("an API with no access rule"));
     };
     let op = requirement.front_door()?;
     let e = rights.cluster(op).err()?;
@@ -99,7 +100,8 @@ pub(super) fn front_door(
                 .map(|d| d.name.clone())
                 .chain(r.upsertions.iter().map(|u| u.name.clone()))
                 .collect();
-            users.dedup();
+            let mut seen = std::collections::HashSet::new();
+            users.retain(|u| seen.insert(u.clone()));
             ResponseKind::AlterUserScramCredentials(
                 AlterUserScramCredentialsResponse::default().with_results(
                     users
@@ -463,7 +465,8 @@ pub(super) async fn alter_scram(
         .map(|d| d.user.clone())
         .chain(asked.upsertions.iter().map(|u| u.user.clone()))
         .collect();
-    users.dedup();
+    let mut seen = std::collections::HashSet::new();
+    users.retain(|u| seen.insert(u.clone()));
     let results = match call(svc, rights, asked, |mut c, r| async move {
         c.alter_user_scram_credentials(r).await
     })

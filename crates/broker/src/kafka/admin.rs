@@ -23,6 +23,7 @@ use crate::error::{BrokerError, ControllerCall, Peer};
 use crate::replica_manager::topic_log_config;
 use sluice_auth::Operation;
 use sluice_server::access::Rights;
+use sluice_types::ErrorCode;
 
 /// Calls `$method` on the active controller (as the broker's own gRPC calls
 /// do): no controller to call is NOT_CONTROLLER; what the controller (or the
@@ -148,14 +149,21 @@ pub(super) async fn delete_topics(
 ) -> DeleteTopicsResponse {
     // v0-5 name topics in `topic_names`, v6+ in `topics` (by name or id).
     let mut names: Vec<String> = req.topic_names.iter().map(|t| t.to_string()).collect();
+    // Topics named only by id: a refusal must not tell their names.
+    let mut by_id: Vec<(String, uuid::Uuid)> = Vec::new();
     for t in &req.topics {
         match &t.name {
             Some(n) => names.push(n.to_string()),
-            None => names.extend(
-                svc.broker
+            None => {
+                if let Some(n) = svc
+                    .broker
                     .metadata
-                    .topic_name_by_id(&t.topic_id.to_string()),
-            ),
+                    .topic_name_by_id(&t.topic_id.to_string())
+                {
+                    by_id.push((n.clone(), t.topic_id));
+                    names.push(n);
+                }
+            }
         }
     }
     let delete = ctl::DeleteTopicsRequest {
@@ -177,10 +185,20 @@ pub(super) async fn delete_topics(
             .topics
             .into_iter()
             .map(|t| {
-                DeletableTopicResult::default()
-                    .with_name(Some(str_bytes(t.name).into()))
+                let out = DeletableTopicResult::default()
                     .with_error_code(code(t.error.as_ref()))
-                    .with_error_message(message(t.error.as_ref()))
+                    .with_error_message(message(t.error.as_ref()));
+                let refused = t
+                    .error
+                    .as_ref()
+                    .is_some_and(|e| e.code == ErrorCode::TopicAuthorizationFailed as i32);
+                match by_id.iter().find(|(n, _)| *n == t.name) {
+                    Some((_, id)) if refused => out.with_topic_id(*id),
+                    Some((_, id)) => out
+                        .with_topic_id(*id)
+                        .with_name(Some(str_bytes(t.name).into())),
+                    None => out.with_name(Some(str_bytes(t.name).into())),
+                }
             })
             .collect(),
     };

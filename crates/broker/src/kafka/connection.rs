@@ -42,6 +42,10 @@ const SMALL_FRAME: usize = 1 << 20;
 /// out after 30 s by default.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a connection whose authentication failed stays open after the
+/// answer (Kafka's `connection.failed.authentication.delay.ms`).
+const FAILED_AUTHENTICATION_DELAY: Duration = Duration::from_millis(100);
+
 /// How long a new connection waits for the ACLs to be read at startup.
 const ACLS_WAIT: Duration = Duration::from_secs(10);
 
@@ -68,9 +72,18 @@ pub(super) async fn serve(
 ) {
     // Who the connection is (its certificate, or SASL still to come).
     let session = Session::new(&svc.access, &stream.info(), peer);
-    if svc.access.enabled() && !svc.access.is_loaded() {
-        // Before the ACLs are read every check would fail.
-        let _ = tokio::time::timeout(ACLS_WAIT, svc.access.wait_loaded()).await;
+    let needs_loaded = svc.access.enabled() || svc.access.sasl_mechanisms().is_some();
+    if needs_loaded && !svc.access.is_loaded() {
+        // Before the ACLs and credentials are read every check would fail
+        // (fatally, for a Kafka client): wait, or close and let the client
+        // reconnect later.
+        if tokio::time::timeout(ACLS_WAIT, svc.access.wait_loaded())
+            .await
+            .is_err()
+        {
+            warn!(%peer, "ACLs and credentials not read yet; closing the connection");
+            return;
+        }
     }
     match stream {
         // Owned halves: no lock between the reader and the writer.
@@ -167,9 +180,13 @@ async fn serve_halves<R, W>(
             ),
             Incoming::Request(req, permit) => {
                 let (id, key, version) = (req.header.correlation_id, req.api_key, req.version);
-                // request_percentage: handling time, but not a Fetch's long
-                // poll (waiting for data is not work done for the client).
-                let timed = key != ApiKey::Fetch && !svc.access.quotas().is_empty();
+                // request_percentage: handling time, but not waiting (a
+                // fetch's long poll, a rebalance, acks=all replication).
+                let waits = matches!(
+                    key,
+                    ApiKey::Fetch | ApiKey::Produce | ApiKey::JoinGroup | ApiKey::SyncGroup
+                );
+                let timed = !waits && !svc.access.quotas().is_empty();
                 let client =
                     timed.then(|| req.header.client_id.as_deref().unwrap_or("").to_string());
                 let started = std::time::Instant::now();
@@ -222,6 +239,11 @@ async fn serve_halves<R, W>(
             break;
         }
         if close_after {
+            // Kafka's connection.failed.authentication.delay.ms: the answer
+            // reaches the client before the close (kafka-python drops data
+            // read together with it), and password guessing slows down.
+            write.flush().await.ok();
+            tokio::time::sleep(FAILED_AUTHENTICATION_DELAY).await;
             debug!(%peer, "closing the Kafka connection after its answer");
             break;
         }

@@ -60,7 +60,7 @@ impl Session {
         Session {
             rights: Rights::new(access, access.identify(Some(conn))),
             state,
-            host: peer.ip().to_string(),
+            host: peer.ip().to_canonical().to_string(),
         }
     }
 
@@ -180,12 +180,7 @@ impl Session {
         if !authzid.is_empty() && authzid != user {
             return fail(user, "authorization id differs from the user");
         }
-        let access = self.rights.access();
-        let ok = Mechanism::ALL
-            .iter()
-            .filter_map(|m| access.credential(user, *m))
-            .any(|c| c.verify_password(password));
-        if ok {
+        if self.rights.access().check_password(user, password) {
             Ok((user.to_string(), Vec::new()))
         } else {
             fail(user, "unknown user or wrong password")

@@ -18,7 +18,13 @@ pub(crate) fn delete_records(
     let mut topics: Vec<pb::DeleteRecordsTopicResult> = req
         .topics
         .into_iter()
-        .map(|t| (rights.topic(Operation::Delete, &t.name).err(), t))
+        .map(|t| {
+            let denied = rights
+                .topic(Operation::Delete, &t.name)
+                .and_then(|()| rights.write_internal(&t.name))
+                .err();
+            (denied, t)
+        })
         .map(|(denied, t)| pb::DeleteRecordsTopicResult {
             partitions: t
                 .partitions

@@ -29,19 +29,33 @@ pub(crate) async fn find_coordinator(
     req: pb::FindCoordinatorRequest,
 ) -> pb::FindCoordinatorResponse {
     let metadata = &svc.broker.metadata;
+    // Checked first: a refused caller does not get __consumer_offsets
+    // created or wait for it.
+    let denied: Vec<_> = req
+        .keys
+        .iter()
+        .map(|k| rights.group(Operation::Describe, k).err())
+        .collect();
+    let allowed: Vec<&String> = req
+        .keys
+        .iter()
+        .zip(&denied)
+        .filter(|(_, d)| d.is_none())
+        .map(|(k, _)| k)
+        .collect();
     let needed = |v: &ClusterView| {
         let Some(t) = v.topics.get(CONSUMER_OFFSETS_TOPIC) else {
             return true;
         };
         let n = t.record.num_partitions();
-        req.keys.iter().any(|k| {
+        allowed.iter().any(|k| {
             let p = group_offsets_partition(k, n);
             v.offsets_owners
                 .get(&p)
                 .is_none_or(|o| !v.coordinators.contains_key(&o.coordinator_id))
         })
     };
-    if metadata.read(needed) {
+    if !allowed.is_empty() && metadata.read(needed) {
         if !metadata.read(|v| v.topics.contains_key(CONSUMER_OFFSETS_TOPIC))
             && let Err(e) = ensure_offsets_topic(svc).await
         {
@@ -58,11 +72,6 @@ pub(crate) async fn find_coordinator(
         })
         .await;
     }
-    let denied: Vec<_> = req
-        .keys
-        .iter()
-        .map(|k| rights.group(Operation::Describe, k).err())
-        .collect();
     metadata.read(|v| pb::FindCoordinatorResponse {
         coordinators: req
             .keys

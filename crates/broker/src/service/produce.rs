@@ -54,7 +54,10 @@ pub(crate) async fn produce(
     // would cost one follower round trip per partition in the request.
     let mut appended = Vec::with_capacity(req.topics.len());
     for topic in req.topics {
-        let denied = rights.topic(Operation::Write, &topic.name).err();
+        let denied = rights
+            .topic(Operation::Write, &topic.name)
+            .and_then(|()| rights.write_internal(&topic.name))
+            .err();
         let results: Vec<(i32, Result<Appended, BrokerError>)> = topic
             .partitions
             .into_iter()

@@ -16,11 +16,11 @@ pub(super) fn binding_from(b: &pb::AclBinding) -> Result<AclBinding, ControllerE
             resource_type: b.resource_type.parse()?,
             pattern_type: b.pattern_type.parse()?,
             resource_name: b.resource_name.clone(),
-            principal: b.principal.clone(),
-            host: if b.host.is_empty() {
-                "*".into()
-            } else {
-                b.host.clone()
+            // Stored as parsed, so filters by principal find it.
+            principal: sluice_auth::Principal::parse(&b.principal)?.to_string(),
+            host: match b.host.trim() {
+                "" => "*".into(),
+                h => h.to_string(),
             },
             operation: b.operation.parse()?,
             permission: b.permission.parse()?,

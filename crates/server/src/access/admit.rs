@@ -19,21 +19,28 @@ pub const CLIENT_ID_HEADER: &str = "sluice-client-id";
 
 /// Admits `req` or says why not.
 pub(crate) fn admit<B>(access: &Access, req: &mut http::Request<B>) -> Result<(), tonic::Status> {
+    let authorization = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    // Before the ACLs and credentials are read every check would fail: a
+    // client told "not authorized" gives up, one told "unavailable" retries.
+    if (access.enabled() || authorization.is_some()) && !access.is_loaded() {
+        return Err(tonic::Status::unavailable("loading ACLs and credentials"));
+    }
     let conn = access.identify(ConnInfo::of(req.extensions()));
     // Credentials in the request (a token, a password) say who it is; else
     // the connection does (certificate, own process, anonymous).
-    let direct = match req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| access.authenticate(v, &conn.host))
-    {
+    let direct = match authorization.and_then(|v| access.authenticate(v, &conn.host)) {
         None => conn,
         Some(Ok(caller)) => caller,
         Some(Err(e)) => return Err(e.to_status()),
     };
     let caller = match forwarded(req.headers()) {
         None => direct,
+        // Without ACLs anyone would pass the check below: only this
+        // process's own services may speak for someone else then.
+        Some(_) if !access.enabled() && !direct.internal => direct,
         Some(fwd) => {
             // Only a service may speak for someone else.
             let fwd = fwd.map_err(|m| ApiError::invalid_request(m).to_status())?;
@@ -44,11 +51,6 @@ pub(crate) fn admit<B>(access: &Access, req: &mut http::Request<B>) -> Result<()
         }
     };
     if access.enabled() {
-        // Before the ACLs are read every check would fail: a client told
-        // "not authorized" gives up, one told "unavailable" retries.
-        if !access.is_loaded() {
-            return Err(tonic::Status::unavailable("loading ACLs"));
-        }
         let path = req.uri().path();
         match table::grpc(path) {
             None => {

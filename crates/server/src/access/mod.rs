@@ -9,7 +9,8 @@
 //! the names it parsed ([`Access::require`]).
 //!
 //! Without `authorizer.class.name` every request is allowed (Kafka without
-//! an authorizer), and nothing here costs more than a branch.
+//! an authorizer): checks are a branch, and a connection's certificate is
+//! mapped to a principal once.
 
 pub(crate) mod admit;
 mod follow;
@@ -238,28 +239,40 @@ impl Access {
     pub fn identify(&self, conn: Option<&ConnInfo>) -> Caller {
         let host = conn
             .and_then(|c| c.remote)
-            .map(|a| a.ip().to_string())
+            // An IPv4 client on a dual-stack listener is ::ffff:a.b.c.d;
+            // ACLs name it a.b.c.d.
+            .map(|a| a.ip().to_canonical().to_string())
             .unwrap_or_else(|| "unknown".into());
         let Some(conn) = conn else {
             return Caller::anonymous(host);
         };
-        if conn.remote.is_some_and(sluice_tls::is_own_connection) {
+        if let (Some(remote), Some(local)) = (conn.remote, conn.local)
+            && sluice_tls::is_own_connection(remote, local)
+        {
             return Caller::internal();
         }
-        let leaf = conn.peer_certificates.as_ref().and_then(|c| c.first());
-        if let Some(leaf) = leaf {
+        // The certificate is read and mapped once per connection.
+        let name = conn.principal.get_or_init(|| {
+            let leaf = conn.peer_certificates.as_ref().and_then(|c| c.first())?;
             match sluice_auth::mapping::subject_dn(leaf.as_ref()) {
-                Ok(dn) => match self.inner.mapping.apply(&dn) {
-                    Some(name) => return Caller::user(Principal::user(name), host),
-                    None => tracing::warn!(
-                        subject = dn,
-                        "no ssl.principal.mapping.rules rule matches the client certificate; treating it as anonymous"
-                    ),
-                },
+                Ok(dn) => {
+                    let name = self.inner.mapping.apply(&dn);
+                    if name.is_none() {
+                        tracing::warn!(
+                            subject = dn,
+                            "no ssl.principal.mapping.rules rule matches the client certificate; treating it as anonymous"
+                        );
+                    }
+                    name
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the client certificate's subject")
+                    tracing::warn!(error = %e, "cannot read the client certificate's subject");
+                    None
                 }
             }
+        });
+        if let Some(name) = name {
+            return Caller::user(Principal::user(name.clone()), host);
         }
         Caller::anonymous(host)
     }
@@ -412,7 +425,9 @@ impl Access {
             });
         }
         if !scheme.eq_ignore_ascii_case("basic") {
-            return Some(refused(scheme, "", "unknown authorization scheme"));
+            // Not ours (a gateway's JWT, say): the request is identified by
+            // its connection, as it was before Sluice read this header.
+            return None;
         }
         use base64::Engine as _;
         let decoded = base64::engine::general_purpose::STANDARD
@@ -422,16 +437,19 @@ impl Access {
         let Some((user, password)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
             return Some(refused("PLAIN", "", "malformed Basic credentials"));
         };
-        if self.password_ok(user, password) {
+        if self.check_password(user, password) {
             Some(Ok(Caller::user(Principal::user(user), host)))
         } else {
             Some(refused("PLAIN", user, "unknown user or wrong password"))
         }
     }
 
-    /// A user's password against any of its SCRAM credentials, remembering
-    /// a success while that credential stays the same.
-    fn password_ok(&self, user: &str, password: &str) -> bool {
+    /// A user's password against any of its SCRAM credentials (SASL/PLAIN
+    /// and gRPC Basic), remembering a success while that credential stays
+    /// the same. PBKDF2 costs milliseconds of CPU: it runs off the async
+    /// workers, and an unknown user costs the same as a wrong password (so
+    /// the time taken does not tell whether a user exists).
+    pub fn check_password(&self, user: &str, password: &str) -> bool {
         let key = sha256(&[user.as_bytes(), b"\0", password.as_bytes()]);
         let credentials: Vec<ScramCredential> = Mechanism::ALL
             .iter()
@@ -442,14 +460,24 @@ impl Access {
         {
             return true;
         }
-        let Some(ok) = credentials.iter().find(|c| c.verify_password(password)) else {
+        let found = off_worker(|| {
+            if credentials.is_empty() {
+                let _ = unknown_user().verify_password(password);
+                return None;
+            }
+            credentials
+                .iter()
+                .find(|c| c.verify_password(password))
+                .map(|c| c.stored_key.clone())
+        });
+        let Some(stored) = found else {
             return false;
         };
         let mut checked = self.inner.checked.lock();
         if checked.len() > 10_000 {
             checked.clear();
         }
-        checked.insert(key, ok.stored_key.clone());
+        checked.insert(key, stored);
         true
     }
 
@@ -593,12 +621,50 @@ impl Rights {
         self.cluster(Operation::IdempotentWrite)
     }
 
+    /// Writing to (or deleting records of) an internal topic such as
+    /// `__consumer_offsets` is for Sluice's services only: a client that
+    /// could write there could forge offsets and group records. With ACLs
+    /// off every caller may (services and clients look alike then).
+    pub fn write_internal(&self, topic: &str) -> Result<(), ApiError> {
+        if !sluice_types::names::is_internal_topic(topic)
+            || self.caller.internal
+            || self.has_cluster(Operation::ClusterAction)
+        {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            ErrorCode::InvalidTopicException,
+            format!("{topic} is an internal topic: only Sluice's services write to it"),
+        ))
+    }
+
     /// CreateTopics' rule: `Create` on the cluster, or on the topic.
     pub fn create_topic(&self, name: &str) -> Result<(), ApiError> {
         if self.has_cluster(Operation::Create) {
             return Ok(());
         }
         self.topic(Operation::Create, name)
+    }
+}
+
+/// A credential no user has, checked when the user is unknown so that
+/// refusing one costs what refusing a wrong password does.
+fn unknown_user() -> &'static ScramCredential {
+    static CREDENTIAL: std::sync::LazyLock<ScramCredential> = std::sync::LazyLock::new(|| {
+        ScramCredential::new(Mechanism::ScramSha256, "no such user", 4096)
+            .expect("a valid credential")
+    });
+    &CREDENTIAL
+}
+
+/// Runs CPU-heavy `f` without stalling the other tasks of an async worker
+/// (on a multi-threaded runtime; inline elsewhere, as in unit tests).
+fn off_worker<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 
@@ -684,8 +750,15 @@ pub fn audit_authentication_failed(host: &str, mechanism: &str, user: &str, reas
         user,
         reason,
     );
-    metrics::counter!("sluice_authentication_failed_total", "mechanism" => mechanism.to_string())
-        .increment(1);
+    // A fixed label set: the mechanism text can come from a client.
+    let label: &'static str = match mechanism {
+        "token" => "token",
+        "PLAIN" => "PLAIN",
+        "SCRAM-SHA-256" => "SCRAM-SHA-256",
+        "SCRAM-SHA-512" => "SCRAM-SHA-512",
+        _ => "other",
+    };
+    metrics::counter!("sluice_authentication_failed_total", "mechanism" => label).increment(1);
 }
 
 /// An audit line for a change to who may do what (ACLs, users) or to the
