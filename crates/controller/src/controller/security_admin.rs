@@ -247,7 +247,7 @@ impl Controller {
         description: &str,
     ) -> Result<(String, String, TokenRecord)> {
         sluice_auth::Principal::parse(principal).map_err(ControllerError::InvalidAcl)?;
-        let now = now_ms();
+        let now = sluice_types::now_ms();
         let (id, token, record) = sluice_auth::token::generate(
             principal,
             now,
@@ -297,12 +297,6 @@ impl Controller {
             })
             .collect()
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn decode_acls(kv: &KeyValue) -> Result<Vec<AclBinding>> {

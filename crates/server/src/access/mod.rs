@@ -412,7 +412,7 @@ impl Access {
             let Some(record) = record else {
                 return Some(refused("token", id, "unknown or revoked token"));
             };
-            if !record.accepts(secret, now_ms()) {
+            if !record.accepts(secret, sluice_types::now_ms()) {
                 return Some(refused("token", id, "wrong secret or expired"));
             }
             return Some(match Principal::parse(&record.principal) {
@@ -490,7 +490,7 @@ impl Access {
                 None => return,
                 Some(t) => t.expires_ms,
             };
-            let wait = expires.map(|e| (e - now_ms()).max(0) as u64);
+            let wait = expires.map(|e| (e - sluice_types::now_ms()).max(0) as u64);
             if wait == Some(0) {
                 return;
             }
@@ -666,12 +666,6 @@ fn off_worker<T>(f: impl FnOnce() -> T) -> T {
         }
         _ => f(),
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn sha256(parts: &[&[u8]]) -> [u8; 32] {
