@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use sluice_server::config::ConfigError;
 use sluice_server::security::SecurityConfig;
 
+use crate::consumer_group::{Assignor, ConsumerSettings};
 use crate::group::GroupSettings;
 
 /// Settings of one coordinator. Every field has Kafka's default.
@@ -42,6 +43,23 @@ pub struct CoordinatorConfig {
     pub group_min_session_timeout_ms: u64,
     #[serde(rename = "group.max.session.timeout.ms")]
     pub group_max_session_timeout_ms: u64,
+    /// `group.consumer.session.timeout.ms`: a consumer-protocol member that
+    /// does not heartbeat for this long is removed (45000; the coordinator
+    /// sets it, not the member).
+    #[serde(rename = "group.consumer.session.timeout.ms")]
+    pub group_consumer_session_timeout_ms: u64,
+    /// `group.consumer.heartbeat.interval.ms`: how often consumer-protocol
+    /// members heartbeat (5000).
+    #[serde(rename = "group.consumer.heartbeat.interval.ms")]
+    pub group_consumer_heartbeat_interval_ms: u64,
+    /// `group.consumer.assignors`: the server-side assignors members may ask
+    /// for, the default first ("uniform,range").
+    #[serde(rename = "group.consumer.assignors")]
+    pub group_consumer_assignors: String,
+    /// `group.consumer.max.size`: the most members a consumer-protocol group
+    /// may have (2147483647).
+    #[serde(rename = "group.consumer.max.size")]
+    pub group_consumer_max_size: u32,
     /// `offsets.commit.timeout.ms`: how long a write to `__consumer_offsets`
     /// may take before the request fails (5000).
     #[serde(rename = "offsets.commit.timeout.ms")]
@@ -66,6 +84,10 @@ impl Default for CoordinatorConfig {
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
             offsets_commit_timeout_ms: 5000,
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_heartbeat_interval_ms: 5_000,
+            group_consumer_assignors: "uniform,range".into(),
+            group_consumer_max_size: i32::MAX as u32,
         }
     }
 }
@@ -91,6 +113,21 @@ impl CoordinatorConfig {
                 "must be at least 1",
             ));
         }
+        if self.group_consumer_heartbeat_interval_ms == 0
+            || self.group_consumer_heartbeat_interval_ms >= self.group_consumer_session_timeout_ms
+        {
+            return Err(ConfigError::invalid(
+                "group.consumer.heartbeat.interval.ms",
+                "must be above 0 and below group.consumer.session.timeout.ms",
+            ));
+        }
+        if self.group_consumer_max_size == 0 {
+            return Err(ConfigError::invalid(
+                "group.consumer.max.size",
+                "must be at least 1",
+            ));
+        }
+        self.assignors()?;
         sluice_server::config::parse_listener("listeners", &self.listeners)?;
         self.security.validate(&self.listeners)?;
         self.security.validate_etcd(&self.etcd_endpoints)?;
@@ -106,8 +143,34 @@ impl CoordinatorConfig {
         )
     }
 
+    /// `group.consumer.assignors`, parsed.
+    fn assignors(&self) -> Result<Vec<Assignor>, ConfigError> {
+        let mut out = Vec::new();
+        for name in self.group_consumer_assignors.split(',').map(str::trim) {
+            let a = Assignor::parse(name).ok_or_else(|| {
+                ConfigError::invalid(
+                    "group.consumer.assignors",
+                    format!("unknown assignor \"{name}\"; known: uniform, range"),
+                )
+            })?;
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
+
     pub fn group_settings(&self) -> GroupSettings {
         GroupSettings {
+            consumer: ConsumerSettings {
+                session_timeout: Duration::from_millis(self.group_consumer_session_timeout_ms),
+                heartbeat_interval: Duration::from_millis(
+                    self.group_consumer_heartbeat_interval_ms,
+                ),
+                // Validated at start.
+                assignors: self.assignors().unwrap_or_else(|_| Assignor::ALL.to_vec()),
+                max_size: self.group_consumer_max_size as usize,
+            },
             initial_rebalance_delay: Duration::from_millis(self.group_initial_rebalance_delay_ms),
             min_session_timeout: Duration::from_millis(self.group_min_session_timeout_ms),
             max_session_timeout: Duration::from_millis(self.group_max_session_timeout_ms),

@@ -88,6 +88,52 @@ pub enum CoordinatorError {
         protocol_type: String,
     },
 
+    // The consumer group protocol (KIP-848).
+    #[error(
+        "member {member} of group {group} sent epoch {epoch} but its epoch is {current}; give up every partition and join again with epoch 0"
+    )]
+    FencedMemberEpoch {
+        group: String,
+        member: String,
+        epoch: i32,
+        current: i32,
+    },
+    #[error(
+        "member {member} of group {group} committed with epoch {epoch} but its epoch is {current}; heartbeat for the new epoch first"
+    )]
+    StaleMemberEpoch {
+        group: String,
+        member: String,
+        epoch: i32,
+        current: i32,
+    },
+    #[error(
+        "group.instance.id \"{instance}\" of group {group} is still held by member {member}; it must leave first"
+    )]
+    UnreleasedInstance {
+        group: String,
+        instance: String,
+        member: String,
+    },
+    #[error("server assignor \"{name}\" is not one of this coordinator's: {known}")]
+    UnsupportedAssignor { name: String, known: String },
+    #[error("subscribed topic regex \"{regex}\" is not valid: {reason}")]
+    InvalidRegex { regex: String, reason: String },
+    #[error("group {group} has reached group.consumer.max.size ({max} members)")]
+    GroupMaxSize { group: String, max: usize },
+    #[error("invalid ConsumerGroupHeartbeat: {0}")]
+    InvalidHeartbeat(String),
+    /// A classic request to a group using the consumer protocol, or the
+    /// reverse, while it has members: converting it would split the group.
+    #[error(
+        "group {group} has members using the {uses} protocol; a {asked} member cannot join it until they leave"
+    )]
+    OtherProtocol {
+        group: String,
+        uses: &'static str,
+        asked: &'static str,
+    },
+
     // Offsets and deletion.
     /// A "simple" commit (no member, no generation) to a group with members.
     #[error("group {group} has active members; commit as one of them")]
@@ -231,6 +277,18 @@ impl CoordinatorError {
                 ErrorCode::InconsistentGroupProtocol
             }
             GroupNotFound { .. } | AlreadyBeingDeleted { .. } => ErrorCode::GroupIdNotFound,
+            FencedMemberEpoch { .. } => ErrorCode::FencedMemberEpoch,
+            StaleMemberEpoch { .. } => ErrorCode::StaleMemberEpoch,
+            UnreleasedInstance { .. } => ErrorCode::UnreleasedInstanceId,
+            UnsupportedAssignor { .. } => ErrorCode::UnsupportedAssignor,
+            InvalidRegex { .. } => ErrorCode::InvalidRegularExpression,
+            GroupMaxSize { .. } => ErrorCode::GroupMaxSizeReached,
+            InvalidHeartbeat(_) => ErrorCode::InvalidRequest,
+            // Kafka's codes: a consumer heartbeat to a classic group is
+            // GROUP_ID_NOT_FOUND, a JoinGroup to a consumer group
+            // INCONSISTENT_GROUP_PROTOCOL.
+            OtherProtocol { asked, .. } if *asked == "consumer" => ErrorCode::GroupIdNotFound,
+            OtherProtocol { .. } => ErrorCode::InconsistentGroupProtocol,
             NonEmptyGroup { .. } => ErrorCode::NonEmptyGroup,
             GroupBeingDeleted { .. }
             | ShuttingDown

@@ -1,9 +1,12 @@
-//! The Sluice group coordinator: Kafka's classic consumer-group protocol and
+//! The Sluice group coordinator: Kafka's classic consumer-group protocol, the
+//! consumer protocol (KIP-848, server-side assignment), and
 //! committed offsets stored in `__consumer_offsets`.
 //!
 //! # Layout
 //! - [`group`]: one group's state machine (join, sync, heartbeat, leave,
 //!   timers, commit fencing), without I/O.
+//! - [`consumer_group`]: the consumer protocol (KIP-848) of a group:
+//!   server-side assignors, reconciliation, epochs, without I/O.
 //! - [`records`]: what is written to `__consumer_offsets` and how a new owner
 //!   replays it (with fencing of deposed owners by ownership epoch).
 //! - [`coordinator`]: registration, partition ownership, loading, writing,
@@ -16,6 +19,7 @@
 //!   by `sluice-coordinator` and `sluice standalone`.
 
 pub mod config;
+pub mod consumer_group;
 pub mod coordinator;
 pub mod error;
 pub mod group;

@@ -185,7 +185,7 @@ where
                 if let Ok(v) = serde_json::from_slice::<OffsetValue>(v) {
                     groups
                         .entry(group.clone())
-                        .or_insert_with(|| Group::new(group, settings))
+                        .or_insert_with(|| Group::new(group, settings.clone()))
                         .offsets
                         .insert((topic, partition), v.offset);
                 }
@@ -206,7 +206,7 @@ where
                 if let Ok(v) = serde_json::from_slice::<GroupValue>(v) {
                     groups
                         .entry(group.clone())
-                        .or_insert_with(|| Group::new(group, settings))
+                        .or_insert_with(|| Group::new(group, settings.clone()))
                         .restore(v.group, now);
                 }
             }
@@ -459,6 +459,7 @@ mod tests {
                 metadata: vec![1],
                 assignment: vec![2],
             }],
+            consumer: None,
         };
         let recs = vec![(
             RecordKey::Group { group: "g".into() }.encode(),
@@ -470,6 +471,43 @@ mod tests {
         let g = run(&recs);
         assert_eq!(g["g"].state, GroupState::Stable);
         assert_eq!(g["g"].generation, 4);
+        assert_eq!(g["g"].snapshot(), rec);
+    }
+
+    #[test]
+    fn consumer_group_record_restores_epochs_and_assignments() {
+        let mut member = crate::consumer_group::ConsumerMember::new("m1".into());
+        member.epoch = 7;
+        member.previous_epoch = 6;
+        member.subscribed_topics = ["t".to_string()].into();
+        member.assigned = [("t".to_string(), [0, 1].into())].into();
+        let consumer = crate::consumer_group::ConsumerGroupRecord {
+            epoch: 7,
+            assignment_epoch: 7,
+            assignor: "uniform".into(),
+            members: [("m1".to_string(), member.clone())].into(),
+            target: [("m1".to_string(), member.assigned.clone())].into(),
+            subscribed: [("t".to_string(), 2)].into(),
+        };
+        let rec = GroupRecord {
+            protocol_type: "consumer".into(),
+            generation: 7,
+            protocol: None,
+            leader: None,
+            members: Vec::new(),
+            consumer: Some(consumer),
+        };
+        let recs = vec![(
+            RecordKey::Group { group: "g".into() }.encode(),
+            Some(encode(&GroupValue {
+                group: rec.clone(),
+                owner_epoch: 3,
+            })),
+        )];
+        let g = run(&recs);
+        let c = g["g"].consumer.as_ref().expect("a consumer-protocol group");
+        assert_eq!(c.rec.members["m1"], member);
+        assert_eq!(c.owner("t", 1), Some("m1"));
         assert_eq!(g["g"].snapshot(), rec);
     }
 }

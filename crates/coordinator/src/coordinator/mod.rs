@@ -19,6 +19,7 @@
 //! - `writer`: the write queue, confirming writes, persisting group records.
 //! - `timers`: session expiry, initial delays and rebalance timeouts.
 //! - `gauges`: group gauges and consumer lag.
+//! - `topics`: the topics' partition counts, for consumer-protocol groups.
 
 mod gauges;
 mod loading;
@@ -29,6 +30,7 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 mod timers;
+mod topics;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap};
@@ -106,6 +108,8 @@ pub struct Coordinator {
     writes: WriteQueue,
     /// Numbers each completed partition load.
     loads: AtomicU64,
+    /// The cluster's topics, for consumer-protocol assignments.
+    topics: parking_lot::RwLock<Arc<crate::consumer_group::TopicCounts>>,
 }
 
 fn not_coordinator(group: &str, why: NotServed) -> CoordinatorError {
@@ -147,6 +151,7 @@ impl Coordinator {
             registered: watch::Sender::new(false),
             writes,
             loads: AtomicU64::new(0),
+            topics: Default::default(),
         });
         let keeper = c.register().await?;
         c.registered.send_replace(true);
@@ -155,6 +160,7 @@ impl Coordinator {
         c.tasks.spawn(c.clone().keep_registered(keeper));
         c.tasks.spawn(c.clone().follow_ownership());
         c.tasks.spawn(c.clone().run_timers());
+        c.tasks.spawn(c.clone().follow_topics());
         c.tasks.spawn(c.clone().report_metrics());
         info!(
             coordinator_id = c.config.coordinator_id,

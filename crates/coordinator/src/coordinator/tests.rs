@@ -259,7 +259,7 @@ async fn losing_the_lease_unloads_every_group_and_registers_again() {
 fn reconcile_drops_moved_partitions_and_loads_new_ones() {
     let now = Instant::now();
     let settings = GroupSettings::default(); // a 3 s initial delay
-    let mut moving = Group::new("m".into(), settings);
+    let mut moving = Group::new("m".into(), settings.clone());
     let rx = parked_join(&mut moving, now);
     let mut st = State::default();
     st.partitions.insert(
@@ -353,7 +353,7 @@ fn tick_groups_drops_unused_groups_and_returns_what_expiry_decided() {
         ..Default::default()
     };
     // One member, settled in generation 1, with a 10 s session.
-    let mut g = Group::new("g".into(), settings);
+    let mut g = Group::new("g".into(), settings.clone());
     let (mut rx, _) = g.join(join_req(""), now);
     let Ok(Ok(JoinOutcome::MemberIdRequired(id))) = rx.try_recv() else {
         panic!("expected MEMBER_ID_REQUIRED");
@@ -377,13 +377,13 @@ fn tick_groups_drops_unused_groups_and_returns_what_expiry_decided() {
         },
     );
     st.partitions.insert(4, Owned::Loading { epoch: 1 });
-    assert!(st.tick_groups(now + Duration::from_secs(5)).is_empty());
+    assert!(st.tick_groups(&Default::default(), now + Duration::from_secs(5)).is_empty());
     let Some(Owned::Active { groups, .. }) = st.partitions.get(&3) else {
         panic!("partition 3 is active");
     };
     assert_eq!(groups.keys().collect::<Vec<_>>(), ["g"], "idle is dropped");
 
-    let out = st.tick_groups(now + Duration::from_secs(11));
+    let out = st.tick_groups(&Default::default(), now + Duration::from_secs(11));
     assert_eq!(out.len(), 1);
     let (group, h, rec) = &out[0];
     assert_eq!(group, "g");

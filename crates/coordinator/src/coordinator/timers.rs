@@ -8,12 +8,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Coordinator, GroupHome, Owned, State};
+use crate::consumer_group::TopicCounts;
 use crate::group::GroupRecord;
 
 impl State {
     /// Runs every served group's timers at `now`. Returns the group records
     /// to write, in the order they were decided.
-    pub(super) fn tick_groups(&mut self, now: Instant) -> Vec<(String, GroupHome, GroupRecord)> {
+    pub(super) fn tick_groups(
+        &mut self,
+        topics: &TopicCounts,
+        now: Instant,
+    ) -> Vec<(String, GroupHome, GroupRecord)> {
         let mut out = Vec::new();
         for (p, o) in self.partitions.iter_mut() {
             if let Owned::Active {
@@ -25,7 +30,17 @@ impl State {
                 // Groups left with nothing (a refused first join) go.
                 groups.retain(|_, g| !g.is_unused());
                 for g in groups.values_mut() {
-                    if let Some(rec) = g.tick(now).persist {
+                    // Consumer-protocol groups wait for the topics: an
+                    // assignment from none would revoke everything.
+                    let effects = if g.is_consumer() {
+                        if topics.version == 0 {
+                            continue;
+                        }
+                        g.tick_consumer(topics, now)
+                    } else {
+                        g.tick(now)
+                    };
+                    if let Some(rec) = effects.persist {
                         let home = GroupHome {
                             partition: *p,
                             epoch: *epoch,
@@ -51,10 +66,11 @@ impl Coordinator {
                 _ = tick.tick() => {}
             }
             let now = Instant::now();
+            let topics = self.topics();
             let mut st = self.state.lock();
             // Written under the lock where they were decided, as every group
             // record is (see `persist_group`).
-            for (group, home, rec) in st.tick_groups(now) {
+            for (group, home, rec) in st.tick_groups(&topics, now) {
                 self.persist_group(group, home, rec, None);
             }
         }

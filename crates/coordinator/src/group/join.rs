@@ -43,6 +43,21 @@ impl Group {
                 },
             ));
         }
+        if let Some(c) = &self.consumer {
+            if !c.is_empty() {
+                return Err((
+                    tx,
+                    CoordinatorError::OtherProtocol {
+                        group: self.id.clone(),
+                        uses: "consumer",
+                        asked: "classic",
+                    },
+                ));
+            }
+            // Empty: the group changes protocol (KIP-848), keeping offsets.
+            self.consumer = None;
+            self.protocol_type = None;
+        }
         if req.protocol_type.is_empty() || req.protocols.is_empty() {
             return Err((
                 tx,

@@ -32,6 +32,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+use crate::consumer_group::{ConsumerGroup, ConsumerGroupRecord, ConsumerSettings, TopicCounts};
 use crate::error::{CoordinatorError, NotServed};
 
 /// Kafka's group states, with Kafka's names (shown by DescribeGroups).
@@ -114,6 +115,10 @@ pub struct GroupRecord {
     pub protocol: Option<String>,
     pub leader: Option<String>,
     pub members: Vec<MemberRecord>,
+    /// Set for a group on the consumer protocol (KIP-848); the classic
+    /// fields are then empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<ConsumerGroupRecord>,
 }
 
 /// A committed offset (Kafka's OffsetCommitValue).
@@ -154,13 +159,15 @@ impl Member {
 }
 
 /// Timing settings of the coordinator that apply to every group.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct GroupSettings {
     /// `group.initial.rebalance.delay.ms`.
     pub initial_rebalance_delay: Duration,
     /// `group.min.session.timeout.ms` / `group.max.session.timeout.ms`.
     pub min_session_timeout: Duration,
     pub max_session_timeout: Duration,
+    /// Groups on the consumer protocol.
+    pub consumer: ConsumerSettings,
 }
 
 impl Default for GroupSettings {
@@ -169,6 +176,7 @@ impl Default for GroupSettings {
             initial_rebalance_delay: Duration::from_millis(3000),
             min_session_timeout: Duration::from_millis(6000),
             max_session_timeout: Duration::from_millis(1_800_000),
+            consumer: ConsumerSettings::default(),
         }
     }
 }
@@ -212,6 +220,8 @@ pub struct Group {
     settings: GroupSettings,
     /// Rebalances completed (for metrics and tests).
     pub rebalances: u64,
+    /// The group's state when it is on the consumer protocol (KIP-848).
+    pub consumer: Option<ConsumerGroup>,
 }
 
 impl Group {
@@ -234,6 +244,7 @@ impl Group {
             next_seq: 0,
             settings,
             rebalances: 0,
+            consumer: None,
         }
     }
 
@@ -241,6 +252,9 @@ impl Group {
     /// partition: members keep their assignment and must heartbeat within a
     /// session timeout from `now`, so a coordinator move needs no rebalance.
     pub fn restore(&mut self, rec: GroupRecord, now: Instant) {
+        self.consumer = rec.consumer.map(|c| {
+            ConsumerGroup::restore(self.id.clone(), c, self.settings.consumer.clone(), now)
+        });
         self.generation = rec.generation;
         self.protocol_type = Some(rec.protocol_type).filter(|s| !s.is_empty());
         self.protocol = rec.protocol;
@@ -279,6 +293,16 @@ impl Group {
 
     /// The record to persist for the group's current generation.
     pub fn snapshot(&self) -> GroupRecord {
+        if let Some(c) = &self.consumer {
+            return GroupRecord {
+                protocol_type: "consumer".into(),
+                generation: c.rec.epoch,
+                protocol: None,
+                leader: None,
+                members: Vec::new(),
+                consumer: Some(c.rec.clone()),
+            };
+        }
         let protocol = self.protocol.clone().unwrap_or_default();
         GroupRecord {
             protocol_type: self.protocol_type.clone().unwrap_or_default(),
@@ -299,6 +323,7 @@ impl Group {
                     assignment: m.assignment.to_vec(),
                 })
                 .collect(),
+            consumer: None,
         }
     }
 
@@ -351,6 +376,47 @@ impl Group {
             && self.offsets.is_empty()
             && self.in_flight.is_empty()
             && self.state == GroupState::Empty
+            && self.consumer.as_ref().is_none_or(ConsumerGroup::is_empty)
+    }
+
+    /// Whether the group uses the consumer protocol (KIP-848).
+    pub fn is_consumer(&self) -> bool {
+        self.consumer.is_some()
+    }
+
+    /// The group's consumer-protocol state, made from an empty classic group
+    /// if need be (KIP-848: an empty group changes protocol freely; one
+    /// with classic members is refused rather than split in two).
+    pub fn as_consumer(&mut self) -> Result<&mut ConsumerGroup, CoordinatorError> {
+        if self.consumer.is_none() {
+            if !self.members.is_empty() || self.state != GroupState::Empty {
+                return Err(CoordinatorError::OtherProtocol {
+                    group: self.id.clone(),
+                    uses: "classic",
+                    asked: "consumer",
+                });
+            }
+            self.pending.clear();
+            self.protocol_type = Some("consumer".into());
+            self.protocol = None;
+            self.leader = None;
+            self.consumer = Some(ConsumerGroup::new(
+                self.id.clone(),
+                self.settings.consumer.clone(),
+            ));
+        }
+        Ok(self.consumer.as_mut().expect("set above"))
+    }
+
+    /// The consumer-protocol timers (see [`ConsumerGroup::tick`]).
+    pub fn tick_consumer(&mut self, topics: &TopicCounts, now: Instant) -> Effects {
+        let changed = self
+            .consumer
+            .as_mut()
+            .is_some_and(|c| c.tick(topics, now));
+        Effects {
+            persist: changed.then(|| self.snapshot()),
+        }
     }
 
     /// Fails every parked request: the coordinator no longer owns the group.

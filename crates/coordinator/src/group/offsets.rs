@@ -59,6 +59,9 @@ impl Group {
                 group: self.id.clone(),
             });
         }
+        if let Some(c) = &self.consumer {
+            return c.check_commit(member_id, generation);
+        }
         if generation < 0 && member_id.is_empty() {
             // A "simple" commit by a tool or a manually assigned consumer.
             return if self.members.is_empty() {

@@ -1,0 +1,106 @@
+//! What a member subscribes to: validating a heartbeat's fields, and
+//! resolving topic names and regexes against the cluster's topics.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{ConsumerMember, ConsumerSettings, Heartbeat, LEAVE_EPOCH, LEAVE_STATIC_EPOCH};
+use crate::error::CoordinatorError;
+
+/// The cluster's topics as the coordinator follows them: partition counts by
+/// name, and a version that changes whenever any does.
+#[derive(Debug, Clone, Default)]
+pub struct TopicCounts {
+    pub version: u64,
+    pub counts: BTreeMap<String, i32>,
+}
+
+/// A subscription regex, matched against whole topic names as Kafka does.
+pub fn compile(re: &str) -> Result<regex::Regex, CoordinatorError> {
+    regex::Regex::new(&format!("^(?:{re})$")).map_err(|e| CoordinatorError::InvalidRegex {
+        regex: re.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Kafka's checks of a ConsumerGroupHeartbeat, before it touches the group.
+pub fn validate(req: &Heartbeat, settings: &ConsumerSettings) -> Result<(), CoordinatorError> {
+    let invalid = |why: &str| Err(CoordinatorError::InvalidHeartbeat(why.to_string()));
+    match req.member_epoch {
+        0 => {
+            if req.rebalance_timeout_ms <= 0 {
+                return invalid("rebalance_timeout_ms must be set when joining");
+            }
+            if req.subscribed_topic_names.is_none() && req.subscribed_topic_regex.is_none() {
+                return invalid("subscribed_topic_names or subscribed_topic_regex must be set when joining");
+            }
+            if req.owned.as_ref().is_some_and(|o| !o.is_empty()) {
+                return invalid("topic_partitions must be empty when joining");
+            }
+        }
+        LEAVE_STATIC_EPOCH if req.instance_id.is_none() => {
+            return invalid("member epoch -2 (static leave) needs instance_id");
+        }
+        LEAVE_EPOCH | LEAVE_STATIC_EPOCH | 1.. => {
+            if req.member_id.is_empty() {
+                return invalid("member_id must be set after joining");
+            }
+        }
+        e => {
+            return invalid(&format!("member epoch {e} is not valid"));
+        }
+    }
+    if req.instance_id.as_ref().is_some_and(String::is_empty) {
+        return invalid("instance_id must not be empty");
+    }
+    if let Some(name) = req.server_assignor.as_deref().filter(|a| !a.is_empty())
+        && !settings.assignors.iter().any(|a| a.name() == name)
+    {
+        let known: Vec<&str> = settings.assignors.iter().map(|a| a.name()).collect();
+        return Err(CoordinatorError::UnsupportedAssignor {
+            name: name.to_string(),
+            known: known.join(", "),
+        });
+    }
+    if let Some(re) = req.subscribed_topic_regex.as_deref().filter(|r| !r.is_empty()) {
+        compile(re)?;
+    }
+    Ok(())
+}
+
+/// A member's subscription as topic names: its names, and the topics its
+/// regex matches (internal topics only by name).
+pub fn resolve(m: &ConsumerMember, topics: &TopicCounts) -> BTreeSet<String> {
+    let mut out = m.subscribed_topics.clone();
+    if let Some(re) = m.subscribed_regex.as_deref().and_then(|r| compile(r).ok()) {
+        out.extend(
+            topics
+                .counts
+                .keys()
+                .filter(|t| !t.starts_with("__") && re.is_match(t))
+                .cloned(),
+        );
+    }
+    out
+}
+
+pub fn resolve_all(
+    members: &BTreeMap<String, ConsumerMember>,
+    topics: &TopicCounts,
+) -> BTreeMap<String, BTreeSet<String>> {
+    members
+        .iter()
+        .map(|(id, m)| (id.clone(), resolve(m, topics)))
+        .collect()
+}
+
+/// Partition counts of the subscribed topics that exist.
+pub fn counts_of(
+    resolved: &BTreeMap<String, BTreeSet<String>>,
+    topics: &TopicCounts,
+) -> BTreeMap<String, i32> {
+    resolved
+        .values()
+        .flatten()
+        .filter_map(|t| topics.counts.get(t).map(|n| (t.clone(), *n)))
+        .collect()
+}
