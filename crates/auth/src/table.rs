@@ -97,6 +97,8 @@ pub const GRPC: &[(&str, Requirement)] = &[
     ("GroupCoordinator/ListGroups", R::Group(Describe)),
     ("GroupCoordinator/DescribeGroups", R::Group(Describe)),
     ("GroupCoordinator/DeleteGroups", R::Group(Delete)),
+    ("GroupCoordinator/ConsumerGroupHeartbeat", R::Group(Read)),
+    ("GroupCoordinator/ConsumerGroupDescribe", R::Group(Describe)),
 ];
 
 /// Kafka APIs by the name Kafka's protocol guide gives them.
@@ -119,6 +121,8 @@ pub const KAFKA: &[(&str, Requirement)] = &[
     ("ListGroups", R::Group(Describe)),
     ("DescribeGroups", R::Group(Describe)),
     ("DeleteGroups", R::Group(Delete)),
+    ("ConsumerGroupHeartbeat", R::Group(Read)),
+    ("ConsumerGroupDescribe", R::Group(Describe)),
     ("InitProducerId", R::IdempotentProducer),
     ("CreateTopics", R::CreateTopics),
     ("DeleteTopics", R::Topics(Delete)),

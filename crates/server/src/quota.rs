@@ -41,6 +41,7 @@ pub const WAITING_METHODS: &[&str] = &[
     "/Produce",
     "/JoinGroup",
     "/SyncGroup",
+    "/ConsumerGroupHeartbeat",
 ];
 
 /// What a quota limits.

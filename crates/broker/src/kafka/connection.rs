@@ -184,7 +184,11 @@ async fn serve_halves<R, W>(
                 // fetch's long poll, a rebalance, acks=all replication).
                 let waits = matches!(
                     key,
-                    ApiKey::Fetch | ApiKey::Produce | ApiKey::JoinGroup | ApiKey::SyncGroup
+                    ApiKey::Fetch
+                        | ApiKey::Produce
+                        | ApiKey::JoinGroup
+                        | ApiKey::SyncGroup
+                        | ApiKey::ConsumerGroupHeartbeat
                 );
                 let timed = !waits && !svc.access.quotas().is_empty();
                 let client =

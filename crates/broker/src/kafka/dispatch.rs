@@ -9,7 +9,7 @@ use tracing::{debug, warn};
 
 use super::frame::Request;
 use super::session::{Next, Session};
-use super::{acls, admin, fetch, groups, log_dirs, metadata, offsets, produce, versions};
+use super::{acls, admin, consumer_groups, fetch, groups, log_dirs, metadata, offsets, produce, versions};
 use crate::BrokerService;
 
 /// What a connection does after a request.
@@ -120,6 +120,12 @@ async fn handle_api(
         RequestKind::DescribeGroups(r) => {
             ResponseKind::DescribeGroups(groups::describe(svc, rights, r).await)
         }
+        RequestKind::ConsumerGroupHeartbeat(r) => ResponseKind::ConsumerGroupHeartbeat(
+            consumer_groups::heartbeat(svc, rights, r, client, peer).await,
+        ),
+        RequestKind::ConsumerGroupDescribe(r) => ResponseKind::ConsumerGroupDescribe(
+            consumer_groups::describe(svc, rights, r).await,
+        ),
         RequestKind::DeleteGroups(r) => {
             ResponseKind::DeleteGroups(groups::delete(svc, rights, r).await)
         }

@@ -32,6 +32,7 @@
 mod acls;
 mod admin;
 mod connection;
+mod consumer_groups;
 mod dispatch;
 mod fetch;
 pub mod frame;

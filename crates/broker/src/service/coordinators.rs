@@ -129,6 +129,8 @@ impl<'a> Forward<'a> {
         offset_fetch(cpb::OffsetFetchRequest) -> cpb::OffsetFetchResponse;
         describe_groups(cpb::DescribeGroupsRequest) -> cpb::DescribeGroupsResponse;
         delete_groups(cpb::DeleteGroupsRequest) -> cpb::DeleteGroupsResponse;
+        consumer_group_heartbeat(cpb::ConsumerGroupHeartbeatRequest) -> cpb::ConsumerGroupHeartbeatResponse;
+        consumer_group_describe(cpb::ConsumerGroupDescribeRequest) -> cpb::ConsumerGroupDescribeResponse;
     }
 }
 

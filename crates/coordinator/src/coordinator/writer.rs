@@ -190,6 +190,23 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Queues a group record (see [`Self::submit`]).
+    pub fn submit_group(&self, group: &str, home: GroupHome, rec: GroupRecord) -> Submitted {
+        let value = records::encode(&GroupValue {
+            group: rec,
+            owner_epoch: home.epoch,
+        });
+        self.submit(
+            home,
+            vec![(
+                RecordKey::Group {
+                    group: group.to_string(),
+                },
+                Some(value),
+            )],
+        )
+    }
+
     /// Writes a group record; then, when `settle` is set, tells the group.
     /// Call it where the record was decided, under the state lock, so group
     /// records reach the log in generation order.
@@ -200,19 +217,7 @@ impl Coordinator {
         rec: GroupRecord,
         settle: Option<i32>,
     ) {
-        let value = records::encode(&GroupValue {
-            group: rec,
-            owner_epoch: home.epoch,
-        });
-        let submitted = self.submit(
-            home,
-            vec![(
-                RecordKey::Group {
-                    group: group.clone(),
-                },
-                Some(value),
-            )],
-        );
+        let submitted = self.submit_group(&group, home, rec);
         let this = self.clone();
         self.tasks.spawn(async move {
             let res = this.confirm(&group, home, submitted).await;

@@ -379,6 +379,24 @@ impl Group {
             && self.consumer.as_ref().is_none_or(ConsumerGroup::is_empty)
     }
 
+    /// Members of either protocol.
+    pub fn member_count(&self) -> usize {
+        self.members.len() + self.consumer.as_ref().map_or(0, |c| c.rec.members.len())
+    }
+
+    /// "classic" or "consumer", as ListGroups shows it.
+    pub fn group_type(&self) -> &'static str {
+        if self.is_consumer() { "consumer" } else { "classic" }
+    }
+
+    /// The state's name, Kafka's for the group's protocol.
+    pub fn state_name(&self) -> &'static str {
+        match &self.consumer {
+            Some(c) if self.state != GroupState::Dead => c.state_name(),
+            _ => self.state.name(),
+        }
+    }
+
     /// Whether the group uses the consumer protocol (KIP-848).
     pub fn is_consumer(&self) -> bool {
         self.consumer.is_some()
@@ -388,6 +406,11 @@ impl Group {
     /// if need be (KIP-848: an empty group changes protocol freely; one
     /// with classic members is refused rather than split in two).
     pub fn as_consumer(&mut self) -> Result<&mut ConsumerGroup, CoordinatorError> {
+        if self.state == GroupState::Dead {
+            return Err(CoordinatorError::GroupBeingDeleted {
+                group: self.id.clone(),
+            });
+        }
         if self.consumer.is_none() {
             if !self.members.is_empty() || self.state != GroupState::Empty {
                 return Err(CoordinatorError::OtherProtocol {

@@ -22,7 +22,7 @@ pub(super) fn list_groups(
     let all = rights.has_cluster(Operation::Describe);
     let mut groups = Vec::new();
     svc.coordinator.for_each_group(|g| {
-        let state = g.state.name();
+        let state = g.state_name();
         if !all && !rights.sees_group(&g.id) {
             return;
         }
@@ -31,6 +31,7 @@ pub(super) fn list_groups(
                 group_id: g.id.clone(),
                 protocol_type: g.protocol_type.clone().unwrap_or_else(|| "consumer".into()),
                 group_state: state.into(),
+                group_type: g.group_type().into(),
             });
         }
     });
@@ -58,6 +59,7 @@ pub(super) fn describe_groups(
                 };
             }
             let res = svc.coordinator.with_group(&id, false, |g, _| match g {
+                Some(g) if g.consumer.is_some() => super::consumer::as_described_group(g),
                 Some(g) => {
                     let protocol = g.protocol.clone().unwrap_or_default();
                     pb::DescribedGroup {
@@ -67,6 +69,7 @@ pub(super) fn describe_groups(
                         protocol_type: g.protocol_type.clone().unwrap_or_default(),
                         protocol_data: protocol.clone(),
                         generation_id: g.generation,
+                        group_type: g.group_type().into(),
                         members: g
                             .members
                             .values()
@@ -132,9 +135,9 @@ async fn delete_group(svc: &CoordinatorService, id: &str) -> Result<(), Coordina
         None => Err(CoordinatorError::GroupNotFound {
             group: id.to_string(),
         }),
-        Some(g) if !g.members.is_empty() => Err(CoordinatorError::NonEmptyGroup {
+        Some(g) if g.member_count() > 0 => Err(CoordinatorError::NonEmptyGroup {
             group: id.to_string(),
-            members: g.members.len(),
+            members: g.member_count(),
         }),
         Some(g) if g.state == GroupState::Dead => Err(CoordinatorError::AlreadyBeingDeleted {
             group: id.to_string(),

@@ -11,8 +11,11 @@
 //! - `membership`: JoinGroup, SyncGroup, Heartbeat, LeaveGroup.
 //! - `offsets`: OffsetCommit, OffsetFetch.
 //! - `admin`: ListGroups, DescribeGroups, DeleteGroups.
+//! - `consumer`: the consumer protocol (KIP-848): ConsumerGroupHeartbeat,
+//!   ConsumerGroupDescribe.
 
 mod admin;
+mod consumer;
 mod membership;
 mod offsets;
 #[cfg(test)]
@@ -171,6 +174,29 @@ impl GroupCoordinator for CoordinatorService {
     ) -> Result<Response<pb::DescribeGroupsResponse>, Status> {
         let rights = Rights::of(&self.access, &request);
         Ok(Response::new(admin::describe_groups(
+            self,
+            &rights,
+            request.into_inner(),
+        )))
+    }
+
+    async fn consumer_group_heartbeat(
+        &self,
+        request: Request<pb::ConsumerGroupHeartbeatRequest>,
+    ) -> Result<Response<pb::ConsumerGroupHeartbeatResponse>, Status> {
+        let host = membership::client_host(&request);
+        self.rights_on(&request, Operation::Read, &request.get_ref().group_id)?;
+        Ok(Response::new(
+            consumer::heartbeat(self, request.into_inner(), host).await,
+        ))
+    }
+
+    async fn consumer_group_describe(
+        &self,
+        request: Request<pb::ConsumerGroupDescribeRequest>,
+    ) -> Result<Response<pb::ConsumerGroupDescribeResponse>, Status> {
+        let rights = Rights::of(&self.access, &request);
+        Ok(Response::new(consumer::describe(
             self,
             &rights,
             request.into_inner(),

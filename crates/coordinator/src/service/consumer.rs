@@ -1,0 +1,219 @@
+//! The consumer protocol (KIP-848): ConsumerGroupHeartbeat and
+//! ConsumerGroupDescribe. A heartbeat that changes the group is answered
+//! only once the group record is in `__consumer_offsets`: a member never
+//! acts on an assignment a coordinator failover could forget.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use sluice_auth::Operation;
+use sluice_client::consumer_protocol::{self, Subscription};
+use sluice_proto::coordinator as pb;
+use sluice_server::access::Rights;
+
+use super::{CoordinatorService, check_group_id, err_proto};
+use crate::consumer_group::{Assignment, ConsumerGroup, Heartbeat, MemberState};
+use crate::error::CoordinatorError;
+
+/// ConsumerGroupHeartbeat; `host` is the caller's address (a client host
+/// named in the request wins).
+pub(super) async fn heartbeat(
+    svc: &CoordinatorService,
+    req: pb::ConsumerGroupHeartbeatRequest,
+    host: String,
+) -> pb::ConsumerGroupHeartbeatResponse {
+    match beat(svc, req, host).await {
+        Ok(r) => r,
+        Err(e) => pb::ConsumerGroupHeartbeatResponse {
+            error: err_proto(&e),
+            member_epoch: -1,
+            ..Default::default()
+        },
+    }
+}
+
+async fn beat(
+    svc: &CoordinatorService,
+    req: pb::ConsumerGroupHeartbeatRequest,
+    mut host: String,
+) -> Result<pb::ConsumerGroupHeartbeatResponse, CoordinatorError> {
+    check_group_id(&req.group_id)?;
+    let c = &svc.coordinator;
+    let topics = c.topics();
+    if topics.version == 0 {
+        // Until the topics are read an assignment would revoke everything.
+        return Err(CoordinatorError::LoadInProgress {
+            group: req.group_id.clone(),
+            partition: c.home(&req.group_id)?.partition,
+        });
+    }
+    if !req.client_host.is_empty() {
+        host = format!("/{}", req.client_host);
+    }
+    let group = req.group_id;
+    let hb = Heartbeat {
+        member_id: req.member_id,
+        member_epoch: req.member_epoch,
+        instance_id: req.instance_id,
+        rack_id: req.rack_id,
+        rebalance_timeout_ms: req.rebalance_timeout_ms,
+        subscribed_topic_names: req.subscribed_topic_names.map(|t| t.names),
+        subscribed_topic_regex: req.subscribed_topic_regex,
+        server_assignor: req.server_assignor,
+        owned: req.owned.map(from_proto),
+        client_id: req.client_id,
+        client_host: host,
+    };
+    let (answer, write) = c.with_group(&group, true, |g, home| {
+        let g = g.expect("created");
+        let (answer, changed) = g.as_consumer()?.heartbeat(hb, &topics, Instant::now())?;
+        // Submitted under the lock, so records reach the log in the order
+        // the group changed.
+        let write = changed.then(|| (home, c.submit_group(&group, home, g.snapshot())));
+        Ok::<_, CoordinatorError>((answer, write))
+    })??;
+    if let Some((home, submitted)) = write {
+        c.confirm(&group, home, submitted).await?;
+    }
+    Ok(pb::ConsumerGroupHeartbeatResponse {
+        error: None,
+        member_id: answer.member_id,
+        member_epoch: answer.member_epoch,
+        heartbeat_interval_ms: answer.heartbeat_interval_ms,
+        assignment: answer.assignment.as_ref().map(to_proto),
+    })
+}
+
+pub(super) fn describe(
+    svc: &CoordinatorService,
+    rights: &Rights,
+    req: pb::ConsumerGroupDescribeRequest,
+) -> pb::ConsumerGroupDescribeResponse {
+    let groups = req
+        .group_ids
+        .into_iter()
+        .map(|id| {
+            if let Err(e) = rights.group(Operation::Describe, &id) {
+                return pb::DescribedConsumerGroup {
+                    error: Some(e.to_proto()),
+                    group_id: id,
+                    ..Default::default()
+                };
+            }
+            let res = svc.coordinator.with_group(&id, false, |g, _| {
+                match g.and_then(|g| g.consumer.as_ref()) {
+                    Some(c) => Ok(described(c)),
+                    None => Err(CoordinatorError::GroupNotFound { group: id.clone() }),
+                }
+            });
+            res.and_then(|r| r)
+                .unwrap_or_else(|e| pb::DescribedConsumerGroup {
+                    error: err_proto(&e),
+                    group_id: id,
+                    ..Default::default()
+                })
+        })
+        .collect();
+    pb::ConsumerGroupDescribeResponse { groups }
+}
+
+fn described(c: &ConsumerGroup) -> pb::DescribedConsumerGroup {
+    pb::DescribedConsumerGroup {
+        error: None,
+        group_id: c.id.clone(),
+        group_state: c.state_name().into(),
+        group_epoch: c.rec.epoch,
+        assignment_epoch: c.rec.assignment_epoch,
+        assignor_name: c.rec.assignor.clone(),
+        members: c
+            .rec
+            .members
+            .values()
+            .map(|m| pb::ConsumerGroupMember {
+                member_id: m.member_id.clone(),
+                instance_id: m.instance_id.clone(),
+                rack_id: m.rack_id.clone(),
+                member_epoch: if m.left_static { -2 } else { m.epoch },
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                subscribed_topic_names: m.subscribed_topics.iter().cloned().collect(),
+                subscribed_topic_regex: m.subscribed_regex.clone(),
+                assignment: Some(to_proto(&m.assigned)),
+                target_assignment: Some(to_proto(
+                    c.rec.target.get(&m.member_id).unwrap_or(&Assignment::new()),
+                )),
+                member_state: match m.state {
+                    MemberState::Stable => "stable",
+                    MemberState::UnrevokedPartitions => "unrevoked_partitions",
+                    MemberState::UnreleasedPartitions => "unreleased_partitions",
+                }
+                .into(),
+            })
+            .collect(),
+    }
+}
+
+/// A consumer-protocol group as DescribeGroups shows groups: assignments and
+/// subscriptions in Kafka's consumer protocol encoding, so tools reading
+/// classic groups read these too.
+pub(super) fn as_described_group(g: &crate::group::Group) -> pb::DescribedGroup {
+    let c = g.consumer.as_ref().expect("a consumer-protocol group");
+    pb::DescribedGroup {
+        error: None,
+        group_id: g.id.clone(),
+        group_state: g.state_name().into(),
+        protocol_type: "consumer".into(),
+        protocol_data: c.rec.assignor.clone(),
+        generation_id: c.rec.epoch,
+        group_type: "consumer".into(),
+        members: c
+            .rec
+            .members
+            .values()
+            .map(|m| pb::DescribedGroupMember {
+                member_id: m.member_id.clone(),
+                group_instance_id: m.instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                member_metadata: consumer_protocol::encode_subscription(&Subscription {
+                    topics: m.subscribed_topics.iter().cloned().collect(),
+                    owned_partitions: Vec::new(),
+                    generation_id: m.epoch,
+                    rack_id: m.rack_id.clone(),
+                }),
+                member_assignment: consumer_protocol::encode_assignment(
+                    &m.assigned
+                        .iter()
+                        .map(|(t, ps)| (t.clone(), ps.iter().copied().collect()))
+                        .collect(),
+                ),
+            })
+            .collect(),
+    }
+}
+
+pub(crate) fn to_proto(a: &Assignment) -> pb::MemberAssignment {
+    pb::MemberAssignment {
+        topics: a
+            .iter()
+            .map(|(t, ps)| pb::TopicPartitions {
+                topic: t.clone(),
+                partitions: ps.iter().copied().collect(),
+            })
+            .collect(),
+    }
+}
+
+/// An assignment as the group compares them: no empty topics.
+fn from_proto(a: pb::MemberAssignment) -> Assignment {
+    let mut out = Assignment::new();
+    for t in a.topics {
+        if t.partitions.is_empty() {
+            continue;
+        }
+        out.entry(t.topic)
+            .or_insert_with(BTreeSet::new)
+            .extend(t.partitions);
+    }
+    out
+}
