@@ -27,6 +27,8 @@ pub struct GroupListing {
     pub group_id: String,
     pub state: String,
     pub protocol_type: String,
+    /// "classic" (JoinGroup/SyncGroup) or "consumer" (KIP-848).
+    pub group_type: String,
 }
 
 /// One member of a described group.
@@ -39,6 +41,16 @@ pub struct MemberDescription {
     pub host: String,
     /// Its partitions (decoded from the consumer protocol assignment).
     pub assignment: Vec<TopicPartition>,
+    /// A consumer-protocol member's epoch and target assignment.
+    pub consumer: Option<ConsumerMemberState>,
+}
+
+/// Where a consumer-protocol (KIP-848) member stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerMemberState {
+    pub member_epoch: i32,
+    /// What it is moving to (equal to `assignment` once reconciled).
+    pub target: Vec<TopicPartition>,
 }
 
 /// A group as DescribeGroups reports it.
@@ -53,6 +65,11 @@ pub struct GroupDescription {
     /// The coordinator serving it (`HOST:PORT`).
     pub coordinator: String,
     pub members: Vec<MemberDescription>,
+    /// "classic" or "consumer".
+    pub group_type: String,
+    /// For a consumer-protocol group: the epoch its target assignment was
+    /// computed for (`generation` is its group epoch).
+    pub assignment_epoch: Option<i32>,
 }
 
 fn retriable(e: &ClientError) -> bool {
@@ -108,6 +125,7 @@ impl Admin {
                 group_id: g.group_id,
                 state: g.group_state,
                 protocol_type: g.protocol_type,
+                group_type: g.group_type,
             }));
         }
         out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
@@ -118,6 +136,7 @@ impl Admin {
     /// Describes one group (state Dead when it does not exist).
     pub async fn describe_consumer_group(&self, group: &str) -> Result<GroupDescription> {
         self.with_group_coordinator(group, |addr, mut c| async move {
+            let mut c2 = c.clone();
             let resp = c
                 .describe_groups(pb::DescribeGroupsRequest {
                     group_ids: vec![group.to_string()],
@@ -134,12 +153,12 @@ impl Admin {
             if let Some(e) = ApiError::from_proto(g.error.as_ref()) {
                 return Err(e.into());
             }
-            Ok(GroupDescription {
+            let mut d = GroupDescription {
                 group_id: g.group_id,
                 state: g.group_state,
                 protocol: g.protocol_data,
                 generation: g.generation_id,
-                coordinator: addr,
+                coordinator: addr.clone(),
                 members: g
                     .members
                     .into_iter()
@@ -149,9 +168,27 @@ impl Admin {
                         group_instance_id: m.group_instance_id,
                         client_id: m.client_id,
                         host: m.client_host,
+                        consumer: None,
                     })
                     .collect(),
-            })
+                group_type: g.group_type,
+                assignment_epoch: None,
+            };
+            if d.group_type == "consumer" {
+                let resp = c2
+                    .consumer_group_describe(pb::ConsumerGroupDescribeRequest {
+                        group_ids: vec![group.to_string()],
+                    })
+                    .await
+                    .map_err(|s| ClientError::from_status(&addr, &s))?
+                    .into_inner();
+                if let Some(cg) = resp.groups.into_iter().next()
+                    && cg.error.is_none()
+                {
+                    add_consumer_state(&mut d, cg);
+                }
+            }
+            Ok(d)
         })
         .await
     }
@@ -281,6 +318,31 @@ impl Admin {
             }
         })
         .await
+    }
+}
+
+/// Epochs and target assignments from ConsumerGroupDescribe.
+fn add_consumer_state(d: &mut GroupDescription, cg: pb::DescribedConsumerGroup) {
+    d.assignment_epoch = Some(cg.assignment_epoch);
+    let flat = |a: Option<pb::MemberAssignment>| -> Vec<TopicPartition> {
+        a.unwrap_or_default()
+            .topics
+            .into_iter()
+            .flat_map(|t| {
+                let topic = t.topic;
+                t.partitions
+                    .into_iter()
+                    .map(move |p| TopicPartition::new(topic.clone(), p))
+            })
+            .collect()
+    };
+    for m in cg.members {
+        if let Some(md) = d.members.iter_mut().find(|x| x.member_id == m.member_id) {
+            md.consumer = Some(ConsumerMemberState {
+                member_epoch: m.member_epoch,
+                target: flat(m.target_assignment),
+            });
+        }
     }
 }
 

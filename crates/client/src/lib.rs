@@ -50,7 +50,7 @@ pub use config::{
 pub use consumer::{Consumer, ConsumerRecord};
 pub use delayed_admin::DelayedPartition;
 pub use error::{ClientError, Result};
-pub use group_admin::{GroupDescription, GroupListing, MemberDescription};
+pub use group_admin::{ConsumerMemberState, GroupDescription, GroupListing, MemberDescription};
 pub use group_consumer::{Committer, GroupConsumer, Nacked, RebalanceListener};
 pub use log_dirs::{BrokerLogDirs, LogDirDescription, ReplicaSize};
 pub use producer::{DeliveryFuture, Producer, ProducerRecord, RecordMetadata};

@@ -9,9 +9,7 @@ use kafka_protocol::messages::consumer_group_describe_response::{
     Assignment as DescribedAssignment, DescribedGroup, Member,
     TopicPartitions as DescribedTopicPartitions,
 };
-use kafka_protocol::messages::consumer_group_heartbeat_response::{
-    Assignment, TopicPartitions,
-};
+use kafka_protocol::messages::consumer_group_heartbeat_response::{Assignment, TopicPartitions};
 use kafka_protocol::messages::*;
 use sluice_proto::coordinator as cpb;
 
@@ -38,7 +36,10 @@ pub(super) async fn heartbeat(
             .into_iter()
             // A topic deleted since: the member owns nothing of it any more.
             .filter_map(|tp| {
-                let name = svc.broker.metadata.topic_name_by_id(&tp.topic_id.to_string())?;
+                let name = svc
+                    .broker
+                    .metadata
+                    .topic_name_by_id(&tp.topic_id.to_string())?;
                 Some(cpb::TopicPartitions {
                     topic: name,
                     partitions: tp.partitions,

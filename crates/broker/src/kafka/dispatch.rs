@@ -9,7 +9,9 @@ use tracing::{debug, warn};
 
 use super::frame::Request;
 use super::session::{Next, Session};
-use super::{acls, admin, consumer_groups, fetch, groups, log_dirs, metadata, offsets, produce, versions};
+use super::{
+    acls, admin, consumer_groups, fetch, groups, log_dirs, metadata, offsets, produce, versions,
+};
 use crate::BrokerService;
 
 /// What a connection does after a request.
@@ -123,9 +125,9 @@ async fn handle_api(
         RequestKind::ConsumerGroupHeartbeat(r) => ResponseKind::ConsumerGroupHeartbeat(
             consumer_groups::heartbeat(svc, rights, r, client, peer).await,
         ),
-        RequestKind::ConsumerGroupDescribe(r) => ResponseKind::ConsumerGroupDescribe(
-            consumer_groups::describe(svc, rights, r).await,
-        ),
+        RequestKind::ConsumerGroupDescribe(r) => {
+            ResponseKind::ConsumerGroupDescribe(consumer_groups::describe(svc, rights, r).await)
+        }
         RequestKind::DeleteGroups(r) => {
             ResponseKind::DeleteGroups(groups::delete(svc, rights, r).await)
         }

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sluice_client::{Admin, Consumer, GroupDescription, TopicPartition};
+use sluice_client::{Admin, Consumer, GroupDescription, GroupListing, TopicPartition};
 
 use super::common::{Bootstrap, client_config, usage};
 
@@ -15,6 +15,10 @@ pub struct Args {
     /// List every group.
     #[arg(long)]
     pub list: bool,
+    /// With --list: show each group's type (classic or consumer, KIP-848);
+    /// with a comma list, only groups of those types.
+    #[arg(long = "type", num_args = 0..=1, default_missing_value = "", value_name = "TYPES")]
+    pub group_type: Option<String>,
     /// Describe --group: members and offsets with lag.
     #[arg(long)]
     pub describe: bool,
@@ -87,10 +91,15 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     )?;
     let admin = Admin::new(config.clone())?;
     if a.list {
-        for g in admin.list_consumer_groups().await? {
-            println!("{}", g.group_id);
+        let groups = admin.list_consumer_groups().await?;
+        match &a.group_type {
+            None => groups.iter().for_each(|g| println!("{}", g.group_id)),
+            Some(types) => print!("{}", render_types(&groups, types)),
         }
         return Ok(());
+    }
+    if a.group_type.is_some() {
+        return Err(usage("--type goes with --list"));
     }
     let group = a
         .group
@@ -227,29 +236,71 @@ pub fn render(rows: &[Row]) -> String {
     table(&header, &cells)
 }
 
-/// `--describe --state`, with kafka-consumer-groups.sh's columns.
+/// `--list --type [TYPES]`: kafka-consumer-groups.sh's GROUP, TYPE and
+/// PROTOCOL columns, filtered by type when some are named.
+fn render_types(groups: &[GroupListing], types: &str) -> String {
+    let wanted: Vec<String> = types
+        .split(',')
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    let rows: Vec<Vec<String>> = groups
+        .iter()
+        .filter(|g| wanted.is_empty() || wanted.contains(&g.group_type))
+        .map(|g| {
+            let mut kind = g.group_type.clone();
+            if let Some(first) = kind.get_mut(0..1) {
+                first.make_ascii_uppercase();
+            }
+            vec![g.group_id.clone(), kind, g.protocol_type.clone()]
+        })
+        .collect();
+    table(&["GROUP", "TYPE", "PROTOCOL"], &rows)
+}
+
+/// `--describe --state`, with kafka-consumer-groups.sh's columns (a
+/// consumer-protocol group also shows its group and target epochs).
 fn render_state(d: &GroupDescription) -> String {
     let strategy = if d.protocol.is_empty() {
         "-"
     } else {
         d.protocol.as_str()
     };
-    table(
-        &[
-            "GROUP",
-            "COORDINATOR",
-            "ASSIGNMENT-STRATEGY",
-            "STATE",
-            "#MEMBERS",
-        ],
-        &[vec![
-            d.group_id.clone(),
-            d.coordinator.clone(),
-            strategy.to_string(),
-            d.state.clone(),
-            d.members.len().to_string(),
-        ]],
-    )
+    let mut header = vec!["GROUP", "COORDINATOR", "ASSIGNMENT-STRATEGY", "STATE"];
+    let mut row = vec![
+        d.group_id.clone(),
+        d.coordinator.clone(),
+        strategy.to_string(),
+        d.state.clone(),
+    ];
+    if let Some(target) = d.assignment_epoch {
+        header.extend(["GROUP-EPOCH", "TARGET-ASSIGNMENT-EPOCH"]);
+        row.extend([d.generation.to_string(), target.to_string()]);
+    }
+    header.push("#MEMBERS");
+    row.push(d.members.len().to_string());
+    table(&header, &[row])
+}
+
+/// `topic(0,1),other(2)`, or `-` for none.
+fn assignment_text(tps: &[TopicPartition]) -> String {
+    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for tp in tps {
+        by_topic.entry(&tp.topic).or_default().push(tp.partition);
+    }
+    let text: Vec<String> = by_topic
+        .into_iter()
+        .map(|(t, mut ps)| {
+            ps.sort();
+            let ps: Vec<String> = ps.iter().map(|p| p.to_string()).collect();
+            format!("{t}({})", ps.join(","))
+        })
+        .collect();
+    if text.is_empty() {
+        "-".into()
+    } else {
+        text.join(",")
+    }
 }
 
 /// `--describe --members [--verbose]`, with kafka-consumer-groups.sh's
@@ -263,8 +314,15 @@ fn render_members(d: &GroupDescription, verbose: bool) -> String {
         "CLIENT-ID",
         "#PARTITIONS",
     ];
+    let consumer = d.group_type == "consumer";
+    if consumer {
+        header.push("MEMBER-EPOCH");
+    }
     if verbose {
         header.push("ASSIGNMENT");
+        if consumer {
+            header.push("TARGET-ASSIGNMENT");
+        }
     }
     let mut members: Vec<_> = d.members.iter().collect();
     members.sort_by(|a, b| a.member_id.cmp(&b.member_id));
@@ -279,24 +337,22 @@ fn render_members(d: &GroupDescription, verbose: bool) -> String {
                 m.client_id.clone(),
                 m.assignment.len().to_string(),
             ];
+            if consumer {
+                row.push(
+                    m.consumer
+                        .as_ref()
+                        .map_or("-".into(), |c| c.member_epoch.to_string()),
+                );
+            }
             if verbose {
-                let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-                for tp in &m.assignment {
-                    by_topic.entry(&tp.topic).or_default().push(tp.partition);
+                row.push(assignment_text(&m.assignment));
+                if consumer {
+                    row.push(
+                        m.consumer
+                            .as_ref()
+                            .map_or("-".into(), |c| assignment_text(&c.target)),
+                    );
                 }
-                let text: Vec<String> = by_topic
-                    .into_iter()
-                    .map(|(t, mut ps)| {
-                        ps.sort();
-                        let ps: Vec<String> = ps.iter().map(|p| p.to_string()).collect();
-                        format!("{t}({})", ps.join(","))
-                    })
-                    .collect();
-                row.push(if text.is_empty() {
-                    "-".into()
-                } else {
-                    text.join(",")
-                });
             }
             row
         })
@@ -499,7 +555,10 @@ mod tests {
                     TopicPartition::new("t", 0),
                     TopicPartition::new("u", 2),
                 ],
+                consumer: None,
             }],
+            group_type: "classic".into(),
+            assignment_epoch: None,
         };
         let out = render_members(&d, true);
         let lines: Vec<Vec<&str>> = out
@@ -526,6 +585,58 @@ mod tests {
         let out = render_state(&d);
         let row: Vec<&str> = out.lines().nth(2).unwrap().split_whitespace().collect();
         assert_eq!(row, ["g", "127.0.0.1:9092", "range", "Stable", "1"]);
+    }
+
+    #[test]
+    fn consumer_protocol_groups_show_their_epochs_and_type() {
+        let d = GroupDescription {
+            group_id: "g".into(),
+            state: "Reconciling".into(),
+            protocol: "uniform".into(),
+            generation: 5,
+            coordinator: "127.0.0.1:9092".into(),
+            members: vec![sluice_client::MemberDescription {
+                member_id: "m".into(),
+                group_instance_id: None,
+                client_id: "c".into(),
+                host: "/127.0.0.1".into(),
+                assignment: vec![TopicPartition::new("t", 0)],
+                consumer: Some(sluice_client::ConsumerMemberState {
+                    member_epoch: 4,
+                    target: vec![TopicPartition::new("t", 0), TopicPartition::new("t", 1)],
+                }),
+            }],
+            group_type: "consumer".into(),
+            assignment_epoch: Some(5),
+        };
+        let out = render_state(&d);
+        let lines: Vec<Vec<&str>> = out
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            lines[0][4..],
+            ["GROUP-EPOCH", "TARGET-ASSIGNMENT-EPOCH", "#MEMBERS"]
+        );
+        assert_eq!(lines[1][2..], ["uniform", "Reconciling", "5", "5", "1"]);
+        let out = render_members(&d, true);
+        let row: Vec<&str> = out.lines().nth(2).unwrap().split_whitespace().collect();
+        assert_eq!(row[5..], ["1", "4", "t(0)", "t(0,1)"]);
+        let listing = |id: &str, kind: &str| GroupListing {
+            group_id: id.into(),
+            state: "Stable".into(),
+            protocol_type: "consumer".into(),
+            group_type: kind.into(),
+        };
+        let groups = [listing("a", "classic"), listing("b", "consumer")];
+        let out = render_types(&groups, "");
+        assert!(out.contains("a     Classic  consumer"), "{out}");
+        let out = render_types(&groups, "consumer");
+        assert!(
+            !out.contains("Classic") && out.contains("Consumer"),
+            "{out}"
+        );
     }
 
     #[test]

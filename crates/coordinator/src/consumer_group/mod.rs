@@ -176,9 +176,12 @@ impl ConsumerGroup {
             "Empty"
         } else if self.rec.epoch > self.rec.assignment_epoch {
             "Assigning"
-        } else if self.rec.members.values().any(|m| {
-            m.epoch != self.rec.assignment_epoch || m.state != MemberState::Stable
-        }) {
+        } else if self
+            .rec
+            .members
+            .values()
+            .any(|m| m.epoch != self.rec.assignment_epoch || m.state != MemberState::Stable)
+        {
             "Reconciling"
         } else {
             "Stable"
@@ -258,7 +261,8 @@ impl ConsumerGroup {
         let mut votes: BTreeMap<usize, usize> = BTreeMap::new();
         for m in self.rec.members.values() {
             let asked = m.server_assignor.as_deref().and_then(Assignor::parse);
-            if let Some(i) = asked.and_then(|a| self.settings.assignors.iter().position(|x| *x == a))
+            if let Some(i) =
+                asked.and_then(|a| self.settings.assignors.iter().position(|x| *x == a))
             {
                 *votes.entry(i).or_default() += 1;
             }
@@ -362,9 +366,8 @@ impl ConsumerGroup {
             Some(d) if current.state == MemberState::UnrevokedPartitions => d.revocation,
             _ => None,
         };
-        let revocation = (next.state == MemberState::UnrevokedPartitions).then(|| {
-            revocation.unwrap_or(now + Duration::from_millis(next.rebalance_timeout_ms))
-        });
+        let revocation = (next.state == MemberState::UnrevokedPartitions)
+            .then(|| revocation.unwrap_or(now + Duration::from_millis(next.rebalance_timeout_ms)));
         self.deadlines.insert(
             id.clone(),
             Deadlines {

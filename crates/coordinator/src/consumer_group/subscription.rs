@@ -31,7 +31,9 @@ pub fn validate(req: &Heartbeat, settings: &ConsumerSettings) -> Result<(), Coor
                 return invalid("rebalance_timeout_ms must be set when joining");
             }
             if req.subscribed_topic_names.is_none() && req.subscribed_topic_regex.is_none() {
-                return invalid("subscribed_topic_names or subscribed_topic_regex must be set when joining");
+                return invalid(
+                    "subscribed_topic_names or subscribed_topic_regex must be set when joining",
+                );
             }
             if req.owned.as_ref().is_some_and(|o| !o.is_empty()) {
                 return invalid("topic_partitions must be empty when joining");
@@ -61,7 +63,11 @@ pub fn validate(req: &Heartbeat, settings: &ConsumerSettings) -> Result<(), Coor
             known: known.join(", "),
         });
     }
-    if let Some(re) = req.subscribed_topic_regex.as_deref().filter(|r| !r.is_empty()) {
+    if let Some(re) = req
+        .subscribed_topic_regex
+        .as_deref()
+        .filter(|r| !r.is_empty())
+    {
         compile(re)?;
     }
     Ok(())

@@ -118,10 +118,7 @@ fn three_members_then_a_fourth_moves_only_three_partitions() {
         let a = c.beat(&mut g, &t, now);
         assert_eq!(a.member_epoch, epoch, "epoch held while revoking");
         assert_eq!(count(&c.owned), 3);
-        assert_eq!(
-            g.rec.members[&c.id].state,
-            MemberState::UnrevokedPartitions
-        );
+        assert_eq!(g.rec.members[&c.id].state, MemberState::UnrevokedPartitions);
     }
     // The acknowledgements move them to the new epoch; d takes the three.
     for c in clients.iter_mut() {
@@ -169,14 +166,18 @@ fn epochs_fence_and_a_lost_answer_is_forgiven() {
         .unwrap();
     // An epoch from the future, or an old one with partitions it no longer
     // has, is fenced.
-    let err = g
-        .heartbeat(beat("a", e2 + 5, None), &t, now)
-        .unwrap_err();
-    assert!(matches!(err, CoordinatorError::FencedMemberEpoch { .. }), "{err}");
+    let err = g.heartbeat(beat("a", e2 + 5, None), &t, now).unwrap_err();
+    assert!(
+        matches!(err, CoordinatorError::FencedMemberEpoch { .. }),
+        "{err}"
+    );
     let err = g
         .heartbeat(beat("a", e1, Some(&a_client.owned)), &t, now)
         .unwrap_err();
-    assert!(matches!(err, CoordinatorError::FencedMemberEpoch { .. }), "{err}");
+    assert!(
+        matches!(err, CoordinatorError::FencedMemberEpoch { .. }),
+        "{err}"
+    );
     // Unknown members are told so.
     let err = g.heartbeat(beat("zz", 3, None), &t, now).unwrap_err();
     assert!(matches!(err, CoordinatorError::UnknownMember { .. }));
@@ -184,7 +185,10 @@ fn epochs_fence_and_a_lost_answer_is_forgiven() {
     assert!(g.check_commit("a", e2).is_ok());
     let err = g.check_commit("a", e1).unwrap_err();
     assert!(matches!(err, CoordinatorError::StaleMemberEpoch { .. }));
-    assert!(g.check_commit("", -1).is_err(), "simple commit to an active group");
+    assert!(
+        g.check_commit("", -1).is_err(),
+        "simple commit to an active group"
+    );
 }
 
 #[test]
@@ -212,9 +216,7 @@ fn sessions_expire_and_slow_revokers_are_removed() {
     b.apply(&g.heartbeat(join("b", &["x"]), &t, start).unwrap().0);
     // a is told to revoke two but never acknowledges: after its rebalance
     // timeout (5 s) it is removed, though b's heartbeats keep b alive.
-    let (ans, _) = g
-        .heartbeat(beat("a", a.epoch, None), &t, start)
-        .unwrap();
+    let (ans, _) = g.heartbeat(beat("a", a.epoch, None), &t, start).unwrap();
     assert!(ans.assignment.is_some());
     assert!(!g.tick(&t, start + Duration::from_secs(4)));
     b.beat(&mut g, &t, start + Duration::from_secs(4));

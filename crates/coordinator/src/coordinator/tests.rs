@@ -377,7 +377,10 @@ fn tick_groups_drops_unused_groups_and_returns_what_expiry_decided() {
         },
     );
     st.partitions.insert(4, Owned::Loading { epoch: 1 });
-    assert!(st.tick_groups(&Default::default(), now + Duration::from_secs(5)).is_empty());
+    assert!(
+        st.tick_groups(&Default::default(), now + Duration::from_secs(5))
+            .is_empty()
+    );
     let Some(Owned::Active { groups, .. }) = st.partitions.get(&3) else {
         panic!("partition 3 is active");
     };

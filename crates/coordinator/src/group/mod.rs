@@ -386,7 +386,11 @@ impl Group {
 
     /// "classic" or "consumer", as ListGroups shows it.
     pub fn group_type(&self) -> &'static str {
-        if self.is_consumer() { "consumer" } else { "classic" }
+        if self.is_consumer() {
+            "consumer"
+        } else {
+            "classic"
+        }
     }
 
     /// The state's name, Kafka's for the group's protocol.
@@ -433,10 +437,7 @@ impl Group {
 
     /// The consumer-protocol timers (see [`ConsumerGroup::tick`]).
     pub fn tick_consumer(&mut self, topics: &TopicCounts, now: Instant) -> Effects {
-        let changed = self
-            .consumer
-            .as_mut()
-            .is_some_and(|c| c.tick(topics, now));
+        let changed = self.consumer.as_mut().is_some_and(|c| c.tick(topics, now));
         Effects {
             persist: changed.then(|| self.snapshot()),
         }

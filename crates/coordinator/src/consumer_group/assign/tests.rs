@@ -40,9 +40,15 @@ fn check_complete(m: &Members, t: &BTreeMap<String, i32>, out: &Targets) {
     let mut seen = BTreeSet::new();
     for (member, a) in out {
         for (topic, p) in flat(a) {
-            assert!(m[member].contains(&topic), "{member} got unsubscribed {topic}");
+            assert!(
+                m[member].contains(&topic),
+                "{member} got unsubscribed {topic}"
+            );
             assert!(p >= 0 && p < t[&topic], "{topic}-{p} does not exist");
-            assert!(seen.insert((topic.clone(), p)), "{topic}-{p} assigned twice");
+            assert!(
+                seen.insert((topic.clone(), p)),
+                "{topic}-{p} assigned twice"
+            );
         }
     }
     for (topic, n) in t {
