@@ -34,6 +34,15 @@ impl Acks {
     }
 }
 
+/// Which group protocol a [`GroupConsumer`](crate::GroupConsumer) speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupProtocol {
+    /// Kafka's classic protocol: JoinGroup, SyncGroup, the leader assigns.
+    Classic,
+    /// KIP-848: ConsumerGroupHeartbeat, the coordinator assigns.
+    Consumer,
+}
+
 /// What a consumer does without a valid position (`auto.offset.reset`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OffsetReset {
@@ -120,6 +129,14 @@ pub struct ClientConfig {
     /// `partition.assignment.strategy`: assignors in preference order
     /// (`range`, `roundrobin`, `sticky`; default `range`).
     pub partition_assignment_strategy: Vec<String>,
+    /// `group.protocol`: `classic` (the default: JoinGroup/SyncGroup, this
+    /// member's assignor) or `consumer` (KIP-848: the coordinator assigns,
+    /// rebalances move only the partitions that change hands).
+    pub group_protocol: GroupProtocol,
+    /// `group.remote.assignor`: the coordinator's assignor a `consumer`
+    /// protocol member asks for (`uniform` or `range`; the coordinator's
+    /// default when unset).
+    pub group_remote_assignor: Option<String>,
     /// `auto.offset.reset` (default `latest`).
     pub auto_offset_reset: OffsetReset,
     /// `fetch.min.bytes` (1).
@@ -200,6 +217,8 @@ impl Default for ClientConfig {
             heartbeat_interval: Duration::from_millis(3000),
             max_poll_interval: Duration::from_millis(300_000),
             partition_assignment_strategy: vec!["range".to_string()],
+            group_protocol: GroupProtocol::Classic,
+            group_remote_assignor: None,
             auto_offset_reset: OffsetReset::Latest,
             fetch_min_bytes: 1,
             fetch_max_wait: Duration::from_millis(500),
@@ -437,6 +456,16 @@ impl ClientConfig {
                     return Err(ClientError::config(key, "name at least one assignor"));
                 }
                 self.partition_assignment_strategy = names;
+            }
+            "group.protocol" => {
+                self.group_protocol = match value {
+                    "classic" => GroupProtocol::Classic,
+                    "consumer" => GroupProtocol::Consumer,
+                    _ => return Err(ClientError::config(key, "expected classic or consumer")),
+                }
+            }
+            "group.remote.assignor" => {
+                self.group_remote_assignor = Some(value.to_string()).filter(|v| !v.is_empty());
             }
             "auto.offset.reset" => {
                 self.auto_offset_reset = match value {

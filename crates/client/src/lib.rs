@@ -45,7 +45,8 @@ pub use admin::{
     PartitionDescription, TopicDescription, TopicListing,
 };
 pub use config::{
-    Acks, ClientConfig, IGNORED_PROPERTIES, IsolationLevel, OffsetReset, PartitionerKind,
+    Acks, ClientConfig, GroupProtocol, IGNORED_PROPERTIES, IsolationLevel, OffsetReset,
+    PartitionerKind,
 };
 pub use consumer::{Consumer, ConsumerRecord};
 pub use delayed_admin::DelayedPartition;

@@ -34,6 +34,10 @@ pub struct ClusterSpec {
     pub coordinators: usize,
     /// Coordinators' `group.initial.rebalance.delay.ms`.
     pub group_initial_rebalance_delay_ms: u64,
+    /// Coordinators' `group.consumer.heartbeat.interval.ms` and
+    /// `group.consumer.session.timeout.ms` (consumer-protocol groups).
+    pub group_consumer_heartbeat_interval_ms: u64,
+    pub group_consumer_session_timeout_ms: u64,
     /// Controllers' `offsets.topic.num.partitions`.
     pub offsets_topic_num_partitions: i32,
     /// Registration lease TTL of brokers and controllers (ms).
@@ -65,6 +69,8 @@ impl Default for ClusterSpec {
             controllers: 2,
             coordinators: 0,
             group_initial_rebalance_delay_ms: 0,
+            group_consumer_heartbeat_interval_ms: 5000,
+            group_consumer_session_timeout_ms: 45_000,
             offsets_topic_num_partitions: 50,
             lease_ms: 2000,
             replica_lag_time_max_ms: 4000,
@@ -308,10 +314,14 @@ impl TestCluster {
                 format!(
                     "coordinator.id: {i}\nlisteners: 127.0.0.1:{port}\netcd.endpoints: {}\n\
                      cluster.name: {cluster_name}\ncoordinator.lease.ms: {}\n\
-                     group.initial.rebalance.delay.ms: {}\n",
+                     group.initial.rebalance.delay.ms: {}\n\
+                     group.consumer.heartbeat.interval.ms: {}\n\
+                     group.consumer.session.timeout.ms: {}\n",
                     etcd.endpoint(),
                     spec.lease_ms,
                     spec.group_initial_rebalance_delay_ms,
+                    spec.group_consumer_heartbeat_interval_ms,
+                    spec.group_consumer_session_timeout_ms,
                 ),
             )?;
             procs.insert(

@@ -60,6 +60,19 @@ struct PartitionState {
     buffered: usize,
 }
 
+impl PartitionState {
+    fn new(tp: &TopicPartition) -> Self {
+        Self {
+            topic: Arc::from(tp.topic.as_str()),
+            position: None,
+            fetch_offset: None,
+            fetching: false,
+            high_watermark: -1,
+            buffered: 0,
+        }
+    }
+}
+
 /// The consumer. Not shared: `poll`, `assign` and `seek` take `&mut self`.
 pub struct Consumer {
     cluster: Arc<Cluster>,
@@ -103,21 +116,37 @@ impl Consumer {
         self.assignment = tps
             .into_iter()
             .map(|tp| {
-                let topic: Arc<str> = Arc::from(tp.topic.as_str());
-                (
-                    tp,
-                    PartitionState {
-                        topic,
-                        position: None,
-                        fetch_offset: None,
-                        fetching: false,
-                        high_watermark: -1,
-                        buffered: 0,
-                    },
-                )
+                let state = PartitionState::new(&tp);
+                (tp, state)
             })
             .collect();
         self.needs_metadata = true;
+    }
+
+    /// Adds partitions to the assignment (positions unset, as [`Self::assign`]
+    /// leaves them); the partitions already assigned keep their positions,
+    /// buffered records and fetches.
+    pub fn incremental_assign(&mut self, tps: Vec<TopicPartition>) {
+        for tp in tps {
+            let state = PartitionState::new(&tp);
+            self.assignment.entry(tp).or_insert(state);
+        }
+        self.needs_metadata = true;
+    }
+
+    /// Removes partitions from the assignment, dropping their buffered
+    /// records; the others are untouched. A fetch already in flight for a
+    /// removed partition is ignored when it answers.
+    pub fn incremental_unassign(&mut self, tps: &[TopicPartition]) {
+        for tp in tps {
+            self.assignment.remove(tp);
+        }
+        let removed: HashSet<(&str, i32)> = tps
+            .iter()
+            .map(|tp| (tp.topic.as_str(), tp.partition))
+            .collect();
+        self.buffer
+            .retain(|r| !removed.contains(&(&*r.topic, r.partition)));
     }
 
     /// Assigns every partition of `topic` (fails with

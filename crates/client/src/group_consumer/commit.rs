@@ -77,6 +77,13 @@ impl Consumed {
         }
     }
 
+    /// These partitions were given up: their offsets are not ours to commit.
+    pub(super) fn forget(&mut self, tps: &[TopicPartition]) {
+        for tp in tps {
+            self.0.remove(tp);
+        }
+    }
+
     /// The partitions were given up: their offsets are not ours to commit.
     pub(super) fn clear(&mut self) {
         self.0.clear();
@@ -129,7 +136,7 @@ pub(super) async fn commit(shared: &Shared, offsets: &BTreeMap<TopicPartition, i
     // a rebalance must not commit them under the next generation, when the
     // partitions may belong to another member.
     let current = shared.membership.lock().current();
-    let Some((member_id, generation)) = current else {
+    let Some((member_id, mut generation)) = current else {
         return Err(api(
             ErrorCode::RebalanceInProgress,
             format!(
@@ -174,6 +181,19 @@ pub(super) async fn commit(shared: &Shared, offsets: &BTreeMap<TopicPartition, i
                 if e.is_retriable() && !generation_over(e.code()) && Instant::now() < deadline =>
             {
                 backoff(&shared.cluster).await;
+            }
+            // The consumer protocol: the member's epoch moved on (a
+            // heartbeat answer is on its way). The member keeps the
+            // partitions it is committing across epochs until it revokes
+            // them, so it commits again under its new epoch.
+            Err(e) if e.code() == ErrorCode::StaleMemberEpoch && Instant::now() < deadline => {
+                shared.wake.notify_one();
+                backoff(&shared.cluster).await;
+                let now = shared.membership.lock().current();
+                match now {
+                    Some((id, epoch)) if id == member_id => generation = epoch,
+                    _ => return Err(e),
+                }
             }
             Err(e) => return Err(e),
         }

@@ -17,9 +17,12 @@ use sluice_types::{ApiError, ErrorCode};
 use tracing::{debug, info, warn};
 
 use super::membership::Membership;
+use super::server_assigned::Reconciliation;
 use super::{api, backoff, timed};
 use crate::cluster::Cluster;
+use crate::config::GroupProtocol;
 use crate::error::{ClientError, Result};
+use tokio::sync::Notify;
 
 /// The member's state shared with the heartbeat task. parking_lot mutexes:
 /// each guards a little bookkeeping and is never held across `.await`.
@@ -33,6 +36,13 @@ pub(super) struct Shared {
     /// timeout, which is not the application failing to poll.
     pub(super) rejoining: AtomicBool,
     pub(super) closed: AtomicBool,
+    /// `group.protocol`.
+    pub(super) protocol: GroupProtocol,
+    /// The consumer protocol's reconciliation state.
+    pub(super) reconciliation: Mutex<Reconciliation>,
+    /// Wakes the consumer protocol's heartbeat task (an acknowledgement or a
+    /// new subscription to send).
+    pub(super) wake: Notify,
 }
 
 /// Errors that mean "find the coordinator again".
@@ -56,6 +66,9 @@ impl Shared {
     /// The state of a member that has not joined `group` yet.
     pub(super) fn new(cluster: Arc<Cluster>, group: String) -> Self {
         Shared {
+            protocol: cluster.config.group_protocol,
+            reconciliation: Mutex::new(Reconciliation::default()),
+            wake: Notify::new(),
             cluster,
             group,
             membership: Mutex::new(Membership::new()),
@@ -116,12 +129,21 @@ impl Shared {
     /// membership is still the one the request used: a late answer must not
     /// undo a join that completed meanwhile.
     pub(super) fn note(&self, e: &ApiError, sent: (&str, i32)) {
-        if forgets_coordinator(e.code) {
-            self.forget_coordinator();
+        self.note_coordinator(e);
+        if self.protocol == GroupProtocol::Consumer {
+            // The heartbeat alone moves a consumer-protocol membership.
+            return;
         }
         let newly_fenced = self.membership.lock().on_error(e, sent);
         if newly_fenced {
             warn!(group = %self.group, error = %e, "fenced by another consumer with the same group.instance.id");
+        }
+    }
+
+    /// Forgets the coordinator when `e` says it moved.
+    pub(super) fn note_coordinator(&self, e: &ApiError) {
+        if forgets_coordinator(e.code) {
+            self.forget_coordinator();
         }
     }
 

@@ -35,7 +35,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::cluster::Cluster;
-use crate::config::ClientConfig;
+use crate::config::{ClientConfig, GroupProtocol};
 use crate::consumer::{Consumer, ConsumerRecord};
 use crate::dead_letter::Policy;
 use crate::error::{ClientError, Result};
@@ -46,6 +46,7 @@ mod coordinator;
 mod membership;
 mod nack;
 mod rebalance;
+mod server_assigned;
 #[cfg(test)]
 mod tests;
 
@@ -69,11 +70,20 @@ pub trait RebalanceListener: Send {
     ) -> BoxFuture<'a, ()>;
 
     /// After the new assignment is in place (positions set from committed
-    /// offsets or `auto.offset.reset`).
+    /// offsets or `auto.offset.reset`). With `group.protocol=consumer`,
+    /// `partitions` are only the ones added.
     fn on_partitions_assigned<'a>(
         &'a mut self,
         partitions: &'a [TopicPartition],
     ) -> BoxFuture<'a, ()>;
+
+    /// The member was fenced or removed (`group.protocol=consumer`): the
+    /// partitions may be another member's already, so nothing can be
+    /// committed for them. Does nothing unless overridden.
+    fn on_partitions_lost<'a>(&'a mut self, partitions: &'a [TopicPartition]) -> BoxFuture<'a, ()> {
+        let _ = partitions;
+        Box::pin(async {})
+    }
 }
 
 fn api(code: ErrorCode, msg: impl Into<String>) -> ClientError {
@@ -162,6 +172,8 @@ impl GroupConsumer {
         t.sort();
         t.dedup();
         if t != self.subscription {
+            self.shared.reconciliation.lock().subscribe(&t);
+            self.shared.wake.notify_one();
             self.subscription = t;
             self.shared.membership.lock().rejoin = true;
         }
@@ -207,16 +219,11 @@ impl GroupConsumer {
             return Err(e.into());
         }
         self.ensure_heartbeat();
-        self.maybe_check_partitions().await;
-        let must_rejoin = self.shared.membership.lock().must_rejoin();
-        if must_rejoin {
-            self.shared.rejoining.store(true, Ordering::Relaxed);
-            let r = self
-                .rejoin(start + timeout.max(self.shared.cluster.config.request_timeout))
-                .await;
-            self.shared.rejoining.store(false, Ordering::Relaxed);
-            *self.shared.last_poll.lock() = Instant::now();
-            r?;
+        if self.shared.protocol == GroupProtocol::Consumer {
+            // The coordinator assigns and notices new partitions.
+            self.reconcile().await?;
+        } else {
+            self.rejoin_if_due(start, timeout).await?;
         }
         self.maybe_auto_commit().await;
         let remaining = timeout.saturating_sub(start.elapsed());
@@ -228,11 +235,31 @@ impl GroupConsumer {
         Ok(records)
     }
 
+    /// The classic protocol: joins again when the group rebalances.
+    async fn rejoin_if_due(&mut self, start: Instant, timeout: Duration) -> Result<()> {
+        self.maybe_check_partitions().await;
+        let must_rejoin = self.shared.membership.lock().must_rejoin();
+        if must_rejoin {
+            self.shared.rejoining.store(true, Ordering::Relaxed);
+            let r = self
+                .rejoin(start + timeout.max(self.shared.cluster.config.request_timeout))
+                .await;
+            self.shared.rejoining.store(false, Ordering::Relaxed);
+            *self.shared.last_poll.lock() = Instant::now();
+            r?;
+        }
+        Ok(())
+    }
+
     fn ensure_heartbeat(&mut self) {
         if self.heartbeat.as_ref().is_some_and(|h| !h.is_finished()) {
             return;
         }
         let shared = self.shared.clone();
+        if shared.protocol == GroupProtocol::Consumer {
+            self.heartbeat = Some(tokio::spawn(server_assigned::run(shared)));
+            return;
+        }
         self.heartbeat = Some(tokio::spawn(async move {
             let cfg = shared.cluster.config.clone();
             let mut tick = tokio::time::interval(cfg.heartbeat_interval);
@@ -309,7 +336,12 @@ impl GroupConsumer {
         if let Some(h) = self.heartbeat.take() {
             h.abort();
         }
-        self.shared.leave("the consumer is being closed").await;
+        match self.shared.protocol {
+            GroupProtocol::Consumer => {
+                server_assigned::leave(&self.shared, "the consumer is being closed").await
+            }
+            GroupProtocol::Classic => self.shared.leave("the consumer is being closed").await,
+        }
         result
     }
 }

@@ -3,7 +3,6 @@
 //! only once the group record is in `__consumer_offsets`: a member never
 //! acts on an assignment a coordinator failover could forget.
 
-use std::collections::BTreeSet;
 use std::time::Instant;
 
 use sluice_auth::Operation;
@@ -211,9 +210,7 @@ fn from_proto(a: pb::MemberAssignment) -> Assignment {
         if t.partitions.is_empty() {
             continue;
         }
-        out.entry(t.topic)
-            .or_insert_with(BTreeSet::new)
-            .extend(t.partitions);
+        out.entry(t.topic).or_default().extend(t.partitions);
     }
     out
 }
