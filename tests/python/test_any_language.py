@@ -53,6 +53,10 @@ class Stubs:
         self.controller_grpc = importlib.import_module(
             "sluice.controller.v1.controller_pb2_grpc"
         )
+        self.coordinator = importlib.import_module("sluice.coordinator.v1.coordinator_pb2")
+        self.coordinator_grpc = importlib.import_module(
+            "sluice.coordinator.v1.coordinator_pb2_grpc"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -471,3 +475,56 @@ def test_error_whole_request_status(node: Node) -> None:
     trailers = dict(err.trailing_metadata() or ())
     assert trailers.get("sluice-error-name") == "INVALID_REQUIRED_ACKS"
     assert int(trailers.get("sluice-error-code")) == s.common.INVALID_REQUIRED_ACKS == 21
+
+
+def test_a_python_member_shares_a_group_with_the_rust_client(node: Node, tmp_path: Path) -> None:
+    """tests/python/group_member.py (stubs only) and `sluice console-consumer`
+    in one consumer-protocol group: the coordinator splits the partitions,
+    together they read every record once."""
+    from group_member import GroupMember
+
+    s = node.stubs
+    topic, group = "py-shared", "py-kip848"
+    create = s.controller.CreateTopicsRequest(topics=[s.controller.CreatableTopic(
+        name=topic, num_partitions=4, replication_factor=1)])
+    node.controller().CreateTopics(create, timeout=RPC_TIMEOUT_S)
+    wait_for_leaders(node, topic, 4)
+    for p in range(4):
+        recs = [s.common.Record(value=f"{p}-{i}".encode()) for i in range(10)]
+        req = s.broker.ProduceRequest(acks=-1, timeout_ms=10000, topics=[s.broker.TopicProduceData(
+            name=topic, partitions=[s.broker.PartitionProduceData(partition=p, records=recs)])])
+        node.broker.Produce(req, timeout=RPC_TIMEOUT_S)
+    member = GroupMember(s, node.address, group, [topic], "py-member")
+    got: list[bytes] = []
+    deadline = time.monotonic() + 30
+    while len(member.owned) < 4:
+        assert time.monotonic() < deadline, f"python member holds {member.owned}"
+        got += [v for _, _, _, v in member.poll()]
+    out = open(tmp_path / "rust-member.out", "w")
+    rust = subprocess.Popen(
+        [str(SLUICE_BIN), "console-consumer", "--bootstrap-server", node.address, "--topic", topic,
+         "--group", group, "--consumer-property", "group.protocol=consumer",
+         "--consumer-property", "client.id=rust-member"],
+        stdout=out, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            got += [v for _, _, _, v in member.poll()]
+            member.commit()
+            theirs = (tmp_path / "rust-member.out").read_text().split()
+            if len(member.owned) == 2 and len(got) + len(theirs) >= 40:
+                break
+            assert time.monotonic() < deadline, f"python {member.owned}, {len(got)}+{len(theirs)} read"
+        assert sorted([v.decode() for v in got] + theirs) == sorted(
+            f"{p}-{i}" for p in range(4) for i in range(10))
+        events = [e for _, e, _, _ in member.log]
+        assert events.count("assigned") == 4 and events.count("revoked") == 2, member.log
+        c = s.coordinator
+        d = s.coordinator_grpc.GroupCoordinatorStub(member.channels[node.address]).ConsumerGroupDescribe(
+            c.ConsumerGroupDescribeRequest(group_ids=[group]), timeout=RPC_TIMEOUT_S).groups[0]
+        assert {m.client_id for m in d.members} == {"py-member", "rust-member"}, d
+        assert d.group_state in ("Stable", "Reconciling"), d
+    finally:
+        member.close()
+        rust.terminate()
+        rust.wait(30)
