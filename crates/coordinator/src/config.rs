@@ -121,6 +121,12 @@ impl CoordinatorConfig {
                 "must be above 0 and below group.consumer.session.timeout.ms",
             ));
         }
+        if self.group_consumer_session_timeout_ms > i32::MAX as u64 {
+            return Err(ConfigError::invalid(
+                "group.consumer.session.timeout.ms",
+                "must be at most 2147483647",
+            ));
+        }
         if self.group_consumer_max_size == 0 {
             return Err(ConfigError::invalid(
                 "group.consumer.max.size",

@@ -488,6 +488,16 @@ async fn a_coordinator_killed_mid_reconciliation_splits_nothing() {
     )
     .await;
     eprintln!("kip848: killed {victim} mid-reconciliation; settled {settle:?} later");
+    let d = admin.describe_cluster().await.unwrap();
+    let now_owner = d
+        .coordinators
+        .iter()
+        .find(|co| co.owned_partitions.contains(&p));
+    assert!(
+        now_owner.is_some_and(|co| format!("coordinator-{}", co.id) != victim),
+        "the group did not move off {victim}: {:?}",
+        d.coordinators
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop_producing.send_replace(true);
     let produced = producer.await.unwrap();

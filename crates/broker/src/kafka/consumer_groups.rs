@@ -31,19 +31,22 @@ pub(super) async fn heartbeat(
     peer: SocketAddr,
 ) -> ConsumerGroupHeartbeatResponse {
     let group = req.group_id.to_string();
+    // Names where this broker knows them; the coordinator looks up the rest
+    // (a topic this broker has not heard of yet).
     let owned = req.topic_partitions.map(|tps| cpb::MemberAssignment {
         topics: tps
             .into_iter()
-            // A topic deleted since: the member owns nothing of it any more.
-            .filter_map(|tp| {
-                let name = svc
-                    .broker
-                    .metadata
-                    .topic_name_by_id(&tp.topic_id.to_string())?;
-                Some(cpb::TopicPartitions {
-                    topic: name,
+            .map(|tp| {
+                let id = tp.topic_id.to_string();
+                cpb::TopicPartitions {
+                    topic: svc
+                        .broker
+                        .metadata
+                        .topic_name_by_id(&id)
+                        .unwrap_or_default(),
                     partitions: tp.partitions,
-                })
+                    topic_id: id,
+                }
             })
             .collect(),
     });
@@ -91,17 +94,18 @@ pub(super) async fn heartbeat(
     }
 }
 
-/// The topics of an assignment with their ids (topics without one, deleted
-/// meanwhile, are left out: the member could not fetch them anyway).
+/// The topics of an assignment with their ids (the coordinator's; this
+/// broker's metadata for an answer without one).
 fn with_ids(
     svc: &BrokerService,
     a: cpb::MemberAssignment,
 ) -> impl Iterator<Item = (uuid::Uuid, String, Vec<i32>)> + '_ {
     a.topics.into_iter().filter_map(move |t| {
-        let id = svc
-            .broker
-            .metadata
-            .read(|v| v.topics.get(&t.topic).map(|x| x.record.topic_id.clone()))?;
+        let id = Some(t.topic_id).filter(|i| !i.is_empty()).or_else(|| {
+            svc.broker
+                .metadata
+                .read(|v| v.topics.get(&t.topic).map(|x| x.record.topic_id.clone()))
+        })?;
         Some((topic_uuid(&id), t.topic, t.partitions))
     })
 }

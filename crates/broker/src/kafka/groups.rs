@@ -491,14 +491,13 @@ pub(super) async fn list(
                     && group_node(v, group_offsets_partition(&g.group_id, n))
                         .is_some_and(|b| b.broker_id == me)
             })
-            // Every Sluice group is a classic one.
-            .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
+            .filter(|g| types.is_empty() || types.contains(&g.group_type))
             .map(|g| {
                 ListedGroup::default()
                     .with_group_id(str_bytes(g.group_id).into())
                     .with_protocol_type(str_bytes(g.protocol_type))
                     .with_group_state(str_bytes(g.group_state))
-                    .with_group_type(str_bytes("classic"))
+                    .with_group_type(str_bytes(g.group_type))
             })
             .collect()
     });

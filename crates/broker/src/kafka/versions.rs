@@ -21,7 +21,7 @@ pub const TABLE: &[(ApiKey, i16, i16)] = &[
     (ApiKey::LeaveGroup, 0, 5),
     (ApiKey::SyncGroup, 0, 5),
     (ApiKey::DescribeGroups, 0, 5),
-    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::ListGroups, 0, 5),
     // v0 is advertised because librdkafka's feature check asks for it, but
     // clients pick v1 (SaslAuthenticate framing, KIP-152); a v0 client's
     // raw tokens would not parse and its connection closes.

@@ -15,6 +15,7 @@ use tracing::warn;
 use super::coordinator::Shared;
 use super::membership::generation_over;
 use super::{GroupConsumer, api, backoff, timed};
+use crate::config::GroupProtocol;
 use crate::consumer::ConsumerRecord;
 use crate::error::{ClientError, Result};
 use crate::types::TopicPartition;
@@ -136,6 +137,8 @@ pub(super) async fn commit(shared: &Shared, offsets: &BTreeMap<TopicPartition, i
     // a rebalance must not commit them under the next generation, when the
     // partitions may belong to another member.
     let current = shared.membership.lock().current();
+    // A consumer-protocol member at epoch 0 is joining: not in the group.
+    let current = current.filter(|(_, g)| shared.protocol == GroupProtocol::Classic || *g > 0);
     let Some((member_id, mut generation)) = current else {
         return Err(api(
             ErrorCode::RebalanceInProgress,
@@ -191,7 +194,7 @@ pub(super) async fn commit(shared: &Shared, offsets: &BTreeMap<TopicPartition, i
                 backoff(&shared.cluster).await;
                 let now = shared.membership.lock().current();
                 match now {
-                    Some((id, epoch)) if id == member_id => generation = epoch,
+                    Some((id, epoch)) if id == member_id && epoch > 0 => generation = epoch,
                     _ => return Err(e),
                 }
             }

@@ -65,13 +65,19 @@ fn forgets_coordinator(code: ErrorCode) -> bool {
 impl Shared {
     /// The state of a member that has not joined `group` yet.
     pub(super) fn new(cluster: Arc<Cluster>, group: String) -> Self {
+        let mut membership = Membership::new();
+        if cluster.config.group_protocol == GroupProtocol::Consumer {
+            // KIP-1082: the member names itself, so a join whose answer is
+            // lost is not a second member.
+            membership.member_id = uuid::Uuid::new_v4().to_string();
+        }
         Shared {
             protocol: cluster.config.group_protocol,
             reconciliation: Mutex::new(Reconciliation::default()),
             wake: Notify::new(),
             cluster,
             group,
-            membership: Mutex::new(Membership::new()),
+            membership: Mutex::new(membership),
             coordinator: Mutex::new(None),
             last_poll: Mutex::new(Instant::now()),
             rejoining: AtomicBool::new(false),

@@ -40,6 +40,9 @@ pub(super) struct Reconciliation {
     sent_subscription: Option<Vec<String>>,
     /// What `poll` has applied: the partitions this member owns.
     pub(super) owned: BTreeSet<TopicPartition>,
+    /// Partitions a reconciliation is taking right now: owned as far as the
+    /// coordinator must know (it may not give them to anyone else).
+    taking: BTreeSet<TopicPartition>,
     /// The latest assignment from the coordinator, not applied yet.
     pending: Option<BTreeSet<TopicPartition>>,
     /// `owned` changed: acknowledge it with the next heartbeat.
@@ -87,6 +90,7 @@ fn to_proto(tps: &BTreeSet<TopicPartition>) -> pb::MemberAssignment {
             .map(|(t, partitions)| pb::TopicPartitions {
                 topic: t.to_string(),
                 partitions,
+                topic_id: String::new(),
             })
             .collect(),
     }
@@ -161,10 +165,14 @@ async fn beat(shared: &Shared) -> Result<()> {
         let joining = epoch == 0;
         let full = joining || r.full;
         let subscribe = full || r.sent_subscription.as_ref() != Some(&r.subscription);
-        let owned = if joining {
+        let owned: BTreeSet<TopicPartition> = if joining {
             BTreeSet::new()
         } else {
-            r.owned.clone()
+            // What it owns, is taking, or may still take: an assignment
+            // not applied yet must not count as given up.
+            let mut owned: BTreeSet<TopicPartition> = r.owned.union(&r.taking).cloned().collect();
+            owned.extend(r.pending.iter().flatten().cloned());
+            owned
         };
         let req = pb::ConsumerGroupHeartbeatRequest {
             group_id: shared.group.clone(),
@@ -226,17 +234,15 @@ async fn beat(shared: &Shared) -> Result<()> {
     if let Some(names) = sent_subscription {
         r.sent_subscription = Some(names.names);
     }
-    if sent_owned.as_ref() == Some(&r.owned) {
+    if sent_owned.as_ref() == Some(&r.owned) && r.taking.is_empty() && r.pending.is_none() {
         r.ack = false;
     }
     if resp.heartbeat_interval_ms > 0 {
         r.interval = Some(Duration::from_millis(resp.heartbeat_interval_ms as u64));
     }
     if let Some(a) = resp.assignment {
-        let a = from_proto(a);
-        if a != r.owned || r.pending.is_some() {
-            r.pending = Some(a);
-        }
+        // Always the latest: `poll` compares it with what it holds then.
+        r.pending = Some(from_proto(a));
     }
     Ok(())
 }
@@ -270,13 +276,14 @@ fn on_error(shared: &Shared, e: &ApiError) {
 /// Leaves the group (epoch -1; -2 for a static member, which keeps its
 /// partitions for its next incarnation until the session timeout).
 pub(super) async fn leave(shared: &Shared, reason: &str) {
-    let (member_id, epoch) = {
+    let member_id = {
         let mut m = shared.membership.lock();
-        let out = (m.member_id.clone(), m.generation);
         m.generation = 0;
-        out
+        m.member_id.clone()
     };
-    if member_id.is_empty() || epoch <= 0 {
+    // Sent even after a fence: the coordinator may still hold the member
+    // and its partitions until the session timeout.
+    if member_id.is_empty() {
         return;
     }
     let cfg = &shared.cluster.config;
@@ -311,35 +318,27 @@ impl GroupConsumer {
     /// Applies what the heartbeat task learned: drops everything after a
     /// fence, or moves to the latest assignment, giving up only what left it.
     pub(super) async fn reconcile(&mut self) -> Result<()> {
-        let (lost, pending, fatal) = {
-            let mut r = self.shared.reconciliation.lock();
-            (
-                std::mem::take(&mut r.lost),
-                r.pending.take(),
-                r.fatal.clone(),
-            )
-        };
+        let fatal = self.shared.reconciliation.lock().fatal.clone();
         if let Some(e) = fatal {
             return Err(e.into());
         }
-        if lost {
-            let owned = self.inner.assignment();
-            if !owned.is_empty() {
-                if let Some(l) = self.listener.as_mut() {
-                    l.on_partitions_lost(&owned).await;
-                }
-                self.inner.assign(Vec::new());
-                self.consumed.clear();
-            }
-            self.shared.reconciliation.lock().owned.clear();
-            self.shared.wake.notify_one();
-        }
-        let Some(target) = pending else {
-            return Ok(());
+        self.drop_if_lost().await;
+        let (target, revoked, added) = {
+            let mut r = self.shared.reconciliation.lock();
+            let Some(target) = r.pending.take() else {
+                return Ok(());
+            };
+            let revoked: Vec<TopicPartition> = r.owned.difference(&target).cloned().collect();
+            let added: Vec<TopicPartition> = target.difference(&r.owned).cloned().collect();
+            // Reported as owned from this moment, so a newer target cannot
+            // hand them to another member before this one lets them go.
+            r.taking.extend(added.iter().cloned());
+            (target, revoked, added)
         };
-        let owned = self.shared.reconciliation.lock().owned.clone();
-        let revoked: Vec<TopicPartition> = owned.difference(&target).cloned().collect();
-        let added: Vec<TopicPartition> = target.difference(&owned).cloned().collect();
+        if revoked.is_empty() && added.is_empty() {
+            self.shared.reconciliation.lock().ack = true;
+            return Ok(());
+        }
         if !revoked.is_empty() {
             self.give_up(&revoked).await;
         }
@@ -350,15 +349,20 @@ impl GroupConsumer {
                     // Taken at the next poll: without committed offsets the
                     // positions could skip records. What was given up is
                     // acknowledged meanwhile.
-                    self.shared
-                        .reconciliation
-                        .lock()
-                        .pending
-                        .get_or_insert(target);
+                    let mut r = self.shared.reconciliation.lock();
+                    r.taking.clear();
+                    r.pending.get_or_insert(target);
+                    r.ack = true;
                     self.shared.wake.notify_one();
                     return Err(e);
                 }
             };
+            if self.shared.reconciliation.lock().lost {
+                // Fenced meanwhile: the partitions may be someone else's.
+                self.shared.reconciliation.lock().taking.clear();
+                self.drop_if_lost().await;
+                return Ok(());
+            }
             self.inner.incremental_assign(added.clone());
             for (tp, o) in committed_positions(&added, &committed) {
                 self.inner.seek(&tp, o)?;
@@ -374,11 +378,40 @@ impl GroupConsumer {
             owned = target.len(),
             "reconciled the assignment"
         );
-        let mut r = self.shared.reconciliation.lock();
-        r.owned = target;
-        r.ack = true;
+        {
+            let mut r = self.shared.reconciliation.lock();
+            r.owned = target;
+            r.taking.clear();
+            r.ack = true;
+        }
         self.shared.wake.notify_one();
+        // A fence during the callbacks: nothing of it may be read.
+        self.drop_if_lost().await;
         Ok(())
+    }
+
+    /// After a fence: every partition is gone, uncommitted (another member
+    /// may own it already); the heartbeat task then joins again.
+    async fn drop_if_lost(&mut self) {
+        let lost = std::mem::take(&mut self.shared.reconciliation.lock().lost);
+        if !lost {
+            return;
+        }
+        let owned = self.inner.assignment();
+        if !owned.is_empty() {
+            if let Some(l) = self.listener.as_mut() {
+                l.on_partitions_lost(&owned).await;
+            }
+            self.inner.assign(Vec::new());
+            self.consumed.clear();
+        }
+        {
+            let mut r = self.shared.reconciliation.lock();
+            r.owned.clear();
+            r.taking.clear();
+            r.pending = None;
+        }
+        self.shared.wake.notify_one();
     }
 
     /// Gives up partitions that left the assignment: commits what was read

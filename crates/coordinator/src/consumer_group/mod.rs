@@ -127,6 +127,12 @@ pub struct ConsumerGroup {
     /// The [`TopicCounts::version`] last checked.
     topics_seen: u64,
     settings: ConsumerSettings,
+    /// The number of the last write of this group's record a heartbeat
+    /// submitted, and the highest one confirmed: while one is unconfirmed
+    /// (in flight, or failed) memory may be ahead of the log, so every
+    /// answer writes (and waits for) the record again.
+    last_write: u64,
+    confirmed_write: u64,
 }
 
 impl ConsumerGroup {
@@ -138,7 +144,24 @@ impl ConsumerGroup {
             deadlines: HashMap::new(),
             topics_seen: 0,
             settings,
+            last_write: 0,
+            confirmed_write: 0,
         }
+    }
+
+    /// Whether a write of this group's record may not have reached the log.
+    pub fn unconfirmed(&self) -> bool {
+        self.last_write > self.confirmed_write
+    }
+
+    /// A heartbeat submitted write `number` of the group's record.
+    pub fn write_submitted(&mut self, number: u64) {
+        self.last_write = self.last_write.max(number);
+    }
+
+    /// Write `number` (and so every earlier one) is in the log.
+    pub fn write_confirmed(&mut self, number: u64) {
+        self.confirmed_write = self.confirmed_write.max(number);
     }
 
     /// Rebuilds the group from its record: every member must heartbeat
@@ -225,15 +248,13 @@ impl ConsumerGroup {
         self.rec.members.insert(m.member_id.clone(), m);
     }
 
-    /// Removes a member; its partitions are free at once and the group
-    /// epoch rises (the target is recomputed).
-    fn remove(&mut self, id: &str, topics: &TopicCounts) -> Option<ConsumerMember> {
+    /// Removes a member; its partitions are free at once. The caller
+    /// raises the group epoch (once for any number of removals).
+    fn remove(&mut self, id: &str) -> Option<ConsumerMember> {
         let m = self.rec.members.remove(id)?;
         self.release(&m);
         self.rec.target.remove(id);
         self.deadlines.remove(id);
-        self.rec.epoch += 1;
-        self.update_target(topics);
         Some(m)
     }
 
@@ -274,8 +295,8 @@ impl ConsumerGroup {
             .unwrap_or(self.settings.assignors[0])
     }
 
-    /// Raises the group epoch when the subscribed topics changed (created,
-    /// deleted, more partitions). Returns whether it did.
+    /// Whether the subscribed topics changed (created, deleted, more
+    /// partitions) since the target was computed: the group epoch must rise.
     fn check_topics(&mut self, topics: &TopicCounts) -> bool {
         if topics.version == self.topics_seen {
             return false;
@@ -285,11 +306,7 @@ impl ConsumerGroup {
             return false;
         }
         let resolved = subscription::resolve_all(&self.rec.members, topics);
-        if subscription::counts_of(&resolved, topics) == self.rec.subscribed {
-            return false;
-        }
-        self.rec.epoch += 1;
-        true
+        subscription::counts_of(&resolved, topics) != self.rec.subscribed
     }
 
     /// ConsumerGroupHeartbeat. Returns the answer and whether the group
@@ -507,12 +524,14 @@ impl ConsumerGroup {
         member_id: &str,
         topics: &TopicCounts,
     ) -> Result<(HeartbeatAnswer, bool), CoordinatorError> {
-        if self.remove(member_id, topics).is_none() {
+        if self.remove(member_id).is_none() {
             return Err(CoordinatorError::UnknownMember {
                 group: self.id.clone(),
                 member: member_id.to_string(),
             });
         }
+        self.rec.epoch += 1;
+        self.update_target(topics);
         tracing::info!(group = %self.id, member = %member_id, "member left the group");
         Ok((self.left(member_id, LEAVE_EPOCH), true))
     }
@@ -554,7 +573,7 @@ impl ConsumerGroup {
         HeartbeatAnswer {
             member_id: member_id.to_string(),
             member_epoch: epoch,
-            heartbeat_interval_ms: 0,
+            heartbeat_interval_ms: self.settings.heartbeat_interval.as_millis() as i32,
             assignment: None,
         }
     }
@@ -567,6 +586,9 @@ impl ConsumerGroup {
             return false;
         }
         let mut changed = self.check_topics(topics);
+        if changed {
+            self.rec.epoch += 1;
+        }
         let expired: Vec<(String, &'static str)> = self
             .deadlines
             .iter()
@@ -580,11 +602,16 @@ impl ConsumerGroup {
                 }
             })
             .collect();
+        let mut removed = false;
         for (id, why) in expired {
-            if self.remove(&id, topics).is_some() {
+            if self.remove(&id).is_some() {
                 tracing::info!(group = %self.id, member = %id, "member removed: {why}");
-                changed = true;
+                removed = true;
             }
+        }
+        if removed {
+            self.rec.epoch += 1;
+            changed = true;
         }
         self.update_target(topics);
         changed

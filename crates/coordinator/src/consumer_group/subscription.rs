@@ -1,7 +1,7 @@
 //! What a member subscribes to: validating a heartbeat's fields, and
 //! resolving topic names and regexes against the cluster's topics.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::{ConsumerMember, ConsumerSettings, Heartbeat, LEAVE_EPOCH, LEAVE_STATIC_EPOCH};
 use crate::error::CoordinatorError;
@@ -12,6 +12,11 @@ use crate::error::CoordinatorError;
 pub struct TopicCounts {
     pub version: u64,
     pub counts: BTreeMap<String, i32>,
+    /// Topic ids by name, and names by id (the Kafka face speaks ids).
+    pub ids: HashMap<String, String>,
+    pub names: HashMap<String, String>,
+    /// Internal topics (`__consumer_offsets`, ...): never matched by a regex.
+    pub internal: HashSet<String>,
 }
 
 /// A subscription regex, matched against whole topic names as Kafka does.
@@ -73,29 +78,41 @@ pub fn validate(req: &Heartbeat, settings: &ConsumerSettings) -> Result<(), Coor
     Ok(())
 }
 
-/// A member's subscription as topic names: its names, and the topics its
-/// regex matches (internal topics only by name).
-pub fn resolve(m: &ConsumerMember, topics: &TopicCounts) -> BTreeSet<String> {
-    let mut out = m.subscribed_topics.clone();
-    if let Some(re) = m.subscribed_regex.as_deref().and_then(|r| compile(r).ok()) {
-        out.extend(
-            topics
-                .counts
-                .keys()
-                .filter(|t| !t.starts_with("__") && re.is_match(t))
-                .cloned(),
-        );
-    }
-    out
-}
-
+/// Every member's subscription as topic names: its names, and the topics
+/// its regex matches (internal topics only by name). Each distinct regex is
+/// compiled and matched once.
 pub fn resolve_all(
     members: &BTreeMap<String, ConsumerMember>,
     topics: &TopicCounts,
 ) -> BTreeMap<String, BTreeSet<String>> {
+    let mut matched: HashMap<&str, Vec<String>> = HashMap::new();
+    for re in members
+        .values()
+        .filter_map(|m| m.subscribed_regex.as_deref())
+    {
+        if matched.contains_key(re) {
+            continue;
+        }
+        let hits = match compile(re) {
+            Ok(r) => topics
+                .counts
+                .keys()
+                .filter(|t| !topics.internal.contains(*t) && r.is_match(t))
+                .cloned()
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        matched.insert(re, hits);
+    }
     members
         .iter()
-        .map(|(id, m)| (id.clone(), resolve(m, topics)))
+        .map(|(id, m)| {
+            let mut out = m.subscribed_topics.clone();
+            if let Some(hits) = m.subscribed_regex.as_deref().and_then(|r| matched.get(r)) {
+                out.extend(hits.iter().cloned());
+            }
+            (id.clone(), out)
+        })
         .collect()
 }
 

@@ -14,6 +14,7 @@ fn topics(spec: &[(&str, i32)]) -> TopicCounts {
     TopicCounts {
         version: 1,
         counts: spec.iter().map(|(t, n)| (t.to_string(), *n)).collect(),
+        ..Default::default()
     }
 }
 
@@ -348,74 +349,130 @@ fn the_members_choose_the_assignor() {
 enum Op {
     Join,
     Beat(usize),
+    /// A plain heartbeat: owned partitions not repeated.
+    BeatQuiet(usize),
     /// The answer is lost on the way.
     BeatLost(usize),
+    /// The member applies the last assignment it was sent.
+    Apply(usize),
     Leave(usize),
     /// kill -9: the member stops; its session runs out.
     Crash(usize),
     Advance(u64),
     AddPartitions,
+    DeleteTopic,
+    /// Another coordinator takes over from the persisted record.
+    Failover,
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         1 => Just(Op::Join),
-        8 => (0usize..8).prop_map(Op::Beat),
+        6 => (0usize..8).prop_map(Op::Beat),
+        3 => (0usize..8).prop_map(Op::BeatQuiet),
         1 => (0usize..8).prop_map(Op::BeatLost),
+        4 => (0usize..8).prop_map(Op::Apply),
         1 => (0usize..8).prop_map(Op::Leave),
         1 => (0usize..8).prop_map(Op::Crash),
         2 => (100u64..12_000).prop_map(Op::Advance),
         1 => Just(Op::AddPartitions),
+        1 => Just(Op::DeleteTopic),
+        1 => Just(Op::Failover),
     ]
 }
 
+/// A member as the real clients behave: the epoch from each answer at
+/// once; an assignment applied later (`Apply`), the latest one winning.
+#[derive(Debug, Clone, Default)]
+struct SlowClient {
+    id: String,
+    epoch: i32,
+    owned: Assignment,
+    pending: Option<Assignment>,
+}
+
+impl SlowClient {
+    fn answer(&mut self, a: &HeartbeatAnswer) {
+        self.id = a.member_id.clone();
+        self.epoch = a.member_epoch;
+        if let Some(next) = &a.assignment {
+            self.pending = Some(next.clone());
+        }
+    }
+
+    /// Fenced or removed: gives everything up, joins again.
+    fn rejoin(&mut self, g: &mut ConsumerGroup, t: &TopicCounts, now: Instant) {
+        self.owned.clear();
+        self.pending = None;
+        let (a, _) = g.heartbeat(join(&self.id, &["x", "y"]), t, now).unwrap();
+        self.answer(&a);
+    }
+
+    fn beat(
+        &mut self,
+        g: &mut ConsumerGroup,
+        t: &TopicCounts,
+        now: Instant,
+        quiet: bool,
+        lost: bool,
+    ) {
+        // What it owns and what it may still take: an assignment not
+        // applied yet must not count as given up.
+        let mut owned = self.owned.clone();
+        for (topic, p) in self.pending.iter().flat_map(member::flat) {
+            owned.entry(topic.to_string()).or_default().insert(p);
+        }
+        let owned = (!quiet).then_some(&owned);
+        match g.heartbeat(beat(&self.id, self.epoch, owned), t, now) {
+            Ok((a, _)) if !lost => self.answer(&a),
+            Ok(_) => {}
+            Err(_) => self.rejoin(g, t, now),
+        }
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
-    /// Random joins, heartbeats, lost answers, leaves, crashes and time: no
-    /// partition is ever owned by two members of the group, each one a
-    /// member owns is held for it by the coordinator, and once everyone
-    /// heartbeats the group settles with every partition owned.
+    #![proptest_config(ProptestConfig::with_cases(300))]
+    /// Random joins, heartbeats (full or plain), lost answers, assignments
+    /// applied late, leaves, crashes, time, topics changing and coordinator
+    /// failovers: no partition is ever owned by two members of the group,
+    /// each one a member owns is held for it by the coordinator, and once
+    /// everyone heartbeats the group settles with every partition owned.
     #[test]
-    fn no_partition_is_ever_owned_twice(ops in proptest::collection::vec(op(), 1..120)) {
+    fn no_partition_is_ever_owned_twice(ops in proptest::collection::vec(op(), 1..150)) {
         let mut t = topics(&[("x", 6), ("y", 3)]);
         let start = Instant::now();
         let mut now = start;
         let mut g = ConsumerGroup::new("g".into(), settings());
-        let mut live: Vec<Client> = Vec::new();
+        let mut live: Vec<SlowClient> = Vec::new();
         let mut next_id = 0;
         for op in ops {
+            let pick = |i: usize, n: usize| i % n.max(1);
             match op {
                 Op::Join => {
                     next_id += 1;
-                    let id = format!("m{next_id}");
-                    let (a, _) = g.heartbeat(join(&id, &["x", "y"]), &t, now).unwrap();
-                    let mut c = Client::default();
-                    c.apply(&a);
+                    let mut c = SlowClient { id: format!("m{next_id}"), ..Default::default() };
+                    c.rejoin(&mut g, &t, now);
                     live.push(c);
                 }
-                Op::Beat(i) | Op::BeatLost(i) if !live.is_empty() => {
-                    let i = i % live.len();
-                    let c = &mut live[i];
-                    match g.heartbeat(beat(&c.id, c.epoch, Some(&c.owned)), &t, now) {
-                        Ok((a, _)) => {
-                            if matches!(op, Op::Beat(_)) {
-                                c.apply(&a);
-                            }
-                        }
-                        Err(_) => {
-                            // Fenced or removed: give everything up, rejoin.
-                            c.owned.clear();
-                            let (a, _) = g.heartbeat(join(&c.id, &["x", "y"]), &t, now).unwrap();
-                            c.apply(&a);
-                        }
+                Op::Beat(i) | Op::BeatQuiet(i) | Op::BeatLost(i) if !live.is_empty() => {
+                    let i = pick(i, live.len());
+                    let quiet = matches!(op, Op::BeatQuiet(_));
+                    let lost = matches!(op, Op::BeatLost(_));
+                    live[i].beat(&mut g, &t, now, quiet, lost);
+                }
+                Op::Apply(i) if !live.is_empty() => {
+                    let i = pick(i, live.len());
+                    if let Some(p) = live[i].pending.take() {
+                        live[i].owned = p;
                     }
                 }
                 Op::Leave(i) if !live.is_empty() => {
-                    let c = live.remove(i % live.len());
+                    let c = live.remove(pick(i, live.len()));
                     let _ = g.heartbeat(beat(&c.id, LEAVE_EPOCH, None), &t, now);
                 }
                 Op::Crash(i) if !live.is_empty() => {
-                    live.remove(i % live.len());
+                    live.remove(pick(i, live.len()));
                 }
                 Op::Advance(ms) => {
                     now += Duration::from_millis(ms);
@@ -423,8 +480,19 @@ proptest! {
                 }
                 Op::AddPartitions => {
                     t.version += 1;
-                    *t.counts.get_mut("x").unwrap() += 1;
+                    *t.counts.entry("x".into()).or_insert(0) += 1;
                     g.tick(&t, now);
+                }
+                Op::DeleteTopic => {
+                    t.version += 1;
+                    if t.counts.remove("y").is_none() {
+                        t.counts.insert("y".into(), 3);
+                    }
+                    g.tick(&t, now);
+                }
+                Op::Failover => {
+                    let rec = serde_json::from_slice(&serde_json::to_vec(&g.rec).unwrap()).unwrap();
+                    g = ConsumerGroup::restore("g".into(), rec, settings(), now);
                 }
                 _ => {}
             }
@@ -438,23 +506,22 @@ proptest! {
                     if let Some(other) = seen.insert((topic.to_string(), p), c.id.clone()) {
                         prop_assert!(false, "{topic}-{p} owned by {} and {}", other, c.id);
                     }
-                    prop_assert_eq!(g.owner(topic, p), Some(c.id.as_str()));
+                    // A deleted topic's partitions are simply gone.
+                    if t.counts.get(topic).is_some_and(|n| p < *n) {
+                        prop_assert_eq!(g.owner(topic, p), Some(c.id.as_str()), "{}-{}", topic, p);
+                    }
                 }
             }
         }
-        // Everyone heartbeats every 3 s (crashed members time out): the
-        // group settles with all partitions owned.
-        for _ in 0..8 {
+        // Everyone heartbeats and applies every 3 s (crashed members time
+        // out): the group settles with all partitions owned.
+        for _ in 0..10 {
             now += Duration::from_secs(3);
             g.tick(&t, now);
             for c in live.iter_mut() {
-                match g.heartbeat(beat(&c.id, c.epoch, Some(&c.owned)), &t, now) {
-                    Ok((a, _)) => c.apply(&a),
-                    Err(_) => {
-                        c.owned.clear();
-                        let (a, _) = g.heartbeat(join(&c.id, &["x", "y"]), &t, now).unwrap();
-                        c.apply(&a);
-                    }
+                c.beat(&mut g, &t, now, false, false);
+                if let Some(p) = c.pending.take() {
+                    c.owned = p;
                 }
             }
         }

@@ -40,13 +40,13 @@ impl Coordinator {
     async fn follow_topics_once(&self) -> Result<(), sluice_metastore::MetaError> {
         let store: &dyn MetadataStore = self.store.as_ref();
         let (kvs, rev) = store.range(meta::TOPICS_PREFIX).await?;
-        let mut counts: BTreeMap<String, i32> = BTreeMap::new();
+        let mut records: BTreeMap<String, TopicRecord> = BTreeMap::new();
         for kv in kvs {
             if let Some(t) = decode(&kv.value) {
-                counts.insert(t.name.clone(), t.num_partitions());
+                records.insert(t.name.clone(), t);
             }
         }
-        self.publish_topics(&counts);
+        self.publish_topics(&records);
         let mut watch = store.watch_prefix(meta::TOPICS_PREFIX, rev + 1).await?;
         while let Some(batch) = watch.next().await {
             for ev in batch? {
@@ -56,27 +56,47 @@ impl Coordinator {
                 match ev.kind {
                     EventKind::Put => {
                         if let Some(t) = decode(&ev.kv.value) {
-                            counts.insert(t.name.clone(), t.num_partitions());
+                            records.insert(t.name.clone(), t);
                         }
                     }
                     EventKind::Delete => {
-                        counts.remove(name);
+                        records.remove(name);
                     }
                 }
             }
-            self.publish_topics(&counts);
+            self.publish_topics(&records);
         }
         Ok(())
     }
 
-    fn publish_topics(&self, counts: &BTreeMap<String, i32>) {
+    fn publish_topics(&self, records: &BTreeMap<String, TopicRecord>) {
+        let next = TopicCounts {
+            version: 0,
+            counts: records
+                .values()
+                .map(|t| (t.name.clone(), t.num_partitions()))
+                .collect(),
+            ids: records
+                .values()
+                .map(|t| (t.name.clone(), t.topic_id.clone()))
+                .collect(),
+            names: records
+                .values()
+                .map(|t| (t.topic_id.clone(), t.name.clone()))
+                .collect(),
+            internal: records
+                .values()
+                .filter(|t| t.internal)
+                .map(|t| t.name.clone())
+                .collect(),
+        };
         let mut t = self.topics.write();
-        if t.version > 0 && t.counts == *counts {
+        if t.version > 0 && t.counts == next.counts && t.ids == next.ids {
             return;
         }
         *t = Arc::new(TopicCounts {
             version: t.version + 1,
-            counts: counts.clone(),
+            ..next
         });
     }
 }

@@ -11,7 +11,7 @@ use sluice_proto::coordinator as pb;
 use sluice_server::access::Rights;
 
 use super::{CoordinatorService, check_group_id, err_proto};
-use crate::consumer_group::{Assignment, ConsumerGroup, Heartbeat, MemberState};
+use crate::consumer_group::{Assignment, ConsumerGroup, Heartbeat, MemberState, TopicCounts};
 use crate::error::CoordinatorError;
 
 /// ConsumerGroupHeartbeat; `host` is the caller's address (a client host
@@ -59,27 +59,43 @@ async fn beat(
         subscribed_topic_names: req.subscribed_topic_names.map(|t| t.names),
         subscribed_topic_regex: req.subscribed_topic_regex,
         server_assignor: req.server_assignor,
-        owned: req.owned.map(from_proto),
+        owned: req.owned.map(|a| from_proto(a, &topics)),
         client_id: req.client_id,
         client_host: host,
     };
     let (answer, write) = c.with_group(&group, true, |g, home| {
         let g = g.expect("created");
-        let (answer, changed) = g.as_consumer()?.heartbeat(hb, &topics, Instant::now())?;
+        let cg = g.as_consumer()?;
+        let (answer, changed) = cg.heartbeat(hb, &topics, Instant::now())?;
+        // Written again while an earlier write is unconfirmed: this answer
+        // may carry what only that write holds.
+        let write = changed || cg.unconfirmed();
         // Submitted under the lock, so records reach the log in the order
         // the group changed.
-        let write = changed.then(|| (home, c.submit_group(&group, home, g.snapshot())));
+        let write = write.then(|| {
+            let submitted = c.submit_group(&group, home, g.snapshot());
+            if let Some(cg) = g.consumer.as_mut() {
+                cg.write_submitted(submitted.number);
+            }
+            (home, submitted)
+        });
         Ok::<_, CoordinatorError>((answer, write))
     })??;
     if let Some((home, submitted)) = write {
+        let number = submitted.number;
         c.confirm(&group, home, submitted).await?;
+        let _ = c.with_group(&group, false, |g, _| {
+            if let Some(cg) = g.and_then(|g| g.consumer.as_mut()) {
+                cg.write_confirmed(number);
+            }
+        });
     }
     Ok(pb::ConsumerGroupHeartbeatResponse {
         error: None,
         member_id: answer.member_id,
         member_epoch: answer.member_epoch,
         heartbeat_interval_ms: answer.heartbeat_interval_ms,
-        assignment: answer.assignment.as_ref().map(to_proto),
+        assignment: answer.assignment.as_ref().map(|a| to_proto(a, &topics)),
     })
 }
 
@@ -88,6 +104,7 @@ pub(super) fn describe(
     rights: &Rights,
     req: pb::ConsumerGroupDescribeRequest,
 ) -> pb::ConsumerGroupDescribeResponse {
+    let topics = svc.coordinator.topics();
     let groups = req
         .group_ids
         .into_iter()
@@ -101,7 +118,7 @@ pub(super) fn describe(
             }
             let res = svc.coordinator.with_group(&id, false, |g, _| {
                 match g.and_then(|g| g.consumer.as_ref()) {
-                    Some(c) => Ok(described(c)),
+                    Some(c) => Ok(described(c, &topics)),
                     None => Err(CoordinatorError::GroupNotFound { group: id.clone() }),
                 }
             });
@@ -116,7 +133,7 @@ pub(super) fn describe(
     pb::ConsumerGroupDescribeResponse { groups }
 }
 
-fn described(c: &ConsumerGroup) -> pb::DescribedConsumerGroup {
+fn described(c: &ConsumerGroup, topics: &TopicCounts) -> pb::DescribedConsumerGroup {
     pb::DescribedConsumerGroup {
         error: None,
         group_id: c.id.clone(),
@@ -137,9 +154,10 @@ fn described(c: &ConsumerGroup) -> pb::DescribedConsumerGroup {
                 client_host: m.client_host.clone(),
                 subscribed_topic_names: m.subscribed_topics.iter().cloned().collect(),
                 subscribed_topic_regex: m.subscribed_regex.clone(),
-                assignment: Some(to_proto(&m.assigned)),
+                assignment: Some(to_proto(&m.assigned, topics)),
                 target_assignment: Some(to_proto(
                     c.rec.target.get(&m.member_id).unwrap_or(&Assignment::new()),
+                    topics,
                 )),
                 member_state: match m.state {
                     MemberState::Stable => "stable",
@@ -191,26 +209,37 @@ pub(super) fn as_described_group(g: &crate::group::Group) -> pb::DescribedGroup 
     }
 }
 
-pub(crate) fn to_proto(a: &Assignment) -> pb::MemberAssignment {
+/// An assignment with each topic's name and id.
+fn to_proto(a: &Assignment, topics: &TopicCounts) -> pb::MemberAssignment {
     pb::MemberAssignment {
         topics: a
             .iter()
             .map(|(t, ps)| pb::TopicPartitions {
                 topic: t.clone(),
                 partitions: ps.iter().copied().collect(),
+                topic_id: topics.ids.get(t).cloned().unwrap_or_default(),
             })
             .collect(),
     }
 }
 
-/// An assignment as the group compares them: no empty topics.
-fn from_proto(a: pb::MemberAssignment) -> Assignment {
+/// An assignment as the group compares them: no empty topics; a topic
+/// named by id alone is looked up (one deleted since is owned no more).
+fn from_proto(a: pb::MemberAssignment, topics: &TopicCounts) -> Assignment {
     let mut out = Assignment::new();
     for t in a.topics {
+        let name = if t.topic.is_empty() {
+            match topics.names.get(&t.topic_id) {
+                Some(n) => n.clone(),
+                None => continue,
+            }
+        } else {
+            t.topic
+        };
         if t.partitions.is_empty() {
             continue;
         }
-        out.entry(t.topic).or_default().extend(t.partitions);
+        out.entry(name).or_default().extend(t.partitions);
     }
     out
 }
