@@ -522,6 +522,28 @@ async fn every_method_is_refused_to_a_user_without_acls_and_changes_nothing() {
         }),
         |r| r.results.into_iter().map(|g| g.error).collect()
     );
+    case!(
+        "GroupCoordinator/ConsumerGroupHeartbeat",
+        G,
+        groups.consumer_group_heartbeat(gpb::ConsumerGroupHeartbeatRequest {
+            group_id: "g".into(),
+            rebalance_timeout_ms: 10_000,
+            subscribed_topic_names: Some(gpb::TopicNames {
+                names: vec!["t".into()]
+            }),
+            owned: Some(Default::default()),
+            ..Default::default()
+        }),
+        |r| vec![r.error]
+    );
+    case!(
+        "GroupCoordinator/ConsumerGroupDescribe",
+        G,
+        groups.consumer_group_describe(gpb::ConsumerGroupDescribeRequest {
+            group_ids: vec!["g".into()]
+        }),
+        |r| r.groups.into_iter().map(|g| g.error).collect()
+    );
     // ListGroups lists only what the caller may describe: nothing here.
     let listed = groups
         .list_groups(gpb::ListGroupsRequest::default())
@@ -729,6 +751,71 @@ async fn an_acl_change_applies_within_a_second() {
             "not removed within a second"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    node.shutdown().await.unwrap();
+}
+
+/// A consumer-protocol member needs Describe on the topics it subscribes to
+/// (Kafka's rule), beside Read on the group.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consumer_protocol_subscription_needs_describe_on_its_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(dir.path()).await;
+    let a = admin(&node);
+    a.create_topic(NewTopic::new("t", 1, 1)).await.unwrap();
+    let bob = setup_user(&node, "bob").await;
+    a.create_acls(&[acl(ResourceType::Group, "g", "User:bob", Operation::Read)])
+        .await
+        .unwrap()
+        .into_iter()
+        .for_each(|r| r.unwrap());
+    // Standalone serves every service on one address.
+    let mut groups = GroupCoordinatorClient::new(channel(&node, &bob));
+    let join = || gpb::ConsumerGroupHeartbeatRequest {
+        group_id: "g".into(),
+        member_id: "bob-1".into(),
+        rebalance_timeout_ms: 10_000,
+        subscribed_topic_names: Some(gpb::TopicNames {
+            names: vec!["t".into()],
+        }),
+        owned: Some(Default::default()),
+        ..Default::default()
+    };
+    let r = groups
+        .consumer_group_heartbeat(join())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        r.error.map(|e| e.code),
+        Some(ErrorCode::TopicAuthorizationFailed as i32)
+    );
+    a.create_acls(&[acl(
+        ResourceType::Topic,
+        "t",
+        "User:bob",
+        Operation::Describe,
+    )])
+    .await
+    .unwrap()
+    .into_iter()
+    .for_each(|r| r.unwrap());
+    // FindCoordinator creates __consumer_offsets and waits for its load.
+    a.describe_consumer_group("g").await.unwrap();
+    let start = Instant::now();
+    loop {
+        let r = groups
+            .consumer_group_heartbeat(join())
+            .await
+            .unwrap()
+            .into_inner();
+        if r.error.is_none() {
+            assert_eq!(r.member_epoch, 1);
+            assert_eq!(r.assignment.unwrap().topics[0].partitions, [0]);
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{:?}", r.error);
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     node.shutdown().await.unwrap();
 }

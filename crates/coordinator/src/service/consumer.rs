@@ -18,9 +18,22 @@ use crate::error::CoordinatorError;
 /// named in the request wins).
 pub(super) async fn heartbeat(
     svc: &CoordinatorService,
+    rights: &Rights,
     req: pb::ConsumerGroupHeartbeatRequest,
     host: String,
 ) -> pb::ConsumerGroupHeartbeatResponse {
+    // Kafka: subscribing needs Describe on every topic named.
+    let names = req.subscribed_topic_names.iter().flat_map(|t| &t.names);
+    if let Some(e) = names
+        .filter_map(|t| rights.topic(Operation::Describe, t).err())
+        .next()
+    {
+        return pb::ConsumerGroupHeartbeatResponse {
+            error: Some(e.to_proto()),
+            member_epoch: -1,
+            ..Default::default()
+        };
+    }
     match beat(svc, req, host).await {
         Ok(r) => r,
         Err(e) => pb::ConsumerGroupHeartbeatResponse {

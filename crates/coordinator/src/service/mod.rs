@@ -185,9 +185,9 @@ impl GroupCoordinator for CoordinatorService {
         request: Request<pb::ConsumerGroupHeartbeatRequest>,
     ) -> Result<Response<pb::ConsumerGroupHeartbeatResponse>, Status> {
         let host = membership::client_host(&request);
-        self.rights_on(&request, Operation::Read, &request.get_ref().group_id)?;
+        let rights = self.rights_on(&request, Operation::Read, &request.get_ref().group_id)?;
         Ok(Response::new(
-            consumer::heartbeat(self, request.into_inner(), host).await,
+            consumer::heartbeat(self, &rights, request.into_inner(), host).await,
         ))
     }
 
