@@ -274,6 +274,9 @@ impl ConsumerGroup {
         self.rec.subscribed = counts;
         self.rec.assignor = assignor.name().to_string();
         self.rec.assignment_epoch = self.rec.epoch;
+        // A new target is this protocol's rebalance (the classic counter's).
+        metrics::counter!("sluice_consumer_group_rebalances_total", "group" => self.id.clone())
+            .increment(1);
     }
 
     /// The assignor most members ask for (ties: the configured order), or

@@ -36,7 +36,7 @@ impl Coordinator {
                         groups += 1;
                         let group = [("group", g.id.clone())];
                         metrics::gauge!("sluice_consumer_group_members", &group)
-                            .set(g.members.len() as f64);
+                            .set(g.member_count() as f64);
                         for ((topic, partition), c) in &g.offsets {
                             committed.push((
                                 g.id.clone(),
