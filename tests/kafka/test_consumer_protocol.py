@@ -90,46 +90,50 @@ def test_members_split_the_partitions_and_read_every_record(target):
         c.close()
 
 
-def test_a_classic_member_is_refused_until_the_group_empties_then_keeps_its_offsets(target):
-    topic = target.create_topic(partitions=2)
+def test_a_group_moves_between_protocols_online_without_splitting(target):
+    """KIP-848's migration (group.consumer.migration.policy, bidirectional by
+    default): a consumer-protocol member joins a classic group with members
+    (upgrade), the classic member stays, served by the coordinator's
+    assignment; when the consumer-protocol member leaves, the group is
+    classic again (downgrade). Never two owners of a partition; every record
+    read."""
+    topic = target.create_topic(partitions=4)
     group = f"kip848-{uuid.uuid4().hex[:8]}"
     produce_all(Producer({"bootstrap.servers": target.bootstrap}), topic,
-                ((None, str(i).encode()) for i in range(20)))
-    new = member(target, group, "new")
-    new.subscribe([topic])
-    got = []
-    deadline = time.time() + 30
-    while len(got) < 20:
-        assert time.time() < deadline, f"read {len(got)}"
-        got += [m for m in new.consume(num_messages=50, timeout=0.2) if m.error() is None]
-    new.commit(asynchronous=False)
-    # A classic member cannot join while a consumer-protocol member is in
-    # the group: the group is never split in two.
-    old = member(target, group, "old", protocol="classic")
-    old.subscribe([topic])
-    error = None
-    deadline = time.time() + 30
-    while error is None:
-        assert time.time() < deadline, "the classic member was not refused"
-        new.poll(0.05)
-        m = old.poll(0.2)
-        if m is not None and m.error() is not None:
-            error = m.error()
-    assert error.code() == KafkaError.INCONSISTENT_GROUP_PROTOCOL, error
-    old.close()
-    new.close()
-    # Empty now: a classic member converts it and starts from its offsets.
-    produce_all(Producer({"bootstrap.servers": target.bootstrap}), topic,
-                ((None, b"after") for _ in range(4)))
-    old = member(target, group, "old", protocol="classic")
-    old.subscribe([topic])
-    later = []
+                ((None, str(i).encode()) for i in range(200)))
+    admin = AdminClient({"bootstrap.servers": target.bootstrap})
+
+    def group_type():
+        return admin.describe_consumer_groups([group], request_timeout=30)[group].result().type
+
+    members = {"old": member(target, group, "old", protocol="classic",
+                             **{"heartbeat.interval.ms": 500, "session.timeout.ms": 10000})}
+    members["old"].subscribe([topic])
+    seen: dict = {}
     deadline = time.time() + 60
-    while len(later) < 4:
-        assert time.time() < deadline, f"read {len(later)}"
-        later += [m.value() for m in old.consume(num_messages=50, timeout=0.2) if m.error() is None]
-    assert later == [b"after"] * 4
-    old.close()
+    while parts(members["old"]) != set(range(4)):
+        assert time.time() < deadline, f"old holds {parts(members['old'])}"
+        poll_all(members, seen)
+    assert group_type() == ConsumerGroupType.CLASSIC
+    members["new"] = member(target, group, "new")
+    members["new"].subscribe([topic])
+    deadline = time.time() + 90
+    while not (len(parts(members["old"])) == 2 and len(parts(members["new"])) == 2):
+        assert time.time() < deadline, f"old {parts(members['old'])} new {parts(members['new'])}"
+        poll_all(members, seen)
+    assert group_type() == ConsumerGroupType.CONSUMER
+    deadline = time.time() + 60
+    while len(seen) < 200:
+        assert time.time() < deadline, f"read {len(seen)} of 200"
+        poll_all(members, seen)
+    assert sorted(seen) == list(range(200))
+    members.pop("new").close()
+    deadline = time.time() + 90
+    while parts(members["old"]) != set(range(4)):
+        assert time.time() < deadline, f"old holds {parts(members['old'])} after new left"
+        poll_all(members, seen)
+    assert group_type() == ConsumerGroupType.CLASSIC
+    members["old"].close()
 
 
 def test_consumer_protocol_bad_input_gets_kafkas_errors(target):

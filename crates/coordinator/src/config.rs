@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sluice_server::config::ConfigError;
 use sluice_server::security::SecurityConfig;
 
-use crate::consumer_group::{Assignor, ConsumerSettings};
+use crate::consumer_group::{Assignor, ConsumerSettings, MigrationPolicy};
 use crate::group::GroupSettings;
 
 /// Settings of one coordinator. Every field has Kafka's default.
@@ -60,6 +60,12 @@ pub struct CoordinatorConfig {
     /// may have (2147483647).
     #[serde(rename = "group.consumer.max.size")]
     pub group_consumer_max_size: u32,
+    /// `group.consumer.migration.policy`: whether a group with members may
+    /// move between the classic and the consumer protocol online
+    /// (`disabled`, `upgrade`, `downgrade`, `bidirectional`; Kafka's default
+    /// `bidirectional`).
+    #[serde(rename = "group.consumer.migration.policy")]
+    pub group_consumer_migration_policy: String,
     /// `offsets.commit.timeout.ms`: how long a write to `__consumer_offsets`
     /// may take before the request fails (5000).
     #[serde(rename = "offsets.commit.timeout.ms")]
@@ -88,6 +94,7 @@ impl Default for CoordinatorConfig {
             group_consumer_heartbeat_interval_ms: 5_000,
             group_consumer_assignors: "uniform,range".into(),
             group_consumer_max_size: i32::MAX as u32,
+            group_consumer_migration_policy: "bidirectional".into(),
         }
     }
 }
@@ -134,6 +141,7 @@ impl CoordinatorConfig {
             ));
         }
         self.assignors()?;
+        self.migration_policy()?;
         sluice_server::config::parse_listener("listeners", &self.listeners)?;
         self.security.validate(&self.listeners)?;
         self.security.validate_etcd(&self.etcd_endpoints)?;
@@ -147,6 +155,15 @@ impl CoordinatorConfig {
             &self.listeners,
             self.advertised_listeners.as_deref(),
         )
+    }
+
+    fn migration_policy(&self) -> Result<MigrationPolicy, ConfigError> {
+        MigrationPolicy::parse(&self.group_consumer_migration_policy).ok_or_else(|| {
+            ConfigError::invalid(
+                "group.consumer.migration.policy",
+                "expected disabled, upgrade, downgrade or bidirectional",
+            )
+        })
     }
 
     /// `group.consumer.assignors`, parsed.
@@ -176,6 +193,9 @@ impl CoordinatorConfig {
                 // Validated at start.
                 assignors: self.assignors().unwrap_or_else(|_| Assignor::ALL.to_vec()),
                 max_size: self.group_consumer_max_size as usize,
+                migration: self
+                    .migration_policy()
+                    .unwrap_or(MigrationPolicy::Bidirectional),
             },
             initial_rebalance_delay: Duration::from_millis(self.group_initial_rebalance_delay_ms),
             min_session_timeout: Duration::from_millis(self.group_min_session_timeout_ms),

@@ -123,6 +123,8 @@ pub enum CoordinatorError {
     GroupMaxSize { group: String, max: usize },
     #[error("invalid ConsumerGroupHeartbeat: {0}")]
     InvalidHeartbeat(String),
+    #[error("a member of group {group} sent a subscription that cannot be read: {reason}")]
+    BadSubscription { group: String, reason: String },
     /// A classic request to a group using the consumer protocol, or the
     /// reverse, while it has members: converting it would split the group.
     #[error(
@@ -273,7 +275,7 @@ impl CoordinatorError {
             | JoinSuperseded { .. }
             | CompletingRebalance { .. } => ErrorCode::RebalanceInProgress,
             InvalidSessionTimeout { .. } => ErrorCode::InvalidSessionTimeout,
-            MissingProtocol { .. } | InconsistentProtocol { .. } => {
+            MissingProtocol { .. } | InconsistentProtocol { .. } | BadSubscription { .. } => {
                 ErrorCode::InconsistentGroupProtocol
             }
             GroupNotFound { .. } | AlreadyBeingDeleted { .. } => ErrorCode::GroupIdNotFound,

@@ -49,6 +49,18 @@ pub struct ConsumerMember {
     /// for its next incarnation until the session timeout.
     #[serde(default)]
     pub left_static: bool,
+    /// Set for a member speaking the classic protocol (JoinGroup, SyncGroup,
+    /// Heartbeat) in this group: a group moving between protocols online.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classic: Option<ClassicInfo>,
+}
+
+/// What the coordinator keeps of a classic member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassicInfo {
+    pub session_timeout_ms: u64,
+    /// Its assignors (by name) with their subscription metadata.
+    pub protocols: Vec<(String, Vec<u8>)>,
 }
 
 impl ConsumerMember {
@@ -69,6 +81,7 @@ impl ConsumerMember {
             assigned: Assignment::new(),
             revoking: Assignment::new(),
             left_static: false,
+            classic: None,
         }
     }
 

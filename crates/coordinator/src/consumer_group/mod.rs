@@ -20,6 +20,7 @@
 //! - `subscription`: validating a heartbeat and resolving subscriptions.
 
 pub mod assign;
+pub mod classic;
 pub mod member;
 mod subscription;
 #[cfg(test)]
@@ -32,7 +33,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::CoordinatorError;
 pub use assign::{Assignment, Assignor};
-pub use member::{ConsumerMember, MemberState};
+pub use classic::ClassicJoin;
+pub use member::{ClassicInfo, ConsumerMember, MemberState};
 pub use subscription::TopicCounts;
 
 /// The member epoch of a member leaving the group.
@@ -52,6 +54,43 @@ pub struct ConsumerSettings {
     pub assignors: Vec<Assignor>,
     /// `group.consumer.max.size`.
     pub max_size: usize,
+    /// `group.consumer.migration.policy`.
+    pub migration: MigrationPolicy,
+}
+
+/// KIP-848's `group.consumer.migration.policy`: whether a group with members
+/// may move between protocols online (classic members then live in a
+/// consumer-protocol group until the last of either kind leaves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationPolicy {
+    Disabled,
+    /// Classic to consumer: a consumer-protocol member may join a classic
+    /// group with members.
+    Upgrade,
+    /// Consumer to classic: when the last consumer-protocol member leaves a
+    /// group of classic members, it becomes a classic group again.
+    Downgrade,
+    Bidirectional,
+}
+
+impl MigrationPolicy {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "disabled" => Some(Self::Disabled),
+            "upgrade" => Some(Self::Upgrade),
+            "downgrade" => Some(Self::Downgrade),
+            "bidirectional" => Some(Self::Bidirectional),
+            _ => None,
+        }
+    }
+
+    pub fn upgrades(self) -> bool {
+        matches!(self, Self::Upgrade | Self::Bidirectional)
+    }
+
+    pub fn downgrades(self) -> bool {
+        matches!(self, Self::Downgrade | Self::Bidirectional)
+    }
 }
 
 impl Default for ConsumerSettings {
@@ -61,6 +100,7 @@ impl Default for ConsumerSettings {
             heartbeat_interval: Duration::from_millis(5_000),
             assignors: Assignor::ALL.to_vec(),
             max_size: i32::MAX as usize,
+            migration: MigrationPolicy::Bidirectional,
         }
     }
 }
@@ -149,6 +189,14 @@ impl ConsumerGroup {
         }
     }
 
+    /// A member's session timeout: the coordinator's, or a classic member's own.
+    fn session_of(&self, m: &ConsumerMember) -> Duration {
+        match &m.classic {
+            Some(c) => Duration::from_millis(c.session_timeout_ms),
+            None => self.settings.session_timeout,
+        }
+    }
+
     /// Whether a write of this group's record may not have reached the log.
     pub fn unconfirmed(&self) -> bool {
         self.last_write > self.confirmed_write
@@ -180,7 +228,7 @@ impl ConsumerGroup {
             g.deadlines.insert(
                 m.member_id.clone(),
                 Deadlines {
-                    session: now + g.settings.session_timeout,
+                    session: now + g.session_of(m),
                     revocation,
                 },
             );

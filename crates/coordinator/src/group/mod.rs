@@ -20,6 +20,7 @@
 
 mod heartbeat;
 mod join;
+mod migration;
 mod offsets;
 mod sync;
 #[cfg(test)]
@@ -409,20 +410,18 @@ impl Group {
     /// The group's consumer-protocol state, made from an empty classic group
     /// if need be (KIP-848: an empty group changes protocol freely; one
     /// with classic members is refused rather than split in two).
-    pub fn as_consumer(&mut self) -> Result<&mut ConsumerGroup, CoordinatorError> {
+    pub fn as_consumer(&mut self, now: Instant) -> Result<&mut ConsumerGroup, CoordinatorError> {
         if self.state == GroupState::Dead {
             return Err(CoordinatorError::GroupBeingDeleted {
                 group: self.id.clone(),
             });
         }
+        if self.consumer.is_none() && (!self.members.is_empty() || self.state != GroupState::Empty)
+        {
+            // Members: moved online if the policy allows, else refused.
+            self.upgrade(now)?;
+        }
         if self.consumer.is_none() {
-            if !self.members.is_empty() || self.state != GroupState::Empty {
-                return Err(CoordinatorError::OtherProtocol {
-                    group: self.id.clone(),
-                    uses: "classic",
-                    asked: "consumer",
-                });
-            }
             self.pending.clear();
             self.protocol_type = Some("consumer".into());
             self.protocol = None;
@@ -437,7 +436,8 @@ impl Group {
 
     /// The consumer-protocol timers (see [`ConsumerGroup::tick`]).
     pub fn tick_consumer(&mut self, topics: &TopicCounts, now: Instant) -> Effects {
-        let changed = self.consumer.as_mut().is_some_and(|c| c.tick(topics, now));
+        let mut changed = self.consumer.as_mut().is_some_and(|c| c.tick(topics, now));
+        changed |= self.maybe_downgrade(now);
         Effects {
             persist: changed.then(|| self.snapshot()),
         }

@@ -78,11 +78,14 @@ async fn beat(
     };
     let (answer, write) = c.with_group(&group, true, |g, home| {
         let g = g.expect("created");
-        let cg = g.as_consumer()?;
-        let (answer, changed) = cg.heartbeat(hb, &topics, Instant::now())?;
+        let now = Instant::now();
+        let cg = g.as_consumer(now)?;
+        let (answer, changed) = cg.heartbeat(hb, &topics, now)?;
         // Written again while an earlier write is unconfirmed: this answer
         // may carry what only that write holds.
         let write = changed || cg.unconfirmed();
+        // The last consumer-protocol member left a group of classic ones.
+        let write = g.maybe_downgrade(now) || write;
         // Submitted under the lock, so records reach the log in the order
         // the group changed.
         let write = write.then(|| {

@@ -9,7 +9,7 @@ use tonic::Request;
 
 use super::{CoordinatorService, check_group_id, dropped, err_proto};
 use crate::error::CoordinatorError;
-use crate::group::{JoinOutcome, JoinRequest};
+use crate::group::{Effects, JoinOutcome, JoinRequest};
 
 /// The caller's address as Kafka shows it (`/IP`), if known.
 pub(super) fn client_host<T>(req: &Request<T>) -> String {
@@ -62,6 +62,9 @@ async fn join(
             .map(|p| (p.name, p.metadata))
             .collect(),
     };
+    if let Some(r) = super::migration::join(svc, &group, &join).await {
+        return r;
+    }
     let rx = c.with_group(&group, true, |g, home| {
         let (rx, eff) = g.expect("created").join(join, Instant::now());
         c.apply(&group, home, eff, None);
@@ -125,6 +128,9 @@ async fn sync(
     req: pb::SyncGroupRequest,
 ) -> Result<Bytes, CoordinatorError> {
     check_group_id(&req.group_id)?;
+    if let Some(r) = super::migration::sync(svc, &req).await {
+        return r;
+    }
     let c = &svc.coordinator;
     let group = req.group_id.clone();
     let assignments = req
@@ -155,6 +161,9 @@ pub(super) fn heartbeat(
     req: pb::HeartbeatRequest,
 ) -> pb::HeartbeatResponse {
     let res = check_group_id(&req.group_id).and_then(|()| {
+        if let Some(r) = super::migration::heartbeat(svc, &req) {
+            return r;
+        }
         svc.coordinator
             .with_group(&req.group_id, false, |g, _| match g {
                 Some(g) => g
@@ -182,11 +191,10 @@ pub(super) fn leave_group(
             let mut out = Vec::new();
             for m in &req.members {
                 let r = match g.as_deref_mut() {
-                    Some(g) => g.leave(
-                        &m.member_id,
-                        m.group_instance_id.as_deref(),
-                        Instant::now(),
-                    ),
+                    Some(g) => match super::migration::leave(svc, g, home, &m.member_id) {
+                        Some(r) => r.map(|()| Effects::default()),
+                        None => g.leave(&m.member_id, m.group_instance_id.as_deref(), Instant::now()),
+                    },
                     None => Err(CoordinatorError::NoMembers {
                         group: group.clone(),
                     }),

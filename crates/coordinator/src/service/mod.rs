@@ -13,10 +13,13 @@
 //! - `admin`: ListGroups, DescribeGroups, DeleteGroups.
 //! - `consumer`: the consumer protocol (KIP-848): ConsumerGroupHeartbeat,
 //!   ConsumerGroupDescribe.
+//! - `migration`: classic requests from the classic members of a group on
+//!   the consumer protocol.
 
 mod admin;
 mod consumer;
 mod membership;
+mod migration;
 mod offsets;
 #[cfg(test)]
 mod tests;
