@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sluice_client::consumer_protocol;
 
-use super::member::{ClassicInfo, ConsumerMember, MemberState};
+use super::member::{self, ClassicInfo, ConsumerMember, MemberState};
 use super::{Assignment, ConsumerGroup, Deadlines, TopicCounts};
 use crate::error::CoordinatorError;
 
@@ -64,15 +64,20 @@ pub fn encode_assignment(a: &Assignment) -> Bytes {
     )
 }
 
-/// An assignment from Kafka's encoding (a classic member's).
-pub fn decode_assignment(bytes: &[u8]) -> Assignment {
+/// A classic member's assignment (either encoding).
+pub fn decode_assignment(group: &str, bytes: &[u8]) -> Result<Assignment, CoordinatorError> {
+    let pairs =
+        consumer_protocol::decode_assignment(Bytes::copy_from_slice(bytes)).map_err(|reason| {
+            CoordinatorError::BadSubscription {
+                group: group.to_string(),
+                reason,
+            }
+        })?;
     let mut out = Assignment::new();
-    for (t, p) in
-        consumer_protocol::decode_assignment(Bytes::copy_from_slice(bytes)).unwrap_or_default()
-    {
+    for (t, p) in pairs {
         out.entry(t).or_default().insert(p);
     }
-    out
+    Ok(out)
 }
 
 impl ConsumerGroup {
@@ -84,6 +89,11 @@ impl ConsumerGroup {
                 member: id.to_string(),
             }),
         }
+    }
+
+    /// Whether any member speaks the classic protocol.
+    pub fn has_classic(&self) -> bool {
+        self.rec.members.values().any(|m| m.classic.is_some())
     }
 
     /// Whether every member speaks the classic protocol.
@@ -111,19 +121,41 @@ impl ConsumerGroup {
             req.member_id.clone()
         };
         let mut bump = false;
-        if let Some(instance) = &req.instance_id {
-            // KIP-345: the newest process with the instance id replaces the
-            // old one.
-            let old: Vec<String> = self
+        if let Some(instance) = &req.instance_id
+            && let Some(old) = self
                 .rec
                 .members
                 .values()
-                .filter(|m| m.instance_id.as_ref() == Some(instance) && m.member_id != id)
-                .map(|m| m.member_id.clone())
-                .collect();
-            for o in old {
-                bump |= self.remove(&o).is_some();
+                .find(|m| m.instance_id.as_ref() == Some(instance) && m.member_id != id)
+                .cloned()
+        {
+            if old.classic.is_none() && !old.left_static {
+                return Err(CoordinatorError::UnreleasedInstance {
+                    group: self.id.clone(),
+                    instance: instance.clone(),
+                    member: old.member_id,
+                });
             }
+            // KIP-345: the newest process with the instance id takes the
+            // old one's place and partitions (the old one is fenced).
+            self.release(&old);
+            self.rec.members.remove(&old.member_id);
+            let target = self.rec.target.remove(&old.member_id);
+            self.deadlines.remove(&old.member_id);
+            let mut m = old;
+            m.member_id = id.clone();
+            m.left_static = false;
+            if let Some(t) = target {
+                self.rec.target.insert(id.clone(), t);
+            }
+            self.put(m);
+        } else if !req.member_id.is_empty() && !self.rec.members.contains_key(&id) {
+            // Removed (its session ran out): its partitions may be another
+            // member's by now; it must join as a new member.
+            return Err(CoordinatorError::UnknownMember {
+                group: self.id.clone(),
+                member: id,
+            });
         }
         let before = self.rec.members.get(&id).cloned();
         if before.is_none() && self.rec.members.len() >= self.settings.max_size {
@@ -164,8 +196,13 @@ impl ConsumerGroup {
         let next = current.reconcile(self.rec.assignment_epoch, &target, Some(&owned), |t, p| {
             self.owner(t, p).is_some_and(|o| o != id)
         });
+        // Still revoking after joining again: the deadline it got first stays.
+        let kept = match self.deadlines.get(&id) {
+            Some(d) if current.state == MemberState::UnrevokedPartitions => d.revocation,
+            _ => None,
+        };
         let revocation = (next.state == MemberState::UnrevokedPartitions)
-            .then(|| now + Duration::from_millis(next.rebalance_timeout_ms));
+            .then(|| kept.unwrap_or(now + Duration::from_millis(next.rebalance_timeout_ms)));
         self.deadlines.insert(
             id.clone(),
             Deadlines {
@@ -173,11 +210,6 @@ impl ConsumerGroup {
                 revocation,
             },
         );
-        // Holding only what it listed: partitions it gave up are free.
-        let mut next = next;
-        if next.state != MemberState::UnrevokedPartitions {
-            next.revoking.clear();
-        }
         let changed = bump || before.as_ref() != Some(&next);
         let epoch = next.epoch;
         self.put(next);
@@ -198,7 +230,22 @@ impl ConsumerGroup {
                 current: m.epoch,
             });
         }
-        Ok(encode_assignment(&m.assigned))
+        // In the encoding its subscription came in (old Sluice clients
+        // wrote protobuf).
+        let kafka = m
+            .classic
+            .as_ref()
+            .and_then(|c| c.protocols.first())
+            .is_none_or(|(_, b)| consumer_protocol::is_kafka_encoded(b));
+        if kafka {
+            return Ok(encode_assignment(&m.assigned));
+        }
+        Ok(consumer_protocol::encode_assignment_protobuf(
+            &m.assigned
+                .iter()
+                .map(|(t, ps)| (t.clone(), ps.iter().copied().collect()))
+                .collect(),
+        ))
     }
 
     /// A classic member's Heartbeat: REBALANCE_IN_PROGRESS while it has a
@@ -218,17 +265,28 @@ impl ConsumerGroup {
                 current: m.epoch,
             });
         }
-        let settled = m.state == MemberState::Stable
-            && m.epoch == self.rec.assignment_epoch
-            && self
-                .rec
-                .target
-                .get(member_id)
-                .is_none_or(|t| *t == m.assigned);
+        // A step to take: a new epoch, partitions to give up, or ones it
+        // waits for that are free now (not while another still holds them).
+        let target = self.rec.target.get(member_id);
+        let waiting_is_over = m.state == MemberState::UnreleasedPartitions
+            && target.is_some_and(|t| {
+                member::flat(t).any(|(tp, p)| {
+                    !m.assigned.get(tp).is_some_and(|ps| ps.contains(&p))
+                        && self.owner(tp, p).is_none()
+                })
+            });
+        let step = m.epoch != self.rec.assignment_epoch
+            || m.state == MemberState::UnrevokedPartitions
+            || waiting_is_over;
+        let rejoin_within = Duration::from_millis(m.rebalance_timeout_ms);
         if let Some(d) = self.deadlines.get_mut(member_id) {
             d.session = now + session;
+            if step {
+                // It must join again within its rebalance timeout.
+                d.revocation.get_or_insert(now + rejoin_within);
+            }
         }
-        if !settled {
+        if step {
             return Err(CoordinatorError::RebalanceInProgress {
                 group: self.id.clone(),
             });
@@ -279,7 +337,8 @@ pub fn member_from_classic(
         .find(|(n, _)| n == protocol)
         .map(|(_, b)| b.clone())
         .unwrap_or_default();
-    let (subscribed, _) = decode_subscription(group, &metadata)?;
+    let (subscribed, owned) = decode_subscription(group, &metadata)?;
+    let assigned = decode_assignment(group, assignment)?;
     let mut out = ConsumerMember::new(m.member_id);
     out.instance_id = m.instance_id;
     out.client_id = m.client_id;
@@ -288,7 +347,10 @@ pub fn member_from_classic(
     out.rebalance_timeout_ms = m.rebalance_timeout.as_millis() as u64;
     out.epoch = generation;
     out.previous_epoch = generation - 1;
-    out.assigned = decode_assignment(assignment);
+    // What it lists as owned beyond its assignment it is still revoking
+    // (cooperative members); the group keeps only what nobody else has.
+    out.revoking = member::minus(&owned, &assigned);
+    out.assigned = assigned;
     out.classic = Some(ClassicInfo {
         session_timeout_ms: m.session_timeout.as_millis() as u64,
         protocols: m

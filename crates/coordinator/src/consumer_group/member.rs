@@ -164,7 +164,7 @@ fn intersect(a: &Assignment, b: &Assignment) -> Assignment {
     filter(a, |t, p| b.get(t).is_some_and(|ps| ps.contains(&p)))
 }
 
-fn minus(a: &Assignment, b: &Assignment) -> Assignment {
+pub fn minus(a: &Assignment, b: &Assignment) -> Assignment {
     filter(a, |t, p| !b.get(t).is_some_and(|ps| ps.contains(&p)))
 }
 

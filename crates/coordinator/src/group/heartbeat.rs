@@ -14,6 +14,16 @@ impl Group {
         generation: i32,
         now: Instant,
     ) -> Result<(), CoordinatorError> {
+        if self.downgraded.get(member_id) == Some(&generation)
+            && let Some(m) = self.members.get_mut(member_id)
+        {
+            // Moved back to the classic protocol: join again, keeping the
+            // partitions until then.
+            m.heartbeat_deadline = now + m.session_timeout;
+            return Err(CoordinatorError::RebalanceInProgress {
+                group: self.id.clone(),
+            });
+        }
         self.check_member(member_id, generation)?;
         let m = self.members.get_mut(member_id).expect("checked");
         m.heartbeat_deadline = now + m.session_timeout;

@@ -44,6 +44,16 @@ impl Group {
             ));
         }
         if let Some(c) = &self.consumer {
+            if self.serves_classic_members() {
+                // The group moved to the consumer protocol since this
+                // request was routed: join again.
+                return Err((
+                    tx,
+                    CoordinatorError::RebalanceInProgress {
+                        group: self.id.clone(),
+                    },
+                ));
+            }
             if !c.is_empty() {
                 return Err((
                     tx,
@@ -299,6 +309,7 @@ impl Group {
         self.pending.clear();
         self.rebalance_deadline = None;
         self.generation += 1;
+        self.downgraded.clear();
         self.rebalances += 1;
         metrics::counter!("sluice_consumer_group_rebalances_total", "group" => self.id.clone())
             .increment(1);

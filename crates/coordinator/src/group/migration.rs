@@ -5,10 +5,12 @@
 //! and becomes classic again when the last consumer-protocol member leaves.
 //! Either way no member is dropped and the group is never split in two.
 
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::{Group, GroupState, Member};
 use crate::consumer_group::classic::{ClassicJoin, member_from_classic};
+use crate::consumer_group::member::{self, MemberState};
 use crate::consumer_group::{ConsumerGroup, ConsumerGroupRecord, MigrationPolicy};
 use crate::error::CoordinatorError;
 
@@ -20,8 +22,11 @@ impl Group {
     /// Whether classic requests go to the consumer-protocol state: classic
     /// members of a group that moved (or may move) online.
     pub fn serves_classic_members(&self) -> bool {
-        self.consumer.as_ref().is_some_and(|c| !c.is_empty())
-            && self.policy() != MigrationPolicy::Disabled
+        // Classic members already in the group are served whatever the
+        // policy says now; it decides whether more may come.
+        self.consumer.as_ref().is_some_and(|c| {
+            !c.is_empty() && (self.policy() != MigrationPolicy::Disabled || c.has_classic())
+        })
     }
 
     /// A classic group with members becomes a consumer-protocol group; its
@@ -66,6 +71,23 @@ impl Group {
             rec.target.insert(cm.member_id.clone(), cm.assigned.clone());
             rec.members.insert(cm.member_id.clone(), cm);
         }
+        // A cooperative member may still hold what the last plan took from
+        // it (it is revoking): nobody gets those until it says it let go.
+        let assigned: HashSet<(String, i32)> = rec
+            .members
+            .values()
+            .flat_map(|m| member::flat(&m.assigned))
+            .map(|(t, p)| (t.to_string(), p))
+            .collect();
+        for m in rec.members.values_mut() {
+            m.revoking.retain(|t, ps| {
+                ps.retain(|p| !assigned.contains(&(t.clone(), *p)));
+                !ps.is_empty()
+            });
+            if !m.revoking.is_empty() {
+                m.state = MemberState::UnrevokedPartitions;
+            }
+        }
         tracing::info!(group = %self.id, members = rec.members.len(), "group moves to the consumer protocol with its classic members");
         self.members.clear();
         self.pending.clear();
@@ -106,6 +128,10 @@ impl Group {
             return false;
         };
         let generation = c.rec.epoch;
+        let epochs: HashMap<String, i32> = members
+            .iter()
+            .map(|(m, _, _)| (m.member_id.clone(), m.epoch))
+            .collect();
         let rebuilt: Vec<Member> = members
             .into_iter()
             .map(|(m, info, assignment)| {
@@ -134,6 +160,7 @@ impl Group {
         tracing::info!(group = %self.id, members = rebuilt.len(), "group moves back to the classic protocol");
         self.consumer = None;
         self.generation = generation;
+        self.downgraded = epochs;
         self.protocol_type = Some("consumer".into());
         self.protocol = Some(protocol);
         self.leader = rebuilt.first().map(|m| m.id.clone());
@@ -272,7 +299,7 @@ mod tests {
                     protocols: vec![("range".into(), subscription())],
                 };
                 let ((_, epoch, _), _) = c.classic_join(join, &t, now).unwrap();
-                let held = decode_assignment(&c.classic_sync(id, epoch).unwrap());
+                let held = decode_assignment("g", &c.classic_sync(id, epoch).unwrap()).unwrap();
                 held_by_classic += held.values().map(BTreeSet::len).sum::<usize>();
                 rejoined += 1;
             }
@@ -315,6 +342,16 @@ mod tests {
         assert_eq!(g.members.len(), 2);
         assert_eq!(g.state, GroupState::PreparingRebalance);
         assert!(g.generation >= epoch);
+        // Each member is told to rejoin at the epoch it had, and may commit.
+        for id in &classic_ids {
+            let mine = g.downgraded[id];
+            let e = g.heartbeat(id, mine, now).unwrap_err();
+            assert!(
+                matches!(e, CoordinatorError::RebalanceInProgress { .. }),
+                "{e}"
+            );
+            g.check_commit(id, mine).unwrap();
+        }
     }
 
     #[test]

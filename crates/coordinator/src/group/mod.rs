@@ -223,6 +223,10 @@ pub struct Group {
     pub rebalances: u64,
     /// The group's state when it is on the consumer protocol (KIP-848).
     pub consumer: Option<ConsumerGroup>,
+    /// After a move back to the classic protocol: each member's epoch from
+    /// the consumer protocol, accepted as its generation (heartbeats answer
+    /// "rejoin", commits pass) until the next generation.
+    downgraded: HashMap<String, i32>,
 }
 
 impl Group {
@@ -246,6 +250,7 @@ impl Group {
             settings,
             rebalances: 0,
             consumer: None,
+            downgraded: HashMap::new(),
         }
     }
 

@@ -72,6 +72,12 @@ impl Group {
                 })
             };
         }
+        if self.downgraded.get(member_id) == Some(&generation)
+            && self.members.contains_key(member_id)
+        {
+            // Its partitions are still its own until it joins again.
+            return Ok(());
+        }
         self.check_member(member_id, generation)?;
         if self.state == GroupState::CompletingRebalance {
             return Err(CoordinatorError::CompletingRebalance {

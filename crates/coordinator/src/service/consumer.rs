@@ -79,11 +79,32 @@ async fn beat(
     let (answer, write) = c.with_group(&group, true, |g, home| {
         let g = g.expect("created");
         let now = Instant::now();
-        let cg = g.as_consumer(now)?;
-        let (answer, changed) = cg.heartbeat(hb, &topics, now)?;
+        // A classic group with members moves online only for a join, and
+        // back as it was if the join is refused.
+        let classic = (!g.is_consumer() && g.member_count() > 0).then(|| g.snapshot());
+        if classic.is_some() && hb.member_epoch != 0 {
+            return Err(CoordinatorError::OtherProtocol {
+                group: group.clone(),
+                uses: "classic",
+                asked: "consumer",
+            });
+        }
+        let answered = g.as_consumer(now).and_then(|cg| {
+            cg.heartbeat(hb, &topics, now)
+                .map(|r| (r, cg.unconfirmed()))
+        });
+        let ((answer, changed), unconfirmed) = match answered {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(rec) = classic {
+                    g.restore(rec, now);
+                }
+                return Err(e);
+            }
+        };
         // Written again while an earlier write is unconfirmed: this answer
         // may carry what only that write holds.
-        let write = changed || cg.unconfirmed();
+        let write = changed || unconfirmed;
         // The last consumer-protocol member left a group of classic ones.
         let write = g.maybe_downgrade(now) || write;
         // Submitted under the lock, so records reach the log in the order

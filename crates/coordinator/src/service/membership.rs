@@ -191,7 +191,13 @@ pub(super) fn leave_group(
             let mut out = Vec::new();
             for m in &req.members {
                 let r = match g.as_deref_mut() {
-                    Some(g) => match super::migration::leave(svc, g, home, &m.member_id) {
+                    Some(g) => match super::migration::leave(
+                        svc,
+                        g,
+                        home,
+                        &m.member_id,
+                        m.group_instance_id.as_deref(),
+                    ) {
                         Some(r) => r.map(|()| Effects::default()),
                         None => g.leave(&m.member_id, m.group_instance_id.as_deref(), Instant::now()),
                     },

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use sluice_proto::coordinator as pb;
 
 use super::CoordinatorService;
-use crate::consumer_group::ClassicJoin;
+use crate::consumer_group::{ClassicJoin, TopicCounts};
 use crate::coordinator::{GroupHome, Submitted};
 use crate::error::CoordinatorError;
 use crate::group::{Group, JoinRequest};
@@ -63,6 +63,9 @@ pub(super) async fn join(
     let res = c
         .with_group(group, false, |g, home| {
             let g = g.filter(|g| g.serves_classic_members())?;
+            if let Err(e) = check_join(svc, g, home, &topics, req) {
+                return Some(Err(e));
+            }
             let cg = g.consumer.as_mut().expect("serves classic members");
             let join = ClassicJoin {
                 member_id: req.member_id.clone(),
@@ -143,19 +146,77 @@ pub(super) fn heartbeat(
     }
 }
 
-/// LeaveGroup of one classic member; the group may become classic again.
+/// What the classic path checks of a JoinGroup, and that the topics are
+/// known (an assignment from none would revoke everything).
+fn check_join(
+    svc: &CoordinatorService,
+    g: &Group,
+    home: GroupHome,
+    topics: &TopicCounts,
+    req: &JoinRequest,
+) -> Result<(), CoordinatorError> {
+    if topics.version == 0 {
+        return Err(CoordinatorError::LoadInProgress {
+            group: g.id.clone(),
+            partition: home.partition,
+        });
+    }
+    let cfg = &svc.coordinator.config;
+    let ms = req.session_timeout.as_millis() as u64;
+    if ms < cfg.group_min_session_timeout_ms || ms > cfg.group_max_session_timeout_ms {
+        return Err(CoordinatorError::InvalidSessionTimeout {
+            requested_ms: ms,
+            min_ms: cfg.group_min_session_timeout_ms,
+            max_ms: cfg.group_max_session_timeout_ms,
+        });
+    }
+    if req.protocol_type != "consumer" || req.protocols.is_empty() {
+        return Err(CoordinatorError::InconsistentProtocol {
+            group: g.id.clone(),
+            protocol_type: "consumer".into(),
+        });
+    }
+    Ok(())
+}
+
+/// LeaveGroup of one classic member (by member id, or by instance id as an
+/// admin removes a static member); the group may become classic again.
 pub(super) fn leave(
     svc: &CoordinatorService,
     g: &mut Group,
     home: GroupHome,
     member_id: &str,
+    instance: Option<&str>,
 ) -> Option<Result<(), CoordinatorError>> {
     if !g.serves_classic_members() {
         return None;
     }
     let topics = svc.coordinator.topics();
+    if topics.version == 0 {
+        return Some(Err(CoordinatorError::LoadInProgress {
+            group: g.id.clone(),
+            partition: home.partition,
+        }));
+    }
     let cg = g.consumer.as_mut().expect("serves classic members");
-    if let Err(e) = cg.classic_leave(member_id, &topics) {
+    let member_id = match instance.filter(|_| member_id.is_empty()) {
+        Some(i) => match cg
+            .rec
+            .members
+            .values()
+            .find(|m| m.instance_id.as_deref() == Some(i))
+        {
+            Some(m) => m.member_id.clone(),
+            None => {
+                return Some(Err(CoordinatorError::UnknownInstance {
+                    group: g.id.clone(),
+                    instance: i.to_string(),
+                }));
+            }
+        },
+        None => member_id.to_string(),
+    };
+    if let Err(e) = cg.classic_leave(&member_id, &topics) {
         return Some(Err(e));
     }
     g.maybe_downgrade(Instant::now());
