@@ -37,6 +37,15 @@ pub struct ClassicJoin {
     pub protocols: Vec<(String, Bytes)>,
 }
 
+/// Whether a classic member rebalances cooperatively (KIP-429): it keeps
+/// its partitions across a join and lists them as owned. Eager members give
+/// everything up before joining, whatever their subscription lists (Sluice's
+/// own eager client lists the partitions it gave up, for its sticky
+/// assignor).
+fn cooperative(protocols: &[(String, Bytes)]) -> bool {
+    protocols.iter().any(|(n, _)| n == "cooperative-sticky")
+}
+
 /// A subscription's topics and owned partitions.
 pub fn decode_subscription(
     group: &str,
@@ -114,7 +123,10 @@ impl ConsumerGroup {
                 group: self.id.clone(),
             });
         };
-        let (subscribed, owned) = decode_subscription(&self.id, &metadata)?;
+        let (subscribed, mut owned) = decode_subscription(&self.id, &metadata)?;
+        if !cooperative(&req.protocols) {
+            owned.clear();
+        }
         let id = if req.member_id.is_empty() {
             uuid::Uuid::new_v4().to_string()
         } else {
@@ -191,8 +203,7 @@ impl ConsumerGroup {
         self.update_target(topics);
         let target = self.rec.target.get(&id).cloned().unwrap_or_default();
         let current = &self.rec.members[&id];
-        // What it does not list as owned it has given up (eager members give
-        // up everything before joining again).
+        // What it does not list as owned it has given up.
         let next = current.reconcile(self.rec.assignment_epoch, &target, Some(&owned), |t, p| {
             self.owner(t, p).is_some_and(|o| o != id)
         });
@@ -337,7 +348,10 @@ pub fn member_from_classic(
         .find(|(n, _)| n == protocol)
         .map(|(_, b)| b.clone())
         .unwrap_or_default();
-    let (subscribed, owned) = decode_subscription(group, &metadata)?;
+    let (subscribed, mut owned) = decode_subscription(group, &metadata)?;
+    if !cooperative(&m.protocols) {
+        owned.clear();
+    }
     let assigned = decode_assignment(group, assignment)?;
     let mut out = ConsumerMember::new(m.member_id);
     out.instance_id = m.instance_id;

@@ -355,6 +355,56 @@ mod tests {
     }
 
     #[test]
+    fn an_eager_member_listing_what_it_gave_up_is_not_left_revoking() {
+        let now = Instant::now();
+        let t = topics();
+        let mut g = classic_pair(MigrationPolicy::Bidirectional, now);
+        let classic_ids: Vec<String> = g.members.keys().cloned().collect();
+        let c = g.as_consumer(now).unwrap();
+        c.heartbeat(
+            Heartbeat {
+                member_id: "new".into(),
+                member_epoch: 0,
+                rebalance_timeout_ms: 30_000,
+                subscribed_topic_names: Some(vec!["t".into()]),
+                owned: Some(Default::default()),
+                ..Default::default()
+            },
+            &t,
+            now,
+        )
+        .unwrap();
+        for id in &classic_ids {
+            let had: Vec<(String, i32)> =
+                crate::consumer_group::member::flat(&c.rec.members[id].assigned)
+                    .map(|(t, p)| (t.to_string(), p))
+                    .collect();
+            // Sluice's eager client lists the partitions it gave up.
+            let metadata = consumer_protocol::encode_subscription(&Subscription {
+                topics: vec!["t".into()],
+                owned_partitions: had,
+                generation_id: 1,
+                rack_id: None,
+            });
+            let join = ClassicJoin {
+                member_id: id.clone(),
+                instance_id: None,
+                client_id: id.clone(),
+                client_host: String::new(),
+                session_timeout: Duration::from_secs(10),
+                rebalance_timeout: Duration::from_secs(30),
+                protocols: vec![("range".into(), metadata)],
+            };
+            let ((_, epoch, _), _) = c.classic_join(join, &t, now).unwrap();
+            assert_ne!(
+                c.rec.members[id].state,
+                crate::consumer_group::MemberState::UnrevokedPartitions
+            );
+            assert_eq!(epoch, c.rec.assignment_epoch);
+        }
+    }
+
+    #[test]
     fn with_migration_disabled_a_group_with_members_keeps_its_protocol() {
         let now = Instant::now();
         let mut g = classic_pair(MigrationPolicy::Disabled, now);
