@@ -532,3 +532,90 @@ async fn a_coordinator_killed_mid_reconciliation_splits_nothing() {
         "kip848: {produced} records, {twice} read twice (each after its first reader's last commit)"
     );
 }
+
+/// Sluice's own classic (eager) members, then a consumer-protocol member:
+/// the group moves to the consumer protocol with the classic members in it,
+/// and back when the consumer-protocol member leaves; never two owners.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classic_members_move_to_the_consumer_protocol_and_back_online() {
+    let (c, log) = start().await;
+    let (stop_producing, producer) = spawn_producer(&c);
+    let group = "kip848-migration";
+    let classic = |id: usize| {
+        member_config(&c, group, id)
+            .with("group.protocol", "classic")
+            .unwrap()
+            .with("heartbeat.interval.ms", "300")
+            .unwrap()
+            .with("session.timeout.ms", "6000")
+            .unwrap()
+    };
+    let mut members: Vec<Member> = (0..2)
+        .map(|i| spawn_member(classic(i), i, log.clone()))
+        .collect();
+    wait_for(
+        &c,
+        &log,
+        "two classic members",
+        Duration::from_secs(60),
+        |h| shares(h) == [6, 6],
+    )
+    .await;
+    let admin = Admin::new(c.client_config()).unwrap();
+    assert_eq!(
+        admin
+            .describe_consumer_group(group)
+            .await
+            .unwrap()
+            .group_type,
+        "classic"
+    );
+    let newcomer = spawn_member(member_config(&c, group, 2), 2, log.clone());
+    wait_for(
+        &c,
+        &log,
+        "three members on the consumer protocol",
+        Duration::from_secs(90),
+        |h| shares(h) == [4, 4, 4],
+    )
+    .await;
+    assert_eq!(
+        admin
+            .describe_consumer_group(group)
+            .await
+            .unwrap()
+            .group_type,
+        "consumer"
+    );
+    newcomer.close().await;
+    wait_for(
+        &c,
+        &log,
+        "the classic members alone again",
+        Duration::from_secs(90),
+        |h| shares(h) == [6, 6],
+    )
+    .await;
+    let start = Instant::now();
+    while admin
+        .describe_consumer_group(group)
+        .await
+        .unwrap()
+        .group_type
+        != "classic"
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "not classic again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop_producing.send_replace(true);
+    producer.await.unwrap();
+    for m in members.drain(..) {
+        m.close().await;
+    }
+    let l = log.lock();
+    check_single_owner(&l);
+    check_duplicates(&l);
+}
