@@ -5,12 +5,9 @@
 //! an open Fetch long poll); ACL changes applied within a second. The Kafka
 //! face's side is tests/kafka/test_sasl_acl.py.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use sluice_auth::scram::Mechanism;
-use sluice_auth::{AclBinding, Operation, PatternType, Permission, ResourceType};
-use sluice_client::cluster::{Channel, Credentials};
+use sluice_auth::{Operation, ResourceType};
 use sluice_client::security_admin::AclFilter;
 use sluice_client::{Admin, ClientConfig, ErrorCode, NewTopic, Producer, ProducerRecord};
 use sluice_proto::broker as bpb;
@@ -19,62 +16,11 @@ use sluice_proto::controller as cpb;
 use sluice_proto::controller::controller_client::ControllerClient;
 use sluice_proto::coordinator as gpb;
 use sluice_proto::coordinator::group_coordinator_client::GroupCoordinatorClient;
-use sluice_standalone::{Standalone, StandaloneOptions};
+use sluice_standalone::Standalone;
 use sluice_types::ApiError;
-use tonic::service::interceptor::InterceptedService;
 
-async fn node(dir: &std::path::Path) -> Standalone {
-    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let mut opts = StandaloneOptions::new(dir.join("node"), addr);
-    opts.listen_protocol = sluice_tls::SecurityProtocol::SaslPlaintext;
-    opts.broker.security.authorizer = "kafka.security.authorizer.AclAuthorizer".into();
-    opts.broker.security.super_users = "User:admin".into();
-    let node = Standalone::start(opts).await.unwrap();
-    // The node's own connections are trusted: the first administrator.
-    let own = Admin::new(node.client.clone().as_service()).unwrap();
-    own.set_scram_password("admin", Mechanism::ScramSha256, "admin-secret", 4096)
-        .await
-        .unwrap();
-    node
-}
-
-fn config(node: &Standalone, user: &str, password: &str) -> ClientConfig {
-    ClientConfig::new(&node.addr.to_string())
-        .with("security.protocol", "SASL_PLAINTEXT")
-        .unwrap()
-        .with("sasl.username", user)
-        .unwrap()
-        .with("sasl.password", password)
-        .unwrap()
-        .with("request.timeout.ms", "5000")
-        .unwrap()
-        .with("delivery.timeout.ms", "5000")
-        .unwrap()
-        .with("retries", "0")
-        .unwrap()
-}
-
-fn admin(node: &Standalone) -> Admin {
-    Admin::new(config(node, "admin", "admin-secret")).unwrap()
-}
-
-fn channel(node: &Standalone, config: &ClientConfig) -> Channel {
-    let endpoint =
-        tonic::transport::Endpoint::from_shared(format!("http://{}", node.addr)).unwrap();
-    InterceptedService::new(endpoint.connect_lazy(), Credentials::of(config).unwrap())
-}
-
-fn acl(rtype: ResourceType, name: &str, principal: &str, op: Operation) -> AclBinding {
-    AclBinding {
-        resource_type: rtype,
-        pattern_type: PatternType::Literal,
-        resource_name: name.into(),
-        principal: principal.into(),
-        host: "*".into(),
-        operation: op,
-        permission: Permission::Allow,
-    }
-}
+mod secured;
+use secured::{acl, admin, channel, config, node, setup_user};
 
 /// The first error code an answer carries (the status's, or the first
 /// per-entry error), NONE when there is none.
@@ -111,14 +57,6 @@ async fn end_offset(node: &Standalone, topic: &str) -> i64 {
     let p = &r.topics[0].partitions[0];
     assert!(p.error.is_none(), "{:?}", p.error);
     p.offset
-}
-
-async fn setup_user(node: &Standalone, user: &str) -> ClientConfig {
-    admin(node)
-        .set_scram_password(user, Mechanism::ScramSha512, "pw-of-nobody", 4096)
-        .await
-        .unwrap();
-    config(node, user, "pw-of-nobody")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -751,71 +689,6 @@ async fn an_acl_change_applies_within_a_second() {
             "not removed within a second"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    node.shutdown().await.unwrap();
-}
-
-/// A consumer-protocol member needs Describe on the topics it subscribes to
-/// (Kafka's rule), beside Read on the group.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_consumer_protocol_subscription_needs_describe_on_its_topics() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = node(dir.path()).await;
-    let a = admin(&node);
-    a.create_topic(NewTopic::new("t", 1, 1)).await.unwrap();
-    let bob = setup_user(&node, "bob").await;
-    a.create_acls(&[acl(ResourceType::Group, "g", "User:bob", Operation::Read)])
-        .await
-        .unwrap()
-        .into_iter()
-        .for_each(|r| r.unwrap());
-    // Standalone serves every service on one address.
-    let mut groups = GroupCoordinatorClient::new(channel(&node, &bob));
-    let join = || gpb::ConsumerGroupHeartbeatRequest {
-        group_id: "g".into(),
-        member_id: "bob-1".into(),
-        rebalance_timeout_ms: 10_000,
-        subscribed_topic_names: Some(gpb::TopicNames {
-            names: vec!["t".into()],
-        }),
-        owned: Some(Default::default()),
-        ..Default::default()
-    };
-    let r = groups
-        .consumer_group_heartbeat(join())
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        r.error.map(|e| e.code),
-        Some(ErrorCode::TopicAuthorizationFailed as i32)
-    );
-    a.create_acls(&[acl(
-        ResourceType::Topic,
-        "t",
-        "User:bob",
-        Operation::Describe,
-    )])
-    .await
-    .unwrap()
-    .into_iter()
-    .for_each(|r| r.unwrap());
-    // FindCoordinator creates __consumer_offsets and waits for its load.
-    a.describe_consumer_group("g").await.unwrap();
-    let start = Instant::now();
-    loop {
-        let r = groups
-            .consumer_group_heartbeat(join())
-            .await
-            .unwrap()
-            .into_inner();
-        if r.error.is_none() {
-            assert_eq!(r.member_epoch, 1);
-            assert_eq!(r.assignment.unwrap().topics[0].partitions, [0]);
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "{:?}", r.error);
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     node.shutdown().await.unwrap();
 }

@@ -150,16 +150,7 @@ impl ConsumerGroup {
             }
             // KIP-345: the newest process with the instance id takes the
             // old one's place and partitions (the old one is fenced).
-            self.release(&old);
-            self.rec.members.remove(&old.member_id);
-            let target = self.rec.target.remove(&old.member_id);
-            self.deadlines.remove(&old.member_id);
-            let mut m = old;
-            m.member_id = id.clone();
-            m.left_static = false;
-            if let Some(t) = target {
-                self.rec.target.insert(id.clone(), t);
-            }
+            let m = self.take_place(old, &id);
             self.put(m);
         } else if !req.member_id.is_empty() && !self.rec.members.contains_key(&id) {
             // Removed (its session ran out): its partitions may be another

@@ -492,19 +492,10 @@ impl ConsumerGroup {
             // The next incarnation takes the old one's place and partitions
             // (the old process is gone: it left, so what it was giving up
             // is given up).
-            self.release(&old);
-            self.rec.members.remove(&old.member_id);
-            let target = self.rec.target.remove(&old.member_id);
-            self.deadlines.remove(&old.member_id);
-            let mut m = old;
-            m.member_id = id.clone();
-            m.left_static = false;
+            let mut m = self.take_place(old, &id);
             m.revoking.clear();
             if m.state == MemberState::UnrevokedPartitions {
                 m.state = MemberState::UnreleasedPartitions;
-            }
-            if let Some(t) = target {
-                self.rec.target.insert(id, t);
             }
             return Ok((m, false));
         }
@@ -525,6 +516,22 @@ impl ConsumerGroup {
             });
         }
         Ok((ConsumerMember::new(id), true))
+    }
+
+    /// A static member's next incarnation takes the old one's place under
+    /// `id`: its partitions, target and epoch (the old one is fenced).
+    fn take_place(&mut self, old: ConsumerMember, id: &str) -> ConsumerMember {
+        self.release(&old);
+        self.rec.members.remove(&old.member_id);
+        let target = self.rec.target.remove(&old.member_id);
+        self.deadlines.remove(&old.member_id);
+        let mut m = old;
+        m.member_id = id.to_string();
+        m.left_static = false;
+        if let Some(t) = target {
+            self.rec.target.insert(id.to_string(), t);
+        }
+        m
     }
 
     /// The member a heartbeat with a positive epoch is for, fenced when the
